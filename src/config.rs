@@ -1,0 +1,108 @@
+//! Command line and `DRIFT_*` environment configuration.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "drift",
+    version,
+    about = "Drift: Temporal-powered low-code workflows with a real-time gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Everything on one machine: starts Temporal and Redis (unless addresses are given), runs
+    /// gateway + worker in one process, loads the examples and their local API stand-ins.
+    Dev(DevArgs),
+    /// Gateway only (stateless; run any number behind a load balancer).
+    Serve(ServeArgs),
+    /// Temporal worker only (run any number).
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Temporal frontend address (host:port). `dev` starts its own when absent.
+    #[arg(long, env = "DRIFT_TEMPORAL_ADDRESS")]
+    pub temporal_address: Option<String>,
+    /// Temporal namespace.
+    #[arg(long, env = "DRIFT_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// Temporal task queue shared by gateways and workers.
+    #[arg(long, env = "DRIFT_TASK_QUEUE", default_value = "drift")]
+    pub task_queue: String,
+    /// Redis URL (redis://host:port). `dev` starts its own when absent.
+    #[arg(long, env = "DRIFT_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel (separates deployments sharing a Redis).
+    #[arg(long, env = "DRIFT_KEY_PREFIX", default_value = "drift")]
+    pub key_prefix: String,
+    /// States kept per workflow in the Redis history log (for replay to reconnecting streams).
+    #[arg(long, env = "DRIFT_HISTORY_LEN", default_value_t = 100)]
+    pub history_len: usize,
+    /// How long Redis keeps a workflow's latest state and history after its last change.
+    #[arg(long, env = "DRIFT_STATE_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub state_ttl_secs: u64,
+    /// Local data folder (`dev` keeps Temporal's SQLite file and Redis data here).
+    #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GatewayArgs {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "DRIFT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Folder of workflow definitions (`*.json`) and node resources (`nodes/*.json`).
+    #[arg(long, env = "DRIFT_DEFINITIONS", default_value = "examples")]
+    pub definitions: PathBuf,
+    /// Sync wait when the request has no `Prefer: wait=N`, in milliseconds.
+    #[arg(long, env = "DRIFT_DEFAULT_WAIT_MS", default_value_t = 10_000)]
+    pub default_wait_ms: u64,
+    /// Upper bound for `Prefer: wait=N`, in milliseconds.
+    #[arg(long, env = "DRIFT_MAX_WAIT_MS", default_value_t = 60_000)]
+    pub max_wait_ms: u64,
+    /// A workflow continues as new once its Temporal history has this many events.
+    #[arg(long, env = "DRIFT_HISTORY_LIMIT", default_value_t = 2_000)]
+    pub history_limit: u32,
+    /// Redis pub/sub connections the subscription hub spreads channels over.
+    #[arg(long, env = "DRIFT_HUB_SHARDS", default_value_t = 2)]
+    pub hub_shards: usize,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "DRIFT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Set an `enumStore` value in every loaded definition that has it (KEY=VALUE, repeatable),
+    /// e.g. `--enum apiBase=https://api.example.com`.
+    #[arg(long = "enum", env = "DRIFT_ENUMS", value_delimiter = ',')]
+    pub enums: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// Also run a worker in this process; starts then use Eager Workflow Start.
+    #[arg(long, env = "DRIFT_EMBED_WORKER")]
+    pub embed_worker: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub common: Common,
+}

@@ -1,0 +1,271 @@
+//! `drift dev`: the one-command local platform. Starts `temporal server start-dev` and
+//! `redis-server` as supervised children when no addresses are given, runs gateway + worker in
+//! this process with the examples and their API stand-ins, and stops everything on Ctrl-C.
+
+use crate::config::DevArgs;
+use crate::server;
+use crate::temporal::client::{Temporal, connect};
+use crate::temporal::worker;
+use anyhow::{Context, bail};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+const SETUP_HINT: &str =
+    "run scripts/setup.sh (it installs protoc, redis-server and the Temporal CLI), then try again";
+
+/// A child process that is stopped when this handle is dropped or this process dies: a small
+/// shell supervisor kills it when its parent goes away, even after `kill -9`.
+pub struct Supervised {
+    pub name: &'static str,
+    child: Child,
+}
+
+impl Supervised {
+    pub fn spawn(
+        name: &'static str,
+        program: &str,
+        args: &[String],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
+        if which(program).is_none() {
+            bail!("{program} was not found on PATH; {SETUP_HINT}");
+        }
+        let log_file =
+            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        const SUPERVISOR: &str = r#"
+"$@" & c=$!
+trap 'kill $c 2>/dev/null; wait $c; exit 0' TERM INT
+while kill -0 "$DRIFT_PARENT" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 0.5; done
+kill $c 2>/dev/null; wait $c
+"#;
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(SUPERVISOR)
+            .arg("drift-supervisor")
+            .arg(program)
+            .args(args)
+            .env("DRIFT_PARENT", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {program}"))?;
+        Ok(Self { name, child })
+    }
+
+    /// Asks the child to stop and waits (bounded) for it.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+        }
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+pub fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Starts a Temporal dev server on `port` with its SQLite file under `dir`.
+pub fn start_temporal(dir: &Path, port: u16) -> anyhow::Result<Supervised> {
+    std::fs::create_dir_all(dir)?;
+    let args: Vec<String> = [
+        "server",
+        "start-dev",
+        "--headless",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--db-filename",
+        &dir.join("temporal.db").display().to_string(),
+        "--log-level",
+        "warn",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Supervised::spawn("temporal", "temporal", &args, &dir.join("temporal.log"))
+}
+
+/// Starts redis-server on `port` with its data under `dir`.
+pub fn start_redis(dir: &Path, port: u16) -> anyhow::Result<Supervised> {
+    std::fs::create_dir_all(dir)?;
+    let args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        &dir.display().to_string(),
+        "--save",
+        "60 1",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Supervised::spawn("redis", "redis-server", &args, &dir.join("redis.log"))
+}
+
+/// Waits until Redis answers PING.
+pub async fn wait_redis(url: &str, within: Duration) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(Ok(mut c)) = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("Redis at {url} did not answer within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until Temporal accepts a connection and answers.
+pub async fn wait_temporal(
+    cfg: &crate::temporal::client::TemporalConfig,
+    within: Duration,
+) -> anyhow::Result<temporalio_client::Client> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(c) = connect(cfg).await {
+            let t = Temporal::with_client(cfg.clone(), c.clone());
+            if t.ping().await.is_ok() {
+                return Ok(c);
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "Temporal at {} did not answer within {within:?} (see its log under the data folder)",
+                cfg.address
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn run(a: DevArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    server::spawn_signal(shutdown.clone());
+    let data = a.common.data_dir.clone();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating data folder {}", data.display()))?;
+    let mut children = Vec::new();
+
+    let redis_url = match &a.common.redis_url {
+        Some(u) => u.clone(),
+        None => {
+            let port = free_port()?;
+            children.push(start_redis(&data.join("redis"), port)?);
+            format!("redis://127.0.0.1:{port}")
+        }
+    };
+    let temporal_address = match &a.common.temporal_address {
+        Some(t) => t.clone(),
+        None => {
+            let port = free_port()?;
+            eprintln!(
+                "drift dev: starting Temporal dev server on 127.0.0.1:{port} (data in {})",
+                data.join("temporal").display()
+            );
+            children.push(start_temporal(&data.join("temporal"), port)?);
+            format!("127.0.0.1:{port}")
+        }
+    };
+    let result = run_with(&a, &redis_url, &temporal_address, shutdown.clone()).await;
+    shutdown.cancel();
+    for c in children {
+        eprintln!("drift dev: stopping {}", c.name);
+        c.stop().await;
+    }
+    result
+}
+
+async fn run_with(
+    a: &DevArgs,
+    redis_url: &str,
+    temporal_address: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    wait_redis(redis_url, Duration::from_secs(20))
+        .await
+        .context(SETUP_HINT)?;
+    let tcfg = server::temporal_config(&a.common, temporal_address);
+    eprintln!("drift dev: waiting for Temporal at {temporal_address} …");
+    let client = tokio::select! {
+        c = wait_temporal(&tcfg, Duration::from_secs(90)) => c?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    let listener = tokio::net::TcpListener::bind(&a.gateway.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "binding {} (is another drift dev running? pass --listen 127.0.0.1:PORT)",
+                a.gateway.listen
+            )
+        })?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let registry = server::load_registry(
+        &a.gateway,
+        &[("apiBase".into(), format!("{base}/stand-ins"))],
+    )?;
+    let worker_thread = worker::spawn(
+        client.clone(),
+        server::worker_config(&a.common, redis_url),
+        shutdown.clone(),
+    )?;
+    let temporal = Temporal::with_client(tcfg, client);
+    let state = server::gateway_state(
+        &a.common,
+        &a.gateway,
+        registry,
+        temporal,
+        redis_url,
+        shutdown.clone(),
+    )
+    .await?;
+    let router = crate::gateway::app(state).merge(crate::standins::router());
+    eprintln!(
+        "\n  Drift is running.\n    API:     {base}/v3\n    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {redis_url}\n  Press Ctrl-C to stop.\n"
+    );
+    server::serve_router(listener, router, shutdown).await?;
+    server::join_worker(worker_thread).await;
+    Ok(())
+}

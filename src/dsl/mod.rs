@@ -1,0 +1,439 @@
+//! Workflow definitions: the JSON model users write, loading from files and validation that
+//! names the offending node and field.
+
+mod validate;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub use validate::{ValidationError, validate};
+
+/// A workflow definition: a graph of named node instances.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Definition {
+    pub id: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub start_node: String,
+    #[serde(default)]
+    pub default_failure_node: Option<String>,
+    pub states: BTreeMap<String, StateEntry>,
+    /// Static lookups available to scripts as `enums` and to JSONPath as `$._enum_store`.
+    #[serde(default)]
+    pub enum_store: BTreeMap<String, Value>,
+}
+
+fn default_version() -> String {
+    "1".to_string()
+}
+
+/// One node instance: an inline node or a reference to a stored node definition.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StateEntry {
+    #[serde(default)]
+    pub node: Option<Node>,
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    #[serde(default)]
+    pub resource_version: Option<String>,
+    /// Node parameters: a string starting with `$` is a JSONPath into the context, anything
+    /// else is a literal.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub next_node: Option<String>,
+}
+
+/// A stored, reusable node definition (referenced by `resourceId` + `resourceVersion`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeResource {
+    pub id: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    pub node: Node,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Node {
+    Http(HttpNode),
+    Script(ScriptNode),
+    Branch(BranchNode),
+    Instruction(InstructionNode),
+    Wait(WaitNode),
+    Success(SuccessNode),
+    Failure(FailureNode),
+    Child(ChildNode),
+}
+
+impl Node {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Node::Http(_) => "HTTP",
+            Node::Script(_) => "SCRIPT",
+            Node::Branch(_) => "BRANCH",
+            Node::Instruction(_) => "INSTRUCTION",
+            Node::Wait(_) => "WAIT",
+            Node::Success(_) => "SUCCESS",
+            Node::Failure(_) => "FAILURE",
+            Node::Child(_) => "CHILD",
+        }
+    }
+}
+
+/// An HTTP call. String fields may hold `{{ expression }}` templates (Rhai); a body string that
+/// is exactly one template is replaced by the expression's value, keeping its JSON type.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpNode {
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub url: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<Value>,
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Script over `response` (`{status, headers, body}`) whose value becomes the node output.
+    #[serde(default)]
+    pub transformer: Option<String>,
+}
+
+fn default_method() -> String {
+    "GET".to_string()
+}
+fn default_http_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_initial_interval_ms")]
+    pub initial_interval_ms: u64,
+    #[serde(default = "default_backoff")]
+    pub backoff_coefficient: f64,
+    #[serde(default = "default_max_interval_ms")]
+    pub max_interval_ms: u64,
+}
+
+fn default_attempts() -> u32 {
+    3
+}
+fn default_initial_interval_ms() -> u64 {
+    200
+}
+fn default_backoff() -> f64 {
+    2.0
+}
+fn default_max_interval_ms() -> u64 {
+    5_000
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_attempts(),
+            initial_interval_ms: default_initial_interval_ms(),
+            backoff_coefficient: default_backoff(),
+            max_interval_ms: default_max_interval_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScriptNode {
+    pub script: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BranchNode {
+    pub choices: Vec<Choice>,
+    pub default_node: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Choice {
+    pub rule: String,
+    pub next_node: String,
+}
+
+/// A screen. `possibleDynamicValues` maps a widget id to a script that yields its
+/// `possibleValues` (a list of `{displayValue, value}` or of plain values).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InstructionNode {
+    pub layout_id: String,
+    #[serde(default)]
+    pub input_options: Vec<Widget>,
+    #[serde(default)]
+    pub possible_dynamic_values: BTreeMap<String, String>,
+    #[serde(default)]
+    pub disposition: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Widget {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default)]
+    pub instructions: Vec<Instruction>,
+    #[serde(default)]
+    pub possible_values: Vec<PossibleValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub possible_dependent_values: Option<Value>,
+    /// Whether the answer must contain this widget. Defaults to true for input widgets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+}
+
+impl Widget {
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.values.iter().any(|t| t == tag)
+    }
+
+    /// Static text never takes an answer; every other widget does unless marked optional.
+    pub fn is_input(&self) -> bool {
+        !self.has_tag("ui.static_text") && !self.has_tag("ui.complete")
+    }
+
+    pub fn is_required(&self) -> bool {
+        self.is_input() && self.required.unwrap_or(true)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Tags {
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Instruction {
+    pub template_id: String,
+    #[serde(default)]
+    pub template_variables: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PossibleValue {
+    pub display_value: String,
+    pub value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta_data: Option<Value>,
+}
+
+/// A durable timer: `durationMs`, or `until` (an RFC 3339 time, or a `$` JSONPath to one).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WaitNode {
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub until: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SuccessNode {
+    #[serde(default)]
+    pub disposition: Option<Value>,
+}
+
+/// Terminal failure. `errorMessage` may use `{{ }}` templates; without one the error that
+/// routed here (`ctx._error.message`) is reported.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FailureNode {
+    #[serde(default)]
+    pub error_message: Option<String>,
+    #[serde(default)]
+    pub disposition: Option<Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChildNode {
+    pub workflow: String,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// Every workflow and node definition known to this process, by id and version.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    workflows: BTreeMap<String, BTreeMap<u64, Definition>>,
+    nodes: BTreeMap<String, BTreeMap<u64, NodeResource>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid definition: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: version {version:?} must be a positive whole number")]
+    Version { path: String, version: String },
+    #[error("{path}: {errors:?}")]
+    Invalid {
+        path: String,
+        errors: Vec<ValidationError>,
+    },
+}
+
+fn parse_version(path: &str, v: &str) -> Result<u64, LoadError> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| LoadError::Version {
+            path: path.to_string(),
+            version: v.to_string(),
+        })
+}
+
+impl Registry {
+    /// Loads `dir/*.json` as workflow definitions and `dir/nodes/*.json` as node resources,
+    /// then validates every workflow against the loaded nodes.
+    pub fn load_dir(dir: &Path) -> Result<Self, LoadError> {
+        let mut reg = Registry::default();
+        let nodes_dir = dir.join("nodes");
+        if nodes_dir.is_dir() {
+            for path in json_files(&nodes_dir)? {
+                let res: NodeResource = read_json(&path)?;
+                reg.add_node(&path.display().to_string(), res)?;
+            }
+        }
+        for path in json_files(dir)? {
+            let def: Definition = read_json(&path)?;
+            reg.add_workflow(&path.display().to_string(), def)?;
+        }
+        Ok(reg)
+    }
+
+    pub fn add_node(&mut self, origin: &str, res: NodeResource) -> Result<(), LoadError> {
+        let v = parse_version(origin, &res.version)?;
+        self.nodes.entry(res.id.clone()).or_default().insert(v, res);
+        Ok(())
+    }
+
+    pub fn add_workflow(&mut self, origin: &str, def: Definition) -> Result<(), LoadError> {
+        let v = parse_version(origin, &def.version)?;
+        let errors = validate(&def, self);
+        if !errors.is_empty() {
+            return Err(LoadError::Invalid {
+                path: origin.to_string(),
+                errors,
+            });
+        }
+        self.workflows
+            .entry(def.id.clone())
+            .or_default()
+            .insert(v, def);
+        Ok(())
+    }
+
+    /// Sets `enumStore[key]` in every definition that declares that key (deployment values
+    /// such as the base URL of an API).
+    pub fn override_enum(&mut self, key: &str, value: Value) {
+        for versions in self.workflows.values_mut() {
+            for def in versions.values_mut() {
+                if let Some(v) = def.enum_store.get_mut(key) {
+                    *v = value.clone();
+                }
+            }
+        }
+    }
+
+    pub fn workflow_ids(&self) -> impl Iterator<Item = &str> {
+        self.workflows.keys().map(String::as_str)
+    }
+
+    /// `version` is a number, `LATEST`/`ACTIVE` or absent (both mean the newest).
+    pub fn workflow(&self, id: &str, version: Option<&str>) -> Option<&Definition> {
+        pick(self.workflows.get(id)?, version)
+    }
+
+    pub fn node(&self, id: &str, version: Option<&str>) -> Option<&NodeResource> {
+        pick(self.nodes.get(id)?, version)
+    }
+
+    /// A self-contained copy of a definition: node references replaced by the nodes they name,
+    /// so a running workflow never depends on what is edited later.
+    pub fn compile(&self, def: &Definition) -> Result<Definition, String> {
+        let mut out = def.clone();
+        for (name, entry) in out.states.iter_mut() {
+            if entry.node.is_none() {
+                let id = entry.resource_id.as_deref().unwrap_or_default();
+                let res = self
+                    .node(id, entry.resource_version.as_deref())
+                    .ok_or_else(|| format!("states.{name}: unknown node resource {id:?}"))?;
+                entry.node = Some(res.node.clone());
+                entry.resource_version = Some(res.version.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn pick<'a, T>(versions: &'a BTreeMap<u64, T>, version: Option<&str>) -> Option<&'a T> {
+    match version {
+        None | Some("LATEST") | Some("ACTIVE") => versions.values().next_back(),
+        Some(v) => versions.get(&v.parse::<u64>().ok()?),
+    }
+}
+
+fn json_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, LoadError> {
+    let io = |source| LoadError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| LoadError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}

@@ -1,0 +1,341 @@
+use super::{Definition, Node, Registry};
+use crate::engine::{jsonpath, script};
+use serde::Serialize;
+use std::collections::{BTreeSet, VecDeque};
+
+/// One problem in a definition, naming the node instance and the field.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ValidationError {
+    pub node: Option<String>,
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.node {
+            Some(n) => write!(f, "node {n:?}, field {}: {}", self.field, self.message),
+            None => write!(f, "field {}: {}", self.field, self.message),
+        }
+    }
+}
+
+struct Errors(Vec<ValidationError>);
+
+impl Errors {
+    fn push(&mut self, node: Option<&str>, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ValidationError {
+            node: node.map(str::to_string),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks a definition against the registry's node resources. An empty list means valid.
+pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
+    let mut e = Errors(Vec::new());
+    // Checks below see referenced nodes as if they were inline, so a referenced BRANCH wires
+    // the graph like an inline one.
+    let mut inlined = original.clone();
+    for entry in inlined.states.values_mut() {
+        if entry.node.is_none()
+            && let Some(res) = entry
+                .resource_id
+                .as_deref()
+                .and_then(|id| reg.node(id, entry.resource_version.as_deref()))
+        {
+            entry.node = Some(res.node.clone());
+        }
+    }
+    let def = &inlined;
+    let reach = reachable(def);
+    if def.id.is_empty()
+        || !def
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        e.push(None, "id", "must be non-empty letters, digits, '_' or '-'");
+    }
+    let exists = |n: &str| def.states.contains_key(n);
+    if !exists(&def.start_node) {
+        e.push(
+            None,
+            "startNode",
+            format!("names no state: {:?}", def.start_node),
+        );
+    }
+    if let Some(f) = &def.default_failure_node
+        && !exists(f)
+    {
+        e.push(None, "defaultFailureNode", format!("names no state: {f:?}"));
+    }
+
+    for (name, entry) in &original.states {
+        let n = Some(name.as_str());
+        if name.contains(':')
+            || name.starts_with('_')
+            || name == "params"
+            || name == "threadContext"
+        {
+            e.push(n, "name", "instance names may not contain ':', start with '_', or be 'params'/'threadContext'");
+        }
+        let node = match (&entry.node, &entry.resource_id) {
+            (Some(node), None) => Some(node.clone()),
+            (None, Some(id)) => match reg.node(id, entry.resource_version.as_deref()) {
+                Some(res) => Some(res.node.clone()),
+                None => {
+                    e.push(
+                        n,
+                        "resourceId",
+                        format!(
+                            "unknown node resource {id:?} (version {:?})",
+                            entry.resource_version.as_deref().unwrap_or("LATEST")
+                        ),
+                    );
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                e.push(
+                    n,
+                    "node",
+                    "give either an inline node or a resourceId, not both",
+                );
+                None
+            }
+            (None, None) => {
+                e.push(n, "node", "missing: give an inline node or a resourceId");
+                None
+            }
+        };
+        for (p, v) in &entry.parameters {
+            if let Some(path) = v.as_str().filter(|s| s.starts_with('$'))
+                && let Err(err) = jsonpath::parse(path)
+            {
+                e.push(
+                    n,
+                    format!("parameters.{p}"),
+                    format!("bad JSONPath {path:?}: {err}"),
+                );
+            }
+        }
+        if let Some(next) = &entry.next_node
+            && !exists(next)
+        {
+            e.push(n, "nextNode", format!("names no state: {next:?}"));
+        }
+        let Some(node) = node else { continue };
+        let terminal = matches!(node, Node::Success(_) | Node::Failure(_));
+        let branch = matches!(node, Node::Branch(_));
+        if terminal && entry.next_node.is_some() {
+            e.push(
+                n,
+                "nextNode",
+                format!(
+                    "a {} node ends the workflow and takes no nextNode",
+                    node.type_name()
+                ),
+            );
+        }
+        if !terminal && !branch && entry.next_node.is_none() && reach.contains(name.as_str()) {
+            e.push(
+                n,
+                "nextNode",
+                format!("a {} node on the flow needs a nextNode", node.type_name()),
+            );
+        }
+        check_node(&mut e, name, &node, &exists);
+    }
+
+    // A node nobody reaches is fine as a disconnected node (an HTTP or SCRIPT node run by
+    // execute-node); anything else unreachable is almost certainly a wiring mistake.
+    if exists(&def.start_node) {
+        for (name, entry) in &def.states {
+            if reach.contains(name.as_str()) {
+                continue;
+            }
+            let kind = entry.node.as_ref().map(Node::type_name);
+            let executable = matches!(kind, Some("HTTP") | Some("SCRIPT"));
+            if !executable || entry.next_node.is_some() {
+                e.push(Some(name), "nextNode", format!(
+                    "unreachable from startNode {:?}; only HTTP or SCRIPT nodes without nextNode may be disconnected",
+                    def.start_node
+                ));
+            }
+        }
+    }
+    e.0
+}
+
+fn check_node(e: &mut Errors, name: &str, node: &Node, exists: &dyn Fn(&str) -> bool) {
+    let n = Some(name);
+    let check_script = |e: &mut Errors, field: String, src: &str| {
+        if let Err(err) = script::compile(src) {
+            e.push(n, field, format!("script does not compile: {err}"));
+        }
+    };
+    let check_template = |e: &mut Errors, field: String, src: &str| {
+        if let Err(err) = script::check_template(src) {
+            e.push(n, field, err);
+        }
+    };
+    match node {
+        Node::Http(h) => {
+            if !matches!(
+                h.method.as_str(),
+                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
+            ) {
+                e.push(
+                    n,
+                    "node.method",
+                    format!("unsupported method {:?}", h.method),
+                );
+            }
+            check_template(e, "node.url".into(), &h.url);
+            for (k, v) in &h.headers {
+                check_template(e, format!("node.headers.{k}"), v);
+            }
+            for (k, v) in &h.query {
+                check_template(e, format!("node.query.{k}"), v);
+            }
+            if let Some(body) = &h.body {
+                let mut strings = Vec::new();
+                collect_strings(body, &mut strings);
+                for s in strings {
+                    check_template(e, "node.body".into(), s);
+                }
+            }
+            if let Some(t) = &h.transformer {
+                check_script(e, "node.transformer".into(), t);
+            }
+            if h.retry.max_attempts == 0 {
+                e.push(n, "node.retry.maxAttempts", "must be at least 1");
+            }
+            if h.timeout_ms == 0 || h.timeout_ms > 300_000 {
+                e.push(n, "node.timeoutMs", "must be between 1 and 300000");
+            }
+        }
+        Node::Script(s) => check_script(e, "node.script".into(), &s.script),
+        Node::Branch(b) => {
+            for (i, c) in b.choices.iter().enumerate() {
+                check_script(e, format!("node.choices[{i}].rule"), &c.rule);
+                if !exists(&c.next_node) {
+                    e.push(
+                        n,
+                        format!("node.choices[{i}].nextNode"),
+                        format!("names no state: {:?}", c.next_node),
+                    );
+                }
+            }
+            if !exists(&b.default_node) {
+                e.push(
+                    n,
+                    "node.defaultNode",
+                    format!("names no state: {:?}", b.default_node),
+                );
+            }
+        }
+        Node::Instruction(i) => {
+            let mut ids = BTreeSet::new();
+            for (k, w) in i.input_options.iter().enumerate() {
+                if !ids.insert(w.id.as_str()) {
+                    e.push(
+                        n,
+                        format!("node.inputOptions[{k}].id"),
+                        format!("duplicate widget id {:?}", w.id),
+                    );
+                }
+            }
+            for (k, w) in i.input_options.iter().enumerate() {
+                if let Some(p) = &w.parent_id
+                    && !ids.contains(p.as_str())
+                {
+                    e.push(
+                        n,
+                        format!("node.inputOptions[{k}].parentId"),
+                        format!("names no widget: {p:?}"),
+                    );
+                }
+            }
+            for (wid, src) in &i.possible_dynamic_values {
+                if !ids.contains(wid.as_str()) {
+                    e.push(
+                        n,
+                        format!("node.possibleDynamicValues.{wid}"),
+                        "names no widget",
+                    );
+                }
+                check_script(e, format!("node.possibleDynamicValues.{wid}"), src);
+            }
+        }
+        Node::Wait(w) => match (&w.duration_ms, &w.until) {
+            (Some(_), None) => {}
+            (None, Some(u)) if u.starts_with('$') => {
+                if let Err(err) = jsonpath::parse(u) {
+                    e.push(n, "node.until", format!("bad JSONPath: {err}"));
+                }
+            }
+            (None, Some(u)) => {
+                if chrono::DateTime::parse_from_rfc3339(u).is_err() {
+                    e.push(n, "node.until", "must be an RFC 3339 time or a JSONPath");
+                }
+            }
+            _ => e.push(
+                n,
+                "node",
+                "a WAIT node needs exactly one of durationMs or until",
+            ),
+        },
+        Node::Failure(f) => {
+            if let Some(m) = &f.error_message {
+                check_template(e, "node.errorMessage".into(), m);
+            }
+        }
+        Node::Success(_) => {}
+        Node::Child(c) => {
+            if c.workflow.is_empty() {
+                e.push(n, "node.workflow", "must name a workflow definition");
+            }
+        }
+    }
+}
+
+fn collect_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Instance names reachable from the start node by nextNode and branch edges.
+pub(crate) fn reachable(def: &Definition) -> BTreeSet<&str> {
+    let mut seen = BTreeSet::new();
+    // Errors route to defaultFailureNode, so it and what follows it are on the flow too.
+    let mut queue: VecDeque<&str> = [
+        Some(def.start_node.as_str()),
+        def.default_failure_node.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    while let Some(name) = queue.pop_front() {
+        let Some(entry) = def.states.get(name) else {
+            continue;
+        };
+        if !seen.insert(name) {
+            continue;
+        }
+        if let Some(next) = &entry.next_node {
+            queue.push_back(next);
+        }
+        if let Some(Node::Branch(b)) = &entry.node {
+            queue.extend(b.choices.iter().map(|c| c.next_node.as_str()));
+            queue.push_back(&b.default_node);
+        }
+    }
+    seen
+}

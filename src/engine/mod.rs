@@ -1,0 +1,664 @@
+//! The pure node-graph interpreter: state in, next step out. It never does I/O; the Temporal
+//! workflow performs the effects it asks for (HTTP calls, screens, timers, children) and feeds
+//! the results back. That keeps it deterministic for replay and unit-testable without Temporal.
+
+pub mod jsonpath;
+pub mod script;
+
+use crate::dsl::{Definition, HttpNode, Node, PossibleValue, RetryPolicy, StateEntry, Widget};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// Pure steps (SCRIPT, BRANCH) allowed in a row before the flow must reach a stable state.
+pub const MAX_PURE_STEPS: usize = 1_000;
+
+/// Where a run is: the `_global` context and the node to run next.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cursor {
+    pub ctx: Value,
+    pub node: String,
+}
+
+/// An HTTP call for the activity to make.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<Value>,
+    pub timeout_ms: u64,
+}
+
+/// What the activity saw.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+/// A screen as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct View {
+    pub layout_id: String,
+    pub node: String,
+    pub input_options: Vec<Widget>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EndStatus {
+    Completed,
+    Failed,
+}
+
+/// The next thing the workflow must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Http {
+        instance: String,
+        request: HttpRequest,
+        retry: RetryPolicy,
+    },
+    Screen {
+        instance: String,
+        view: View,
+    },
+    Wait {
+        instance: String,
+        duration_ms: Option<u64>,
+        until_ms: Option<i64>,
+    },
+    Child {
+        instance: String,
+        workflow: String,
+        version: Option<String>,
+        params: Value,
+    },
+    End {
+        status: EndStatus,
+        disposition: Option<Value>,
+        error_message: Option<String>,
+    },
+}
+
+/// One answer problem, for a 422.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldError {
+    pub widget_id: String,
+    pub message: String,
+}
+
+/// A disconnected node made ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Prepared {
+    Done(Value),
+    Http {
+        request: HttpRequest,
+        retry: RetryPolicy,
+    },
+}
+
+/// The `_global` context a run starts with.
+pub fn initial_context(def: &Definition, params: Value, thread_context: Value) -> Value {
+    json!({
+        "params": params,
+        "threadContext": thread_context,
+        "_enum_store": def.enum_store,
+    })
+}
+
+pub struct Machine<'a> {
+    def: &'a Definition,
+}
+
+impl<'a> Machine<'a> {
+    pub fn new(def: &'a Definition) -> Self {
+        Self { def }
+    }
+
+    fn entry(&self, name: &str) -> Result<(&'a StateEntry, &'a Node), String> {
+        let entry = self
+            .def
+            .states
+            .get(name)
+            .ok_or_else(|| format!("no state named {name:?}"))?;
+        let node = entry
+            .node
+            .as_ref()
+            .ok_or_else(|| format!("state {name:?} has no resolved node"))?;
+        Ok((entry, node))
+    }
+
+    /// Resolves a node's parameters and stores them as `nodeParameters`.
+    fn enter(
+        &self,
+        cur: &mut Cursor,
+        entry: &StateEntry,
+        overrides: Option<&Value>,
+    ) -> Result<Value, String> {
+        let mut params = Map::new();
+        for (k, v) in &entry.parameters {
+            let value =
+                jsonpath::resolve(v, &cur.ctx).map_err(|e| format!("parameter {k}: {e}"))?;
+            params.insert(k.clone(), value);
+        }
+        if let Some(Value::Object(o)) = overrides {
+            params.extend(o.clone());
+        }
+        let params = Value::Object(params);
+        obj(&mut cur.ctx).insert("nodeParameters".into(), params.clone());
+        Ok(params)
+    }
+
+    /// Runs pure nodes from `cur.node` until the flow needs an effect.
+    pub fn advance(&self, cur: &mut Cursor) -> Effect {
+        let mut failing = false;
+        for _ in 0..MAX_PURE_STEPS {
+            match self.step(cur) {
+                Ok(Some(effect)) => return effect,
+                Ok(None) => {}
+                Err(msg) => {
+                    let node = cur.node.clone();
+                    if failing {
+                        return end_failed(format!("{msg} (while handling an earlier failure)"));
+                    }
+                    failing = true;
+                    if let Some(effect) = self.fail(cur, &node, msg) {
+                        return effect;
+                    }
+                }
+            }
+        }
+        let node = cur.node.clone();
+        self.fail(
+            cur,
+            &node,
+            format!(
+                "more than {MAX_PURE_STEPS} script/branch steps without reaching a stable state"
+            ),
+        )
+        .unwrap_or_else(|| end_failed("endless loop".into()))
+    }
+
+    /// Routes a failure to `defaultFailureNode` (returns None, the cursor moved there) or ends
+    /// the run as FAILED when there is none.
+    fn fail(&self, cur: &mut Cursor, node: &str, msg: String) -> Option<Effect> {
+        obj(&mut cur.ctx).insert("_error".into(), json!({"node": node, "message": msg}));
+        match &self.def.default_failure_node {
+            Some(f) if f != node => {
+                cur.node = f.clone();
+                None
+            }
+            _ => Some(end_failed(msg)),
+        }
+    }
+
+    /// One node. `Ok(None)` means a pure node ran and the cursor moved on.
+    fn step(&self, cur: &mut Cursor) -> Result<Option<Effect>, String> {
+        let name = cur.node.clone();
+        let (entry, node) = self.entry(&name)?;
+        let input = self.enter(cur, entry, None)?;
+        let vars = |ctx| script::Vars {
+            ctx,
+            input: &input,
+            extra: &[],
+        };
+        let next = || {
+            entry
+                .next_node
+                .clone()
+                .ok_or_else(|| format!("state {name:?} has no nextNode"))
+        };
+        match node {
+            Node::Script(s) => {
+                let out = script::eval(&s.script, &vars(&cur.ctx))
+                    .map_err(|e| format!("script failed: {e}"))?;
+                obj(&mut cur.ctx).insert(name.clone(), out);
+                cur.node = next()?;
+                Ok(None)
+            }
+            Node::Branch(b) => {
+                let mut target = &b.default_node;
+                for (i, c) in b.choices.iter().enumerate() {
+                    if script::eval_rule(&c.rule, &vars(&cur.ctx))
+                        .map_err(|e| format!("choice {i} rule failed: {e}"))?
+                    {
+                        target = &c.next_node;
+                        break;
+                    }
+                }
+                cur.node = target.clone();
+                Ok(None)
+            }
+            Node::Http(h) => Ok(Some(Effect::Http {
+                instance: name,
+                request: build_request(h, &vars(&cur.ctx))?,
+                retry: h.retry.clone(),
+            })),
+            Node::Instruction(i) => {
+                let v = vars(&cur.ctx);
+                let mut widgets = i.input_options.clone();
+                for w in widgets.iter_mut() {
+                    if let Some(src) = i.possible_dynamic_values.get(&w.id) {
+                        let values = script::eval(src, &v)
+                            .map_err(|e| format!("possibleDynamicValues.{}: {e}", w.id))?;
+                        w.possible_values = to_possible_values(values)
+                            .map_err(|e| format!("possibleDynamicValues.{}: {e}", w.id))?;
+                    }
+                    for ins in w.instructions.iter_mut() {
+                        for val in ins.template_variables.values_mut() {
+                            let resolved = match &*val {
+                                Value::String(s) if s.starts_with('$') => {
+                                    jsonpath::select(s, v.ctx)?
+                                }
+                                other => script::render_value(other, &v)?,
+                            };
+                            *val = resolved;
+                        }
+                    }
+                }
+                let disposition = i
+                    .disposition
+                    .as_ref()
+                    .map(|d| script::render_value(d, &v))
+                    .transpose()?;
+                Ok(Some(Effect::Screen {
+                    instance: name.clone(),
+                    view: View {
+                        layout_id: i.layout_id.clone(),
+                        node: name,
+                        input_options: widgets,
+                        disposition,
+                    },
+                }))
+            }
+            Node::Wait(w) => {
+                let until_ms = match &w.until {
+                    None => None,
+                    Some(u) => {
+                        let text = if u.starts_with('$') {
+                            match jsonpath::select(u, &cur.ctx)? {
+                                Value::String(s) => s,
+                                other => {
+                                    return Err(format!(
+                                        "until: expected a time string, got {other}"
+                                    ));
+                                }
+                            }
+                        } else {
+                            u.clone()
+                        };
+                        let t = chrono::DateTime::parse_from_rfc3339(&text)
+                            .map_err(|e| format!("until {text:?}: {e}"))?;
+                        Some(t.timestamp_millis())
+                    }
+                };
+                Ok(Some(Effect::Wait {
+                    instance: name,
+                    duration_ms: w.duration_ms,
+                    until_ms,
+                }))
+            }
+            Node::Child(c) => Ok(Some(Effect::Child {
+                instance: name,
+                workflow: c.workflow.clone(),
+                version: c.version.clone(),
+                params: input.clone(),
+            })),
+            Node::Success(s) => {
+                let disposition = s
+                    .disposition
+                    .as_ref()
+                    .map(|d| script::render_value(d, &vars(&cur.ctx)))
+                    .transpose()?;
+                Ok(Some(Effect::End {
+                    status: EndStatus::Completed,
+                    disposition,
+                    error_message: None,
+                }))
+            }
+            Node::Failure(f) => {
+                let v = vars(&cur.ctx);
+                let message = match &f.error_message {
+                    Some(t) => script::render(t, &v)?,
+                    None => cur
+                        .ctx
+                        .pointer("/_error/message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("workflow failed")
+                        .to_string(),
+                };
+                let disposition = f
+                    .disposition
+                    .as_ref()
+                    .map(|d| script::render_value(d, &v))
+                    .transpose()?;
+                Ok(Some(Effect::End {
+                    status: EndStatus::Failed,
+                    disposition,
+                    error_message: Some(message),
+                }))
+            }
+        }
+    }
+
+    /// Feeds an HTTP result back: stores the (transformed) output and moves on, or routes the
+    /// error to the failure node.
+    pub fn http_done(
+        &self,
+        cur: &mut Cursor,
+        instance: &str,
+        result: Result<HttpResponse, String>,
+    ) {
+        match self.http_output(cur, instance, result) {
+            Ok(out) => self.store_and_next(cur, instance, out),
+            Err(msg) => {
+                if let Some(Effect::End { .. }) = self.fail(cur, instance, msg.clone()) {
+                    // No failure node: park on a synthetic end the next advance reports.
+                    self.park_failure(cur, msg);
+                }
+            }
+        }
+    }
+
+    fn http_output(
+        &self,
+        cur: &Cursor,
+        instance: &str,
+        result: Result<HttpResponse, String>,
+    ) -> Result<Value, String> {
+        let (_, node) = self.entry(instance)?;
+        let resp = result.map_err(|e| format!("HTTP call failed: {e}"))?;
+        let Node::Http(h) = node else {
+            return Err(format!("{instance:?} is not an HTTP node"));
+        };
+        match &h.transformer {
+            None => Ok(resp.body),
+            Some(t) => {
+                let response = serde_json::to_value(&resp).map_err(|e| e.to_string())?;
+                let input = cur
+                    .ctx
+                    .get("nodeParameters")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                script::eval(
+                    t,
+                    &script::Vars {
+                        ctx: &cur.ctx,
+                        input: &input,
+                        extra: &[("response", &response)],
+                    },
+                )
+                .map_err(|e| format!("transformer failed: {e}"))
+            }
+        }
+    }
+
+    fn store_and_next(&self, cur: &mut Cursor, instance: &str, out: Value) {
+        obj(&mut cur.ctx).insert(instance.to_string(), out);
+        match self
+            .def
+            .states
+            .get(instance)
+            .and_then(|e| e.next_node.clone())
+        {
+            Some(n) => cur.node = n,
+            None => {
+                let msg = format!("state {instance:?} has no nextNode");
+                if self.fail(cur, instance, msg.clone()).is_some() {
+                    self.park_failure(cur, msg);
+                }
+            }
+        }
+    }
+
+    /// With no failure node to go to, the run ends; `advance` reports it from `_end`.
+    fn park_failure(&self, cur: &mut Cursor, msg: String) {
+        obj(&mut cur.ctx).insert("_error".into(), json!({"node": cur.node, "message": msg}));
+        cur.node = END_FAILED.to_string();
+    }
+
+    /// Checks an answer against the view; on success stores it and moves on.
+    pub fn answer(
+        &self,
+        cur: &mut Cursor,
+        instance: &str,
+        view: &View,
+        answer: &Value,
+    ) -> Result<(), Vec<FieldError>> {
+        validate_answer(view, answer)?;
+        let selected = answer
+            .get("selectedOptions")
+            .cloned()
+            .unwrap_or(Value::Null);
+        obj(&mut cur.ctx).insert(format!("{instance}:viewResponse"), selected);
+        let next = self
+            .def
+            .states
+            .get(instance)
+            .and_then(|e| e.next_node.clone());
+        cur.node = next.unwrap_or_else(|| END_FAILED.to_string());
+        Ok(())
+    }
+
+    /// A timer fired or a child started: store its output and move on.
+    pub fn effect_done(&self, cur: &mut Cursor, instance: &str, output: Value) {
+        self.store_and_next(cur, instance, output);
+    }
+
+    /// Prepares a disconnected node to run against the current context.
+    pub fn prepare_execute(
+        &self,
+        cur: &mut Cursor,
+        node: &str,
+        parameters: Option<&Value>,
+    ) -> Result<Prepared, String> {
+        let (entry, n) = self.entry(node)?;
+        let saved = cur.ctx.get("nodeParameters").cloned();
+        let input = self.enter(cur, entry, parameters)?;
+        let vars = script::Vars {
+            ctx: &cur.ctx,
+            input: &input,
+            extra: &[],
+        };
+        let result = match n {
+            Node::Script(s) => script::eval(&s.script, &vars).map(Prepared::Done),
+            Node::Http(h) => build_request(h, &vars).map(|request| Prepared::Http {
+                request,
+                retry: h.retry.clone(),
+            }),
+            other => Err(format!(
+                "only HTTP and SCRIPT nodes can be executed, {node:?} is {}",
+                other.type_name()
+            )),
+        };
+        // A disconnected run leaves the flow's own parameters as they were.
+        match saved {
+            Some(p) => obj(&mut cur.ctx).insert("nodeParameters".into(), p),
+            None => obj(&mut cur.ctx).remove("nodeParameters"),
+        };
+        if let Ok(Prepared::Done(out)) = &result {
+            obj(&mut cur.ctx).insert(node.to_string(), out.clone());
+        }
+        result
+    }
+
+    /// Finishes a disconnected HTTP node; its output is kept in the context for later nodes.
+    pub fn finish_execute(
+        &self,
+        cur: &mut Cursor,
+        node: &str,
+        result: Result<HttpResponse, String>,
+    ) -> Result<Value, String> {
+        let out = self.http_output(cur, node, result)?;
+        obj(&mut cur.ctx).insert(node.to_string(), out.clone());
+        Ok(out)
+    }
+
+    /// Whether `node` is one that execute-node may run.
+    pub fn is_executable(&self, node: &str) -> bool {
+        matches!(self.entry(node), Ok((_, Node::Http(_) | Node::Script(_))))
+    }
+}
+
+/// A synthetic node name: the run has failed with no failure node to route to.
+pub const END_FAILED: &str = "_end_failed";
+
+impl Machine<'_> {
+    /// `advance`, also honouring a parked failure.
+    pub fn next_effect(&self, cur: &mut Cursor) -> Effect {
+        if cur.node == END_FAILED {
+            let msg = cur
+                .ctx
+                .pointer("/_error/message")
+                .and_then(Value::as_str)
+                .unwrap_or("workflow failed");
+            return end_failed(msg.to_string());
+        }
+        self.advance(cur)
+    }
+}
+
+fn end_failed(msg: String) -> Effect {
+    Effect::End {
+        status: EndStatus::Failed,
+        disposition: None,
+        error_message: Some(msg),
+    }
+}
+
+fn obj(v: &mut Value) -> &mut Map<String, Value> {
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    v.as_object_mut().expect("object")
+}
+
+fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, String> {
+    let mut url =
+        url::Url::parse(&script::render(&h.url, vars)?).map_err(|e| format!("url: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "url: scheme {:?} is not http or https",
+            url.scheme()
+        ));
+    }
+    if !h.query.is_empty() {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in &h.query {
+            q.append_pair(k, &script::render(v, vars)?);
+        }
+    }
+    let headers = h
+        .headers
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), script::render(v, vars)?)))
+        .collect::<Result<_, String>>()?;
+    let body = h
+        .body
+        .as_ref()
+        .map(|b| script::render_value(b, vars))
+        .transpose()?;
+    Ok(HttpRequest {
+        method: h.method.clone(),
+        url: url.to_string(),
+        headers,
+        body,
+        timeout_ms: h.timeout_ms,
+    })
+}
+
+fn to_possible_values(v: Value) -> Result<Vec<PossibleValue>, String> {
+    let Value::Array(items) = v else {
+        return Err("must give a list".into());
+    };
+    items
+        .into_iter()
+        .map(|item| match item {
+            Value::Object(_) => serde_json::from_value(item).map_err(|e| e.to_string()),
+            Value::String(s) => Ok(PossibleValue {
+                display_value: s.clone(),
+                value: Value::String(s),
+                meta_data: None,
+            }),
+            other => Ok(PossibleValue {
+                display_value: other.to_string(),
+                value: other,
+                meta_data: None,
+            }),
+        })
+        .collect()
+}
+
+/// Required widgets present, no unknown widgets, values among `possibleValues` (or the
+/// dependent values for the chosen parent value).
+pub fn validate_answer(view: &View, answer: &Value) -> Result<(), Vec<FieldError>> {
+    let err = |w: &str, m: String| FieldError {
+        widget_id: w.to_string(),
+        message: m,
+    };
+    let Some(selected) = answer.get("selectedOptions").and_then(Value::as_object) else {
+        return Err(vec![err(
+            "",
+            "viewResponse.selectedOptions must be an object of widgetId: value".into(),
+        )]);
+    };
+    let mut errors = Vec::new();
+    for id in selected.keys() {
+        if !view
+            .input_options
+            .iter()
+            .any(|w| &w.id == id && w.is_input())
+        {
+            errors.push(err(id, format!("no input widget {id:?} on this screen")));
+        }
+    }
+    for w in &view.input_options {
+        let value = selected
+            .get(&w.id)
+            .filter(|v| !v.is_null() && v.as_str() != Some(""));
+        let Some(value) = value else {
+            if w.is_required() {
+                errors.push(err(&w.id, "required".into()));
+            }
+            continue;
+        };
+        let mut allowed: Option<Vec<&Value>> = (!w.possible_values.is_empty())
+            .then(|| w.possible_values.iter().map(|p| &p.value).collect());
+        if let (Some(parent), Some(dep)) = (&w.parent_id, &w.possible_dependent_values)
+            && let Some(parent_value) = selected.get(parent)
+        {
+            let key = parent_value
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| parent_value.to_string());
+            if let Some(Value::Array(list)) = dep.get(&key) {
+                allowed = Some(list.iter().map(|p| p.get("value").unwrap_or(p)).collect());
+            }
+        }
+        if let Some(allowed) = allowed
+            && !allowed.contains(&value)
+        {
+            errors.push(err(
+                &w.id,
+                format!("{value} is not one of the allowed values"),
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests;

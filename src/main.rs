@@ -1,0 +1,17 @@
+use clap::Parser;
+use drift::config::{Cli, Cmd};
+
+fn main() -> anyhow::Result<()> {
+    drift::telemetry::init_tracing();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Dev(a) => drift::dev::run(a).await,
+            Cmd::Serve(a) => drift::server::serve(a).await,
+            Cmd::Worker(a) => drift::server::worker(a).await,
+        }
+    })
+}

@@ -1,0 +1,73 @@
+//! Small local stand-ins for the external APIs the examples call (orders, refunds, bank
+//! verification, reports), served under `/stand-ins` by `drift dev` and by the tests.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+struct Counters {
+    refunds: AtomicU64,
+    verifications: AtomicU64,
+}
+
+pub fn router() -> Router {
+    Router::new()
+        .route("/stand-ins/orders/{id}", get(order))
+        .route("/stand-ins/refunds", post(refund))
+        .route("/stand-ins/bank/verify", post(verify))
+        .route("/stand-ins/reports", post(report))
+        .with_state(Arc::new(Counters::default()))
+}
+
+/// Orders: `missing…` → 404, `broken…` → 500, `big…` → an amount above the auto-refund limit.
+async fn order(Path(id): Path<String>) -> impl IntoResponse {
+    if id.starts_with("missing") {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such order"})),
+        );
+    }
+    if id.starts_with("broken") {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": "order service failure"})),
+        );
+    }
+    let amount = if id.starts_with("big") { 1250.0 } else { 42.5 };
+    (
+        StatusCode::OK,
+        Json(
+            json!({"orderId": id, "amount": amount, "currency": "EUR", "status": "DELIVERED", "items": ["Headphones"]}),
+        ),
+    )
+}
+
+async fn refund(State(c): State<Arc<Counters>>, Json(body): Json<Value>) -> impl IntoResponse {
+    let n = c.refunds.fetch_add(1, Ordering::Relaxed) + 1;
+    Json(json!({"refundId": format!("rf-{n}"), "status": "ISSUED", "request": body}))
+}
+
+/// Bank accounts: exactly 8 digits are valid.
+async fn verify(State(c): State<Arc<Counters>>, Json(body): Json<Value>) -> impl IntoResponse {
+    c.verifications.fetch_add(1, Ordering::Relaxed);
+    let acct = body
+        .get("accountNumber")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let valid = acct.len() == 8 && acct.chars().all(|ch| ch.is_ascii_digit());
+    Json(
+        json!({"accountNumber": acct, "valid": valid, "bankName": if valid { Some("Drift Savings Bank") } else { None }}),
+    )
+}
+
+async fn report(Json(body): Json<Value>) -> impl IntoResponse {
+    Json(
+        json!({"reportId": format!("rep-{}", uuid::Uuid::new_v4()), "status": "GENERATED", "month": body.get("month")}),
+    )
+}

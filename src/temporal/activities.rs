@@ -1,0 +1,152 @@
+//! Activities: HTTP node calls (regular activities, with the node's retry policy) and state
+//! publishing (a local activity: one Redis round trip per stable state).
+
+use crate::engine::{HttpRequest, HttpResponse};
+use crate::model::RedisKeys;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use temporalio_common::error::ApplicationFailure;
+use temporalio_macros::activities;
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+
+/// Stores the state (when `store`) as the latest one and in the bounded history, then
+/// publishes it — atomically, in one round trip. A replayed publish of an older `seq` does not
+/// overwrite newer state but is published again, which subscribers drop by `seq`.
+pub const PUBLISH_SCRIPT: &str = r#"
+if ARGV[4] == '1' then
+  local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+  local seq = tonumber(ARGV[2])
+  if seq > cur then
+    redis.call('HSET', KEYS[1], 'seq', seq, 'msg', ARGV[3])
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], seq, seq)
+    redis.call('ZADD', KEYS[2], seq, ARGV[3])
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+    redis.call('EXPIRE', KEYS[1], ARGV[6])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+  end
+end
+return redis.call('PUBLISH', ARGV[1], ARGV[3])
+"#;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublishInput {
+    pub keys: RedisKeys,
+    pub seq: u64,
+    /// The serialized `Envelope`.
+    pub message: String,
+    /// States are stored; rejections and node results are only published.
+    pub store: bool,
+}
+
+/// Settings for how long and how much published history Redis keeps.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub history_len: usize,
+    pub ttl: Duration,
+}
+
+/// Runs `PUBLISH_SCRIPT`. Shared by the worker and by the gateway (which publishes the
+/// TERMINATED state of a workflow it terminated).
+pub async fn publish(
+    conn: &mut redis::aio::ConnectionManager,
+    retention: &Retention,
+    input: &PublishInput,
+) -> redis::RedisResult<()> {
+    static SCRIPT: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
+    SCRIPT
+        .key(&input.keys.latest)
+        .key(&input.keys.history)
+        .arg(&input.keys.channel)
+        .arg(input.seq)
+        .arg(&input.message)
+        .arg(if input.store { "1" } else { "0" })
+        .arg(retention.history_len)
+        .arg(retention.ttl.as_secs().max(1))
+        .invoke_async::<i64>(conn)
+        .await
+        .map(|_| ())
+}
+
+pub struct DriftActivities {
+    pub redis: redis::aio::ConnectionManager,
+    pub http: reqwest::Client,
+    pub retention: Retention,
+}
+
+#[activities]
+impl DriftActivities {
+    #[activity(name = "publish")]
+    pub async fn publish(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        input: PublishInput,
+    ) -> Result<(), ActivityError> {
+        let mut conn = self.redis.clone();
+        publish(&mut conn, &self.retention, &input).await?;
+        metrics::counter!("drift_messages_published_total").increment(1);
+        Ok(())
+    }
+
+    /// One HTTP call. Network errors, 5xx and 429 are retried by Temporal with the node's
+    /// policy; other 4xx fail at once.
+    #[activity(name = "http_call")]
+    pub async fn http_call(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        req: HttpRequest,
+    ) -> Result<HttpResponse, ActivityError> {
+        let method = reqwest::Method::from_bytes(req.method.as_bytes())
+            .map_err(|e| ActivityError::application(ApplicationFailure::non_retryable(e)))?;
+        let mut builder = self
+            .http
+            .request(method, &req.url)
+            .timeout(Duration::from_millis(req.timeout_ms));
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        if let Some(body) = &req.body {
+            builder = builder.json(body);
+        }
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{} {}: {e}", req.method, req.url))?;
+        let status = resp.status();
+        let headers: BTreeMap<String, String> = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading response body: {e}"))?;
+        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        });
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(anyhow::anyhow!("{} {} answered {status}", req.method, req.url).into());
+        }
+        if status.is_client_error() {
+            return Err(ActivityError::application(
+                ApplicationFailure::non_retryable(
+                    anyhow::anyhow!(
+                        "{} {} answered {status}: {}",
+                        req.method,
+                        req.url,
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                    )
+                    .into_boxed_dyn_error(),
+                ),
+            ));
+        }
+        Ok(HttpResponse {
+            status: status.as_u16(),
+            headers,
+            body,
+        })
+    }
+}

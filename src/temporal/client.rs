@@ -1,0 +1,192 @@
+//! The gateway's calls into Temporal, with errors sorted into what the API reports.
+
+use super::workflow::DriftWorkflow;
+use crate::model::{Command, WorkflowInput, WorkflowState};
+use std::time::Duration;
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, RetryOptions, WorkflowIdConflictPolicy,
+    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowTerminateOptions,
+    errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError},
+};
+use tokio::sync::OnceCell;
+use tonic::Code;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemporalError {
+    #[error("Temporal is unreachable: {0}")]
+    Unavailable(String),
+    #[error("workflow already exists")]
+    AlreadyStarted,
+    #[error("workflow not found")]
+    NotFound,
+    #[error("workflow has ended")]
+    Ended,
+    #[error("Temporal error: {0}")]
+    Other(String),
+}
+
+fn from_status(s: &tonic::Status) -> TemporalError {
+    match s.code() {
+        Code::NotFound if s.message().contains("already completed") => TemporalError::Ended,
+        Code::NotFound => TemporalError::NotFound,
+        Code::FailedPrecondition => TemporalError::Ended,
+        Code::AlreadyExists => TemporalError::AlreadyStarted,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
+            TemporalError::Unavailable(s.message().to_string())
+        }
+        _ => TemporalError::Other(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
+
+fn from_interaction(e: WorkflowInteractionError) -> TemporalError {
+    match e {
+        WorkflowInteractionError::NotFound(s) => from_status(&s),
+        WorkflowInteractionError::Rpc(s) => from_status(&s),
+        other => TemporalError::Other(other.to_string()),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TemporalConfig {
+    pub address: String,
+    pub namespace: String,
+    pub task_queue: String,
+}
+
+/// Connects to Temporal with bounded timeouts, so an unreachable server is reported quickly.
+pub async fn connect(cfg: &TemporalConfig) -> Result<Client, TemporalError> {
+    let url = if cfg.address.contains("://") {
+        cfg.address.clone()
+    } else {
+        format!("http://{}", cfg.address)
+    };
+    let url = url::Url::parse(&url)
+        .map_err(|e| TemporalError::Other(format!("bad Temporal address {url:?}: {e}")))?;
+    let opts = ConnectionOptions::new(url)
+        .identity(format!("drift@{}", std::process::id()))
+        .connect_timeout(Duration::from_secs(3))
+        .retry_options(
+            RetryOptions::builder()
+                .max_elapsed_time(Some(Duration::from_secs(4)))
+                .max_retries(4)
+                .build(),
+        )
+        .build();
+    let conn = Connection::connect(opts)
+        .await
+        .map_err(|e| TemporalError::Unavailable(e.to_string()))?;
+    Client::new(conn, ClientOptions::new(cfg.namespace.clone()).build())
+        .map_err(|e| TemporalError::Other(e.to_string()))
+}
+
+/// A lazily (re)connecting Temporal client for the gateway.
+pub struct Temporal {
+    pub cfg: TemporalConfig,
+    client: OnceCell<Client>,
+    /// Set when a worker shares this client in-process: starts then go eager.
+    eager: bool,
+}
+
+pub struct StartOptions {
+    pub idempotent: bool,
+}
+
+impl Temporal {
+    pub fn new(cfg: TemporalConfig) -> Self {
+        Self {
+            cfg,
+            client: OnceCell::new(),
+            eager: false,
+        }
+    }
+
+    /// Uses an already-connected client that an in-process worker also uses.
+    pub fn with_client(cfg: TemporalConfig, client: Client) -> Self {
+        Self {
+            cfg,
+            client: OnceCell::new_with(Some(client)),
+            eager: true,
+        }
+    }
+
+    pub async fn client(&self) -> Result<&Client, TemporalError> {
+        self.client.get_or_try_init(|| connect(&self.cfg)).await
+    }
+
+    /// Starts a workflow. `AlreadyStarted` means the id (or idempotency key) is taken.
+    pub async fn start(
+        &self,
+        temporal_id: &str,
+        input: WorkflowInput,
+        o: StartOptions,
+    ) -> Result<(), TemporalError> {
+        let client = self.client().await?;
+        let opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), temporal_id.to_string())
+            .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
+            .id_reuse_policy(if o.idempotent {
+                WorkflowIdReusePolicy::RejectDuplicate
+            } else {
+                WorkflowIdReusePolicy::AllowDuplicate
+            })
+            .enable_eager_workflow_start(self.eager)
+            .build();
+        match client.start_workflow(DriftWorkflow::run, input, opts).await {
+            Ok(_) => Ok(()),
+            Err(WorkflowStartError::AlreadyStarted { .. }) => Err(TemporalError::AlreadyStarted),
+            Err(WorkflowStartError::Rpc(s)) => Err(from_status(&s)),
+            Err(e) => Err(TemporalError::Other(e.to_string())),
+        }
+    }
+
+    pub async fn signal(&self, temporal_id: &str, cmd: Command) -> Result<(), TemporalError> {
+        let client = self.client().await?;
+        client
+            .get_workflow_handle::<DriftWorkflow>(temporal_id)
+            .signal(
+                DriftWorkflow::command,
+                cmd,
+                WorkflowSignalOptions::default(),
+            )
+            .await
+            .map_err(from_interaction)
+    }
+
+    pub async fn query_state(
+        &self,
+        temporal_id: &str,
+    ) -> Result<Option<WorkflowState>, TemporalError> {
+        let client = self.client().await?;
+        client
+            .get_workflow_handle::<DriftWorkflow>(temporal_id)
+            .query(DriftWorkflow::state, (), WorkflowQueryOptions::default())
+            .await
+            .map_err(|e| match e {
+                WorkflowQueryError::NotFound(s) | WorkflowQueryError::Rpc(s) => from_status(&s),
+                other => TemporalError::Other(other.to_string()),
+            })
+    }
+
+    pub async fn terminate(&self, temporal_id: &str, reason: &str) -> Result<(), TemporalError> {
+        let client = self.client().await?;
+        client
+            .get_workflow_handle::<DriftWorkflow>(temporal_id)
+            .terminate(
+                WorkflowTerminateOptions::builder()
+                    .reason(reason.to_string())
+                    .build(),
+            )
+            .await
+            .map_err(from_interaction)
+    }
+
+    /// Probes the server (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), TemporalError> {
+        let client = self.client().await?;
+        let mut svc = client.connection().workflow_service();
+        svc.get_system_info(tonic::Request::new(Default::default()))
+            .await
+            .map(|_| ())
+            .map_err(|s| from_status(&s))
+    }
+}
