@@ -22,6 +22,7 @@ pub fn router() -> Router {
         .route("/stand-ins/refunds", post(refund))
         .route("/stand-ins/bank/verify", post(verify))
         .route("/stand-ins/reports", post(report))
+        .route("/stand-ins/slow/{ms}", get(slow))
         .with_state(Arc::new(Counters::default()))
 }
 
@@ -70,4 +71,10 @@ async fn report(Json(body): Json<Value>) -> impl IntoResponse {
     Json(
         json!({"reportId": format!("rep-{}", uuid::Uuid::new_v4()), "status": "GENERATED", "month": body.get("month")}),
     )
+}
+
+/// Answers after `ms` milliseconds (at most 30 s): a slow third party.
+async fn slow(Path(ms): Path<u64>) -> impl IntoResponse {
+    tokio::time::sleep(std::time::Duration::from_millis(ms.min(30_000))).await;
+    Json(json!({"sleptMs": ms.min(30_000)}))
 }

@@ -292,17 +292,14 @@ async fn run_shard(
                 }
             }
         }
-        mark(
-            &shard,
-            &shard
-                .registry
-                .lock()
-                .expect("hub registry")
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>(),
-            false,
-        );
+        let lost: Vec<String> = shard
+            .registry
+            .lock()
+            .expect("hub registry")
+            .keys()
+            .cloned()
+            .collect();
+        mark(&shard, &lost, false);
         tracing::warn!(shard = idx, "redis pub/sub connection lost; reconnecting");
     }
 }

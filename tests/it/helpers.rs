@@ -1,0 +1,379 @@
+//! Test harness: one real Temporal dev server and one real redis-server per test binary (on
+//! free ports, stopped when the binary exits), and `spawn_app` for an isolated gateway + worker
+//! (own task queue and Redis key prefix) served on a real port.
+
+use drift::bus::{Store, hub::Hub};
+use drift::dev::{Supervised, free_port, start_redis, start_temporal, wait_redis, wait_temporal};
+use drift::dsl::{Definition, Registry};
+use drift::gateway::{AppState, GatewayConfig, app};
+use drift::temporal::activities::Retention;
+use drift::temporal::client::{Temporal, TemporalConfig, connect};
+use drift::temporal::worker::{self, WorkerConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub struct Infra {
+    pub temporal_address: String,
+    pub redis_url: String,
+    pub dir: PathBuf,
+    _children: Vec<Supervised>,
+}
+
+/// A runtime that outlives every test, owning the infrastructure children.
+fn infra_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+/// Runs `f` on the infrastructure runtime from any test.
+pub fn on_infra<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    std::thread::spawn(move || infra_runtime().block_on(f))
+        .join()
+        .expect("infra thread")
+}
+
+pub fn infra() -> &'static Infra {
+    static INFRA: OnceLock<Infra> = OnceLock::new();
+    INFRA.get_or_init(|| {
+        drift::telemetry::init_tracing();
+        on_infra(async {
+            let dir = std::env::temp_dir().join(format!("drift-test-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let (rp, tp) = (free_port().unwrap(), free_port().unwrap());
+            let redis =
+                start_redis(&dir.join("redis"), rp).expect("redis-server (run scripts/setup.sh)");
+            let temporal = start_temporal(&dir.join("temporal"), tp)
+                .expect("temporal CLI (run scripts/setup.sh)");
+            let redis_url = format!("redis://127.0.0.1:{rp}");
+            let temporal_address = format!("127.0.0.1:{tp}");
+            wait_redis(&redis_url, Duration::from_secs(20))
+                .await
+                .unwrap();
+            wait_temporal(&tcfg(&temporal_address, "probe"), Duration::from_secs(120))
+                .await
+                .unwrap();
+            Infra {
+                temporal_address,
+                redis_url,
+                dir,
+                _children: vec![redis, temporal],
+            }
+        })
+    })
+}
+
+pub fn tcfg(address: &str, tq: &str) -> TemporalConfig {
+    TemporalConfig {
+        address: address.to_string(),
+        namespace: "default".into(),
+        task_queue: tq.to_string(),
+    }
+}
+
+pub fn uid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+pub fn registry(api_base: &str) -> Registry {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut reg = Registry::load_dir(&root.join("examples")).expect("examples load");
+    let mut files: Vec<_> = std::fs::read_dir(root.join("tests/fixtures"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let def: Definition = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        reg.add_workflow(&f.display().to_string(), def).unwrap();
+    }
+    reg.override_enum("apiBase", Value::String(format!("{api_base}/stand-ins")));
+    reg
+}
+
+#[derive(Clone)]
+pub struct Opts {
+    pub embed_worker: bool,
+    pub temporal_address: Option<String>,
+    pub redis_url: Option<String>,
+    pub task_queue: Option<String>,
+    pub default_wait: Duration,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Self {
+            embed_worker: true,
+            temporal_address: None,
+            redis_url: None,
+            task_queue: None,
+            default_wait: Duration::from_secs(20),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub tenant: String,
+    pub task_queue: String,
+    pub redis_url: String,
+    pub temporal_address: String,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Opts::default()).await
+}
+
+pub async fn spawn_app_with(o: Opts) -> TestApp {
+    let inf = infra();
+    let temporal_address = o
+        .temporal_address
+        .clone()
+        .unwrap_or_else(|| inf.temporal_address.clone());
+    let redis_url = o.redis_url.clone().unwrap_or_else(|| inf.redis_url.clone());
+    let task_queue = o
+        .task_queue
+        .clone()
+        .unwrap_or_else(|| format!("tq-{}", uid()));
+    let key_prefix = format!("t{}", uid());
+    let shutdown = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let cfg = tcfg(&temporal_address, &task_queue);
+    let retention = Retention {
+        history_len: 50,
+        ttl: Duration::from_secs(3600),
+    };
+    let temporal = if o.embed_worker {
+        // Connected on the long-lived runtime, so the worker can still shut down cleanly after
+        // this test's runtime is gone.
+        let c2 = cfg.clone();
+        let client = on_infra(async move { connect(&c2).await }).expect("temporal connect");
+        worker::spawn(
+            client.clone(),
+            WorkerConfig {
+                task_queue: task_queue.clone(),
+                redis_url: redis_url.clone(),
+                retention: retention.clone(),
+            },
+            shutdown.clone(),
+        )
+        .expect("worker");
+        Temporal::with_client(cfg, client)
+    } else {
+        Temporal::new(cfg)
+    };
+    let store = Store::connect(&redis_url, retention)
+        .await
+        .expect("redis connect");
+    let state = AppState {
+        registry: Arc::new(registry(&base)),
+        temporal: Arc::new(temporal),
+        store,
+        hub: Hub::start(
+            redis::Client::open(redis_url.as_str()).unwrap(),
+            2,
+            shutdown.clone(),
+        ),
+        cfg: Arc::new(GatewayConfig {
+            key_prefix: key_prefix.clone(),
+            default_wait: o.default_wait,
+            max_wait: Duration::from_secs(60),
+            history_limit: 100,
+            max_body_bytes: 64 * 1024,
+        }),
+        metrics: drift::telemetry::metrics(),
+    };
+    let router = app(state).merge(drift::standins::router());
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
+            .unwrap();
+    });
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        tenant: format!("tenant{}", uid()),
+        task_queue,
+        redis_url,
+        temporal_address,
+        shutdown,
+    }
+}
+
+/// A parsed answer.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("X_TENANT_ID", &self.tenant)
+            .header("X_CLIENT_ID", "tests");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.expect("request");
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        Resp {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        }
+    }
+
+    pub async fn start(&self, workflow: &str, params: Value) -> Resp {
+        self.call(
+            Method::POST,
+            "/v3/workflow/start",
+            Some(json!({"workflow": workflow, "params": params})),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn resume(&self, id: &str, selected: Value) -> Resp {
+        self.call(
+            Method::PUT,
+            &format!("/v3/workflow/resume/{id}"),
+            Some(json!({"viewResponse": {"selectedOptions": selected}})),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn execute(&self, id: &str, node: &str, parameters: Value) -> Resp {
+        self.call(
+            Method::POST,
+            &format!("/v3/workflow/{id}/disconnected-node/execute"),
+            Some(json!({"node": node, "parameters": parameters})),
+            &[],
+        )
+        .await
+    }
+
+    pub async fn get(&self, id: &str) -> Resp {
+        self.call(Method::GET, &format!("/v3/workflow/{id}"), None, &[])
+            .await
+    }
+
+    /// Polls the state until `pred` holds (bounded).
+    pub async fn eventually(
+        &self,
+        id: &str,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let r = self.get(id).await;
+            if r.status == StatusCode::OK && pred(&r.body) {
+                return r.body;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "state never matched; last: {:?}",
+                r
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+pub fn id_of(r: &Resp) -> String {
+    r.body["workflowId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no workflowId in {r:?}"))
+        .to_string()
+}
+
+pub fn status_of(r: &Resp) -> &str {
+    r.body["workflowStatus"].as_str().unwrap_or("")
+}
+
+/// Runs the real `temporal` CLI against the test server.
+pub fn temporal_cli(args: &[&str]) -> Value {
+    let out = std::process::Command::new("temporal")
+        .args(args)
+        .args(["--address", &infra().temporal_address, "--output", "json"])
+        .output()
+        .expect("temporal CLI");
+    assert!(
+        out.status.success(),
+        "temporal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+/// A redis-server of a test's own (for tests that stop it or count its connections).
+pub async fn own_redis() -> (Supervised, String) {
+    let port = free_port().unwrap();
+    let dir = infra().dir.join(format!("redis-{port}"));
+    let child = on_infra(async move { start_redis(&dir, port) }).unwrap();
+    let url = format!("redis://127.0.0.1:{port}");
+    wait_redis(&url, Duration::from_secs(10)).await.unwrap();
+    (child, url)
+}
+
+/// Counts a Redis server's client connections over one connection of its own (not counted).
+pub struct ConnCounter(redis::aio::MultiplexedConnection);
+
+impl ConnCounter {
+    pub async fn new(url: &str) -> Self {
+        Self(
+            redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        )
+    }
+
+    pub async fn count(&self) -> usize {
+        let mut c = self.0.clone();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        list.lines().filter(|l| !l.trim().is_empty()).count() - 1
+    }
+}
+
+pub fn drift_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_drift")
+}
