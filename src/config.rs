@@ -76,6 +76,13 @@ pub struct GatewayArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "DRIFT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Key that signs stream tokens; every gateway replica needs the same one. Without it a
+    /// random key is used and tokens only work on this process.
+    #[arg(long, env = "DRIFT_STREAM_SECRET", hide_env_values = true)]
+    pub stream_secret: Option<String>,
+    /// Lifetime of a stream token, in seconds.
+    #[arg(long, env = "DRIFT_STREAM_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub stream_token_ttl_secs: u64,
     /// Set an `enumStore` value in every loaded definition that has it (KEY=VALUE, repeatable),
     /// e.g. `--enum apiBase=https://api.example.com`.
     #[arg(long = "enum", env = "DRIFT_ENUMS", value_delimiter = ',')]

@@ -66,7 +66,11 @@ pub async fn gateway_state(
     let store = Store::connect(redis_url, retention(common))
         .await
         .with_context(|| format!("connecting to Redis at {redis_url}"))?;
-    let hub = Hub::start(redis::Client::open(redis_url)?, g.hub_shards, shutdown);
+    let hub = Hub::start(
+        redis::Client::open(redis_url)?,
+        g.hub_shards,
+        shutdown.clone(),
+    );
     Ok(AppState {
         registry: Arc::new(registry),
         temporal: Arc::new(temporal),
@@ -80,6 +84,11 @@ pub async fn gateway_state(
             max_body_bytes: g.max_body_bytes,
         }),
         metrics: crate::telemetry::metrics(),
+        tokens: Arc::new(crate::gateway::token::Tokens::new(
+            g.stream_secret.as_deref(),
+            Duration::from_secs(g.stream_token_ttl_secs),
+        )),
+        shutdown,
     })
 }
 

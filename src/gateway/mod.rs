@@ -3,7 +3,9 @@
 
 pub mod error;
 pub mod ids;
+mod live;
 mod runtime;
+pub mod token;
 mod wait;
 
 use crate::bus::{Store, hub::Hub};
@@ -36,6 +38,9 @@ pub struct AppState {
     pub hub: Hub,
     pub cfg: Arc<GatewayConfig>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub tokens: Arc<token::Tokens>,
+    /// Cancelled on shutdown: every stream and socket closes.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The router, separate from serving so tests can drive it.
@@ -50,6 +55,8 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v3/workflow/terminate/{id}", delete(runtime::terminate))
         .route("/v3/workflow/{id}", get(runtime::get_state))
+        .route("/v3/workflow/{id}/events", get(live::sse))
+        .route("/v3/ws", get(live::ws))
         .route("/v3/definitions", get(runtime::list_definitions))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

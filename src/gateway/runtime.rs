@@ -42,7 +42,7 @@ fn wait_limit(s: &AppState, h: &HeaderMap) -> Duration {
         .min(s.cfg.max_wait)
 }
 
-fn keys(s: &AppState, scoped: &str) -> RedisKeys {
+pub fn keys(s: &AppState, scoped: &str) -> RedisKeys {
     RedisKeys::new(&s.cfg.key_prefix, scoped)
 }
 
@@ -121,7 +121,7 @@ fn observe(endpoint: &'static str, started: Instant, status: StatusCode) {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartBody {
-    workflow: String,
+    pub workflow: String,
     #[serde(default)]
     version: Option<String>,
     #[serde(default)]
@@ -169,14 +169,23 @@ fn pin_children(
     Ok(out)
 }
 
-pub async fn start(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let t0 = Instant::now();
-    let caller = Caller::from_headers(&headers)?;
-    let b: StartBody = parse_body(&body)?;
+/// A start checked and ready to dispatch.
+pub struct PreparedStart {
+    pub id: WorkflowId,
+    pub scoped: String,
+    pub keys: RedisKeys,
+    pub request_id: RequestId,
+    pub idempotent: bool,
+    input: WorkflowInput,
+}
+
+/// Validates a start and builds the workflow input; nothing is dispatched yet.
+pub fn prepare_start(
+    s: &AppState,
+    caller: &Caller,
+    b: StartBody,
+    idem: Option<String>,
+) -> Result<PreparedStart, ApiError> {
     if b.callback_url.is_some() || b.mode.as_deref().is_some_and(|m| m != "sync") {
         return Err(ApiError::bad_request(
             "only mode \"sync\" is available in this version; async webhooks are not enabled",
@@ -200,13 +209,7 @@ pub async fn start(
         .registry
         .compile(def)
         .map_err(|e| ApiError::internal(&e))?;
-    let children = pin_children(&s, &definition)?;
-
-    let idem = headers
-        .get("idempotency-key")
-        .map(|v| v.to_str().map(str::to_string))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))?;
+    let children = pin_children(s, &definition)?;
     if idem.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
         return Err(ApiError::bad_request(
             "Idempotency-Key must be 1-255 characters",
@@ -228,7 +231,7 @@ pub async fn start(
     };
     let request_id = RequestId::parse_or_new(b.request_id.as_deref())?;
     let scoped = caller.scoped(&id);
-    let keys = keys(&s, &scoped);
+    let keys = keys(s, &scoped);
     let input = WorkflowInput {
         definition,
         children,
@@ -244,56 +247,113 @@ pub async fn start(
         history_limit: s.cfg.history_limit,
         key_prefix: s.cfg.key_prefix.clone(),
     };
-    let deadline = Instant::now() + wait_limit(&s, &headers);
+    Ok(PreparedStart {
+        id,
+        scoped,
+        keys,
+        request_id,
+        idempotent: idem.is_some(),
+        input,
+    })
+}
 
-    // Subscribe before dispatching, so the first state cannot slip past.
-    let mut sub = s.hub.subscribe(&keys.channel).await?;
-    let resp = match s
+/// Dispatches a prepared start. `Ok(false)` means an idempotent retry: the workflow exists.
+/// Callers subscribe to `p.keys.channel` before calling this.
+pub async fn dispatch_start(s: &AppState, p: &PreparedStart) -> Result<bool, ApiError> {
+    match s
         .temporal
         .start(
-            &scoped,
-            input,
+            &p.scoped,
+            p.input.clone(),
             StartOptions {
-                idempotent: idem.is_some(),
+                idempotent: p.idempotent,
             },
         )
         .await
     {
         Ok(()) => {
             metrics::counter!("drift_workflows_started_total").increment(1);
+            Ok(true)
+        }
+        Err(TemporalError::AlreadyStarted) if p.idempotent => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))
+}
+
+pub async fn start(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let caller = Caller::from_headers(&headers)?;
+    let p = prepare_start(&s, &caller, parse_body(&body)?, idempotency_key(&headers)?)?;
+    let deadline = Instant::now() + wait_limit(&s, &headers);
+    // Subscribe before dispatching, so the first state cannot slip past.
+    let mut sub = s.hub.subscribe(&p.keys.channel).await?;
+    let fresh = dispatch_start(&s, &p).await?;
+    let resp = match (
+        fresh,
+        if fresh {
+            None
+        } else {
+            s.store.latest(&p.keys).await?
+        },
+    ) {
+        // A retried start: answer with the workflow the first call started.
+        (false, Some(st)) => (StatusCode::OK, Json(st.state)).into_response(),
+        _ => {
             let answer = wait_for(
                 &mut sub,
                 &s.store,
-                &keys,
-                request_id.as_str(),
-                false,
+                &p.keys,
+                p.request_id.as_str(),
+                !fresh,
                 deadline,
             )
             .await;
-            respond(&s, &id, &keys, &request_id, answer).await?
+            respond(&s, &p.id, &p.keys, &p.request_id, answer).await?
         }
-        Err(TemporalError::AlreadyStarted) if idem.is_some() => {
-            // A retried start: answer with the workflow the first call started.
-            match s.store.latest(&keys).await? {
-                Some(st) => (StatusCode::OK, Json(st.state)).into_response(),
-                None => {
-                    let answer = wait_for(
-                        &mut sub,
-                        &s.store,
-                        &keys,
-                        request_id.as_str(),
-                        true,
-                        deadline,
-                    )
-                    .await;
-                    respond(&s, &id, &keys, &request_id, answer).await?
-                }
-            }
-        }
-        Err(e) => return Err(e.into()),
     };
+    let resp = with_stream_token(&s, &caller, &p.id, resp).await;
     observe("start", t0, resp.status());
     Ok(resp)
+}
+
+/// Adds the `streamToken` a client needs to follow the workflow live (SSE, WebSocket).
+async fn with_stream_token(
+    s: &AppState,
+    caller: &Caller,
+    id: &WorkflowId,
+    resp: Response,
+) -> Response {
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, s.cfg.max_body_bytes.max(1 << 20) * 4).await else {
+        return ApiError::internal(&"response too large").into_response();
+    };
+    let mut v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let token = s.tokens.issue(&caller.tenant, id);
+    v["streamToken"] = Value::String(token.clone());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        "drift-stream-token",
+        HeaderValue::from_str(&token).expect("token is ascii"),
+    );
+    Response::from_parts(
+        parts,
+        axum::body::Body::from(serde_json::to_vec(&v).unwrap_or_default()),
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -301,7 +361,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The latest state, from Redis or (before anything was published) from Temporal.
-async fn current(
+pub async fn current(
     s: &AppState,
     caller: &Caller,
     id: &WorkflowId,
@@ -376,23 +436,20 @@ async fn command(
     respond(s, id, &keys, &request_id, answer).await
 }
 
-pub async fn resume(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let t0 = Instant::now();
-    let caller = Caller::from_headers(&headers)?;
-    let id = WorkflowId::parse(&id)?;
-    let b: ResumeBody = parse_body(&body)?;
+/// Checks a resume against the latest state and builds its command.
+pub async fn prepare_resume(
+    s: &AppState,
+    caller: &Caller,
+    id: &WorkflowId,
+    b: ResumeBody,
+) -> Result<(RequestId, Command), ApiError> {
     if !b.view_response.is_object() {
         return Err(ApiError::bad_request(
             "viewResponse must be an object like {\"selectedOptions\": {\"widgetId\": value}}",
         ));
     }
     let request_id = RequestId::parse_or_new(b.request_id.as_deref())?;
-    let latest = current(&s, &caller, &id).await?;
+    let latest = current(s, caller, id).await?;
     if latest.workflow_status != WorkflowStatus::Waiting {
         return Err(ApiError::conflict(
             "not_waiting",
@@ -418,6 +475,19 @@ pub async fn resume(
         seq: Some(b.seq.unwrap_or(latest.seq)),
         view_response: b.view_response,
     };
+    Ok((request_id, cmd))
+}
+
+pub async fn resume(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let t0 = Instant::now();
+    let caller = Caller::from_headers(&headers)?;
+    let id = WorkflowId::parse(&id)?;
+    let (request_id, cmd) = prepare_resume(&s, &caller, &id, parse_body(&body)?).await?;
     let resp = command(&s, &headers, &caller, &id, request_id, cmd).await?;
     observe("resume", t0, resp.status());
     Ok(resp)
@@ -433,6 +503,29 @@ pub struct ExecuteBody {
     request_id: Option<String>,
 }
 
+/// Checks an execute-node call and builds its command.
+pub async fn prepare_execute(
+    s: &AppState,
+    caller: &Caller,
+    id: &WorkflowId,
+    b: ExecuteBody,
+) -> Result<(RequestId, Command), ApiError> {
+    if b.parameters.as_ref().is_some_and(|p| !p.is_object()) {
+        return Err(ApiError::bad_request("parameters must be a JSON object"));
+    }
+    let request_id = RequestId::parse_or_new(b.request_id.as_deref())?;
+    let latest = current(s, caller, id).await?;
+    if latest.workflow_status.is_terminal() {
+        return Err(ApiError::conflict("not_waiting", "the workflow has ended"));
+    }
+    let cmd = Command::Execute {
+        request_id: request_id.as_str().to_string(),
+        node: b.node,
+        parameters: b.parameters,
+    };
+    Ok((request_id, cmd))
+}
+
 pub async fn execute(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -442,20 +535,7 @@ pub async fn execute(
     let t0 = Instant::now();
     let caller = Caller::from_headers(&headers)?;
     let id = WorkflowId::parse(&id)?;
-    let b: ExecuteBody = parse_body(&body)?;
-    if b.parameters.as_ref().is_some_and(|p| !p.is_object()) {
-        return Err(ApiError::bad_request("parameters must be a JSON object"));
-    }
-    let request_id = RequestId::parse_or_new(b.request_id.as_deref())?;
-    let latest = current(&s, &caller, &id).await?;
-    if latest.workflow_status.is_terminal() {
-        return Err(ApiError::conflict("not_waiting", "the workflow has ended"));
-    }
-    let cmd = Command::Execute {
-        request_id: request_id.as_str().to_string(),
-        node: b.node,
-        parameters: b.parameters,
-    };
+    let (request_id, cmd) = prepare_execute(&s, &caller, &id, parse_body(&body)?).await?;
     let resp = command(&s, &headers, &caller, &id, request_id, cmd).await?;
     observe("execute", t0, resp.status());
     Ok(resp)
@@ -497,4 +577,24 @@ pub async fn list_definitions(State(s): State<AppState>) -> Json<Value> {
         .map(|d| json!({"id": d.id, "version": d.version, "description": d.description, "startNode": d.start_node}))
         .collect();
     Json(json!({"definitions": items}))
+}
+
+impl ResumeBody {
+    pub fn new(view_response: Value, seq: Option<u64>, request_id: Option<String>) -> Self {
+        Self {
+            view_response,
+            seq,
+            request_id,
+        }
+    }
+}
+
+impl ExecuteBody {
+    pub fn new(node: String, parameters: Option<Value>, request_id: Option<String>) -> Self {
+        Self {
+            node,
+            parameters,
+            request_id,
+        }
+    }
 }

@@ -200,6 +200,11 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
             max_body_bytes: 64 * 1024,
         }),
         metrics: drift::telemetry::metrics(),
+        tokens: Arc::new(drift::gateway::token::Tokens::new(
+            Some("test-secret"),
+            Duration::from_secs(600),
+        )),
+        shutdown: shutdown.clone(),
     };
     let router = app(state).merge(drift::standins::router());
     let token = shutdown.clone();
@@ -376,4 +381,154 @@ impl ConnCounter {
 
 pub fn drift_bin() -> &'static str {
     env!("CARGO_BIN_EXE_drift")
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub event: String,
+    pub id: Option<String>,
+    pub data: Value,
+}
+
+/// A minimal SSE reader over a real HTTP connection.
+pub struct SseClient {
+    stream: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buf: String,
+}
+
+impl SseClient {
+    pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<SseClient, StatusCode> {
+        let mut req = reqwest::Client::new()
+            .get(url)
+            .header("accept", "text/event-stream");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req.send().await.expect("sse request");
+        if r.status() != StatusCode::OK {
+            return Err(r.status());
+        }
+        Ok(SseClient {
+            stream: Box::pin(r.bytes_stream()),
+            buf: String::new(),
+        })
+    }
+
+    /// The next event (keepalive comments skipped); `None` when the stream ended.
+    pub async fn next(&mut self, within: Duration) -> Option<Sse> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let frame: String = self.buf.drain(..end + 2).collect();
+                let (mut event, mut id, mut data) = ("message".to_string(), None, String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if data.is_empty() && id.is_none() {
+                    continue; // a comment (keepalive)
+                }
+                return Some(Sse {
+                    event,
+                    id,
+                    data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+                });
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.stream.next())
+                .await
+                .expect("no SSE event in time");
+            match chunk {
+                Some(Ok(b)) => self.buf.push_str(&String::from_utf8_lossy(&b)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Reads state events until a terminal one (or the end), returning their seqs.
+    pub async fn states_until_end(&mut self, within: Duration) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while let Some(ev) = self.next(within).await {
+            if ev.event == "state" {
+                seqs.push(ev.data["seq"].as_u64().unwrap());
+                assert_eq!(
+                    ev.id.as_deref(),
+                    Some(ev.data["seq"].to_string().as_str()),
+                    "id: is the seq"
+                );
+            }
+        }
+        seqs
+    }
+}
+
+/// A WebSocket client speaking Drift's JSON protocol.
+pub struct Ws {
+    inner: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Ws {
+    pub async fn connect(url: &str) -> Ws {
+        let (inner, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("ws connect");
+        Ws { inner }
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        use futures::SinkExt;
+        self.inner
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                v.to_string().into(),
+            ))
+            .await
+            .unwrap();
+    }
+
+    /// The next JSON message; `None` when the socket closed.
+    pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let m = tokio::time::timeout(within, self.inner.next())
+                .await
+                .expect("no WS message in time");
+            match m {
+                Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Skips messages until one of `kind` arrives.
+    pub async fn next_of(&mut self, kind: &str, within: Duration) -> Value {
+        loop {
+            let m = self
+                .next(within)
+                .await
+                .unwrap_or_else(|| panic!("socket closed waiting for {kind}"));
+            if m["type"] == kind {
+                return m;
+            }
+        }
+    }
+}
+
+impl TestApp {
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("{}/v3/ws{query}", self.base.replacen("http", "ws", 1))
+    }
+
+    pub fn events_url(&self, id: &str, query: &str) -> String {
+        format!("{}/v3/workflow/{id}/events{query}", self.base)
+    }
 }

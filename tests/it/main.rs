@@ -1,6 +1,7 @@
 //! Integration tests against a real Temporal dev server and a real redis-server.
 
 mod helpers;
+mod live;
 
 use helpers::*;
 use reqwest::{Method, StatusCode};

@@ -1,0 +1,376 @@
+//! Live mode: SSE and WebSocket followers of workflows, fed by the shared hub.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_and_ws_clients_see_every_state_of_a_refund_run_in_order() {
+    let app = spawn_app().await;
+    let r = app.start("refund", json!({"orderId": "o-live"})).await;
+    let id = id_of(&r);
+    let token = r.body["streamToken"]
+        .as_str()
+        .expect("start returns a streamToken")
+        .to_string();
+
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    let first = sse.next(T).await.unwrap();
+    assert_eq!(
+        (first.event.as_str(), first.data["seq"].as_u64()),
+        ("state", Some(1))
+    );
+    let mut ws = Ws::connect(&app.ws_url("")).await;
+    ws.send(json!({"type": "subscribe", "requestId": "s1", "workflowId": id, "token": token}))
+        .await;
+    let s1 = ws.next_of("state", T).await;
+    assert_eq!(s1["seq"], 1);
+    assert_eq!(s1["state"]["view"]["layoutId"], "refund_reason");
+
+    app.resume(&id, json!({"reason": "damaged"})).await;
+    app.resume(&id, json!({"action": "confirm"})).await;
+
+    let rest = sse.states_until_end(T).await;
+    assert_eq!(rest, vec![2, 3], "SSE ends after the terminal state");
+    let s2 = ws.next_of("state", T).await;
+    let s3 = ws.next_of("state", T).await;
+    assert_eq!((s2["seq"].as_u64(), s3["seq"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(s3["state"]["workflowStatus"], "COMPLETED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reconnects_with_last_event_id_or_since_gets_exactly_the_missed_states() {
+    let app = spawn_app().await;
+    let r = app.start("refund", json!({"orderId": "o-resume"})).await;
+    let id = id_of(&r);
+    let token = r.body["streamToken"].as_str().unwrap().to_string();
+    {
+        let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+            .await
+            .unwrap();
+        assert_eq!(sse.next(T).await.unwrap().data["seq"], 1);
+    } // disconnected
+    app.resume(&id, json!({"reason": "damaged"})).await;
+    app.resume(&id, json!({"action": "cancel"})).await;
+
+    let mut sse = SseClient::connect(
+        &app.events_url(&id, ""),
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("Last-Event-ID", "1"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(sse.states_until_end(T).await, vec![2, 3]);
+    let mut sse = SseClient::connect(
+        &app.events_url(&id, &format!("?token={token}&lastEventId=2")),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(sse.states_until_end(T).await, vec![3]);
+
+    let mut ws = Ws::connect(&app.ws_url("")).await;
+    ws.send(json!({"type": "subscribe", "workflowId": id, "since": 1, "token": token}))
+        .await;
+    assert_eq!(ws.next_of("state", T).await["seq"], 2);
+    assert_eq!(ws.next_of("state", T).await["seq"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_beyond_the_history_log_is_told_so_and_gets_the_latest_state() {
+    let app = spawn_app().await;
+    let r = app.start("bank_account", json!({})).await;
+    let id = id_of(&r);
+    // The test app keeps 50 states of history; loop the form past that.
+    for _ in 0..55 {
+        let r = app
+            .resume(&id, json!({"accountNumber": "1", "save": "save"}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+    let latest = app.get(&id).await.body["seq"].as_u64().unwrap();
+    assert_eq!(latest, 56);
+    let mut sse = SseClient::connect(
+        &app.events_url(&id, "?lastEventId=1"),
+        &[("X_TENANT_ID", &app.tenant), ("X_CLIENT_ID", "t")],
+    )
+    .await
+    .unwrap();
+    let gap = sse.next(T).await.unwrap();
+    assert_eq!(gap.event, "gap");
+    assert_eq!(
+        (gap.data["after"].as_u64(), gap.data["latest"].as_u64()),
+        (Some(1), Some(latest))
+    );
+    assert_eq!(sse.next(T).await.unwrap().data["seq"], latest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_starts_and_completes_a_flow_over_one_socket() {
+    let app = spawn_app().await;
+    let mut ws = Ws::connect(&app.ws_url(&format!("?tenant={}&client=browser", app.tenant))).await;
+    ws.send(json!({"type": "start", "requestId": "r1", "workflow": "bank_account", "params": {}}))
+        .await;
+    let ack = ws.next_of("ack", T).await;
+    assert_eq!(ack["requestId"], "r1");
+    let id = ack["workflowId"].as_str().unwrap().to_string();
+    assert!(ack["streamToken"].is_string());
+    let s = ws.next_of("state", T).await;
+    assert_eq!(
+        (s["seq"].as_u64(), s["state"]["requestId"].as_str()),
+        (Some(1), Some("r1"))
+    );
+
+    for i in 0..3 {
+        ws.send(json!({"type": "execute-node", "requestId": format!("x{i}"), "workflowId": id, "node": "verify_account", "parameters": {"accountNumber": "12345678"}})).await;
+        let res = ws.next_of("result", T).await;
+        assert_eq!(
+            (
+                res["requestId"].as_str(),
+                res["response"]["valid"].as_bool()
+            ),
+            (Some(format!("x{i}").as_str()), Some(true))
+        );
+    }
+    ws.send(json!({"type": "resume", "requestId": "bad", "workflowId": id, "viewResponse": {"selectedOptions": {"save": "save"}}})).await;
+    let err = ws.next_of("error", T).await;
+    assert_eq!(
+        (err["requestId"].as_str(), err["status"].as_u64()),
+        (Some("bad"), Some(422))
+    );
+    assert_eq!(err["details"][0]["widgetId"], "accountNumber");
+
+    ws.send(json!({"type": "resume", "requestId": "good", "workflowId": id, "viewResponse": {"selectedOptions": {"accountNumber": "11112222", "save": "save"}}})).await;
+    let s = ws.next_of("state", T).await;
+    assert_eq!(s["state"]["workflowStatus"], "COMPLETED");
+    assert_eq!(s["state"]["requestId"], "good");
+    assert_eq!(s["seq"], 2, "execute-node calls did not move seq");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_expired_and_other_workflow_tokens_are_refused() {
+    let app = spawn_app().await;
+    let a = id_of(&app.start("quick_screen", json!({"n": 1})).await);
+    let b = app.start("quick_screen", json!({"n": 2})).await;
+    let b_token = b.body["streamToken"].as_str().unwrap().to_string();
+    let tokens = drift::gateway::token::Tokens::new(Some("test-secret"), Duration::from_secs(600));
+    let tenant = drift::gateway::ids::TenantId::parse(&app.tenant).unwrap();
+    let wid = drift::gateway::ids::WorkflowId::parse(&a).unwrap();
+    let expired = tokens.issue_until(&tenant, &wid, 1);
+    let forged =
+        drift::gateway::token::Tokens::new(Some("not-the-secret"), Duration::from_secs(600))
+            .issue(&tenant, &wid);
+
+    for (what, q) in [
+        ("missing", String::new()),
+        ("expired", format!("?token={expired}")),
+        ("other workflow", format!("?token={b_token}")),
+        ("forged", format!("?token={forged}")),
+    ] {
+        let r = SseClient::connect(&app.events_url(&a, &q), &[]).await;
+        assert_eq!(r.err(), Some(StatusCode::UNAUTHORIZED), "{what}");
+    }
+    // The same answer whether or not the workflow exists.
+    let r = SseClient::connect(
+        &app.events_url("wf-nonexistent", &format!("?token={b_token}")),
+        &[],
+    )
+    .await;
+    assert_eq!(r.err(), Some(StatusCode::UNAUTHORIZED));
+
+    let mut ws = Ws::connect(&app.ws_url("")).await;
+    ws.send(json!({"type": "subscribe", "requestId": "s", "workflowId": a, "token": b_token}))
+        .await;
+    let err = ws.next_of("error", T).await;
+    assert_eq!(
+        (err["requestId"].as_str(), err["status"].as_u64()),
+        (Some("s"), Some(401))
+    );
+    ws.send(json!({"type": "start", "requestId": "s2", "workflow": "quick_screen"}))
+        .await;
+    assert_eq!(
+        ws.next_of("error", T).await["status"],
+        401,
+        "no tenant credentials, no start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_sse_and_ws_subscribers_on_one_workflow_all_receive_every_state() {
+    let (redis, url) = own_redis().await;
+    let app = spawn_app_with(Opts {
+        redis_url: Some(url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let counter = ConnCounter::new(&url).await;
+    let r = app.start("refund", json!({"orderId": "o-crowd"})).await;
+    let id = id_of(&r);
+    let token = r.body["streamToken"].as_str().unwrap().to_string();
+    let baseline = counter.count().await;
+
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(1000);
+    let mut tasks = Vec::new();
+    for i in 0..1000 {
+        let (ready, token, id) = (ready_tx.clone(), token.clone(), id.clone());
+        let (events, ws_url) = (
+            app.events_url(&id, &format!("?token={token}")),
+            app.ws_url(""),
+        );
+        tasks.push(tokio::spawn(async move {
+            if i % 2 == 0 {
+                let mut sse = SseClient::connect(&events, &[]).await.unwrap();
+                let first = sse.next(Duration::from_secs(60)).await.unwrap().data["seq"]
+                    .as_u64()
+                    .unwrap();
+                ready.send(()).await.unwrap();
+                let mut seqs = vec![first];
+                seqs.extend(sse.states_until_end(Duration::from_secs(60)).await);
+                seqs
+            } else {
+                let mut ws = Ws::connect(&ws_url).await;
+                ws.send(json!({"type": "subscribe", "workflowId": id, "token": token}))
+                    .await;
+                let mut seqs = vec![
+                    ws.next_of("state", Duration::from_secs(60)).await["seq"]
+                        .as_u64()
+                        .unwrap(),
+                ];
+                ready.send(()).await.unwrap();
+                while seqs.last() != Some(&3) {
+                    seqs.push(
+                        ws.next_of("state", Duration::from_secs(60)).await["seq"]
+                            .as_u64()
+                            .unwrap(),
+                    );
+                }
+                seqs
+            }
+        }));
+    }
+    for _ in 0..1000 {
+        ready_rx.recv().await.unwrap();
+    }
+    assert_eq!(
+        counter.count().await,
+        baseline,
+        "subscribers must not add Redis connections"
+    );
+    app.resume(&id, json!({"reason": "damaged"})).await;
+    app.resume(&id, json!({"action": "confirm"})).await;
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), vec![1, 2, 3]);
+    }
+    assert_eq!(counter.count().await, baseline);
+    drop(app);
+    on_infra(async move { redis.stop().await });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_mid_run_subscribers_keep_receiving_and_sync_calls_never_hang() {
+    let (redis, url) = own_redis().await;
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let app = spawn_app_with(Opts {
+        redis_url: Some(url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let r = app.start("refund", json!({"orderId": "o-restart"})).await;
+    let id = id_of(&r);
+    let token = r.body["streamToken"].as_str().unwrap().to_string();
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    assert_eq!(sse.next(T).await.unwrap().data["seq"], 1);
+    let mut ws = Ws::connect(&app.ws_url("")).await;
+    ws.send(json!({"type": "subscribe", "workflowId": id, "token": token}))
+        .await;
+    assert_eq!(ws.next_of("state", T).await["seq"], 1);
+
+    // Restart Redis (its data is saved on shutdown and loaded again).
+    on_infra(async move { redis.stop().await });
+    let dir = infra().dir.join(format!("redis-{port}"));
+    let redis = on_infra(async move { drift::dev::start_redis(&dir, port) }).unwrap();
+    drift::dev::wait_redis(&url, Duration::from_secs(10))
+        .await
+        .unwrap();
+
+    // A sync call right after the restart: an answer or a 202, within its wait limit.
+    let t0 = std::time::Instant::now();
+    let mut answered = None;
+    for _ in 0..50 {
+        let r = app
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v3/workflow/resume/{id}"),
+                Some(json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}})),
+                &[("Prefer", "wait=5")],
+            )
+            .await;
+        if r.status != StatusCode::SERVICE_UNAVAILABLE {
+            answered = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = answered.expect("the gateway recovers from the Redis restart");
+    assert!(
+        matches!(r.status, StatusCode::OK | StatusCode::ACCEPTED),
+        "{r:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(30));
+
+    let s2 = sse.next(T).await.unwrap();
+    assert_eq!(s2.data["seq"], 2, "SSE keeps receiving after the restart");
+    assert_eq!(
+        ws.next_of("state", T).await["seq"],
+        2,
+        "WS keeps receiving after the restart"
+    );
+    app.resume(&id, json!({"action": "confirm"})).await;
+    assert_eq!(sse.states_until_end(T).await, vec![3]);
+    drop(app);
+    on_infra(async move { redis.stop().await });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_does_not_delay_the_others() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app().await;
+    let r = app.start("bank_account", json!({})).await;
+    let id = id_of(&r);
+    let token = r.body["streamToken"].as_str().unwrap().to_string();
+    // A client that connects and never reads a byte.
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let mut stalled = socket.connect(addr.parse().unwrap()).await.unwrap();
+    stalled
+        .write_all(
+            format!("GET /v3/workflow/{id}/events?token={token} HTTP/1.1\r\nHost: x\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    assert_eq!(sse.next(T).await.unwrap().data["seq"], 1);
+    for n in 2..=30u64 {
+        let t0 = std::time::Instant::now();
+        app.resume(&id, json!({"accountNumber": "1", "save": "save"}))
+            .await;
+        let ev = sse.next(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(ev.data["seq"], n);
+        assert!(t0.elapsed() < Duration::from_secs(5));
+    }
+    drop(stalled);
+}
