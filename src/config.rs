@@ -48,6 +48,23 @@ pub struct Common {
     /// How long Redis keeps a workflow's latest state and history after its last change.
     #[arg(long, env = "DRIFT_STATE_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub state_ttl_secs: u64,
+    /// Default Standard Webhooks signing secret (`whsec_…`) for clients without their own.
+    #[arg(long, env = "DRIFT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Per-client signing secret, CLIENT=whsec_… (repeatable, or comma-separated in the env).
+    #[arg(
+        long = "client-secret",
+        env = "DRIFT_CLIENT_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub client_secrets: Vec<String>,
+    /// Waits between webhook retries (jittered ±20%); delivery gives up after the last.
+    #[arg(long, env = "DRIFT_WEBHOOK_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
+    pub webhook_schedule: String,
+    /// Timeout of one webhook request, in milliseconds.
+    #[arg(long, env = "DRIFT_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
     /// Local data folder (`dev` keeps Temporal's SQLite file and Redis data here).
     #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
     pub data_dir: PathBuf,
@@ -76,6 +93,19 @@ pub struct GatewayArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "DRIFT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Where callbacks may go: `scheme://host[:port]` patterns with `*` (comma-separated). A bare
+    /// `*` host never matches loopback or private addresses; name them to allow them.
+    #[arg(
+        long = "callback-allow",
+        env = "DRIFT_CALLBACK_ALLOW",
+        value_delimiter = ',',
+        default_value = "https://*"
+    )]
+    pub callback_allow: Vec<String>,
+    /// Default callback of a client for `mode: "async"` without a callbackUrl, CLIENT=URL
+    /// (repeatable, or comma-separated in the env).
+    #[arg(long = "client-callback", env = "DRIFT_CLIENT_CALLBACKS", value_delimiter = ',')]
+    pub client_callbacks: Vec<String>,
     /// Key that signs stream tokens; every gateway replica needs the same one. Without it a
     /// random key is used and tokens only work on this process.
     #[arg(long, env = "DRIFT_STREAM_SECRET", hide_env_values = true)]
@@ -112,4 +142,17 @@ pub struct ServeArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub common: Common,
+}
+
+/// Parses `KEY=VALUE` pairs.
+pub fn pairs(items: &[String], what: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("{what} {kv:?} must be KEY=VALUE"))?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
 }

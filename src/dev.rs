@@ -13,8 +13,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
-const SETUP_HINT: &str =
-    "run scripts/setup.sh (it installs protoc, redis-server and the Temporal CLI), then try again";
+const SETUP_HINT: &str = "run scripts/setup.sh (it installs protoc, redis-server and the Temporal CLI), then try again";
 
 /// A child process that is stopped when this handle is dropped or this process dies: a small
 /// shell supervisor kills it when its parent goes away, even after `kill -9`.
@@ -24,17 +23,11 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    pub fn spawn(
-        name: &'static str,
-        program: &str,
-        args: &[String],
-        log: &Path,
-    ) -> anyhow::Result<Self> {
+    pub fn spawn(name: &'static str, program: &str, args: &[String], log: &Path) -> anyhow::Result<Self> {
         if which(program).is_none() {
             bail!("{program} was not found on PATH; {SETUP_HINT}");
         }
-        let log_file =
-            std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         const SUPERVISOR: &str = r#"
 "$@" & c=$!
 trap 'kill $c 2>/dev/null; wait $c; exit 0' TERM INT
@@ -84,9 +77,7 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Starts a Temporal dev server on `port` with its SQLite file under `dir`.
@@ -139,15 +130,9 @@ pub async fn wait_redis(url: &str, within: Duration) -> anyhow::Result<()> {
     let client = redis::Client::open(url)?;
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Ok(Ok(mut c)) = tokio::time::timeout(
-            Duration::from_secs(1),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-            && redis::cmd("PING")
-                .query_async::<String>(&mut c)
-                .await
-                .is_ok()
+        if let Ok(Ok(mut c)) =
+            tokio::time::timeout(Duration::from_secs(1), client.get_multiplexed_async_connection()).await
+            && redis::cmd("PING").query_async::<String>(&mut c).await.is_ok()
         {
             return Ok(());
         }
@@ -185,8 +170,7 @@ pub async fn run(a: DevArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     server::spawn_signal(shutdown.clone());
     let data = a.common.data_dir.clone();
-    std::fs::create_dir_all(&data)
-        .with_context(|| format!("creating data folder {}", data.display()))?;
+    std::fs::create_dir_all(&data).with_context(|| format!("creating data folder {}", data.display()))?;
     let mut children = Vec::new();
 
     let redis_url = match &a.common.redis_url {
@@ -242,25 +226,14 @@ async fn run_with(
             )
         })?;
     let base = format!("http://{}", listener.local_addr()?);
-    let registry = server::load_registry(
-        &a.gateway,
-        &[("apiBase".into(), format!("{base}/stand-ins"))],
-    )?;
+    let registry = server::load_registry(&a.gateway, &[("apiBase".into(), format!("{base}/stand-ins"))])?;
     let worker_thread = worker::spawn(
         client.clone(),
-        server::worker_config(&a.common, redis_url),
+        server::worker_config(&a.common, redis_url)?,
         shutdown.clone(),
     )?;
     let temporal = Temporal::with_client(tcfg, client);
-    let state = server::gateway_state(
-        &a.common,
-        &a.gateway,
-        registry,
-        temporal,
-        redis_url,
-        shutdown.clone(),
-    )
-    .await?;
+    let state = server::gateway_state(&a.common, &a.gateway, registry, temporal, redis_url, shutdown.clone()).await?;
     let router = crate::gateway::app(state).merge(crate::standins::router());
     eprintln!(
         "\n  Drift is running.\n    API:     {base}/v3\n    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {redis_url}\n  Press Ctrl-C to stop.\n"

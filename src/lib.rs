@@ -11,3 +11,4 @@ pub mod server;
 pub mod standins;
 pub mod telemetry;
 pub mod temporal;
+pub mod webhook;

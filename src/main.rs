@@ -4,9 +4,7 @@ use drift::config::{Cli, Cmd};
 fn main() -> anyhow::Result<()> {
     drift::telemetry::init_tracing();
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Dev(a) => drift::dev::run(a).await,

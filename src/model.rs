@@ -152,6 +152,42 @@ pub struct WorkflowInput {
     pub history_limit: u32,
     /// Prefix for Redis keys of child workflows.
     pub key_prefix: String,
+    /// Async mode: where every stable state is POSTed.
+    #[serde(default)]
+    pub callback: Option<Callback>,
+    /// Whether this workflow's delivery workflow was started (carried over continue-as-new).
+    #[serde(default)]
+    pub deliveries_started: bool,
+}
+
+/// A webhook target: the URL and the client whose signing secret is used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Callback {
+    pub url: String,
+    pub client: String,
+}
+
+/// One state to deliver to a callback, in `seq` order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// None: the delivery workflow's last target (used for states the gateway publishes).
+    pub callback: Option<Callback>,
+    /// Stable per workflow and seq, so receivers can deduplicate.
+    pub webhook_id: String,
+    pub seq: u64,
+    pub terminal: bool,
+    /// The `WorkflowState` JSON, the same body as a sync answer.
+    pub body: String,
+    /// Redis hash where attempts are recorded for operators.
+    pub status_key: String,
+}
+
+impl RedisKeys {
+    pub fn deliveries(&self) -> String {
+        self.latest.replacen(":latest:", ":deliv:", 1)
+    }
 }
 
 /// A command delivered to a running workflow as a signal.
@@ -164,6 +200,9 @@ pub enum Command {
         /// The screen's `seq` the answer is for; another `seq` is a stale screen (409).
         seq: Option<u64>,
         view_response: Value,
+        /// Switches async delivery to a new callback from the next state on.
+        #[serde(default)]
+        callback: Option<Callback>,
     },
     #[serde(rename_all = "camelCase")]
     Execute {

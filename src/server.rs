@@ -2,12 +2,13 @@
 //! SIGINT/SIGTERM, with a bounded drain.
 
 use crate::bus::{Store, hub::Hub};
-use crate::config::{Common, GatewayArgs, ServeArgs, WorkerArgs};
+use crate::config::{Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
 use crate::dsl::Registry;
 use crate::gateway::{AppState, GatewayConfig, app};
 use crate::temporal::activities::Retention;
 use crate::temporal::client::{Temporal, TemporalConfig, connect};
 use crate::temporal::worker::{self, WorkerConfig};
+use crate::webhook::{Allowlist, DeliveryConfig, Secrets, parse_schedule};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,10 +32,7 @@ pub fn temporal_config(c: &Common, address: &str) -> TemporalConfig {
 }
 
 /// Loads definitions and applies `--enum` overrides.
-pub fn load_registry(
-    g: &GatewayArgs,
-    extra_enums: &[(String, String)],
-) -> anyhow::Result<Registry> {
+pub fn load_registry(g: &GatewayArgs, extra_enums: &[(String, String)]) -> anyhow::Result<Registry> {
     let mut reg = Registry::load_dir(&g.definitions).with_context(|| {
         format!(
             "loading workflow definitions from {} (set --definitions)",
@@ -66,11 +64,7 @@ pub async fn gateway_state(
     let store = Store::connect(redis_url, retention(common))
         .await
         .with_context(|| format!("connecting to Redis at {redis_url}"))?;
-    let hub = Hub::start(
-        redis::Client::open(redis_url)?,
-        g.hub_shards,
-        shutdown.clone(),
-    );
+    let hub = Hub::start(redis::Client::open(redis_url)?, g.hub_shards, shutdown.clone());
     Ok(AppState {
         registry: Arc::new(registry),
         temporal: Arc::new(temporal),
@@ -82,6 +76,8 @@ pub async fn gateway_state(
             max_wait: Duration::from_millis(g.max_wait_ms.max(g.default_wait_ms)),
             history_limit: g.history_limit.max(100),
             max_body_bytes: g.max_body_bytes,
+            allowlist: Allowlist::parse(&g.callback_allow).map_err(|e| anyhow::anyhow!("--callback-allow: {e}"))?,
+            client_callbacks: pairs(&g.client_callbacks, "--client-callback")?,
         }),
         metrics: crate::telemetry::metrics(),
         tokens: Arc::new(crate::gateway::token::Tokens::new(
@@ -118,8 +114,7 @@ pub async fn serve_router(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = shutdown.clone();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { token.cancelled().await });
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move { token.cancelled().await });
     tokio::select! {
         r = server => r.context("HTTP server failed"),
         _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN).await } => {
@@ -150,22 +145,14 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("connecting to Temporal at {address}"))?;
         worker_thread = Some(worker::spawn(
             client.clone(),
-            worker_config(&a.common, &redis_url),
+            worker_config(&a.common, &redis_url)?,
             shutdown.clone(),
         )?);
         Temporal::with_client(tcfg, client)
     } else {
         Temporal::new(tcfg)
     };
-    let state = gateway_state(
-        &a.common,
-        &a.gateway,
-        registry,
-        temporal,
-        &redis_url,
-        shutdown.clone(),
-    )
-    .await?;
+    let state = gateway_state(&a.common, &a.gateway, registry, temporal, &redis_url, shutdown.clone()).await?;
     let listener = tokio::net::TcpListener::bind(&a.gateway.listen)
         .await
         .with_context(|| format!("binding {}", a.gateway.listen))?;
@@ -178,12 +165,26 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn worker_config(c: &Common, redis_url: &str) -> WorkerConfig {
-    WorkerConfig {
+pub fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
+    let delivery = DeliveryConfig {
+        secrets: Secrets {
+            default: c.webhook_secret.clone(),
+            per_client: pairs(&c.client_secrets, "--client-secret")?,
+        },
+        schedule: parse_schedule(&c.webhook_schedule).map_err(|e| anyhow::anyhow!("--webhook-schedule: {e}"))?,
+        timeout: Duration::from_millis(c.webhook_timeout_ms.max(1)),
+    };
+    let all = delivery.secrets.default.iter().map(|s| ("(default)", s));
+    for (client, secret) in all.chain(delivery.secrets.per_client.iter().map(|(c, s)| (c.as_str(), s))) {
+        standardwebhooks::Webhook::new(secret)
+            .map_err(|e| anyhow::anyhow!("webhook secret for {client} is not a whsec_ base64 secret: {e:?}"))?;
+    }
+    Ok(WorkerConfig {
         task_queue: c.task_queue.clone(),
         redis_url: redis_url.to_string(),
         retention: retention(c),
-    }
+        delivery,
+    })
 }
 
 pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
@@ -201,11 +202,7 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let client = connect(&temporal_config(&a.common, &address))
         .await
         .with_context(|| format!("connecting to Temporal at {address}"))?;
-    let t = worker::spawn(
-        client,
-        worker_config(&a.common, &redis_url),
-        shutdown.clone(),
-    )?;
+    let t = worker::spawn(client, worker_config(&a.common, &redis_url)?, shutdown.clone())?;
     tracing::info!(task_queue = %a.common.task_queue, "worker started");
     spawn_signal(shutdown.clone());
     shutdown.cancelled().await;

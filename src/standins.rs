@@ -29,10 +29,7 @@ pub fn router() -> Router {
 /// Orders: `missing…` → 404, `broken…` → 500, `big…` → an amount above the auto-refund limit.
 async fn order(Path(id): Path<String>) -> impl IntoResponse {
     if id.starts_with("missing") {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": "no such order"})),
-        );
+        return (StatusCode::NOT_FOUND, Json(json!({"error": "no such order"})));
     }
     if id.starts_with("broken") {
         return (
@@ -57,10 +54,7 @@ async fn refund(State(c): State<Arc<Counters>>, Json(body): Json<Value>) -> impl
 /// Bank accounts: exactly 8 digits are valid.
 async fn verify(State(c): State<Arc<Counters>>, Json(body): Json<Value>) -> impl IntoResponse {
     c.verifications.fetch_add(1, Ordering::Relaxed);
-    let acct = body
-        .get("accountNumber")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let acct = body.get("accountNumber").and_then(Value::as_str).unwrap_or_default();
     let valid = acct.len() == 8 && acct.chars().all(|ch| ch.is_ascii_digit());
     Json(
         json!({"accountNumber": acct, "valid": valid, "bankName": if valid { Some("Drift Savings Bank") } else { None }}),

@@ -5,19 +5,13 @@ use std::sync::OnceLock;
 
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DRIFT_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "info,temporalio_sdk_core=warn,temporalio_sdk=warn,tower_http=warn",
-        )
+        tracing_subscriber::EnvFilter::new("info,temporalio_sdk_core=warn,temporalio_sdk=warn,tower_http=warn")
     });
     let json = std::env::var("DRIFT_LOG_FORMAT").is_ok_and(|f| f == "json");
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    let _ = if json {
-        b.json().try_init()
-    } else {
-        b.try_init()
-    };
+    let _ = if json { b.json().try_init() } else { b.try_init() };
 }
 
 /// The process-wide Prometheus recorder.
@@ -27,8 +21,7 @@ pub fn metrics() -> Option<PrometheusHandle> {
         .get_or_init(|| {
             PrometheusBuilder::new()
                 .set_buckets(&[
-                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                    30.0,
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ])
                 .ok()?
                 .install_recorder()

@@ -120,18 +120,10 @@ impl Hub {
                 registry: Mutex::new(HashMap::new()),
                 ctl: tx,
             });
-            tokio::spawn(run_shard(
-                i,
-                client.clone(),
-                shard.clone(),
-                rx,
-                shutdown.clone(),
-            ));
+            tokio::spawn(run_shard(i, client.clone(), shard.clone(), rx, shutdown.clone()));
             list.push(shard);
         }
-        Hub {
-            shards: Arc::new(list),
-        }
+        Hub { shards: Arc::new(list) }
     }
 
     fn shard(&self, channel: &str) -> &Arc<Shard> {
@@ -237,13 +229,7 @@ async fn run_shard(
         let (mut sink, mut stream) = pubsub.split();
 
         // Resubscribe what local subscribers still want, then tell them to catch up.
-        let wanted: Vec<String> = shard
-            .registry
-            .lock()
-            .expect("hub registry")
-            .keys()
-            .cloned()
-            .collect();
+        let wanted: Vec<String> = shard.registry.lock().expect("hub registry").keys().cloned().collect();
         if !wanted.is_empty() {
             match tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(&wanted)).await {
                 Ok(Ok(())) => {
@@ -292,13 +278,7 @@ async fn run_shard(
                 }
             }
         }
-        let lost: Vec<String> = shard
-            .registry
-            .lock()
-            .expect("hub registry")
-            .keys()
-            .cloned()
-            .collect();
+        let lost: Vec<String> = shard.registry.lock().expect("hub registry").keys().cloned().collect();
         mark(&shard, &lost, false);
         tracing::warn!(shard = idx, "redis pub/sub connection lost; reconnecting");
     }

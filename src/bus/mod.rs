@@ -32,8 +32,7 @@ pub struct Stored {
 }
 
 fn parse(raw: &str) -> Result<Stored, StoreError> {
-    let env: Envelope<WorkflowState> =
-        serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let env: Envelope<WorkflowState> = serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Stored {
         seq: env.seq,
         request_id: env.request_id,
@@ -63,19 +62,12 @@ impl Store {
     }
 
     /// States with `seq > after`, oldest first, and whether the log still reaches back that far.
-    pub async fn history_after(
-        &self,
-        keys: &RedisKeys,
-        after: u64,
-    ) -> Result<(Vec<Stored>, bool), StoreError> {
+    pub async fn history_after(&self, keys: &RedisKeys, after: u64) -> Result<(Vec<Stored>, bool), StoreError> {
         let mut c = self.conn.clone();
         let raw: Vec<(String, f64)> = c
             .zrangebyscore_withscores(&keys.history, format!("({after}"), "+inf")
             .await?;
-        let items = raw
-            .iter()
-            .map(|(m, _)| parse(m))
-            .collect::<Result<Vec<_>, _>>()?;
+        let items = raw.iter().map(|(m, _)| parse(m)).collect::<Result<Vec<_>, _>>()?;
         let complete = match items.first() {
             None => true,
             Some(first) => first.seq == after + 1,
@@ -84,11 +76,7 @@ impl Store {
     }
 
     /// Publishes a state on the workflow's behalf (the TERMINATED state after a terminate).
-    pub async fn publish_state(
-        &self,
-        keys: &RedisKeys,
-        state: &WorkflowState,
-    ) -> Result<(), StoreError> {
+    pub async fn publish_state(&self, keys: &RedisKeys, state: &WorkflowState) -> Result<(), StoreError> {
         let env = Envelope {
             kind: MessageKind::State,
             seq: state.seq,

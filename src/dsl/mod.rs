@@ -294,22 +294,13 @@ pub struct Registry {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("{path}: not a valid definition: {source}")]
-    Parse {
-        path: String,
-        source: serde_json::Error,
-    },
+    Parse { path: String, source: serde_json::Error },
     #[error("{path}: version {version:?} must be a positive whole number")]
     Version { path: String, version: String },
     #[error("{path}: {errors:?}")]
-    Invalid {
-        path: String,
-        errors: Vec<ValidationError>,
-    },
+    Invalid { path: String, errors: Vec<ValidationError> },
 }
 
 fn parse_version(path: &str, v: &str) -> Result<u64, LoadError> {
@@ -356,10 +347,7 @@ impl Registry {
                 errors,
             });
         }
-        self.workflows
-            .entry(def.id.clone())
-            .or_default()
-            .insert(v, def);
+        self.workflows.entry(def.id.clone()).or_default().insert(v, def);
         Ok(())
     }
 

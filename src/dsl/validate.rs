@@ -60,11 +60,7 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
     }
     let exists = |n: &str| def.states.contains_key(n);
     if !exists(&def.start_node) {
-        e.push(
-            None,
-            "startNode",
-            format!("names no state: {:?}", def.start_node),
-        );
+        e.push(None, "startNode", format!("names no state: {:?}", def.start_node));
     }
     if let Some(f) = &def.default_failure_node
         && !exists(f)
@@ -74,12 +70,12 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
 
     for (name, entry) in &original.states {
         let n = Some(name.as_str());
-        if name.contains(':')
-            || name.starts_with('_')
-            || name == "params"
-            || name == "threadContext"
-        {
-            e.push(n, "name", "instance names may not contain ':', start with '_', or be 'params'/'threadContext'");
+        if name.contains(':') || name.starts_with('_') || name == "params" || name == "threadContext" {
+            e.push(
+                n,
+                "name",
+                "instance names may not contain ':', start with '_', or be 'params'/'threadContext'",
+            );
         }
         let node = match (&entry.node, &entry.resource_id) {
             (Some(node), None) => Some(node.clone()),
@@ -98,11 +94,7 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
                 }
             },
             (Some(_), Some(_)) => {
-                e.push(
-                    n,
-                    "node",
-                    "give either an inline node or a resourceId, not both",
-                );
+                e.push(n, "node", "give either an inline node or a resourceId, not both");
                 None
             }
             (None, None) => {
@@ -114,11 +106,7 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
             if let Some(path) = v.as_str().filter(|s| s.starts_with('$'))
                 && let Err(err) = jsonpath::parse(path)
             {
-                e.push(
-                    n,
-                    format!("parameters.{p}"),
-                    format!("bad JSONPath {path:?}: {err}"),
-                );
+                e.push(n, format!("parameters.{p}"), format!("bad JSONPath {path:?}: {err}"));
             }
         }
         if let Some(next) = &entry.next_node
@@ -133,10 +121,7 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
             e.push(
                 n,
                 "nextNode",
-                format!(
-                    "a {} node ends the workflow and takes no nextNode",
-                    node.type_name()
-                ),
+                format!("a {} node ends the workflow and takes no nextNode", node.type_name()),
             );
         }
         if !terminal && !branch && entry.next_node.is_none() && reach.contains(name.as_str()) {
@@ -183,15 +168,8 @@ fn check_node(e: &mut Errors, name: &str, node: &Node, exists: &dyn Fn(&str) -> 
     };
     match node {
         Node::Http(h) => {
-            if !matches!(
-                h.method.as_str(),
-                "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD"
-            ) {
-                e.push(
-                    n,
-                    "node.method",
-                    format!("unsupported method {:?}", h.method),
-                );
+            if !matches!(h.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") {
+                e.push(n, "node.method", format!("unsupported method {:?}", h.method));
             }
             check_template(e, "node.url".into(), &h.url);
             for (k, v) in &h.headers {
@@ -230,11 +208,7 @@ fn check_node(e: &mut Errors, name: &str, node: &Node, exists: &dyn Fn(&str) -> 
                 }
             }
             if !exists(&b.default_node) {
-                e.push(
-                    n,
-                    "node.defaultNode",
-                    format!("names no state: {:?}", b.default_node),
-                );
+                e.push(n, "node.defaultNode", format!("names no state: {:?}", b.default_node));
             }
         }
         Node::Instruction(i) => {
@@ -261,11 +235,7 @@ fn check_node(e: &mut Errors, name: &str, node: &Node, exists: &dyn Fn(&str) -> 
             }
             for (wid, src) in &i.possible_dynamic_values {
                 if !ids.contains(wid.as_str()) {
-                    e.push(
-                        n,
-                        format!("node.possibleDynamicValues.{wid}"),
-                        "names no widget",
-                    );
+                    e.push(n, format!("node.possibleDynamicValues.{wid}"), "names no widget");
                 }
                 check_script(e, format!("node.possibleDynamicValues.{wid}"), src);
             }
@@ -282,11 +252,7 @@ fn check_node(e: &mut Errors, name: &str, node: &Node, exists: &dyn Fn(&str) -> 
                     e.push(n, "node.until", "must be an RFC 3339 time or a JSONPath");
                 }
             }
-            _ => e.push(
-                n,
-                "node",
-                "a WAIT node needs exactly one of durationMs or until",
-            ),
+            _ => e.push(n, "node", "a WAIT node needs exactly one of durationMs or until"),
         },
         Node::Failure(f) => {
             if let Some(m) = &f.error_message {
@@ -315,13 +281,10 @@ fn collect_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
 pub(crate) fn reachable(def: &Definition) -> BTreeSet<&str> {
     let mut seen = BTreeSet::new();
     // Errors route to defaultFailureNode, so it and what follows it are on the flow too.
-    let mut queue: VecDeque<&str> = [
-        Some(def.start_node.as_str()),
-        def.default_failure_node.as_deref(),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut queue: VecDeque<&str> = [Some(def.start_node.as_str()), def.default_failure_node.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
     while let Some(name) = queue.pop_front() {
         let Some(entry) = def.states.get(name) else {
             continue;

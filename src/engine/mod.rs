@@ -100,10 +100,7 @@ pub struct FieldError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Prepared {
     Done(Value),
-    Http {
-        request: HttpRequest,
-        retry: RetryPolicy,
-    },
+    Http { request: HttpRequest, retry: RetryPolicy },
 }
 
 /// The `_global` context a run starts with.
@@ -138,16 +135,10 @@ impl<'a> Machine<'a> {
     }
 
     /// Resolves a node's parameters and stores them as `nodeParameters`.
-    fn enter(
-        &self,
-        cur: &mut Cursor,
-        entry: &StateEntry,
-        overrides: Option<&Value>,
-    ) -> Result<Value, String> {
+    fn enter(&self, cur: &mut Cursor, entry: &StateEntry, overrides: Option<&Value>) -> Result<Value, String> {
         let mut params = Map::new();
         for (k, v) in &entry.parameters {
-            let value =
-                jsonpath::resolve(v, &cur.ctx).map_err(|e| format!("parameter {k}: {e}"))?;
+            let value = jsonpath::resolve(v, &cur.ctx).map_err(|e| format!("parameter {k}: {e}"))?;
             params.insert(k.clone(), value);
         }
         if let Some(Value::Object(o)) = overrides {
@@ -181,9 +172,7 @@ impl<'a> Machine<'a> {
         self.fail(
             cur,
             &node,
-            format!(
-                "more than {MAX_PURE_STEPS} script/branch steps without reaching a stable state"
-            ),
+            format!("more than {MAX_PURE_STEPS} script/branch steps without reaching a stable state"),
         )
         .unwrap_or_else(|| end_failed("endless loop".into()))
     }
@@ -219,8 +208,7 @@ impl<'a> Machine<'a> {
         };
         match node {
             Node::Script(s) => {
-                let out = script::eval(&s.script, &vars(&cur.ctx))
-                    .map_err(|e| format!("script failed: {e}"))?;
+                let out = script::eval(&s.script, &vars(&cur.ctx)).map_err(|e| format!("script failed: {e}"))?;
                 obj(&mut cur.ctx).insert(name.clone(), out);
                 cur.node = next()?;
                 Ok(None)
@@ -248,17 +236,15 @@ impl<'a> Machine<'a> {
                 let mut widgets = i.input_options.clone();
                 for w in widgets.iter_mut() {
                     if let Some(src) = i.possible_dynamic_values.get(&w.id) {
-                        let values = script::eval(src, &v)
-                            .map_err(|e| format!("possibleDynamicValues.{}: {e}", w.id))?;
-                        w.possible_values = to_possible_values(values)
-                            .map_err(|e| format!("possibleDynamicValues.{}: {e}", w.id))?;
+                        let values =
+                            script::eval(src, &v).map_err(|e| format!("possibleDynamicValues.{}: {e}", w.id))?;
+                        w.possible_values =
+                            to_possible_values(values).map_err(|e| format!("possibleDynamicValues.{}: {e}", w.id))?;
                     }
                     for ins in w.instructions.iter_mut() {
                         for val in ins.template_variables.values_mut() {
                             let resolved = match &*val {
-                                Value::String(s) if s.starts_with('$') => {
-                                    jsonpath::select(s, v.ctx)?
-                                }
+                                Value::String(s) if s.starts_with('$') => jsonpath::select(s, v.ctx)?,
                                 other => script::render_value(other, &v)?,
                             };
                             *val = resolved;
@@ -288,16 +274,14 @@ impl<'a> Machine<'a> {
                             match jsonpath::select(u, &cur.ctx)? {
                                 Value::String(s) => s,
                                 other => {
-                                    return Err(format!(
-                                        "until: expected a time string, got {other}"
-                                    ));
+                                    return Err(format!("until: expected a time string, got {other}"));
                                 }
                             }
                         } else {
                             u.clone()
                         };
-                        let t = chrono::DateTime::parse_from_rfc3339(&text)
-                            .map_err(|e| format!("until {text:?}: {e}"))?;
+                        let t =
+                            chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| format!("until {text:?}: {e}"))?;
                         Some(t.timestamp_millis())
                     }
                 };
@@ -352,12 +336,7 @@ impl<'a> Machine<'a> {
 
     /// Feeds an HTTP result back: stores the (transformed) output and moves on, or routes the
     /// error to the failure node.
-    pub fn http_done(
-        &self,
-        cur: &mut Cursor,
-        instance: &str,
-        result: Result<HttpResponse, String>,
-    ) {
+    pub fn http_done(&self, cur: &mut Cursor, instance: &str, result: Result<HttpResponse, String>) {
         match self.http_output(cur, instance, result) {
             Ok(out) => self.store_and_next(cur, instance, out),
             Err(msg) => {
@@ -369,12 +348,7 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn http_output(
-        &self,
-        cur: &Cursor,
-        instance: &str,
-        result: Result<HttpResponse, String>,
-    ) -> Result<Value, String> {
+    fn http_output(&self, cur: &Cursor, instance: &str, result: Result<HttpResponse, String>) -> Result<Value, String> {
         let (_, node) = self.entry(instance)?;
         let resp = result.map_err(|e| format!("HTTP call failed: {e}"))?;
         let Node::Http(h) = node else {
@@ -384,11 +358,7 @@ impl<'a> Machine<'a> {
             None => Ok(resp.body),
             Some(t) => {
                 let response = serde_json::to_value(&resp).map_err(|e| e.to_string())?;
-                let input = cur
-                    .ctx
-                    .get("nodeParameters")
-                    .cloned()
-                    .unwrap_or(Value::Null);
+                let input = cur.ctx.get("nodeParameters").cloned().unwrap_or(Value::Null);
                 script::eval(
                     t,
                     &script::Vars {
@@ -404,12 +374,7 @@ impl<'a> Machine<'a> {
 
     fn store_and_next(&self, cur: &mut Cursor, instance: &str, out: Value) {
         obj(&mut cur.ctx).insert(instance.to_string(), out);
-        match self
-            .def
-            .states
-            .get(instance)
-            .and_then(|e| e.next_node.clone())
-        {
+        match self.def.states.get(instance).and_then(|e| e.next_node.clone()) {
             Some(n) => cur.node = n,
             None => {
                 let msg = format!("state {instance:?} has no nextNode");
@@ -427,24 +392,11 @@ impl<'a> Machine<'a> {
     }
 
     /// Checks an answer against the view; on success stores it and moves on.
-    pub fn answer(
-        &self,
-        cur: &mut Cursor,
-        instance: &str,
-        view: &View,
-        answer: &Value,
-    ) -> Result<(), Vec<FieldError>> {
+    pub fn answer(&self, cur: &mut Cursor, instance: &str, view: &View, answer: &Value) -> Result<(), Vec<FieldError>> {
         validate_answer(view, answer)?;
-        let selected = answer
-            .get("selectedOptions")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let selected = answer.get("selectedOptions").cloned().unwrap_or(Value::Null);
         obj(&mut cur.ctx).insert(format!("{instance}:viewResponse"), selected);
-        let next = self
-            .def
-            .states
-            .get(instance)
-            .and_then(|e| e.next_node.clone());
+        let next = self.def.states.get(instance).and_then(|e| e.next_node.clone());
         cur.node = next.unwrap_or_else(|| END_FAILED.to_string());
         Ok(())
     }
@@ -543,13 +495,9 @@ fn obj(v: &mut Value) -> &mut Map<String, Value> {
 }
 
 fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, String> {
-    let mut url =
-        url::Url::parse(&script::render(&h.url, vars)?).map_err(|e| format!("url: {e}"))?;
+    let mut url = url::Url::parse(&script::render(&h.url, vars)?).map_err(|e| format!("url: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "url: scheme {:?} is not http or https",
-            url.scheme()
-        ));
+        return Err(format!("url: scheme {:?} is not http or https", url.scheme()));
     }
     if !h.query.is_empty() {
         let mut q = url.query_pairs_mut();
@@ -562,11 +510,7 @@ fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, Strin
         .iter()
         .map(|(k, v)| Ok((k.clone(), script::render(v, vars)?)))
         .collect::<Result<_, String>>()?;
-    let body = h
-        .body
-        .as_ref()
-        .map(|b| script::render_value(b, vars))
-        .transpose()?;
+    let body = h.body.as_ref().map(|b| script::render_value(b, vars)).transpose()?;
     Ok(HttpRequest {
         method: h.method.clone(),
         url: url.to_string(),
@@ -613,26 +557,20 @@ pub fn validate_answer(view: &View, answer: &Value) -> Result<(), Vec<FieldError
     };
     let mut errors = Vec::new();
     for id in selected.keys() {
-        if !view
-            .input_options
-            .iter()
-            .any(|w| &w.id == id && w.is_input())
-        {
+        if !view.input_options.iter().any(|w| &w.id == id && w.is_input()) {
             errors.push(err(id, format!("no input widget {id:?} on this screen")));
         }
     }
     for w in &view.input_options {
-        let value = selected
-            .get(&w.id)
-            .filter(|v| !v.is_null() && v.as_str() != Some(""));
+        let value = selected.get(&w.id).filter(|v| !v.is_null() && v.as_str() != Some(""));
         let Some(value) = value else {
             if w.is_required() {
                 errors.push(err(&w.id, "required".into()));
             }
             continue;
         };
-        let mut allowed: Option<Vec<&Value>> = (!w.possible_values.is_empty())
-            .then(|| w.possible_values.iter().map(|p| &p.value).collect());
+        let mut allowed: Option<Vec<&Value>> =
+            (!w.possible_values.is_empty()).then(|| w.possible_values.iter().map(|p| &p.value).collect());
         if let (Some(parent), Some(dep)) = (&w.parent_id, &w.possible_dependent_values)
             && let Some(parent_value) = selected.get(parent)
         {
@@ -647,17 +585,10 @@ pub fn validate_answer(view: &View, answer: &Value) -> Result<(), Vec<FieldError
         if let Some(allowed) = allowed
             && !allowed.contains(&value)
         {
-            errors.push(err(
-                &w.id,
-                format!("{value} is not one of the allowed values"),
-            ));
+            errors.push(err(&w.id, format!("{value} is not one of the allowed values")));
         }
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 
 #[cfg(test)]

@@ -65,10 +65,7 @@ pub fn eval(src: &str, vars: &Vars) -> Result<Value, String> {
     let ast = compile(src)?;
     let mut scope = Scope::new();
     scope.push_constant("ctx", to_dynamic(vars.ctx)?);
-    scope.push_constant(
-        "params",
-        to_dynamic(vars.ctx.get("params").unwrap_or(&Value::Null))?,
-    );
+    scope.push_constant("params", to_dynamic(vars.ctx.get("params").unwrap_or(&Value::Null))?);
     scope.push_constant(
         "enums",
         to_dynamic(vars.ctx.get("_enum_store").unwrap_or(&Value::Null))?,
@@ -112,8 +109,7 @@ fn parts(src: &str) -> Result<Vec<(bool, &str)>, String> {
 pub fn check_template(src: &str) -> Result<(), String> {
     for (is_expr, text) in parts(src)? {
         if is_expr {
-            compile(text)
-                .map_err(|e| format!("template expression {text:?} does not compile: {e}"))?;
+            compile(text).map_err(|e| format!("template expression {text:?} does not compile: {e}"))?;
         }
     }
     Ok(())
@@ -148,11 +144,7 @@ pub fn render_value(v: &Value, vars: &Vars) -> Result<Value, String> {
                 Value::String(render(s, vars)?)
             }
         }
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .map(|x| render_value(x, vars))
-                .collect::<Result<_, _>>()?,
-        ),
+        Value::Array(a) => Value::Array(a.iter().map(|x| render_value(x, vars)).collect::<Result<_, _>>()?),
         Value::Object(o) => Value::Object(
             o.iter()
                 .map(|(k, x)| Ok((k.clone(), render_value(x, vars)?)))
@@ -168,11 +160,7 @@ mod tests {
     use serde_json::json;
 
     fn vars<'a>(ctx: &'a Value, input: &'a Value) -> Vars<'a> {
-        Vars {
-            ctx,
-            input,
-            extra: &[],
-        }
+        Vars { ctx, input, extra: &[] }
     }
 
     #[test]

@@ -50,18 +50,11 @@ fn every_node_type_runs_in_order_through_the_pure_interpreter() {
     let d = flow();
     let m = Machine::new(&d);
     let mut cur = Cursor {
-        ctx: initial_context(
-            &d,
-            json!({"amount": 21, "id": "o-7"}),
-            json!({"tenant": "t1"}),
-        ),
+        ctx: initial_context(&d, json!({"amount": 21, "id": "o-7"}), json!({"tenant": "t1"})),
         node: d.start_node.clone(),
     };
 
-    let Effect::Http {
-        instance, request, ..
-    } = m.next_effect(&mut cur)
-    else {
+    let Effect::Http { instance, request, .. } = m.next_effect(&mut cur) else {
         panic!()
     };
     assert_eq!(instance, "fetch");
@@ -75,22 +68,12 @@ fn every_node_type_runs_in_order_through_the_pure_interpreter() {
         panic!()
     };
     assert_eq!(view.layout_id, "confirm");
-    let bad = m.answer(
-        &mut cur,
-        "ask",
-        &view,
-        &json!({"selectedOptions": {"choice": "maybe"}}),
-    );
+    let bad = m.answer(&mut cur, "ask", &view, &json!({"selectedOptions": {"choice": "maybe"}}));
     assert_eq!(bad.unwrap_err()[0].widget_id, "choice");
     let missing = m.answer(&mut cur, "ask", &view, &json!({"selectedOptions": {}}));
     assert_eq!(missing.unwrap_err()[0].message, "required");
-    m.answer(
-        &mut cur,
-        "ask",
-        &view,
-        &json!({"selectedOptions": {"choice": "yes"}}),
-    )
-    .unwrap();
+    m.answer(&mut cur, "ask", &view, &json!({"selectedOptions": {"choice": "yes"}}))
+        .unwrap();
 
     let Effect::Wait { duration_ms, .. } = m.next_effect(&mut cur) else {
         panic!()
@@ -98,10 +81,7 @@ fn every_node_type_runs_in_order_through_the_pure_interpreter() {
     assert_eq!(duration_ms, Some(50));
     m.effect_done(&mut cur, "pause", Value::Null);
 
-    let Effect::Child {
-        workflow, params, ..
-    } = m.next_effect(&mut cur)
-    else {
+    let Effect::Child { workflow, params, .. } = m.next_effect(&mut cur) else {
         panic!()
     };
     assert_eq!((workflow.as_str(), params), ("other", json!({"x": 42})));
@@ -129,9 +109,7 @@ fn failing_http_routes_to_the_default_failure_node_with_its_error() {
     m.next_effect(&mut cur);
     m.http_done(&mut cur, "fetch", Err("503 Service Unavailable".into()));
     let Effect::End {
-        status,
-        error_message,
-        ..
+        status, error_message, ..
     } = m.next_effect(&mut cur)
     else {
         panic!()
@@ -149,9 +127,7 @@ fn failing_script_routes_to_the_default_failure_node() {
         node: d.start_node.clone(),
     };
     let Effect::End {
-        status,
-        error_message,
-        ..
+        status, error_message, ..
     } = m.next_effect(&mut cur)
     else {
         panic!()
@@ -189,19 +165,13 @@ fn a_loop_without_a_stable_state_is_stopped() {
         node: "a".into(),
     };
     let Effect::End {
-        status,
-        error_message,
-        ..
+        status, error_message, ..
     } = Machine::new(&d).next_effect(&mut cur)
     else {
         panic!()
     };
     assert_eq!(status, EndStatus::Failed);
-    assert!(
-        error_message
-            .unwrap()
-            .contains("without reaching a stable state")
-    );
+    assert!(error_message.unwrap().contains("without reaching a stable state"));
 }
 
 #[test]
@@ -212,11 +182,7 @@ fn validation_names_the_node_and_field() {
         "s": {"node": {"type": "INSTRUCTION", "layoutId": "x"}, "nextNode": "a"}}}))
     .unwrap();
     let errors = validate(&d, &Registry::default());
-    let has = |node: Option<&str>, field: &str| {
-        errors
-            .iter()
-            .any(|e| e.node.as_deref() == node && e.field == field)
-    };
+    let has = |node: Option<&str>, field: &str| errors.iter().any(|e| e.node.as_deref() == node && e.field == field);
     assert!(has(None, "startNode"), "{errors:?}");
     assert!(has(Some("a"), "nextNode"), "{errors:?}");
     assert!(has(Some("a"), "node.script"), "{errors:?}");

@@ -46,11 +46,7 @@ impl ApiError {
     }
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
     }
 }
 
@@ -71,9 +67,7 @@ impl From<crate::temporal::client::TemporalError> for ApiError {
             T::Unavailable(_) => ApiError::unavailable("Temporal", &e),
             T::NotFound => ApiError::not_found("no such workflow"),
             T::Ended => ApiError::conflict("not_waiting", "the workflow has ended"),
-            T::AlreadyStarted => {
-                ApiError::conflict("already_exists", "a workflow with this id already exists")
-            }
+            T::AlreadyStarted => ApiError::conflict("already_exists", "a workflow with this id already exists"),
             T::Other(_) => ApiError::internal(&e),
         }
     }

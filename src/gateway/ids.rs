@@ -84,14 +84,10 @@ impl Caller {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
         };
-        let tenant = get("X_TENANT_ID")
-            .ok_or_else(|| ApiError::bad_request("missing header X_TENANT_ID"))?;
-        let client = get("X_CLIENT_ID")
-            .ok_or_else(|| ApiError::bad_request("missing header X_CLIENT_ID"))?;
+        let tenant = get("X_TENANT_ID").ok_or_else(|| ApiError::bad_request("missing header X_TENANT_ID"))?;
+        let client = get("X_CLIENT_ID").ok_or_else(|| ApiError::bad_request("missing header X_CLIENT_ID"))?;
         if client.len() > 128 {
-            return Err(ApiError::bad_request(
-                "X_CLIENT_ID is longer than 128 characters",
-            ));
+            return Err(ApiError::bad_request("X_CLIENT_ID is longer than 128 characters"));
         }
         Ok(Self {
             tenant: TenantId::parse(tenant)?,

@@ -43,7 +43,10 @@ pub enum Out {
         body: Bytes,
     },
     /// The history log no longer reaches back to `after`; the latest state follows.
-    Gap { after: u64, latest: u64 },
+    Gap {
+        after: u64,
+        latest: u64,
+    },
 }
 
 /// Delivery position of one follower of one workflow.
@@ -79,10 +82,7 @@ impl Follower {
                 if complete {
                     out.extend(items.iter().map(Self::state_out));
                 } else if let Some(st) = store.latest(&self.keys).await? {
-                    out.push(Out::Gap {
-                        after,
-                        latest: st.seq,
-                    });
+                    out.push(Out::Gap { after, latest: st.seq });
                     out.push(Self::state_out(&st));
                 }
             }
@@ -114,12 +114,7 @@ impl Follower {
 }
 
 /// Authority to follow a workflow: a stream token for it, or the tenant's headers.
-fn authorize(
-    s: &AppState,
-    headers: &HeaderMap,
-    token: Option<&str>,
-    id: &WorkflowId,
-) -> Result<TenantId, ApiError> {
+fn authorize(s: &AppState, headers: &HeaderMap, token: Option<&str>, id: &WorkflowId) -> Result<TenantId, ApiError> {
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -146,12 +141,7 @@ fn authorize(
 }
 
 /// 404 unless the workflow has published something or Temporal knows it.
-async fn ensure_exists(
-    s: &AppState,
-    tenant: &TenantId,
-    id: &WorkflowId,
-    keys: &RedisKeys,
-) -> Result<(), ApiError> {
+async fn ensure_exists(s: &AppState, tenant: &TenantId, id: &WorkflowId, keys: &RedisKeys) -> Result<(), ApiError> {
     if s.store.latest(keys).await?.is_some() {
         return Ok(());
     }
@@ -161,10 +151,7 @@ async fn ensure_exists(
         .await
     {
         Ok(_) => Ok(()),
-        Err(TemporalError::NotFound) => Err(ApiError::not_found(format!(
-            "no workflow {:?}",
-            id.as_str()
-        ))),
+        Err(TemporalError::NotFound) => Err(ApiError::not_found(format!("no workflow {:?}", id.as_str()))),
         Err(e) => Err(e.into()),
     }
 }
@@ -257,9 +244,7 @@ async fn follow<F, Fut>(
             m = sub.recv() => m,
         };
         match msg {
-            HubMsg::Event(e) if e.kind == MessageKind::State => {
-                pending.extend(f.accept(e.seq, e.terminal, &e.body))
-            }
+            HubMsg::Event(e) if e.kind == MessageKind::State => pending.extend(f.accept(e.seq, e.terminal, &e.body)),
             HubMsg::Event(e) => other(&e),
             // Missed messages (Redis reconnect, or this follower lagged): read them back.
             HubMsg::Resync => match f.catch_up(store).await {
@@ -467,11 +452,9 @@ impl Session {
     }
 
     async fn handle(&mut self, raw: &str) {
-        let request_id = serde_json::from_str::<Value>(raw).ok().and_then(|v| {
-            v.get("requestId")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+        let request_id = serde_json::from_str::<Value>(raw)
+            .ok()
+            .and_then(|v| v.get("requestId").and_then(Value::as_str).map(str::to_string));
         let msg: ClientMsg = match serde_json::from_str(raw) {
             Ok(m) => m,
             Err(e) => {
@@ -529,8 +512,8 @@ impl Session {
                 if let Some(r) = &request_id {
                     body["requestId"] = Value::String(r.clone());
                 }
-                let b: StartBody = serde_json::from_value(body)
-                    .map_err(|e| ApiError::bad_request(format!("bad start: {e}")))?;
+                let b: StartBody =
+                    serde_json::from_value(body).map_err(|e| ApiError::bad_request(format!("bad start: {e}")))?;
                 let p = runtime::prepare_start(&self.s, &caller, b, idempotency_key)?;
                 self.mine
                     .lock()
@@ -555,7 +538,7 @@ impl Session {
                 let id = WorkflowId::parse(&workflow_id)?;
                 let caller = self.caller_for(&id, token.as_deref())?;
                 let body = ResumeBody::new(view_response, seq, request_id);
-                let (rid, cmd) = runtime::prepare_resume(&self.s, &caller, &id, body).await?;
+                let (rid, cmd, _) = runtime::prepare_resume(&self.s, &caller, &id, body).await?;
                 self.command(&caller, &id, rid, cmd).await?;
             }
             ClientMsg::ExecuteNode {
@@ -582,10 +565,7 @@ impl Session {
         rid: super::ids::RequestId,
         cmd: crate::model::Command,
     ) -> Result<(), ApiError> {
-        self.mine
-            .lock()
-            .expect("mine")
-            .insert(rid.as_str().to_string());
+        self.mine.lock().expect("mine").insert(rid.as_str().to_string());
         let keys = runtime::keys(&self.s, &caller.scoped(id));
         let since = self.s.store.latest(&keys).await?.map(|l| l.seq);
         if !self.subs.contains_key(id.as_str()) {
@@ -606,12 +586,7 @@ impl Session {
     }
 
     /// Starts forwarding a workflow's states to this socket (subscribed before returning).
-    async fn follow(
-        &mut self,
-        id: &WorkflowId,
-        keys: RedisKeys,
-        since: Option<u64>,
-    ) -> Result<(), ApiError> {
+    async fn follow(&mut self, id: &WorkflowId, keys: RedisKeys, since: Option<u64>) -> Result<(), ApiError> {
         if self.subs.get(id.as_str()).is_some_and(|h| !h.is_finished()) {
             return Ok(());
         }
@@ -648,14 +623,11 @@ impl Session {
                             )
                             .into(),
                         ),
-                        Out::Gap { after, latest } => text(
-                            json!({"type": "gap", "workflowId": wid, "after": after, "latest": latest}),
-                        ),
+                        Out::Gap { after, latest } => {
+                            text(json!({"type": "gap", "workflowId": wid, "after": after, "latest": latest}))
+                        }
                     };
-                    let ok = matches!(
-                        tokio::time::timeout(SLOW_CONSUMER_GRACE, out.send(m)).await,
-                        Ok(Ok(()))
-                    );
+                    let ok = matches!(tokio::time::timeout(SLOW_CONSUMER_GRACE, out.send(m)).await, Ok(Ok(())));
                     if !ok {
                         close.cancel(); // too slow or gone: the whole socket closes
                     }

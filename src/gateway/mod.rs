@@ -28,6 +28,9 @@ pub struct GatewayConfig {
     /// Continue-as-new threshold handed to each workflow.
     pub history_limit: u32,
     pub max_body_bytes: usize,
+    pub allowlist: crate::webhook::Allowlist,
+    /// Default callback per client, for `mode: "async"` without a callbackUrl.
+    pub client_callbacks: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -49,10 +52,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v3/workflow/start", post(runtime::start))
         .route("/v3/workflow/resume/{id}", put(runtime::resume))
-        .route(
-            "/v3/workflow/{id}/disconnected-node/execute",
-            post(runtime::execute),
-        )
+        .route("/v3/workflow/{id}/disconnected-node/execute", post(runtime::execute))
         .route("/v3/workflow/terminate/{id}", delete(runtime::terminate))
         .route("/v3/workflow/{id}", get(runtime::get_state))
         .route("/v3/workflow/{id}/events", get(live::sse))

@@ -6,7 +6,7 @@ use super::ids::{Caller, RequestId, WorkflowId};
 use super::wait::{Answer, wait_for};
 use crate::bus::hub::Event;
 use crate::model::{
-    Command, Links, MessageKind, RedisKeys, Rejection, WorkflowInput, WorkflowState, WorkflowStatus,
+    Callback, Command, Delivery, Links, MessageKind, RedisKeys, Rejection, WorkflowInput, WorkflowState, WorkflowStatus,
 };
 use crate::temporal::client::{StartOptions, TemporalError};
 use axum::Json;
@@ -22,8 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// `Prefer: wait=N` (seconds), capped by configuration.
@@ -48,10 +47,8 @@ pub fn keys(s: &AppState, scoped: &str) -> RedisKeys {
 
 fn json_bytes(status: StatusCode, body: Bytes) -> Response {
     let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -148,19 +145,10 @@ fn pin_children(
             if let Some(crate::dsl::Node::Child(c)) = &entry.node
                 && !out.contains_key(&c.workflow)
             {
-                let child = s
-                    .registry
-                    .workflow(&c.workflow, c.version.as_deref())
-                    .ok_or_else(|| {
-                        ApiError::not_found(format!(
-                            "child workflow definition {:?} not found",
-                            c.workflow
-                        ))
-                    })?;
-                let compiled = s
-                    .registry
-                    .compile(child)
-                    .map_err(|e| ApiError::internal(&e))?;
+                let child = s.registry.workflow(&c.workflow, c.version.as_deref()).ok_or_else(|| {
+                    ApiError::not_found(format!("child workflow definition {:?} not found", c.workflow))
+                })?;
+                let compiled = s.registry.compile(child).map_err(|e| ApiError::internal(&e))?;
                 out.insert(c.workflow.clone(), compiled.clone());
                 todo.push(compiled);
             }
@@ -176,7 +164,62 @@ pub struct PreparedStart {
     pub keys: RedisKeys,
     pub request_id: RequestId,
     pub idempotent: bool,
+    /// Async mode: answered with 202 at once; states go to the callback.
+    pub is_async: bool,
     input: WorkflowInput,
+}
+
+/// The callback for a call: an allowed `callbackUrl`, or the client's default for
+/// `mode: "async"`. None means sync.
+fn resolve_callback(
+    s: &AppState,
+    caller: &Caller,
+    url: Option<&str>,
+    mode: Option<&str>,
+) -> Result<Option<Callback>, ApiError> {
+    let wants_async = match mode {
+        None => url.is_some(),
+        Some("async") => true,
+        Some("sync") if url.is_none() => false,
+        Some("sync") => return Err(ApiError::bad_request("a callbackUrl needs mode \"async\" (or no mode)")),
+        Some(m) => {
+            return Err(ApiError::bad_request(format!(
+                "mode must be \"sync\" or \"async\", not {m:?}"
+            )));
+        }
+    };
+    if !wants_async {
+        return Ok(None);
+    }
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => s.cfg.client_callbacks.get(&caller.client).cloned().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "mode \"async\" needs a callbackUrl: client {:?} has no default callback configured",
+                caller.client
+            ))
+        })?,
+    };
+    s.cfg
+        .allowlist
+        .check(&url)
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "callback_not_allowed", e))?;
+    Ok(Some(Callback {
+        url,
+        client: caller.client.clone(),
+    }))
+}
+
+/// The 202 of an async call: where to look, and the token to follow it live.
+fn async_accepted(s: &AppState, caller: &Caller, id: &WorkflowId, request_id: &RequestId) -> Response {
+    let body = json!({
+        "workflowId": id.as_str(),
+        "workflowStatus": WorkflowStatus::Running,
+        "requestId": request_id.as_str(),
+        "links": Links::for_workflow(id.as_str()),
+        "streamToken": s.tokens.issue(&caller.tenant, id),
+    });
+    (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 /// Validates a start and builds the workflow input; nothing is dispatched yet.
@@ -186,45 +229,29 @@ pub fn prepare_start(
     b: StartBody,
     idem: Option<String>,
 ) -> Result<PreparedStart, ApiError> {
-    if b.callback_url.is_some() || b.mode.as_deref().is_some_and(|m| m != "sync") {
-        return Err(ApiError::bad_request(
-            "only mode \"sync\" is available in this version; async webhooks are not enabled",
-        ));
-    }
+    let callback = resolve_callback(s, caller, b.callback_url.as_deref(), b.mode.as_deref())?;
     let params = b.params.unwrap_or_else(|| json!({}));
     if !params.is_object() {
         return Err(ApiError::bad_request("params must be a JSON object"));
     }
-    let def = s
-        .registry
-        .workflow(&b.workflow, b.version.as_deref())
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no workflow definition {:?} version {:?}",
-                b.workflow,
-                b.version.as_deref().unwrap_or("LATEST")
-            ))
-        })?;
-    let definition = s
-        .registry
-        .compile(def)
-        .map_err(|e| ApiError::internal(&e))?;
+    let def = s.registry.workflow(&b.workflow, b.version.as_deref()).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no workflow definition {:?} version {:?}",
+            b.workflow,
+            b.version.as_deref().unwrap_or("LATEST")
+        ))
+    })?;
+    let definition = s.registry.compile(def).map_err(|e| ApiError::internal(&e))?;
     let children = pin_children(s, &definition)?;
     if idem.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
-        return Err(ApiError::bad_request(
-            "Idempotency-Key must be 1-255 characters",
-        ));
+        return Err(ApiError::bad_request("Idempotency-Key must be 1-255 characters"));
     }
     let id = match (&b.workflow_id, &idem) {
         (Some(w), _) => WorkflowId::parse(w)?,
         // The same key from the same tenant and client always names the same workflow.
         (None, Some(k)) => {
             use sha2::Digest;
-            let digest = sha2::Sha256::digest(format!(
-                "{}\n{}\n{k}",
-                caller.tenant.as_str(),
-                caller.client
-            ));
+            let digest = sha2::Sha256::digest(format!("{}\n{}\n{k}", caller.tenant.as_str(), caller.client));
             WorkflowId::parse(&format!("idem-{}", &hex(&digest)[..32]))?
         }
         (None, None) => WorkflowId::generate(),
@@ -246,15 +273,11 @@ pub fn prepare_start(
         inbox: vec![],
         history_limit: s.cfg.history_limit,
         key_prefix: s.cfg.key_prefix.clone(),
+        callback,
+        deliveries_started: false,
     };
-    Ok(PreparedStart {
-        id,
-        scoped,
-        keys,
-        request_id,
-        idempotent: idem.is_some(),
-        input,
-    })
+    let is_async = input.callback.is_some();
+    Ok(PreparedStart { id, scoped, keys, request_id, idempotent: idem.is_some(), is_async, input })
 }
 
 /// Dispatches a prepared start. `Ok(false)` means an idempotent retry: the workflow exists.
@@ -288,38 +311,27 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))
 }
 
-pub async fn start(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn start(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let t0 = Instant::now();
     let caller = Caller::from_headers(&headers)?;
     let p = prepare_start(&s, &caller, parse_body(&body)?, idempotency_key(&headers)?)?;
+    if p.is_async {
+        // Async: no waiting on Redis; every state goes to the callback.
+        dispatch_start(&s, &p).await?;
+        let resp = async_accepted(&s, &caller, &p.id, &p.request_id);
+        metrics::histogram!("drift_request_seconds", "endpoint" => "start", "mode" => "async", "status" => "202")
+            .record(t0.elapsed().as_secs_f64());
+        return Ok(resp);
+    }
     let deadline = Instant::now() + wait_limit(&s, &headers);
     // Subscribe before dispatching, so the first state cannot slip past.
     let mut sub = s.hub.subscribe(&p.keys.channel).await?;
     let fresh = dispatch_start(&s, &p).await?;
-    let resp = match (
-        fresh,
-        if fresh {
-            None
-        } else {
-            s.store.latest(&p.keys).await?
-        },
-    ) {
+    let resp = match (fresh, if fresh { None } else { s.store.latest(&p.keys).await? }) {
         // A retried start: answer with the workflow the first call started.
         (false, Some(st)) => (StatusCode::OK, Json(st.state)).into_response(),
         _ => {
-            let answer = wait_for(
-                &mut sub,
-                &s.store,
-                &p.keys,
-                p.request_id.as_str(),
-                !fresh,
-                deadline,
-            )
-            .await;
+            let answer = wait_for(&mut sub, &s.store, &p.keys, p.request_id.as_str(), !fresh, deadline).await;
             respond(&s, &p.id, &p.keys, &p.request_id, answer).await?
         }
     };
@@ -329,12 +341,7 @@ pub async fn start(
 }
 
 /// Adds the `streamToken` a client needs to follow the workflow live (SSE, WebSocket).
-async fn with_stream_token(
-    s: &AppState,
-    caller: &Caller,
-    id: &WorkflowId,
-    resp: Response,
-) -> Response {
+async fn with_stream_token(s: &AppState, caller: &Caller, id: &WorkflowId, resp: Response) -> Response {
     if !resp.status().is_success() {
         return resp;
     }
@@ -361,11 +368,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The latest state, from Redis or (before anything was published) from Temporal.
-pub async fn current(
-    s: &AppState,
-    caller: &Caller,
-    id: &WorkflowId,
-) -> Result<WorkflowState, ApiError> {
+pub async fn current(s: &AppState, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ApiError> {
     let scoped = caller.scoped(id);
     if let Some(st) = s.store.latest(&keys(s, &scoped)).await? {
         return Ok(st.state);
@@ -382,10 +385,7 @@ pub async fn current(
             request_id: None,
             links: Links::for_workflow(id.as_str()),
         }),
-        Err(TemporalError::NotFound) => Err(ApiError::not_found(format!(
-            "no workflow {:?}",
-            id.as_str()
-        ))),
+        Err(TemporalError::NotFound) => Err(ApiError::not_found(format!("no workflow {:?}", id.as_str()))),
         Err(e) => Err(e.into()),
     }
 }
@@ -408,6 +408,10 @@ pub struct ResumeBody {
     seq: Option<u64>,
     #[serde(default)]
     request_id: Option<String>,
+    #[serde(default)]
+    callback_url: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 /// Sends a command and waits for its answer; shared by resume and execute-node.
@@ -424,15 +428,7 @@ async fn command(
     let deadline = Instant::now() + wait_limit(s, headers);
     let mut sub = s.hub.subscribe(&keys.channel).await?;
     s.temporal.signal(&scoped, cmd).await?;
-    let answer = wait_for(
-        &mut sub,
-        &s.store,
-        &keys,
-        request_id.as_str(),
-        false,
-        deadline,
-    )
-    .await;
+    let answer = wait_for(&mut sub, &s.store, &keys, request_id.as_str(), false, deadline).await;
     respond(s, id, &keys, &request_id, answer).await
 }
 
@@ -442,7 +438,8 @@ pub async fn prepare_resume(
     caller: &Caller,
     id: &WorkflowId,
     b: ResumeBody,
-) -> Result<(RequestId, Command), ApiError> {
+) -> Result<(RequestId, Command, bool), ApiError> {
+    let callback = resolve_callback(s, caller, b.callback_url.as_deref(), b.mode.as_deref())?;
     if !b.view_response.is_object() {
         return Err(ApiError::bad_request(
             "viewResponse must be an object like {\"selectedOptions\": {\"widgetId\": value}}",
@@ -453,10 +450,7 @@ pub async fn prepare_resume(
     if latest.workflow_status != WorkflowStatus::Waiting {
         return Err(ApiError::conflict(
             "not_waiting",
-            format!(
-                "the workflow is {:?}, not waiting for input",
-                latest.workflow_status
-            ),
+            format!("the workflow is {:?}, not waiting for input", latest.workflow_status),
         ));
     }
     if let Some(seq) = b.seq
@@ -474,8 +468,9 @@ pub async fn prepare_resume(
         request_id: request_id.as_str().to_string(),
         seq: Some(b.seq.unwrap_or(latest.seq)),
         view_response: b.view_response,
+        callback: callback.clone(),
     };
-    Ok((request_id, cmd))
+    Ok((request_id, cmd, callback.is_some()))
 }
 
 pub async fn resume(
@@ -487,7 +482,11 @@ pub async fn resume(
     let t0 = Instant::now();
     let caller = Caller::from_headers(&headers)?;
     let id = WorkflowId::parse(&id)?;
-    let (request_id, cmd) = prepare_resume(&s, &caller, &id, parse_body(&body)?).await?;
+    let (request_id, cmd, is_async) = prepare_resume(&s, &caller, &id, parse_body(&body)?).await?;
+    if is_async {
+        s.temporal.signal(&caller.scoped(&id), cmd).await?;
+        return Ok(async_accepted(&s, &caller, &id, &request_id));
+    }
     let resp = command(&s, &headers, &caller, &id, request_id, cmd).await?;
     observe("resume", t0, resp.status());
     Ok(resp)
@@ -566,6 +565,21 @@ pub async fn terminate(
         links: Links::for_workflow(id.as_str()),
     };
     s.store.publish_state(&keys, &state).await?;
+    // Async workflows also get their end delivered to the callback.
+    let delivery = Delivery {
+        callback: None,
+        webhook_id: crate::temporal::workflow::webhook_id(id.as_str(), seq),
+        seq,
+        terminal: true,
+        body: serde_json::to_string(&state).map_err(|e| ApiError::internal(&e))?,
+        status_key: keys.deliveries(),
+    };
+    s.temporal
+        .deliver(
+            &crate::temporal::workflow::deliveries_id(caller.tenant.as_str(), id.as_str()),
+            delivery,
+        )
+        .await;
     Ok(Json(state).into_response())
 }
 
@@ -581,11 +595,7 @@ pub async fn list_definitions(State(s): State<AppState>) -> Json<Value> {
 
 impl ResumeBody {
     pub fn new(view_response: Value, seq: Option<u64>, request_id: Option<String>) -> Self {
-        Self {
-            view_response,
-            seq,
-            request_id,
-        }
+        Self { view_response, seq, request_id, callback_url: None, mode: None }
     }
 }
 

@@ -79,9 +79,8 @@ impl Tokens {
         self.mac(payload)
             .verify_slice(&sig)
             .map_err(|_| TokenError::Signature)?;
-        let claims: Claims =
-            serde_json::from_slice(&B64.decode(payload).map_err(|_| TokenError::Malformed)?)
-                .map_err(|_| TokenError::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&B64.decode(payload).map_err(|_| TokenError::Malformed)?)
+            .map_err(|_| TokenError::Malformed)?;
         if claims.e < now() {
             return Err(TokenError::Expired);
         }
@@ -99,20 +98,14 @@ mod tests {
     #[test]
     fn tokens_are_bound_to_workflow_signature_and_time() {
         let t = Tokens::new(Some("s3cret"), Duration::from_secs(60));
-        let (tenant, id) = (
-            TenantId::parse("acme").unwrap(),
-            WorkflowId::parse("wf-1").unwrap(),
-        );
+        let (tenant, id) = (TenantId::parse("acme").unwrap(), WorkflowId::parse("wf-1").unwrap());
         let tok = t.issue(&tenant, &id);
         assert_eq!(t.verify(&tok, &id), Ok(tenant.clone()));
         assert_eq!(
             t.verify(&tok, &WorkflowId::parse("wf-2").unwrap()),
             Err(TokenError::OtherWorkflow)
         );
-        assert_eq!(
-            t.verify(&t.issue_until(&tenant, &id, 1), &id),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(t.verify(&t.issue_until(&tenant, &id, 1), &id), Err(TokenError::Expired));
         let other = Tokens::new(Some("other"), Duration::from_secs(60));
         assert_eq!(other.verify(&tok, &id), Err(TokenError::Signature));
         assert_eq!(t.verify("garbage", &id), Err(TokenError::Malformed));

@@ -2,7 +2,8 @@
 //! publishing (a local activity: one Redis round trip per stable state).
 
 use crate::engine::{HttpRequest, HttpResponse};
-use crate::model::RedisKeys;
+use crate::model::{Delivery, RedisKeys};
+use crate::webhook::DeliveryConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,8 +55,7 @@ pub async fn publish(
     retention: &Retention,
     input: &PublishInput,
 ) -> redis::RedisResult<()> {
-    static SCRIPT: std::sync::LazyLock<redis::Script> =
-        std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
+    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
     SCRIPT
         .key(&input.keys.latest)
         .key(&input.keys.history)
@@ -73,21 +73,143 @@ pub async fn publish(
 pub struct DriftActivities {
     pub redis: redis::aio::ConnectionManager,
     pub http: reqwest::Client,
+    /// For webhooks: never follows redirects.
+    pub hooks: reqwest::Client,
     pub retention: Retention,
+    pub delivery: DeliveryConfig,
+}
+
+/// How one state's delivery ended (retryable failures are activity errors instead).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// The receiver answered 410: no more deliveries to that URL.
+    Gone,
+    /// The retry schedule ran out.
+    GaveUp,
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 #[activities]
 impl DriftActivities {
     #[activity(name = "publish")]
-    pub async fn publish(
-        self: Arc<Self>,
-        _ctx: ActivityContext,
-        input: PublishInput,
-    ) -> Result<(), ActivityError> {
+    pub async fn publish(self: Arc<Self>, _ctx: ActivityContext, input: PublishInput) -> Result<(), ActivityError> {
         let mut conn = self.redis.clone();
         publish(&mut conn, &self.retention, &input).await?;
         metrics::counter!("drift_messages_published_total").increment(1);
         Ok(())
+    }
+
+    /// One webhook attempt, signed per Standard Webhooks. Failures are retried on the
+    /// configured schedule (with jitter) through Temporal's retry, with `next_retry_delay`.
+    #[activity(name = "deliver_webhook")]
+    pub async fn deliver_webhook(
+        self: Arc<Self>,
+        ctx: ActivityContext,
+        d: Delivery,
+    ) -> Result<DeliveryOutcome, ActivityError> {
+        let attempt = ctx.info().attempt.max(1);
+        let Some(cb) = d.callback.clone() else {
+            return Ok(DeliveryOutcome::GaveUp);
+        };
+        let record = |state: &str, error: Option<&str>, next: Option<Duration>| {
+            let mut conn = self.redis.clone();
+            let key = d.status_key.clone();
+            let fields: Vec<(String, String)> = vec![
+                ("url".into(), cb.url.clone()),
+                ("seq".into(), d.seq.to_string()),
+                ("attempt".into(), attempt.to_string()),
+                ("state".into(), state.into()),
+                ("lastError".into(), error.unwrap_or("").into()),
+                (
+                    "nextRetryAt".into(),
+                    next.map(|n| chrono::Utc::now() + n)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default(),
+                ),
+                ("updatedAt".into(), chrono::Utc::now().to_rfc3339()),
+            ];
+            let ttl = self.retention.ttl.as_secs().max(60) as i64;
+            async move {
+                let _: redis::RedisResult<()> = redis::pipe()
+                    .hset_multiple(&key, &fields)
+                    .expire(&key, ttl)
+                    .query_async(&mut conn)
+                    .await;
+            }
+        };
+        let Some(secret) = self.delivery.secrets.for_client(&cb.client) else {
+            let msg = format!(
+                "no webhook signing secret configured for client {:?} (set --webhook-secret or --client-secret)",
+                cb.client
+            );
+            tracing::error!(url = %cb.url, "{msg}");
+            record("failed", Some(&msg), None).await;
+            return Ok(DeliveryOutcome::GaveUp);
+        };
+        let signature = standardwebhooks::Webhook::new(secret)
+            .and_then(|w| w.sign(&d.webhook_id, unix_now(), d.body.as_bytes()).map(|s| (w, s)));
+        let (ts, sig) = match signature {
+            Ok((_, s)) => (unix_now(), s),
+            Err(e) => {
+                let msg = format!(
+                    "webhook secret for client {:?} is not a valid whsec_ secret: {e:?}",
+                    cb.client
+                );
+                record("failed", Some(&msg), None).await;
+                return Ok(DeliveryOutcome::GaveUp);
+            }
+        };
+        metrics::counter!("drift_webhook_attempts_total").increment(1);
+        let sent = self
+            .hooks
+            .post(&cb.url)
+            .timeout(self.delivery.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", &d.webhook_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(d.body.clone())
+            .send()
+            .await;
+        let error = match sent {
+            Ok(r) if r.status().is_success() => {
+                record("delivered", None, None).await;
+                metrics::counter!("drift_webhook_delivered_total").increment(1);
+                tracing::info!(url = %cb.url, webhook_id = %d.webhook_id, attempt, "webhook delivered");
+                return Ok(DeliveryOutcome::Delivered);
+            }
+            Ok(r) if r.status() == reqwest::StatusCode::GONE => {
+                record("gone", Some("410 Gone: no more deliveries to this URL"), None).await;
+                tracing::warn!(url = %cb.url, "receiver answered 410 Gone; deliveries to it stop");
+                return Ok(DeliveryOutcome::Gone);
+            }
+            Ok(r) => format!("receiver answered {}", r.status()),
+            Err(e) => format!("request failed: {e}"),
+        };
+        match crate::webhook::next_delay(&self.delivery.schedule, attempt) {
+            Some(delay) => {
+                record("retrying", Some(&error), Some(delay)).await;
+                tracing::warn!(url = %cb.url, webhook_id = %d.webhook_id, attempt, retry_in = ?delay, %error, "webhook attempt failed");
+                Err(ActivityError::application(
+                    ApplicationFailure::builder(anyhow::anyhow!("{error}").into_boxed_dyn_error())
+                        .next_retry_delay(delay)
+                        .build(),
+                ))
+            }
+            None => {
+                record("failed", Some(&error), None).await;
+                tracing::error!(url = %cb.url, webhook_id = %d.webhook_id, attempt, %error, "webhook delivery gave up after the last scheduled retry");
+                Ok(DeliveryOutcome::GaveUp)
+            }
+        }
     }
 
     /// One HTTP call. Network errors, 5xx and 429 are retried by Temporal with the node's
@@ -124,24 +246,21 @@ impl DriftActivities {
             .bytes()
             .await
             .map_err(|e| anyhow::anyhow!("reading response body: {e}"))?;
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-        });
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(anyhow::anyhow!("{} {} answered {status}", req.method, req.url).into());
         }
         if status.is_client_error() {
-            return Err(ActivityError::application(
-                ApplicationFailure::non_retryable(
-                    anyhow::anyhow!(
-                        "{} {} answered {status}: {}",
-                        req.method,
-                        req.url,
-                        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                    )
-                    .into_boxed_dyn_error(),
-                ),
-            ));
+            return Err(ActivityError::application(ApplicationFailure::non_retryable(
+                anyhow::anyhow!(
+                    "{} {} answered {status}: {}",
+                    req.method,
+                    req.url,
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                )
+                .into_boxed_dyn_error(),
+            )));
         }
         Ok(HttpResponse {
             status: status.as_u16(),

@@ -5,8 +5,7 @@ use crate::model::{Command, WorkflowInput, WorkflowState};
 use std::time::Duration;
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, RetryOptions, WorkflowIdConflictPolicy,
-    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
-    WorkflowTerminateOptions,
+    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions, WorkflowTerminateOptions,
     errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError},
 };
 use tokio::sync::OnceCell;
@@ -61,8 +60,7 @@ pub async fn connect(cfg: &TemporalConfig) -> Result<Client, TemporalError> {
     } else {
         format!("http://{}", cfg.address)
     };
-    let url = url::Url::parse(&url)
-        .map_err(|e| TemporalError::Other(format!("bad Temporal address {url:?}: {e}")))?;
+    let url = url::Url::parse(&url).map_err(|e| TemporalError::Other(format!("bad Temporal address {url:?}: {e}")))?;
     let opts = ConnectionOptions::new(url)
         .identity(format!("drift@{}", std::process::id()))
         .connect_timeout(Duration::from_secs(3))
@@ -115,12 +113,7 @@ impl Temporal {
     }
 
     /// Starts a workflow. `AlreadyStarted` means the id (or idempotency key) is taken.
-    pub async fn start(
-        &self,
-        temporal_id: &str,
-        input: WorkflowInput,
-        o: StartOptions,
-    ) -> Result<(), TemporalError> {
+    pub async fn start(&self, temporal_id: &str, input: WorkflowInput, o: StartOptions) -> Result<(), TemporalError> {
         let client = self.client().await?;
         let opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), temporal_id.to_string())
             .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
@@ -143,19 +136,12 @@ impl Temporal {
         let client = self.client().await?;
         client
             .get_workflow_handle::<DriftWorkflow>(temporal_id)
-            .signal(
-                DriftWorkflow::command,
-                cmd,
-                WorkflowSignalOptions::default(),
-            )
+            .signal(DriftWorkflow::command, cmd, WorkflowSignalOptions::default())
             .await
             .map_err(from_interaction)
     }
 
-    pub async fn query_state(
-        &self,
-        temporal_id: &str,
-    ) -> Result<Option<WorkflowState>, TemporalError> {
+    pub async fn query_state(&self, temporal_id: &str) -> Result<Option<WorkflowState>, TemporalError> {
         let client = self.client().await?;
         client
             .get_workflow_handle::<DriftWorkflow>(temporal_id)
@@ -171,13 +157,27 @@ impl Temporal {
         let client = self.client().await?;
         client
             .get_workflow_handle::<DriftWorkflow>(temporal_id)
-            .terminate(
-                WorkflowTerminateOptions::builder()
-                    .reason(reason.to_string())
-                    .build(),
-            )
+            .terminate(WorkflowTerminateOptions::builder().reason(reason.to_string()).build())
             .await
             .map_err(from_interaction)
+    }
+
+    /// Hands a state to a delivery workflow, if the workflow has one (async mode).
+    pub async fn deliver(&self, deliveries_id: &str, d: crate::model::Delivery) {
+        let Ok(client) = self.client().await else { return };
+        let r = client
+            .get_workflow_handle::<super::delivery::DeliveryWorkflow>(deliveries_id)
+            .signal(
+                super::delivery::DeliveryWorkflow::deliver,
+                d,
+                WorkflowSignalOptions::default(),
+            )
+            .await;
+        if let Err(e) = r.map_err(from_interaction)
+            && !matches!(e, TemporalError::NotFound | TemporalError::Ended)
+        {
+            tracing::warn!(error = %e, deliveries_id, "could not hand the state to the delivery workflow");
+        }
     }
 
     /// Probes the server (for `/readyz`).

@@ -3,5 +3,6 @@
 
 pub mod activities;
 pub mod client;
+pub mod delivery;
 pub mod worker;
 pub mod workflow;

@@ -2,6 +2,7 @@
 //! thread of its own with a single-threaded runtime.
 
 use super::activities::{DriftActivities, Retention};
+use super::delivery::DeliveryWorkflow;
 use super::workflow::DriftWorkflow;
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -11,6 +12,7 @@ pub struct WorkerConfig {
     pub task_queue: String,
     pub redis_url: String,
     pub retention: Retention,
+    pub delivery: crate::webhook::DeliveryConfig,
 }
 
 /// Starts the worker thread. It stops when `shutdown` is cancelled; the returned handle ends
@@ -21,58 +23,57 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<()>>(1);
-    let handle = std::thread::Builder::new()
-        .name("drift-worker".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async move {
-                let setup = async {
-                    let redis = redis::Client::open(cfg.redis_url.as_str())?;
-                    let conn = redis::aio::ConnectionManager::new_with_config(
-                        redis,
-                        redis::aio::ConnectionManagerConfig::new()
-                            .set_connection_timeout(Some(std::time::Duration::from_secs(3)))
-                            .set_response_timeout(Some(std::time::Duration::from_secs(3))),
-                    )
-                    .await?;
-                    let http = reqwest::Client::builder().build()?;
-                    let runtime = Runtime::from_current_tokio(Default::default())?;
-                    let opts = WorkerOptions::new(cfg.task_queue.clone())
-                        .register_workflow::<DriftWorkflow>()?
-                        .register_activities(DriftActivities {
-                            redis: conn,
-                            http,
-                            retention: cfg.retention,
-                        })
-                        .build();
-                    let worker = Worker::new(&runtime, client, opts)?;
-                    anyhow::Ok((runtime, worker))
-                };
-                let (_runtime, mut worker) = match setup.await {
-                    Ok(v) => {
-                        let _ = ready_tx.send(Ok(()));
-                        v
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow::anyhow!("worker setup failed: {e:#}")));
-                        return Err(e);
-                    }
-                };
-                let shutdown_handle = worker.shutdown_handle();
-                tokio::task::spawn_local(async move {
-                    shutdown.cancelled().await;
-                    shutdown_handle();
-                });
-                tracing::info!(task_queue = %cfg.task_queue, "worker running");
-                worker
-                    .run()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("worker stopped: {e}"))
-            })
-        })?;
+    let handle = std::thread::Builder::new().name("drift-worker".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let setup = async {
+                let redis = redis::Client::open(cfg.redis_url.as_str())?;
+                let conn = redis::aio::ConnectionManager::new_with_config(
+                    redis,
+                    redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(std::time::Duration::from_secs(3)))
+                        .set_response_timeout(Some(std::time::Duration::from_secs(3))),
+                )
+                .await?;
+                let http = reqwest::Client::builder().build()?;
+                let hooks = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()?;
+                let runtime = Runtime::from_current_tokio(Default::default())?;
+                let opts = WorkerOptions::new(cfg.task_queue.clone())
+                    .register_workflow::<DriftWorkflow>()?
+                    .register_workflow::<DeliveryWorkflow>()?
+                    .register_activities(DriftActivities {
+                        redis: conn,
+                        http,
+                        hooks,
+                        retention: cfg.retention,
+                        delivery: cfg.delivery,
+                    })
+                    .build();
+                let worker = Worker::new(&runtime, client, opts)?;
+                anyhow::Ok((runtime, worker))
+            };
+            let (_runtime, mut worker) = match setup.await {
+                Ok(v) => {
+                    let _ = ready_tx.send(Ok(()));
+                    v
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("worker setup failed: {e:#}")));
+                    return Err(e);
+                }
+            };
+            let shutdown_handle = worker.shutdown_handle();
+            tokio::task::spawn_local(async move {
+                shutdown.cancelled().await;
+                shutdown_handle();
+            });
+            tracing::info!(task_queue = %cfg.task_queue, "worker running");
+            worker.run().await.map_err(|e| anyhow::anyhow!("worker stopped: {e}"))
+        })
+    })?;
     ready_rx
         .recv()
         .map_err(|_| anyhow::anyhow!("worker thread died during setup"))??;

@@ -3,10 +3,11 @@
 //! as signals.
 
 use super::activities::{DriftActivities, PublishInput};
+use super::delivery::{DeliveryState, DeliveryWorkflow};
 use crate::engine::{Cursor, Effect, EndStatus, Machine, Prepared, View, initial_context};
 use crate::model::{
-    Command, Envelope, Links, MessageKind, NodeResult, RedisKeys, Rejection, WorkflowInput,
-    WorkflowState, WorkflowStatus,
+    Command, Delivery, Envelope, Links, MessageKind, NodeResult, RedisKeys, Rejection, WorkflowInput, WorkflowState,
+    WorkflowStatus,
 };
 use futures::FutureExt;
 use serde::Serialize;
@@ -16,8 +17,8 @@ use std::time::Duration;
 use temporalio_common::{ActivityCloseTimeouts, RetryPolicy as TRetry};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
-    ActivityOptions, ChildWorkflowOptions, ContinueAsNewOptions, LocalActivityOptions,
-    ParentClosePolicy, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
+    ActivityOptions, ChildWorkflowOptions, ContinueAsNewOptions, LocalActivityOptions, ParentClosePolicy,
+    SignalWorkflowOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
 pub const WORKFLOW_TYPE: &str = "drift";
@@ -42,18 +43,11 @@ struct Run {
 #[workflow_methods]
 impl DriftWorkflow {
     #[run(name = "drift")]
-    pub async fn run(
-        ctx: &mut WorkflowContext<Self>,
-        input: WorkflowInput,
-    ) -> WorkflowResult<Value> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: WorkflowInput) -> WorkflowResult<Value> {
         let mut input = input;
         ctx.state_mut(|s| s.inbox.extend(std::mem::take(&mut input.inbox)));
         let cursor = input.cursor.take().unwrap_or_else(|| Cursor {
-            ctx: initial_context(
-                &input.definition,
-                input.params.clone(),
-                input.thread_context.clone(),
-            ),
+            ctx: initial_context(&input.definition, input.params.clone(), input.thread_context.clone()),
             node: input.definition.start_node.clone(),
         });
         let mut run = Run {
@@ -79,17 +73,15 @@ impl DriftWorkflow {
                     request,
                     retry,
                 } => {
-                    let opts = ActivityOptions::with_close_timeouts(
-                        ActivityCloseTimeouts::ScheduleAndStartToClose {
-                            schedule_to_close: Duration::from_millis(
-                                request
-                                    .timeout_ms
-                                    .saturating_mul(retry.max_attempts as u64)
-                                    .saturating_add(60_000),
-                            ),
-                            start_to_close: Duration::from_millis(request.timeout_ms + 1_000),
-                        },
-                    )
+                    let opts = ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+                        schedule_to_close: Duration::from_millis(
+                            request
+                                .timeout_ms
+                                .saturating_mul(retry.max_attempts as u64)
+                                .saturating_add(60_000),
+                        ),
+                        start_to_close: Duration::from_millis(request.timeout_ms + 1_000),
+                    })
                     .retry_policy(
                         TRetry::builder()
                             .initial_interval(Duration::from_millis(retry.initial_interval_ms))
@@ -99,25 +91,11 @@ impl DriftWorkflow {
                             .build(),
                     )
                     .build();
-                    let result = ctx
-                        .execute_activity(DriftActivities::http_call, request, opts)
-                        .await;
-                    machine.http_done(
-                        &mut run.cursor,
-                        &instance,
-                        result.map_err(|e| activity_message(&e)),
-                    );
+                    let result = ctx.execute_activity(DriftActivities::http_call, request, opts).await;
+                    machine.http_done(&mut run.cursor, &instance, result.map_err(|e| activity_message(&e)));
                 }
                 Effect::Screen { instance, view } => {
-                    publish_state(
-                        ctx,
-                        &mut run,
-                        WorkflowStatus::Waiting,
-                        Some(view.clone()),
-                        None,
-                        None,
-                    )
-                    .await;
+                    publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone()), None, None).await;
                     loop {
                         let cmd = next_command(ctx).await?;
                         match cmd {
@@ -125,19 +103,31 @@ impl DriftWorkflow {
                                 request_id,
                                 seq,
                                 view_response,
+                                callback,
                             } => {
                                 if seq.is_some_and(|s| s != run.seq) {
-                                    reject(ctx, &run, &request_id, 409, "stale_screen", format!("this answer is for screen seq {}, the workflow is at seq {}", seq.unwrap_or_default(), run.seq), vec![]).await;
+                                    reject(
+                                        ctx,
+                                        &run,
+                                        &request_id,
+                                        409,
+                                        "stale_screen",
+                                        format!(
+                                            "this answer is for screen seq {}, the workflow is at seq {}",
+                                            seq.unwrap_or_default(),
+                                            run.seq
+                                        ),
+                                        vec![],
+                                    )
+                                    .await;
                                     continue;
                                 }
-                                match machine.answer(
-                                    &mut run.cursor,
-                                    &instance,
-                                    &view,
-                                    &view_response,
-                                ) {
+                                match machine.answer(&mut run.cursor, &instance, &view, &view_response) {
                                     Ok(()) => {
                                         run.answering = Some(request_id);
+                                        if callback.is_some() {
+                                            run.input.callback = callback;
+                                        }
                                         break;
                                     }
                                     Err(details) => {
@@ -159,8 +149,7 @@ impl DriftWorkflow {
                                 node,
                                 parameters,
                             } => {
-                                execute_node(ctx, &machine, &mut run, request_id, node, parameters)
-                                    .await;
+                                execute_node(ctx, &machine, &mut run, request_id, node, parameters).await;
                             }
                         }
                     }
@@ -170,23 +159,13 @@ impl DriftWorkflow {
                     duration_ms,
                     until_ms,
                 } => {
-                    publish_state(
-                        ctx,
-                        &mut run,
-                        WorkflowStatus::SchedulerWaiting,
-                        None,
-                        None,
-                        None,
-                    )
-                    .await;
+                    publish_state(ctx, &mut run, WorkflowStatus::SchedulerWaiting, None, None, None).await;
                     let now_ms = ctx
                         .workflow_time()
                         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or_default();
-                    let ms = duration_ms.unwrap_or_else(|| {
-                        until_ms.map(|u| (u - now_ms).max(0) as u64).unwrap_or(0)
-                    });
+                    let ms = duration_ms.unwrap_or_else(|| until_ms.map(|u| (u - now_ms).max(0) as u64).unwrap_or(0));
                     let timer = ctx.timer(Duration::from_millis(ms.max(1)));
                     futures::pin_mut!(timer);
                     loop {
@@ -201,8 +180,7 @@ impl DriftWorkflow {
                                 node,
                                 parameters,
                             }) => {
-                                execute_node(ctx, &machine, &mut run, request_id, node, parameters)
-                                    .await;
+                                execute_node(ctx, &machine, &mut run, request_id, node, parameters).await;
                             }
                             Some(Command::Resume { request_id, .. }) => {
                                 reject(
@@ -226,9 +204,7 @@ impl DriftWorkflow {
                     version,
                     params,
                 } => {
-                    let output =
-                        start_child(ctx, &run, &instance, &workflow, version.as_deref(), params)
-                            .await;
+                    let output = start_child(ctx, &run, &instance, &workflow, version.as_deref(), params).await;
                     match output {
                         Ok(out) => machine.effect_done(&mut run.cursor, &instance, out),
                         Err(msg) => machine.http_done(&mut run.cursor, &instance, Err(msg)),
@@ -245,15 +221,7 @@ impl DriftWorkflow {
                     };
                     // Commands that raced the end get an answer rather than a timeout.
                     let pending: Vec<Command> = ctx.state_mut(|s| s.inbox.drain(..).collect());
-                    publish_state(
-                        ctx,
-                        &mut run,
-                        st,
-                        None,
-                        disposition.clone(),
-                        error_message.clone(),
-                    )
-                    .await;
+                    publish_state(ctx, &mut run, st, None, disposition.clone(), error_message.clone()).await;
                     for c in pending {
                         reject(
                             ctx,
@@ -266,9 +234,7 @@ impl DriftWorkflow {
                         )
                         .await;
                     }
-                    return Ok(
-                        json!({"status": st, "disposition": disposition, "errorMessage": error_message}),
-                    );
+                    return Ok(json!({"status": st, "disposition": disposition, "errorMessage": error_message}));
                 }
             }
         }
@@ -287,9 +253,7 @@ impl DriftWorkflow {
 
 async fn next_command(ctx: &WorkflowContext<DriftWorkflow>) -> WorkflowResult<Command> {
     ctx.wait_condition(|s| !s.inbox.is_empty()).await?;
-    Ok(ctx
-        .state_mut(|s| s.inbox.pop_front())
-        .expect("inbox has a command"))
+    Ok(ctx.state_mut(|s| s.inbox.pop_front()).expect("inbox has a command"))
 }
 
 fn activity_message(e: &temporalio_common::error::ActivityExecutionError) -> String {
@@ -319,12 +283,7 @@ fn publish_options() -> LocalActivityOptions {
         .build()
 }
 
-async fn send<B: Serialize>(
-    ctx: &WorkflowContext<DriftWorkflow>,
-    keys: &RedisKeys,
-    env: &Envelope<B>,
-    store: bool,
-) {
+async fn send<B: Serialize>(ctx: &WorkflowContext<DriftWorkflow>, keys: &RedisKeys, env: &Envelope<B>, store: bool) {
     let input = PublishInput {
         keys: keys.clone(),
         seq: env.seq,
@@ -357,6 +316,11 @@ async fn publish_state(
         links: Links::for_workflow(&run.input.workflow_id),
     };
     ctx.state_mut(|s| s.last = Some(state.clone()));
+    let body = run
+        .input
+        .callback
+        .is_some()
+        .then(|| serde_json::to_string(&state).expect("state serializes"));
     let env = Envelope {
         kind: MessageKind::State,
         seq: run.seq,
@@ -365,6 +329,55 @@ async fn publish_state(
         body: state,
     };
     send(ctx, &run.input.keys, &env, true).await;
+    if let Some(body) = body {
+        notify(ctx, run, status.is_terminal(), body).await;
+    }
+}
+
+/// Hands a state to this workflow's delivery workflow (started on first use). Only the
+/// hand-over is awaited, never the receiver.
+async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, terminal: bool, body: String) {
+    let Some(cb) = run.input.callback.clone() else { return };
+    let id = deliveries_id(&run.input.tenant, &run.input.workflow_id);
+    if !run.input.deliveries_started {
+        let opts = ChildWorkflowOptions::builder()
+            .workflow_id(id.clone())
+            .parent_close_policy(ParentClosePolicy::Abandon)
+            .build();
+        if let Err(e) = ctx
+            .start_child_workflow(DeliveryWorkflow::run, DeliveryState::default(), opts)
+            .await
+        {
+            // Already running (e.g. started before a continue-as-new): signal it all the same.
+            tracing::debug!(error = %e, "delivery workflow start");
+        }
+        run.input.deliveries_started = true;
+    }
+    let d = Delivery {
+        callback: Some(cb),
+        webhook_id: webhook_id(&run.input.workflow_id, run.seq),
+        seq: run.seq,
+        terminal,
+        body,
+        status_key: run.input.keys.deliveries(),
+    };
+    if let Err(e) = ctx
+        .external_workflow(id, None)
+        .signal(DeliveryWorkflow::deliver, d, SignalWorkflowOptions::default())
+        .await
+    {
+        tracing::warn!(error = %e, "could not hand a state to the delivery workflow");
+    }
+}
+
+/// The delivery workflow's id for a workflow.
+pub fn deliveries_id(tenant: &str, workflow_id: &str) -> String {
+    format!("{tenant}/{workflow_id}/deliveries")
+}
+
+/// `webhook-id`: stable per workflow and seq, so receivers can deduplicate retries.
+pub fn webhook_id(workflow_id: &str, seq: u64) -> String {
+    format!("{workflow_id}:{seq}")
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -409,24 +422,16 @@ async fn execute_node(
     let outcome = match machine.prepare_execute(&mut run.cursor, &node, parameters.as_ref()) {
         Ok(Prepared::Done(v)) => Ok(v),
         Ok(Prepared::Http { request, retry }) => {
-            let opts = ActivityOptions::with_start_to_close_timeout(Duration::from_millis(
-                request.timeout_ms + 1_000,
-            ))
-            .retry_policy(
-                TRetry::builder()
-                    .initial_interval(Duration::from_millis(retry.initial_interval_ms))
-                    .maximum_attempts(retry.max_attempts)
-                    .build(),
-            )
-            .build();
-            let res = ctx
-                .execute_activity(DriftActivities::http_call, request, opts)
-                .await;
-            machine.finish_execute(
-                &mut run.cursor,
-                &node,
-                res.map_err(|e| activity_message(&e)),
-            )
+            let opts = ActivityOptions::with_start_to_close_timeout(Duration::from_millis(request.timeout_ms + 1_000))
+                .retry_policy(
+                    TRetry::builder()
+                        .initial_interval(Duration::from_millis(retry.initial_interval_ms))
+                        .maximum_attempts(retry.max_attempts)
+                        .build(),
+                )
+                .build();
+            let res = ctx.execute_activity(DriftActivities::http_call, request, opts).await;
+            machine.finish_execute(&mut run.cursor, &node, res.map_err(|e| activity_message(&e)))
         }
         Err(e) => Err(e),
     };
@@ -463,10 +468,12 @@ async fn start_child(
     _version: Option<&str>,
     params: Value,
 ) -> Result<Value, String> {
-    let def =
-        run.input.children.get(workflow).cloned().ok_or_else(|| {
-            format!("child workflow definition {workflow:?} was not pinned at start")
-        })?;
+    let def = run
+        .input
+        .children
+        .get(workflow)
+        .cloned()
+        .ok_or_else(|| format!("child workflow definition {workflow:?} was not pinned at start"))?;
     let n = ctx.history_length();
     let child_public = format!("{}.{instance}.{n}", run.input.workflow_id);
     let scoped = format!("{}/{child_public}", run.input.tenant);
@@ -484,6 +491,8 @@ async fn start_child(
         inbox: vec![],
         history_limit: run.input.history_limit,
         key_prefix: run.input.key_prefix.clone(),
+        callback: None,
+        deliveries_started: false,
     };
     let opts = ChildWorkflowOptions::builder()
         .workflow_id(scoped)

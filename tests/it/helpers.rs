@@ -50,15 +50,11 @@ pub fn infra() -> &'static Infra {
             let dir = std::env::temp_dir().join(format!("drift-test-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             let (rp, tp) = (free_port().unwrap(), free_port().unwrap());
-            let redis =
-                start_redis(&dir.join("redis"), rp).expect("redis-server (run scripts/setup.sh)");
-            let temporal = start_temporal(&dir.join("temporal"), tp)
-                .expect("temporal CLI (run scripts/setup.sh)");
+            let redis = start_redis(&dir.join("redis"), rp).expect("redis-server (run scripts/setup.sh)");
+            let temporal = start_temporal(&dir.join("temporal"), tp).expect("temporal CLI (run scripts/setup.sh)");
             let redis_url = format!("redis://127.0.0.1:{rp}");
             let temporal_address = format!("127.0.0.1:{tp}");
-            wait_redis(&redis_url, Duration::from_secs(20))
-                .await
-                .unwrap();
+            wait_redis(&redis_url, Duration::from_secs(20)).await.unwrap();
             wait_temporal(&tcfg(&temporal_address, "probe"), Duration::from_secs(120))
                 .await
                 .unwrap();
@@ -107,7 +103,11 @@ pub struct Opts {
     pub redis_url: Option<String>,
     pub task_queue: Option<String>,
     pub default_wait: Duration,
+    pub client_callbacks: std::collections::BTreeMap<String, String>,
 }
+
+pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5";
+pub const ALICE_SECRET: &str = "whsec_YWxpY2Utc2VjcmV0LWFsaWNlLXNlY3JldC0wMDA=";
 
 impl Default for Opts {
     fn default() -> Self {
@@ -117,6 +117,7 @@ impl Default for Opts {
             redis_url: None,
             task_queue: None,
             default_wait: Duration::from_secs(20),
+            client_callbacks: Default::default(),
         }
     }
 }
@@ -148,10 +149,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
         .clone()
         .unwrap_or_else(|| inf.temporal_address.clone());
     let redis_url = o.redis_url.clone().unwrap_or_else(|| inf.redis_url.clone());
-    let task_queue = o
-        .task_queue
-        .clone()
-        .unwrap_or_else(|| format!("tq-{}", uid()));
+    let task_queue = o.task_queue.clone().unwrap_or_else(|| format!("tq-{}", uid()));
     let key_prefix = format!("t{}", uid());
     let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -169,6 +167,14 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
         worker::spawn(
             client.clone(),
             WorkerConfig {
+                delivery: drift::webhook::DeliveryConfig {
+                    secrets: drift::webhook::Secrets {
+                        default: Some(WEBHOOK_SECRET.into()),
+                        per_client: [("alice".to_string(), ALICE_SECRET.to_string())].into(),
+                    },
+                    schedule: drift::webhook::parse_schedule("200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s").unwrap(),
+                    timeout: Duration::from_secs(5),
+                },
                 task_queue: task_queue.clone(),
                 redis_url: redis_url.clone(),
                 retention: retention.clone(),
@@ -180,24 +186,20 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     } else {
         Temporal::new(cfg)
     };
-    let store = Store::connect(&redis_url, retention)
-        .await
-        .expect("redis connect");
+    let store = Store::connect(&redis_url, retention).await.expect("redis connect");
     let state = AppState {
         registry: Arc::new(registry(&base)),
         temporal: Arc::new(temporal),
         store,
-        hub: Hub::start(
-            redis::Client::open(redis_url.as_str()).unwrap(),
-            2,
-            shutdown.clone(),
-        ),
+        hub: Hub::start(redis::Client::open(redis_url.as_str()).unwrap(), 2, shutdown.clone()),
         cfg: Arc::new(GatewayConfig {
             key_prefix: key_prefix.clone(),
             default_wait: o.default_wait,
             max_wait: Duration::from_secs(60),
             history_limit: 100,
             max_body_bytes: 64 * 1024,
+            allowlist: drift::webhook::Allowlist::parse(&["https://*".into(), "http://127.0.0.1:*".into()]).unwrap(),
+            client_callbacks: o.client_callbacks.clone(),
         }),
         metrics: drift::telemetry::metrics(),
         tokens: Arc::new(drift::gateway::token::Tokens::new(
@@ -233,13 +235,7 @@ pub struct Resp {
 }
 
 impl TestApp {
-    pub async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> Resp {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -291,17 +287,11 @@ impl TestApp {
     }
 
     pub async fn get(&self, id: &str) -> Resp {
-        self.call(Method::GET, &format!("/v3/workflow/{id}"), None, &[])
-            .await
+        self.call(Method::GET, &format!("/v3/workflow/{id}"), None, &[]).await
     }
 
     /// Polls the state until `pred` holds (bounded).
-    pub async fn eventually(
-        &self,
-        id: &str,
-        within: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub async fn eventually(&self, id: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let r = self.get(id).await;
@@ -370,11 +360,7 @@ impl ConnCounter {
 
     pub async fn count(&self) -> usize {
         let mut c = self.0.clone();
-        let list: String = redis::cmd("CLIENT")
-            .arg("LIST")
-            .query_async(&mut c)
-            .await
-            .unwrap();
+        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.unwrap();
         list.lines().filter(|l| !l.trim().is_empty()).count() - 1
     }
 }
@@ -399,9 +385,7 @@ pub struct SseClient {
 
 impl SseClient {
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<SseClient, StatusCode> {
-        let mut req = reqwest::Client::new()
-            .get(url)
-            .header("accept", "text/event-stream");
+        let mut req = reqwest::Client::new().get(url).header("accept", "text/event-stream");
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -470,25 +454,19 @@ impl SseClient {
 
 /// A WebSocket client speaking Drift's JSON protocol.
 pub struct Ws {
-    inner: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
+    inner: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 }
 
 impl Ws {
     pub async fn connect(url: &str) -> Ws {
-        let (inner, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("ws connect");
+        let (inner, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
         Ws { inner }
     }
 
     pub async fn send(&mut self, v: Value) {
         use futures::SinkExt;
         self.inner
-            .send(tokio_tungstenite::tungstenite::Message::Text(
-                v.to_string().into(),
-            ))
+            .send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into()))
             .await
             .unwrap();
     }

@@ -21,10 +21,7 @@ async fn sse_and_ws_clients_see_every_state_of_a_refund_run_in_order() {
         .await
         .unwrap();
     let first = sse.next(T).await.unwrap();
-    assert_eq!(
-        (first.event.as_str(), first.data["seq"].as_u64()),
-        ("state", Some(1))
-    );
+    assert_eq!((first.event.as_str(), first.data["seq"].as_u64()), ("state", Some(1)));
     let mut ws = Ws::connect(&app.ws_url("")).await;
     ws.send(json!({"type": "subscribe", "requestId": "s1", "workflowId": id, "token": token}))
         .await;
@@ -60,20 +57,14 @@ async fn a_client_that_reconnects_with_last_event_id_or_since_gets_exactly_the_m
 
     let mut sse = SseClient::connect(
         &app.events_url(&id, ""),
-        &[
-            ("Authorization", &format!("Bearer {token}")),
-            ("Last-Event-ID", "1"),
-        ],
+        &[("Authorization", &format!("Bearer {token}")), ("Last-Event-ID", "1")],
     )
     .await
     .unwrap();
     assert_eq!(sse.states_until_end(T).await, vec![2, 3]);
-    let mut sse = SseClient::connect(
-        &app.events_url(&id, &format!("?token={token}&lastEventId=2")),
-        &[],
-    )
-    .await
-    .unwrap();
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}&lastEventId=2")), &[])
+        .await
+        .unwrap();
     assert_eq!(sse.states_until_end(T).await, vec![3]);
 
     let mut ws = Ws::connect(&app.ws_url("")).await;
@@ -90,9 +81,7 @@ async fn a_reconnect_beyond_the_history_log_is_told_so_and_gets_the_latest_state
     let id = id_of(&r);
     // The test app keeps 50 states of history; loop the form past that.
     for _ in 0..55 {
-        let r = app
-            .resume(&id, json!({"accountNumber": "1", "save": "save"}))
-            .await;
+        let r = app.resume(&id, json!({"accountNumber": "1", "save": "save"})).await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
     }
     let latest = app.get(&id).await.body["seq"].as_u64().unwrap();
@@ -132,10 +121,7 @@ async fn a_websocket_client_starts_and_completes_a_flow_over_one_socket() {
         ws.send(json!({"type": "execute-node", "requestId": format!("x{i}"), "workflowId": id, "node": "verify_account", "parameters": {"accountNumber": "12345678"}})).await;
         let res = ws.next_of("result", T).await;
         assert_eq!(
-            (
-                res["requestId"].as_str(),
-                res["response"]["valid"].as_bool()
-            ),
+            (res["requestId"].as_str(), res["response"]["valid"].as_bool()),
             (Some(format!("x{i}").as_str()), Some(true))
         );
     }
@@ -165,8 +151,7 @@ async fn missing_expired_and_other_workflow_tokens_are_refused() {
     let wid = drift::gateway::ids::WorkflowId::parse(&a).unwrap();
     let expired = tokens.issue_until(&tenant, &wid, 1);
     let forged =
-        drift::gateway::token::Tokens::new(Some("not-the-secret"), Duration::from_secs(600))
-            .issue(&tenant, &wid);
+        drift::gateway::token::Tokens::new(Some("not-the-secret"), Duration::from_secs(600)).issue(&tenant, &wid);
 
     for (what, q) in [
         ("missing", String::new()),
@@ -178,11 +163,7 @@ async fn missing_expired_and_other_workflow_tokens_are_refused() {
         assert_eq!(r.err(), Some(StatusCode::UNAUTHORIZED), "{what}");
     }
     // The same answer whether or not the workflow exists.
-    let r = SseClient::connect(
-        &app.events_url("wf-nonexistent", &format!("?token={b_token}")),
-        &[],
-    )
-    .await;
+    let r = SseClient::connect(&app.events_url("wf-nonexistent", &format!("?token={b_token}")), &[]).await;
     assert_eq!(r.err(), Some(StatusCode::UNAUTHORIZED));
 
     let mut ws = Ws::connect(&app.ws_url("")).await;
@@ -220,10 +201,7 @@ async fn a_thousand_sse_and_ws_subscribers_on_one_workflow_all_receive_every_sta
     let mut tasks = Vec::new();
     for i in 0..1000 {
         let (ready, token, id) = (ready_tx.clone(), token.clone(), id.clone());
-        let (events, ws_url) = (
-            app.events_url(&id, &format!("?token={token}")),
-            app.ws_url(""),
-        );
+        let (events, ws_url) = (app.events_url(&id, &format!("?token={token}")), app.ws_url(""));
         tasks.push(tokio::spawn(async move {
             if i % 2 == 0 {
                 let mut sse = SseClient::connect(&events, &[]).await.unwrap();
@@ -298,9 +276,7 @@ async fn redis_restarted_mid_run_subscribers_keep_receiving_and_sync_calls_never
     on_infra(async move { redis.stop().await });
     let dir = infra().dir.join(format!("redis-{port}"));
     let redis = on_infra(async move { drift::dev::start_redis(&dir, port) }).unwrap();
-    drift::dev::wait_redis(&url, Duration::from_secs(10))
-        .await
-        .unwrap();
+    drift::dev::wait_redis(&url, Duration::from_secs(10)).await.unwrap();
 
     // A sync call right after the restart: an answer or a 202, within its wait limit.
     let t0 = std::time::Instant::now();
@@ -321,10 +297,7 @@ async fn redis_restarted_mid_run_subscribers_keep_receiving_and_sync_calls_never
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let r = answered.expect("the gateway recovers from the Redis restart");
-    assert!(
-        matches!(r.status, StatusCode::OK | StatusCode::ACCEPTED),
-        "{r:?}"
-    );
+    assert!(matches!(r.status, StatusCode::OK | StatusCode::ACCEPTED), "{r:?}");
     assert!(t0.elapsed() < Duration::from_secs(30));
 
     let s2 = sse.next(T).await.unwrap();
@@ -353,10 +326,7 @@ async fn a_stalled_client_does_not_delay_the_others() {
     socket.set_recv_buffer_size(1024).unwrap();
     let mut stalled = socket.connect(addr.parse().unwrap()).await.unwrap();
     stalled
-        .write_all(
-            format!("GET /v3/workflow/{id}/events?token={token} HTTP/1.1\r\nHost: x\r\n\r\n")
-                .as_bytes(),
-        )
+        .write_all(format!("GET /v3/workflow/{id}/events?token={token} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
         .await
         .unwrap();
 
@@ -366,8 +336,7 @@ async fn a_stalled_client_does_not_delay_the_others() {
     assert_eq!(sse.next(T).await.unwrap().data["seq"], 1);
     for n in 2..=30u64 {
         let t0 = std::time::Instant::now();
-        app.resume(&id, json!({"accountNumber": "1", "save": "save"}))
-            .await;
+        app.resume(&id, json!({"accountNumber": "1", "save": "save"})).await;
         let ev = sse.next(Duration::from_secs(5)).await.unwrap();
         assert_eq!(ev.data["seq"], n);
         assert!(t0.elapsed() < Duration::from_secs(5));

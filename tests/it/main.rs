@@ -37,20 +37,10 @@ async fn refund_example_completes_through_blocking_calls_and_ran_on_temporal() {
     let r = app.resume(&id, json!({"action": "confirm"})).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(status_of(&r), "COMPLETED");
-    assert!(
-        r.body["disposition"]["refundId"]
-            .as_str()
-            .unwrap()
-            .starts_with("rf-")
-    );
+    assert!(r.body["disposition"]["refundId"].as_str().unwrap().starts_with("rf-"));
     assert_eq!(r.body["links"]["self"], format!("/v3/workflow/{id}"));
 
-    let d = temporal_cli(&[
-        "workflow",
-        "describe",
-        "--workflow-id",
-        &format!("{}/{id}", app.tenant),
-    ]);
+    let d = temporal_cli(&["workflow", "describe", "--workflow-id", &format!("{}/{id}", app.tenant)]);
     let info = &d["workflowExecutionInfo"];
     assert_eq!(info["status"], "WORKFLOW_EXECUTION_STATUS_COMPLETED", "{d}");
     assert_eq!(info["type"]["name"], "drift");
@@ -69,24 +59,15 @@ async fn large_order_branches_to_manual_review() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_timer_http_and_script_nodes_run_to_completion() {
     let app = spawn_app().await;
-    let r = app
-        .start("monthly_report", json!({"month": "2026-10"}))
-        .await;
+    let r = app.start("monthly_report", json!({"month": "2026-10"})).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(status_of(&r), "SCHEDULER_WAITING");
     let id = id_of(&r);
     let done = app
-        .eventually(&id, Duration::from_secs(30), |b| {
-            b["workflowStatus"] == "COMPLETED"
-        })
+        .eventually(&id, Duration::from_secs(30), |b| b["workflowStatus"] == "COMPLETED")
         .await;
     assert_eq!(done["disposition"]["month"], "2026-10");
-    assert!(
-        done["disposition"]["reportId"]
-            .as_str()
-            .unwrap()
-            .starts_with("rep-")
-    );
+    assert!(done["disposition"]["reportId"].as_str().unwrap().starts_with("rep-"));
     assert_eq!(done["seq"], 2);
 }
 
@@ -96,15 +77,12 @@ async fn child_node_starts_a_child_workflow_and_the_parent_goes_on() {
     let r = app.start("parent_child", json!({"topic": "taxes"})).await;
     assert_eq!(status_of(&r), "WAITING", "{r:?}");
     let parent = id_of(&r);
-    let child_id =
-        r.body["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["childId"]
-            .as_str()
-            .unwrap()
-            .to_string();
+    let child_id = r.body["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["childId"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let child = app
-        .eventually(&child_id, Duration::from_secs(20), |b| {
-            b["workflowStatus"] == "WAITING"
-        })
+        .eventually(&child_id, Duration::from_secs(20), |b| b["workflowStatus"] == "WAITING")
         .await;
     assert_eq!(
         child["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["topic"],
@@ -123,10 +101,7 @@ async fn failing_http_node_routes_to_default_failure_node_with_its_error() {
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(status_of(&r), "FAILED");
     let msg = r.body["errorMessage"].as_str().unwrap();
-    assert!(
-        msg.starts_with("Refund failed:") && msg.contains("404"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("Refund failed:") && msg.contains("404"), "{msg}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,21 +126,14 @@ async fn loops_continue_as_new_and_keep_their_context() {
     let r = app.start("looper", json!({"times": 40})).await;
     let id = id_of(&r);
     let done = app
-        .eventually(&id, Duration::from_secs(60), |b| {
-            b["workflowStatus"] == "COMPLETED"
-        })
+        .eventually(&id, Duration::from_secs(60), |b| b["workflowStatus"] == "COMPLETED")
         .await;
     assert_eq!(done["disposition"]["count"], 40);
     assert_eq!(
         done["seq"], 1,
         "HTTP ticks are not stable states: only the end is published"
     );
-    let d = temporal_cli(&[
-        "workflow",
-        "describe",
-        "--workflow-id",
-        &format!("{}/{id}", app.tenant),
-    ]);
+    let d = temporal_cli(&["workflow", "describe", "--workflow-id", &format!("{}/{id}", app.tenant)]);
     let first_run = &d["workflowExecutionInfo"]["firstRunId"];
     let last_run = &d["workflowExecutionInfo"]["execution"]["runId"];
     assert!(first_run.is_string());
@@ -299,20 +267,13 @@ async fn resume_when_not_waiting_returns_409() {
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
     assert_eq!(r.body["code"], "stale_screen");
-    assert_eq!(
-        status_of(&app.resume(&id, json!({"ok": "ok"})).await),
-        "COMPLETED"
-    );
+    assert_eq!(status_of(&app.resume(&id, json!({"ok": "ok"})).await), "COMPLETED");
     let r = app.resume(&id, json!({"ok": "ok"})).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
     assert_eq!(r.body["code"], "not_waiting");
     let r = app.start("monthly_report", json!({"month": "x"})).await;
     let r = app.resume(&id_of(&r), json!({})).await;
-    assert_eq!(
-        r.status,
-        StatusCode::CONFLICT,
-        "a timer is not a screen: {r:?}"
-    );
+    assert_eq!(r.status, StatusCode::CONFLICT, "a timer is not a screen: {r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,9 +314,7 @@ async fn disconnected_node_executed_three_times_leaves_seq_and_status_unchanged(
     let id = id_of(&r);
     let before = app.get(&id).await.body;
     for (acct, valid) in [("123", false), ("12345678", true), ("abcdefgh", false)] {
-        let r = app
-            .execute(&id, "verify_account", json!({"accountNumber": acct}))
-            .await;
+        let r = app.execute(&id, "verify_account", json!({"accountNumber": acct})).await;
         assert_eq!(r.status, StatusCode::OK, "{r:?}");
         assert_eq!(r.body["workflowId"], id);
         assert_eq!(r.body["node"], "verify_account");
@@ -373,9 +332,7 @@ async fn disconnected_node_executed_three_times_leaves_seq_and_status_unchanged(
     );
 
     // Saving an invalid account loops back to the form; a valid one completes.
-    let r = app
-        .resume(&id, json!({"accountNumber": "42", "save": "save"}))
-        .await;
+    let r = app.resume(&id, json!({"accountNumber": "42", "save": "save"})).await;
     assert_eq!(r.body["view"]["layoutId"], "bank_account", "{r:?}");
     let r = app
         .resume(&id, json!({"accountNumber": "87654321", "save": "save"}))
@@ -480,9 +437,7 @@ async fn worker_killed_mid_flow_and_restarted_continues_where_it_was() {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
 
     let mut w2 = worker(tq);
-    let st = app
-        .eventually(&id, Duration::from_secs(60), |b| b["seq"] == 2)
-        .await;
+    let st = app.eventually(&id, Duration::from_secs(60), |b| b["seq"] == 2).await;
     assert_eq!(st["view"]["layoutId"], "refund_confirm");
     let r = app.resume(&id, json!({"action": "confirm"})).await;
     assert_eq!(status_of(&r), "COMPLETED", "{r:?}");
@@ -504,14 +459,9 @@ async fn wait_that_runs_out_answers_202_with_links_and_the_state_arrives_later()
     assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
     let id = id_of(&r);
     assert_eq!(r.body["links"]["self"], format!("/v3/workflow/{id}"));
-    assert_eq!(
-        r.body["links"]["events"],
-        format!("/v3/workflow/{id}/events")
-    );
+    assert_eq!(r.body["links"]["events"], format!("/v3/workflow/{id}/events"));
     let st = app
-        .eventually(&id, Duration::from_secs(20), |b| {
-            b["workflowStatus"] == "WAITING"
-        })
+        .eventually(&id, Duration::from_secs(20), |b| b["workflowStatus"] == "WAITING")
         .await;
     assert_eq!(st["view"]["layoutId"], "after_slow");
 }
@@ -580,7 +530,14 @@ async fn redis_unreachable_answers_503_and_starts_nothing() {
     let ok = app.start("quick_screen", json!({"n": 1})).await;
     assert_eq!(ok.status, StatusCode::OK);
     on_infra(async move { redis.stop().await });
-    let r = app.call(Method::POST, "/v3/workflow/start", Some(json!({"workflow": "quick_screen", "workflowId": "never-started", "params": {"n": 2}})), &[]).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/workflow/start",
+            Some(json!({"workflow": "quick_screen", "workflowId": "never-started", "params": {"n": 2}})),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
     assert!(r.body["message"].as_str().unwrap().contains("Redis"));
     // Nothing was started on Temporal for the rejected call.
@@ -603,19 +560,11 @@ async fn terminate_publishes_terminated_and_then_resume_is_409() {
     let app = spawn_app().await;
     let id = id_of(&app.start("quick_screen", json!({"n": 1})).await);
     let r = app
-        .call(
-            Method::DELETE,
-            &format!("/v3/workflow/terminate/{id}"),
-            None,
-            &[],
-        )
+        .call(Method::DELETE, &format!("/v3/workflow/terminate/{id}"), None, &[])
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(status_of(&r), "TERMINATED");
     assert_eq!(r.body["seq"], 2);
     assert_eq!(status_of(&app.get(&id).await), "TERMINATED");
-    assert_eq!(
-        app.resume(&id, json!({"ok": "ok"})).await.status,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(app.resume(&id, json!({"ok": "ok"})).await.status, StatusCode::CONFLICT);
 }

@@ -1,0 +1,108 @@
+//! One delivery workflow per async workflow: it receives each state by signal and POSTs them
+//! to the callback in `seq` order, retrying on the schedule, without holding the workflow back;
+//! it outlives the workflow until the terminal state is delivered.
+
+use super::activities::{DeliveryOutcome, DriftActivities};
+use crate::model::{Callback, Delivery};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Duration;
+use temporalio_common::{ActivityCloseTimeouts, RetryPolicy};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{
+    ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
+};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryState {
+    #[serde(default)]
+    pub queue: VecDeque<Delivery>,
+    /// URLs that answered 410.
+    #[serde(default)]
+    pub gone: BTreeSet<String>,
+    #[serde(default)]
+    pub last: Option<Callback>,
+    #[serde(default)]
+    pub delivered: u64,
+    #[serde(default)]
+    pub given_up: u64,
+    #[serde(default)]
+    pub last_seq: u64,
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct DeliveryWorkflow {
+    st: DeliveryState,
+}
+
+pub const HISTORY_LIMIT: u32 = 2_000;
+
+#[workflow_methods]
+impl DeliveryWorkflow {
+    #[run(name = "drift-deliveries")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: DeliveryState) -> WorkflowResult<DeliveryState> {
+        ctx.state_mut(|s| {
+            let mut carried = input;
+            carried.queue.extend(s.st.queue.drain(..));
+            s.st = carried;
+        });
+        loop {
+            ctx.wait_condition(|s| !s.st.queue.is_empty()).await?;
+            let mut d = ctx.state_mut(|s| s.st.queue.pop_front()).expect("queue has an item");
+            // States the gateway publishes (TERMINATED) go to the last target.
+            if d.callback.is_none() {
+                d.callback = ctx.state(|s| s.st.last.clone());
+            }
+            let Some(cb) = d.callback.clone() else { continue };
+            let gone = ctx.state_mut(|s| {
+                s.st.last = Some(cb.clone());
+                s.st.gone.contains(&cb.url)
+            });
+            if !gone && d.seq > ctx.state(|s| s.st.last_seq) {
+                let opts =
+                    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::StartToClose(Duration::from_secs(60)))
+                        // The activity sets each retry's delay from the schedule and stops it.
+                        .retry_policy(
+                            RetryPolicy::builder()
+                                .initial_interval(Duration::from_secs(1))
+                                .maximum_attempts(0)
+                                .build(),
+                        )
+                        .build();
+                let outcome = ctx
+                    .execute_activity(DriftActivities::deliver_webhook, d.clone(), opts)
+                    .await;
+                ctx.state_mut(|s| {
+                    s.st.last_seq = d.seq;
+                    match outcome {
+                        Ok(DeliveryOutcome::Delivered) => s.st.delivered += 1,
+                        Ok(DeliveryOutcome::Gone) => {
+                            s.st.gone.insert(cb.url.clone());
+                        }
+                        Ok(DeliveryOutcome::GaveUp) | Err(_) => s.st.given_up += 1,
+                    }
+                });
+            }
+            let done = d.terminal && ctx.state(|s| s.st.queue.is_empty());
+            if done {
+                return Ok(ctx.state(|s| s.st.clone()));
+            }
+            if ctx.history_length() >= HISTORY_LIMIT || ctx.continue_as_new_suggested() {
+                let carried = ctx.state_mut(|s| std::mem::take(&mut s.st));
+                ctx.continue_as_new(carried, ContinueAsNewOptions::default())?;
+            }
+        }
+    }
+
+    #[signal(name = "deliver")]
+    pub fn deliver(&mut self, _ctx: &mut SyncWorkflowContext<Self>, d: Delivery) {
+        self.st.queue.push_back(d);
+    }
+
+    #[query(name = "status")]
+    pub fn status(&self, _ctx: &WorkflowContextView) -> DeliveryState {
+        self.st.clone()
+    }
+}

@@ -1,0 +1,181 @@
+//! Async mode: signed (Standard Webhooks), retried, ordered callbacks. The URL allowlist is
+//! checked by the gateway at start; delivery runs in the worker as activities of a per-workflow
+//! delivery workflow, so it never holds the workflow back and finishes after it ends.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where callbacks may go: `scheme://host[:port]` patterns, `*` matching any host label run or
+/// any port (`https://*`, `https://*.example.com`, `http://127.0.0.1:*`).
+#[derive(Debug, Clone)]
+pub struct Allowlist {
+    patterns: Vec<(String, String, Option<String>)>,
+}
+
+impl Allowlist {
+    pub fn parse(patterns: &[String]) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for p in patterns {
+            let (scheme, rest) = p
+                .split_once("://")
+                .ok_or_else(|| format!("callback pattern {p:?} needs a scheme, like https://*"))?;
+            let rest = rest.trim_end_matches('/');
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, port)) if !h.is_empty() && !h.ends_with(']') || port == "*" => {
+                    (h.to_string(), Some(port.to_string()))
+                }
+                _ => (rest.to_string(), None),
+            };
+            out.push((scheme.to_ascii_lowercase(), host.to_ascii_lowercase(), port));
+        }
+        Ok(Self { patterns: out })
+    }
+
+    /// Whether `url` may be called back. A bare `*` host never matches loopback, private or
+    /// link-local addresses: those need a pattern that names them.
+    pub fn check(&self, url: &str) -> Result<url::Url, String> {
+        let u = url::Url::parse(url).map_err(|e| format!("callbackUrl is not a URL: {e}"))?;
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err("callbackUrl must not carry credentials".into());
+        }
+        let host = u.host_str().ok_or("callbackUrl has no host")?.to_ascii_lowercase();
+        let port = u.port_or_known_default().map(|p| p.to_string());
+        let internal = is_internal(&host);
+        let ok = self.patterns.iter().any(|(scheme, h, p)| {
+            scheme == u.scheme()
+                && glob(h, &host)
+                && !(h == "*" && internal)
+                && p.as_ref().is_none_or(|p| p == "*" || Some(p) == port.as_ref())
+        });
+        if ok {
+            Ok(u)
+        } else {
+            Err(format!("callbackUrl {url:?} is not allowed by the callback allowlist"))
+        }
+    }
+}
+
+fn glob(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        _ if pattern == "*" => true,
+        Some(suffix) => host.ends_with(&format!(".{suffix}")),
+        None => pattern == host,
+    }
+}
+
+fn is_internal(host: &str) -> bool {
+    if host == "localhost" || host.ends_with(".localhost") || host.ends_with(".internal") || host.ends_with(".local") {
+        return true;
+    }
+    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
+        }
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xfe00) == 0xfc00
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+        }
+        Err(_) => false,
+    }
+}
+
+/// Signing secrets (`whsec_…`) per client, with a default.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    pub default: Option<String>,
+    pub per_client: BTreeMap<String, String>,
+}
+
+impl Secrets {
+    pub fn for_client(&self, client: &str) -> Option<&str> {
+        self.per_client
+            .get(client)
+            .or(self.default.as_ref())
+            .map(String::as_str)
+    }
+}
+
+/// Delivery settings for the worker.
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    pub secrets: Secrets,
+    /// Wait before retry n (1-based) — jittered ±20%. After the last, delivery gives up.
+    pub schedule: Vec<Duration>,
+    pub timeout: Duration,
+}
+
+/// About a day: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (like Svix's schedule).
+pub fn default_schedule() -> Vec<Duration> {
+    [5, 300, 1800, 7200, 18000, 36000, 36000]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
+}
+
+/// Parses `5s,1m,2h` style durations.
+pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (num, unit) = p.split_at(p.find(|c: char| !c.is_ascii_digit()).unwrap_or(p.len()));
+            let n: u64 = num.parse().map_err(|_| format!("bad duration {p:?}"))?;
+            Ok(match unit {
+                "ms" => Duration::from_millis(n),
+                "s" | "" => Duration::from_secs(n),
+                "m" => Duration::from_secs(n * 60),
+                "h" => Duration::from_secs(n * 3600),
+                _ => return Err(format!("bad duration unit in {p:?} (use ms, s, m or h)")),
+            })
+        })
+        .collect()
+}
+
+/// The delay before the next attempt after failed attempt `attempt` (1-based), or None to give up.
+pub fn next_delay(schedule: &[Duration], attempt: u32) -> Option<Duration> {
+    let base = *schedule.get(attempt.checked_sub(1)? as usize)?;
+    let jitter = 0.8 + rand::random::<f64>() * 0.4;
+    Some(base.mul_f64(jitter))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allowlist_matches_scheme_host_and_port_and_keeps_internal_addresses_out() {
+        let a = Allowlist::parse(&[
+            "https://*".into(),
+            "http://127.0.0.1:*".into(),
+            "https://*.example.com:8443".into(),
+        ])
+        .unwrap();
+        assert!(a.check("https://hooks.acme.io/x").is_ok());
+        assert!(a.check("http://127.0.0.1:9000/hook").is_ok());
+        assert!(a.check("https://a.example.com:8443/").is_ok());
+        assert!(a.check("http://hooks.acme.io/x").is_err(), "scheme");
+        assert!(a.check("https://10.0.0.8/x").is_err(), "private address under a bare *");
+        assert!(a.check("https://localhost/x").is_err());
+        assert!(a.check("https://user:pw@hooks.acme.io/").is_err());
+        assert!(a.check("not a url").is_err());
+    }
+
+    #[test]
+    fn schedule_parses_and_gives_up_after_the_last_step() {
+        let s = parse_schedule("100ms, 2s,1m").unwrap();
+        assert_eq!(
+            s,
+            vec![
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            ]
+        );
+        let d = next_delay(&s, 2).unwrap();
+        assert!(d >= Duration::from_millis(1600) && d <= Duration::from_millis(2400));
+        assert!(next_delay(&s, 4).is_none());
+        assert!(default_schedule().iter().sum::<Duration>() > Duration::from_secs(20 * 3600));
+    }
+}
