@@ -95,6 +95,16 @@ impl Store {
         Ok(())
     }
 
+    /// The last recorded webhook attempt of a workflow, if any.
+    pub async fn delivery_status(
+        &self,
+        keys: &RedisKeys,
+    ) -> Result<Option<std::collections::BTreeMap<String, String>>, StoreError> {
+        let mut c = self.conn.clone();
+        let m: std::collections::BTreeMap<String, String> = c.hgetall(keys.deliveries()).await?;
+        Ok((!m.is_empty()).then_some(m))
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut c).await?;

@@ -56,6 +56,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v3/workflow/terminate/{id}", delete(runtime::terminate))
         .route("/v3/workflow/{id}", get(runtime::get_state))
         .route("/v3/workflow/{id}/events", get(live::sse))
+        .route("/v3/workflow/{id}/deliveries", get(runtime::deliveries))
         .route("/v3/ws", get(live::ws))
         .route("/v3/definitions", get(runtime::list_definitions))
         .route("/healthz", get(|| async { "ok" }))

@@ -277,7 +277,15 @@ pub fn prepare_start(
         deliveries_started: false,
     };
     let is_async = input.callback.is_some();
-    Ok(PreparedStart { id, scoped, keys, request_id, idempotent: idem.is_some(), is_async, input })
+    Ok(PreparedStart {
+        id,
+        scoped,
+        keys,
+        request_id,
+        idempotent: idem.is_some(),
+        is_async,
+        input,
+    })
 }
 
 /// Dispatches a prepared start. `Ok(false)` means an idempotent retry: the workflow exists.
@@ -595,7 +603,13 @@ pub async fn list_definitions(State(s): State<AppState>) -> Json<Value> {
 
 impl ResumeBody {
     pub fn new(view_response: Value, seq: Option<u64>, request_id: Option<String>) -> Self {
-        Self { view_response, seq, request_id, callback_url: None, mode: None }
+        Self {
+            view_response,
+            seq,
+            request_id,
+            callback_url: None,
+            mode: None,
+        }
     }
 }
 
@@ -606,5 +620,21 @@ impl ExecuteBody {
             parameters,
             request_id,
         }
+    }
+}
+
+/// `GET /v3/workflow/{id}/deliveries`: the last webhook attempt (url, seq, attempt, state,
+/// lastError, nextRetryAt), for operators.
+pub async fn deliveries(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = Caller::from_headers(&headers)?;
+    let id = WorkflowId::parse(&id)?;
+    let keys = keys(&s, &caller.scoped(&id));
+    match s.store.delivery_status(&keys).await? {
+        Some(status) => Ok(Json(json!({"workflowId": id.as_str(), "lastAttempt": status})).into_response()),
+        None => Err(ApiError::not_found("no webhook deliveries for this workflow")),
     }
 }

@@ -172,7 +172,8 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
                         default: Some(WEBHOOK_SECRET.into()),
                         per_client: [("alice".to_string(), ALICE_SECRET.to_string())].into(),
                     },
-                    schedule: drift::webhook::parse_schedule("200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s").unwrap(),
+                    schedule: drift::webhook::parse_schedule("200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s")
+                        .unwrap(),
                     timeout: Duration::from_secs(5),
                 },
                 task_queue: task_queue.clone(),

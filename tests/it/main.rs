@@ -2,6 +2,7 @@
 
 mod helpers;
 mod live;
+mod webhooks;
 
 use helpers::*;
 use reqwest::{Method, StatusCode};

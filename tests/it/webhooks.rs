@@ -1,0 +1,329 @@
+//! Async mode: real HTTP receivers on loopback, verifying Standard Webhooks signatures with their
+//! own HMAC code (not Drift's).
+
+use crate::helpers::*;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+struct Hit {
+    id: String,
+    seq: u64,
+    status: String,
+    answered: u16,
+    verified: bool,
+}
+
+/// A webhook receiver: answers from `script` (then 200), recording every request.
+#[derive(Clone)]
+struct Receiver {
+    hits: Arc<Mutex<Vec<Hit>>>,
+    script: Arc<Mutex<Vec<u16>>>,
+    secret: &'static str,
+}
+
+/// The receiver's own Standard Webhooks verification: HMAC-SHA256 over `id.timestamp.body`.
+fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
+    let get = |k: &str| {
+        headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (id, ts, sigs) = (get("webhook-id"), get("webhook-timestamp"), get("webhook-signature"));
+    let Ok(ts_n) = ts.parse::<i64>() else { return false };
+    if (chrono::Utc::now().timestamp() - ts_n).abs() > 300 {
+        return false;
+    }
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    sigs.split(' ').any(|s| s == format!("v1,{expected}"))
+}
+
+impl Receiver {
+    fn new(secret: &'static str, script: Vec<u16>) -> Self {
+        Self {
+            hits: Arc::default(),
+            script: Arc::new(Mutex::new(script)),
+            secret,
+        }
+    }
+
+    /// Serves on `port` (0: any) until the test ends; returns the callback URL.
+    async fn serve(&self, port: u16) -> String {
+        let me = self.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let me = me.clone();
+                async move {
+                    let answer = {
+                        let mut s = me.script.lock().unwrap();
+                        if s.is_empty() { 200 } else { s.remove(0) }
+                    };
+                    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    me.hits.lock().unwrap().push(Hit {
+                        id: headers
+                            .get("webhook-id")
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string(),
+                        seq: v["seq"].as_u64().unwrap_or_default(),
+                        status: v["workflowStatus"].as_str().unwrap_or_default().to_string(),
+                        answered: answer,
+                        verified: verify(me.secret, &headers, &body),
+                    });
+                    StatusCode::from_u16(answer).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    /// States answered 2xx, in arrival order.
+    fn delivered(&self) -> Vec<(u64, String)> {
+        self.hits()
+            .into_iter()
+            .filter(|h| h.answered < 300)
+            .map(|h| (h.seq, h.status))
+            .collect()
+    }
+
+    async fn wait_delivered(&self, n: usize, within: Duration) -> Vec<(u64, String)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let d = self.delivered();
+            if d.len() >= n {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {d:?} delivered; hits: {:?}",
+                self.hits()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn start_async(app: &TestApp, workflow: &str, params: Value, callback: &str) -> (Resp, Duration) {
+    let t0 = std::time::Instant::now();
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/workflow/start",
+            Some(json!({"workflow": workflow, "params": params, "callbackUrl": callback})),
+            &[],
+        )
+        .await;
+    (r, t0.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_run_of_the_long_running_example_delivers_every_state_in_order_signed() {
+    let app = spawn_app().await;
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let (r, took) = start_async(&app, "monthly_report", json!({"month": "2026-11"}), &url).await;
+    assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{r:?}");
+    assert!(took < Duration::from_secs(1), "202 took {took:?}");
+    let id = id_of(&r);
+    assert!(r.body["streamToken"].is_string() && r.body["links"]["self"].is_string());
+
+    let d = rx.wait_delivered(2, Duration::from_secs(30)).await;
+    assert_eq!(d, vec![(1, "SCHEDULER_WAITING".into()), (2, "COMPLETED".into())]);
+    for h in rx.hits() {
+        assert!(h.verified, "signature must verify: {h:?}");
+        assert_eq!(h.id, format!("{id}:{}", h.seq));
+    }
+    let status = app
+        .call(Method::GET, &format!("/v3/workflow/{id}/deliveries"), None, &[])
+        .await;
+    assert_eq!(status.body["lastAttempt"]["state"], "delivered", "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_secret_signs_and_async_resume_answers_202() {
+    let app = spawn_app().await;
+    let rx = Receiver::new(ALICE_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let r = app
+        .http
+        .post(format!("{}/v3/workflow/start", app.base))
+        .header("X_TENANT_ID", &app.tenant)
+        .header("X_CLIENT_ID", "alice")
+        .json(&json!({"workflow": "quick_screen", "params": {"n": 5}, "callbackUrl": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["workflowId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rx.wait_delivered(1, Duration::from_secs(20)).await;
+    let r = app
+        .http
+        .put(format!("{}/v3/workflow/resume/{id}", app.base))
+        .header("X_TENANT_ID", &app.tenant)
+        .header("X_CLIENT_ID", "alice")
+        .json(&json!({"viewResponse": {"selectedOptions": {"ok": "ok"}}, "mode": "async", "callbackUrl": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let d = rx.wait_delivered(2, Duration::from_secs(20)).await;
+    assert_eq!(d[1], (2, "COMPLETED".into()));
+    assert!(
+        rx.hits().iter().all(|h| h.verified),
+        "alice's own secret: {:?}",
+        rx.hits()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_is_down_then_failing_gets_every_state_once_it_is_back() {
+    let app = spawn_app().await;
+    let port = drift::dev::free_port().unwrap();
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let (r, _) = start_async(&app, "refund", json!({"orderId": "o-down"}), &url).await;
+    let id = id_of(&r);
+    app.eventually(&id, Duration::from_secs(20), |b| b["workflowStatus"] == "WAITING")
+        .await;
+    // Connection refused for a while; the workflow moves on meanwhile (sync resumes).
+    let r = app.resume(&id, json!({"reason": "damaged"})).await;
+    assert_eq!(
+        r.status,
+        reqwest::StatusCode::OK,
+        "the workflow is not held back: {r:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let status = app
+        .call(Method::GET, &format!("/v3/workflow/{id}/deliveries"), None, &[])
+        .await;
+    assert_eq!(status.body["lastAttempt"]["state"], "retrying", "{status:?}");
+    assert!(
+        status.body["lastAttempt"]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("request failed"),
+        "{status:?}"
+    );
+    assert!(!status.body["lastAttempt"]["nextRetryAt"].as_str().unwrap().is_empty());
+
+    // Back, but answering 500 three times first.
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![500, 500, 500]);
+    rx.serve(port).await;
+    let r = app.resume(&id, json!({"action": "confirm"})).await;
+    assert_eq!(status_of(&r), "COMPLETED");
+    let d = rx.wait_delivered(3, Duration::from_secs(40)).await;
+    assert_eq!(
+        d,
+        vec![(1, "WAITING".into()), (2, "WAITING".into()), (3, "COMPLETED".into())]
+    );
+    let hits = rx.hits();
+    assert!(hits.iter().filter(|h| h.answered == 500).count() == 3);
+    for h in &hits {
+        assert!(h.verified);
+        assert_eq!(h.id, format!("{id}:{}", h.seq), "duplicates carry the same webhook-id");
+    }
+    // Order: no later state is delivered before an earlier one.
+    let seqs: Vec<u64> = hits.iter().map(|h| h.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "{seqs:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_410_stops_deliveries_to_that_callback() {
+    let app = spawn_app().await;
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![410]);
+    let url = rx.serve(0).await;
+    let (r, _) = start_async(&app, "refund", json!({"orderId": "o-gone"}), &url).await;
+    let id = id_of(&r);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while rx.hits().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.eventually(&id, Duration::from_secs(20), |b| b["workflowStatus"] == "WAITING")
+        .await;
+    app.resume(&id, json!({"reason": "damaged"})).await;
+    let r = app.resume(&id, json!({"action": "cancel"})).await;
+    assert_eq!(status_of(&r), "COMPLETED");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.hits().len(), 1, "nothing after the 410: {:?}", rx.hits());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disallowed_callback_url_is_rejected_with_422_and_nothing_starts() {
+    let app = spawn_app().await;
+    for url in [
+        "http://10.1.2.3/hook",
+        "https://localhost/hook",
+        "ftp://example.com/x",
+        "http://example.com/hook",
+    ] {
+        let wid = format!("cb-{}", uid());
+        let r = app
+            .call(
+                Method::POST,
+                "/v3/workflow/start",
+                Some(json!({"workflow": "quick_screen", "workflowId": wid, "callbackUrl": url})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{url}: {r:?}");
+        assert_eq!(r.body["code"], "callback_not_allowed");
+        assert_eq!(
+            app.get(&wid).await.status,
+            reqwest::StatusCode::NOT_FOUND,
+            "nothing started for {url}"
+        );
+    }
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/workflow/start",
+            Some(json!({"workflow": "quick_screen", "mode": "async"})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        reqwest::StatusCode::BAD_REQUEST,
+        "async without any callback: {r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_async_workflow_delivers_terminated() {
+    let app = spawn_app().await;
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let (r, _) = start_async(&app, "quick_screen", json!({"n": 1}), &url).await;
+    let id = id_of(&r);
+    rx.wait_delivered(1, Duration::from_secs(20)).await;
+    let r = app
+        .call(Method::DELETE, &format!("/v3/workflow/terminate/{id}"), None, &[])
+        .await;
+    assert_eq!(status_of(&r), "TERMINATED");
+    let d = rx.wait_delivered(2, Duration::from_secs(20)).await;
+    assert_eq!(d[1], (2, "TERMINATED".into()));
+}
