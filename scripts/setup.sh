@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Drift needs to build and test, only what is missing. Safe to run again.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
@@ -27,5 +28,12 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "setup: cargo is missing; install Rust with rustup (https://rustup.rs) first" >&2
   exit 1
+fi
+if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
+  command -v node >/dev/null 2>&1 || { echo "setup: node (Node.js 18+) is needed for the browser tests" >&2; exit 1; }
+  if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    echo "setup: installing playwright-core for the browser tests (npm; the browser is Debian's chromium)"
+    (cd tests/browser && npm ci --no-audit --no-fund --silent)
+  fi
 fi
 echo "setup: ok (protoc $(protoc --version | cut -d' ' -f2), $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1 | awk '{print $3}'))"

@@ -243,9 +243,11 @@ async fn run_with(
     )?;
     let temporal = Temporal::with_client(tcfg, client);
     let state = server::gateway_state(&a.common, &a.gateway, registry, temporal, redis_url, shutdown.clone()).await?;
-    let router = crate::gateway::app(state).merge(crate::standins::router());
+    let router = crate::gateway::app(state)
+        .merge(crate::standins::router())
+        .merge(crate::standins::demo_receiver(a.common.webhook_secret.clone()));
     eprintln!(
-        "\n  Drift is running.\n    API:     {base}/v3\n    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {redis_url}\n  Press Ctrl-C to stop.\n"
+        "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {redis_url}\n  Press Ctrl-C to stop.\n"
     );
     server::serve_router(listener, router, shutdown).await?;
     server::join_worker(worker_thread).await;

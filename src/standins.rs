@@ -72,3 +72,70 @@ async fn slow(Path(ms): Path<u64>) -> impl IntoResponse {
     tokio::time::sleep(std::time::Duration::from_millis(ms.min(30_000))).await;
     Json(json!({"sleptMs": ms.min(30_000)}))
 }
+
+/// A webhook receiver for the demo page inside `drift dev`: verifies each delivery with the
+/// dev signing secret and keeps the last few hundred for the page to show.
+#[derive(Clone)]
+pub struct DemoReceiver {
+    secret: Option<String>,
+    log: Arc<std::sync::Mutex<std::collections::VecDeque<Value>>>,
+}
+
+const DEMO_LOG: usize = 300;
+
+pub fn demo_receiver(secret: Option<String>) -> Router {
+    let state = DemoReceiver {
+        secret,
+        log: Arc::default(),
+    };
+    Router::new()
+        .route("/demo/webhooks", post(receive).get(list))
+        .with_state(state)
+}
+
+async fn receive(
+    State(r): State<DemoReceiver>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> impl IntoResponse {
+    let verified = r
+        .secret
+        .as_deref()
+        .and_then(|s| standardwebhooks::Webhook::new(s).ok())
+        .is_some_and(|w| w.verify(&body, &headers).is_ok());
+    let state: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let entry = json!({
+        "webhookId": headers.get("webhook-id").and_then(|v| v.to_str().ok()),
+        "workflowId": state["workflowId"], "seq": state["seq"], "status": state["workflowStatus"],
+        "verified": verified, "receivedAt": chrono::Utc::now().to_rfc3339(), "state": state,
+    });
+    let mut log = r.log.lock().expect("demo log");
+    if log.len() >= DEMO_LOG {
+        log.pop_front();
+    }
+    log.push_back(entry);
+    if verified {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    workflow_id: Option<String>,
+}
+
+async fn list(
+    State(r): State<DemoReceiver>,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> impl IntoResponse {
+    let log = r.log.lock().expect("demo log");
+    let items: Vec<Value> = log
+        .iter()
+        .filter(|e| q.workflow_id.as_deref().is_none_or(|w| e["workflowId"] == w))
+        .cloned()
+        .collect();
+    Json(Value::Array(items))
+}

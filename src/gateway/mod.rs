@@ -1,6 +1,7 @@
 //! The HTTP gateway: the `/v3` runtime API in sync mode over the shared subscription hub,
 //! plus health, readiness and metrics.
 
+mod demo;
 pub mod error;
 pub mod ids;
 mod live;
@@ -59,6 +60,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v3/workflow/{id}/deliveries", get(runtime::deliveries))
         .route("/v3/ws", get(live::ws))
         .route("/v3/definitions", get(runtime::list_definitions))
+        .route("/", get(demo::index))
+        .route("/demo/app.js", get(demo::script))
+        .route("/demo/style.css", get(demo::style))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

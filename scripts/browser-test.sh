@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the demo page's browser tests: starts `drift dev` on a free port with a throwaway data
+# folder, drives it with Debian's chromium through playwright-core, then stops it.
+# Screenshots land in test-artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q --bin drift
+port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+data=$(mktemp -d)
+log="$data/drift-dev.log"
+./target/debug/drift dev --data-dir "$data" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+dev=$!
+cleanup() { kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$data"; }
+trap cleanup EXIT
+echo "browser tests: waiting for drift dev on 127.0.0.1:$port"
+for _ in $(seq 1 180); do
+  if curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$dev" 2>/dev/null; then cat "$log"; echo "drift dev exited early" >&2; exit 1; fi
+  sleep 0.5
+done
+curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "drift dev never became ready" >&2; exit 1; }
+mkdir -p test-artifacts
+(cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test demo.test.mjs) || { tail -50 "$log"; exit 1; }

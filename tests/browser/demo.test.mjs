@@ -1,0 +1,106 @@
+// Browser test of the demo page: real chromium, real `drift dev` (URL in DRIFT_DEMO_URL).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const BASE = process.env.DRIFT_DEMO_URL || "http://127.0.0.1:8080";
+const SHOTS = process.env.DRIFT_ARTIFACTS || new URL("../../test-artifacts/", import.meta.url).pathname;
+mkdirSync(SHOTS, { recursive: true });
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+           "--no-first-run", "--disable-component-update", "--disable-sync"],
+  });
+});
+after(async () => { await browser?.close(); });
+
+async function open(width = 1280) {
+  const page = await browser.newPage({ viewport: { width, height: 900 } });
+  page.on("pageerror", (e) => { throw e; });
+  await page.goto(BASE + "/");
+  await page.getByText("live: connected").waitFor();
+  return page;
+}
+
+test("the refund flow completes by clicking through its screens, each pushed over the WebSocket", async () => {
+  const page = await open();
+  await page.selectOption("#workflow", "refund");
+  await page.selectOption("#mode", "ws");
+  await page.click("#start");
+  await page.locator('form[data-layout="refund_reason"]').waitFor();
+  await page.evaluate(() => { window.__noReload = "still here"; });
+  await page.screenshot({ path: SHOTS + "refund-1-reason.png", fullPage: true });
+
+  // A missing required answer shows the error next to its widget.
+  await page.click('form[data-layout="refund_reason"] button[type=submit]');
+  await page.locator("#err-reason").getByText("required").waitFor();
+  await page.screenshot({ path: SHOTS + "refund-2-field-error.png", fullPage: true });
+
+  await page.selectOption("#w-reason", { label: "Arrived damaged" });
+  await page.click('form[data-layout="refund_reason"] button[type=submit]');
+  await page.locator('form[data-layout="refund_confirm"]').waitFor();
+  assert.equal(await page.evaluate(() => window.__noReload), "still here", "the next screen arrived without a reload");
+  await page.screenshot({ path: SHOTS + "refund-3-confirm.png", fullPage: true });
+
+  await page.getByRole("button", { name: "Confirm refund" }).click();
+  const banner = page.getByTestId("complete");
+  await banner.waitFor();
+  assert.match(await banner.textContent(), /COMPLETED: Refund issued/);
+  assert.ok(await page.locator("#timeline li.COMPLETED").count() >= 1);
+  await page.screenshot({ path: SHOTS + "refund-4-completed.png", fullPage: true });
+  await page.close();
+});
+
+test("after a dropped socket the page reconnects by itself and catches up from since", async () => {
+  const page = await open();
+  await page.selectOption("#workflow", "refund");
+  await page.click("#start");
+  await page.locator('form[data-layout="refund_reason"]').waitFor();
+  // Drop the socket and answer the screen while it is down (over plain HTTP, outside the page's view).
+  const status = await page.evaluate(async () => {
+    ws.close();
+    const r = await fetch(`/v3/workflow/resume/${encodeURIComponent(current.id)}`, {
+      method: "PUT", headers: HEADERS, body: JSON.stringify({ viewResponse: { selectedOptions: { reason: "wrong_item" } } }),
+    });
+    return r.status;
+  });
+  assert.equal(status, 200);
+  await page.getByText("live: reconnecting").waitFor().catch(() => {});
+  await page.locator('form[data-layout="refund_confirm"]').waitFor();
+  await page.getByText("live: connected").waitFor();
+  await page.close();
+});
+
+test("bank account: the disconnected verify call answers on the same screen", async () => {
+  const page = await open();
+  await page.selectOption("#workflow", "bank_account");
+  await page.click("#start");
+  await page.locator('form[data-layout="bank_account"]').waitFor();
+  await page.fill("#w-accountNumber", "123");
+  await page.getByRole("button", { name: "Verify" }).click();
+  await page.getByTestId("verify-result").getByText("not a valid account").waitFor();
+  await page.fill("#w-accountNumber", "12345678");
+  await page.getByRole("button", { name: "Verify" }).click();
+  await page.getByTestId("verify-result").getByText("valid — Drift Savings Bank").waitFor();
+  assert.equal(await page.locator('form[data-layout="bank_account"]').count(), 1, "still the same screen");
+  await page.screenshot({ path: SHOTS + "bank-verify.png", fullPage: true });
+  await page.getByRole("button", { name: "Save account" }).click();
+  await page.getByTestId("complete").waitFor();
+  await page.close();
+});
+
+test("async mode shows webhook deliveries with verified signatures, on a phone-width screen", async () => {
+  const page = await open(390);
+  await page.selectOption("#workflow", "monthly_report");
+  await page.selectOption("#mode", "async");
+  await page.click("#start");
+  await page.locator("#hooks li.COMPLETED").waitFor({ timeout: 30000 });
+  assert.match(await page.locator("#hooks").textContent(), /signature ✓/);
+  await page.getByTestId("complete").waitFor();
+  await page.screenshot({ path: SHOTS + "async-phone.png", fullPage: true });
+  await page.close();
+});

@@ -1,0 +1,231 @@
+// Drift demo page: starts example workflows, renders each screen from its `view`, and follows
+// the workflow live over one WebSocket (no polling for screens).
+"use strict";
+const TENANT = "demo", CLIENT = "web-demo";
+const HEADERS = { "content-type": "application/json", "X_TENANT_ID": TENANT, "X_CLIENT_ID": CLIENT };
+const DEFAULT_PARAMS = { refund: { orderId: "o-1001" }, bank_account: {}, monthly_report: { month: "2026-11" } };
+const TEMPLATES = {
+  "refund.summary": "Order {orderId}: {amount} {currency}. What went wrong?",
+  "refund.confirm": "Refund {amount} for the reason “{reason}”?",
+  "refund.manual_review": "This order ({amount}) is above the automatic refund limit; a colleague will review it.",
+  "bank.intro": "Enter your 8-digit account number. Use “Verify” to check it before saving.",
+};
+const $ = (id) => document.getElementById(id);
+let ws = null, wsBackoff = 500, reqSeq = 0;
+let current = null; // {id, token, seq, view, status, mode}
+let hookTimer = null;
+
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+const rid = () => `demo-${Date.now().toString(36)}-${++reqSeq}`;
+
+function fill(templateId, vars) {
+  const t = TEMPLATES[templateId];
+  if (!t) return `${templateId}: ${Object.entries(vars || {}).map(([k, v]) => `${k} = ${typeof v === "object" ? JSON.stringify(v) : v}`).join(", ")}`;
+  return t.replace(/\{(\w+)\}/g, (_, k) => (vars && vars[k] !== undefined && vars[k] !== null ? vars[k] : ""));
+}
+
+function timeline(seq, status, mode, extra) {
+  const li = el("li", { class: status || "" }, `#${seq ?? "–"} ${status || ""} · ${mode} · ${new Date().toLocaleTimeString()}${extra ? " · " + extra : ""}`);
+  $("timeline").prepend(li);
+}
+
+// ---- WebSocket -------------------------------------------------------------------------------
+function connect() {
+  const url = `${location.origin.replace(/^http/, "ws")}/v3/ws?tenant=${TENANT}&client=${CLIENT}`;
+  ws = new WebSocket(url);
+  ws.onopen = () => {
+    wsBackoff = 500;
+    $("conn").textContent = "live: connected"; $("conn").className = "conn ok";
+    if (current) send({ type: "subscribe", workflowId: current.id, since: current.seq || undefined, token: current.token });
+  };
+  ws.onclose = () => {
+    $("conn").textContent = "live: reconnecting…"; $("conn").className = "conn bad";
+    setTimeout(connect, wsBackoff); wsBackoff = Math.min(wsBackoff * 2, 5000);
+  };
+  ws.onmessage = (ev) => onMessage(JSON.parse(ev.data));
+}
+function send(msg) { if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); }
+
+function onMessage(m) {
+  if (m.type === "state") onState(m.state, "ws");
+  else if (m.type === "gap") timeline(m.latest, "GAP", "ws", `history missed after #${m.after}`);
+  else if (m.type === "ack" && m.streamToken && current && !current.id) { current.id = m.workflowId; current.token = m.streamToken; showId(); }
+  else if (m.type === "result") showResult(m);
+  else if (m.type === "error") showError(m);
+}
+
+// ---- States and screens ----------------------------------------------------------------------
+function onState(st, mode) {
+  if (!current || (current.id && st.workflowId !== current.id)) return;
+  if (current.seq && st.seq <= current.seq) return; // already shown (dedupe by seq)
+  current.seq = st.seq; current.status = st.workflowStatus;
+  timeline(st.seq, st.workflowStatus, mode);
+  render(st);
+}
+
+function showId() { $("wfid").textContent = `workflow ${current.id}`; }
+
+function render(st) {
+  const box = $("screen");
+  box.replaceChildren();
+  if (st.workflowStatus === "COMPLETED" || st.workflowStatus === "FAILED" || st.workflowStatus === "TERMINATED") {
+    const msg = st.errorMessage || (st.disposition && st.disposition.message) || st.workflowStatus;
+    box.append(el("div", { class: "banner" + (st.workflowStatus === "COMPLETED" ? "" : " failed"), role: "status", "data-testid": "complete" }, msg === st.workflowStatus ? msg : `${st.workflowStatus}: ${msg}`));
+    if (st.disposition) box.append(el("pre", { class: "muted" }, JSON.stringify(st.disposition, null, 2)));
+    return;
+  }
+  if (st.workflowStatus === "SCHEDULER_WAITING") { box.append(el("p", { class: "static" }, "Waiting on a durable timer… the next state will arrive by itself.")); return; }
+  if (!st.view) { box.append(el("p", { class: "muted" }, `Status ${st.workflowStatus}`)); return; }
+  current.view = st.view;
+  const form = el("form", { id: "answer", "data-layout": st.view.layoutId });
+  form.append(el("h3", {}, st.view.layoutId.replace(/_/g, " ")));
+  const verifyNode = findVerifyNode(st.view);
+  const values = {};
+  for (const w of st.view.inputOptions) form.append(widget(w, values, verifyNode, st.view));
+  form.addEventListener("submit", (e) => { e.preventDefault(); answer(collect(form)); });
+  if (!st.view.inputOptions.some((w) => tags(w).includes("ui.button"))) form.append(el("button", { type: "submit" }, "Continue"));
+  box.append(form);
+  const first = form.querySelector("select, input, button");
+  if (first) first.focus();
+}
+
+const tags = (w) => (w.tags && w.tags.values) || [];
+function findVerifyNode(view) {
+  for (const w of view.inputOptions) for (const i of w.instructions || []) if (i.templateVariables && i.templateVariables.verifyNode) return i.templateVariables.verifyNode;
+  return null;
+}
+
+function widget(w, values, verifyNode, view) {
+  const t = tags(w), id = `w-${w.id}`;
+  const wrap = el("div", { class: "widget", "data-widget": w.id });
+  const label = w.description || w.id;
+  const text = (w.instructions || []).map((i) => fill(i.templateId, i.templateVariables)).join(" ");
+  if (t.includes("ui.static_text")) { wrap.append(el("p", { class: "static" }, text || label)); return wrap; }
+  if (t.includes("ui.complete")) { wrap.append(el("div", { class: "banner" }, text || label)); return wrap; }
+  if (text) wrap.append(el("p", { class: "muted" }, text));
+  const pv = w.possibleValues || [];
+  if (t.includes("ui.button")) {
+    const group = el("div", { role: "group", "aria-label": label });
+    for (const v of pv) group.append(el("button", { type: "submit", name: w.id, value: JSON.stringify(v.value), onclick: (e) => { e.currentTarget.form.dataset.clicked = w.id; e.currentTarget.form.dataset.value = e.currentTarget.value; } }, v.displayValue));
+    wrap.append(group);
+  } else if (t.includes("ui.dropdown")) {
+    wrap.append(el("label", { for: id }, label));
+    const sel = el("select", { id, name: w.id, "data-json": "1" }, el("option", { value: "" }, "— choose —"));
+    const options = () => {
+      let list = pv;
+      if (w.parentId && w.possibleDependentValues) {
+        const parent = document.getElementById(`w-${w.parentId}`);
+        const pvKey = parent ? JSON.parse(parent.value || "null") : null;
+        list = w.possibleDependentValues[pvKey] || [];
+      }
+      sel.replaceChildren(el("option", { value: "" }, "— choose —"), ...list.map((v) => el("option", { value: JSON.stringify(v.value ?? v) }, v.displayValue ?? v)));
+    };
+    options();
+    if (w.parentId) setTimeout(() => { const p = document.getElementById(`w-${w.parentId}`); if (p) p.addEventListener("change", options); });
+    wrap.append(sel);
+  } else if (t.includes("ui.date_picker")) {
+    wrap.append(el("label", { for: id }, label), el("input", { id, name: w.id, type: "date" }));
+  } else if (t.includes("ui.free_text")) {
+    wrap.append(el("label", { for: id }, label), el("input", { id, name: w.id, type: "text", autocomplete: "off" }));
+    if (verifyNode) {
+      const out = el("div", { class: "result", "data-testid": "verify-result", role: "status", "aria-live": "polite" });
+      wrap.append(el("button", { type: "button", class: "secondary", onclick: () => verify(verifyNode, w.id, document.getElementById(id).value, out) }, "Verify"), out);
+    }
+  } else {
+    // Unknown tag: a readable generic input.
+    wrap.append(el("label", { for: id }, `${label} (${t.join(", ") || "input"})`), el("input", { id, name: w.id, type: "text" }));
+  }
+  wrap.append(el("div", { class: "field-error", id: `err-${w.id}`, role: "alert" }));
+  return wrap;
+}
+
+function collect(form) {
+  const selected = {};
+  for (const e of form.querySelectorAll("select, input")) {
+    if (!e.value) continue;
+    selected[e.name] = e.dataset.json ? JSON.parse(e.value) : e.value;
+  }
+  if (form.dataset.clicked) selected[form.dataset.clicked] = JSON.parse(form.dataset.value);
+  return selected;
+}
+
+// ---- Commands --------------------------------------------------------------------------------
+async function start(e) {
+  e.preventDefault();
+  let params;
+  try { params = JSON.parse($("params").value || "{}"); } catch { alert("Start parameters must be JSON"); return; }
+  const workflow = $("workflow").value, mode = $("mode").value;
+  if (current && current.id) send({ type: "unsubscribe", workflowId: current.id });
+  current = { id: null, token: null, seq: 0, mode };
+  $("timeline").replaceChildren(); $("screen").replaceChildren(el("p", { class: "muted" }, "Starting…"));
+  if (hookTimer) clearInterval(hookTimer);
+  if (mode === "ws") { send({ type: "start", requestId: rid(), workflow, params }); return; }
+  const body = { workflow, params };
+  if (mode === "async") body.callbackUrl = `${location.origin}/demo/webhooks`;
+  const r = await fetch("/v3/workflow/start", { method: "POST", headers: HEADERS, body: JSON.stringify(body) });
+  const st = await r.json();
+  if (!r.ok && r.status !== 202) { $("screen").replaceChildren(el("p", { class: "field-error" }, st.message)); return; }
+  current.id = st.workflowId; current.token = st.streamToken; showId();
+  send({ type: "subscribe", workflowId: current.id, token: current.token });
+  if (r.status === 200) onState(st, "http");
+  if (mode === "async") { timeline(null, "ACCEPTED", "http", "202"); hookTimer = setInterval(pollHooks, 1000); }
+}
+
+async function answer(selected) {
+  for (const e of document.querySelectorAll(".field-error")) e.textContent = "";
+  const viewResponse = { selectedOptions: selected };
+  if (current.mode === "ws") { send({ type: "resume", requestId: rid(), workflowId: current.id, viewResponse, seq: current.seq }); return; }
+  const body = { viewResponse, seq: current.seq };
+  if (current.mode === "async") Object.assign(body, { mode: "async", callbackUrl: `${location.origin}/demo/webhooks` });
+  const r = await fetch(`/v3/workflow/resume/${encodeURIComponent(current.id)}`, { method: "PUT", headers: HEADERS, body: JSON.stringify(body) });
+  const st = await r.json();
+  if (r.status === 200) onState(st, "http"); else if (r.status !== 202) showError({ ...st, status: r.status });
+}
+
+function verify(node, param, value, out) {
+  out.textContent = "verifying…";
+  out.dataset.pending = "1";
+  send({ type: "execute-node", requestId: rid(), workflowId: current.id, node, parameters: { [param]: value } });
+}
+function showResult(m) {
+  const out = document.querySelector('[data-testid="verify-result"]');
+  if (!out) return;
+  const r = m.response || {};
+  out.textContent = r.valid === true ? `✓ valid — ${r.bankName}` : r.valid === false ? "✗ not a valid account" : JSON.stringify(r);
+  timeline(current.seq, "EXECUTE", "ws", `${m.node}: ${m.status}`);
+}
+function showError(m) {
+  const details = m.details || [];
+  for (const d of details) { const e = $(`err-${d.widgetId}`); if (e) e.textContent = d.message === "required" ? "This field is required." : d.message; }
+  if (!details.length) $("screen").prepend(el("p", { class: "field-error", role: "alert" }, m.message || "error"));
+  timeline(current && current.seq, `ERROR ${m.status || ""}`, current ? current.mode : "ws", m.code || "");
+}
+
+async function pollHooks() {
+  if (!current || !current.id) return;
+  const r = await fetch(`/demo/webhooks?workflowId=${encodeURIComponent(current.id)}`);
+  if (!r.ok) return;
+  const list = await r.json();
+  $("hooks").replaceChildren(...list.map((h) => el("li", { class: h.status }, `#${h.seq} ${h.status} · ${h.verified ? "signature ✓" : "signature ✗"} · ${h.webhookId} · ${new Date(h.receivedAt).toLocaleTimeString()}`)));
+  for (const h of list) if (h.state) onState(h.state, "webhook");
+  if (list.some((h) => ["COMPLETED", "FAILED", "TERMINATED"].includes(h.status))) clearInterval(hookTimer);
+}
+
+async function init() {
+  const defs = (await (await fetch("/v3/definitions")).json()).definitions;
+  $("workflow").replaceChildren(...defs.map((d) => el("option", { value: d.id }, d.id)));
+  const pick = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("workflow").value] || {}); };
+  $("workflow").addEventListener("change", pick);
+  if (defs.some((d) => d.id === "refund")) $("workflow").value = "refund";
+  pick();
+  $("start-form").addEventListener("submit", start);
+  connect();
+}
+init();
