@@ -124,18 +124,22 @@ pub async fn serve_router(
     }
 }
 
-pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let address = a
-        .common
+/// `serve` and `worker` run against existing Temporal and Redis; only `dev` starts its own.
+fn external_addresses(c: &Common, command: &str) -> anyhow::Result<(String, String)> {
+    let address = c
         .temporal_address
         .clone()
-        .context("--temporal-address (DRIFT_TEMPORAL_ADDRESS) is required for serve")?;
-    let redis_url = a
-        .common
+        .with_context(|| format!("--temporal-address (DRIFT_TEMPORAL_ADDRESS) is required for {command}"))?;
+    let redis_url = c
         .redis_url
         .clone()
-        .context("--redis-url (DRIFT_REDIS_URL) is required for serve")?;
+        .with_context(|| format!("--redis-url (DRIFT_REDIS_URL) is required for {command}"))?;
+    Ok((address, redis_url))
+}
+
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let (address, redis_url) = external_addresses(&a.common, "serve")?;
     let registry = load_registry(&a.gateway, &[])?;
     let tcfg = temporal_config(&a.common, &address);
     let mut worker_thread = None;
@@ -189,16 +193,7 @@ pub fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig
 
 pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let address = a
-        .common
-        .temporal_address
-        .clone()
-        .context("--temporal-address (DRIFT_TEMPORAL_ADDRESS) is required for worker")?;
-    let redis_url = a
-        .common
-        .redis_url
-        .clone()
-        .context("--redis-url (DRIFT_REDIS_URL) is required for worker")?;
+    let (address, redis_url) = external_addresses(&a.common, "worker")?;
     let client = connect(&temporal_config(&a.common, &address))
         .await
         .with_context(|| format!("connecting to Temporal at {address}"))?;
