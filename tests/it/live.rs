@@ -343,3 +343,24 @@ async fn a_stalled_client_does_not_delay_the_others() {
     }
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_streams_and_sockets_within_a_bounded_time() {
+    let app = spawn_app().await;
+    let r = app.start("quick_screen", json!({"n": 1})).await;
+    let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    assert_eq!(sse.next(T).await.unwrap().data["seq"], 1);
+    let mut ws = Ws::connect(&app.ws_url("")).await;
+    ws.send(json!({"type": "subscribe", "workflowId": id, "token": token}))
+        .await;
+    ws.next_of("state", T).await;
+
+    let t0 = std::time::Instant::now();
+    app.shutdown.cancel();
+    assert!(sse.next(Duration::from_secs(5)).await.is_none(), "the SSE stream ends");
+    assert!(ws.next(Duration::from_secs(5)).await.is_none(), "the socket closes");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
