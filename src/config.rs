@@ -23,6 +23,22 @@ pub enum Cmd {
     Serve(ServeArgs),
     /// Temporal worker only (run any number).
     Worker(WorkerArgs),
+    /// Measures sync round trips (start, resume) against a running gateway, next to a bare
+    /// HTTP round trip baseline measured in the same process.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The gateway to measure (e.g. a running `drift dev`).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Measured rounds (each: start + resume of the bank_account example).
+    #[arg(long, default_value_t = 200)]
+    pub rounds: usize,
+    /// Unmeasured rounds first.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
 }
 
 #[derive(Args, Debug, Clone)]

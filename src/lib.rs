@@ -1,5 +1,6 @@
 //! Drift: a Temporal-powered low-code workflow platform with a real-time gateway.
 
+pub mod bench;
 pub mod bus;
 pub mod config;
 pub mod dev;

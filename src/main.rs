@@ -10,6 +10,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Dev(a) => drift::dev::run(a).await,
             Cmd::Serve(a) => drift::server::serve(a).await,
             Cmd::Worker(a) => drift::server::worker(a).await,
+            Cmd::Bench(a) => drift::bench::run(a).await,
         }
     })
 }
