@@ -215,11 +215,20 @@ async fn a_receiver_that_is_down_then_failing_gets_every_state_once_it_is_back()
         reqwest::StatusCode::OK,
         "the workflow is not held back: {r:?}"
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let status = app
-        .call(Method::GET, &format!("/v3/workflow/{id}/deliveries"), None, &[])
-        .await;
-    assert_eq!(status.body["lastAttempt"]["state"], "retrying", "{status:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let st = app
+            .call(Method::GET, &format!("/v3/workflow/{id}/deliveries"), None, &[])
+            .await;
+        if st.body["lastAttempt"]["state"] == "retrying" {
+            break st;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no failed attempt recorded: {st:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(
         status.body["lastAttempt"]["lastError"]
             .as_str()
