@@ -72,8 +72,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             bail!("expected a first screen, got {r}");
         }
 
+        // A resume whose next screen needs no activity: refund's reason → confirm.
+        let r: Value = post(
+            "/v3/workflow/start",
+            json!({"workflow": "refund", "params": {"orderId": "o-bench"}}),
+        )
+        .send()
+        .await?
+        .json()
+        .await?;
+        let Some(id) = r["workflowId"].as_str() else {
+            bail!("start failed: {r}")
+        };
         let t = Instant::now();
-        let body = json!({"viewResponse": {"selectedOptions": {"accountNumber": "1", "save": "save"}}});
+        let body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
         let r: Value = http
             .put(format!("{base}/v3/workflow/resume/{id}"))
             .header("X_TENANT_ID", "bench")

@@ -33,7 +33,8 @@ pub struct BenchArgs {
     /// The gateway to measure (e.g. a running `drift dev`).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Measured rounds (each: start + resume of the bank_account example).
+    /// Measured rounds (each: start bank_account to its first screen; resume refund's first
+    /// screen to the next, which needs no activity).
     #[arg(long, default_value_t = 200)]
     pub rounds: usize,
     /// Unmeasured rounds first.

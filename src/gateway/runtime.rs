@@ -433,10 +433,14 @@ async fn command(
 ) -> Result<Response, ApiError> {
     let scoped = caller.scoped(id);
     let keys = keys(s, &scoped);
-    let deadline = Instant::now() + wait_limit(s, headers);
+    let t0 = Instant::now();
+    let deadline = t0 + wait_limit(s, headers);
     let mut sub = s.hub.subscribe(&keys.channel).await?;
+    let subscribed = t0.elapsed();
     s.temporal.signal(&scoped, cmd).await?;
+    let signalled = t0.elapsed();
     let answer = wait_for(&mut sub, &s.store, &keys, request_id.as_str(), false, deadline).await;
+    tracing::debug!(?subscribed, ?signalled, answered = ?t0.elapsed(), "command round trip");
     respond(s, id, &keys, &request_id, answer).await
 }
 
