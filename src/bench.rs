@@ -65,9 +65,6 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             .json()
             .await?;
         let s = t.elapsed();
-        let Some(id) = r["workflowId"].as_str() else {
-            bail!("start failed: {r}")
-        };
         if r["workflowStatus"] != "WAITING" {
             bail!("expected a first screen, got {r}");
         }
