@@ -141,6 +141,11 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (address, redis_url) = external_addresses(&a.common, "serve")?;
     let registry = load_registry(&a.gateway, &[])?;
+    if a.gateway.stream_secret.is_none() {
+        tracing::warn!(
+            "no --stream-secret (DRIFT_STREAM_SECRET): stream tokens will only work on this gateway process"
+        );
+    }
     let tcfg = temporal_config(&a.common, &address);
     let mut worker_thread = None;
     let temporal = if a.embed_worker {
