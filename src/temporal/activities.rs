@@ -154,10 +154,12 @@ impl DriftActivities {
             record("failed", Some(&msg), None).await;
             return Ok(DeliveryOutcome::GaveUp);
         };
-        let signature = standardwebhooks::Webhook::new(secret)
-            .and_then(|w| w.sign(&d.webhook_id, unix_now(), d.body.as_bytes()).map(|s| (w, s)));
-        let (ts, sig) = match signature {
-            Ok((_, s)) => (unix_now(), s),
+        // One timestamp for both the signature and its header.
+        let ts = unix_now();
+        let signature =
+            standardwebhooks::Webhook::new(secret).and_then(|w| w.sign(&d.webhook_id, ts, d.body.as_bytes()));
+        let sig = match signature {
+            Ok(s) => s,
             Err(e) => {
                 let msg = format!(
                     "webhook secret for client {:?} is not a valid whsec_ secret: {e:?}",
