@@ -345,11 +345,12 @@ async fn a_stalled_client_does_not_delay_the_others() {
         .unwrap();
     assert_eq!(sse.next(T).await.unwrap().data["seq"], 1);
     for n in 2..=30u64 {
-        let t0 = std::time::Instant::now();
-        app.resume(&id, json!({"accountNumber": "1", "save": "save"})).await;
+        // The resume answers once the state is published; the live follower must have it
+        // promptly after that, whatever the stalled client is doing.
+        let r = app.resume(&id, json!({"accountNumber": "1", "save": "save"})).await;
+        assert_eq!(r.body["seq"], n, "{r:?}");
         let ev = sse.next(Duration::from_secs(5)).await.unwrap();
         assert_eq!(ev.data["seq"], n);
-        assert!(t0.elapsed() < Duration::from_secs(5));
     }
     drop(stalled);
 }
