@@ -73,24 +73,7 @@ impl DriftWorkflow {
                     request,
                     retry,
                 } => {
-                    let opts = ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
-                        schedule_to_close: Duration::from_millis(
-                            request
-                                .timeout_ms
-                                .saturating_mul(retry.max_attempts as u64)
-                                .saturating_add(60_000),
-                        ),
-                        start_to_close: Duration::from_millis(request.timeout_ms + 1_000),
-                    })
-                    .retry_policy(
-                        TRetry::builder()
-                            .initial_interval(Duration::from_millis(retry.initial_interval_ms))
-                            .backoff_coefficient(retry.backoff_coefficient.max(1.0))
-                            .maximum_interval(Duration::from_millis(retry.max_interval_ms))
-                            .maximum_attempts(retry.max_attempts)
-                            .build(),
-                    )
-                    .build();
+                    let opts = http_activity_options(&request, &retry);
                     let result = ctx.execute_activity(DriftActivities::http_call, request, opts).await;
                     machine.http_done(&mut run.cursor, &instance, result.map_err(|e| activity_message(&e)));
                 }
@@ -268,6 +251,29 @@ fn activity_message(e: &temporalio_common::error::ActivityExecutionError) -> Str
     msg
 }
 
+/// An HTTP node's activity options: its timeout per attempt and its retry policy, whether it
+/// runs on the flow or as a disconnected node.
+fn http_activity_options(request: &crate::engine::HttpRequest, retry: &crate::dsl::RetryPolicy) -> ActivityOptions {
+    ActivityOptions::with_close_timeouts(ActivityCloseTimeouts::ScheduleAndStartToClose {
+        schedule_to_close: Duration::from_millis(
+            request
+                .timeout_ms
+                .saturating_mul(retry.max_attempts as u64)
+                .saturating_add(60_000),
+        ),
+        start_to_close: Duration::from_millis(request.timeout_ms + 1_000),
+    })
+    .retry_policy(
+        TRetry::builder()
+            .initial_interval(Duration::from_millis(retry.initial_interval_ms))
+            .backoff_coefficient(retry.backoff_coefficient.max(1.0))
+            .maximum_interval(Duration::from_millis(retry.max_interval_ms))
+            .maximum_attempts(retry.max_attempts)
+            .build(),
+    )
+    .build()
+}
+
 fn publish_options() -> LocalActivityOptions {
     LocalActivityOptions::builder()
         .start_to_close_timeout(Duration::from_secs(5))
@@ -422,14 +428,7 @@ async fn execute_node(
     let outcome = match machine.prepare_execute(&mut run.cursor, &node, parameters.as_ref()) {
         Ok(Prepared::Done(v)) => Ok(v),
         Ok(Prepared::Http { request, retry }) => {
-            let opts = ActivityOptions::with_start_to_close_timeout(Duration::from_millis(request.timeout_ms + 1_000))
-                .retry_policy(
-                    TRetry::builder()
-                        .initial_interval(Duration::from_millis(retry.initial_interval_ms))
-                        .maximum_attempts(retry.max_attempts)
-                        .build(),
-                )
-                .build();
+            let opts = http_activity_options(&request, &retry);
             let res = ctx.execute_activity(DriftActivities::http_call, request, opts).await;
             machine.finish_execute(&mut run.cursor, &node, res.map_err(|e| activity_message(&e)))
         }
