@@ -538,8 +538,8 @@ impl Session {
                 let id = WorkflowId::parse(&workflow_id)?;
                 let caller = self.caller_for(&id, token.as_deref())?;
                 let body = ResumeBody::new(view_response, seq, request_id);
-                let (rid, cmd, _) = runtime::prepare_resume(&self.s, &caller, &id, body).await?;
-                self.command(&caller, &id, rid, cmd).await?;
+                let p = runtime::prepare_resume(&self.s, &caller, &id, body).await?;
+                self.command(&caller, &id, p).await?;
             }
             ClientMsg::ExecuteNode {
                 request_id,
@@ -551,27 +551,23 @@ impl Session {
                 let id = WorkflowId::parse(&workflow_id)?;
                 let caller = self.caller_for(&id, token.as_deref())?;
                 let body = ExecuteBody::new(node, parameters, request_id);
-                let (rid, cmd) = runtime::prepare_execute(&self.s, &caller, &id, body).await?;
-                self.command(&caller, &id, rid, cmd).await?;
+                let p = runtime::prepare_execute(&self.s, &caller, &id, body).await?;
+                self.command(&caller, &id, p).await?;
             }
         }
         Ok(())
     }
 
-    async fn command(
-        &mut self,
-        caller: &Caller,
-        id: &WorkflowId,
-        rid: super::ids::RequestId,
-        cmd: crate::model::Command,
-    ) -> Result<(), ApiError> {
+    async fn command(&mut self, caller: &Caller, id: &WorkflowId, p: runtime::PreparedCommand) -> Result<(), ApiError> {
+        let rid = p.request_id;
         self.mine.lock().expect("mine").insert(rid.as_str().to_string());
         let keys = runtime::keys(&self.s, &caller.scoped(id));
-        let since = self.s.store.latest(&keys).await?.map(|l| l.seq);
+        // The check already read the latest state: follow from there without reading it again.
+        let since = (p.latest_seq > 0).then_some(p.latest_seq);
         if !self.subs.contains_key(id.as_str()) {
             self.follow(id, keys, since).await?;
         }
-        self.s.temporal.signal(&caller.scoped(id), cmd).await?;
+        self.s.temporal.signal(&caller.scoped(id), p.cmd).await?;
         self.send(text(
             json!({"type": "ack", "requestId": rid.as_str(), "workflowId": id.as_str()}),
         ))

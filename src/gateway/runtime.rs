@@ -448,13 +448,23 @@ async fn command(
     respond(s, id, &keys, &request_id, answer).await
 }
 
+/// A command checked against the workflow's latest state, ready to signal.
+pub struct PreparedCommand {
+    pub request_id: RequestId,
+    pub cmd: Command,
+    /// The `seq` the check saw (0: nothing published yet).
+    pub latest_seq: u64,
+    /// Async mode: answered with 202 at once.
+    pub is_async: bool,
+}
+
 /// Checks a resume against the latest state and builds its command.
 pub async fn prepare_resume(
     s: &AppState,
     caller: &Caller,
     id: &WorkflowId,
     b: ResumeBody,
-) -> Result<(RequestId, Command, bool), ApiError> {
+) -> Result<PreparedCommand, ApiError> {
     let callback = resolve_callback(s, caller, b.callback_url.as_deref(), b.mode.as_deref())?;
     if !b.view_response.is_object() {
         return Err(ApiError::bad_request(
@@ -486,7 +496,12 @@ pub async fn prepare_resume(
         view_response: b.view_response,
         callback: callback.clone(),
     };
-    Ok((request_id, cmd, callback.is_some()))
+    Ok(PreparedCommand {
+        request_id,
+        cmd,
+        latest_seq: latest.seq,
+        is_async: callback.is_some(),
+    })
 }
 
 pub async fn resume(
@@ -498,12 +513,12 @@ pub async fn resume(
     let t0 = Instant::now();
     let caller = Caller::from_headers(&headers)?;
     let id = WorkflowId::parse(&id)?;
-    let (request_id, cmd, is_async) = prepare_resume(&s, &caller, &id, parse_body(&body)?).await?;
-    if is_async {
-        s.temporal.signal(&caller.scoped(&id), cmd).await?;
-        return Ok(async_accepted(&s, &caller, &id, &request_id));
+    let p = prepare_resume(&s, &caller, &id, parse_body(&body)?).await?;
+    if p.is_async {
+        s.temporal.signal(&caller.scoped(&id), p.cmd).await?;
+        return Ok(async_accepted(&s, &caller, &id, &p.request_id));
     }
-    let resp = command(&s, &headers, &caller, &id, request_id, cmd).await?;
+    let resp = command(&s, &headers, &caller, &id, p.request_id, p.cmd).await?;
     observe("resume", t0, resp.status());
     Ok(resp)
 }
@@ -524,7 +539,7 @@ pub async fn prepare_execute(
     caller: &Caller,
     id: &WorkflowId,
     b: ExecuteBody,
-) -> Result<(RequestId, Command), ApiError> {
+) -> Result<PreparedCommand, ApiError> {
     if b.parameters.as_ref().is_some_and(|p| !p.is_object()) {
         return Err(ApiError::bad_request("parameters must be a JSON object"));
     }
@@ -538,7 +553,12 @@ pub async fn prepare_execute(
         node: b.node,
         parameters: b.parameters,
     };
-    Ok((request_id, cmd))
+    Ok(PreparedCommand {
+        request_id,
+        cmd,
+        latest_seq: latest.seq,
+        is_async: false,
+    })
 }
 
 pub async fn execute(
@@ -550,8 +570,8 @@ pub async fn execute(
     let t0 = Instant::now();
     let caller = Caller::from_headers(&headers)?;
     let id = WorkflowId::parse(&id)?;
-    let (request_id, cmd) = prepare_execute(&s, &caller, &id, parse_body(&body)?).await?;
-    let resp = command(&s, &headers, &caller, &id, request_id, cmd).await?;
+    let p = prepare_execute(&s, &caller, &id, parse_body(&body)?).await?;
+    let resp = command(&s, &headers, &caller, &id, p.request_id, p.cmd).await?;
     observe("execute", t0, resp.status());
     Ok(resp)
 }
