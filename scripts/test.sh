@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Sets up what is missing (scripts/setup.sh), then runs every test: unit tests, and the
-# integration tests that start their own Temporal dev server and redis-server on free ports.
+# Sets up what is missing (scripts/setup.sh), checks formatting and lints, then runs every
+# test: unit tests, the integration tests that start their own Temporal dev server and
+# redis-server on free ports, and the demo's browser tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRIFT_SETUP_BROWSER=1 bash scripts/setup.sh
 export PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))'):$PATH"
 export DRIFT_LOG="${DRIFT_LOG:-error}"
+echo "test: cargo fmt --check"
+cargo fmt --check || { echo "test: formatting differs; run cargo fmt" >&2; exit 1; }
+echo "test: cargo clippy --all-targets -- -D warnings"
+cargo clippy -q --all-targets -- -D warnings
 cargo test --all-targets "$@"
 bash scripts/browser-test.sh

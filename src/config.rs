@@ -92,9 +92,10 @@ pub struct GatewayArgs {
     /// Address the HTTP API listens on.
     #[arg(long, env = "DRIFT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Folder of workflow definitions (`*.json`) and node resources (`nodes/*.json`).
-    #[arg(long, env = "DRIFT_DEFINITIONS", default_value = "examples")]
-    pub definitions: PathBuf,
+    /// Folders of workflow definitions (`*.json`) and node resources (`nodes/*.json`);
+    /// repeatable, or comma-separated.
+    #[arg(long, env = "DRIFT_DEFINITIONS", value_delimiter = ',', default_value = "examples")]
+    pub definitions: Vec<PathBuf>,
     /// Sync wait when the request has no `Prefer: wait=N`, in milliseconds.
     #[arg(long, env = "DRIFT_DEFAULT_WAIT_MS", default_value_t = 10_000)]
     pub default_wait_ms: u64,
@@ -153,6 +154,10 @@ pub struct ServeArgs {
     /// Also run a worker in this process; starts then use Eager Workflow Start.
     #[arg(long, env = "DRIFT_EMBED_WORKER")]
     pub embed_worker: bool,
+    /// Serve the examples' API stand-ins under /stand-ins and point `apiBase` at them (as
+    /// `drift dev` does).
+    #[arg(long, hide = true)]
+    pub stand_ins: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -3,9 +3,8 @@
 //! this process with the examples and their API stand-ins, and stops everything on Ctrl-C.
 
 use crate::config::DevArgs;
-use crate::server;
-use crate::temporal::client::{Temporal, connect};
-use crate::temporal::worker;
+use crate::startup::{self, Application, Settings};
+use crate::temporal::{Temporal, TemporalConfig, connect};
 use anyhow::{Context, bail};
 use std::path::Path;
 use std::process::Stdio;
@@ -144,17 +143,13 @@ pub async fn wait_redis(url: &str, within: Duration) -> anyhow::Result<()> {
 }
 
 /// Waits until Temporal accepts a connection and answers.
-pub async fn wait_temporal(
-    cfg: &crate::temporal::client::TemporalConfig,
-    within: Duration,
-) -> anyhow::Result<temporalio_client::Client> {
+pub async fn wait_temporal(cfg: &TemporalConfig, within: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Ok(c) = connect(cfg).await {
-            let t = Temporal::with_client(cfg.clone(), c.clone());
-            if t.ping().await.is_ok() {
-                return Ok(c);
-            }
+        if let Ok(c) = connect(cfg).await
+            && Temporal::with_client(cfg.clone(), c).ping().await.is_ok()
+        {
+            return Ok(());
         }
         if tokio::time::Instant::now() > deadline {
             bail!(
@@ -168,7 +163,7 @@ pub async fn wait_temporal(
 
 pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    server::spawn_signal(shutdown.clone());
+    startup::spawn_signal(shutdown.clone());
     let data = a.common.data_dir.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("creating data folder {}", data.display()))?;
     // Local callbacks (the demo receiver, your own test server) are fine on a dev machine.
@@ -220,38 +215,28 @@ async fn run_with(
     wait_redis(redis_url, Duration::from_secs(20))
         .await
         .context(SETUP_HINT)?;
-    let tcfg = server::temporal_config(&a.common, temporal_address);
     eprintln!("drift dev: waiting for Temporal at {temporal_address} …");
-    let client = tokio::select! {
-        c = wait_temporal(&tcfg, Duration::from_secs(90)) => c?,
+    let tcfg = startup::temporal_config(&a.common, temporal_address);
+    tokio::select! {
+        r = wait_temporal(&tcfg, Duration::from_secs(90)) => r?,
         _ = shutdown.cancelled() => return Ok(()),
     };
-    let listener = tokio::net::TcpListener::bind(&a.gateway.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "binding {} (is another drift dev running? pass --listen 127.0.0.1:PORT)",
-                a.gateway.listen
-            )
-        })?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let registry = server::load_registry(&a.gateway, &[("apiBase".into(), format!("{base}/stand-ins"))])?;
-    let worker_thread = worker::spawn(
-        client.clone(),
-        server::worker_config(&a.common, redis_url)?,
-        shutdown.clone(),
-    )?;
-    let temporal = Temporal::with_client(tcfg, client);
-    let state = server::gateway_state(&a.common, &a.gateway, registry, temporal, redis_url, shutdown.clone()).await?;
-    let router = crate::gateway::app(state)
-        .merge(crate::standins::router())
-        .merge(crate::standins::demo_receiver(a.common.webhook_secret.clone()));
+    let mut common = a.common.clone();
+    common.redis_url = Some(redis_url.to_string());
+    common.temporal_address = Some(temporal_address.to_string());
+    let settings = Settings {
+        common,
+        gateway: a.gateway.clone(),
+        embed_worker: true,
+        stand_ins: true,
+        demo_receiver: true,
+    };
+    let app = Application::build(settings, shutdown).await?;
+    let base = format!("http://{}", app.local_addr());
     eprintln!(
         "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {redis_url}\n  Press Ctrl-C to stop.\n"
     );
-    server::serve_router(listener, router, shutdown).await?;
-    server::join_worker(worker_thread).await;
-    Ok(())
+    app.run_until_stopped().await
 }
 
 /// A signing secret kept in the data folder, so receivers keep verifying across restarts.

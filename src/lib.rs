@@ -1,15 +1,27 @@
 //! Drift: a Temporal-powered low-code workflow platform with a real-time gateway.
+//!
+//! Layers, each depending only on those before it:
+//! `expr` ← `dsl` ← `engine` ← `domain` ← `bus`, `temporal` (adapters) ← `service` ←
+//! `gateway` (transports) ← `startup`. Modules are private; what the binary and the
+//! integration tests need is public below.
+
+mod bus;
+mod domain;
+mod dsl;
+mod engine;
+mod expr;
+mod gateway;
+mod service;
+mod standins;
+mod temporal;
+mod webhook;
 
 pub mod bench;
-pub mod bus;
 pub mod config;
 pub mod dev;
-pub mod dsl;
-pub mod engine;
-pub mod gateway;
-pub mod model;
-pub mod server;
-pub mod standins;
+pub mod startup;
 pub mod telemetry;
-pub mod temporal;
-pub mod webhook;
+
+pub use domain::{TenantId, WorkflowId};
+pub use service::Tokens;
+pub use temporal::TemporalConfig;

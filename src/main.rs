@@ -8,8 +8,8 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Dev(a) => drift::dev::run(a).await,
-            Cmd::Serve(a) => drift::server::serve(a).await,
-            Cmd::Worker(a) => drift::server::worker(a).await,
+            Cmd::Serve(a) => drift::startup::serve(a).await,
+            Cmd::Worker(a) => drift::startup::worker(a).await,
             Cmd::Bench(a) => drift::bench::run(a).await,
         }
     })

@@ -2,7 +2,7 @@
 //! workflow channel any local sync waiter, SSE stream or WebSocket session wants; channels are
 //! reference-counted, each message is parsed once and shared as `Arc<Event>`.
 
-use crate::model::{Envelope, MessageKind};
+use super::{Envelope, MessageKind};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::value::RawValue;

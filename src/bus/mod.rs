@@ -1,119 +1,58 @@
-//! Redis: the shared subscription hub (gateway side) and the store of latest states and short
-//! histories that publishing writes.
+//! Everything Redis: where a workflow's data lives (keys), what travels on its channel (the
+//! envelope), the one atomic publish the worker and gateway share, reads of stored states, and
+//! the gateway's shared subscription hub.
 
-pub mod hub;
+mod hub;
+mod publish;
+mod store;
 
-use crate::model::{Envelope, MessageKind, RedisKeys, WorkflowState};
-use crate::temporal::activities::{PublishInput, Retention, publish};
-use redis::AsyncCommands;
-use std::time::Duration;
+pub use hub::{Event, Hub, HubError, HubMsg, Subscription};
+pub use publish::{Publication, Publisher, Retention};
+pub use store::{Store, StoreError, Stored, connect};
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("Redis is unavailable: {0}")]
-    Unavailable(#[from] redis::RedisError),
-    #[error("corrupt state in Redis: {0}")]
-    Corrupt(String),
+use crate::domain::ScopedWorkflowId;
+use serde::{Deserialize, Serialize};
+
+/// Where a workflow's Redis data lives.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RedisKeys {
+    pub channel: String,
+    pub latest: String,
+    pub history: String,
+    /// The last webhook attempt, for operators.
+    pub deliveries: String,
 }
 
-/// Reads of published state over one multiplexed connection shared by all requests.
-#[derive(Clone)]
-pub struct Store {
-    conn: redis::aio::ConnectionManager,
-    pub retention: Retention,
+impl RedisKeys {
+    /// `prefix` isolates deployments (and tests) sharing one Redis.
+    pub fn new(prefix: &str, scoped: &ScopedWorkflowId) -> Self {
+        Self {
+            channel: format!("{prefix}:ch:{scoped}"),
+            latest: format!("{prefix}:latest:{scoped}"),
+            history: format!("{prefix}:hist:{scoped}"),
+            deliveries: format!("{prefix}:deliv:{scoped}"),
+        }
+    }
 }
 
-/// A stored state message: parsed fields plus the body bytes to answer with.
-#[derive(Debug, Clone)]
-pub struct Stored {
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    State,
+    Rejection,
+    Result,
+}
+
+/// What travels on a workflow's channel. `body` is a `WorkflowState`, `Rejection` or
+/// `NodeResult` according to `kind`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<B> {
+    pub kind: MessageKind,
     pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    pub state: WorkflowState,
-}
-
-fn parse(raw: &str) -> Result<Stored, StoreError> {
-    let env: Envelope<WorkflowState> = serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(Stored {
-        seq: env.seq,
-        request_id: env.request_id,
-        state: env.body,
-    })
-}
-
-impl Store {
-    pub async fn connect(url: &str, retention: Retention) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)?;
-        let conn = redis::aio::ConnectionManager::new_with_config(
-            client,
-            redis::aio::ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(Duration::from_secs(2)))
-                .set_response_timeout(Some(Duration::from_secs(2)))
-                .set_number_of_retries(1),
-        )
-        .await?;
-        Ok(Self { conn, retention })
-    }
-
-    /// The newest published state, if any.
-    pub async fn latest(&self, keys: &RedisKeys) -> Result<Option<Stored>, StoreError> {
-        let mut c = self.conn.clone();
-        let raw: Option<String> = c.hget(&keys.latest, "msg").await?;
-        raw.as_deref().map(parse).transpose()
-    }
-
-    /// States with `seq > after`, oldest first, and whether the log still reaches back that far.
-    pub async fn history_after(&self, keys: &RedisKeys, after: u64) -> Result<(Vec<Stored>, bool), StoreError> {
-        let mut c = self.conn.clone();
-        let raw: Vec<(String, f64)> = c
-            .zrangebyscore_withscores(&keys.history, format!("({after}"), "+inf")
-            .await?;
-        let items = raw.iter().map(|(m, _)| parse(m)).collect::<Result<Vec<_>, _>>()?;
-        let complete = match items.first() {
-            None => true,
-            Some(first) => first.seq == after + 1,
-        };
-        Ok((items, complete))
-    }
-
-    /// Publishes a state on the workflow's behalf (the TERMINATED state after a terminate).
-    pub async fn publish_state(&self, keys: &RedisKeys, state: &WorkflowState) -> Result<(), StoreError> {
-        let env = Envelope {
-            kind: MessageKind::State,
-            seq: state.seq,
-            request_id: state.request_id.clone(),
-            terminal: state.workflow_status.is_terminal(),
-            body: state,
-        };
-        let input = PublishInput {
-            keys: keys.clone(),
-            seq: state.seq,
-            message: serde_json::to_string(&env).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            store: true,
-        };
-        let mut c = self.conn.clone();
-        publish(&mut c, &self.retention, &input).await?;
-        Ok(())
-    }
-
-    /// The last recorded webhook attempt of a workflow, if any.
-    pub async fn delivery_status(
-        &self,
-        keys: &RedisKeys,
-    ) -> Result<Option<std::collections::BTreeMap<String, String>>, StoreError> {
-        let mut c = self.conn.clone();
-        let m: std::collections::BTreeMap<String, String> = c.hgetall(keys.deliveries()).await?;
-        Ok((!m.is_empty()).then_some(m))
-    }
-
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut c).await?;
-        Ok(())
-    }
-
-    /// `CLIENT LIST` lines, for tests and operators checking connection counts.
-    pub async fn client_list(&self) -> Result<String, StoreError> {
-        let mut c = self.conn.clone();
-        Ok(redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await?)
-    }
+    #[serde(default)]
+    pub terminal: bool,
+    pub body: B,
 }

@@ -314,20 +314,25 @@ fn parse_version(path: &str, v: &str) -> Result<u64, LoadError> {
 }
 
 impl Registry {
-    /// Loads `dir/*.json` as workflow definitions and `dir/nodes/*.json` as node resources,
-    /// then validates every workflow against the loaded nodes.
-    pub fn load_dir(dir: &Path) -> Result<Self, LoadError> {
+    /// Loads each folder's `*.json` as workflow definitions and `nodes/*.json` as node
+    /// resources, then validates every workflow against the loaded nodes. Every folder's nodes
+    /// come first, so a workflow in one folder may use a node defined in another.
+    pub fn load_dirs(dirs: &[std::path::PathBuf]) -> Result<Self, LoadError> {
         let mut reg = Registry::default();
-        let nodes_dir = dir.join("nodes");
-        if nodes_dir.is_dir() {
-            for path in json_files(&nodes_dir)? {
-                let res: NodeResource = read_json(&path)?;
-                reg.add_node(&path.display().to_string(), res)?;
+        for dir in dirs {
+            let nodes_dir = dir.join("nodes");
+            if nodes_dir.is_dir() {
+                for path in json_files(&nodes_dir)? {
+                    let res: NodeResource = read_json(&path)?;
+                    reg.add_node(&path.display().to_string(), res)?;
+                }
             }
         }
-        for path in json_files(dir)? {
-            let def: Definition = read_json(&path)?;
-            reg.add_workflow(&path.display().to_string(), def)?;
+        for dir in dirs {
+            for path in json_files(dir)? {
+                let def: Definition = read_json(&path)?;
+                reg.add_workflow(&path.display().to_string(), def)?;
+            }
         }
         Ok(reg)
     }

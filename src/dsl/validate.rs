@@ -1,5 +1,5 @@
 use super::{Definition, Node, Registry};
-use crate::engine::{jsonpath, script};
+use crate::expr::{jsonpath, script};
 use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
 

@@ -2,10 +2,8 @@
 //! workflow performs the effects it asks for (HTTP calls, screens, timers, children) and feeds
 //! the results back. That keeps it deterministic for replay and unit-testable without Temporal.
 
-pub mod jsonpath;
-pub mod script;
-
 use crate::dsl::{Definition, HttpNode, Node, PossibleValue, RetryPolicy, StateEntry, Widget};
+use crate::expr::{jsonpath, script};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;

@@ -1,6 +1,9 @@
-//! The one API error type: JSON `{code, message, details?}` with the right status. Internal
-//! causes are logged once here and never sent to clients.
+//! The one API error type: JSON `{code, message, details?}` with the right status. Service
+//! errors and rejections become HTTP answers here, in one place; internal causes are logged
+//! once here and never sent to clients.
 
+use crate::domain::{IdError, Rejection};
+use crate::service::ServiceError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -22,21 +25,14 @@ impl ApiError {
             details: None,
         }
     }
-    pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
-        self
-    }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
     }
-    pub fn not_found(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", m)
-    }
-    pub fn conflict(code: &'static str, m: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, m)
+    pub fn unauthorized(m: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
     }
     /// A dependency is down. The cause goes to the log, the client gets what to do.
-    pub fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
+    fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(dependency = what, error = %cause, "dependency unavailable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -60,30 +56,40 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::temporal::client::TemporalError> for ApiError {
-    fn from(e: crate::temporal::client::TemporalError) -> Self {
-        use crate::temporal::client::TemporalError as T;
-        match e {
-            T::Unavailable(_) => ApiError::unavailable("Temporal", &e),
-            T::NotFound => ApiError::not_found("no such workflow"),
-            T::Ended => ApiError::conflict("not_waiting", "the workflow has ended"),
-            T::AlreadyStarted => ApiError::conflict("already_exists", "a workflow with this id already exists"),
-            T::Other(_) => ApiError::internal(&e),
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        let message = r.to_string();
+        match r {
+            Rejection::StaleScreen { .. } => Self::new(StatusCode::CONFLICT, "stale_screen", message),
+            Rejection::NotWaiting { .. } => Self::new(StatusCode::CONFLICT, "not_waiting", message),
+            Rejection::NotExecutable { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "not_executable", message),
+            Rejection::InvalidAnswer { details } => ApiError {
+                details: Some(serde_json::to_value(details).unwrap_or_default()),
+                ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_answer", message)
+            },
         }
     }
 }
 
-impl From<crate::bus::StoreError> for ApiError {
-    fn from(e: crate::bus::StoreError) -> Self {
-        match e {
-            crate::bus::StoreError::Unavailable(_) => ApiError::unavailable("Redis", &e),
-            crate::bus::StoreError::Corrupt(_) => ApiError::internal(&e),
-        }
+impl From<IdError> for ApiError {
+    fn from(e: IdError) -> Self {
+        Self::bad_request(e.to_string())
     }
 }
 
-impl From<crate::bus::hub::HubError> for ApiError {
-    fn from(e: crate::bus::hub::HubError) -> Self {
-        ApiError::unavailable("Redis", &e)
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use ServiceError as S;
+        match e {
+            S::Invalid(m) => Self::bad_request(m),
+            S::Id(e) => e.into(),
+            S::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
+            S::Unauthorized => Self::unauthorized("missing, invalid or expired credentials or stream token"),
+            S::Rejected(r) => r.into(),
+            S::CallbackNotAllowed(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "callback_not_allowed", m),
+            S::AlreadyExists => Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
+            S::Unavailable { dependency, cause } => Self::unavailable(dependency, &cause),
+            S::Internal(m) => Self::internal(&m),
+        }
     }
 }

@@ -1,17 +1,15 @@
-//! The HTTP gateway: the `/v3` runtime API in sync mode over the shared subscription hub,
-//! plus health, readiness and metrics.
+//! The transports: the `/v3` REST API (sync and async), Server-Sent Events and the WebSocket,
+//! plus the demo page, health, readiness and metrics. Handlers parse and check what arrives,
+//! hand it to the service layer, and turn its answers into their own wire format.
 
 mod demo;
-pub mod error;
-pub mod ids;
-mod live;
-mod runtime;
-pub mod token;
-mod wait;
+mod error;
+mod extract;
+mod http;
+mod sse;
+mod ws;
 
-use crate::bus::{Store, hub::Hub};
-use crate::dsl::Registry;
-use crate::temporal::client::Temporal;
+use crate::service::{ExecuteBody, ResumeBody, Service};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,47 +17,44 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
+/// How long a stream may stay unable to take the next state before it is closed.
+const SLOW_CONSUMER_GRACE: Duration = Duration::from_secs(10);
+
+/// Settings of the HTTP edge.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    /// Prefix of every Redis key and channel this deployment uses.
-    pub key_prefix: String,
     pub default_wait: Duration,
     pub max_wait: Duration,
-    /// Continue-as-new threshold handed to each workflow.
-    pub history_limit: u32,
     pub max_body_bytes: usize,
-    pub allowlist: crate::webhook::Allowlist,
-    /// Default callback per client, for `mode: "async"` without a callbackUrl.
-    pub client_callbacks: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
 pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub temporal: Arc<Temporal>,
-    pub store: Store,
-    pub hub: Hub,
+    pub service: Service,
     pub cfg: Arc<GatewayConfig>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    pub tokens: Arc<token::Tokens>,
     /// Cancelled on shutdown: every stream and socket closes.
-    pub shutdown: tokio_util::sync::CancellationToken,
+    pub shutdown: CancellationToken,
 }
 
 /// The router, separate from serving so tests can drive it.
 pub fn app(state: AppState) -> Router {
     let max_body = state.cfg.max_body_bytes;
     Router::new()
-        .route("/v3/workflow/start", post(runtime::start))
-        .route("/v3/workflow/resume/{id}", put(runtime::resume))
-        .route("/v3/workflow/{id}/disconnected-node/execute", post(runtime::execute))
-        .route("/v3/workflow/terminate/{id}", delete(runtime::terminate))
-        .route("/v3/workflow/{id}", get(runtime::get_state))
-        .route("/v3/workflow/{id}/events", get(live::sse))
-        .route("/v3/workflow/{id}/deliveries", get(runtime::deliveries))
-        .route("/v3/ws", get(live::ws))
-        .route("/v3/definitions", get(runtime::list_definitions))
+        .route("/v3/workflow/start", post(http::start))
+        .route("/v3/workflow/resume/{id}", put(http::command::<ResumeBody>))
+        .route(
+            "/v3/workflow/{id}/disconnected-node/execute",
+            post(http::command::<ExecuteBody>),
+        )
+        .route("/v3/workflow/terminate/{id}", delete(http::terminate))
+        .route("/v3/workflow/{id}", get(http::get_state))
+        .route("/v3/workflow/{id}/events", get(sse::events))
+        .route("/v3/workflow/{id}/deliveries", get(http::deliveries))
+        .route("/v3/ws", get(ws::upgrade))
+        .route("/v3/definitions", get(http::list_definitions))
         .route("/", get(demo::index))
         .route("/demo/app.js", get(demo::script))
         .route("/demo/style.css", get(demo::style))
@@ -72,8 +67,7 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    let redis = s.store.ping().await.map_err(|e| e.to_string());
-    let temporal = s.temporal.ping().await.map_err(|e| e.to_string());
+    let (redis, temporal) = s.service.probe().await;
     let status = if redis.is_ok() && temporal.is_ok() {
         StatusCode::OK
     } else {
@@ -87,6 +81,6 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    metrics::gauge!("drift_hub_channels").set(s.hub.channel_count() as f64);
+    metrics::gauge!("drift_hub_channels").set(s.service.hub_channels() as f64);
     s.metrics.as_ref().map(|h| h.render()).unwrap_or_default()
 }

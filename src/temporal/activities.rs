@@ -1,8 +1,9 @@
 //! Activities: HTTP node calls (regular activities, with the node's retry policy) and state
 //! publishing (a local activity: one Redis round trip per stable state).
 
+use super::delivery::Delivery;
+use crate::bus::{Publication, Publisher};
 use crate::engine::{HttpRequest, HttpResponse};
-use crate::model::{Delivery, RedisKeys};
 use crate::webhook::DeliveryConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -12,70 +13,12 @@ use temporalio_common::error::ApplicationFailure;
 use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
-/// Stores the state (when `store`) as the latest one and in the bounded history, then
-/// publishes it — atomically, in one round trip. A replayed publish of an older `seq` does not
-/// overwrite newer state but is published again, which subscribers drop by `seq`.
-pub const PUBLISH_SCRIPT: &str = r#"
-if ARGV[4] == '1' then
-  local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
-  local seq = tonumber(ARGV[2])
-  if seq > cur then
-    redis.call('HSET', KEYS[1], 'seq', seq, 'msg', ARGV[3])
-    redis.call('ZREMRANGEBYSCORE', KEYS[2], seq, seq)
-    redis.call('ZADD', KEYS[2], seq, ARGV[3])
-    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
-    redis.call('EXPIRE', KEYS[1], ARGV[6])
-    redis.call('EXPIRE', KEYS[2], ARGV[6])
-  end
-end
-return redis.call('PUBLISH', ARGV[1], ARGV[3])
-"#;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PublishInput {
-    pub keys: RedisKeys,
-    pub seq: u64,
-    /// The serialized `Envelope`.
-    pub message: String,
-    /// States are stored; rejections and node results are only published.
-    pub store: bool,
-}
-
-/// Settings for how long and how much published history Redis keeps.
-#[derive(Debug, Clone)]
-pub struct Retention {
-    pub history_len: usize,
-    pub ttl: Duration,
-}
-
-/// Runs `PUBLISH_SCRIPT`. Shared by the worker and by the gateway (which publishes the
-/// TERMINATED state of a workflow it terminated).
-pub async fn publish(
-    conn: &mut redis::aio::ConnectionManager,
-    retention: &Retention,
-    input: &PublishInput,
-) -> redis::RedisResult<()> {
-    static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
-    SCRIPT
-        .key(&input.keys.latest)
-        .key(&input.keys.history)
-        .arg(&input.keys.channel)
-        .arg(input.seq)
-        .arg(&input.message)
-        .arg(if input.store { "1" } else { "0" })
-        .arg(retention.history_len)
-        .arg(retention.ttl.as_secs().max(1))
-        .invoke_async::<i64>(conn)
-        .await
-        .map(|_| ())
-}
-
 pub struct DriftActivities {
     pub redis: redis::aio::ConnectionManager,
+    pub publisher: Publisher,
     pub http: reqwest::Client,
     /// For webhooks: never follows redirects.
     pub hooks: reqwest::Client,
-    pub retention: Retention,
     pub delivery: DeliveryConfig,
 }
 
@@ -100,9 +43,8 @@ fn unix_now() -> i64 {
 #[activities]
 impl DriftActivities {
     #[activity(name = "publish")]
-    pub async fn publish(self: Arc<Self>, _ctx: ActivityContext, input: PublishInput) -> Result<(), ActivityError> {
-        let mut conn = self.redis.clone();
-        publish(&mut conn, &self.retention, &input).await?;
+    pub async fn publish(self: Arc<Self>, _ctx: ActivityContext, p: Publication) -> Result<(), ActivityError> {
+        self.publisher.publish(&p).await?;
         metrics::counter!("drift_messages_published_total").increment(1);
         Ok(())
     }
@@ -136,7 +78,7 @@ impl DriftActivities {
                 ),
                 ("updatedAt".into(), chrono::Utc::now().to_rfc3339()),
             ];
-            let ttl = self.retention.ttl.as_secs().max(60) as i64;
+            let ttl = self.publisher.retention().ttl.as_secs().max(60) as i64;
             async move {
                 let _: redis::RedisResult<()> = redis::pipe()
                     .hset_multiple(&key, &fields)

@@ -1,7 +1,9 @@
-//! The gateway's calls into Temporal, with errors sorted into what the API reports.
+//! The gateway's calls into Temporal, with errors sorted into what callers can act on.
 
-use super::workflow::DriftWorkflow;
-use crate::model::{Command, WorkflowInput, WorkflowState};
+use super::delivery::{self, Delivery, DeliveryWorkflow};
+use super::workflow::{DriftWorkflow, WorkflowInput};
+use crate::bus::RedisKeys;
+use crate::domain::{Command, ScopedWorkflowId, WorkflowStart, WorkflowState};
 use std::time::Duration;
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, RetryOptions, WorkflowIdConflictPolicy,
@@ -86,10 +88,6 @@ pub struct Temporal {
     eager: bool,
 }
 
-pub struct StartOptions {
-    pub idempotent: bool,
-}
-
 impl Temporal {
     pub fn new(cfg: TemporalConfig) -> Self {
         Self {
@@ -112,18 +110,20 @@ impl Temporal {
         self.client.get_or_try_init(|| connect(&self.cfg)).await
     }
 
-    /// Starts a workflow. `AlreadyStarted` means the id (or idempotency key) is taken.
-    pub async fn start(&self, temporal_id: &str, input: WorkflowInput, o: StartOptions) -> Result<(), TemporalError> {
+    /// Starts a workflow. `AlreadyStarted` means the id is taken; with `idempotent`, also by a
+    /// run that has ended (the id names that run for good).
+    pub async fn start(&self, start: WorkflowStart, idempotent: bool) -> Result<(), TemporalError> {
         let client = self.client().await?;
-        let opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), temporal_id.to_string())
+        let opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), start.scoped_id().to_string())
             .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
-            .id_reuse_policy(if o.idempotent {
+            .id_reuse_policy(if idempotent {
                 WorkflowIdReusePolicy::RejectDuplicate
             } else {
                 WorkflowIdReusePolicy::AllowDuplicate
             })
             .enable_eager_workflow_start(self.eager)
             .build();
+        let input = WorkflowInput { start, carry: None };
         match client.start_workflow(DriftWorkflow::run, input, opts).await {
             Ok(_) => Ok(()),
             Err(WorkflowStartError::AlreadyStarted { .. }) => Err(TemporalError::AlreadyStarted),
@@ -132,19 +132,19 @@ impl Temporal {
         }
     }
 
-    pub async fn signal(&self, temporal_id: &str, cmd: Command) -> Result<(), TemporalError> {
+    pub async fn signal(&self, id: &ScopedWorkflowId, cmd: Command) -> Result<(), TemporalError> {
         let client = self.client().await?;
         client
-            .get_workflow_handle::<DriftWorkflow>(temporal_id)
+            .get_workflow_handle::<DriftWorkflow>(id.as_str())
             .signal(DriftWorkflow::command, cmd, WorkflowSignalOptions::default())
             .await
             .map_err(from_interaction)
     }
 
-    pub async fn query_state(&self, temporal_id: &str) -> Result<Option<WorkflowState>, TemporalError> {
+    pub async fn query_state(&self, id: &ScopedWorkflowId) -> Result<Option<WorkflowState>, TemporalError> {
         let client = self.client().await?;
         client
-            .get_workflow_handle::<DriftWorkflow>(temporal_id)
+            .get_workflow_handle::<DriftWorkflow>(id.as_str())
             .query(DriftWorkflow::state, (), WorkflowQueryOptions::default())
             .await
             .map_err(|e| match e {
@@ -153,23 +153,25 @@ impl Temporal {
             })
     }
 
-    pub async fn terminate(&self, temporal_id: &str, reason: &str) -> Result<(), TemporalError> {
+    pub async fn terminate(&self, id: &ScopedWorkflowId, reason: &str) -> Result<(), TemporalError> {
         let client = self.client().await?;
         client
-            .get_workflow_handle::<DriftWorkflow>(temporal_id)
+            .get_workflow_handle::<DriftWorkflow>(id.as_str())
             .terminate(WorkflowTerminateOptions::builder().reason(reason.to_string()).build())
             .await
             .map_err(from_interaction)
     }
 
-    /// Hands a state to a delivery workflow, if the workflow has one (async mode).
-    pub async fn deliver(&self, deliveries_id: &str, d: crate::model::Delivery) {
+    /// Hands a state the workflow could not publish itself (its TERMINATED end) to its
+    /// delivery workflow, if it has one (async mode), for the last callback it used.
+    pub async fn deliver(&self, id: &ScopedWorkflowId, keys: &RedisKeys, state: &WorkflowState) {
         let Ok(client) = self.client().await else { return };
+        let deliveries_id = delivery::workflow_id(id);
         let r = client
-            .get_workflow_handle::<super::delivery::DeliveryWorkflow>(deliveries_id)
+            .get_workflow_handle::<DeliveryWorkflow>(&deliveries_id)
             .signal(
-                super::delivery::DeliveryWorkflow::deliver,
-                d,
+                DeliveryWorkflow::deliver,
+                Delivery::of(None, keys, state),
                 WorkflowSignalOptions::default(),
             )
             .await;

@@ -3,7 +3,8 @@
 //! it outlives the workflow until the terminal state is delivered.
 
 use super::activities::{DeliveryOutcome, DriftActivities};
-use crate::model::{Callback, Delivery};
+use crate::bus::RedisKeys;
+use crate::domain::{Callback, ScopedWorkflowId, WorkflowState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -12,6 +13,40 @@ use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
+
+/// One state to deliver to a callback, in `seq` order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// None: the delivery workflow's last target (used for states the gateway publishes).
+    pub callback: Option<Callback>,
+    /// Stable per workflow and seq, so receivers can deduplicate.
+    pub webhook_id: String,
+    pub seq: u64,
+    pub terminal: bool,
+    /// The `WorkflowState` JSON, the same body as a sync answer.
+    pub body: String,
+    /// Redis hash where attempts are recorded for operators.
+    pub status_key: String,
+}
+
+impl Delivery {
+    pub fn of(callback: Option<Callback>, keys: &RedisKeys, state: &WorkflowState) -> Self {
+        Self {
+            callback,
+            webhook_id: format!("{}:{}", state.workflow_id, state.seq),
+            seq: state.seq,
+            terminal: state.workflow_status.is_terminal(),
+            body: serde_json::to_string(state).expect("states serialize"),
+            status_key: keys.deliveries.clone(),
+        }
+    }
+}
+
+/// The delivery workflow's id for a workflow.
+pub fn workflow_id(scoped: &ScopedWorkflowId) -> String {
+    format!("{scoped}/deliveries")
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

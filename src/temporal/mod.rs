@@ -1,8 +1,11 @@
-//! Temporal integration: the generic workflow, its activities, the worker and the client
-//! calls the gateway makes.
+//! The Temporal adapter: the generic workflow and its delivery companion, their activities,
+//! the worker that runs them, and the client calls the service layer makes.
 
-pub mod activities;
-pub mod client;
-pub mod delivery;
-pub mod worker;
-pub mod workflow;
+mod activities;
+mod client;
+mod delivery;
+mod worker;
+mod workflow;
+
+pub use client::{Temporal, TemporalConfig, TemporalError, connect};
+pub use worker::{WorkerConfig, spawn as spawn_worker};

@@ -1,9 +1,10 @@
 //! Runs a Temporal worker for the generic workflow. `Worker::run` is not `Send`, so it gets a
 //! thread of its own with a single-threaded runtime.
 
-use super::activities::{DriftActivities, Retention};
+use super::activities::DriftActivities;
 use super::delivery::DeliveryWorkflow;
 use super::workflow::DriftWorkflow;
+use crate::bus::{Publisher, Retention};
 use temporalio_client::Client;
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
 use tokio_util::sync::CancellationToken;
@@ -28,14 +29,7 @@ pub fn spawn(
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async move {
             let setup = async {
-                let redis = redis::Client::open(cfg.redis_url.as_str())?;
-                let conn = redis::aio::ConnectionManager::new_with_config(
-                    redis,
-                    redis::aio::ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(std::time::Duration::from_secs(3)))
-                        .set_response_timeout(Some(std::time::Duration::from_secs(3))),
-                )
-                .await?;
+                let conn = crate::bus::connect(&cfg.redis_url, std::time::Duration::from_secs(3), 6).await?;
                 let http = reqwest::Client::builder().build()?;
                 let hooks = reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
@@ -45,10 +39,10 @@ pub fn spawn(
                     .register_workflow::<DriftWorkflow>()?
                     .register_workflow::<DeliveryWorkflow>()?
                     .register_activities(DriftActivities {
+                        publisher: Publisher::new(conn.clone(), cfg.retention),
                         redis: conn,
                         http,
                         hooks,
-                        retention: cfg.retention,
                         delivery: cfg.delivery,
                     })
                     .build();

@@ -1,16 +1,17 @@
 //! The one generic workflow type: it runs the pure interpreter, performs the effects it asks
 //! for, publishes every stable state and answers commands (resume, execute-node) that arrive
-//! as signals.
+//! as signals. It speaks only domain terms: a refused command is a `Rejection`, never a status.
 
-use super::activities::{DriftActivities, PublishInput};
-use super::delivery::{DeliveryState, DeliveryWorkflow};
-use crate::engine::{Cursor, Effect, EndStatus, Machine, Prepared, View, initial_context};
-use crate::model::{
-    Command, Delivery, Envelope, Links, MessageKind, NodeResult, RedisKeys, Rejection, WorkflowInput, WorkflowState,
+use super::activities::DriftActivities;
+use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
+use crate::bus::{Publication, RedisKeys};
+use crate::domain::{
+    Callback, Command, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowId, WorkflowStart, WorkflowState,
     WorkflowStatus,
 };
+use crate::engine::{Cursor, Effect, EndStatus, Machine, Prepared, View, initial_context};
 use futures::FutureExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -21,7 +22,27 @@ use temporalio_sdk::{
     SignalWorkflowOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
 
-pub const WORKFLOW_TYPE: &str = "drift";
+/// The workflow's input: the start, plus what a continued-as-new run carries over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowInput {
+    #[serde(flatten)]
+    pub start: WorkflowStart,
+    #[serde(default)]
+    pub carry: Option<Carry>,
+}
+
+/// Where a run was when it continued as new.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Carry {
+    cursor: Cursor,
+    seq: u64,
+    answering: Option<RequestId>,
+    inbox: Vec<Command>,
+    callback: Option<Callback>,
+    deliveries_started: bool,
+}
 
 #[workflow]
 #[derive(Default)]
@@ -33,39 +54,70 @@ pub struct DriftWorkflow {
 
 /// Everything the run loop carries between nodes (and across continue-as-new).
 struct Run {
-    input: WorkflowInput,
+    start: WorkflowStart,
+    keys: RedisKeys,
     cursor: Cursor,
     seq: u64,
     /// The command whose answer the next published state is.
-    answering: Option<String>,
+    answering: Option<RequestId>,
+    callback: Option<Callback>,
+    deliveries_started: bool,
+}
+
+impl Run {
+    fn new(input: WorkflowInput) -> (Self, Vec<Command>) {
+        let WorkflowInput { start, carry } = input;
+        let keys = RedisKeys::new(&start.key_prefix, &start.scoped_id());
+        let carry = carry.unwrap_or_else(|| Carry {
+            cursor: Cursor {
+                ctx: initial_context(&start.definition, start.params.clone(), start.thread_context.clone()),
+                node: start.definition.start_node.clone(),
+            },
+            seq: 0,
+            answering: start.request_id.clone(),
+            inbox: vec![],
+            callback: start.callback.clone(),
+            deliveries_started: false,
+        });
+        let run = Run {
+            keys,
+            cursor: carry.cursor,
+            seq: carry.seq,
+            answering: carry.answering,
+            callback: carry.callback,
+            deliveries_started: carry.deliveries_started,
+            start,
+        };
+        (run, carry.inbox)
+    }
+
+    fn carry_over(&self, inbox: Vec<Command>) -> WorkflowInput {
+        WorkflowInput {
+            start: self.start.clone(),
+            carry: Some(Carry {
+                cursor: self.cursor.clone(),
+                seq: self.seq,
+                answering: self.answering.clone(),
+                inbox,
+                callback: self.callback.clone(),
+                deliveries_started: self.deliveries_started,
+            }),
+        }
+    }
 }
 
 #[workflow_methods]
 impl DriftWorkflow {
     #[run(name = "drift")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: WorkflowInput) -> WorkflowResult<Value> {
-        let mut input = input;
-        ctx.state_mut(|s| s.inbox.extend(std::mem::take(&mut input.inbox)));
-        let cursor = input.cursor.take().unwrap_or_else(|| Cursor {
-            ctx: initial_context(&input.definition, input.params.clone(), input.thread_context.clone()),
-            node: input.definition.start_node.clone(),
-        });
-        let mut run = Run {
-            seq: input.seq,
-            answering: input.request_id.take(),
-            cursor,
-            input,
-        };
-        let def = run.input.definition.clone();
+        let (mut run, inbox) = Run::new(input);
+        ctx.state_mut(|s| s.inbox.extend(inbox));
+        let def = run.start.definition.clone();
         let machine = Machine::new(&def);
         loop {
-            if ctx.history_length() >= run.input.history_limit || ctx.continue_as_new_suggested() {
-                let mut next = run.input.clone();
-                next.cursor = Some(run.cursor.clone());
-                next.seq = run.seq;
-                next.request_id = run.answering.clone();
-                next.inbox = ctx.state_mut(|s| s.inbox.drain(..).collect());
-                ctx.continue_as_new(next, ContinueAsNewOptions::default())?;
+            if ctx.history_length() >= run.start.history_limit || ctx.continue_as_new_suggested() {
+                let inbox = ctx.state_mut(|s| s.inbox.drain(..).collect());
+                ctx.continue_as_new(run.carry_over(inbox), ContinueAsNewOptions::default())?;
             }
             match machine.next_effect(&mut run.cursor) {
                 Effect::Http {
@@ -80,60 +132,35 @@ impl DriftWorkflow {
                 Effect::Screen { instance, view } => {
                     publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone()), None, None).await;
                     loop {
-                        let cmd = next_command(ctx).await?;
-                        match cmd {
+                        match next_command(ctx).await? {
                             Command::Resume {
                                 request_id,
                                 seq,
                                 view_response,
                                 callback,
                             } => {
-                                if seq.is_some_and(|s| s != run.seq) {
-                                    reject(
-                                        ctx,
-                                        &run,
-                                        &request_id,
-                                        409,
-                                        "stale_screen",
-                                        format!(
-                                            "this answer is for screen seq {}, the workflow is at seq {}",
-                                            seq.unwrap_or_default(),
-                                            run.seq
-                                        ),
-                                        vec![],
-                                    )
-                                    .await;
-                                    continue;
-                                }
-                                match machine.answer(&mut run.cursor, &instance, &view, &view_response) {
+                                let checked =
+                                    Rejection::check_resume(WorkflowStatus::Waiting, run.seq, seq).and_then(|()| {
+                                        machine
+                                            .answer(&mut run.cursor, &instance, &view, &view_response)
+                                            .map_err(|details| Rejection::InvalidAnswer { details })
+                                    });
+                                match checked {
                                     Ok(()) => {
                                         run.answering = Some(request_id);
                                         if callback.is_some() {
-                                            run.input.callback = callback;
+                                            run.callback = callback;
                                         }
                                         break;
                                     }
-                                    Err(details) => {
-                                        reject(
-                                            ctx,
-                                            &run,
-                                            &request_id,
-                                            422,
-                                            "invalid_answer",
-                                            "the answer does not fit the screen".into(),
-                                            details,
-                                        )
-                                        .await;
-                                    }
+                                    Err(r) => reject(ctx, &run, &request_id, &r).await,
                                 }
                             }
                             Command::Execute {
                                 request_id,
                                 node,
                                 parameters,
-                            } => {
-                                execute_node(ctx, &machine, &mut run, request_id, node, parameters).await;
-                            }
+                            } => execute_node(ctx, &machine, &mut run, request_id, node, parameters).await,
                         }
                     }
                 }
@@ -142,7 +169,8 @@ impl DriftWorkflow {
                     duration_ms,
                     until_ms,
                 } => {
-                    publish_state(ctx, &mut run, WorkflowStatus::SchedulerWaiting, None, None, None).await;
+                    let status = WorkflowStatus::SchedulerWaiting;
+                    publish_state(ctx, &mut run, status, None, None, None).await;
                     let now_ms = ctx
                         .workflow_time()
                         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -162,20 +190,9 @@ impl DriftWorkflow {
                                 request_id,
                                 node,
                                 parameters,
-                            }) => {
-                                execute_node(ctx, &machine, &mut run, request_id, node, parameters).await;
-                            }
+                            }) => execute_node(ctx, &machine, &mut run, request_id, node, parameters).await,
                             Some(Command::Resume { request_id, .. }) => {
-                                reject(
-                                    ctx,
-                                    &run,
-                                    &request_id,
-                                    409,
-                                    "not_waiting",
-                                    "the workflow is waiting on a timer, not for input".into(),
-                                    vec![],
-                                )
-                                .await;
+                                reject(ctx, &run, &request_id, &Rejection::NotWaiting { status }).await
                             }
                         }
                     }
@@ -184,15 +201,12 @@ impl DriftWorkflow {
                 Effect::Child {
                     instance,
                     workflow,
-                    version,
+                    version: _,
                     params,
-                } => {
-                    let output = start_child(ctx, &run, &instance, &workflow, version.as_deref(), params).await;
-                    match output {
-                        Ok(out) => machine.effect_done(&mut run.cursor, &instance, out),
-                        Err(msg) => machine.http_done(&mut run.cursor, &instance, Err(msg)),
-                    }
-                }
+                } => match start_child(ctx, &run, &instance, &workflow, params).await {
+                    Ok(out) => machine.effect_done(&mut run.cursor, &instance, out),
+                    Err(msg) => machine.http_done(&mut run.cursor, &instance, Err(msg)),
+                },
                 Effect::End {
                     status,
                     disposition,
@@ -206,16 +220,7 @@ impl DriftWorkflow {
                     let pending: Vec<Command> = ctx.state_mut(|s| s.inbox.drain(..).collect());
                     publish_state(ctx, &mut run, st, None, disposition.clone(), error_message.clone()).await;
                     for c in pending {
-                        reject(
-                            ctx,
-                            &run,
-                            c.request_id(),
-                            409,
-                            "not_waiting",
-                            "the workflow has ended".into(),
-                            vec![],
-                        )
-                        .await;
+                        reject(ctx, &run, c.request_id(), &Rejection::NotWaiting { status: st }).await;
                     }
                     return Ok(json!({"status": st, "disposition": disposition, "errorMessage": error_message}));
                 }
@@ -289,16 +294,10 @@ fn publish_options() -> LocalActivityOptions {
         .build()
 }
 
-async fn send<B: Serialize>(ctx: &WorkflowContext<DriftWorkflow>, keys: &RedisKeys, env: &Envelope<B>, store: bool) {
-    let input = PublishInput {
-        keys: keys.clone(),
-        seq: env.seq,
-        message: serde_json::to_string(env).expect("envelope serializes"),
-        store,
-    };
+async fn send(ctx: &WorkflowContext<DriftWorkflow>, p: Publication) {
     // With unlimited retries this only fails if the workflow is cancelled or terminated.
     let _ = ctx
-        .execute_local_activity(DriftActivities::publish, input, publish_options())
+        .execute_local_activity(DriftActivities::publish, p, publish_options())
         .await;
 }
 
@@ -312,40 +311,25 @@ async fn publish_state(
 ) {
     run.seq += 1;
     let state = WorkflowState {
-        workflow_id: run.input.workflow_id.clone(),
-        workflow_status: status,
-        seq: run.seq,
         view,
         disposition,
         error_message,
-        request_id: run.answering.take(),
-        links: Links::for_workflow(&run.input.workflow_id),
+        request_id: run.answering.take().map(String::from),
+        ..WorkflowState::bare(run.start.workflow_id.as_str(), status, run.seq)
     };
     ctx.state_mut(|s| s.last = Some(state.clone()));
-    let body = run
-        .input
-        .callback
-        .is_some()
-        .then(|| serde_json::to_string(&state).expect("state serializes"));
-    let env = Envelope {
-        kind: MessageKind::State,
-        seq: run.seq,
-        request_id: state.request_id.clone(),
-        terminal: status.is_terminal(),
-        body: state,
-    };
-    send(ctx, &run.input.keys, &env, true).await;
-    if let Some(body) = body {
-        notify(ctx, run, status.is_terminal(), body).await;
+    send(ctx, Publication::state(&run.keys, &state)).await;
+    if run.callback.is_some() {
+        notify(ctx, run, &state).await;
     }
 }
 
 /// Hands a state to this workflow's delivery workflow (started on first use). Only the
 /// hand-over is awaited, never the receiver.
-async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, terminal: bool, body: String) {
-    let Some(cb) = run.input.callback.clone() else { return };
-    let id = deliveries_id(&run.input.tenant, &run.input.workflow_id);
-    if !run.input.deliveries_started {
+async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, state: &WorkflowState) {
+    let Some(cb) = run.callback.clone() else { return };
+    let id = delivery::workflow_id(&run.start.scoped_id());
+    if !run.deliveries_started {
         let opts = ChildWorkflowOptions::builder()
             .workflow_id(id.clone())
             .parent_close_policy(ParentClosePolicy::Abandon)
@@ -357,16 +341,9 @@ async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, terminal: b
             // Already running (e.g. started before a continue-as-new): signal it all the same.
             tracing::debug!(error = %e, "delivery workflow start");
         }
-        run.input.deliveries_started = true;
+        run.deliveries_started = true;
     }
-    let d = Delivery {
-        callback: Some(cb),
-        webhook_id: webhook_id(&run.input.workflow_id, run.seq),
-        seq: run.seq,
-        terminal,
-        body,
-        status_key: run.input.keys.deliveries(),
-    };
+    let d = Delivery::of(Some(cb), &run.keys, state);
     if let Err(e) = ctx
         .external_workflow(id, None)
         .signal(DeliveryWorkflow::deliver, d, SignalWorkflowOptions::default())
@@ -376,39 +353,8 @@ async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, terminal: b
     }
 }
 
-/// The delivery workflow's id for a workflow.
-pub fn deliveries_id(tenant: &str, workflow_id: &str) -> String {
-    format!("{tenant}/{workflow_id}/deliveries")
-}
-
-/// `webhook-id`: stable per workflow and seq, so receivers can deduplicate retries.
-pub fn webhook_id(workflow_id: &str, seq: u64) -> String {
-    format!("{workflow_id}:{seq}")
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn reject(
-    ctx: &WorkflowContext<DriftWorkflow>,
-    run: &Run,
-    request_id: &str,
-    status: u16,
-    code: &str,
-    message: String,
-    details: Vec<crate::engine::FieldError>,
-) {
-    let env = Envelope {
-        kind: MessageKind::Rejection,
-        seq: run.seq,
-        request_id: Some(request_id.to_string()),
-        terminal: false,
-        body: Rejection {
-            status,
-            code: code.into(),
-            message,
-            details,
-        },
-    };
-    send(ctx, &run.input.keys, &env, false).await;
+async fn reject(ctx: &WorkflowContext<DriftWorkflow>, run: &Run, request_id: &RequestId, r: &Rejection) {
+    send(ctx, Publication::rejection(&run.keys, run.seq, request_id, r)).await;
 }
 
 /// Runs a disconnected node against the current context and publishes its result to the
@@ -417,13 +363,12 @@ async fn execute_node(
     ctx: &WorkflowContext<DriftWorkflow>,
     machine: &Machine<'_>,
     run: &mut Run,
-    request_id: String,
+    request_id: RequestId,
     node: String,
     parameters: Option<Value>,
 ) {
     if !machine.is_executable(&node) {
-        let msg = format!("{node:?} is not an HTTP or SCRIPT node of this workflow");
-        return reject(ctx, run, &request_id, 422, "not_executable", msg, vec![]).await;
+        return reject(ctx, run, &request_id, &Rejection::NotExecutable { node }).await;
     }
     let outcome = match machine.prepare_execute(&mut run.cursor, &node, parameters.as_ref()) {
         Ok(Prepared::Done(v)) => Ok(v),
@@ -434,28 +379,17 @@ async fn execute_node(
         }
         Err(e) => Err(e),
     };
-    let body = match outcome {
-        Ok(response) => NodeResult {
-            workflow_id: run.input.workflow_id.clone(),
-            node,
-            status: "SUCCESS".into(),
-            response,
-        },
-        Err(msg) => NodeResult {
-            workflow_id: run.input.workflow_id.clone(),
-            node,
-            status: "FAILED".into(),
-            response: json!({"error": msg}),
-        },
+    let (status, response) = match outcome {
+        Ok(response) => ("SUCCESS", response),
+        Err(msg) => ("FAILED", json!({"error": msg})),
     };
-    let env = Envelope {
-        kind: MessageKind::Result,
-        seq: run.seq,
-        request_id: Some(request_id),
-        terminal: false,
-        body,
+    let result = NodeResult {
+        workflow_id: run.start.workflow_id.to_string(),
+        node,
+        status: status.into(),
+        response,
     };
-    send(ctx, &run.input.keys, &env, false).await;
+    send(ctx, Publication::result(&run.keys, run.seq, &request_id, &result)).await;
 }
 
 /// Starts a CHILD node's workflow (abandoned on parent close: the parent goes on).
@@ -464,41 +398,26 @@ async fn start_child(
     run: &Run,
     instance: &str,
     workflow: &str,
-    _version: Option<&str>,
     params: Value,
 ) -> Result<Value, String> {
     let def = run
-        .input
+        .start
         .children
         .get(workflow)
         .cloned()
         .ok_or_else(|| format!("child workflow definition {workflow:?} was not pinned at start"))?;
     let n = ctx.history_length();
-    let child_public = format!("{}.{instance}.{n}", run.input.workflow_id);
-    let scoped = format!("{}/{child_public}", run.input.tenant);
+    let child_id = WorkflowId::derived(&run.start.workflow_id, instance, n as u64);
     let input = WorkflowInput {
-        definition: def,
-        children: run.input.children.clone(),
-        workflow_id: child_public.clone(),
-        tenant: run.input.tenant.clone(),
-        keys: RedisKeys::new(&run.input.key_prefix, &scoped),
-        params,
-        thread_context: run.input.thread_context.clone(),
-        request_id: None,
-        cursor: None,
-        seq: 0,
-        inbox: vec![],
-        history_limit: run.input.history_limit,
-        key_prefix: run.input.key_prefix.clone(),
-        callback: None,
-        deliveries_started: false,
+        start: run.start.child(child_id.clone(), def, params),
+        carry: None,
     };
     let opts = ChildWorkflowOptions::builder()
-        .workflow_id(scoped)
+        .workflow_id(ScopedWorkflowId::new(&run.start.tenant, &child_id).to_string())
         .parent_close_policy(ParentClosePolicy::Abandon)
         .build();
     ctx.start_child_workflow(DriftWorkflow::run, input, opts)
         .await
         .map_err(|e| format!("child workflow did not start: {e}"))?;
-    Ok(json!({"workflowId": child_public}))
+    Ok(json!({"workflowId": child_id}))
 }

@@ -106,14 +106,6 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
 }
 
-/// About a day: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (like Svix's schedule).
-pub fn default_schedule() -> Vec<Duration> {
-    [5, 300, 1800, 7200, 18000, 36000, 36000]
-        .into_iter()
-        .map(Duration::from_secs)
-        .collect()
-}
-
 /// Parses `5s,1m,2h` style durations.
 pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
     s.split(',')
@@ -176,6 +168,5 @@ mod tests {
         let d = next_delay(&s, 2).unwrap();
         assert!(d >= Duration::from_millis(1600) && d <= Duration::from_millis(2400));
         assert!(next_delay(&s, 4).is_none());
-        assert!(default_schedule().iter().sum::<Duration>() > Duration::from_secs(20 * 3600));
     }
 }

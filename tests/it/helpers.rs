@@ -1,18 +1,18 @@
 //! Test harness: one real Temporal dev server and one real redis-server per test binary (on
-//! free ports, stopped when the binary exits), and `spawn_app` for an isolated gateway + worker
-//! (own task queue and Redis key prefix) served on a real port.
+//! free ports, stopped when the binary exits), and `spawn_app` for an isolated application
+//! (own task queue and Redis key prefix) served on a real port. The application is the one
+//! `drift serve` runs, built from the same command-line flags, on a runtime of its own as in
+//! its own process.
 
-use drift::bus::{Store, hub::Hub};
+use clap::Parser;
+use drift::TemporalConfig;
+use drift::config::{Cli, Cmd};
 use drift::dev::{Supervised, free_port, start_redis, start_temporal, wait_redis, wait_temporal};
-use drift::dsl::{Definition, Registry};
-use drift::gateway::{AppState, GatewayConfig, app};
-use drift::temporal::activities::Retention;
-use drift::temporal::client::{Temporal, TemporalConfig, connect};
-use drift::temporal::worker::{self, WorkerConfig};
+use drift::startup::{Application, Settings};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -80,22 +80,6 @@ pub fn uid() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
-pub fn registry(api_base: &str) -> Registry {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut reg = Registry::load_dir(&root.join("examples")).expect("examples load");
-    let mut files: Vec<_> = std::fs::read_dir(root.join("tests/fixtures"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    for f in files {
-        let def: Definition = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
-        reg.add_workflow(&f.display().to_string(), def).unwrap();
-    }
-    reg.override_enum("apiBase", Value::String(format!("{api_base}/stand-ins")));
-    reg
-}
-
 #[derive(Clone)]
 pub struct Opts {
     pub embed_worker: bool,
@@ -150,75 +134,70 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
         .unwrap_or_else(|| inf.temporal_address.clone());
     let redis_url = o.redis_url.clone().unwrap_or_else(|| inf.redis_url.clone());
     let task_queue = o.task_queue.clone().unwrap_or_else(|| format!("tq-{}", uid()));
-    let key_prefix = format!("t{}", uid());
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut args: Vec<String> = [
+        "drift",
+        "serve",
+        "--listen=127.0.0.1:0",
+        &format!("--temporal-address={temporal_address}"),
+        &format!("--redis-url={redis_url}"),
+        &format!("--task-queue={task_queue}"),
+        &format!("--key-prefix=t{}", uid()),
+        &format!("--definitions={root}/examples,{root}/tests/fixtures"),
+        "--stand-ins",
+        &format!("--default-wait-ms={}", o.default_wait.as_millis()),
+        "--max-wait-ms=60000",
+        "--history-limit=100",
+        "--max-body-bytes=65536",
+        "--callback-allow=https://*,http://127.0.0.1:*",
+        "--stream-secret=test-secret",
+        "--stream-token-ttl-secs=600",
+        "--history-len=50",
+        "--state-ttl-secs=3600",
+        &format!("--webhook-secret={WEBHOOK_SECRET}"),
+        &format!("--client-secret=alice={ALICE_SECRET}"),
+        "--webhook-schedule=200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s",
+        "--webhook-timeout-ms=5000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if o.embed_worker {
+        args.push("--embed-worker".into());
+    }
+    for (client, url) in &o.client_callbacks {
+        args.push(format!("--client-callback={client}={url}"));
+    }
+    let Cmd::Serve(serve) = Cli::try_parse_from(args).expect("test flags parse").cmd else {
+        unreachable!("parsed a serve command")
+    };
+    let settings = Settings::from(serve);
     let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let cfg = tcfg(&temporal_address, &task_queue);
-    let retention = Retention {
-        history_len: 50,
-        ttl: Duration::from_secs(3600),
-    };
-    let temporal = if o.embed_worker {
-        // Connected on the long-lived runtime, so the worker can still shut down cleanly after
-        // this test's runtime is gone.
-        let c2 = cfg.clone();
-        let client = on_infra(async move { connect(&c2).await }).expect("temporal connect");
-        worker::spawn(
-            client.clone(),
-            WorkerConfig {
-                delivery: drift::webhook::DeliveryConfig {
-                    secrets: drift::webhook::Secrets {
-                        default: Some(WEBHOOK_SECRET.into()),
-                        per_client: [("alice".to_string(), ALICE_SECRET.to_string())].into(),
-                    },
-                    schedule: drift::webhook::parse_schedule("200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s")
-                        .unwrap(),
-                    timeout: Duration::from_secs(5),
-                },
-                task_queue: task_queue.clone(),
-                redis_url: redis_url.clone(),
-                retention: retention.clone(),
-            },
-            shutdown.clone(),
-        )
-        .expect("worker");
-        Temporal::with_client(cfg, client)
-    } else {
-        Temporal::new(cfg)
-    };
-    let store = Store::connect(&redis_url, retention).await.expect("redis connect");
-    let state = AppState {
-        registry: Arc::new(registry(&base)),
-        temporal: Arc::new(temporal),
-        store,
-        hub: Hub::start(redis::Client::open(redis_url.as_str()).unwrap(), 2, shutdown.clone()),
-        cfg: Arc::new(GatewayConfig {
-            key_prefix: key_prefix.clone(),
-            default_wait: o.default_wait,
-            max_wait: Duration::from_secs(60),
-            history_limit: 100,
-            max_body_bytes: 64 * 1024,
-            allowlist: drift::webhook::Allowlist::parse(&["https://*".into(), "http://127.0.0.1:*".into()]).unwrap(),
-            client_callbacks: o.client_callbacks.clone(),
-        }),
-        metrics: drift::telemetry::metrics(),
-        tokens: Arc::new(drift::gateway::token::Tokens::new(
-            Some("test-secret"),
-            Duration::from_secs(600),
-        )),
-        shutdown: shutdown.clone(),
-    };
-    let router = app(state).merge(drift::standins::router());
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let token = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
             .unwrap();
+        rt.block_on(async move {
+            match Application::build(settings, token).await {
+                Ok(app) => {
+                    let _ = tx.send(Ok(app.local_addr()));
+                    if let Err(e) = app.run_until_stopped().await {
+                        eprintln!("test application stopped with an error: {e:#}");
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
     });
+    let addr = rx.await.expect("application thread").expect("application builds");
     TestApp {
-        base,
+        base: format!("http://{addr}"),
         http: reqwest::Client::new(),
         tenant: format!("tenant{}", uid()),
         task_queue,

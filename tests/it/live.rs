@@ -156,12 +156,11 @@ async fn missing_expired_and_other_workflow_tokens_are_refused() {
     let a = id_of(&app.start("quick_screen", json!({"n": 1})).await);
     let b = app.start("quick_screen", json!({"n": 2})).await;
     let b_token = b.body["streamToken"].as_str().unwrap().to_string();
-    let tokens = drift::gateway::token::Tokens::new(Some("test-secret"), Duration::from_secs(600));
-    let tenant = drift::gateway::ids::TenantId::parse(&app.tenant).unwrap();
-    let wid = drift::gateway::ids::WorkflowId::parse(&a).unwrap();
+    let tokens = drift::Tokens::new(Some("test-secret"), Duration::from_secs(600));
+    let tenant = drift::TenantId::parse(&app.tenant).unwrap();
+    let wid = drift::WorkflowId::parse(&a).unwrap();
     let expired = tokens.issue_until(&tenant, &wid, 1);
-    let forged =
-        drift::gateway::token::Tokens::new(Some("not-the-secret"), Duration::from_secs(600)).issue(&tenant, &wid);
+    let forged = drift::Tokens::new(Some("not-the-secret"), Duration::from_secs(600)).issue(&tenant, &wid);
 
     for (what, q) in [
         ("missing", String::new()),

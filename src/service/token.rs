@@ -1,7 +1,7 @@
 //! Stream tokens: signed, expiring, bound to one tenant and one workflow. Browsers pass them
 //! as `?token=` because `EventSource` cannot set headers.
 
-use super::ids::{TenantId, WorkflowId};
+use crate::domain::{TenantId, WorkflowId};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use hmac::{Hmac, Mac};

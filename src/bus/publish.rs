@@ -1,0 +1,122 @@
+//! The one way anything reaches a workflow's channel: a Lua script that stores a state as the
+//! latest one and in the bounded history, then publishes it, atomically in one round trip.
+
+use super::{Envelope, MessageKind, RedisKeys};
+use crate::domain::{NodeResult, Rejection, RequestId, WorkflowState};
+use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// A replayed publish of an older `seq` does not overwrite newer state but is published
+/// again, which subscribers drop by `seq`.
+const PUBLISH_SCRIPT: &str = r#"
+if ARGV[4] == '1' then
+  local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+  local seq = tonumber(ARGV[2])
+  if seq > cur then
+    redis.call('HSET', KEYS[1], 'seq', seq, 'msg', ARGV[3])
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], seq, seq)
+    redis.call('ZADD', KEYS[2], seq, ARGV[3])
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+    redis.call('EXPIRE', KEYS[1], ARGV[6])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+  end
+end
+return redis.call('PUBLISH', ARGV[1], ARGV[3])
+"#;
+
+/// How long and how much published history Redis keeps.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub history_len: usize,
+    pub ttl: Duration,
+}
+
+/// One message ready to publish (serializable: the worker passes it to a local activity).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Publication {
+    pub keys: RedisKeys,
+    pub seq: u64,
+    /// The serialized `Envelope`.
+    pub message: String,
+    /// States are stored; rejections and node results are only published.
+    pub store: bool,
+}
+
+impl Publication {
+    fn new<B: Serialize>(keys: &RedisKeys, env: &Envelope<B>, store: bool) -> Self {
+        Self {
+            keys: keys.clone(),
+            seq: env.seq,
+            message: serde_json::to_string(env).expect("envelopes serialize"),
+            store,
+        }
+    }
+
+    pub fn state(keys: &RedisKeys, state: &WorkflowState) -> Self {
+        let env = Envelope {
+            kind: MessageKind::State,
+            seq: state.seq,
+            request_id: state.request_id.clone(),
+            terminal: state.workflow_status.is_terminal(),
+            body: state,
+        };
+        Self::new(keys, &env, true)
+    }
+
+    /// A refused command, for the caller waiting on `request_id`; `seq` is the current state's.
+    pub fn rejection(keys: &RedisKeys, seq: u64, request_id: &RequestId, r: &Rejection) -> Self {
+        Self::answer(keys, MessageKind::Rejection, seq, request_id, r)
+    }
+
+    /// An execute-node result, for the caller waiting on `request_id`.
+    pub fn result(keys: &RedisKeys, seq: u64, request_id: &RequestId, r: &NodeResult) -> Self {
+        Self::answer(keys, MessageKind::Result, seq, request_id, r)
+    }
+
+    /// Answers to one caller are published, never stored as the workflow's state.
+    fn answer<B: Serialize>(keys: &RedisKeys, kind: MessageKind, seq: u64, request_id: &RequestId, body: B) -> Self {
+        let env = Envelope {
+            kind,
+            seq,
+            request_id: Some(request_id.to_string()),
+            terminal: false,
+            body,
+        };
+        Self::new(keys, &env, false)
+    }
+}
+
+/// Publishes over one multiplexed, reconnecting connection.
+#[derive(Clone)]
+pub struct Publisher {
+    conn: redis::aio::ConnectionManager,
+    retention: Retention,
+}
+
+impl Publisher {
+    pub fn new(conn: redis::aio::ConnectionManager, retention: Retention) -> Self {
+        Self { conn, retention }
+    }
+
+    pub fn retention(&self) -> &Retention {
+        &self.retention
+    }
+
+    pub async fn publish(&self, p: &Publication) -> redis::RedisResult<()> {
+        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
+        let mut conn = self.conn.clone();
+        SCRIPT
+            .key(&p.keys.latest)
+            .key(&p.keys.history)
+            .arg(&p.keys.channel)
+            .arg(p.seq)
+            .arg(&p.message)
+            .arg(if p.store { "1" } else { "0" })
+            .arg(self.retention.history_len)
+            .arg(self.retention.ttl.as_secs().max(1))
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+    }
+}

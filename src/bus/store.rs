@@ -1,0 +1,105 @@
+//! Reads of published states (latest, and the short history log) and the gateway's own
+//! publishes, over one multiplexed connection shared by all requests.
+
+use super::{Envelope, Publication, Publisher, RedisKeys, Retention};
+use crate::domain::WorkflowState;
+use redis::AsyncCommands;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(#[from] redis::RedisError),
+    #[error("corrupt state in Redis: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: redis::aio::ConnectionManager,
+    publisher: Publisher,
+}
+
+/// A stored state message.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub seq: u64,
+    pub request_id: Option<String>,
+    pub state: WorkflowState,
+}
+
+fn parse(raw: &str) -> Result<Stored, StoreError> {
+    let env: Envelope<WorkflowState> = serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Stored {
+        seq: env.seq,
+        request_id: env.request_id,
+        state: env.body,
+    })
+}
+
+/// A reconnecting connection with bounded timeouts, so a lost Redis is reported quickly.
+pub async fn connect(
+    url: &str,
+    timeout: Duration,
+    retries: usize,
+) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    redis::aio::ConnectionManager::new_with_config(
+        client,
+        redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(retries),
+    )
+    .await
+}
+
+impl Store {
+    pub async fn connect(url: &str, retention: Retention) -> Result<Self, StoreError> {
+        let conn = connect(url, Duration::from_secs(2), 1).await?;
+        Ok(Self {
+            publisher: Publisher::new(conn.clone(), retention),
+            conn,
+        })
+    }
+
+    /// The newest published state, if any.
+    pub async fn latest(&self, keys: &RedisKeys) -> Result<Option<Stored>, StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Option<String> = c.hget(&keys.latest, "msg").await?;
+        raw.as_deref().map(parse).transpose()
+    }
+
+    /// States with `seq > after`, oldest first, and whether the log still reaches back that far.
+    pub async fn history_after(&self, keys: &RedisKeys, after: u64) -> Result<(Vec<Stored>, bool), StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Vec<(String, f64)> = c
+            .zrangebyscore_withscores(&keys.history, format!("({after}"), "+inf")
+            .await?;
+        let items = raw.iter().map(|(m, _)| parse(m)).collect::<Result<Vec<_>, _>>()?;
+        let complete = match items.first() {
+            None => true,
+            Some(first) => first.seq == after + 1,
+        };
+        Ok((items, complete))
+    }
+
+    /// Publishes on a workflow's behalf (the TERMINATED state after a terminate).
+    pub async fn publish(&self, p: &Publication) -> Result<(), StoreError> {
+        Ok(self.publisher.publish(p).await?)
+    }
+
+    /// The last recorded webhook attempt of a workflow, if any.
+    pub async fn delivery_status(&self, keys: &RedisKeys) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        let mut c = self.conn.clone();
+        let m: BTreeMap<String, String> = c.hgetall(&keys.deliveries).await?;
+        Ok((!m.is_empty()).then_some(m))
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await?;
+        Ok(())
+    }
+}

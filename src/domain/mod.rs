@@ -1,0 +1,255 @@
+//! The domain: what a workflow is to its callers, with no HTTP, Redis or Temporal in it. The
+//! state every answer carries, the commands a caller sends, the ways a command is refused, and
+//! what a start hands to the runtime.
+
+mod ids;
+
+pub use ids::{Caller, IdError, RequestId, ScopedWorkflowId, TenantId, WorkflowId};
+
+use crate::dsl::Definition;
+use crate::engine::{FieldError, View};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WorkflowStatus {
+    Running,
+    Waiting,
+    SchedulerWaiting,
+    Completed,
+    Failed,
+    Terminated,
+}
+
+impl WorkflowStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Terminated)
+    }
+}
+
+/// Relative links a client can follow to poll, stream or answer a workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub events: String,
+    pub resume: String,
+    pub terminate: String,
+}
+
+impl Links {
+    pub fn for_workflow(id: &str) -> Self {
+        Self {
+            self_: format!("/v3/workflow/{id}"),
+            events: format!("/v3/workflow/{id}/events"),
+            resume: format!("/v3/workflow/resume/{id}"),
+            terminate: format!("/v3/workflow/terminate/{id}"),
+        }
+    }
+}
+
+/// The one shape of every workflow answer (sync body, published state, SSE event, webhook).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowState {
+    pub workflow_id: String,
+    pub workflow_status: WorkflowStatus,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<View>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disposition: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    pub links: Links,
+}
+
+impl WorkflowState {
+    /// A state with nothing but a status (no screen, no outcome).
+    pub fn bare(workflow_id: &str, status: WorkflowStatus, seq: u64) -> Self {
+        Self {
+            workflow_id: workflow_id.to_string(),
+            workflow_status: status,
+            seq,
+            view: None,
+            disposition: None,
+            error_message: None,
+            request_id: None,
+            links: Links::for_workflow(workflow_id),
+        }
+    }
+}
+
+/// Why a command was refused. Decided by the same checks at the gateway (fast, before anything
+/// is signalled) and in the workflow (authoritative, for commands that raced a change).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Rejection {
+    /// The answer names a screen that is no longer the current one.
+    #[error("this answer is for screen seq {answered}, the workflow is at seq {current}")]
+    StaleScreen { answered: u64, current: u64 },
+    /// The workflow is not showing a screen (running, on a timer, or ended).
+    #[error("{}", not_waiting_message(*status))]
+    NotWaiting { status: WorkflowStatus },
+    /// The answer does not fit the screen.
+    #[error("the answer does not fit the screen")]
+    InvalidAnswer { details: Vec<FieldError> },
+    /// execute-node named something that is not a runnable node of this workflow.
+    #[error("{node:?} is not an HTTP or SCRIPT node of this workflow")]
+    NotExecutable { node: String },
+}
+
+fn not_waiting_message(status: WorkflowStatus) -> String {
+    match status {
+        s if s.is_terminal() => "the workflow has ended".into(),
+        WorkflowStatus::SchedulerWaiting => "the workflow is waiting on a timer, not for input".into(),
+        s => format!("the workflow is {s:?}, not waiting for input"),
+    }
+}
+
+impl Rejection {
+    /// May an answer for screen `answered` (None: the current one) be applied now?
+    pub fn check_resume(status: WorkflowStatus, current: u64, answered: Option<u64>) -> Result<(), Rejection> {
+        if status != WorkflowStatus::Waiting {
+            return Err(Rejection::NotWaiting { status });
+        }
+        match answered {
+            Some(answered) if answered != current => Err(Rejection::StaleScreen { answered, current }),
+            _ => Ok(()),
+        }
+    }
+
+    /// May a disconnected node run now? Any time before the end.
+    pub fn check_execute(status: WorkflowStatus) -> Result<(), Rejection> {
+        if status.is_terminal() {
+            return Err(Rejection::NotWaiting { status });
+        }
+        Ok(())
+    }
+}
+
+/// The answer of an execute-node command.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeResult {
+    pub workflow_id: String,
+    pub node: String,
+    pub status: String,
+    pub response: Value,
+}
+
+/// A webhook target: the URL and the client whose signing secret is used.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Callback {
+    pub url: String,
+    pub client: String,
+}
+
+/// A command for a running workflow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Command {
+    #[serde(rename_all = "camelCase")]
+    Resume {
+        request_id: RequestId,
+        /// The screen's `seq` the answer is for; another `seq` is a stale screen.
+        seq: Option<u64>,
+        view_response: Value,
+        /// Switches async delivery to a new callback from the next state on.
+        #[serde(default)]
+        callback: Option<Callback>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Execute {
+        request_id: RequestId,
+        node: String,
+        parameters: Option<Value>,
+    },
+}
+
+impl Command {
+    pub fn request_id(&self) -> &RequestId {
+        match self {
+            Command::Resume { request_id, .. } | Command::Execute { request_id, .. } => request_id,
+        }
+    }
+}
+
+/// Everything a new workflow run needs, decided once when it is started (by a caller, or by a
+/// parent's CHILD node).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowStart {
+    /// Compiled: node references resolved, so later edits never reach a running workflow.
+    pub definition: Definition,
+    /// Compiled definitions CHILD nodes may start, pinned at start like the parent's own.
+    #[serde(default)]
+    pub children: BTreeMap<String, Definition>,
+    pub workflow_id: WorkflowId,
+    pub tenant: TenantId,
+    pub params: Value,
+    pub thread_context: Value,
+    /// The request the first state answers.
+    #[serde(default)]
+    pub request_id: Option<RequestId>,
+    /// Async mode: where every stable state is POSTed.
+    #[serde(default)]
+    pub callback: Option<Callback>,
+    /// Continue as new once the history has this many events.
+    pub history_limit: u32,
+    /// Prefix of the deployment's Redis keys, so worker and gateway always agree.
+    pub key_prefix: String,
+}
+
+impl WorkflowStart {
+    pub fn scoped_id(&self) -> ScopedWorkflowId {
+        ScopedWorkflowId::new(&self.tenant, &self.workflow_id)
+    }
+
+    /// A CHILD node's run: same tenant, context and deployment settings, its own id and params.
+    pub fn child(&self, workflow_id: WorkflowId, definition: Definition, params: Value) -> Self {
+        Self {
+            definition,
+            children: self.children.clone(),
+            workflow_id,
+            tenant: self.tenant.clone(),
+            params,
+            thread_context: self.thread_context.clone(),
+            request_id: None,
+            callback: None,
+            history_limit: self.history_limit,
+            key_prefix: self.key_prefix.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_checks_name_the_reason_a_command_is_refused() {
+        use WorkflowStatus::*;
+        assert_eq!(Rejection::check_resume(Waiting, 3, None), Ok(()));
+        assert_eq!(Rejection::check_resume(Waiting, 3, Some(3)), Ok(()));
+        let stale = Rejection::check_resume(Waiting, 3, Some(2)).unwrap_err();
+        assert_eq!(
+            stale.to_string(),
+            "this answer is for screen seq 2, the workflow is at seq 3"
+        );
+        let timer = Rejection::check_resume(SchedulerWaiting, 3, None).unwrap_err();
+        assert_eq!(timer.to_string(), "the workflow is waiting on a timer, not for input");
+        assert_eq!(
+            Rejection::check_execute(Completed).unwrap_err().to_string(),
+            "the workflow has ended"
+        );
+        let wire = serde_json::to_value(&stale).unwrap();
+        assert_eq!(wire["code"], "stale_screen");
+        assert_eq!(serde_json::from_value::<Rejection>(wire).unwrap(), stale);
+    }
+}

@@ -1,0 +1,79 @@
+//! `GET /v3/workflow/{id}/events`: Server-Sent Events. The current state, then every state
+//! live; `id:` is the state's `seq`, so a reconnect with `Last-Event-ID` resumes after it.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{WorkflowPath, bearer};
+use crate::domain::Caller;
+use crate::service::{Credentials, Out};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::convert::Infallible;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+const KEEPALIVE: Duration = Duration::from_secs(15);
+const QUEUE: usize = 16;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsQuery {
+    token: Option<String>,
+    last_event_id: Option<u64>,
+}
+
+fn event(o: Out) -> Event {
+    match o {
+        Out::State { seq, body, .. } => Event::default()
+            .event("state")
+            .id(seq.to_string())
+            .data(String::from_utf8_lossy(&body)),
+        Out::Gap { after, latest } => Event::default().event("gap").data(
+            json!({"after": after, "latest": latest, "message": "history no longer reaches back; the latest state follows"})
+                .to_string(),
+        ),
+    }
+}
+
+pub async fn events(
+    State(s): State<AppState>,
+    caller: Option<Caller>,
+    headers: HeaderMap,
+    WorkflowPath(id): WorkflowPath,
+    Query(q): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    // A stream token (browsers' EventSource cannot set headers) or the caller's own headers.
+    let credentials = match (q.token.as_deref().or(bearer(&headers)), &caller) {
+        (Some(t), _) => Credentials::StreamToken(t),
+        (None, Some(c)) => Credentials::Caller(c),
+        (None, None) => Credentials::None,
+    };
+    let caller = s.service.authorize(credentials, &id)?;
+    let since = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .or(q.last_event_id);
+    let follow = s.service.follow(&caller, &id, since).await?;
+    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(QUEUE);
+    metrics::gauge!("drift_sse_connections").increment(1.0);
+    tokio::spawn(async move {
+        let deliver = |o: Out| {
+            let tx = tx.clone();
+            async move {
+                let sent = tokio::time::timeout(super::SLOW_CONSUMER_GRACE, tx.send(Ok(event(o)))).await;
+                matches!(sent, Ok(Ok(())))
+            }
+        };
+        s.service.forward(follow, s.shutdown.clone(), deliver, |_, _| {}).await;
+        metrics::gauge!("drift_sse_connections").decrement(1.0);
+    });
+    Ok(Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(KEEPALIVE))
+        .into_response())
+}

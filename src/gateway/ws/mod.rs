@@ -1,0 +1,317 @@
+//! `GET /v3/ws`: one WebSocket per client, following many workflows and driving them (start,
+//! resume, execute-node) through the same service calls as HTTP. A writer task owns the socket's
+//! send half; followers and replies reach it through one bounded queue.
+
+mod protocol;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::{Caller, WorkflowId};
+use crate::service::{CommandBody, Credentials, Follow, Out, Outcome};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use protocol::{ClientMsg, RequestIdOnly, ServerMsg, Targeted};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const PING: Duration = Duration::from_secs(20);
+const IDLE: Duration = Duration::from_secs(60);
+const QUEUE: usize = 256;
+const MAX_SUBSCRIPTIONS: usize = 200;
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    tenant: Option<String>,
+    client: Option<String>,
+}
+
+/// Tenant credentials come from the headers or `?tenant=&client=` (browsers cannot set headers
+/// on a WebSocket); without them only token subscriptions are allowed.
+pub async fn upgrade(
+    State(s): State<AppState>,
+    caller: Option<Caller>,
+    Query(q): Query<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let caller = match (caller, q.tenant, q.client) {
+        (Some(c), _, _) => Some(c),
+        (None, Some(t), Some(c)) => Some(Caller::new(&t, &c, None)?),
+        _ => None,
+    };
+    Ok(upgrade
+        .max_message_size(s.cfg.max_body_bytes)
+        .on_upgrade(move |socket| session(s, caller, socket)))
+}
+
+struct Session {
+    s: AppState,
+    caller: Option<Caller>,
+    out: mpsc::Sender<Message>,
+    subs: HashMap<WorkflowId, tokio::task::JoinHandle<()>>,
+    /// Request ids this session sent, so rejections and results reach only their sender.
+    mine: Arc<Mutex<HashSet<String>>>,
+    close: CancellationToken,
+}
+
+async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
+    metrics::gauge!("drift_ws_connections").increment(1.0);
+    let (mut write, mut read) = socket.split();
+    let (out, mut out_rx) = mpsc::channel::<Message>(QUEUE);
+    let close = s.shutdown.child_token();
+    let writer_close = close.clone();
+    let writer = tokio::spawn(async move {
+        let mut ping = tokio::time::interval(PING);
+        loop {
+            tokio::select! {
+                _ = writer_close.cancelled() => break,
+                m = out_rx.recv() => match m {
+                    Some(m) => if write.send(m).await.is_err() { break },
+                    None => break,
+                },
+                _ = ping.tick() => if write.send(Message::Ping(Bytes::from_static(b"drift"))).await.is_err() { break },
+            }
+        }
+        let _ = write.send(Message::Close(None)).await;
+        writer_close.cancel();
+    });
+    let mut sess = Session {
+        s,
+        caller,
+        out,
+        subs: HashMap::new(),
+        mine: Arc::default(),
+        close: close.clone(),
+    };
+    loop {
+        let frame = tokio::select! {
+            _ = close.cancelled() => break,
+            f = tokio::time::timeout(IDLE, read.next()) => f,
+        };
+        match frame {
+            // Idle (no frame, not even a pong, for IDLE), gone, or closed.
+            Err(_) | Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
+            Ok(Some(Ok(Message::Text(t)))) => sess.handle(t.as_str()).await,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+    close.cancel();
+    for (_, h) in sess.subs.drain() {
+        h.abort();
+    }
+    let _ = writer.await;
+    metrics::gauge!("drift_ws_connections").decrement(1.0);
+}
+
+/// Queues a message for the socket; a socket that cannot take it in time is closed.
+async fn send_or_close(out: &mpsc::Sender<Message>, close: &CancellationToken, m: Message) -> bool {
+    let sent = matches!(
+        tokio::time::timeout(super::SLOW_CONSUMER_GRACE, out.send(m)).await,
+        Ok(Ok(()))
+    );
+    if !sent {
+        close.cancel();
+    }
+    sent
+}
+
+impl Session {
+    async fn send(&self, m: ServerMsg<'_>) {
+        send_or_close(&self.out, &self.close, m.to_text()).await;
+    }
+
+    async fn handle(&mut self, raw: &str) {
+        let request_id = serde_json::from_str::<RequestIdOnly>(raw)
+            .ok()
+            .and_then(|r| r.request_id);
+        let result = match serde_json::from_str::<ClientMsg>(raw) {
+            Ok(msg) => self.dispatch(msg, request_id.as_deref()).await,
+            Err(e) => Err(ApiError::bad_request(format!("bad message: {e}"))),
+        };
+        if let Err(e) = result {
+            self.send(ServerMsg::error(request_id.as_deref(), &e)).await;
+        }
+    }
+
+    /// The session's own tenant credentials, needed to start workflows.
+    fn caller(&self) -> Result<&Caller, ApiError> {
+        self.caller.as_ref().ok_or_else(|| {
+            ApiError::unauthorized("connect with tenant credentials (headers or ?tenant=&client=) to do this")
+        })
+    }
+
+    /// The caller allowed to act on `id`: a token for that workflow, or the session's tenant.
+    fn authorize(&self, id: &WorkflowId, token: Option<&str>) -> Result<Caller, ApiError> {
+        let credentials = match (token, &self.caller) {
+            (Some(t), _) => Credentials::StreamToken(t),
+            (None, Some(c)) => Credentials::Caller(c),
+            (None, None) => Credentials::None,
+        };
+        Ok(self.s.service.authorize(credentials, id)?)
+    }
+
+    async fn dispatch(&mut self, msg: ClientMsg, request_id: Option<&str>) -> Result<(), ApiError> {
+        match msg {
+            ClientMsg::Ping {} => self.send(ServerMsg::Pong).await,
+            ClientMsg::Subscribe {
+                workflow_id,
+                since,
+                token,
+            } => {
+                let id = WorkflowId::parse(&workflow_id)?;
+                let caller = self.authorize(&id, token.as_deref())?;
+                self.make_room(Some(&id))?;
+                let follow = self.s.service.follow(&caller, &id, since).await?;
+                self.spawn_follower(&id, follow);
+                self.ack(request_id, &id, None).await;
+            }
+            ClientMsg::Unsubscribe { workflow_id } => {
+                let id = WorkflowId::parse(&workflow_id)?;
+                if let Some(h) = self.subs.remove(&id) {
+                    h.abort();
+                }
+                self.ack(request_id, &id, None).await;
+            }
+            ClientMsg::Start { body, idempotency_key } => {
+                let caller = self.caller()?.clone();
+                let req = body.into_request(idempotency_key)?;
+                self.make_room(None)?;
+                let d = self.s.service.start(&caller, req).await?;
+                let (id, rid, token) = (d.id.clone(), d.request_id.clone(), d.stream_token.clone());
+                let follow = match d.into_follow() {
+                    Some(f) => f,
+                    // Async mode: the socket follows all the same.
+                    None => self.s.service.follow(&caller, &id, None).await?,
+                };
+                self.spawn_follower(&id, follow);
+                self.ack(Some(rid.as_str()), &id, Some(&token)).await;
+            }
+            ClientMsg::Resume(t) => self.command(t).await?,
+            ClientMsg::ExecuteNode(t) => self.command(t).await?,
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, request_id: Option<&str>, id: &WorkflowId, stream_token: Option<&str>) {
+        self.send(ServerMsg::Ack {
+            request_id,
+            workflow_id: id.as_str(),
+            stream_token,
+        })
+        .await;
+    }
+
+    async fn command<B: CommandBody>(&mut self, t: Targeted<B>) -> Result<(), ApiError> {
+        let id = WorkflowId::parse(&t.workflow_id)?;
+        let caller = self.authorize(&id, t.token.as_deref())?;
+        let req = t.body.into_request()?;
+        self.make_room(Some(&id))?;
+        let rid = req.request_id().to_string();
+        // Registered before dispatch: the answer may arrive before the call returns.
+        self.mine.lock().expect("mine").insert(rid.clone());
+        let d = match self.s.service.command(&caller, &id, req).await {
+            Ok(d) => d,
+            Err(e) => {
+                self.mine.lock().expect("mine").remove(&rid);
+                return Err(e.into());
+            }
+        };
+        if !self.following(&id) {
+            match d.into_follow() {
+                Some(f) => self.spawn_follower(&id, f),
+                None => {
+                    let f = self.s.service.follow(&caller, &id, None).await?;
+                    self.spawn_follower(&id, f);
+                }
+            }
+        }
+        self.ack(Some(&rid), &id, None).await;
+        Ok(())
+    }
+
+    fn following(&self, id: &WorkflowId) -> bool {
+        self.subs.get(id).is_some_and(|h| !h.is_finished())
+    }
+
+    /// Ensures this socket may follow `id` (None: a workflow not started yet).
+    fn make_room(&mut self, id: Option<&WorkflowId>) -> Result<(), ApiError> {
+        if id.is_some_and(|id| self.following(id)) || self.subs.len() < MAX_SUBSCRIPTIONS {
+            return Ok(());
+        }
+        self.subs.retain(|_, h| !h.is_finished());
+        if self.subs.len() >= MAX_SUBSCRIPTIONS {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_subscriptions",
+                format!("at most {MAX_SUBSCRIPTIONS} workflows per socket"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Forwards a workflow's states to this socket, unless it already does.
+    fn spawn_follower(&mut self, id: &WorkflowId, follow: Follow) {
+        if self.following(id) {
+            return;
+        }
+        let (out, mine, close, s) = (self.out.clone(), self.mine.clone(), self.close.clone(), self.s.clone());
+        let wid = id.clone();
+        let handle = tokio::spawn(async move {
+            let deliver = |o: Out| {
+                let (out, close, wid) = (out.clone(), close.clone(), wid.clone());
+                async move {
+                    let m = match &o {
+                        Out::State { seq, body, .. } => {
+                            let Ok(state) = serde_json::from_slice::<&RawValue>(body) else {
+                                return true;
+                            };
+                            ServerMsg::State {
+                                workflow_id: wid.as_str(),
+                                seq: *seq,
+                                state,
+                            }
+                            .to_text()
+                        }
+                        Out::Gap { after, latest } => ServerMsg::Gap {
+                            workflow_id: wid.as_str(),
+                            after: *after,
+                            latest: *latest,
+                        }
+                        .to_text(),
+                    };
+                    send_or_close(&out, &close, m).await
+                }
+            };
+            let replies = out.clone();
+            let reply = move |rid: &str, outcome| {
+                if !mine.lock().expect("mine").remove(rid) {
+                    return;
+                }
+                let m = match outcome {
+                    Ok(Outcome::NodeResult(body)) => match serde_json::from_slice(&body) {
+                        Ok(result) => ServerMsg::Result {
+                            result,
+                            request_id: rid,
+                        }
+                        .to_text(),
+                        Err(err) => ServerMsg::error(Some(rid), &ApiError::internal(&err)).to_text(),
+                    },
+                    Ok(Outcome::Rejected(r)) => ServerMsg::error(Some(rid), &ApiError::from(r)).to_text(),
+                    Ok(_) => return,
+                    Err(err) => ServerMsg::error(Some(rid), &ApiError::from(err)).to_text(),
+                };
+                let _ = replies.try_send(m);
+            };
+            s.service.forward(follow, s.shutdown.clone(), deliver, reply).await;
+        });
+        self.subs.insert(id.clone(), handle);
+    }
+}

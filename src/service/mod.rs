@@ -1,0 +1,456 @@
+//! The service layer: the one path every transport (HTTP, SSE, WebSocket) takes. Each call
+//! authorises the caller, subscribes to the workflow's channel *before* dispatching to
+//! Temporal (so no answer can slip past), dispatches, and hands back a `Dispatched` that sync
+//! HTTP waits on, live transports forward, and async mode drops.
+
+mod follow;
+mod requests;
+mod token;
+mod wait;
+
+pub use follow::{Follow, Out};
+pub use requests::{CommandBody, CommandRequest, Delivery, ExecuteBody, ResumeBody, StartBody, StartRequest};
+pub use token::Tokens;
+pub use wait::Outcome;
+
+use crate::bus::{Hub, HubError, RedisKeys, Store, StoreError, Subscription};
+use crate::domain::{
+    Callback, Caller, Command, IdError, Rejection, RequestId, ScopedWorkflowId, WorkflowId, WorkflowStart,
+    WorkflowState, WorkflowStatus,
+};
+use crate::dsl::{Definition, Node, Registry};
+use crate::temporal::{Temporal, TemporalError};
+use crate::webhook::Allowlist;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Why a call did not happen. Transports map each to their own answer, in one place each.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("missing, invalid or expired credentials")]
+    Unauthorized,
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("{0}")]
+    CallbackNotAllowed(String),
+    #[error("a workflow with this id already exists")]
+    AlreadyExists,
+    /// Temporal or Redis could not be reached; nothing was changed.
+    #[error("{dependency} is unavailable: {cause}")]
+    Unavailable { dependency: &'static str, cause: String },
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<TemporalError> for ServiceError {
+    fn from(e: TemporalError) -> Self {
+        match e {
+            TemporalError::Unavailable(cause) => Self::Unavailable {
+                dependency: "Temporal",
+                cause,
+            },
+            TemporalError::NotFound => Self::NotFound("no such workflow".into()),
+            TemporalError::Ended => Self::Rejected(Rejection::NotWaiting {
+                status: WorkflowStatus::Terminated,
+            }),
+            TemporalError::AlreadyStarted => Self::AlreadyExists,
+            TemporalError::Other(m) => Self::Internal(format!("Temporal: {m}")),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(cause) => Self::Unavailable {
+                dependency: "Redis",
+                cause: cause.to_string(),
+            },
+            StoreError::Corrupt(m) => Self::Internal(format!("corrupt state in Redis: {m}")),
+        }
+    }
+}
+
+impl From<HubError> for ServiceError {
+    fn from(e: HubError) -> Self {
+        Self::Unavailable {
+            dependency: "Redis",
+            cause: e.to_string(),
+        }
+    }
+}
+
+/// Deployment settings the service applies to every call.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Prefix of every Redis key and channel this deployment uses.
+    pub key_prefix: String,
+    /// Continue-as-new threshold handed to each workflow.
+    pub history_limit: u32,
+    pub allowlist: Allowlist,
+    /// Default callback per client, for `mode: "async"` without a callbackUrl.
+    pub client_callbacks: BTreeMap<String, String>,
+}
+
+/// A command or start on its way: subscribed (unless async) and dispatched.
+pub struct Dispatched {
+    pub id: WorkflowId,
+    pub request_id: RequestId,
+    /// Where to follow the workflow live (SSE, WebSocket) without a credential.
+    pub stream_token: String,
+    /// Async mode: later states go to the callback, nobody waits here.
+    pub is_async: bool,
+    keys: RedisKeys,
+    /// Subscribed before dispatch; None in async mode.
+    subscription: Option<Subscription>,
+    /// The `seq` the service's check saw (0: nothing published yet).
+    seen: u64,
+    /// False when an idempotent start found its workflow already there.
+    fresh: bool,
+}
+
+impl Dispatched {
+    /// The subscription as a live follower, from just after what the check saw.
+    pub fn into_follow(self) -> Option<Follow> {
+        let since = (self.seen > 0).then_some(self.seen);
+        self.subscription.map(|sub| Follow::new(sub, self.keys, since))
+    }
+}
+
+/// Whatever authority a transport has for a call on one workflow.
+pub enum Credentials<'a> {
+    /// A stream token from a start answer (`?token=`, `Authorization: Bearer`, or a message).
+    StreamToken(&'a str),
+    Caller(&'a Caller),
+    None,
+}
+
+/// A definition as listed to clients.
+pub struct DefinitionSummary<'a>(&'a Definition);
+
+impl DefinitionSummary<'_> {
+    pub fn to_json(&self) -> Value {
+        let d = self.0;
+        json!({"id": d.id, "version": d.version, "description": d.description, "startNode": d.start_node})
+    }
+}
+
+#[derive(Clone)]
+pub struct Service(Arc<Parts>);
+
+/// What a service is made of: the definitions, both adapters, and its settings.
+pub struct Parts {
+    pub registry: Registry,
+    pub temporal: Temporal,
+    pub store: Store,
+    pub hub: Hub,
+    pub tokens: Tokens,
+    pub cfg: ServiceConfig,
+}
+
+impl Service {
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+
+    fn keys(&self, scoped: &ScopedWorkflowId) -> RedisKeys {
+        RedisKeys::new(&self.0.cfg.key_prefix, scoped)
+    }
+
+    /// The caller a credential stands for, on workflow `id`.
+    pub fn authorize(&self, credentials: Credentials<'_>, id: &WorkflowId) -> Result<Caller, ServiceError> {
+        match credentials {
+            // One answer for every bad token: it says nothing about whether the workflow exists.
+            Credentials::StreamToken(t) => {
+                let tenant = self.0.tokens.verify(t, id).map_err(|_| ServiceError::Unauthorized)?;
+                Ok(Caller {
+                    tenant,
+                    client: "stream-token".into(),
+                    user: None,
+                })
+            }
+            Credentials::Caller(c) => Ok(c.clone()),
+            Credentials::None => Err(ServiceError::Unauthorized),
+        }
+    }
+
+    /// The callback for a call: an allowed `callbackUrl`, or the client's default for
+    /// `mode: "async"`. None means the caller follows the answer itself.
+    fn resolve_callback(&self, caller: &Caller, d: &Delivery) -> Result<Option<Callback>, ServiceError> {
+        let wants_async = match d.mode.as_deref() {
+            None => d.callback_url.is_some(),
+            Some("async") => true,
+            Some("sync") if d.callback_url.is_none() => false,
+            Some("sync") => {
+                return Err(ServiceError::Invalid(
+                    "a callbackUrl needs mode \"async\" (or no mode)".into(),
+                ));
+            }
+            Some(m) => {
+                return Err(ServiceError::Invalid(format!(
+                    "mode must be \"sync\" or \"async\", not {m:?}"
+                )));
+            }
+        };
+        if !wants_async {
+            return Ok(None);
+        }
+        let url = match &d.callback_url {
+            Some(u) => u.clone(),
+            None => self
+                .0
+                .cfg
+                .client_callbacks
+                .get(&caller.client)
+                .cloned()
+                .ok_or_else(|| {
+                    ServiceError::Invalid(format!(
+                        "mode \"async\" needs a callbackUrl: client {:?} has no default callback configured",
+                        caller.client
+                    ))
+                })?,
+        };
+        self.0
+            .cfg
+            .allowlist
+            .check(&url)
+            .map_err(ServiceError::CallbackNotAllowed)?;
+        Ok(Some(Callback {
+            url,
+            client: caller.client.clone(),
+        }))
+    }
+
+    /// Every definition a CHILD node of `def` (or of its children) may start, pinned now.
+    fn pin_children(&self, def: &Definition) -> Result<BTreeMap<String, Definition>, ServiceError> {
+        let reg = &self.0.registry;
+        let mut out = BTreeMap::new();
+        let mut todo = vec![def.clone()];
+        while let Some(d) = todo.pop() {
+            for entry in d.states.values() {
+                if let Some(Node::Child(c)) = &entry.node
+                    && !out.contains_key(&c.workflow)
+                {
+                    let child = reg.workflow(&c.workflow, c.version.as_deref()).ok_or_else(|| {
+                        ServiceError::NotFound(format!("child workflow definition {:?} not found", c.workflow))
+                    })?;
+                    let compiled = reg.compile(child).map_err(ServiceError::Internal)?;
+                    out.insert(c.workflow.clone(), compiled.clone());
+                    todo.push(compiled);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Subscribes to `keys`' channel unless the answer goes to a callback.
+    async fn subscribe_unless(&self, is_async: bool, keys: &RedisKeys) -> Result<Option<Subscription>, ServiceError> {
+        Ok(match is_async {
+            true => None,
+            false => Some(self.0.hub.subscribe(&keys.channel).await?),
+        })
+    }
+
+    /// Starts a workflow. An idempotent retry (same key, same tenant and client) finds the
+    /// workflow the first call started instead of starting another.
+    pub async fn start(&self, caller: &Caller, req: StartRequest) -> Result<Dispatched, ServiceError> {
+        let callback = self.resolve_callback(caller, &req.delivery)?;
+        let reg = &self.0.registry;
+        let def = reg.workflow(&req.workflow, req.version.as_deref()).ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "no workflow definition {:?} version {:?}",
+                req.workflow,
+                req.version.as_deref().unwrap_or("LATEST")
+            ))
+        })?;
+        let definition = reg.compile(def).map_err(ServiceError::Internal)?;
+        let children = self.pin_children(&definition)?;
+        let id = match (req.workflow_id, &req.idempotency_key) {
+            (Some(w), _) => w,
+            // The same key from the same tenant and client always names the same workflow.
+            (None, Some(k)) => {
+                use sha2::Digest;
+                let digest = sha2::Sha256::digest(format!("{}\n{}\n{k}", caller.tenant, caller.client));
+                let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+                WorkflowId::parse(&format!("idem-{hex}"))?
+            }
+            (None, None) => WorkflowId::generate(),
+        };
+        let is_async = callback.is_some();
+        let start = WorkflowStart {
+            definition,
+            children,
+            workflow_id: id.clone(),
+            tenant: caller.tenant.clone(),
+            params: req.params,
+            thread_context: caller.thread_context(),
+            request_id: Some(req.request_id.clone()),
+            callback,
+            history_limit: self.0.cfg.history_limit,
+            key_prefix: self.0.cfg.key_prefix.clone(),
+        };
+        let keys = self.keys(&start.scoped_id());
+        let subscription = self.subscribe_unless(is_async, &keys).await?;
+        let idempotent = req.idempotency_key.is_some();
+        let fresh = match self.0.temporal.start(start, idempotent).await {
+            Ok(()) => {
+                metrics::counter!("drift_workflows_started_total").increment(1);
+                true
+            }
+            Err(TemporalError::AlreadyStarted) if idempotent => false,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(Dispatched {
+            stream_token: self.0.tokens.issue(&caller.tenant, &id),
+            id,
+            request_id: req.request_id,
+            is_async,
+            keys,
+            subscription,
+            seen: 0,
+            fresh,
+        })
+    }
+
+    /// Sends a resume or execute-node after checking it against the current state, so a
+    /// command that cannot apply never reaches the workflow.
+    pub async fn command(
+        &self,
+        caller: &Caller,
+        id: &WorkflowId,
+        req: CommandRequest,
+    ) -> Result<Dispatched, ServiceError> {
+        let callback = match &req {
+            CommandRequest::Resume { delivery, .. } => self.resolve_callback(caller, delivery)?,
+            CommandRequest::Execute { .. } => None,
+        };
+        let latest = self.current(caller, id).await?;
+        let cmd = match req {
+            CommandRequest::Resume {
+                request_id,
+                seq,
+                view_response,
+                ..
+            } => {
+                Rejection::check_resume(latest.workflow_status, latest.seq, seq)?;
+                Command::Resume {
+                    request_id,
+                    seq: Some(seq.unwrap_or(latest.seq)),
+                    view_response,
+                    callback: callback.clone(),
+                }
+            }
+            CommandRequest::Execute {
+                request_id,
+                node,
+                parameters,
+            } => {
+                Rejection::check_execute(latest.workflow_status)?;
+                Command::Execute {
+                    request_id,
+                    node,
+                    parameters,
+                }
+            }
+        };
+        let is_async = callback.is_some();
+        let request_id = cmd.request_id().clone();
+        let scoped = caller.scoped(id);
+        let keys = self.keys(&scoped);
+        let t0 = std::time::Instant::now();
+        let subscription = self.subscribe_unless(is_async, &keys).await?;
+        let subscribed = t0.elapsed();
+        self.0.temporal.signal(&scoped, cmd).await?;
+        tracing::debug!(%request_id, ?subscribed, signalled = ?t0.elapsed(), "command dispatched");
+        Ok(Dispatched {
+            id: id.clone(),
+            request_id,
+            stream_token: self.0.tokens.issue(&caller.tenant, id),
+            is_async,
+            keys,
+            subscription,
+            seen: latest.seq,
+            fresh: true,
+        })
+    }
+
+    /// Terminates a workflow and publishes its end for it (it can no longer publish itself).
+    pub async fn terminate(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
+        let scoped = caller.scoped(id);
+        let keys = self.keys(&scoped);
+        self.0
+            .temporal
+            .terminate(&scoped, &format!("terminated by {} via API", caller.client))
+            .await?;
+        let seq = self.0.store.latest(&keys).await?.map(|l| l.seq).unwrap_or(0) + 1;
+        let state = WorkflowState::bare(id.as_str(), WorkflowStatus::Terminated, seq);
+        self.0
+            .store
+            .publish(&crate::bus::Publication::state(&keys, &state))
+            .await?;
+        // Async workflows also get their end delivered to the callback.
+        self.0.temporal.deliver(&scoped, &keys, &state).await;
+        Ok(state)
+    }
+
+    /// The latest state, from Redis or (before anything was published) from Temporal.
+    pub async fn current(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
+        let scoped = caller.scoped(id);
+        if let Some(st) = self.0.store.latest(&self.keys(&scoped)).await? {
+            return Ok(st.state);
+        }
+        match self.0.temporal.query_state(&scoped).await {
+            Ok(Some(st)) => Ok(st),
+            Ok(None) => Ok(WorkflowState::bare(id.as_str(), WorkflowStatus::Running, 0)),
+            Err(TemporalError::NotFound) => Err(ServiceError::NotFound(format!("no workflow {:?}", id.as_str()))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Subscribes a live follower to a workflow that exists, from after `since`.
+    pub async fn follow(&self, caller: &Caller, id: &WorkflowId, since: Option<u64>) -> Result<Follow, ServiceError> {
+        let keys = self.keys(&caller.scoped(id));
+        let sub = self.0.hub.subscribe(&keys.channel).await?;
+        self.current(caller, id).await?;
+        Ok(Follow::new(sub, keys, since))
+    }
+
+    /// The last webhook attempt of a workflow (for operators).
+    pub async fn deliveries(&self, caller: &Caller, id: &WorkflowId) -> Result<BTreeMap<String, String>, ServiceError> {
+        let keys = self.keys(&caller.scoped(id));
+        self.0
+            .store
+            .delivery_status(&keys)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("no webhook deliveries for this workflow".into()))
+    }
+
+    pub fn definitions(&self) -> impl Iterator<Item = DefinitionSummary<'_>> {
+        let reg = &self.0.registry;
+        reg.workflow_ids()
+            .filter_map(|id| reg.workflow(id, None))
+            .map(DefinitionSummary)
+    }
+
+    /// Redis and Temporal reachability, for readiness probes.
+    pub async fn probe(&self) -> (Result<(), String>, Result<(), String>) {
+        let redis = self.0.store.ping().await.map_err(|e| e.to_string());
+        let temporal = self.0.temporal.ping().await.map_err(|e| e.to_string());
+        (redis, temporal)
+    }
+
+    pub fn hub_channels(&self) -> usize {
+        self.0.hub.channel_count()
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.0.store
+    }
+}

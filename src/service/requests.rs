@@ -1,0 +1,159 @@
+//! What callers ask for, as JSON bodies (the same over HTTP and the WebSocket) and as the
+//! checked requests the service acts on. Ids are parsed here, once.
+
+use super::ServiceError;
+use crate::domain::{RequestId, WorkflowId};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `POST /v3/workflow/start`, and the WebSocket's `start`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartBody {
+    pub workflow: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub workflow_id: Option<String>,
+    #[serde(default)]
+    pub params: Option<Value>,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// `PUT /v3/workflow/resume/{id}`, and the WebSocket's `resume`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResumeBody {
+    pub view_response: Value,
+    #[serde(default)]
+    pub seq: Option<u64>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// `POST /v3/workflow/{id}/disconnected-node/execute`, and the WebSocket's `execute-node`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecuteBody {
+    pub node: String,
+    #[serde(default)]
+    pub parameters: Option<Value>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// How the caller wants later states: waiting on them (sync, or live), or at a callback.
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    pub callback_url: Option<String>,
+    pub mode: Option<String>,
+}
+
+pub struct StartRequest {
+    pub workflow: String,
+    pub version: Option<String>,
+    pub workflow_id: Option<WorkflowId>,
+    pub params: Value,
+    pub delivery: Delivery,
+    pub request_id: RequestId,
+    /// A retried start with the same key names the same workflow.
+    pub idempotency_key: Option<String>,
+}
+
+pub enum CommandRequest {
+    Resume {
+        request_id: RequestId,
+        seq: Option<u64>,
+        view_response: Value,
+        delivery: Delivery,
+    },
+    Execute {
+        request_id: RequestId,
+        node: String,
+        parameters: Option<Value>,
+    },
+}
+
+impl CommandRequest {
+    pub fn request_id(&self) -> &RequestId {
+        match self {
+            Self::Resume { request_id, .. } | Self::Execute { request_id, .. } => request_id,
+        }
+    }
+}
+
+impl StartBody {
+    pub fn into_request(self, idempotency_key: Option<String>) -> Result<StartRequest, ServiceError> {
+        let params = self.params.unwrap_or_else(|| Value::Object(Default::default()));
+        if !params.is_object() {
+            return Err(ServiceError::Invalid("params must be a JSON object".into()));
+        }
+        if idempotency_key.as_ref().is_some_and(|k| k.is_empty() || k.len() > 255) {
+            return Err(ServiceError::Invalid("Idempotency-Key must be 1-255 characters".into()));
+        }
+        Ok(StartRequest {
+            workflow: self.workflow,
+            version: self.version,
+            workflow_id: self.workflow_id.as_deref().map(WorkflowId::parse).transpose()?,
+            params,
+            delivery: Delivery {
+                callback_url: self.callback_url,
+                mode: self.mode,
+            },
+            request_id: RequestId::parse_or_new(self.request_id.as_deref())?,
+            idempotency_key,
+        })
+    }
+}
+
+/// A body that asks for a command on a running workflow (resume, execute-node).
+pub trait CommandBody {
+    /// The endpoint's name, for metrics.
+    const NAME: &'static str;
+    fn into_request(self) -> Result<CommandRequest, ServiceError>;
+}
+
+impl CommandBody for ResumeBody {
+    const NAME: &'static str = "resume";
+
+    fn into_request(self) -> Result<CommandRequest, ServiceError> {
+        if !self.view_response.is_object() {
+            return Err(ServiceError::Invalid(
+                "viewResponse must be an object like {\"selectedOptions\": {\"widgetId\": value}}".into(),
+            ));
+        }
+        Ok(CommandRequest::Resume {
+            request_id: RequestId::parse_or_new(self.request_id.as_deref())?,
+            seq: self.seq,
+            view_response: self.view_response,
+            delivery: Delivery {
+                callback_url: self.callback_url,
+                mode: self.mode,
+            },
+        })
+    }
+}
+
+impl CommandBody for ExecuteBody {
+    const NAME: &'static str = "execute";
+
+    fn into_request(self) -> Result<CommandRequest, ServiceError> {
+        if self.parameters.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(ServiceError::Invalid("parameters must be a JSON object".into()));
+        }
+        Ok(CommandRequest::Execute {
+            request_id: RequestId::parse_or_new(self.request_id.as_deref())?,
+            node: self.node,
+            parameters: self.parameters,
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! Sync mode: wait on a dispatched call's subscription for the message that answers its
+//! request id, bounded by the caller's wait limit.
+
+use super::{Dispatched, Service, ServiceError};
+use crate::bus::{Event, HubMsg, MessageKind, Stored};
+use crate::domain::{Rejection, WorkflowState};
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// What a waiting caller gets.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The state that answers the call (or a terminal state), serialized once for everyone.
+    State(Bytes),
+    /// An execute-node result.
+    NodeResult(Bytes),
+    /// The workflow refused the command.
+    Rejected(Rejection),
+    /// The wait ran out before an answer: the latest state known, if any. The call was not
+    /// lost; the caller polls or streams from here.
+    Pending(Option<Box<WorkflowState>>),
+}
+
+impl Outcome {
+    /// What a published message means to the caller that sent its command.
+    pub(super) fn of(e: &Event) -> Result<Outcome, ServiceError> {
+        Ok(match e.kind {
+            MessageKind::State => Outcome::State(e.body.clone()),
+            MessageKind::Result => Outcome::NodeResult(e.body.clone()),
+            MessageKind::Rejection => Outcome::Rejected(
+                serde_json::from_slice(&e.body)
+                    .map_err(|err| ServiceError::Internal(format!("bad rejection: {err}")))?,
+            ),
+        })
+    }
+
+    fn stored(s: &Stored) -> Result<Outcome, ServiceError> {
+        let body = serde_json::to_vec(&s.state).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(Outcome::State(body.into()))
+    }
+}
+
+enum Found {
+    Event(Arc<Event>),
+    Stored(Box<Stored>),
+    TimedOut,
+}
+
+impl Service {
+    /// Waits until `deadline` for the answer to a dispatched call: the message for its request
+    /// id, a terminal state, or — for a start that found its workflow already running — the
+    /// latest state.
+    pub async fn wait(&self, d: &mut Dispatched, deadline: Instant) -> Result<Outcome, ServiceError> {
+        let store = self.store();
+        if !d.fresh
+            && let Some(st) = store.latest(&d.keys).await?
+        {
+            return Outcome::stored(&st);
+        }
+        let Some(sub) = d.subscription.as_mut() else {
+            return Ok(Outcome::Pending(None));
+        };
+        let (request_id, any_state) = (d.request_id.as_str(), !d.fresh);
+        metrics::gauge!("drift_sync_waiters").increment(1.0);
+        let found = loop {
+            let msg = tokio::select! {
+                m = sub.recv() => m,
+                _ = tokio::time::sleep_until(deadline) => break Found::TimedOut,
+            };
+            match msg {
+                HubMsg::Event(e) => {
+                    let mine = e.request_id.as_deref() == Some(request_id);
+                    let ends = e.kind == MessageKind::State && (e.terminal || any_state);
+                    if mine || ends {
+                        break Found::Event(e);
+                    }
+                }
+                // Something may have been missed: the stored latest state may be our answer.
+                HubMsg::Resync => {
+                    if let Ok(Some(s)) = store.latest(&d.keys).await
+                        && (s.request_id.as_deref() == Some(request_id)
+                            || s.state.workflow_status.is_terminal()
+                            || any_state)
+                    {
+                        break Found::Stored(Box::new(s));
+                    }
+                }
+            }
+        };
+        metrics::gauge!("drift_sync_waiters").decrement(1.0);
+        match found {
+            Found::Event(e) => Outcome::of(&e),
+            Found::Stored(s) => Outcome::stored(&s),
+            Found::TimedOut => Ok(Outcome::Pending(
+                store.latest(&d.keys).await.ok().flatten().map(|s| Box::new(s.state)),
+            )),
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Building and running the application: one `Application::build(settings)` that `drift
+//! serve`, `drift dev` and the integration tests all use, then serving until SIGINT/SIGTERM
+//! with a bounded drain.
+
+use crate::bus::{Hub, Retention, Store};
+use crate::config::{Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
+use crate::dsl::Registry;
+use crate::gateway::{AppState, GatewayConfig, app};
+use crate::service::{Parts, Service, ServiceConfig, Tokens};
+use crate::temporal::{Temporal, TemporalConfig, WorkerConfig, connect, spawn_worker};
+use crate::webhook::{Allowlist, DeliveryConfig, Secrets, parse_schedule};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long open connections get to finish after a shutdown signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// What an application is built from: `drift serve`'s configuration, plus what `drift dev`
+/// adds around it.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub common: Common,
+    pub gateway: GatewayArgs,
+    /// Run a worker in this process too; starts then use Eager Workflow Start.
+    pub embed_worker: bool,
+    /// Serve the examples' API stand-ins under `/stand-ins` and point `apiBase` at them.
+    pub stand_ins: bool,
+    /// Serve the demo page's webhook receiver (`drift dev`).
+    pub demo_receiver: bool,
+}
+
+impl From<ServeArgs> for Settings {
+    fn from(a: ServeArgs) -> Self {
+        Self {
+            common: a.common,
+            gateway: a.gateway,
+            embed_worker: a.embed_worker,
+            stand_ins: a.stand_ins,
+            demo_receiver: false,
+        }
+    }
+}
+
+/// A built application: listening, connected, with its worker (if embedded) running.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+    shutdown: CancellationToken,
+}
+
+fn retention(c: &Common) -> Retention {
+    Retention {
+        history_len: c.history_len.max(1),
+        ttl: Duration::from_secs(c.state_ttl_secs.max(60)),
+    }
+}
+
+pub(crate) fn temporal_config(c: &Common, address: &str) -> TemporalConfig {
+    TemporalConfig {
+        address: address.to_string(),
+        namespace: c.namespace.clone(),
+        task_queue: c.task_queue.clone(),
+    }
+}
+
+/// `serve` and `worker` run against existing Temporal and Redis; only `dev` starts its own.
+fn addresses(c: &Common, command: &str) -> anyhow::Result<(String, String)> {
+    let address = c
+        .temporal_address
+        .clone()
+        .with_context(|| format!("--temporal-address (DRIFT_TEMPORAL_ADDRESS) is required for {command}"))?;
+    let redis_url = c
+        .redis_url
+        .clone()
+        .with_context(|| format!("--redis-url (DRIFT_REDIS_URL) is required for {command}"))?;
+    Ok((address, redis_url))
+}
+
+/// Loads the definition folders and applies `--enum` overrides (then `extra`).
+fn load_registry(g: &GatewayArgs, extra: &[(String, String)]) -> anyhow::Result<Registry> {
+    let mut reg = Registry::load_dirs(&g.definitions).with_context(|| {
+        format!(
+            "loading workflow definitions from {:?} (set --definitions)",
+            g.definitions
+        )
+    })?;
+    let mut overrides = pairs(&g.enums, "--enum")?.into_iter().collect::<Vec<_>>();
+    overrides.extend(extra.iter().cloned());
+    for (k, v) in overrides {
+        reg.override_enum(&k, serde_json::Value::String(v));
+    }
+    Ok(reg)
+}
+
+fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
+    let delivery = DeliveryConfig {
+        secrets: Secrets {
+            default: c.webhook_secret.clone(),
+            per_client: pairs(&c.client_secrets, "--client-secret")?,
+        },
+        schedule: parse_schedule(&c.webhook_schedule).map_err(|e| anyhow::anyhow!("--webhook-schedule: {e}"))?,
+        timeout: Duration::from_millis(c.webhook_timeout_ms.max(1)),
+    };
+    let all = delivery.secrets.default.iter().map(|s| ("(default)", s));
+    for (client, secret) in all.chain(delivery.secrets.per_client.iter().map(|(c, s)| (c.as_str(), s))) {
+        standardwebhooks::Webhook::new(secret)
+            .map_err(|e| anyhow::anyhow!("webhook secret for {client} is not a whsec_ base64 secret: {e:?}"))?;
+    }
+    Ok(WorkerConfig {
+        task_queue: c.task_queue.clone(),
+        redis_url: redis_url.to_string(),
+        retention: retention(c),
+        delivery,
+    })
+}
+
+impl Application {
+    /// Binds the listener, connects to Redis (and to Temporal when a worker is embedded),
+    /// starts the worker and the hub, and builds the router. Nothing is served yet.
+    pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let Settings {
+            common,
+            gateway: g,
+            embed_worker,
+            stand_ins,
+            demo_receiver,
+        } = settings;
+        let (address, redis_url) = addresses(&common, "serve")?;
+        let listener = tokio::net::TcpListener::bind(&g.listen).await.with_context(|| {
+            format!(
+                "binding {} (is another drift running? pass --listen 127.0.0.1:PORT)",
+                g.listen
+            )
+        })?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let mut extra = Vec::new();
+        if stand_ins {
+            extra.push(("apiBase".to_string(), format!("{base}/stand-ins")));
+        }
+        let registry = load_registry(&g, &extra)?;
+        let tcfg = temporal_config(&common, &address);
+        let mut worker = None;
+        let temporal = if embed_worker {
+            let client = connect(&tcfg)
+                .await
+                .with_context(|| format!("connecting to Temporal at {address}"))?;
+            worker = Some(spawn_worker(
+                client.clone(),
+                worker_config(&common, &redis_url)?,
+                shutdown.clone(),
+            )?);
+            Temporal::with_client(tcfg, client)
+        } else {
+            Temporal::new(tcfg)
+        };
+        let store = Store::connect(&redis_url, retention(&common))
+            .await
+            .with_context(|| format!("connecting to Redis at {redis_url}"))?;
+        let hub = Hub::start(redis::Client::open(redis_url.as_str())?, g.hub_shards, shutdown.clone());
+        let service = Service::new(Parts {
+            registry,
+            temporal,
+            store,
+            hub,
+            tokens: Tokens::new(g.stream_secret.as_deref(), Duration::from_secs(g.stream_token_ttl_secs)),
+            cfg: ServiceConfig {
+                key_prefix: common.key_prefix.clone(),
+                history_limit: g.history_limit.max(100),
+                allowlist: Allowlist::parse(&g.callback_allow).map_err(|e| anyhow::anyhow!("--callback-allow: {e}"))?,
+                client_callbacks: pairs(&g.client_callbacks, "--client-callback")?,
+            },
+        });
+        let state = AppState {
+            service,
+            cfg: std::sync::Arc::new(GatewayConfig {
+                default_wait: Duration::from_millis(g.default_wait_ms),
+                max_wait: Duration::from_millis(g.max_wait_ms.max(g.default_wait_ms)),
+                max_body_bytes: g.max_body_bytes,
+            }),
+            metrics: crate::telemetry::metrics(),
+            shutdown: shutdown.clone(),
+        };
+        let mut router = app(state);
+        if stand_ins {
+            router = router.merge(crate::standins::router());
+        }
+        if demo_receiver {
+            router = router.merge(crate::standins::demo_receiver(common.webhook_secret.clone()));
+        }
+        Ok(Self {
+            listener,
+            router,
+            worker,
+            shutdown,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains for at most `DRAIN` and
+    /// waits (bounded) for the embedded worker.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let token = self.shutdown.clone();
+        let server =
+            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { token.cancelled().await });
+        let shutdown = self.shutdown.clone();
+        tokio::select! {
+            r = server => r.context("HTTP server failed")?,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN).await } => {
+                tracing::warn!("drain time over; closing remaining connections");
+            }
+        }
+        if let Some(t) = self.worker {
+            join_worker(t).await;
+        }
+        Ok(())
+    }
+}
+
+/// `drift serve`.
+pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    if a.gateway.stream_secret.is_none() {
+        tracing::warn!(
+            "no --stream-secret (DRIFT_STREAM_SECRET): stream tokens will only work on this gateway process"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let app = Application::build(a.into(), shutdown.clone()).await?;
+    tracing::info!(listen = %app.local_addr(), "gateway serving");
+    spawn_signal(shutdown);
+    app.run_until_stopped().await
+}
+
+/// `drift worker`.
+pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let (address, redis_url) = addresses(&a.common, "worker")?;
+    let client = connect(&temporal_config(&a.common, &address))
+        .await
+        .with_context(|| format!("connecting to Temporal at {address}"))?;
+    let t = spawn_worker(client, worker_config(&a.common, &redis_url)?, shutdown.clone())?;
+    tracing::info!(task_queue = %a.common.task_queue, "worker started");
+    spawn_signal(shutdown.clone());
+    shutdown.cancelled().await;
+    join_worker(t).await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+pub fn spawn_signal(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; draining");
+        shutdown.cancel();
+    });
+}
+
+/// Waits (bounded) for the worker thread to finish its in-flight tasks.
+async fn join_worker(t: std::thread::JoinHandle<anyhow::Result<()>>) {
+    let waited = tokio::time::timeout(DRAIN, tokio::task::spawn_blocking(move || t.join())).await;
+    match waited {
+        Ok(Ok(Ok(Ok(())))) => tracing::info!("worker stopped"),
+        Ok(Ok(Ok(Err(e)))) => tracing::error!(error = %e, "worker ended with an error"),
+        _ => tracing::warn!("worker did not stop within the drain time"),
+    }
+}
