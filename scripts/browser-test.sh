@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the demo page's browser tests: starts `drift dev` on a free port with a throwaway data
 # folder, drives it with Debian's chromium through playwright-core, then stops it.
-# Screenshots land in test-artifacts/.
+# Screenshots land in test-artifacts/. Then runs the README's curl examples against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q --bin drift
@@ -21,3 +21,4 @@ done
 curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "drift dev never became ready" >&2; exit 1; }
 mkdir -p test-artifacts
 (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test demo.test.mjs) || { tail -50 "$log"; exit 1; }
+bash scripts/readme-examples.sh "$port" "$data" || { tail -50 "$log"; exit 1; }

@@ -24,12 +24,18 @@ fn ms(d: Duration) -> String {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let key = match &a.api_key {
+        Some(k) => k.clone(),
+        None => std::fs::read_to_string(a.data_dir.join("dev-api-key"))
+            .map(|k| k.trim().to_string())
+            .context("no --api-key (DRIFT_API_KEY), and no dev key in the data folder; pass one")?,
+    };
+    let auth = format!("Bearer {key}");
     let http = reqwest::Client::new();
     let base = a.url.trim_end_matches('/').to_string();
     let post = |path: &str, body: Value| {
         http.post(format!("{base}{path}"))
-            .header("X_TENANT_ID", "bench")
-            .header("X_CLIENT_ID", "bench")
+            .header("authorization", &auth)
             .json(&body)
     };
     let (mut health, mut start, mut resume) = (
@@ -85,8 +91,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         let body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
         let r: Value = http
             .put(format!("{base}/v3/workflow/resume/{id}"))
-            .header("X_TENANT_ID", "bench")
-            .header("X_CLIENT_ID", "bench")
+            .header("authorization", &auth)
             .json(&body)
             .send()
             .await?

@@ -26,6 +26,66 @@ pub enum Cmd {
     /// Measures sync round trips (start, resume) against a running gateway, next to a bare
     /// HTTP round trip baseline measured in the same process.
     Bench(BenchArgs),
+    /// Manages API keys in the key store: create (the key is shown once), list, revoke.
+    Keys(KeysArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct KeysArgs {
+    /// The key store (the gateways' database). Default: the SQLite file `drift dev` uses.
+    #[arg(long, env = "DRIFT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Local data folder (where the default SQLite key store lives).
+    #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
+    pub data_dir: PathBuf,
+    #[command(subcommand)]
+    pub action: KeysCmd,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum KeysCmd {
+    /// Creates a key and prints it once; only its hash is stored.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        client: String,
+        /// The acting user recorded for calls with this key.
+        #[arg(long)]
+        user: Option<String>,
+        /// Space- or comma-separated: workflows:start workflows:drive workflows:read
+        /// definitions:write admin.
+        #[arg(long, default_value = "workflows:start,workflows:drive,workflows:read")]
+        scopes: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Lists keys (ids, tenants, scopes; never the keys).
+    List,
+    /// Revokes a key by id; calls with it are refused from then on.
+    Revoke { id: String },
+}
+
+/// How the gateway authenticates callers.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthArg {
+    /// Every `/v3` call needs an API key or a JWT.
+    Required,
+    /// No authentication: the tenant headers are trusted as sent. Trusted networks only.
+    None,
+}
+
+impl KeysArgs {
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| default_database_url(&self.data_dir))
+    }
+}
+
+/// `drift dev`'s key store: a SQLite file in the data folder.
+pub fn default_database_url(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}", data_dir.join("drift.db").display())
 }
 
 #[derive(Args, Debug, Clone)]
@@ -40,6 +100,12 @@ pub struct BenchArgs {
     /// Unmeasured rounds first.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
+    /// API key (or JWT) to call with; default: `drift dev`'s key from the data folder.
+    #[arg(long, env = "DRIFT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// `drift dev`'s data folder, where its dev key is.
+    #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
+    pub data_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -82,9 +148,13 @@ pub struct Common {
     /// Timeout of one webhook request, in milliseconds.
     #[arg(long, env = "DRIFT_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
-    /// Local data folder (`dev` keeps Temporal's SQLite file and Redis data here).
+    /// Local data folder (`dev` keeps Temporal's SQLite file, Redis data and its database here).
     #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
     pub data_dir: PathBuf,
+    /// The database holding API keys: `sqlite://FILE` or `postgres://…` (several gateways
+    /// share one). `dev` defaults to a SQLite file in the data folder.
+    #[arg(long, env = "DRIFT_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -128,6 +198,22 @@ pub struct GatewayArgs {
     /// random key is used and tokens only work on this process.
     #[arg(long, env = "DRIFT_STREAM_SECRET", hide_env_values = true)]
     pub stream_secret: Option<String>,
+    /// `required`: every `/v3` call needs an API key (from the database) or a JWT. `none`: no
+    /// authentication at all (logged as a warning on every start).
+    #[arg(long, env = "DRIFT_AUTH", value_enum, default_value = "required")]
+    pub auth: AuthArg,
+    /// Accept HS256 JWTs signed with this secret.
+    #[arg(long, env = "DRIFT_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Accept RS256/ES256 JWTs signed by a key in this JWKS file.
+    #[arg(long, env = "DRIFT_JWKS_FILE")]
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss` of JWTs.
+    #[arg(long, env = "DRIFT_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of JWTs.
+    #[arg(long, env = "DRIFT_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
     /// Lifetime of a stream token, in seconds.
     #[arg(long, env = "DRIFT_STREAM_TOKEN_TTL_SECS", default_value_t = 3600)]
     pub stream_token_ttl_secs: u64,

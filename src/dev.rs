@@ -175,6 +175,15 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
     if a.common.webhook_secret.is_none() {
         a.common.webhook_secret = Some(dev_webhook_secret(&data)?);
     }
+    let database_url = a
+        .common
+        .database_url
+        .get_or_insert_with(|| crate::config::default_database_url(&data))
+        .clone();
+    let dev_key = match a.gateway.auth {
+        crate::config::AuthArg::Required => Some(dev_api_key(&data, &database_url).await?),
+        crate::config::AuthArg::None => None,
+    };
     let mut children = Vec::new();
 
     let redis_url = match &a.common.redis_url {
@@ -197,7 +206,7 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
             format!("127.0.0.1:{port}")
         }
     };
-    let result = run_with(&a, &redis_url, &temporal_address, shutdown.clone()).await;
+    let result = run_with(&a, dev_key, &redis_url, &temporal_address, shutdown.clone()).await;
     shutdown.cancel();
     for c in children {
         eprintln!("drift dev: stopping {}", c.name);
@@ -208,6 +217,7 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
 
 async fn run_with(
     a: &DevArgs,
+    dev_key: Option<String>,
     redis_url: &str,
     temporal_address: &str,
     shutdown: CancellationToken,
@@ -230,13 +240,55 @@ async fn run_with(
         embed_worker: true,
         stand_ins: true,
         demo_receiver: true,
+        demo_key: dev_key.clone(),
     };
     let app = Application::build(settings, shutdown).await?;
     let base = format!("http://{}", app.local_addr());
+    let key = match &dev_key {
+        Some(k) => format!(
+            "    API key: {k}\n             (in {}; use it as Authorization: Bearer …)\n",
+            a.common.data_dir.join("dev-api-key").display()
+        ),
+        None => "    Authentication is OFF (--auth none)\n".to_string(),
+    };
     eprintln!(
-        "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {redis_url}\n  Press Ctrl-C to stop.\n"
+        "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n{key}    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {redis_url}\n  Press Ctrl-C to stop.\n"
     );
     app.run_until_stopped().await
+}
+
+/// The dev API key (tenant `demo`, every scope), kept in the data folder so it survives
+/// restarts; made anew when the file or the key store lost it.
+async fn dev_api_key(data: &Path, database_url: &str) -> anyhow::Result<String> {
+    let path = data.join("dev-api-key");
+    let db = crate::db::Db::connect(database_url)
+        .await
+        .with_context(|| format!("opening the key store at {}", data.display()))?;
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        let k = k.trim().to_string();
+        if db.key_by_hash(&crate::service::hash_key(&k)).await?.is_some() {
+            return Ok(k);
+        }
+    }
+    let (id, key) = crate::admin::create_key(&db, "demo", "web-demo", None, "admin", Some("drift dev")).await?;
+    write_secret(&path, &key)?;
+    eprintln!(
+        "drift dev: created API key {id} (tenant demo), written to {}",
+        path.display()
+    );
+    Ok(key)
+}
+
+/// Writes a secret readable by its owner only.
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(secret.as_bytes())?;
+    Ok(())
 }
 
 /// A signing secret kept in the data folder, so receivers keep verifying across restarts.
@@ -248,7 +300,7 @@ fn dev_webhook_secret(data: &Path) -> anyhow::Result<String> {
     }
     let bytes: Vec<u8> = (0..24).map(|_| rand::random::<u8>()).collect();
     let secret = format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-    std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+    write_secret(&path, &secret)?;
     eprintln!("drift dev: webhook signing secret written to {}", path.display());
     Ok(secret)
 }

@@ -5,7 +5,9 @@
 //! `gateway` (transports) ← `startup`. Modules are private; what the binary and the
 //! integration tests need is public below.
 
+mod admin;
 mod bus;
+mod db;
 mod domain;
 mod dsl;
 mod engine;
@@ -22,6 +24,7 @@ pub mod dev;
 pub mod startup;
 pub mod telemetry;
 
+pub use admin::keys;
 pub use domain::{TenantId, WorkflowId};
 pub use service::Tokens;
 pub use temporal::TemporalConfig;

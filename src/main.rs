@@ -11,6 +11,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Serve(a) => drift::startup::serve(a).await,
             Cmd::Worker(a) => drift::startup::worker(a).await,
             Cmd::Bench(a) => drift::bench::run(a).await,
+            Cmd::Keys(a) => drift::keys(a).await,
         }
     })
 }

@@ -3,10 +3,11 @@
 //! with a bounded drain.
 
 use crate::bus::{Hub, Retention, Store};
-use crate::config::{Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
+use crate::config::{AuthArg, Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
+use crate::db::Db;
 use crate::dsl::Registry;
 use crate::gateway::{AppState, GatewayConfig, app};
-use crate::service::{Parts, Service, ServiceConfig, Tokens};
+use crate::service::{AuthMode, Authenticator, JwtVerifier, Parts, Service, ServiceConfig, Tokens};
 use crate::temporal::{Temporal, TemporalConfig, WorkerConfig, connect, spawn_worker};
 use crate::webhook::{Allowlist, DeliveryConfig, Secrets, parse_schedule};
 use anyhow::Context;
@@ -29,6 +30,8 @@ pub struct Settings {
     pub stand_ins: bool,
     /// Serve the demo page's webhook receiver (`drift dev`).
     pub demo_receiver: bool,
+    /// The API key the demo page uses (`drift dev`'s own key).
+    pub demo_key: Option<String>,
 }
 
 impl From<ServeArgs> for Settings {
@@ -39,6 +42,7 @@ impl From<ServeArgs> for Settings {
             embed_worker: a.embed_worker,
             stand_ins: a.stand_ins,
             demo_receiver: false,
+            demo_key: None,
         }
     }
 }
@@ -117,6 +121,47 @@ fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
     })
 }
 
+/// How callers authenticate: refuses to build an open gateway unless `--auth none` says so.
+async fn authenticator(common: &Common, g: &GatewayArgs) -> anyhow::Result<Authenticator> {
+    if g.auth == AuthArg::None {
+        tracing::warn!(
+            "authentication is OFF (--auth none): any caller can act as any tenant; use this only on a trusted network"
+        );
+        return Ok(Authenticator::new(AuthMode::None));
+    }
+    let keys = match &common.database_url {
+        Some(url) => Some(
+            Db::connect(url)
+                .await
+                .context("opening the key store (--database-url)")?,
+        ),
+        None => None,
+    };
+    let jwks = match &g.jwks_file {
+        Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading --jwks-file {}", f.display()))?),
+        None => None,
+    };
+    let jwt = match (&g.jwt_secret, &jwks) {
+        (None, None) => None,
+        (secret, jwks) => Some(
+            JwtVerifier::new(
+                secret.as_deref(),
+                jwks.as_deref(),
+                g.jwt_issuer.clone(),
+                g.jwt_audience.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("JWT configuration: {e}"))?,
+        ),
+    };
+    if keys.is_none() && jwt.is_none() {
+        anyhow::bail!(
+            "no way to authenticate callers: configure a key store (--database-url, then `drift keys create`) \
+             or JWTs (--jwt-secret or --jwks-file), or pass --auth none to run without authentication"
+        );
+    }
+    Ok(Authenticator::new(AuthMode::Required { keys, jwt }))
+}
+
 impl Application {
     /// Binds the listener, connects to Redis (and to Temporal when a worker is embedded),
     /// starts the worker and the hub, and builds the router. Nothing is served yet.
@@ -127,7 +172,9 @@ impl Application {
             embed_worker,
             stand_ins,
             demo_receiver,
+            demo_key,
         } = settings;
+        let auth = authenticator(&common, &g).await?;
         let (address, redis_url) = addresses(&common, "serve")?;
         let listener = tokio::net::TcpListener::bind(&g.listen).await.with_context(|| {
             format!(
@@ -165,6 +212,7 @@ impl Application {
             temporal,
             store,
             hub,
+            auth,
             tokens: Tokens::new(g.stream_secret.as_deref(), Duration::from_secs(g.stream_token_ttl_secs)),
             cfg: ServiceConfig {
                 key_prefix: common.key_prefix.clone(),
@@ -179,6 +227,7 @@ impl Application {
                 default_wait: Duration::from_millis(g.default_wait_ms),
                 max_wait: Duration::from_millis(g.max_wait_ms.max(g.default_wait_ms)),
                 max_body_bytes: g.max_body_bytes,
+                demo_key,
             }),
             metrics: crate::telemetry::metrics(),
             shutdown: shutdown.clone(),

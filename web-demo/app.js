@@ -1,8 +1,10 @@
 // Drift demo page: starts example workflows, renders each screen from its `view`, and follows
 // the workflow live over one WebSocket (no polling for screens).
 "use strict";
-const TENANT = "demo", CLIENT = "web-demo";
-const HEADERS = { "content-type": "application/json", "X_TENANT_ID": TENANT, "X_CLIENT_ID": CLIENT };
+// `drift dev` hands the page its dev API key; elsewhere the page asks for one (kept for this tab).
+const API_KEY = (window.DRIFT_DEMO && window.DRIFT_DEMO.apiKey) || sessionStorage.getItem("drift-api-key")
+  || (() => { const k = prompt("Drift API key (Authorization: Bearer …)") || ""; sessionStorage.setItem("drift-api-key", k); return k; })();
+const HEADERS = { "content-type": "application/json", "authorization": `Bearer ${API_KEY}` };
 const DEFAULT_PARAMS = { refund: { orderId: "o-1001" }, bank_account: {}, monthly_report: { month: "2026-11" } };
 const TEMPLATES = {
   "refund.summary": "Order {orderId}: {amount} {currency}. What went wrong?",
@@ -37,8 +39,20 @@ function timeline(seq, status, mode, extra) {
 }
 
 // ---- WebSocket -------------------------------------------------------------------------------
-function connect() {
-  const url = `${location.origin.replace(/^http/, "ws")}/v3/ws?tenant=${TENANT}&client=${CLIENT}`;
+// A socket cannot carry headers, so the page trades its key for a one-minute ticket each time it
+// (re)connects: the key itself never goes into a URL.
+async function connect() {
+  let ticket;
+  try {
+    const r = await fetch("/v3/auth/ticket", { method: "POST", headers: HEADERS });
+    if (!r.ok) throw new Error(`ticket: ${r.status}`);
+    ticket = (await r.json()).ticket;
+  } catch (e) {
+    $("conn").textContent = "live: reconnecting…"; $("conn").className = "conn bad";
+    setTimeout(connect, wsBackoff); wsBackoff = Math.min(wsBackoff * 2, 5000);
+    return;
+  }
+  const url = `${location.origin.replace(/^http/, "ws")}/v3/ws?ticket=${encodeURIComponent(ticket)}`;
   ws = new WebSocket(url);
   ws.onopen = () => {
     wsBackoff = 500;
@@ -219,7 +233,7 @@ async function pollHooks() {
 }
 
 async function init() {
-  const defs = (await (await fetch("/v3/definitions")).json()).definitions;
+  const defs = (await (await fetch("/v3/definitions", { headers: HEADERS })).json()).definitions;
   $("workflow").replaceChildren(...defs.map((d) => el("option", { value: d.id }, d.id)));
   const pick = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("workflow").value] || {}); };
   $("workflow").addEventListener("change", pick);

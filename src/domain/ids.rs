@@ -112,23 +112,110 @@ impl std::fmt::Display for ScopedWorkflowId {
     }
 }
 
-/// Who is acting: the tenant and client a call is made for, and the user if one is named.
+/// What a credential allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Start workflows.
+    Start,
+    /// Resume, execute-node, terminate.
+    Drive,
+    /// Read states: GET, SSE, WebSocket subscribe.
+    Read,
+    /// Create and change definitions.
+    DefinitionsWrite,
+    /// Everything.
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::Start,
+        Scope::Drive,
+        Scope::Read,
+        Scope::DefinitionsWrite,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Start => "workflows:start",
+            Scope::Drive => "workflows:drive",
+            Scope::Read => "workflows:read",
+            Scope::DefinitionsWrite => "definitions:write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s).ok_or(IdError(
+            "scopes are workflows:start, workflows:drive, workflows:read, definitions:write or admin",
+        ))
+    }
+}
+
+/// A set of scopes (small and `Copy`: a bit per scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    pub fn of(scopes: &[Scope]) -> Self {
+        Self(scopes.iter().fold(0, |acc, s| acc | 1 << *s as u8))
+    }
+
+    pub fn all() -> Self {
+        Self::of(&Scope::ALL)
+    }
+
+    /// Parses a space- or comma-separated list, as in OAuth's `scope` claim.
+    pub fn parse(list: &str) -> Result<Self, IdError> {
+        let scopes = list
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(Scope::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::of(&scopes))
+    }
+
+    /// Whether `scope` is granted (`admin` grants everything).
+    pub fn allows(self, scope: Scope) -> bool {
+        self.0 & (1 << scope as u8 | 1 << Scope::Admin as u8) != 0
+    }
+}
+
+impl std::fmt::Display for Scopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = Scope::ALL
+            .into_iter()
+            .filter(|s| self.0 & (1 << *s as u8) != 0)
+            .map(Scope::as_str)
+            .collect();
+        f.write_str(&names.join(" "))
+    }
+}
+
+/// Who is acting: the tenant and client a credential names, the acting user, and what the
+/// credential allows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caller {
     pub tenant: TenantId,
     pub client: String,
     pub user: Option<String>,
+    pub scopes: Scopes,
 }
 
 impl Caller {
-    pub fn new(tenant: &str, client: &str, user: Option<&str>) -> Result<Self, IdError> {
+    pub fn new(tenant: &str, client: &str, user: Option<&str>, scopes: Scopes) -> Result<Self, IdError> {
         if client.is_empty() || client.len() > 128 {
             return Err(IdError("X_CLIENT_ID must be 1-128 characters"));
+        }
+        if user.is_some_and(|u| u.len() > 256) {
+            return Err(IdError("X_USERNAME_ID is longer than 256 characters"));
         }
         Ok(Self {
             tenant: TenantId::parse(tenant)?,
             client: client.to_string(),
             user: user.map(str::to_string),
+            scopes,
         })
     }
 
@@ -139,6 +226,10 @@ impl Caller {
 
     pub fn scoped(&self, id: &WorkflowId) -> ScopedWorkflowId {
         ScopedWorkflowId::new(&self.tenant, id)
+    }
+
+    pub fn may(&self, scope: Scope) -> bool {
+        self.scopes.allows(scope)
     }
 }
 
@@ -153,9 +244,19 @@ mod tests {
             assert!(WorkflowId::parse(bad).is_err(), "{bad:?}");
         }
         assert!(TenantId::parse("acme/other").is_err());
-        let c = Caller::new("acme", "web", None).unwrap();
+        let c = Caller::new("acme", "web", None, Scopes::default()).unwrap();
         assert_eq!(c.scoped(&WorkflowId::parse("w").unwrap()).as_str(), "acme/w");
         let child = WorkflowId::derived(&WorkflowId::parse("p").unwrap(), "a/b", 7);
         assert_eq!(child.as_str(), "p.a_b.7");
+    }
+
+    #[test]
+    fn scopes_parse_and_admin_allows_everything() {
+        let s = Scopes::parse("workflows:read, workflows:start").unwrap();
+        assert!(s.allows(Scope::Read) && s.allows(Scope::Start) && !s.allows(Scope::Drive));
+        assert_eq!(s.to_string(), "workflows:start workflows:read");
+        assert!(Scopes::parse("admin").unwrap().allows(Scope::DefinitionsWrite));
+        assert!(Scopes::parse("workflows:everything").is_err());
+        assert!(!Scopes::default().allows(Scope::Read));
     }
 }

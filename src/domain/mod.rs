@@ -4,7 +4,7 @@
 
 mod ids;
 
-pub use ids::{Caller, IdError, RequestId, ScopedWorkflowId, TenantId, WorkflowId};
+pub use ids::{Caller, IdError, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId};
 
 use crate::dsl::Definition;
 use crate::engine::{FieldError, View};

@@ -1,5 +1,7 @@
 //! The demo page, compiled into the binary so `drift serve` needs no extra files.
 
+use super::AppState;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
@@ -21,5 +23,18 @@ pub async fn style() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("../../web-demo/style.css"),
+    )
+}
+
+/// The page's settings: in `drift dev`, the dev API key (printed in its banner anyway); else
+/// nothing, and the page asks for a key.
+pub async fn config(State(s): State<AppState>) -> impl IntoResponse {
+    let cfg = serde_json::json!({"apiKey": s.cfg.demo_key});
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!("window.DRIFT_DEMO = {cfg};\n"),
     )
 }

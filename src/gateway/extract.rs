@@ -1,8 +1,10 @@
 //! Extractors: who is calling and what they sent, parsed and checked once per request.
 
+use super::AppState;
 use super::error::ApiError;
 use crate::domain::{Caller, WorkflowId};
-use axum::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Path, Request};
+use crate::service::{Credentials, Legacy, is_token};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -14,27 +16,23 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// The caller named by `X_TENANT_ID`, `X_CLIENT_ID` (both required) and `X_USERNAME_ID`.
-fn caller(h: &HeaderMap) -> Result<Caller, ApiError> {
-    let tenant = header(h, "X_TENANT_ID").ok_or_else(|| ApiError::bad_request("missing header X_TENANT_ID"))?;
-    let client = header(h, "X_CLIENT_ID").ok_or_else(|| ApiError::bad_request("missing header X_CLIENT_ID"))?;
-    Ok(Caller::new(tenant, client, header(h, "X_USERNAME_ID"))?)
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        caller(&parts.headers)
+/// The original API's tenant, client and user headers.
+pub fn legacy(h: &HeaderMap) -> Legacy<'_> {
+    Legacy {
+        tenant: header(h, "X_TENANT_ID"),
+        client: header(h, "X_CLIENT_ID"),
+        user: header(h, "X_USERNAME_ID"),
     }
 }
 
-/// Streams accept other authority (a stream token), so the caller headers are optional there.
-impl<S: Send + Sync> OptionalFromRequestParts<S> for Caller {
+/// The authenticated caller: `Authorization: Bearer <API key or JWT>`, with the compatibility
+/// headers checked against it.
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, ApiError> {
-        Ok(caller(&parts.headers).ok())
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let h = &parts.headers;
+        Ok(s.service.authenticate(bearer(h), legacy(h)).await?)
     }
 }
 
@@ -59,12 +57,23 @@ pub struct OnWorkflow {
     pub id: WorkflowId,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for OnWorkflow {
+impl FromRequestParts<AppState> for OnWorkflow {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let caller = caller(&parts.headers)?;
-        let WorkflowPath(id) = WorkflowPath::from_request_parts(parts, state).await?;
+    /// Also takes the workflow's stream token, which grants reading it and nothing else.
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).filter(|b| is_token(b)).map(str::to_string);
+        let caller = match token {
+            Some(_) => None,
+            None => Some(Caller::from_request_parts(parts, s).await?),
+        };
+        let WorkflowPath(id) = WorkflowPath::from_request_parts(parts, s).await?;
+        let caller = match (caller, token) {
+            (Some(c), _) => c,
+            (None, t) => s
+                .service
+                .authorize(Credentials::StreamToken(t.as_deref().unwrap_or_default()), &id)?,
+        };
         Ok(Self { caller, id })
     }
 }
@@ -88,7 +97,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 
 /// The bearer credential, if one was sent.
 pub fn bearer(h: &HeaderMap) -> Option<&str> {
-    header(h, "authorization")
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+    let v = header(h, "authorization")?;
+    let (scheme, credential) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credential.trim())
 }

@@ -210,7 +210,14 @@ pub async fn deliveries(State(s): State<AppState>, on: OnWorkflow) -> Result<Jso
     Ok(Json(json!({"workflowId": on.id.as_str(), "lastAttempt": last})))
 }
 
-pub async fn list_definitions(State(s): State<AppState>) -> Json<Value> {
+/// `POST /v3/auth/ticket`: a one-minute ticket to open a WebSocket as the caller, for browsers
+/// (which cannot set headers on one) — so no long-lived credential goes into a URL.
+pub async fn ticket(State(s): State<AppState>, caller: Caller) -> Json<Value> {
+    let (ticket, ttl) = s.service.issue_ticket(&caller);
+    Json(json!({"ticket": ticket, "expiresIn": ttl.as_secs()}))
+}
+
+pub async fn list_definitions(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
     let items: Vec<Value> = s.service.definitions().map(|d| d.to_json()).collect();
     Json(json!({"definitions": items}))
 }

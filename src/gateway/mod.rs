@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub default_wait: Duration,
     pub max_wait: Duration,
     pub max_body_bytes: usize,
+    /// The API key the demo page uses, served to it in `drift dev` only.
+    pub demo_key: Option<String>,
 }
 
 #[derive(Clone)]
@@ -55,9 +57,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v3/workflow/{id}/deliveries", get(http::deliveries))
         .route("/v3/ws", get(ws::upgrade))
         .route("/v3/definitions", get(http::list_definitions))
+        .route("/v3/auth/ticket", post(http::ticket))
         .route("/", get(demo::index))
         .route("/demo/app.js", get(demo::script))
         .route("/demo/style.css", get(demo::style))
+        .route("/demo/config.js", get(demo::config))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

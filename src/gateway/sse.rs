@@ -3,9 +3,8 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{WorkflowPath, bearer};
-use crate::domain::Caller;
-use crate::service::{Credentials, Out};
+use super::extract::{WorkflowPath, bearer, legacy};
+use crate::service::{Credentials, Out, is_token};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -42,18 +41,15 @@ fn event(o: Out) -> Event {
 
 pub async fn events(
     State(s): State<AppState>,
-    caller: Option<Caller>,
     headers: HeaderMap,
     WorkflowPath(id): WorkflowPath,
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
-    // A stream token (browsers' EventSource cannot set headers) or the caller's own headers.
-    let credentials = match (q.token.as_deref().or(bearer(&headers)), &caller) {
-        (Some(t), _) => Credentials::StreamToken(t),
-        (None, Some(c)) => Credentials::Caller(c),
-        (None, None) => Credentials::None,
+    // A stream token (browsers' EventSource cannot set headers), or a credential.
+    let caller = match q.token.as_deref().or(bearer(&headers)) {
+        Some(t) if is_token(t) => s.service.authorize(Credentials::StreamToken(t), &id)?,
+        credential => s.service.authenticate(credential, legacy(&headers)).await?,
     };
-    let caller = s.service.authorize(credentials, &id)?;
     let since = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

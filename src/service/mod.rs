@@ -3,20 +3,22 @@
 //! Temporal (so no answer can slip past), dispatches, and hands back a `Dispatched` that sync
 //! HTTP waits on, live transports forward, and async mode drops.
 
+mod auth;
 mod follow;
 mod requests;
 mod token;
 mod wait;
 
+pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
 pub use follow::{Follow, Out};
 pub use requests::{CommandBody, CommandRequest, Delivery, ExecuteBody, ResumeBody, StartBody, StartRequest};
-pub use token::Tokens;
+pub use token::{Tokens, is_token};
 pub use wait::Outcome;
 
 use crate::bus::{Hub, HubError, RedisKeys, Store, StoreError, Subscription};
 use crate::domain::{
-    Callback, Caller, Command, IdError, Rejection, RequestId, ScopedWorkflowId, WorkflowId, WorkflowStart,
-    WorkflowState, WorkflowStatus,
+    Callback, Caller, Command, IdError, Rejection, RequestId, Scope, ScopedWorkflowId, Scopes, WorkflowId,
+    WorkflowStart, WorkflowState, WorkflowStatus,
 };
 use crate::dsl::{Definition, Node, Registry};
 use crate::temporal::{Temporal, TemporalError};
@@ -34,8 +36,12 @@ pub enum ServiceError {
     Id(#[from] IdError),
     #[error("{0}")]
     NotFound(String),
-    #[error("missing, invalid or expired credentials")]
-    Unauthorized,
+    /// No credential, or one that is unknown, revoked, expired or forged.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A valid credential that does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Rejected(#[from] Rejection),
     #[error("{0}")]
@@ -152,7 +158,19 @@ pub struct Parts {
     pub store: Store,
     pub hub: Hub,
     pub tokens: Tokens,
+    pub auth: Authenticator,
     pub cfg: ServiceConfig,
+}
+
+/// Refuses a caller whose credential lacks `scope`.
+fn require(caller: &Caller, scope: Scope) -> Result<(), ServiceError> {
+    if caller.may(scope) {
+        return Ok(());
+    }
+    Err(ServiceError::Forbidden(format!(
+        "this credential does not have the {} scope",
+        scope.as_str()
+    )))
 }
 
 impl Service {
@@ -164,20 +182,49 @@ impl Service {
         RedisKeys::new(&self.0.cfg.key_prefix, scoped)
     }
 
-    /// The caller a credential stands for, on workflow `id`.
+    /// The caller a bearer credential (API key or JWT) names; see `auth`.
+    pub async fn authenticate(&self, bearer: Option<&str>, legacy: Legacy<'_>) -> Result<Caller, ServiceError> {
+        self.0.auth.authenticate(bearer, legacy).await
+    }
+
+    /// Whether calls need no credential (`--auth none`).
+    pub fn auth_disabled(&self) -> bool {
+        self.0.auth.is_disabled()
+    }
+
+    /// A one-minute ticket to open a WebSocket as `caller` (browsers cannot set its headers).
+    pub fn issue_ticket(&self, caller: &Caller) -> (String, std::time::Duration) {
+        self.0.tokens.issue_ticket(caller)
+    }
+
+    pub fn redeem_ticket(&self, ticket: &str) -> Result<Caller, ServiceError> {
+        self.0
+            .tokens
+            .verify_ticket(ticket)
+            .map_err(|_| ServiceError::Unauthorized("invalid or expired socket ticket".into()))
+    }
+
+    /// The caller a credential stands for, on workflow `id`. A stream token only ever reads.
     pub fn authorize(&self, credentials: Credentials<'_>, id: &WorkflowId) -> Result<Caller, ServiceError> {
         match credentials {
             // One answer for every bad token: it says nothing about whether the workflow exists.
             Credentials::StreamToken(t) => {
-                let tenant = self.0.tokens.verify(t, id).map_err(|_| ServiceError::Unauthorized)?;
+                let tenant = self
+                    .0
+                    .tokens
+                    .verify(t, id)
+                    .map_err(|_| ServiceError::Unauthorized("missing, invalid or expired stream token".into()))?;
                 Ok(Caller {
                     tenant,
                     client: "stream-token".into(),
                     user: None,
+                    scopes: Scopes::of(&[Scope::Read]),
                 })
             }
             Credentials::Caller(c) => Ok(c.clone()),
-            Credentials::None => Err(ServiceError::Unauthorized),
+            Credentials::None => Err(ServiceError::Unauthorized(
+                "a stream token or a credential is required".into(),
+            )),
         }
     }
 
@@ -261,6 +308,7 @@ impl Service {
     /// Starts a workflow. An idempotent retry (same key, same tenant and client) finds the
     /// workflow the first call started instead of starting another.
     pub async fn start(&self, caller: &Caller, req: StartRequest) -> Result<Dispatched, ServiceError> {
+        require(caller, Scope::Start)?;
         let callback = self.resolve_callback(caller, &req.delivery)?;
         let reg = &self.0.registry;
         let def = reg.workflow(&req.workflow, req.version.as_deref()).ok_or_else(|| {
@@ -327,11 +375,12 @@ impl Service {
         id: &WorkflowId,
         req: CommandRequest,
     ) -> Result<Dispatched, ServiceError> {
+        require(caller, Scope::Drive)?;
         let callback = match &req {
             CommandRequest::Resume { delivery, .. } => self.resolve_callback(caller, delivery)?,
             CommandRequest::Execute { .. } => None,
         };
-        let latest = self.current(caller, id).await?;
+        let latest = self.state_of(caller, id).await?;
         let cmd = match req {
             CommandRequest::Resume {
                 request_id,
@@ -383,6 +432,7 @@ impl Service {
 
     /// Terminates a workflow and publishes its end for it (it can no longer publish itself).
     pub async fn terminate(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
+        require(caller, Scope::Drive)?;
         let scoped = caller.scoped(id);
         let keys = self.keys(&scoped);
         self.0
@@ -400,8 +450,14 @@ impl Service {
         Ok(state)
     }
 
-    /// The latest state, from Redis or (before anything was published) from Temporal.
+    /// The latest state, for a caller who may read it.
     pub async fn current(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
+        require(caller, Scope::Read)?;
+        self.state_of(caller, id).await
+    }
+
+    /// The latest state, from Redis or (before anything was published) from Temporal.
+    async fn state_of(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
         let scoped = caller.scoped(id);
         if let Some(st) = self.0.store.latest(&self.keys(&scoped)).await? {
             return Ok(st.state);
@@ -416,14 +472,16 @@ impl Service {
 
     /// Subscribes a live follower to a workflow that exists, from after `since`.
     pub async fn follow(&self, caller: &Caller, id: &WorkflowId, since: Option<u64>) -> Result<Follow, ServiceError> {
+        require(caller, Scope::Read)?;
         let keys = self.keys(&caller.scoped(id));
         let sub = self.0.hub.subscribe(&keys.channel).await?;
-        self.current(caller, id).await?;
+        self.state_of(caller, id).await?;
         Ok(Follow::new(sub, keys, since))
     }
 
     /// The last webhook attempt of a workflow (for operators).
     pub async fn deliveries(&self, caller: &Caller, id: &WorkflowId) -> Result<BTreeMap<String, String>, ServiceError> {
+        require(caller, Scope::Read)?;
         let keys = self.keys(&caller.scoped(id));
         self.0
             .store

@@ -90,6 +90,25 @@ pub struct Opts {
     pub client_callbacks: std::collections::BTreeMap<String, String>,
 }
 
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
+pub const ALL_SCOPES: &str = "workflows:start workflows:drive workflows:read definitions:write";
+
+/// An HS256 JWT the test applications accept.
+pub fn jwt(tenant: &str, client: &str, scopes: &str, expires_in: i64) -> String {
+    let exp = chrono::Utc::now().timestamp() + expires_in;
+    let claims = json!({"tenant": tenant, "client": client, "sub": "tester", "scope": scopes, "exp": exp});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
 pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5";
 pub const ALICE_SECRET: &str = "whsec_YWxpY2Utc2VjcmV0LWFsaWNlLXNlY3JldC0wMDA=";
 
@@ -108,6 +127,8 @@ impl Default for Opts {
 
 pub struct TestApp {
     pub base: String,
+    /// The application's key store (for `drift keys`).
+    pub database_url: String,
     pub http: reqwest::Client,
     pub tenant: String,
     pub task_queue: String,
@@ -135,6 +156,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     let redis_url = o.redis_url.clone().unwrap_or_else(|| inf.redis_url.clone());
     let task_queue = o.task_queue.clone().unwrap_or_else(|| format!("tq-{}", uid()));
     let root = env!("CARGO_MANIFEST_DIR");
+    let database_url = format!("sqlite://{}", inf.dir.join(format!("keys-{}.db", uid())).display());
     let mut args: Vec<String> = [
         "drift",
         "serve",
@@ -158,6 +180,8 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
         &format!("--client-secret=alice={ALICE_SECRET}"),
         "--webhook-schedule=200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s",
         "--webhook-timeout-ms=5000",
+        &format!("--jwt-secret={JWT_SECRET}"),
+        &format!("--database-url={database_url}"),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -198,6 +222,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     let addr = rx.await.expect("application thread").expect("application builds");
     TestApp {
         base: format!("http://{addr}"),
+        database_url,
         http: reqwest::Client::new(),
         tenant: format!("tenant{}", uid()),
         task_queue,
@@ -215,10 +240,17 @@ pub struct Resp {
 }
 
 impl TestApp {
+    /// A JWT for this app's tenant with every workflow scope, as client `client`.
+    pub fn token(&self, client: &str) -> String {
+        jwt(&self.tenant, client, ALL_SCOPES, 600)
+    }
+
+    /// Calls the API as this app's tenant (client `tests`), with the compatibility headers too.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>, headers: &[(&str, &str)]) -> Resp {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
+            .header("authorization", bearer(&self.token("tests")))
             .header("X_TENANT_ID", &self.tenant)
             .header("X_CLIENT_ID", "tests");
         for (k, v) in headers {
@@ -439,8 +471,26 @@ pub struct Ws {
 
 impl Ws {
     pub async fn connect(url: &str) -> Ws {
-        let (inner, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
-        Ws { inner }
+        Self::connect_with(url, &[]).await.expect("ws connect")
+    }
+
+    /// Connects with extra handshake headers; the HTTP status when the upgrade is refused.
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, StatusCode> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((inner, _)) => Ok(Ws { inner }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                Err(StatusCode::from_u16(r.status().as_u16()).unwrap())
+            }
+            Err(e) => panic!("ws connect: {e}"),
+        }
     }
 
     pub async fn send(&mut self, v: Value) {

@@ -88,7 +88,7 @@ async fn a_reconnect_beyond_the_history_log_is_told_so_and_gets_the_latest_state
     assert_eq!(latest, 56);
     let mut sse = SseClient::connect(
         &app.events_url(&id, "?lastEventId=1"),
-        &[("X_TENANT_ID", &app.tenant), ("X_CLIENT_ID", "t")],
+        &[("authorization", &bearer(&app.token("t")))],
     )
     .await
     .unwrap();
@@ -104,7 +104,10 @@ async fn a_reconnect_beyond_the_history_log_is_told_so_and_gets_the_latest_state
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_client_starts_and_completes_a_flow_over_one_socket() {
     let app = spawn_app().await;
-    let mut ws = Ws::connect(&app.ws_url(&format!("?tenant={}&client=browser", app.tenant))).await;
+    let auth = bearer(&app.token("browser"));
+    let mut ws = Ws::connect_with(&app.ws_url(""), &[("authorization", &auth)])
+        .await
+        .unwrap();
     ws.send(json!({"type": "start", "requestId": "r1", "workflow": "bank_account", "params": {}}))
         .await;
     // The first state may overtake the ack (the worker can publish before the start RPC returns).

@@ -1,5 +1,6 @@
 //! Integration tests against a real Temporal dev server and a real redis-server.
 
+mod auth;
 mod helpers;
 mod live;
 mod webhooks;
@@ -145,24 +146,29 @@ async fn loops_continue_as_new_and_keep_their_context() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_or_unauthenticated_calls_return_400_and_start_nothing() {
+async fn malformed_or_unauthenticated_calls_return_4xx_and_start_nothing() {
     let app = spawn_app().await;
-    let r = app
-        .http
-        .post(format!("{}/v3/workflow/start", app.base))
-        .json(&json!({"workflow": "refund"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["code"], "bad_request");
-    assert!(body["message"].as_str().unwrap().contains("X_TENANT_ID"));
     let r = app
         .http
         .post(format!("{}/v3/workflow/start", app.base))
         .header("X_TENANT_ID", &app.tenant)
         .header("X_CLIENT_ID", "t")
+        .json(&json!({"workflow": "refund"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "tenant headers alone are no credential"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "unauthorized");
+    assert!(body["message"].as_str().unwrap().contains("Bearer"));
+    let r = app
+        .http
+        .post(format!("{}/v3/workflow/start", app.base))
+        .header("authorization", bearer(&app.token("t")))
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -216,8 +222,7 @@ async fn unknown_definition_unknown_workflow_and_other_tenants_workflow_are_404(
         let mut req = app
             .http
             .request(m, format!("{}{path}", app.base))
-            .header("X_TENANT_ID", "intruder")
-            .header("X_CLIENT_ID", "x");
+            .header("authorization", bearer(&jwt("intruder", "x", ALL_SCOPES, 600)));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -361,8 +366,7 @@ async fn two_hundred_concurrent_starts_get_their_own_screens_on_the_same_redis_c
         tasks.push(tokio::spawn(async move {
             let r = http
                 .post(format!("{base}/v3/workflow/start"))
-                .header("X_TENANT_ID", tenant)
-                .header("X_CLIENT_ID", "load")
+                .header("authorization", bearer(&jwt(&tenant, "load", ALL_SCOPES, 600)))
                 .json(&json!({"workflow": "quick_screen", "params": {"n": n}, "requestId": format!("req-{n}")}))
                 .send()
                 .await

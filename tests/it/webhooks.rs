@@ -168,8 +168,7 @@ async fn per_client_secret_signs_and_async_resume_answers_202() {
     let r = app
         .http
         .post(format!("{}/v3/workflow/start", app.base))
-        .header("X_TENANT_ID", &app.tenant)
-        .header("X_CLIENT_ID", "alice")
+        .header("authorization", bearer(&app.token("alice")))
         .json(&json!({"workflow": "quick_screen", "params": {"n": 5}, "callbackUrl": url}))
         .send()
         .await
@@ -183,8 +182,7 @@ async fn per_client_secret_signs_and_async_resume_answers_202() {
     let r = app
         .http
         .put(format!("{}/v3/workflow/resume/{id}", app.base))
-        .header("X_TENANT_ID", &app.tenant)
-        .header("X_CLIENT_ID", "alice")
+        .header("authorization", bearer(&app.token("alice")))
         .json(&json!({"viewResponse": {"selectedOptions": {"ok": "ok"}}, "mode": "async", "callbackUrl": url}))
         .send()
         .await

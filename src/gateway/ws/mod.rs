@@ -6,11 +6,12 @@ mod protocol;
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{bearer, legacy};
 use crate::domain::{Caller, WorkflowId};
 use crate::service::{CommandBody, Credentials, Follow, Out, Outcome};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
@@ -30,22 +31,24 @@ const MAX_SUBSCRIPTIONS: usize = 200;
 
 #[derive(Deserialize)]
 pub struct WsQuery {
-    tenant: Option<String>,
-    client: Option<String>,
+    ticket: Option<String>,
 }
 
-/// Tenant credentials come from the headers or `?tenant=&client=` (browsers cannot set headers
-/// on a WebSocket); without them only token subscriptions are allowed.
+/// The socket acts as the caller of a bearer credential, or of a one-minute `?ticket=` from
+/// `POST /v3/auth/ticket` (browsers cannot set headers on a WebSocket). Without either, it may
+/// only subscribe with stream tokens.
 pub async fn upgrade(
     State(s): State<AppState>,
-    caller: Option<Caller>,
+    headers: HeaderMap,
     Query(q): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let caller = match (caller, q.tenant, q.client) {
-        (Some(c), _, _) => Some(c),
-        (None, Some(t), Some(c)) => Some(Caller::new(&t, &c, None)?),
-        _ => None,
+    let caller = match (q.ticket.as_deref(), bearer(&headers)) {
+        (Some(ticket), _) => Some(s.service.redeem_ticket(ticket)?),
+        (None, Some(credential)) => Some(s.service.authenticate(Some(credential), legacy(&headers)).await?),
+        // Without authentication (`--auth none`) the tenant headers name the caller.
+        (None, None) if s.service.auth_disabled() => s.service.authenticate(None, legacy(&headers)).await.ok(),
+        (None, None) => None,
     };
     Ok(upgrade
         .max_message_size(s.cfg.max_body_bytes)

@@ -1,0 +1,73 @@
+//! Admin subcommands that work on the database directly: `drift keys create|list|revoke`.
+
+use crate::config::{KeysArgs, KeysCmd};
+use crate::db::{Db, KeyRecord};
+use crate::domain::{Caller, Scopes};
+use anyhow::Context;
+
+/// Creates an API key in `db` and returns it (the only time it is seen).
+pub async fn create_key(
+    db: &Db,
+    tenant: &str,
+    client: &str,
+    user: Option<&str>,
+    scopes: &str,
+    description: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let scopes = Scopes::parse(scopes)?;
+    let caller = Caller::new(tenant, client, user, scopes)?;
+    let new = crate::service::new_key();
+    let rec = KeyRecord {
+        id: new.id.clone(),
+        tenant: caller.tenant.to_string(),
+        client: caller.client,
+        user: caller.user,
+        scopes: scopes.to_string(),
+        description: description.map(str::to_string),
+        created_at: chrono::Utc::now().to_rfc3339(),
+        revoked_at: None,
+    };
+    db.insert_key(&rec, &new.hash).await?;
+    Ok((new.id, new.key))
+}
+
+pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
+    let url = a.database_url();
+    if url.starts_with("sqlite://") {
+        std::fs::create_dir_all(&a.data_dir).ok();
+    }
+    let db = Db::connect(&url).await.context("opening the key store")?;
+    match a.action {
+        KeysCmd::Create {
+            tenant,
+            client,
+            user,
+            scopes,
+            description,
+        } => {
+            let (id, key) = create_key(&db, &tenant, &client, user.as_deref(), &scopes, description.as_deref()).await?;
+            eprintln!("created {id} for tenant {tenant:?}, client {client:?}; the key is shown only now:");
+            println!("{key}");
+        }
+        KeysCmd::List => {
+            println!(
+                "{:<14} {:<16} {:<16} {:<10} {:<26} scopes",
+                "id", "tenant", "client", "state", "created"
+            );
+            for k in db.list_keys().await? {
+                let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!(
+                    "{:<14} {:<16} {:<16} {:<10} {:<26} {}",
+                    k.id, k.tenant, k.client, state, k.created_at, k.scopes
+                );
+            }
+        }
+        KeysCmd::Revoke { id } => {
+            if !db.revoke_key(&id, &chrono::Utc::now().to_rfc3339()).await? {
+                anyhow::bail!("no active key {id:?} (see `drift keys list`)");
+            }
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
+}

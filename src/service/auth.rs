@@ -1,0 +1,289 @@
+//! Authentication, once for every transport: who a bearer credential names (an API key from
+//! the key store, or a JWT), what it allows, and whether the compatibility headers agree.
+
+use super::ServiceError;
+use crate::db::{Db, KeyRecord};
+use crate::domain::{Caller, Scopes};
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// API keys start with this, so a credential's kind is plain from its text.
+const KEY_PREFIX: &str = "drift_";
+
+/// The original API's headers. Still accepted, but they must agree with the credential.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Legacy<'a> {
+    pub tenant: Option<&'a str>,
+    pub client: Option<&'a str>,
+    pub user: Option<&'a str>,
+}
+
+/// How callers prove who they are.
+pub enum Mode {
+    /// Every call needs a credential: an API key from `keys`, or a JWT `jwt` accepts.
+    Required { keys: Option<Db>, jwt: Option<JwtVerifier> },
+    /// No authentication (`--auth none`): the tenant headers are taken as sent, with every
+    /// scope. For trusted networks and local experiments only.
+    None,
+}
+
+pub struct Authenticator {
+    mode: Mode,
+}
+
+/// A new API key: the key (shown once), its public id and the hash that is stored.
+pub struct NewKey {
+    pub id: String,
+    pub key: String,
+    pub hash: String,
+}
+
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// 256 random bits, url-safe; the id is what lists and revocations name.
+pub fn new_key() -> NewKey {
+    use base64::Engine;
+    let id: String = (0..4).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    let secret: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    let key = format!(
+        "{KEY_PREFIX}{id}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    NewKey {
+        hash: hash_key(&key),
+        id: format!("key_{id}"),
+        key,
+    }
+}
+
+fn unauthorized(why: &str) -> ServiceError {
+    ServiceError::Unauthorized(why.to_string())
+}
+
+impl Authenticator {
+    pub fn new(mode: Mode) -> Self {
+        Self { mode }
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        matches!(self.mode, Mode::None)
+    }
+
+    /// The caller a bearer credential names, with the compatibility headers checked against it.
+    pub async fn authenticate(&self, bearer: Option<&str>, legacy: Legacy<'_>) -> Result<Caller, ServiceError> {
+        let (keys, jwt) = match &self.mode {
+            Mode::None => return headers_only(legacy),
+            Mode::Required { keys, jwt } => (keys, jwt),
+        };
+        let credential =
+            bearer.ok_or_else(|| unauthorized("an Authorization: Bearer credential (API key or JWT) is required"))?;
+        let mut caller = if credential.starts_with(KEY_PREFIX) {
+            let keys = keys
+                .as_ref()
+                .ok_or_else(|| unauthorized("API keys are not accepted here"))?;
+            let rec = keys
+                .key_by_hash(&hash_key(credential))
+                .await
+                .map_err(|e| ServiceError::Unavailable {
+                    dependency: "the key store",
+                    cause: e.to_string(),
+                })?
+                .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+            caller_of_key(&rec)?
+        } else if credential.matches('.').count() == 2 {
+            let jwt = jwt.as_ref().ok_or_else(|| unauthorized("JWTs are not accepted here"))?;
+            jwt.verify(credential)?
+        } else if super::is_token(credential) {
+            return Err(ServiceError::Forbidden(
+                "a stream token only reads its own workflow; use an API key or a JWT for this".into(),
+            ));
+        } else {
+            return Err(unauthorized("the credential is neither an API key nor a JWT"));
+        };
+        if legacy.tenant.is_some_and(|t| t != caller.tenant.as_str()) {
+            return Err(ServiceError::Forbidden(
+                "X_TENANT_ID does not match the credential's tenant".into(),
+            ));
+        }
+        if legacy.client.is_some_and(|c| c != caller.client) {
+            return Err(ServiceError::Forbidden(
+                "X_CLIENT_ID does not match the credential's client".into(),
+            ));
+        }
+        if let Some(user) = legacy.user {
+            caller = Caller::new(caller.tenant.as_str(), &caller.client, Some(user), caller.scopes)?;
+        }
+        Ok(caller)
+    }
+}
+
+fn headers_only(legacy: Legacy<'_>) -> Result<Caller, ServiceError> {
+    let tenant = legacy
+        .tenant
+        .ok_or_else(|| ServiceError::Invalid("missing header X_TENANT_ID".into()))?;
+    let client = legacy
+        .client
+        .ok_or_else(|| ServiceError::Invalid("missing header X_CLIENT_ID".into()))?;
+    Ok(Caller::new(tenant, client, legacy.user, Scopes::all())?)
+}
+
+fn caller_of_key(rec: &KeyRecord) -> Result<Caller, ServiceError> {
+    let scopes = Scopes::parse(&rec.scopes).map_err(|e| ServiceError::Internal(format!("key {}: {e}", rec.id)))?;
+    Caller::new(&rec.tenant, &rec.client, rec.user.as_deref(), scopes)
+        .map_err(|e| ServiceError::Internal(format!("key {}: {e}", rec.id)))
+}
+
+/// What a Drift JWT carries.
+#[derive(Deserialize)]
+struct Claims {
+    tenant: String,
+    /// The client; `azp` or `sub` when absent.
+    client: Option<String>,
+    azp: Option<String>,
+    sub: Option<String>,
+    /// The acting user; `sub` when absent.
+    user: Option<String>,
+    /// OAuth style: space-separated.
+    scope: Option<String>,
+    scopes: Option<Vec<String>>,
+}
+
+/// Verifies JWTs: HS256 with a shared secret, RS256/ES256 with keys from a JWKS file. `exp`
+/// is required; issuer and audience are checked when configured.
+pub struct JwtVerifier {
+    hs256: Option<DecodingKey>,
+    jwks: Vec<(Option<String>, Algorithm, DecodingKey)>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl JwtVerifier {
+    pub fn new(
+        secret: Option<&str>,
+        jwks_json: Option<&str>,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Self, String> {
+        let mut jwks = Vec::new();
+        if let Some(json) = jwks_json {
+            let set: JwkSet = serde_json::from_str(json).map_err(|e| format!("not a JWKS document: {e}"))?;
+            for jwk in &set.keys {
+                let alg = match &jwk.algorithm {
+                    AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                    AlgorithmParameters::EllipticCurve(_) => Algorithm::ES256,
+                    _ => continue, // symmetric keys never come from a published key set
+                };
+                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key: {e}"))?;
+                jwks.push((jwk.common.key_id.clone(), alg, key));
+            }
+            if jwks.is_empty() {
+                return Err("the JWKS document has no RSA or EC keys".into());
+            }
+        }
+        Ok(Self {
+            hs256: secret.map(|s| DecodingKey::from_secret(s.as_bytes())),
+            jwks,
+            issuer,
+            audience,
+        })
+    }
+
+    fn verify(&self, token: &str) -> Result<Caller, ServiceError> {
+        let bad = |why: &str| unauthorized(&format!("invalid JWT: {why}"));
+        let header = jsonwebtoken::decode_header(token).map_err(|_| bad("malformed"))?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.hs256.as_ref(),
+            Algorithm::RS256 | Algorithm::ES256 => self
+                .jwks
+                .iter()
+                .find(|(kid, alg, _)| *alg == header.alg && (header.kid.is_none() || *kid == header.kid))
+                .map(|(_, _, k)| k),
+            _ => None,
+        }
+        .ok_or_else(|| bad("no key for its algorithm"))?;
+        let mut v = Validation::new(header.alg);
+        v.set_required_spec_claims(&["exp"]);
+        v.leeway = 30;
+        match &self.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &v)
+            .map_err(|e| bad(&e.to_string()))?
+            .claims;
+        let scopes = match (&claims.scope, &claims.scopes) {
+            (Some(s), _) => Scopes::parse(s),
+            (None, Some(list)) => Scopes::parse(&list.join(" ")),
+            (None, None) => Ok(Scopes::default()),
+        }
+        .map_err(|e| bad(&e.to_string()))?;
+        let client = claims
+            .client
+            .or(claims.azp)
+            .or(claims.sub.clone())
+            .ok_or_else(|| bad("no client claim"))?;
+        let user = claims.user.or(claims.sub);
+        Caller::new(&claims.tenant, &client, user.as_deref(), scopes).map_err(|e| bad(&e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn jwts_are_checked_for_signature_expiry_and_claims() {
+        let v = JwtVerifier::new(Some("s3cret"), None, None, None).unwrap();
+        let sign = |claims: serde_json::Value, secret: &str| {
+            encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
+        };
+        let good =
+            json!({"tenant": "acme", "client": "web", "sub": "ann", "scope": "workflows:read", "exp": now() + 60});
+        let c = v.verify(&sign(good.clone(), "s3cret")).unwrap();
+        assert_eq!(
+            (c.tenant.as_str(), c.client.as_str(), c.user.as_deref()),
+            ("acme", "web", Some("ann"))
+        );
+        assert!(c.may(crate::domain::Scope::Read) && !c.may(crate::domain::Scope::Drive));
+        assert!(v.verify(&sign(good, "other")).is_err(), "wrong signature");
+        let expired = json!({"tenant": "acme", "client": "web", "exp": now() - 3600});
+        assert!(v.verify(&sign(expired, "s3cret")).is_err(), "expired");
+        let no_exp = json!({"tenant": "acme", "client": "web"});
+        assert!(v.verify(&sign(no_exp, "s3cret")).is_err(), "exp is required");
+        let bad_tenant = json!({"tenant": "a/b", "client": "web", "exp": now() + 60});
+        assert!(v.verify(&sign(bad_tenant, "s3cret")).is_err());
+    }
+
+    #[test]
+    fn new_keys_are_random_and_only_their_hash_is_kept() {
+        let (a, b) = (new_key(), new_key());
+        assert_ne!(a.key, b.key);
+        assert!(a.key.starts_with(KEY_PREFIX) && a.key.len() > 50);
+        assert_eq!(a.hash, hash_key(&a.key));
+        assert!(!a.hash.contains(&a.key));
+    }
+}
