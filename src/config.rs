@@ -178,9 +178,33 @@ pub struct GatewayArgs {
     /// Redis pub/sub connections the subscription hub spreads channels over.
     #[arg(long, env = "DRIFT_HUB_SHARDS", default_value_t = 2)]
     pub hub_shards: usize,
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body (and WebSocket message), in bytes.
     #[arg(long, env = "DRIFT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest answer (`viewResponse`) or node `parameters` a command may carry, in bytes of
+    /// JSON; larger ones get 413 and never reach the workflow.
+    #[arg(long, env = "DRIFT_MAX_COMMAND_BYTES", default_value_t = 64 * 1024)]
+    pub max_command_bytes: usize,
+    /// Origins (`https://app.example.com`, comma-separated, or `*`) whose pages may open
+    /// WebSockets and SSE streams and call the API (CORS). Pages served by the gateway itself on
+    /// `localhost` or an IP address are always allowed.
+    #[arg(long, env = "DRIFT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Sync requests that may wait at once on this gateway; more get 503 with Retry-After.
+    #[arg(long, env = "DRIFT_MAX_WAITERS", default_value_t = 10_000)]
+    pub max_waiters: usize,
+    /// Live connections (SSE and WebSocket) this gateway holds; more get 429.
+    #[arg(long, env = "DRIFT_MAX_STREAMS", default_value_t = 20_000)]
+    pub max_streams: usize,
+    /// Live connections one tenant may hold on this gateway.
+    #[arg(long, env = "DRIFT_MAX_STREAMS_PER_TENANT", default_value_t = 5_000)]
+    pub max_streams_per_tenant: usize,
+    /// Requests per second per credential (0: no limit); more get 429 with Retry-After.
+    #[arg(long, env = "DRIFT_RATE_LIMIT", default_value_t = 200)]
+    pub rate_limit: u32,
+    /// Requests a credential may make at once above its rate.
+    #[arg(long, env = "DRIFT_RATE_BURST", default_value_t = 1_000)]
+    pub rate_burst: u32,
     /// Where callbacks may go: `scheme://host[:port]` patterns with `*` (comma-separated). A bare
     /// `*` host never matches loopback or private addresses; name them to allow them.
     #[arg(

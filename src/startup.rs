@@ -219,6 +219,7 @@ impl Application {
                 history_limit: g.history_limit.max(100),
                 allowlist: Allowlist::parse(&g.callback_allow).map_err(|e| anyhow::anyhow!("--callback-allow: {e}"))?,
                 client_callbacks: pairs(&g.client_callbacks, "--client-callback")?,
+                max_command_bytes: g.max_command_bytes,
             },
         });
         let state = AppState {
@@ -228,7 +229,20 @@ impl Application {
                 max_wait: Duration::from_millis(g.max_wait_ms.max(g.default_wait_ms)),
                 max_body_bytes: g.max_body_bytes,
                 demo_key,
+                allowed_origins: g
+                    .allowed_origins
+                    .iter()
+                    .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
             }),
+            limits: std::sync::Arc::new(crate::gateway::Limits::new(crate::gateway::LimitsConfig {
+                max_waiters: g.max_waiters,
+                max_streams: g.max_streams,
+                max_streams_per_tenant: g.max_streams_per_tenant,
+                rate_per_sec: g.rate_limit,
+                rate_burst: g.rate_burst,
+            })),
             metrics: crate::telemetry::metrics(),
             shutdown: shutdown.clone(),
         };

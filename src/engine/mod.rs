@@ -556,7 +556,9 @@ pub fn validate_answer(view: &View, answer: &Value) -> Result<(), Vec<FieldError
     let mut errors = Vec::new();
     for id in selected.keys() {
         if !view.input_options.iter().any(|w| &w.id == id && w.is_input()) {
-            errors.push(err(id, format!("no input widget {id:?} on this screen")));
+            // An unknown id comes from the caller: never echo more of it than a widget id needs.
+            let shown: String = id.chars().take(64).collect();
+            errors.push(err(&shown, format!("no input widget {shown:?} on this screen")));
         }
     }
     for w in &view.input_options {
@@ -583,7 +585,11 @@ pub fn validate_answer(view: &View, answer: &Value) -> Result<(), Vec<FieldError
         if let Some(allowed) = allowed
             && !allowed.contains(&value)
         {
-            errors.push(err(&w.id, format!("{value} is not one of the allowed values")));
+            let mut shown = value.to_string();
+            if shown.len() > 100 {
+                shown = format!("{}…", shown.chars().take(100).collect::<String>());
+            }
+            errors.push(err(&w.id, format!("{shown} is not one of the allowed values")));
         }
     }
     if errors.is_empty() { Ok(()) } else { Err(errors) }

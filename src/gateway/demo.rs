@@ -28,8 +28,15 @@ pub async fn style() -> impl IntoResponse {
 
 /// The page's settings: in `drift dev`, the dev API key (printed in its banner anyway); else
 /// nothing, and the page asks for a key.
-pub async fn config(State(s): State<AppState>) -> impl IntoResponse {
-    let cfg = serde_json::json!({"apiKey": s.cfg.demo_key});
+pub async fn config(State(s): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    // Only to a page reached by address or as localhost, never through another name (DNS
+    // rebinding would otherwise hand the key to any site).
+    let local = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(super::extract::is_local_host);
+    let key = s.cfg.demo_key.as_ref().filter(|_| local);
+    let cfg = serde_json::json!({"apiKey": key});
     (
         [
             (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),

@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// Seconds, for `Retry-After` (limits).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -23,7 +25,12 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
         }
+    }
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
@@ -52,7 +59,11 @@ impl IntoResponse for ApiError {
         if let Some(d) = self.details {
             body["details"] = d;
         }
-        (self.status, axum::Json(body)).into_response()
+        let mut r = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        r
     }
 }
 
@@ -88,8 +99,9 @@ impl From<ServiceError> for ApiError {
             S::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
             S::Rejected(r) => r.into(),
             S::CallbackNotAllowed(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "callback_not_allowed", m),
+            S::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             S::AlreadyExists => Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
-            S::Unavailable { dependency, cause } => Self::unavailable(dependency, &cause),
+            S::Unavailable { dependency, cause } => Self::unavailable(dependency, &cause).retry_after(2),
             S::Internal(m) => Self::internal(&m),
         }
     }

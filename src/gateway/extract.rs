@@ -32,7 +32,54 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         let h = &parts.headers;
-        Ok(s.service.authenticate(bearer(h), legacy(h)).await?)
+        let caller = s.service.authenticate(bearer(h), legacy(h)).await?;
+        s.limits.rate(&caller)?;
+        Ok(caller)
+    }
+}
+
+/// Whether a `Host` names this machine by address or as `localhost` — which a DNS-rebinding
+/// page cannot make its browser send.
+pub fn is_local_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Refuses browser pages from origins not allowed to use the API: a page a user visits must
+/// not open sockets or streams to the gateway with the user's credentials or network position.
+/// Requests without `Origin` (not from a browser page) pass.
+pub struct AllowedOrigin;
+
+impl FromRequestParts<AppState> for AllowedOrigin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let Some(origin) = parts.headers.get(axum::http::header::ORIGIN) else {
+            return Ok(Self);
+        };
+        let origin = origin
+            .to_str()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        let allowed = &s.cfg.allowed_origins;
+        let listed = allowed.iter().any(|o| o == "*" || *o == origin);
+        // A page the gateway served itself, reached by address or as localhost.
+        let own = header(&parts.headers, "host").is_some_and(|host| {
+            is_local_host(host) && origin.split_once("://").map(|(_, a)| a) == Some(&host.to_ascii_lowercase())
+        });
+        if listed || own {
+            return Ok(Self);
+        }
+        Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "pages from this origin may not use this API (see --allowed-origins)",
+        ))
     }
 }
 

@@ -20,15 +20,18 @@ use tokio::time::Instant;
 
 /// When the call arrived and how long its caller will wait for the answer: `Prefer: wait=N`
 /// (seconds), capped by configuration.
+/// Holds one of the gateway's waiter places, taken before anything is dispatched.
 pub struct Wait {
     t0: Instant,
     deadline: Instant,
+    _place: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl FromRequestParts<AppState> for Wait {
-    type Rejection = std::convert::Infallible;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, Self::Rejection> {
+        let place = s.limits.waiter()?;
         let max = s.cfg.max_wait;
         let limit = parts
             .headers
@@ -47,6 +50,7 @@ impl FromRequestParts<AppState> for Wait {
         Ok(Self {
             t0,
             deadline: t0 + limit,
+            _place: place,
         })
     }
 }

@@ -6,6 +6,7 @@ mod demo;
 mod error;
 mod extract;
 mod http;
+mod limits;
 mod sse;
 mod ws;
 
@@ -15,6 +16,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
+pub use limits::{Limits, LimitsConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +32,8 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// The API key the demo page uses, served to it in `drift dev` only.
     pub demo_key: Option<String>,
+    /// Other origins whose pages may use the API (lower case, no trailing slash; `*`: any).
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -37,6 +41,7 @@ pub struct AppState {
     pub service: Service,
     pub cfg: Arc<GatewayConfig>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub limits: Arc<Limits>,
     /// Cancelled on shutdown: every stream and socket closes.
     pub shutdown: CancellationToken,
 }
@@ -44,6 +49,7 @@ pub struct AppState {
 /// The router, separate from serving so tests can drive it.
 pub fn app(state: AppState) -> Router {
     let max_body = state.cfg.max_body_bytes;
+    let cors = cors(&state.cfg.allowed_origins);
     Router::new()
         .route("/v3/workflow/start", post(http::start))
         .route("/v3/workflow/resume/{id}", put(http::command::<ResumeBody>))
@@ -66,8 +72,44 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(cors)
+        .layer(
+            // Spans name the path only: query strings carry stream tokens and socket tickets.
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|r: &axum::http::Request<_>| {
+                tracing::info_span!("request", method = %r.method(), path = %r.uri().path())
+            }),
+        )
         .with_state(state)
+}
+
+/// CORS for browser pages on the configured origins (none: same-origin pages only).
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.parse().ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("prefer"),
+            HeaderName::from_static("last-event-id"),
+            HeaderName::from_static("x_tenant_id"),
+            HeaderName::from_static("x_client_id"),
+            HeaderName::from_static("x_username_id"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("drift-stream-token"),
+            header::LOCATION,
+            header::RETRY_AFTER,
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {

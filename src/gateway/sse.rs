@@ -3,7 +3,7 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{WorkflowPath, bearer, legacy};
+use super::extract::{AllowedOrigin, WorkflowPath, bearer, legacy};
 use crate::service::{Credentials, Out, is_token};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -41,6 +41,7 @@ fn event(o: Out) -> Event {
 
 pub async fn events(
     State(s): State<AppState>,
+    _: AllowedOrigin,
     headers: HeaderMap,
     WorkflowPath(id): WorkflowPath,
     Query(q): Query<EventsQuery>,
@@ -55,6 +56,7 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .or(q.last_event_id);
+    let slot = s.limits.stream(Some(caller.tenant.as_str()))?;
     let follow = s.service.follow(&caller, &id, since).await?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(QUEUE);
     metrics::gauge!("drift_sse_connections").increment(1.0);
@@ -68,6 +70,7 @@ pub async fn events(
         };
         s.service.forward(follow, s.shutdown.clone(), deliver, |_, _| {}).await;
         metrics::gauge!("drift_sse_connections").decrement(1.0);
+        drop(slot);
     });
     Ok(Sse::new(ReceiverStream::new(rx))
         .keep_alive(KeepAlive::new().interval(KEEPALIVE))

@@ -48,6 +48,9 @@ pub enum ServiceError {
     CallbackNotAllowed(String),
     #[error("a workflow with this id already exists")]
     AlreadyExists,
+    /// A command's payload over the configured cap.
+    #[error("{0}")]
+    TooLarge(String),
     /// Temporal or Redis could not be reached; nothing was changed.
     #[error("{dependency} is unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
@@ -103,6 +106,26 @@ pub struct ServiceConfig {
     pub allowlist: Allowlist,
     /// Default callback per client, for `mode: "async"` without a callbackUrl.
     pub client_callbacks: BTreeMap<String, String>,
+    /// Largest answer or node parameters a command may carry (its JSON), so nothing oversized
+    /// reaches a workflow's history.
+    pub max_command_bytes: usize,
+}
+
+/// The size of a value's JSON, counted without building it.
+fn json_len(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// A command or start on its way: subscribed (unless async) and dispatched.
@@ -376,6 +399,16 @@ impl Service {
         req: CommandRequest,
     ) -> Result<Dispatched, ServiceError> {
         require(caller, Scope::Drive)?;
+        let payload = match &req {
+            CommandRequest::Resume { view_response, .. } => json_len(view_response),
+            CommandRequest::Execute { parameters, .. } => parameters.as_ref().map_or(0, json_len),
+        };
+        if payload > self.0.cfg.max_command_bytes {
+            return Err(ServiceError::TooLarge(format!(
+                "the command's payload is {payload} bytes; at most {} are accepted",
+                self.0.cfg.max_command_bytes
+            )));
+        }
         let callback = match &req {
             CommandRequest::Resume { delivery, .. } => self.resolve_callback(caller, delivery)?,
             CommandRequest::Execute { .. } => None,
@@ -389,6 +422,12 @@ impl Service {
                 ..
             } => {
                 Rejection::check_resume(latest.workflow_status, latest.seq, seq)?;
+                // Checked here too, so an answer that cannot fit never enters the workflow's
+                // history; the workflow checks again for answers that raced a change.
+                if let Some(view) = &latest.view {
+                    crate::engine::validate_answer(view, &view_response)
+                        .map_err(|details| Rejection::InvalidAnswer { details })?;
+                }
                 Command::Resume {
                     request_id,
                     seq: Some(seq.unwrap_or(latest.seq)),

@@ -88,6 +88,8 @@ pub struct Opts {
     pub task_queue: Option<String>,
     pub default_wait: Duration,
     pub client_callbacks: std::collections::BTreeMap<String, String>,
+    /// More `drift serve` flags, e.g. limits.
+    pub extra_args: Vec<String>,
 }
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
@@ -121,6 +123,7 @@ impl Default for Opts {
             task_queue: None,
             default_wait: Duration::from_secs(20),
             client_callbacks: Default::default(),
+            extra_args: vec![],
         }
     }
 }
@@ -192,6 +195,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     for (client, url) in &o.client_callbacks {
         args.push(format!("--client-callback={client}={url}"));
     }
+    args.extend(o.extra_args.iter().cloned());
     let Cmd::Serve(serve) = Cli::try_parse_from(args).expect("test flags parse").cmd else {
         unreachable!("parsed a serve command")
     };

@@ -2,6 +2,7 @@
 
 mod auth;
 mod helpers;
+mod limits;
 mod live;
 mod webhooks;
 

@@ -6,7 +6,7 @@ mod protocol;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{bearer, legacy};
+use super::extract::{AllowedOrigin, bearer, legacy};
 use crate::domain::{Caller, WorkflowId};
 use crate::service::{CommandBody, Credentials, Follow, Out, Outcome};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -39,6 +39,7 @@ pub struct WsQuery {
 /// only subscribe with stream tokens.
 pub async fn upgrade(
     State(s): State<AppState>,
+    _: AllowedOrigin,
     headers: HeaderMap,
     Query(q): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
@@ -50,9 +51,17 @@ pub async fn upgrade(
         (None, None) if s.service.auth_disabled() => s.service.authenticate(None, legacy(&headers)).await.ok(),
         (None, None) => None,
     };
+    if let Some(c) = &caller {
+        s.limits.rate(c)?;
+    }
+    let slot = s.limits.stream(caller.as_ref().map(|c| c.tenant.as_str()))?;
     Ok(upgrade
         .max_message_size(s.cfg.max_body_bytes)
-        .on_upgrade(move |socket| session(s, caller, socket)))
+        .max_frame_size(s.cfg.max_body_bytes)
+        .on_upgrade(move |socket| async move {
+            session(s, caller, socket).await;
+            drop(slot);
+        }))
 }
 
 struct Session {
