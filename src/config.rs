@@ -151,6 +151,14 @@ pub struct Common {
     /// Local data folder (`dev` keeps Temporal's SQLite file, Redis data and its database here).
     #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
     pub data_dir: PathBuf,
+    /// Internal networks outbound requests (webhooks, HTTP nodes) may reach anyway:
+    /// `loopback`, `private` or CIDRs (comma-separated). Everything internal is refused
+    /// otherwise; `dev` allows loopback.
+    #[arg(long, env = "DRIFT_EGRESS_ALLOW", value_delimiter = ',')]
+    pub egress_allow: Vec<String>,
+    /// Largest response body an HTTP node may read, in bytes; larger answers fail the node.
+    #[arg(long, env = "DRIFT_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_response_bytes: usize,
     /// The database holding API keys: `sqlite://FILE` or `postgres://…` (several gateways
     /// share one). `dev` defaults to a SQLite file in the data folder.
     #[arg(long, env = "DRIFT_DATABASE_URL", hide_env_values = true)]

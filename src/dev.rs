@@ -172,6 +172,10 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
             a.gateway.callback_allow.push(local.to_string());
         }
     }
+    // The examples' stand-ins and the demo receiver are on this machine.
+    if !a.common.egress_allow.iter().any(|e| e == "loopback") {
+        a.common.egress_allow.push("loopback".into());
+    }
     if a.common.webhook_secret.is_none() {
         a.common.webhook_secret = Some(dev_webhook_secret(&data)?);
     }

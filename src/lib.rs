@@ -10,6 +10,7 @@ mod bus;
 mod db;
 mod domain;
 mod dsl;
+mod egress;
 mod engine;
 mod expr;
 mod gateway;

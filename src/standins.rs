@@ -23,7 +23,23 @@ pub fn router() -> Router {
         .route("/stand-ins/bank/verify", post(verify))
         .route("/stand-ins/reports", post(report))
         .route("/stand-ins/slow/{ms}", get(slow))
+        .route("/stand-ins/bytes/{n}", get(bytes))
+        .route("/stand-ins/redirect", get(redirect))
         .with_state(Arc::new(Counters::default()))
+}
+
+/// `n` bytes of JSON (at most 16 MiB), for response size limits.
+async fn bytes(Path(n): Path<usize>) -> impl IntoResponse {
+    let n = n.clamp(2, 16 << 20);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        format!("\"{}\"", "x".repeat(n - 2)),
+    )
+}
+
+/// A redirect to an order, for redirect policies.
+async fn redirect() -> impl IntoResponse {
+    axum::response::Redirect::to("/stand-ins/orders/o-redirected")
 }
 
 /// Orders: `missing…` → 404, `broken…` → 500, `big…` → an amount above the auto-refund limit.

@@ -118,6 +118,8 @@ fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
         redis_url: redis_url.to_string(),
         retention: retention(c),
         delivery,
+        egress: crate::egress::Egress::parse(&c.egress_allow).map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
+        max_response_bytes: c.max_response_bytes,
     })
 }
 

@@ -109,6 +109,9 @@ pub struct HttpNode {
     /// Script over `response` (`{status, headers, body}`) whose value becomes the node output.
     #[serde(default)]
     pub transformer: Option<String>,
+    /// Follow redirects (at most 5, each checked like the first request). Off by default.
+    #[serde(default)]
+    pub follow_redirects: bool,
 }
 
 fn default_method() -> String {

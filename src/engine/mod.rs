@@ -27,6 +27,8 @@ pub struct HttpRequest {
     pub headers: BTreeMap<String, String>,
     pub body: Option<Value>,
     pub timeout_ms: u64,
+    #[serde(default)]
+    pub follow_redirects: bool,
 }
 
 /// What the activity saw.
@@ -493,7 +495,7 @@ fn obj(v: &mut Value) -> &mut Map<String, Value> {
 }
 
 fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, String> {
-    let mut url = url::Url::parse(&script::render(&h.url, vars)?).map_err(|e| format!("url: {e}"))?;
+    let mut url = url::Url::parse(&script::render_url(&h.url, vars)?).map_err(|e| format!("url: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("url: scheme {:?} is not http or https", url.scheme()));
     }
@@ -515,6 +517,7 @@ fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, Strin
         headers,
         body,
         timeout_ms: h.timeout_ms,
+        follow_redirects: h.follow_redirects,
     })
 }
 

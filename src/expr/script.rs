@@ -132,6 +132,59 @@ pub fn render(src: &str, vars: &Vars) -> Result<String, String> {
     Ok(out)
 }
 
+/// What a value inserted into a URL's path must not carry raw: anything that would end its
+/// segment, start a query or fragment, or escape (`/`, `\\`, `?`, `#`, `%`).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'/')
+    .add(b'\\')
+    .add(b'%');
+
+/// Renders a URL template. A value that lands in the path (after the scheme and host) is one
+/// path segment, percent-encoded, so `../../admin` stays a segment and cannot walk the path;
+/// `.` and `..` are refused. A value at the very start (a base URL such as `apiBase`) is taken
+/// as it is.
+pub fn render_url(src: &str, vars: &Vars) -> Result<String, String> {
+    let mut out = String::new();
+    for (is_expr, text) in parts(src)? {
+        if !is_expr {
+            out.push_str(text);
+            continue;
+        }
+        let value = match eval(text, vars)? {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            v => v.to_string(),
+        };
+        let in_path = out
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.contains('/') && !rest.contains('?') && !rest.contains('#'));
+        let in_query = out.contains('?');
+        if in_path {
+            if value == "." || value == ".." {
+                return Err(format!("url: {text:?} gave {value:?}, which may not be a path segment"));
+            }
+            out.extend(percent_encoding::utf8_percent_encode(&value, PATH_SEGMENT));
+        } else if in_query {
+            out.extend(percent_encoding::utf8_percent_encode(
+                &value,
+                percent_encoding::NON_ALPHANUMERIC,
+            ));
+        } else {
+            out.push_str(&value);
+        }
+    }
+    Ok(out)
+}
+
 /// Renders every string inside a JSON value. A string that is exactly one `{{ expr }}` becomes
 /// the expression's value with its own JSON type.
 pub fn render_value(v: &Value, vars: &Vars) -> Result<Value, String> {
@@ -158,6 +211,25 @@ pub fn render_value(v: &Value, vars: &Vars) -> Result<Value, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn url_values_in_the_path_stay_one_segment() {
+        let ctx = json!({"base": "http://api.local/v1", "id": "../../v3/workflow/x", "q": "a&b=c", "dot": ".."});
+        let input = json!({});
+        let vars = Vars {
+            ctx: &ctx,
+            input: &input,
+            extra: &[],
+        };
+        let url = render_url("{{ ctx.base }}/orders/{{ ctx.id }}?x={{ ctx.q }}", &vars).unwrap();
+        assert_eq!(
+            url,
+            "http://api.local/v1/orders/..%2F..%2Fv3%2Fworkflow%2Fx?x=a%26b%3Dc"
+        );
+        let parsed = url::Url::parse(&url).unwrap();
+        assert_eq!(parsed.path(), "/v1/orders/..%2F..%2Fv3%2Fworkflow%2Fx");
+        assert!(render_url("{{ ctx.base }}/orders/{{ ctx.dot }}", &vars).is_err());
+    }
 
     fn vars<'a>(ctx: &'a Value, input: &'a Value) -> Vars<'a> {
         Vars { ctx, input, extra: &[] }

@@ -253,7 +253,7 @@ impl Service {
 
     /// The callback for a call: an allowed `callbackUrl`, or the client's default for
     /// `mode: "async"`. None means the caller follows the answer itself.
-    fn resolve_callback(&self, caller: &Caller, d: &Delivery) -> Result<Option<Callback>, ServiceError> {
+    async fn resolve_callback(&self, caller: &Caller, d: &Delivery) -> Result<Option<Callback>, ServiceError> {
         let wants_async = match d.mode.as_deref() {
             None => d.callback_url.is_some(),
             Some("async") => true,
@@ -287,11 +287,20 @@ impl Service {
                     ))
                 })?,
         };
-        self.0
+        let checked = self
+            .0
             .cfg
             .allowlist
             .check(&url)
             .map_err(ServiceError::CallbackNotAllowed)?;
+        // A name a bare `*` matched must not lead to an internal address (deliveries check
+        // again, at connection time).
+        if checked.resolve_check {
+            crate::egress::Egress::default()
+                .resolve(&checked.host, checked.port)
+                .await
+                .map_err(|e| ServiceError::CallbackNotAllowed(format!("callbackUrl: {e}")))?;
+        }
         Ok(Some(Callback {
             url,
             client: caller.client.clone(),
@@ -332,7 +341,7 @@ impl Service {
     /// workflow the first call started instead of starting another.
     pub async fn start(&self, caller: &Caller, req: StartRequest) -> Result<Dispatched, ServiceError> {
         require(caller, Scope::Start)?;
-        let callback = self.resolve_callback(caller, &req.delivery)?;
+        let callback = self.resolve_callback(caller, &req.delivery).await?;
         let reg = &self.0.registry;
         let def = reg.workflow(&req.workflow, req.version.as_deref()).ok_or_else(|| {
             ServiceError::NotFound(format!(
@@ -410,7 +419,7 @@ impl Service {
             )));
         }
         let callback = match &req {
-            CommandRequest::Resume { delivery, .. } => self.resolve_callback(caller, delivery)?,
+            CommandRequest::Resume { delivery, .. } => self.resolve_callback(caller, delivery).await?,
             CommandRequest::Execute { .. } => None,
         };
         let latest = self.state_of(caller, id).await?;

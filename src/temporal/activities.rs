@@ -3,6 +3,7 @@
 
 use super::delivery::Delivery;
 use crate::bus::{Publication, Publisher};
+use crate::egress::Egress;
 use crate::engine::{HttpRequest, HttpResponse};
 use crate::webhook::DeliveryConfig;
 use serde::{Deserialize, Serialize};
@@ -16,10 +17,56 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError};
 pub struct DriftActivities {
     pub redis: redis::aio::ConnectionManager,
     pub publisher: Publisher,
-    pub http: reqwest::Client,
-    /// For webhooks: never follows redirects.
-    pub hooks: reqwest::Client,
+    pub outbound: Outbound,
     pub delivery: DeliveryConfig,
+}
+
+/// The HTTP clients for HTTP nodes and webhooks. Every connection goes through the egress
+/// policy's resolver; redirects are followed only when a node asks, each hop checked again.
+pub struct Outbound {
+    egress: Egress,
+    plain: reqwest::Client,
+    redirecting: reqwest::Client,
+    /// Largest response body an HTTP node may read.
+    max_response_bytes: usize,
+}
+
+impl Outbound {
+    pub fn new(egress: Egress, max_response_bytes: usize) -> reqwest::Result<Self> {
+        let checked = egress.clone();
+        let follow = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 5 {
+                attempt.error("more than 5 redirects")
+            } else if let Err(e) = checked.check_url(attempt.url()) {
+                attempt.error(e)
+            } else {
+                attempt.follow()
+            }
+        });
+        let client = |policy| {
+            reqwest::Client::builder()
+                .dns_resolver(egress.resolver())
+                .redirect(policy)
+                .build()
+        };
+        Ok(Self {
+            plain: client(reqwest::redirect::Policy::none())?,
+            redirecting: client(follow)?,
+            egress,
+            max_response_bytes,
+        })
+    }
+}
+
+/// A failure a caller may see: what went wrong, never where (internal URLs) or what the
+/// upstream said (its body); those go to the operator's log.
+fn upstream_failure(retryable: bool, public: String) -> ActivityError {
+    let err = anyhow::anyhow!("{public}").into_boxed_dyn_error();
+    if retryable {
+        ActivityError::from(anyhow::anyhow!("{public}"))
+    } else {
+        ActivityError::application(ApplicationFailure::non_retryable(err))
+    }
 }
 
 /// How one state's delivery ended (retryable failures are activity errors instead).
@@ -112,9 +159,23 @@ impl DriftActivities {
             }
         };
         metrics::counter!("drift_webhook_attempts_total").increment(1);
+        let target = url::Url::parse(&cb.url).map_err(|e| e.to_string()).and_then(|u| {
+            self.outbound.egress.check_url(&u)?;
+            Ok(u)
+        });
+        let target = match target {
+            Ok(u) => u,
+            Err(e) => {
+                let msg = format!("callback refused: {e}");
+                record("failed", Some(&msg), None).await;
+                tracing::warn!(url = %cb.url, "{msg}");
+                return Ok(DeliveryOutcome::GaveUp);
+            }
+        };
         let sent = self
-            .hooks
-            .post(&cb.url)
+            .outbound
+            .plain
+            .post(target)
             .timeout(self.delivery.timeout)
             .header("content-type", "application/json")
             .header("webhook-id", &d.webhook_id)
@@ -157,18 +218,31 @@ impl DriftActivities {
     }
 
     /// One HTTP call. Network errors, 5xx and 429 are retried by Temporal with the node's
-    /// policy; other 4xx fail at once.
+    /// policy; other 4xx, refused addresses and oversized bodies fail at once.
     #[activity(name = "http_call")]
     pub async fn http_call(
         self: Arc<Self>,
         _ctx: ActivityContext,
         req: HttpRequest,
     ) -> Result<HttpResponse, ActivityError> {
+        let out = &self.outbound;
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
-            .map_err(|e| ActivityError::application(ApplicationFailure::non_retryable(e)))?;
-        let mut builder = self
-            .http
-            .request(method, &req.url)
+            .map_err(|_| upstream_failure(false, format!("{:?} is not an HTTP method", req.method)))?;
+        let url = url::Url::parse(&req.url).map_err(|_| upstream_failure(false, "the node's URL is invalid".into()))?;
+        if let Err(e) = out.egress.check_url(&url) {
+            tracing::warn!(url = %req.url, error = %e, "HTTP node refused: internal address");
+            return Err(upstream_failure(
+                false,
+                "the node's URL leads to an address that is not allowed".into(),
+            ));
+        }
+        let client = if req.follow_redirects {
+            &out.redirecting
+        } else {
+            &out.plain
+        };
+        let mut builder = client
+            .request(method, url)
             .timeout(Duration::from_millis(req.timeout_ms));
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
@@ -176,36 +250,55 @@ impl DriftActivities {
         if let Some(body) = &req.body {
             builder = builder.json(body);
         }
-        let resp = builder
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("{} {}: {e}", req.method, req.url))?;
+        let mut resp = builder.send().await.map_err(|e| {
+            tracing::warn!(url = %req.url, error = %e, "HTTP node request failed");
+            let refused = e.to_string().contains("internal address");
+            upstream_failure(
+                !refused,
+                if refused {
+                    "the node's URL leads to an address that is not allowed".into()
+                } else if e.is_timeout() {
+                    "the upstream did not answer in time".into()
+                } else {
+                    "the upstream could not be reached".into()
+                },
+            )
+        })?;
         let status = resp.status();
         let headers: BTreeMap<String, String> = resp
             .headers()
             .iter()
             .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| anyhow::anyhow!("reading response body: {e}"))?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            tracing::warn!(url = %req.url, error = %e, "reading an HTTP node's response failed");
+            upstream_failure(true, "reading the upstream's answer failed".into())
+        })? {
+            if bytes.len() + chunk.len() > out.max_response_bytes {
+                tracing::warn!(url = %req.url, limit = out.max_response_bytes, "HTTP node response too large");
+                return Err(upstream_failure(
+                    false,
+                    format!("the upstream's answer is larger than {} bytes", out.max_response_bytes),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            tracing::warn!(
+                url = %req.url, %status,
+                body = %String::from_utf8_lossy(&bytes[..bytes.len().min(500)]),
+                "HTTP node: upstream answered an error"
+            );
+        }
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(upstream_failure(true, format!("the upstream answered {status}")));
+        }
+        if status.is_client_error() || status.is_redirection() {
+            return Err(upstream_failure(false, format!("the upstream answered {status}")));
+        }
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(anyhow::anyhow!("{} {} answered {status}", req.method, req.url).into());
-        }
-        if status.is_client_error() {
-            return Err(ActivityError::application(ApplicationFailure::non_retryable(
-                anyhow::anyhow!(
-                    "{} {} answered {status}: {}",
-                    req.method,
-                    req.url,
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                )
-                .into_boxed_dyn_error(),
-            )));
-        }
         Ok(HttpResponse {
             status: status.as_u16(),
             headers,

@@ -1,7 +1,7 @@
 //! Runs a Temporal worker for the generic workflow. `Worker::run` is not `Send`, so it gets a
 //! thread of its own with a single-threaded runtime.
 
-use super::activities::DriftActivities;
+use super::activities::{DriftActivities, Outbound};
 use super::delivery::DeliveryWorkflow;
 use super::workflow::DriftWorkflow;
 use crate::bus::{Publisher, Retention};
@@ -14,6 +14,8 @@ pub struct WorkerConfig {
     pub redis_url: String,
     pub retention: Retention,
     pub delivery: crate::webhook::DeliveryConfig,
+    pub egress: crate::egress::Egress,
+    pub max_response_bytes: usize,
 }
 
 /// Starts the worker thread. It stops when `shutdown` is cancelled; the returned handle ends
@@ -30,10 +32,7 @@ pub fn spawn(
         local.block_on(&rt, async move {
             let setup = async {
                 let conn = crate::bus::connect(&cfg.redis_url, std::time::Duration::from_secs(3), 6).await?;
-                let http = reqwest::Client::builder().build()?;
-                let hooks = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()?;
+                let outbound = Outbound::new(cfg.egress.clone(), cfg.max_response_bytes)?;
                 let runtime = Runtime::from_current_tokio(Default::default())?;
                 let opts = WorkerOptions::new(cfg.task_queue.clone())
                     .register_workflow::<DriftWorkflow>()?
@@ -41,8 +40,7 @@ pub fn spawn(
                     .register_activities(DriftActivities {
                         publisher: Publisher::new(conn.clone(), cfg.retention),
                         redis: conn,
-                        http,
-                        hooks,
+                        outbound,
                         delivery: cfg.delivery,
                     })
                     .build();

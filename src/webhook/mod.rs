@@ -32,27 +32,49 @@ impl Allowlist {
     }
 
     /// Whether `url` may be called back. A bare `*` host never matches loopback, private or
-    /// link-local addresses: those need a pattern that names them.
-    pub fn check(&self, url: &str) -> Result<url::Url, String> {
+    /// link-local addresses, by name or literal: those need a pattern that names them. The
+    /// answer says whether a bare `*` matched, in which case the caller must also check what the
+    /// name resolves to.
+    pub fn check(&self, url: &str) -> Result<Checked, String> {
         let u = url::Url::parse(url).map_err(|e| format!("callbackUrl is not a URL: {e}"))?;
         if !u.username().is_empty() || u.password().is_some() {
             return Err("callbackUrl must not carry credentials".into());
         }
-        let host = u.host_str().ok_or("callbackUrl has no host")?.to_ascii_lowercase();
+        let host = u
+            .host_str()
+            .ok_or("callbackUrl has no host")?
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
         let port = u.port_or_known_default().map(|p| p.to_string());
-        let internal = is_internal(&host);
-        let ok = self.patterns.iter().any(|(scheme, h, p)| {
+        let internal = match u.host() {
+            Some(url::Host::Ipv4(ip)) => crate::egress::is_internal(ip.into()),
+            Some(url::Host::Ipv6(ip)) => crate::egress::is_internal(ip.into()),
+            _ => crate::egress::is_internal_name(&host),
+        };
+        let matched = self.patterns.iter().find(|(scheme, h, p)| {
             scheme == u.scheme()
                 && glob(h, &host)
                 && !(h == "*" && internal)
                 && p.as_ref().is_none_or(|p| p == "*" || Some(p) == port.as_ref())
         });
-        if ok {
-            Ok(u)
-        } else {
-            Err(format!("callbackUrl {url:?} is not allowed by the callback allowlist"))
+        match matched {
+            Some((_, h, _)) => Ok(Checked {
+                resolve_check: h == "*" && matches!(u.host(), Some(url::Host::Domain(_))),
+                host,
+                port: u.port_or_known_default().unwrap_or(443),
+            }),
+            None => Err(format!("callbackUrl {url:?} is not allowed by the callback allowlist")),
         }
     }
+}
+
+/// A callback URL the allowlist matched.
+#[derive(Debug)]
+pub struct Checked {
+    /// A bare `*` matched a name: what it resolves to must be public too.
+    pub resolve_check: bool,
+    pub host: String,
+    pub port: u16,
 }
 
 fn glob(pattern: &str, host: &str) -> bool {
@@ -60,24 +82,6 @@ fn glob(pattern: &str, host: &str) -> bool {
         _ if pattern == "*" => true,
         Some(suffix) => host.ends_with(&format!(".{suffix}")),
         None => pattern == host,
-    }
-}
-
-fn is_internal(host: &str) -> bool {
-    if host == "localhost" || host.ends_with(".localhost") || host.ends_with(".internal") || host.ends_with(".local") {
-        return true;
-    }
-    match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || ip.is_broadcast()
-        }
-        Ok(std::net::IpAddr::V6(ip)) => {
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (ip.segments()[0] & 0xfe00) == 0xfc00
-                || (ip.segments()[0] & 0xffc0) == 0xfe80
-        }
-        Err(_) => false,
     }
 }
 
@@ -152,6 +156,20 @@ mod tests {
         assert!(a.check("https://localhost/x").is_err());
         assert!(a.check("https://user:pw@hooks.acme.io/").is_err());
         assert!(a.check("not a url").is_err());
+        for disguised in [
+            "https://[::ffff:127.0.0.1]:8443/h",
+            "https://localhost./h",
+            "https://metadata.google.internal./h",
+            "https://169.254.169.254/latest",
+            "https://[fd00::1]/h",
+        ] {
+            assert!(a.check(disguised).is_err(), "{disguised}");
+        }
+        assert!(
+            a.check("https://127.0.0.1.nip.io/h").unwrap().resolve_check,
+            "names under * are resolved"
+        );
+        assert!(!a.check("http://127.0.0.1:9000/hook").unwrap().resolve_check);
     }
 
     #[test]

@@ -184,6 +184,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
         "--webhook-schedule=200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s",
         "--webhook-timeout-ms=5000",
         &format!("--jwt-secret={JWT_SECRET}"),
+        "--egress-allow=loopback",
         &format!("--database-url={database_url}"),
     ]
     .iter()

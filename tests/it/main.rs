@@ -1,6 +1,7 @@
 //! Integration tests against a real Temporal dev server and a real redis-server.
 
 mod auth;
+mod egress;
 mod helpers;
 mod limits;
 mod live;
@@ -418,6 +419,9 @@ async fn worker_killed_mid_flow_and_restarted_continues_where_it_was() {
                 &app.redis_url,
                 "--task-queue",
                 &tq,
+                // The examples' stand-ins are on this machine.
+                "--egress-allow",
+                "loopback",
             ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
