@@ -120,7 +120,7 @@ pub struct Common {
     #[arg(long, env = "DRIFT_TASK_QUEUE", default_value = "drift")]
     pub task_queue: String,
     /// Redis URL (redis://host:port). `dev` starts its own when absent.
-    #[arg(long, env = "DRIFT_REDIS_URL")]
+    #[arg(long, env = "DRIFT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key and channel (separates deployments sharing a Redis).
     #[arg(long, env = "DRIFT_KEY_PREFIX", default_value = "drift")]
@@ -282,6 +282,18 @@ pub struct ServeArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub common: Common,
+}
+
+/// A URL fit for logs and messages: any password replaced.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "(an unparseable URL)".to_string(),
+    }
 }
 
 /// Parses `KEY=VALUE` pairs.

@@ -256,7 +256,8 @@ async fn run_with(
         None => "    Authentication is OFF (--auth none)\n".to_string(),
     };
     eprintln!(
-        "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n{key}    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {redis_url}\n  Press Ctrl-C to stop.\n"
+        "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n{key}    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {}\n  Press Ctrl-C to stop.\n",
+        crate::config::redact(redis_url)
     );
     app.run_until_stopped().await
 }

@@ -207,7 +207,7 @@ impl Application {
         };
         let store = Store::connect(&redis_url, retention(&common))
             .await
-            .with_context(|| format!("connecting to Redis at {redis_url}"))?;
+            .with_context(|| format!("connecting to Redis at {}", crate::config::redact(&redis_url)))?;
         let hub = Hub::start(redis::Client::open(redis_url.as_str())?, g.hub_shards, shutdown.clone());
         let service = Service::new(Parts {
             registry,

@@ -204,6 +204,10 @@ pub struct WorkflowStart {
     pub history_limit: u32,
     /// Prefix of the deployment's Redis keys, so worker and gateway always agree.
     pub key_prefix: String,
+    /// Unique per start, so what a run sends out (webhook ids) never collides with another
+    /// run of the same workflow id.
+    #[serde(default)]
+    pub run: String,
 }
 
 impl WorkflowStart {
@@ -224,6 +228,7 @@ impl WorkflowStart {
             callback: None,
             history_limit: self.history_limit,
             key_prefix: self.key_prefix.clone(),
+            run: format!("{}/{}", self.run, self.workflow_id),
         }
     }
 }

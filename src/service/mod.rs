@@ -375,6 +375,7 @@ impl Service {
             callback,
             history_limit: self.0.cfg.history_limit,
             key_prefix: self.0.cfg.key_prefix.clone(),
+            run: uuid::Uuid::now_v7().simple().to_string(),
         };
         let keys = self.keys(&start.scoped_id());
         let subscription = self.subscribe_unless(is_async, &keys).await?;
@@ -494,7 +495,7 @@ impl Service {
             .publish(&crate::bus::Publication::state(&keys, &state))
             .await?;
         // Async workflows also get their end delivered to the callback.
-        self.0.temporal.deliver(&scoped, &keys, &state).await;
+        self.0.temporal.deliver(&caller.tenant, &scoped, &keys, &state).await;
         Ok(state)
     }
 

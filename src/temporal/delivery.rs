@@ -4,7 +4,7 @@
 
 use super::activities::{DeliveryOutcome, DriftActivities};
 use crate::bus::RedisKeys;
-use crate::domain::{Callback, ScopedWorkflowId, WorkflowState};
+use crate::domain::{Callback, ScopedWorkflowId, TenantId, WorkflowState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -30,17 +30,40 @@ pub struct Delivery {
     pub status_key: String,
 }
 
+/// What a receiver gets: the state, as a sync caller would, and whose it is.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(flatten)]
+    state: &'a WorkflowState,
+    tenant: &'a TenantId,
+}
+
 impl Delivery {
-    pub fn of(callback: Option<Callback>, keys: &RedisKeys, state: &WorkflowState) -> Self {
+    /// `run` None: a state published for the workflow (its TERMINATED end), which takes the id
+    /// of the run the delivery workflow last saw.
+    pub fn of(
+        callback: Option<Callback>,
+        keys: &RedisKeys,
+        tenant: &TenantId,
+        run: Option<&str>,
+        state: &WorkflowState,
+    ) -> Self {
+        let body = Body { state, tenant };
         Self {
             callback,
-            webhook_id: format!("{}:{}", state.workflow_id, state.seq),
+            webhook_id: run.map(|r| webhook_id(tenant, r, state.seq)).unwrap_or_default(),
             seq: state.seq,
             terminal: state.workflow_status.is_terminal(),
-            body: serde_json::to_string(state).expect("states serialize"),
+            body: serde_json::to_string(&body).expect("states serialize"),
             status_key: keys.deliveries.clone(),
         }
     }
+}
+
+/// `webhook-id`: the same on every retry of one state (receivers deduplicate on it), unique
+/// across tenants and across runs of one workflow id.
+fn webhook_id(tenant: &TenantId, run: &str, seq: u64) -> String {
+    format!("{tenant}/{run}/{seq}")
 }
 
 /// The delivery workflow's id for a workflow.
@@ -64,6 +87,9 @@ pub struct DeliveryState {
     pub given_up: u64,
     #[serde(default)]
     pub last_seq: u64,
+    /// The `webhook-id` of the last state, for states published on the workflow's behalf.
+    #[serde(default)]
+    pub last_id: Option<String>,
 }
 
 #[workflow]
@@ -89,6 +115,15 @@ impl DeliveryWorkflow {
             // States the gateway publishes (TERMINATED) go to the last target.
             if d.callback.is_none() {
                 d.callback = ctx.state(|s| s.st.last.clone());
+            }
+            if d.webhook_id.is_empty() {
+                // Same run as the last state: replace its seq.
+                let last = ctx.state(|s| s.st.last_id.clone()).unwrap_or_default();
+                let prefix = last.rsplit_once('/').map(|(p, _)| p).unwrap_or(&last);
+                d.webhook_id = format!("{prefix}/{}", d.seq);
+            } else {
+                let id = d.webhook_id.clone();
+                ctx.state_mut(|s| s.st.last_id = Some(id));
             }
             let Some(cb) = d.callback.clone() else { continue };
             let gone = ctx.state_mut(|s| {

@@ -343,7 +343,7 @@ async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, state: &Wor
         }
         run.deliveries_started = true;
     }
-    let d = Delivery::of(Some(cb), &run.keys, state);
+    let d = Delivery::of(Some(cb), &run.keys, &run.start.tenant, Some(&run.start.run), state);
     if let Err(e) = ctx
         .external_workflow(id, None)
         .signal(DeliveryWorkflow::deliver, d, SignalWorkflowOptions::default())

@@ -13,6 +13,7 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 struct Hit {
     id: String,
+    tenant: String,
     seq: u64,
     status: String,
     answered: u16,
@@ -79,6 +80,7 @@ impl Receiver {
                             .and_then(|h| h.to_str().ok())
                             .unwrap_or_default()
                             .to_string(),
+                        tenant: v["tenant"].as_str().unwrap_or_default().to_string(),
                         seq: v["seq"].as_u64().unwrap_or_default(),
                         status: v["workflowStatus"].as_str().unwrap_or_default().to_string(),
                         answered: answer,
@@ -150,9 +152,12 @@ async fn async_run_of_the_long_running_example_delivers_every_state_in_order_sig
 
     let d = rx.wait_delivered(2, Duration::from_secs(30)).await;
     assert_eq!(d, vec![(1, "SCHEDULER_WAITING".into()), (2, "COMPLETED".into())]);
-    for h in rx.hits() {
+    let hits = rx.hits();
+    let run = hits[0].id.rsplit_once('/').unwrap().0.to_string();
+    for h in &hits {
         assert!(h.verified, "signature must verify: {h:?}");
-        assert_eq!(h.id, format!("{id}:{}", h.seq));
+        assert_eq!(h.id, format!("{run}/{}", h.seq), "one run, one id per state");
+        assert_eq!(h.tenant, app.tenant);
     }
     let status = app
         .call(Method::GET, &format!("/v3/workflow/{id}/deliveries"), None, &[])
@@ -264,10 +269,17 @@ async fn a_receiver_that_is_down_then_failing_gets_every_state_once_it_is_back()
     );
     let hits = rx.hits();
     assert!(hits.iter().filter(|h| h.answered == 500).count() == 3);
+    let run_prefix = hits[0].id.rsplit_once('/').unwrap().0.to_string();
+    assert!(run_prefix.starts_with(&format!("{}/", app.tenant)), "{run_prefix}");
     for h in &hits {
         assert!(h.verified);
-        assert_eq!(h.id, format!("{id}:{}", h.seq), "duplicates carry the same webhook-id");
+        assert_eq!(
+            h.id,
+            format!("{run_prefix}/{}", h.seq),
+            "duplicates carry the same webhook-id"
+        );
     }
+    assert!(!id.is_empty());
     // Order: no later state is delivered before an earlier one.
     let seqs: Vec<u64> = hits.iter().map(|h| h.seq).collect();
     assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "{seqs:?}");
@@ -349,4 +361,59 @@ async fn a_terminated_async_workflow_delivers_terminated() {
     assert_eq!(status_of(&r), "TERMINATED");
     let d = rx.wait_delivered(2, Duration::from_secs(20)).await;
     assert_eq!(d[1], (2, "TERMINATED".into()));
+    let hits = rx.hits();
+    let run = |h: &Hit| h.id.rsplit_once('/').unwrap().0.to_string();
+    assert_eq!(
+        run(&hits[1]),
+        run(&hits[0]),
+        "the end published for the run carries its run's id"
+    );
+    assert!(
+        hits.iter().all(|h| h.tenant == app.tenant),
+        "bodies name the tenant: {hits:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_ids_are_unique_across_tenants_and_runs_and_each_body_names_its_tenant() {
+    let app = spawn_app().await;
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let body = json!({"workflow": "quick_screen", "workflowId": "same-id", "params": {"n": 1}, "callbackUrl": url});
+    let other = bearer(&jwt("tenant-b", "tests", ALL_SCOPES, 600));
+    let a = app
+        .call(Method::POST, "/v3/workflow/start", Some(body.clone()), &[])
+        .await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{a:?}");
+    let b = app
+        .http
+        .post(format!("{}/v3/workflow/start", app.base))
+        .header("authorization", other)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(b.status(), StatusCode::ACCEPTED);
+    rx.wait_delivered(2, Duration::from_secs(20)).await;
+    // The same id again after the first run ended: a new run.
+    app.call(Method::DELETE, "/v3/workflow/terminate/same-id", None, &[])
+        .await;
+    rx.wait_delivered(3, Duration::from_secs(20)).await;
+    let again = app.call(Method::POST, "/v3/workflow/start", Some(body), &[]).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{again:?}");
+    let hits = rx.wait_delivered(4, Duration::from_secs(20)).await;
+    assert_eq!(hits.len(), 4);
+    let hits = rx.hits();
+    let ids: std::collections::HashSet<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(
+        ids.len(),
+        hits.len(),
+        "every state of every tenant and run has its own id: {hits:?}"
+    );
+    let tenants: std::collections::HashSet<&str> = hits.iter().map(|h| h.tenant.as_str()).collect();
+    assert_eq!(tenants, [app.tenant.as_str(), "tenant-b"].into_iter().collect());
+    assert!(
+        hits.iter().all(|h| h.id.starts_with(&format!("{}/", h.tenant))),
+        "{hits:?}"
+    );
 }
