@@ -42,10 +42,26 @@ pub fn on_infra<T: Send + 'static>(f: impl std::future::Future<Output = T> + Sen
         .expect("infra thread")
 }
 
+/// Panics raised outside the tests' own code (in Drift or its dependencies), counted since the
+/// harness started: a hostile request must never cause one.
+pub static SERVER_PANICS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn count_server_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_tests = info.location().is_some_and(|l| l.file().starts_with("tests/"));
+        if !in_tests {
+            SERVER_PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        default(info);
+    }));
+}
+
 pub fn infra() -> &'static Infra {
     static INFRA: OnceLock<Infra> = OnceLock::new();
     INFRA.get_or_init(|| {
         drift::telemetry::init_tracing();
+        count_server_panics();
         on_infra(async {
             let dir = std::env::temp_dir().join(format!("drift-test-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
@@ -496,6 +512,14 @@ impl Ws {
             }
             Err(e) => panic!("ws connect: {e}"),
         }
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        use futures::SinkExt;
+        let _ = self
+            .inner
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await;
     }
 
     pub async fn send(&mut self, v: Value) {

@@ -3,6 +3,7 @@
 mod auth;
 mod egress;
 mod helpers;
+mod hostile;
 mod limits;
 mod live;
 mod webhooks;

@@ -1,0 +1,457 @@
+//! A corpus of hostile and malformed requests against a waiting workflow: every one is refused
+//! with a 4xx, none causes a 5xx or a panic, and the workflow's Temporal history is unchanged.
+
+use crate::helpers::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// One request of the corpus.
+struct Case {
+    what: String,
+    method: Method,
+    path: String,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Option<Vec<u8>>,
+}
+
+fn case(what: &str, method: Method, path: &str, body: Option<&str>) -> Case {
+    Case {
+        what: what.into(),
+        method,
+        path: path.into(),
+        headers: vec![],
+        body: body.map(|b| b.as_bytes().to_vec()),
+    }
+}
+
+impl Case {
+    fn header(mut self, k: &str, v: impl AsRef<[u8]>) -> Self {
+        self.headers.push((k.into(), v.as_ref().to_vec()));
+        self
+    }
+    fn json(what: &str, method: Method, path: &str, v: Value) -> Case {
+        case(what, method, path, Some(&v.to_string()))
+    }
+}
+
+/// Events in the workflow's Temporal history (all runs of it).
+fn history_len(app: &TestApp, id: &str) -> usize {
+    let out = std::process::Command::new("temporal")
+        .args(["workflow", "show", "--workflow-id", &format!("{}/{id}", app.tenant)])
+        .args(["--address", &infra().temporal_address, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["events"].as_array().map(Vec::len).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corpus_of_hostile_requests_gets_4xx_every_time_with_no_panic_and_no_history_change() {
+    let app = spawn_app().await;
+    let id = id_of(&app.start("bank_account", json!({})).await);
+    let token = app.start("quick_screen", json!({"n": 1})).await.body["streamToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = history_len(&app, &id);
+    assert!(before > 0, "the history is read");
+    let panics_before = SERVER_PANICS.load(Ordering::SeqCst);
+
+    let start = "/v3/workflow/start";
+    let resume = format!("/v3/workflow/resume/{id}");
+    let execute = format!("/v3/workflow/{id}/disconnected-node/execute");
+    let answer = |selected: Value| json!({"viewResponse": {"selectedOptions": selected}});
+    let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let big_field = "x".repeat(50 * 1024);
+    let huge = "y".repeat(900 * 1024);
+    let none_jwt = {
+        use base64::Engine;
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let claims = json!({"tenant": app.tenant, "client": "tests", "scope": ALL_SCOPES, "exp": 4102444800u64});
+        format!(
+            "{}.{}.",
+            b.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            b.encode(claims.to_string())
+        )
+    };
+    let mut corpus = vec![
+        // Malformed and mistyped bodies.
+        case("not JSON", Method::POST, start, Some("{not json")),
+        case("empty body", Method::POST, start, Some("")),
+        case("a JSON array", Method::POST, start, Some("[]")),
+        case("JSON null", Method::POST, start, Some("null")),
+        case("5000-deep nesting", Method::POST, start, Some(&nested)),
+        case("invalid UTF-8", Method::POST, start, None),
+        Case::json("workflow is a number", Method::POST, start, json!({"workflow": 5})),
+        Case::json(
+            "params is a list",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "params": [1]}),
+        ),
+        Case::json(
+            "params is a string",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "params": "x"}),
+        ),
+        Case::json(
+            "unknown field",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "admin": true}),
+        ),
+        Case::json(
+            "traversal in workflowId",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "workflowId": "../x"}),
+        ),
+        Case::json(
+            "slash in workflowId",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "workflowId": "other/x"}),
+        ),
+        Case::json(
+            "long workflowId",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "workflowId": "w".repeat(200)}),
+        ),
+        Case::json(
+            "bad requestId",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "requestId": "a b"}),
+        ),
+        Case::json(
+            "unknown mode",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "mode": "turbo"}),
+        ),
+        Case::json(
+            "ftp callback",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "callbackUrl": "ftp://x/y"}),
+        ),
+        Case::json(
+            "callback with credentials",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "callbackUrl": "https://u:p@hooks.example.com/"}),
+        ),
+        Case::json(
+            "unknown workflow",
+            Method::POST,
+            start,
+            json!({"workflow": "../../etc/passwd"}),
+        ),
+        Case::json(
+            "unknown version",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "version": "999"}),
+        ),
+        Case::json(
+            "oversized params",
+            Method::POST,
+            start,
+            json!({"workflow": "quick_screen", "params": {"b": huge.clone()}}),
+        ),
+        // Hostile headers (each on an otherwise invalid call, so nothing could start anyway).
+        case("wait=1e20", Method::POST, start, Some("{}")).header("prefer", "wait=1e20"),
+        case("wait=-1", Method::POST, start, Some("{}")).header("prefer", "wait=-1"),
+        case("wait=NaN", Method::POST, start, Some("{}")).header("prefer", "wait=NaN"),
+        case("wait=inf", Method::POST, start, Some("{}")).header("prefer", "wait=inf, wait=1e400"),
+        case(
+            "long Idempotency-Key",
+            Method::POST,
+            start,
+            Some(r#"{"workflow":"quick_screen"}"#),
+        )
+        .header("idempotency-key", "k".repeat(300)),
+        case(
+            "binary Idempotency-Key",
+            Method::POST,
+            start,
+            Some(r#"{"workflow":"quick_screen"}"#),
+        )
+        .header("idempotency-key", [0xff, 0xfe, 0x80]),
+        case("binary tenant header", Method::POST, start, Some("{}")).header("X_TENANT_ID", [0xff, 0xc3]),
+        case(
+            "other tenant header",
+            Method::POST,
+            start,
+            Some(r#"{"workflow":"quick_screen"}"#),
+        )
+        .header("X_TENANT_ID", "someone-else"),
+        case(
+            "long tenant header",
+            Method::POST,
+            start,
+            Some(r#"{"workflow":"quick_screen"}"#),
+        )
+        .header("X_TENANT_ID", "t".repeat(5000)),
+        case(
+            "long user header",
+            Method::POST,
+            start,
+            Some(r#"{"workflow":"quick_screen"}"#),
+        )
+        .header("X_USERNAME_ID", "u".repeat(5000)),
+        case("huge Last-Event-ID", Method::POST, start, Some("{}")).header("last-event-id", "9".repeat(400)),
+        // Resumes that must never reach the workflow.
+        Case::json(
+            "answer for an unknown widget",
+            Method::PUT,
+            &resume,
+            answer(json!({"nope": "x"})),
+        ),
+        Case::json(
+            "50 KB unknown field",
+            Method::PUT,
+            &resume,
+            answer(json!({"accountNumber": "11112222", "save": "save", "junk": big_field.clone()})),
+        ),
+        Case::json(
+            "900 KB unknown field",
+            Method::PUT,
+            &resume,
+            answer(json!({"junk": huge.clone()})),
+        ),
+        Case::json(
+            "missing required widget",
+            Method::PUT,
+            &resume,
+            answer(json!({"save": "save"})),
+        ),
+        Case::json(
+            "value not allowed",
+            Method::PUT,
+            &resume,
+            answer(json!({"accountNumber": "1", "save": "delete-everything"})),
+        ),
+        Case::json(
+            "selectedOptions is a list",
+            Method::PUT,
+            &resume,
+            json!({"viewResponse": {"selectedOptions": []}}),
+        ),
+        Case::json(
+            "viewResponse is a list",
+            Method::PUT,
+            &resume,
+            json!({"viewResponse": []}),
+        ),
+        Case::json(
+            "viewResponse is a string",
+            Method::PUT,
+            &resume,
+            json!({"viewResponse": "x"}),
+        ),
+        Case::json("no viewResponse", Method::PUT, &resume, json!({})),
+        Case::json(
+            "negative seq",
+            Method::PUT,
+            &resume,
+            json!({"viewResponse": {"selectedOptions": {}}, "seq": -1}),
+        ),
+        Case::json(
+            "seq is a string",
+            Method::PUT,
+            &resume,
+            json!({"viewResponse": {"selectedOptions": {}}, "seq": "1"}),
+        ),
+        Case::json(
+            "stale seq",
+            Method::PUT,
+            &resume,
+            json!({"viewResponse": {"selectedOptions": {"accountNumber": "11112222", "save": "save"}}, "seq": 99}),
+        ),
+        Case::json(
+            "unknown top-level field",
+            Method::PUT,
+            &resume,
+            json!({"viewResponse": {"selectedOptions": {}}, "force": true}),
+        ),
+        Case::json(
+            "bad requestId",
+            Method::PUT,
+            &resume,
+            json!({"viewResponse": {"selectedOptions": {}}, "requestId": "x".repeat(300)}),
+        ),
+        Case::json("invalid answer, wait=NaN", Method::PUT, &resume, answer(json!({}))),
+        Case::json(
+            "resume of an unknown workflow",
+            Method::PUT,
+            "/v3/workflow/resume/wf-none",
+            answer(json!({})),
+        ),
+        Case::json(
+            "traversal in the path",
+            Method::PUT,
+            "/v3/workflow/resume/..%2F..%2Fx",
+            answer(json!({})),
+        ),
+        Case::json(
+            "dots in the path",
+            Method::PUT,
+            "/v3/workflow/resume/%2E%2E",
+            answer(json!({})),
+        ),
+        Case::json(
+            "long id in the path",
+            Method::PUT,
+            &format!("/v3/workflow/resume/{}", "w".repeat(300)),
+            answer(json!({})),
+        ),
+        // Execute-node and the rest.
+        Case::json(
+            "parameters is a list",
+            Method::POST,
+            &execute,
+            json!({"node": "verify_account", "parameters": [1]}),
+        ),
+        Case::json("node is a number", Method::POST, &execute, json!({"node": 5})),
+        Case::json(
+            "oversized parameters",
+            Method::POST,
+            &execute,
+            json!({"node": "verify_account", "parameters": {"a": big_field.clone(), "b": big_field.clone()}}),
+        ),
+        case(
+            "terminate with a bad id",
+            Method::DELETE,
+            "/v3/workflow/terminate/a%20b",
+            None,
+        ),
+        case("state of a NUL id", Method::GET, "/v3/workflow/%00", None),
+        case(
+            "SSE with a bad lastEventId",
+            Method::GET,
+            &format!("/v3/workflow/{id}/events?lastEventId=abc"),
+            None,
+        ),
+        case("unknown route", Method::GET, "/v3/workflow/x/y/z", None),
+        case("wrong method", Method::PATCH, start, Some("{}")),
+    ];
+    // Credentials that are no credentials (on a valid start).
+    for (what, auth) in [
+        ("empty bearer", "Bearer ".to_string()),
+        ("basic auth", "Basic YWRtaW46YWRtaW4=".to_string()),
+        ("10 KB bearer", format!("Bearer {}", "a".repeat(10_000))),
+        ("alg none JWT", format!("Bearer {none_jwt}")),
+        ("stream token to start", format!("Bearer {token}")),
+        ("key-shaped garbage", "Bearer drift_deadbeef_AAAA".to_string()),
+    ] {
+        corpus.push(Case {
+            what: what.into(),
+            method: Method::POST,
+            path: start.into(),
+            headers: vec![("authorization".into(), auth.into_bytes())],
+            body: Some(br#"{"workflow":"quick_screen"}"#.to_vec()),
+        });
+    }
+    let waits = ["wait=NaN", "wait=-1", "wait=1e20"];
+    for (i, w) in waits.iter().enumerate() {
+        corpus.push(
+            Case::json(
+                &format!("invalid answer, {w}"),
+                Method::PUT,
+                &resume,
+                answer(json!({"n": i})),
+            )
+            .header("prefer", w),
+        );
+    }
+    corpus[5].body = Some(vec![b'{', 0xff, 0xfe, b'}']);
+    assert!(corpus.len() >= 60, "{}", corpus.len());
+
+    let mut server_errors = Vec::new();
+    for c in &corpus {
+        let mut req = app.http.request(c.method.clone(), format!("{}{}", app.base, c.path));
+        if !c.headers.iter().any(|(k, _)| k == "authorization") {
+            req = req.header("authorization", bearer(&app.token("tests")));
+        }
+        for (k, v) in &c.headers {
+            req = req.header(k.as_str(), reqwest::header::HeaderValue::from_bytes(v).unwrap());
+        }
+        if let Some(b) = &c.body {
+            req = req.header("content-type", "application/json").body(b.clone());
+        }
+        let r = match req.send().await {
+            Ok(r) => r,
+            // A server may answer 413 and close before the client finished sending.
+            Err(_) if c.body.as_ref().is_some_and(|b| b.len() > 64 * 1024) => continue,
+            Err(e) => panic!("{}: {e}", c.what),
+        };
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        if !status.is_client_error() {
+            server_errors.push(format!("{}: {status} {}", c.what, &body[..body.len().min(200)]));
+        }
+    }
+    assert!(server_errors.is_empty(), "not 4xx:\n{}", server_errors.join("\n"));
+
+    // WebSocket: a 16 MiB frame closes the socket; bad messages get error replies.
+    let auth = bearer(&app.token("ws"));
+    let mut ws = Ws::connect_with(&app.ws_url(""), &[("authorization", &auth)])
+        .await
+        .unwrap();
+    for (msg, status) in [
+        ("{not json".to_string(), 400),
+        (json!({"type": "launch-missiles"}).to_string(), 400),
+        (
+            json!({"type": "resume", "workflowId": "../x", "viewResponse": {}}).to_string(),
+            400,
+        ),
+        (
+            json!({"type": "resume", "workflowId": id, "viewResponse": {"selectedOptions": {"junk": big_field}}})
+                .to_string(),
+            422,
+        ),
+    ] {
+        ws.send_text(msg).await;
+        assert_eq!(ws.next_of("error", Duration::from_secs(10)).await["status"], status);
+    }
+    ws.send_text("z".repeat(16 << 20)).await;
+    assert!(
+        ws.next(Duration::from_secs(10)).await.is_none(),
+        "a 16 MiB frame closes the socket"
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        SERVER_PANICS.load(Ordering::SeqCst),
+        panics_before,
+        "a request caused a panic"
+    );
+    assert_eq!(
+        history_len(&app, &id),
+        before,
+        "no bad input reached the workflow's history"
+    );
+    let st = app.get(&id).await;
+    assert_eq!((status_of(&st), st.body["seq"].as_u64()), ("WAITING", Some(1)));
+    // An extreme wait on a valid call is capped, not an error.
+    let capped = app
+        .call(
+            Method::POST,
+            "/v3/workflow/start",
+            Some(json!({"workflow": "quick_screen", "params": {"n": 2}})),
+            &[("prefer", "wait=1e20")],
+        )
+        .await;
+    assert_eq!(status_of(&capped), "WAITING", "{capped:?}");
+    // And the workflow still takes a good answer.
+    let ok = app
+        .resume(&id, json!({"accountNumber": "11112222", "save": "save"}))
+        .await;
+    assert_eq!(status_of(&ok), "COMPLETED", "{ok:?}");
+}
