@@ -279,6 +279,45 @@ mod tests {
     }
 
     #[test]
+    fn es256_jwts_verify_against_a_jwks_file_by_key_id() {
+        // A key pair made for this test only.
+        let jwks = include_str!("testdata/es256-test-jwks.json");
+        let pem = include_bytes!("testdata/es256-test-key.pem");
+        let v = JwtVerifier::new(
+            None,
+            Some(jwks),
+            Some("https://idp.example".into()),
+            Some("drift".into()),
+        )
+        .unwrap();
+        let key = EncodingKey::from_ec_pem(pem).unwrap();
+        let sign = |kid: &str, claims: serde_json::Value| {
+            let mut h = Header::new(Algorithm::ES256);
+            h.kid = Some(kid.into());
+            encode(&h, &claims, &key).unwrap()
+        };
+        let claims = json!({"tenant": "acme", "client": "svc", "scope": "workflows:start", "exp": now() + 60,
+            "iss": "https://idp.example", "aud": "drift"});
+        let c = v.verify(&sign("test-es256", claims.clone())).unwrap();
+        assert_eq!((c.tenant.as_str(), c.client.as_str()), ("acme", "svc"));
+        assert!(v.verify(&sign("another-key", claims.clone())).is_err(), "unknown kid");
+        let mut wrong_aud = claims.clone();
+        wrong_aud["aud"] = json!("someone-else");
+        assert!(v.verify(&sign("test-es256", wrong_aud)).is_err(), "audience");
+        let mut wrong_iss = claims;
+        wrong_iss["iss"] = json!("https://evil.example");
+        assert!(v.verify(&sign("test-es256", wrong_iss)).is_err(), "issuer");
+        // Without an HS256 secret, an HS256 token is refused (no algorithm confusion).
+        let hs = encode(
+            &Header::default(),
+            &json!({"tenant": "acme", "client": "x", "exp": now() + 60}),
+            &EncodingKey::from_secret(b"k"),
+        )
+        .unwrap();
+        assert!(v.verify(&hs).is_err());
+    }
+
+    #[test]
     fn new_keys_are_random_and_only_their_hash_is_kept() {
         let (a, b) = (new_key(), new_key());
         assert_ne!(a.key, b.key);
