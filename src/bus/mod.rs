@@ -21,6 +21,9 @@ pub struct RedisKeys {
     pub history: String,
     /// The last webhook attempt, for operators.
     pub deliveries: String,
+    /// The highest `seq` ever published for this workflow id, across runs; kept longer than
+    /// the states themselves so a reused id never goes back.
+    pub seq: String,
 }
 
 impl RedisKeys {
@@ -31,6 +34,7 @@ impl RedisKeys {
             latest: format!("{prefix}:latest:{scoped}"),
             history: format!("{prefix}:hist:{scoped}"),
             deliveries: format!("{prefix}:deliv:{scoped}"),
+            seq: format!("{prefix}:seq:{scoped}"),
         }
     }
 }

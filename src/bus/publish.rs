@@ -8,7 +8,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 /// A replayed publish of an older `seq` does not overwrite newer state but is published
-/// again, which subscribers drop by `seq`.
+/// again, which subscribers drop by `seq`. KEYS[3] keeps the highest `seq` of the workflow id
+/// across runs, for longer than the states (ARGV[7]).
 const PUBLISH_SCRIPT: &str = r#"
 if ARGV[4] == '1' then
   local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
@@ -21,9 +22,17 @@ if ARGV[4] == '1' then
     redis.call('EXPIRE', KEYS[1], ARGV[6])
     redis.call('EXPIRE', KEYS[2], ARGV[6])
   end
+  if seq > tonumber(redis.call('GET', KEYS[3]) or '0') then
+    redis.call('SET', KEYS[3], seq, 'EX', ARGV[7])
+  else
+    redis.call('EXPIRE', KEYS[3], ARGV[7])
+  end
 end
 return redis.call('PUBLISH', ARGV[1], ARGV[3])
 "#;
+
+/// How long the per-workflow `seq` high-water mark outlives its states.
+const SEQ_TTL_FACTOR: u64 = 8;
 
 /// How long and how much published history Redis keeps.
 #[derive(Debug, Clone)]
@@ -109,12 +118,14 @@ impl Publisher {
         SCRIPT
             .key(&p.keys.latest)
             .key(&p.keys.history)
+            .key(&p.keys.seq)
             .arg(&p.keys.channel)
             .arg(p.seq)
             .arg(&p.message)
             .arg(if p.store { "1" } else { "0" })
             .arg(self.retention.history_len)
             .arg(self.retention.ttl.as_secs().max(1))
+            .arg(self.retention.ttl.as_secs().max(1).saturating_mul(SEQ_TTL_FACTOR))
             .invoke_async::<i64>(&mut conn)
             .await
             .map(|_| ())

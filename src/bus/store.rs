@@ -71,6 +71,17 @@ impl Store {
         raw.as_deref().map(parse).transpose()
     }
 
+    /// The highest `seq` ever published for the workflow id (0: none), across runs.
+    pub async fn high_seq(&self, keys: &RedisKeys) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let (mark, latest): (Option<u64>, Option<u64>) = redis::pipe()
+            .get(&keys.seq)
+            .hget(&keys.latest, "seq")
+            .query_async(&mut c)
+            .await?;
+        Ok(mark.unwrap_or_default().max(latest.unwrap_or_default()))
+    }
+
     /// States with `seq > after`, oldest first, and whether the log still reaches back that far.
     pub async fn history_after(&self, keys: &RedisKeys, after: u64) -> Result<(Vec<Stored>, bool), StoreError> {
         let mut c = self.conn.clone();

@@ -208,6 +208,9 @@ pub struct WorkflowStart {
     /// run of the same workflow id.
     #[serde(default)]
     pub run: String,
+    /// The highest `seq` earlier runs of this workflow id published: this run goes on from it.
+    #[serde(default)]
+    pub seq_base: u64,
 }
 
 impl WorkflowStart {
@@ -229,6 +232,7 @@ impl WorkflowStart {
             history_limit: self.history_limit,
             key_prefix: self.key_prefix.clone(),
             run: format!("{}/{}", self.run, self.workflow_id),
+            seq_base: 0,
         }
     }
 }

@@ -376,8 +376,14 @@ impl Service {
             history_limit: self.0.cfg.history_limit,
             key_prefix: self.0.cfg.key_prefix.clone(),
             run: uuid::Uuid::now_v7().simple().to_string(),
+            seq_base: 0,
         };
         let keys = self.keys(&start.scoped_id());
+        // A reused id goes on from its earlier runs' seq, so readers see the new run.
+        let start = WorkflowStart {
+            seq_base: self.0.store.high_seq(&keys).await?,
+            ..start
+        };
         let subscription = self.subscribe_unless(is_async, &keys).await?;
         let idempotent = req.idempotency_key.is_some();
         let fresh = match self.0.temporal.start(start, idempotent).await {
@@ -488,7 +494,8 @@ impl Service {
             .temporal
             .terminate(&scoped, &format!("terminated by {} via API", caller.client))
             .await?;
-        let seq = self.0.store.latest(&keys).await?.map(|l| l.seq).unwrap_or(0) + 1;
+        // Above anything the workflow id ever published, even after its states expired.
+        let seq = self.0.store.high_seq(&keys).await? + 1;
         let state = WorkflowState::bare(id.as_str(), WorkflowStatus::Terminated, seq);
         self.0
             .store

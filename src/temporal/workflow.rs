@@ -73,7 +73,7 @@ impl Run {
                 ctx: initial_context(&start.definition, start.params.clone(), start.thread_context.clone()),
                 node: start.definition.start_node.clone(),
             },
-            seq: 0,
+            seq: start.seq_base,
             answering: start.request_id.clone(),
             inbox: vec![],
             callback: start.callback.clone(),

@@ -148,6 +148,8 @@ pub struct TestApp {
     pub base: String,
     /// The application's key store (for `drift keys`).
     pub database_url: String,
+    /// Prefix of the application's Redis keys.
+    pub key_prefix: String,
     pub http: reqwest::Client,
     pub tenant: String,
     pub task_queue: String,
@@ -176,6 +178,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     let task_queue = o.task_queue.clone().unwrap_or_else(|| format!("tq-{}", uid()));
     let root = env!("CARGO_MANIFEST_DIR");
     let database_url = format!("sqlite://{}", inf.dir.join(format!("keys-{}.db", uid())).display());
+    let key_prefix = format!("t{}", uid());
     let mut args: Vec<String> = [
         "drift",
         "serve",
@@ -183,7 +186,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
         &format!("--temporal-address={temporal_address}"),
         &format!("--redis-url={redis_url}"),
         &format!("--task-queue={task_queue}"),
-        &format!("--key-prefix=t{}", uid()),
+        &format!("--key-prefix={key_prefix}"),
         &format!("--definitions={root}/examples,{root}/tests/fixtures"),
         "--stand-ins",
         &format!("--default-wait-ms={}", o.default_wait.as_millis()),
@@ -244,6 +247,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     TestApp {
         base: format!("http://{addr}"),
         database_url,
+        key_prefix,
         http: reqwest::Client::new(),
         tenant: format!("tenant{}", uid()),
         task_queue,

@@ -579,3 +579,78 @@ async fn terminate_publishes_terminated_and_then_resume_is_409() {
     assert_eq!(status_of(&app.get(&id).await), "TERMINATED");
     assert_eq!(app.resume(&id, json!({"ok": "ok"})).await.status, StatusCode::CONFLICT);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_workflow_id_after_terminate_is_what_every_reader_sees() {
+    let app = spawn_app().await;
+    let start = json!({"workflow": "bank_account", "workflowId": "r1", "params": {}});
+    let first = app
+        .call(Method::POST, "/v3/workflow/start", Some(start.clone()), &[])
+        .await;
+    assert_eq!(first.body["seq"], 1, "{first:?}");
+    let t = app.call(Method::DELETE, "/v3/workflow/terminate/r1", None, &[]).await;
+    assert_eq!((status_of(&t), t.body["seq"].as_u64()), ("TERMINATED", Some(2)));
+    let again = app.call(Method::POST, "/v3/workflow/start", Some(start), &[]).await;
+    assert_eq!(status_of(&again), "WAITING", "{again:?}");
+    let seq = again.body["seq"].as_u64().unwrap();
+    assert!(seq > 2, "the new run's seq goes on from the old run's: {again:?}");
+    let now = app.get("r1").await;
+    assert_eq!(
+        (status_of(&now), now.body["seq"].as_u64()),
+        ("WAITING", Some(seq)),
+        "GET shows the new run"
+    );
+    let mut sse = SseClient::connect(
+        &app.events_url("r1", ""),
+        &[("authorization", &bearer(&app.token("t")))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(sse.next(Duration::from_secs(10)).await.unwrap().data["seq"], seq);
+    let r = app
+        .resume("r1", json!({"accountNumber": "11112222", "save": "save"}))
+        .await;
+    assert_eq!(
+        (status_of(&r), r.body["seq"].as_u64()),
+        ("COMPLETED", Some(seq + 1)),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_after_the_states_expired_publishes_a_seq_followers_take() {
+    let app = spawn_app().await;
+    let r = app.start("quick_screen", json!({"n": 1})).await;
+    let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    assert_eq!(sse.next(Duration::from_secs(10)).await.unwrap().data["seq"], 1);
+    // The state TTL runs out: Redis forgets the latest state and the history.
+    let mut redis = redis::Client::open(app.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let scoped = format!("{}/{id}", app.tenant);
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{}:latest:{scoped}", app.key_prefix))
+        .arg(format!("{}:hist:{scoped}", app.key_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let t = app
+        .call(Method::DELETE, &format!("/v3/workflow/terminate/{id}"), None, &[])
+        .await;
+    assert_eq!(
+        (status_of(&t), t.body["seq"].as_u64()),
+        ("TERMINATED", Some(2)),
+        "{t:?}"
+    );
+    assert_eq!(
+        sse.states_until_end(Duration::from_secs(10)).await,
+        vec![2],
+        "the follower takes it"
+    );
+    assert_eq!(status_of(&app.get(&id).await), "TERMINATED");
+}
