@@ -24,6 +24,9 @@ pub struct RedisKeys {
     /// The highest `seq` ever published for this workflow id, across runs; kept longer than
     /// the states themselves so a reused id never goes back.
     pub seq: String,
+    /// The answer to each recent command, by request id (and their order, to bound them).
+    pub answers: String,
+    pub answer_order: String,
 }
 
 impl RedisKeys {
@@ -35,6 +38,8 @@ impl RedisKeys {
             history: format!("{prefix}:hist:{scoped}"),
             deliveries: format!("{prefix}:deliv:{scoped}"),
             seq: format!("{prefix}:seq:{scoped}"),
+            answers: format!("{prefix}:ans:{scoped}"),
+            answer_order: format!("{prefix}:anso:{scoped}"),
         }
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 /// A replayed publish of an older `seq` does not overwrite newer state but is published
 /// again, which subscribers drop by `seq`. KEYS[3] keeps the highest `seq` of the workflow id
-/// across runs, for longer than the states (ARGV[7]).
+/// across runs, for longer than the states (ARGV[7]). Every message that answers a request
+/// (ARGV[8]) — a state, a rejection or a node result — is also kept by request id in KEYS[4],
+/// the newest ARGV[9] of them (their order in KEYS[5]), so an answer survives a lost message.
 const PUBLISH_SCRIPT: &str = r#"
 if ARGV[4] == '1' then
   local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
@@ -28,8 +30,21 @@ if ARGV[4] == '1' then
     redis.call('EXPIRE', KEYS[3], ARGV[7])
   end
 end
+if ARGV[8] ~= '' then
+  if redis.call('HSET', KEYS[4], ARGV[8], ARGV[3]) == 1 then
+    redis.call('LPUSH', KEYS[5], ARGV[8])
+    if redis.call('LLEN', KEYS[5]) > tonumber(ARGV[9]) then
+      redis.call('HDEL', KEYS[4], redis.call('RPOP', KEYS[5]))
+    end
+  end
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+  redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
 return redis.call('PUBLISH', ARGV[1], ARGV[3])
 "#;
+
+/// Answers kept per workflow for retried commands and waiters that missed a message.
+const ANSWERS_KEPT: usize = 1_000;
 
 /// How long the per-workflow `seq` high-water mark outlives its states.
 const SEQ_TTL_FACTOR: u64 = 8;
@@ -48,8 +63,11 @@ pub struct Publication {
     pub seq: u64,
     /// The serialized `Envelope`.
     pub message: String,
-    /// States are stored; rejections and node results are only published.
+    /// States are stored as the workflow's state; rejections and node results are not.
     pub store: bool,
+    /// The request this message answers: kept by it, whatever its kind.
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 impl Publication {
@@ -59,6 +77,7 @@ impl Publication {
             seq: env.seq,
             message: serde_json::to_string(env).expect("envelopes serialize"),
             store,
+            request_id: env.request_id.clone(),
         }
     }
 
@@ -119,6 +138,8 @@ impl Publisher {
             .key(&p.keys.latest)
             .key(&p.keys.history)
             .key(&p.keys.seq)
+            .key(&p.keys.answers)
+            .key(&p.keys.answer_order)
             .arg(&p.keys.channel)
             .arg(p.seq)
             .arg(&p.message)
@@ -126,6 +147,8 @@ impl Publisher {
             .arg(self.retention.history_len)
             .arg(self.retention.ttl.as_secs().max(1))
             .arg(self.retention.ttl.as_secs().max(1).saturating_mul(SEQ_TTL_FACTOR))
+            .arg(p.request_id.as_deref().unwrap_or_default())
+            .arg(ANSWERS_KEPT)
             .invoke_async::<i64>(&mut conn)
             .await
             .map(|_| ())

@@ -71,6 +71,14 @@ impl Store {
         raw.as_deref().map(parse).transpose()
     }
 
+    /// The published answer to request `request_id`, if there is one.
+    pub async fn answer(&self, keys: &RedisKeys, request_id: &str) -> Result<Option<super::Event>, StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Option<Vec<u8>> = c.hget(&keys.answers, request_id).await?;
+        raw.map(|r| super::Event::parse(&r).ok_or_else(|| StoreError::Corrupt("an unreadable answer".into())))
+            .transpose()
+    }
+
     /// The highest `seq` ever published for the workflow id (0: none), across runs.
     pub async fn high_seq(&self, keys: &RedisKeys) -> Result<u64, StoreError> {
         let mut c = self.conn.clone();

@@ -143,9 +143,16 @@ pub struct Dispatched {
     seen: u64,
     /// False when an idempotent start found its workflow already there.
     fresh: bool,
+    /// A retried command's first answer: nothing was dispatched again.
+    answered: Option<crate::bus::Event>,
 }
 
 impl Dispatched {
+    /// The first answer of a retried command (its `seq` and what it was), if this was one.
+    pub fn take_answer(&mut self) -> Option<(u64, Result<Outcome, ServiceError>)> {
+        self.answered.take().map(|e| (e.seq, Outcome::of(&e)))
+    }
+
     /// The subscription as a live follower, from just after what the check saw.
     pub fn into_follow(self) -> Option<Follow> {
         let since = (self.seen > 0).then_some(self.seen);
@@ -403,6 +410,7 @@ impl Service {
             subscription,
             seen: 0,
             fresh,
+            answered: None,
         })
     }
 
@@ -429,6 +437,23 @@ impl Service {
             CommandRequest::Resume { delivery, .. } => self.resolve_callback(caller, delivery).await?,
             CommandRequest::Execute { .. } => None,
         };
+        // A retried command (same request id) gets its first answer and is not sent again.
+        let scoped = caller.scoped(id);
+        let keys = self.keys(&scoped);
+        if let Some(first) = self.0.store.answer(&keys, req.request_id().as_str()).await? {
+            metrics::counter!("drift_commands_deduplicated_total").increment(1);
+            return Ok(Dispatched {
+                id: id.clone(),
+                request_id: req.request_id().clone(),
+                stream_token: self.0.tokens.issue(&caller.tenant, id),
+                is_async: callback.is_some(),
+                seen: first.seq,
+                keys,
+                subscription: None,
+                fresh: true,
+                answered: Some(first),
+            });
+        }
         let latest = self.state_of(caller, id).await?;
         let cmd = match req {
             CommandRequest::Resume {
@@ -466,8 +491,6 @@ impl Service {
         };
         let is_async = callback.is_some();
         let request_id = cmd.request_id().clone();
-        let scoped = caller.scoped(id);
-        let keys = self.keys(&scoped);
         let t0 = std::time::Instant::now();
         let subscription = self.subscribe_unless(is_async, &keys).await?;
         let subscribed = t0.elapsed();
@@ -482,6 +505,7 @@ impl Service {
             subscription,
             seen: latest.seq,
             fresh: true,
+            answered: None,
         })
     }
 

@@ -53,6 +53,9 @@ impl Service {
     /// latest state.
     pub async fn wait(&self, d: &mut Dispatched, deadline: Instant) -> Result<Outcome, ServiceError> {
         let store = self.store();
+        if let Some((_, outcome)) = d.take_answer() {
+            return outcome;
+        }
         if !d.fresh
             && let Some(st) = store.latest(&d.keys).await?
         {
@@ -76,8 +79,12 @@ impl Service {
                         break Found::Event(e);
                     }
                 }
-                // Something may have been missed: the stored latest state may be our answer.
+                // Something may have been missed: our answer may be stored by request id, or
+                // be the stored latest state.
                 HubMsg::Resync => {
+                    if let Ok(Some(e)) = store.answer(&d.keys, request_id).await {
+                        break Found::Event(Arc::new(e));
+                    }
                     if let Ok(Some(s)) = store.latest(&d.keys).await
                         && (s.request_id.as_deref() == Some(request_id)
                             || s.state.workflow_status.is_terminal()

@@ -42,12 +42,20 @@ pub struct Carry {
     inbox: Vec<Command>,
     callback: Option<Callback>,
     deliveries_started: bool,
+    /// Request ids taken recently, so a retried command is applied once.
+    #[serde(default)]
+    taken: Vec<RequestId>,
 }
+
+/// How many recent request ids a workflow remembers.
+const TAKEN_KEPT: usize = 256;
 
 #[workflow]
 #[derive(Default)]
 pub struct DriftWorkflow {
     inbox: VecDeque<Command>,
+    /// Request ids of commands already taken (bounded), to drop retries.
+    taken: VecDeque<RequestId>,
     /// The last published state, for the `state` query.
     last: Option<WorkflowState>,
 }
@@ -65,7 +73,7 @@ struct Run {
 }
 
 impl Run {
-    fn new(input: WorkflowInput) -> (Self, Vec<Command>) {
+    fn new(input: WorkflowInput) -> (Self, Vec<Command>, Vec<RequestId>) {
         let WorkflowInput { start, carry } = input;
         let keys = RedisKeys::new(&start.key_prefix, &start.scoped_id());
         let carry = carry.unwrap_or_else(|| Carry {
@@ -78,6 +86,7 @@ impl Run {
             inbox: vec![],
             callback: start.callback.clone(),
             deliveries_started: false,
+            taken: start.request_id.iter().cloned().collect(),
         });
         let run = Run {
             keys,
@@ -88,10 +97,10 @@ impl Run {
             deliveries_started: carry.deliveries_started,
             start,
         };
-        (run, carry.inbox)
+        (run, carry.inbox, carry.taken)
     }
 
-    fn carry_over(&self, inbox: Vec<Command>) -> WorkflowInput {
+    fn carry_over(&self, inbox: Vec<Command>, taken: Vec<RequestId>) -> WorkflowInput {
         WorkflowInput {
             start: self.start.clone(),
             carry: Some(Carry {
@@ -101,6 +110,7 @@ impl Run {
                 inbox,
                 callback: self.callback.clone(),
                 deliveries_started: self.deliveries_started,
+                taken,
             }),
         }
     }
@@ -110,14 +120,18 @@ impl Run {
 impl DriftWorkflow {
     #[run(name = "drift")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: WorkflowInput) -> WorkflowResult<Value> {
-        let (mut run, inbox) = Run::new(input);
-        ctx.state_mut(|s| s.inbox.extend(inbox));
+        let (mut run, inbox, taken) = Run::new(input);
+        ctx.state_mut(|s| {
+            s.inbox.extend(inbox);
+            s.taken.extend(taken);
+        });
         let def = run.start.definition.clone();
         let machine = Machine::new(&def);
         loop {
             if ctx.history_length() >= run.start.history_limit || ctx.continue_as_new_suggested() {
-                let inbox = ctx.state_mut(|s| s.inbox.drain(..).collect());
-                ctx.continue_as_new(run.carry_over(inbox), ContinueAsNewOptions::default())?;
+                let (inbox, taken) =
+                    ctx.state_mut(|s| (s.inbox.drain(..).collect(), s.taken.iter().cloned().collect()));
+                ctx.continue_as_new(run.carry_over(inbox, taken), ContinueAsNewOptions::default())?;
             }
             match machine.next_effect(&mut run.cursor) {
                 Effect::Http {
@@ -230,6 +244,14 @@ impl DriftWorkflow {
 
     #[signal(name = "command")]
     pub fn command(&mut self, _ctx: &mut SyncWorkflowContext<Self>, cmd: Command) {
+        // A retry of a command already taken: its answer is (or will be) published once.
+        if self.taken.contains(cmd.request_id()) {
+            return;
+        }
+        if self.taken.len() >= TAKEN_KEPT {
+            self.taken.pop_front();
+        }
+        self.taken.push_back(cmd.request_id().clone());
         self.inbox.push_back(cmd);
     }
 
@@ -329,27 +351,32 @@ async fn publish_state(
 async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, state: &WorkflowState) {
     let Some(cb) = run.callback.clone() else { return };
     let id = delivery::workflow_id(&run.start.scoped_id());
-    if !run.deliveries_started {
-        let opts = ChildWorkflowOptions::builder()
-            .workflow_id(id.clone())
-            .parent_close_policy(ParentClosePolicy::Abandon)
-            .build();
-        if let Err(e) = ctx
-            .start_child_workflow(DeliveryWorkflow::run, DeliveryState::default(), opts)
+    let d = Delivery::of(Some(cb), &run.keys, &run.start.tenant, Some(&run.start.run), state);
+    // The delivery workflow of this id may be one an earlier run started that is just ending
+    // (its last state delivered): when the hand-over finds it gone, start a new one and retry.
+    for attempt in 0..3 {
+        if !run.deliveries_started || attempt > 0 {
+            let opts = ChildWorkflowOptions::builder()
+                .workflow_id(id.clone())
+                .parent_close_policy(ParentClosePolicy::Abandon)
+                .build();
+            if let Err(e) = ctx
+                .start_child_workflow(DeliveryWorkflow::run, DeliveryState::default(), opts)
+                .await
+            {
+                // Already running (e.g. started before a continue-as-new): signal it all the same.
+                tracing::debug!(error = %e, "delivery workflow start");
+            }
+            run.deliveries_started = true;
+        }
+        match ctx
+            .external_workflow(id.clone(), None)
+            .signal(DeliveryWorkflow::deliver, d.clone(), SignalWorkflowOptions::default())
             .await
         {
-            // Already running (e.g. started before a continue-as-new): signal it all the same.
-            tracing::debug!(error = %e, "delivery workflow start");
+            Ok(_) => return,
+            Err(e) => tracing::warn!(error = %e, attempt, "could not hand a state to the delivery workflow"),
         }
-        run.deliveries_started = true;
-    }
-    let d = Delivery::of(Some(cb), &run.keys, &run.start.tenant, Some(&run.start.run), state);
-    if let Err(e) = ctx
-        .external_workflow(id, None)
-        .signal(DeliveryWorkflow::deliver, d, SignalWorkflowOptions::default())
-        .await
-    {
-        tracing::warn!(error = %e, "could not hand a state to the delivery workflow");
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod auth;
 mod egress;
+mod faults;
 mod helpers;
 mod hostile;
 mod limits;

@@ -8,7 +8,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AllowedOrigin, bearer, legacy};
 use crate::domain::{Caller, WorkflowId};
-use crate::service::{CommandBody, Credentials, Follow, Out, Outcome};
+use crate::service::{CommandBody, Credentials, Follow, Out, Outcome, ServiceError};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -123,6 +123,32 @@ async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
     metrics::gauge!("drift_ws_connections").decrement(1.0);
 }
 
+/// The message that answers request `rid` (None: a state its follower delivers anyway).
+fn reply_message(id: &WorkflowId, rid: &str, seq: u64, outcome: Result<Outcome, ServiceError>) -> Option<Message> {
+    Some(match outcome {
+        Ok(Outcome::NodeResult(body)) => match serde_json::from_slice(&body) {
+            Ok(result) => ServerMsg::Result {
+                result,
+                request_id: rid,
+            }
+            .to_text(),
+            Err(err) => ServerMsg::error(Some(rid), &ApiError::internal(&err)).to_text(),
+        },
+        Ok(Outcome::Rejected(r)) => ServerMsg::error(Some(rid), &ApiError::from(r)).to_text(),
+        Ok(Outcome::State(body)) if seq > 0 => {
+            let state = serde_json::from_slice::<&RawValue>(&body).ok()?;
+            ServerMsg::State {
+                workflow_id: id.as_str(),
+                seq,
+                state,
+            }
+            .to_text()
+        }
+        Ok(_) => return None,
+        Err(err) => ServerMsg::error(Some(rid), &ApiError::from(err)).to_text(),
+    })
+}
+
 /// Queues a message for the socket; a socket that cannot take it in time is closed.
 async fn send_or_close(out: &mpsc::Sender<Message>, close: &CancellationToken, m: Message) -> bool {
     let sent = matches!(
@@ -229,13 +255,22 @@ impl Session {
         let rid = req.request_id().to_string();
         // Registered before dispatch: the answer may arrive before the call returns.
         self.mine.lock().expect("mine").insert(rid.clone());
-        let d = match self.s.service.command(&caller, &id, req).await {
+        let mut d = match self.s.service.command(&caller, &id, req).await {
             Ok(d) => d,
             Err(e) => {
                 self.mine.lock().expect("mine").remove(&rid);
                 return Err(e.into());
             }
         };
+        // A retried command: its first answer, again; nothing was sent to the workflow.
+        if let Some((seq, outcome)) = d.take_answer() {
+            self.mine.lock().expect("mine").remove(&rid);
+            self.ack(Some(&rid), &id, None).await;
+            if let Some(m) = reply_message(&id, &rid, seq, outcome) {
+                send_or_close(&self.out, &self.close, m).await;
+            }
+            return Ok(());
+        }
         if !self.following(&id) {
             match d.into_follow() {
                 Some(f) => self.spawn_follower(&id, f),
@@ -302,25 +337,14 @@ impl Session {
                     send_or_close(&out, &close, m).await
                 }
             };
-            let replies = out.clone();
+            let (replies, reply_id) = (out.clone(), wid.clone());
             let reply = move |rid: &str, outcome| {
                 if !mine.lock().expect("mine").remove(rid) {
                     return;
                 }
-                let m = match outcome {
-                    Ok(Outcome::NodeResult(body)) => match serde_json::from_slice(&body) {
-                        Ok(result) => ServerMsg::Result {
-                            result,
-                            request_id: rid,
-                        }
-                        .to_text(),
-                        Err(err) => ServerMsg::error(Some(rid), &ApiError::internal(&err)).to_text(),
-                    },
-                    Ok(Outcome::Rejected(r)) => ServerMsg::error(Some(rid), &ApiError::from(r)).to_text(),
-                    Ok(_) => return,
-                    Err(err) => ServerMsg::error(Some(rid), &ApiError::from(err)).to_text(),
-                };
-                let _ = replies.try_send(m);
+                if let Some(m) = reply_message(&reply_id, rid, 0, outcome) {
+                    let _ = replies.try_send(m);
+                }
             };
             s.service.forward(follow, s.shutdown.clone(), deliver, reply).await;
         });

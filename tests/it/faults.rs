@@ -1,0 +1,134 @@
+//! Faults while answers are on their way: every answer a caller waits for reaches it, once.
+//! Each test is bounded in time and talks to servers of its own on loopback.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_sent_twice_with_one_request_id_is_applied_once_and_answered_alike() {
+    let app = spawn_app().await;
+    let id = id_of(&app.start("refund", json!({"orderId": "o-twice"})).await);
+    let body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}, "requestId": "same-1"});
+    let path = format!("/v3/workflow/resume/{id}");
+    let first = app.call(Method::PUT, &path, Some(body.clone()), &[]).await;
+    let second = app.call(Method::PUT, &path, Some(body), &[]).await;
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::OK, StatusCode::OK),
+        "{second:?}"
+    );
+    assert_eq!(first.body["seq"], 2);
+    assert_eq!(second.body, first.body, "the retry gets the first answer");
+    let st = app.get(&id).await;
+    assert_eq!(
+        (st.body["seq"].as_u64(), st.body["view"]["layoutId"].as_str()),
+        (Some(2), Some("refund_confirm"))
+    );
+
+    // execute-node too: the same request id is run once and answered alike, over the socket too.
+    let b = id_of(&app.start("bank_account", json!({})).await);
+    let exec = json!({"node": "verify_account", "parameters": {"accountNumber": "12345678"}, "requestId": "x-1"});
+    let path = format!("/v3/workflow/{b}/disconnected-node/execute");
+    let r1 = app.call(Method::POST, &path, Some(exec.clone()), &[]).await;
+    let r2 = app.call(Method::POST, &path, Some(exec), &[]).await;
+    assert_eq!(r1.body["response"]["valid"], true, "{r1:?}");
+    assert_eq!(r2.body, r1.body);
+    let auth = bearer(&app.token("ws"));
+    let mut ws = Ws::connect_with(&app.ws_url(""), &[("authorization", &auth)])
+        .await
+        .unwrap();
+    ws.send(json!({"type": "resume", "requestId": "same-1", "workflowId": id, "viewResponse": {"selectedOptions": {"reason": "damaged"}}}))
+        .await;
+    let s = ws.next_of("state", Duration::from_secs(10)).await;
+    assert_eq!(
+        (s["seq"].as_u64(), s["state"]["requestId"].as_str()),
+        (Some(2), Some("same-1"))
+    );
+    assert_eq!(app.get(&id).await.body["seq"], 2, "still applied once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pubsub_connections_killed_every_100ms_lose_no_node_result_and_no_rejection() {
+    let (redis, url) = own_redis().await;
+    let app = spawn_app_with(Opts {
+        redis_url: Some(url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let id = id_of(&app.start("bank_account", json!({})).await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicUsize::new(0));
+    let killer = tokio::spawn({
+        let (stop, kills, url) = (stop.clone(), kills.clone(), url.clone());
+        async move {
+            let mut c = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+            while !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+                let n: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap_or(0);
+                kills.fetch_add(n as usize, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (http, base, auth) = (app.http.clone(), app.base.clone(), bearer(&app.token("faults")));
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let (path, body) = if i % 2 == 0 {
+                let p = format!("/v3/workflow/{id}/disconnected-node/execute");
+                (p, json!({"node": "verify_account", "parameters": {"accountNumber": format!("{:08}", i)}, "requestId": format!("x-{i}")}))
+            } else {
+                let p = format!("/v3/workflow/resume/{id}");
+                (p, json!({"viewResponse": {"selectedOptions": {"save": "save"}}, "requestId": format!("a-{i}")}))
+            };
+            let r = http.request(if i % 2 == 0 { Method::POST } else { Method::PUT }, format!("{base}{path}"))
+                .header("authorization", auth)
+                .header("prefer", "wait=20")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (i, status, r.json::<Value>().await.unwrap_or_default())
+        }));
+        if i % 20 == 19 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (mut results, mut rejections, mut lost) = (0, 0, Vec::new());
+    for t in tasks {
+        let (i, status, body) = t.await.unwrap();
+        match (i % 2, status) {
+            (0, StatusCode::OK) if body["response"]["accountNumber"] == format!("{:08}", i) => results += 1,
+            (1, StatusCode::UNPROCESSABLE_ENTITY) => rejections += 1,
+            _ => lost.push(format!("{i}: {status} {body}")),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    killer.await.unwrap();
+    eprintln!(
+        "faults: {} pub/sub connections killed; 100 execute-node: {results} answered; 100 invalid answers: {rejections} got 422; lost {}",
+        kills.load(Ordering::SeqCst),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "lost or wrong answers:\n{}", lost.join("\n"));
+    assert_eq!((results, rejections), (100, 100));
+    assert!(kills.load(Ordering::SeqCst) > 0, "the fault was injected");
+    drop(app);
+    on_infra(async move { redis.stop().await });
+}
