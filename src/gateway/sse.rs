@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::extract::{AllowedOrigin, WorkflowPath, bearer, legacy};
 use crate::service::{Credentials, Out, is_token};
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -56,6 +56,14 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
         .or(q.last_event_id);
+    // A browser reconnecting after the end (it sends the terminal seq, or more) is told to stop:
+    // 204 is how SSE says "do not reconnect".
+    if let Some(since) = since {
+        let latest = s.service.current(&caller, &id).await?;
+        if latest.workflow_status.is_terminal() && since >= latest.seq {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+    }
     let slot = s.limits.stream(Some(caller.tenant.as_str()))?;
     let follow = s.service.follow(&caller, &id, since).await?;
     let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(QUEUE);
@@ -68,7 +76,11 @@ pub async fn events(
                 matches!(sent, Ok(Ok(())))
             }
         };
-        s.service.forward(follow, s.shutdown.clone(), deliver, |_, _| {}).await;
+        let gone = {
+            let tx = tx.clone();
+            async move { tx.closed().await }
+        };
+        s.service.forward(follow, s.shutdown.clone(), gone, deliver, |_, _| {}).await;
         metrics::gauge!("drift_sse_connections").decrement(1.0);
         drop(slot);
     });

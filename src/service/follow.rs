@@ -48,11 +48,18 @@ impl Follow {
             None => out.extend(store.latest(&self.keys).await?.as_ref().map(state_out)),
             Some(after) => {
                 let (items, complete) = store.history_after(&self.keys, after).await?;
-                if complete {
-                    out.extend(items.iter().map(state_out));
-                } else if let Some(st) = store.latest(&self.keys).await? {
-                    out.push(Out::Gap { after, latest: st.seq });
-                    out.push(state_out(&st));
+                let behind = match items.is_empty() {
+                    // Nothing after `after`: fine, unless `after` is beyond what exists.
+                    true => store.latest(&self.keys).await?.filter(|st| st.seq < after),
+                    false if complete => None,
+                    false => store.latest(&self.keys).await?,
+                };
+                match behind {
+                    Some(st) => {
+                        out.push(Out::Gap { after, latest: st.seq });
+                        out.push(state_out(&st));
+                    }
+                    None => out.extend(items.iter().map(state_out)),
                 }
             }
         }
@@ -80,13 +87,14 @@ impl Follow {
 }
 
 impl Service {
-    /// Forwards one workflow's states to `deliver` until a terminal state, `shutdown`, or a
-    /// delivery that fails (gone or too slow). `reply` sees the answers to commands
-    /// (rejections and node results), with the request id they answer.
+    /// Forwards one workflow's states to `deliver` until a terminal state, `shutdown`, the
+    /// client being `gone`, or a delivery that fails (too slow). `reply` sees the answers to
+    /// commands (rejections and node results), with the request id they answer.
     pub async fn forward<F, Fut>(
         &self,
         mut f: Follow,
         shutdown: CancellationToken,
+        gone: impl std::future::Future<Output = ()>,
         deliver: F,
         mut reply: impl FnMut(&str, Result<Outcome, ServiceError>),
     ) where
@@ -94,6 +102,7 @@ impl Service {
         Fut: std::future::Future<Output = bool>,
     {
         let store = self.store();
+        tokio::pin!(gone);
         let mut pending = match f.catch_up(store).await {
             Ok(v) => v,
             Err(e) => {
@@ -115,6 +124,12 @@ impl Service {
             }
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                // A client that went away is noticed now, not at the next state (which may be
+                // days away): its task and its share of the hub channel are released.
+                _ = &mut gone => {
+                    metrics::counter!("drift_streams_gone_total").increment(1);
+                    return;
+                }
                 m = f.sub.recv() => m,
             };
             match msg {

@@ -380,3 +380,65 @@ async fn shutdown_closes_streams_and_sockets_within_a_bounded_time() {
     }
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+/// This app's hub channels, as its /metrics reports them.
+async fn hub_channels(app: &TestApp) -> u64 {
+    let text = app.call(reqwest::Method::GET, "/metrics", None, &[]).await.body;
+    let text = text.as_str().unwrap_or_default().to_string();
+    text.lines()
+        .find_map(|l| l.strip_prefix("drift_hub_channels "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(-1.0) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_clients_that_leave_free_their_channel_and_reconnects_at_the_end_get_204() {
+    let app = spawn_app().await;
+    let r = app.start("bank_account", json!({})).await;
+    let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+    let url = app.events_url(&id, &format!("?token={token}"));
+    {
+        let mut sse = SseClient::connect(&url, &[]).await.unwrap();
+        assert_eq!(sse.next(T).await.unwrap().data["seq"], 1);
+        assert_eq!(hub_channels(&app).await, 1, "the stream holds the workflow's channel");
+    } // the tab is closed while the workflow waits
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while hub_channels(&app).await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the channel was not released within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Last-Event-ID beyond the latest state: a gap, then the latest state.
+    let mut sse = SseClient::connect(&url, &[("Last-Event-ID", "7")]).await.unwrap();
+    let gap = sse.next(T).await.unwrap();
+    assert_eq!(
+        (
+            gap.event.as_str(),
+            gap.data["after"].as_u64(),
+            gap.data["latest"].as_u64()
+        ),
+        ("gap", Some(7), Some(1))
+    );
+    assert_eq!(sse.next(T).await.unwrap().data["seq"], 1);
+    drop(sse);
+
+    let done = app
+        .resume(&id, json!({"accountNumber": "11112222", "save": "save"}))
+        .await;
+    assert_eq!(status_of(&done), "COMPLETED");
+    // A browser reconnecting after the terminal state is told to stop (204), at or past it.
+    for last in ["2", "3"] {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .header("Last-Event-ID", last)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT, "Last-Event-ID {last}");
+    }
+    // Without Last-Event-ID a client still gets the final state once.
+    let mut sse = SseClient::connect(&url, &[]).await.unwrap();
+    assert_eq!(sse.states_until_end(T).await, vec![2]);
+}

@@ -346,7 +346,9 @@ impl Session {
                     let _ = replies.try_send(m);
                 }
             };
-            s.service.forward(follow, s.shutdown.clone(), deliver, reply).await;
+            // The session aborts this task when the socket goes.
+            let gone = std::future::pending();
+            s.service.forward(follow, s.shutdown.clone(), gone, deliver, reply).await;
         });
         self.subs.insert(id.clone(), handle);
     }
