@@ -21,11 +21,29 @@ pub struct Supervised {
     child: Child,
 }
 
+/// Asks a process to stop (SIGTERM): the supervisor's trap then stops its child and waits.
+fn terminate(pid: u32) {
+    // SAFETY: kill(2) with a pid this process spawned and a valid signal number.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+/// A dropped handle (an early return, a panic) still stops its child: never SIGKILL the
+/// supervisor, which would orphan the process it watches.
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if let (Some(pid), Ok(None)) = (self.child.id(), self.child.try_wait()) {
+            terminate(pid);
+        }
+    }
+}
+
 impl Supervised {
     pub fn spawn(name: &'static str, program: &str, args: &[String], log: &Path) -> anyhow::Result<Self> {
-        if which(program).is_none() {
-            bail!("{program} was not found on PATH; {SETUP_HINT}");
-        }
+        let Some(path) = find_program(program) else {
+            bail!("{program} was not found on PATH or in Python's scripts folder; {SETUP_HINT}");
+        };
         let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         const SUPERVISOR: &str = r#"
 "$@" & c=$!
@@ -37,13 +55,12 @@ kill $c 2>/dev/null; wait $c
             .arg("-c")
             .arg(SUPERVISOR)
             .arg("drift-supervisor")
-            .arg(program)
+            .arg(&path)
             .args(args)
             .env("DRIFT_PARENT", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
-            .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("starting {program}"))?;
         Ok(Self { name, child })
@@ -52,10 +69,7 @@ kill $c 2>/dev/null; wait $c
     /// Asks the child to stop and waits (bounded) for it.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
+            terminate(pid);
         }
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
@@ -72,6 +86,26 @@ pub fn which(program: &str) -> Option<std::path::PathBuf> {
             .map(|d| d.join(program))
             .find(|p| p.is_file())
     })
+}
+
+/// A program on PATH, or where `pip install` put it (Python's scripts folder, or the user's
+/// one) — `scripts/setup.sh` installs the Temporal CLI with pip, and that folder is often not
+/// on PATH (pyenv shims appear only after a rehash).
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    if let Some(p) = which(program) {
+        return Some(p);
+    }
+    const SCRIPTS: &str =
+        "import sysconfig;print(sysconfig.get_path('scripts'));print(sysconfig.get_path('scripts','posix_user'))";
+    let mut dirs: Vec<std::path::PathBuf> = std::process::Command::new("python3")
+        .args(["-c", SCRIPTS])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).lines().map(Into::into).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(std::path::PathBuf::from(home).join(".local/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(program)).find(|p| p.is_file())
 }
 
 /// A port nothing listens on right now.
@@ -189,7 +223,23 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
         crate::config::AuthArg::None => None,
     };
     let mut children = Vec::new();
+    let result = start_and_run(&a, &data, dev_key, &mut children, shutdown.clone()).await;
+    // Whatever ended the run (an error starting the next child included), every child stops.
+    shutdown.cancel();
+    for c in children {
+        eprintln!("drift dev: stopping {}", c.name);
+        c.stop().await;
+    }
+    result
+}
 
+async fn start_and_run(
+    a: &DevArgs,
+    data: &Path,
+    dev_key: Option<String>,
+    children: &mut Vec<Supervised>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let redis_url = match &a.common.redis_url {
         Some(u) => u.clone(),
         None => {
@@ -210,13 +260,7 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
             format!("127.0.0.1:{port}")
         }
     };
-    let result = run_with(&a, dev_key, &redis_url, &temporal_address, shutdown.clone()).await;
-    shutdown.cancel();
-    for c in children {
-        eprintln!("drift dev: stopping {}", c.name);
-        c.stop().await;
-    }
-    result
+    run_with(a, dev_key, &redis_url, &temporal_address, shutdown).await
 }
 
 async fn run_with(

@@ -80,7 +80,9 @@ pub async fn events(
             let tx = tx.clone();
             async move { tx.closed().await }
         };
-        s.service.forward(follow, s.shutdown.clone(), gone, deliver, |_, _| {}).await;
+        s.service
+            .forward(follow, s.shutdown.clone(), gone, deliver, |_, _| {})
+            .await;
         metrics::gauge!("drift_sse_connections").decrement(1.0);
         drop(slot);
     });

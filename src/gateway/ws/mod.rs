@@ -348,7 +348,9 @@ impl Session {
             };
             // The session aborts this task when the socket goes.
             let gone = std::future::pending();
-            s.service.forward(follow, s.shutdown.clone(), gone, deliver, reply).await;
+            s.service
+                .forward(follow, s.shutdown.clone(), gone, deliver, reply)
+                .await;
         });
         self.subs.insert(id.clone(), handle);
     }
