@@ -246,6 +246,10 @@ pub struct GatewayArgs {
     /// Required `aud` of JWTs.
     #[arg(long, env = "DRIFT_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// How often the gateway checks that the workflows its live followers hold still run, so
+    /// an end outside Drift (Temporal's CLI or UI, a timeout) reaches them; in seconds.
+    #[arg(long, env = "DRIFT_RECONCILE_SECS", default_value_t = 30)]
+    pub reconcile_secs: u64,
     /// Lifetime of a stream token, in seconds.
     #[arg(long, env = "DRIFT_STREAM_TOKEN_TTL_SECS", default_value_t = 3600)]
     pub stream_token_ttl_secs: u64,

@@ -224,6 +224,7 @@ impl Application {
                 max_command_bytes: g.max_command_bytes,
             },
         });
+        service.spawn_reconciler(Duration::from_secs(g.reconcile_secs.max(1)), shutdown.clone());
         let state = AppState {
             service,
             cfg: std::sync::Arc::new(GatewayConfig {

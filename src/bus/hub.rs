@@ -168,6 +168,21 @@ impl Hub {
         Ok(sub)
     }
 
+    /// The channels subscribed right now, across shards.
+    pub fn channels(&self) -> Vec<String> {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.registry
+                    .lock()
+                    .expect("hub registry")
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Channels subscribed right now, across shards.
     pub fn channel_count(&self) -> usize {
         self.shards

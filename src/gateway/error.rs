@@ -102,6 +102,16 @@ impl From<ServiceError> for ApiError {
             S::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             S::AlreadyExists => Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
             S::Unavailable { dependency, cause } => Self::unavailable(dependency, &cause).retry_after(2),
+            S::Uncertain(cause) => {
+                tracing::warn!(error = %cause, "Temporal call timed out after it was sent");
+                Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "outcome_unknown",
+                    "Temporal did not confirm in time; the call may have been applied. Retry it with the same \
+                     requestId (or Idempotency-Key, or workflowId): a retry is answered, never applied twice",
+                )
+                .retry_after(2)
+            }
             S::Internal(m) => Self::internal(&m),
         }
     }

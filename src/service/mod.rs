@@ -17,12 +17,13 @@ pub use wait::Outcome;
 
 use crate::bus::{Hub, HubError, RedisKeys, Store, StoreError, Subscription};
 use crate::domain::{
-    Callback, Caller, Command, IdError, Rejection, RequestId, Scope, ScopedWorkflowId, Scopes, WorkflowId,
+    Callback, Caller, Command, IdError, Rejection, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId,
     WorkflowStart, WorkflowState, WorkflowStatus,
 };
 use crate::dsl::{Definition, Node, Registry};
-use crate::temporal::{Temporal, TemporalError};
+use crate::temporal::{EndedAs, Temporal, TemporalError};
 use crate::webhook::Allowlist;
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +55,9 @@ pub enum ServiceError {
     /// Temporal or Redis could not be reached; nothing was changed.
     #[error("{dependency} is unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
+    /// The call may or may not have been applied (a timeout after it was sent).
+    #[error("outcome unknown: {0}")]
+    Uncertain(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -70,6 +74,7 @@ impl From<TemporalError> for ServiceError {
                 status: WorkflowStatus::Terminated,
             }),
             TemporalError::AlreadyStarted => Self::AlreadyExists,
+            TemporalError::Uncertain(cause) => Self::Uncertain(cause),
             TemporalError::Other(m) => Self::Internal(format!("Temporal: {m}")),
         }
     }
@@ -494,7 +499,18 @@ impl Service {
         let t0 = std::time::Instant::now();
         let subscription = self.subscribe_unless(is_async, &keys).await?;
         let subscribed = t0.elapsed();
-        self.0.temporal.signal(&scoped, cmd).await?;
+        match self.0.temporal.signal(&scoped, cmd).await {
+            Ok(()) => {}
+            // Drift still showed it waiting, but it ended outside Drift: publish how.
+            Err(TemporalError::Ended) => {
+                let status = match self.reconcile(&caller.tenant, id).await {
+                    Some(end) => end.workflow_status,
+                    None => WorkflowStatus::Terminated,
+                };
+                return Err(Rejection::NotWaiting { status }.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
         tracing::debug!(%request_id, ?subscribed, signalled = ?t0.elapsed(), "command dispatched");
         Ok(Dispatched {
             id: id.clone(),
@@ -513,27 +529,20 @@ impl Service {
     pub async fn terminate(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
         require(caller, Scope::Drive)?;
         let scoped = caller.scoped(id);
-        let keys = self.keys(&scoped);
         self.0
             .temporal
             .terminate(&scoped, &format!("terminated by {} via API", caller.client))
             .await?;
-        // Above anything the workflow id ever published, even after its states expired.
-        let seq = self.0.store.high_seq(&keys).await? + 1;
-        let state = WorkflowState::bare(id.as_str(), WorkflowStatus::Terminated, seq);
-        self.0
-            .store
-            .publish(&crate::bus::Publication::state(&keys, &state))
+        let state = self
+            .publish_end(&caller.tenant, id, WorkflowStatus::Terminated, None)
             .await?;
-        // Async workflows also get their end delivered to the callback.
-        self.0.temporal.deliver(&caller.tenant, &scoped, &keys, &state).await;
         Ok(state)
     }
 
     /// The latest state, for a caller who may read it.
     pub async fn current(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
         require(caller, Scope::Read)?;
-        self.state_of(caller, id).await
+        self.reconciled_state(caller, id).await
     }
 
     /// The latest state, from Redis or (before anything was published) from Temporal.
@@ -542,6 +551,102 @@ impl Service {
         if let Some(st) = self.0.store.latest(&self.keys(&scoped)).await? {
             return Ok(st.state);
         }
+        self.queried(caller, id).await
+    }
+
+    /// The latest state as readers should see it: a workflow Drift still shows running that
+    /// ended outside Drift (Temporal's CLI or UI, a timeout, a server limit) gets that end
+    /// published now.
+    async fn reconciled_state(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
+        let st = self.state_of(caller, id).await?;
+        if st.workflow_status.is_terminal() {
+            return Ok(st);
+        }
+        Ok(self.reconcile(&caller.tenant, id).await.unwrap_or(st))
+    }
+
+    /// Publishes the end of a workflow that ended outside Drift, if it did.
+    async fn reconcile(&self, tenant: &TenantId, id: &WorkflowId) -> Option<WorkflowState> {
+        let ended = match self.0.temporal.ended(&ScopedWorkflowId::new(tenant, id)).await {
+            Ok(e) => e?,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not check whether the workflow ended");
+                return None;
+            }
+        };
+        let status = match ended.status {
+            EndedAs::Terminated => WorkflowStatus::Terminated,
+            EndedAs::TimedOut | EndedAs::Failed => WorkflowStatus::Failed,
+        };
+        metrics::counter!("drift_external_ends_total").increment(1);
+        self.publish_end(tenant, id, status, Some(ended.reason)).await.ok()
+    }
+
+    /// Publishes an end the workflow cannot publish itself, above every seq its id ever had
+    /// (even after its states expired), and hands it to its webhook deliveries.
+    async fn publish_end(
+        &self,
+        tenant: &TenantId,
+        id: &WorkflowId,
+        status: WorkflowStatus,
+        error_message: Option<String>,
+    ) -> Result<WorkflowState, ServiceError> {
+        let scoped = ScopedWorkflowId::new(tenant, id);
+        let keys = self.keys(&scoped);
+        let seq = self.0.store.high_seq(&keys).await? + 1;
+        let state = WorkflowState {
+            error_message,
+            ..WorkflowState::bare(id.as_str(), status, seq)
+        };
+        self.0
+            .store
+            .publish(&crate::bus::Publication::state(&keys, &state))
+            .await?;
+        self.0.temporal.deliver(tenant, &scoped, &keys, &state).await;
+        Ok(state)
+    }
+
+    /// Checks, every `every`, the workflows live followers on this gateway hold, so an end
+    /// outside Drift reaches them within that time; stops with `shutdown`.
+    pub fn spawn_reconciler(&self, every: std::time::Duration, shutdown: tokio_util::sync::CancellationToken) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let prefix = format!("{}:ch:", service.0.cfg.key_prefix);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let followed: Vec<(TenantId, WorkflowId)> = service
+                    .0
+                    .hub
+                    .channels()
+                    .iter()
+                    .filter_map(|c| c.strip_prefix(&prefix)?.split_once('/'))
+                    .filter_map(|(t, w)| Some((TenantId::parse(t).ok()?, WorkflowId::parse(w).ok()?)))
+                    .collect();
+                futures::stream::iter(followed)
+                    .for_each_concurrent(8, |(tenant, id)| {
+                        let service = service.clone();
+                        async move {
+                            let keys = service.keys(&ScopedWorkflowId::new(&tenant, &id));
+                            let running = matches!(
+                                service.0.store.latest(&keys).await,
+                                Ok(Some(st)) if !st.state.workflow_status.is_terminal()
+                            );
+                            if running {
+                                service.reconcile(&tenant, &id).await;
+                            }
+                        }
+                    })
+                    .await;
+            }
+        });
+    }
+
+    /// The state Temporal's query gives, before anything was published.
+    async fn queried(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
+        let scoped = caller.scoped(id);
         match self.0.temporal.query_state(&scoped).await {
             Ok(Some(st)) => Ok(st),
             Ok(None) => Ok(WorkflowState::bare(id.as_str(), WorkflowStatus::Running, 0)),
@@ -555,7 +660,7 @@ impl Service {
         require(caller, Scope::Read)?;
         let keys = self.keys(&caller.scoped(id));
         let sub = self.0.hub.subscribe(&keys.channel).await?;
-        self.state_of(caller, id).await?;
+        self.reconciled_state(caller, id).await?;
         Ok(Follow::new(sub, keys, since))
     }
 

@@ -6,8 +6,9 @@ use crate::bus::RedisKeys;
 use crate::domain::{Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState};
 use std::time::Duration;
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, RetryOptions, WorkflowIdConflictPolicy,
-    WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions, WorkflowTerminateOptions,
+    Client, ClientOptions, Connection, ConnectionOptions, RetryOptions, WorkflowFetchHistoryOptions,
+    WorkflowIdConflictPolicy, WorkflowIdReusePolicy, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowTerminateOptions,
     errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError},
 };
 use tokio::sync::OnceCell;
@@ -17,6 +18,10 @@ use tonic::Code;
 pub enum TemporalError {
     #[error("Temporal is unreachable: {0}")]
     Unavailable(String),
+    /// The call reached Temporal but its answer did not come back in time: it may have been
+    /// applied.
+    #[error("Temporal did not answer in time: {0}")]
+    Uncertain(String),
     #[error("workflow already exists")]
     AlreadyStarted,
     #[error("workflow not found")]
@@ -33,9 +38,8 @@ fn from_status(s: &tonic::Status) -> TemporalError {
         Code::NotFound => TemporalError::NotFound,
         Code::FailedPrecondition => TemporalError::Ended,
         Code::AlreadyExists => TemporalError::AlreadyStarted,
-        Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
-            TemporalError::Unavailable(s.message().to_string())
-        }
+        Code::DeadlineExceeded | Code::Cancelled => TemporalError::Uncertain(s.message().to_string()),
+        Code::Unavailable | Code::Unknown => TemporalError::Unavailable(s.message().to_string()),
         _ => TemporalError::Other(format!("{:?}: {}", s.code(), s.message())),
     }
 }
@@ -78,6 +82,20 @@ pub async fn connect(cfg: &TemporalConfig) -> Result<Client, TemporalError> {
         .map_err(|e| TemporalError::Unavailable(e.to_string()))?;
     Client::new(conn, ClientOptions::new(cfg.namespace.clone()).build())
         .map_err(|e| TemporalError::Other(e.to_string()))
+}
+
+/// How a workflow ended outside Drift, and why (as Temporal recorded it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ended {
+    pub status: EndedAs,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndedAs {
+    Terminated,
+    TimedOut,
+    Failed,
 }
 
 /// A lazily (re)connecting Temporal client for the gateway.
@@ -182,6 +200,47 @@ impl Temporal {
         }
     }
 
+    /// How the workflow ended, if it ended without publishing its end itself: terminated from
+    /// Temporal's CLI or UI, timed out, or failed (e.g. a server limit). None while it runs, and
+    /// for the ends Drift publishes (completion, and the workflow's own failure states).
+    pub async fn ended(&self, id: &ScopedWorkflowId) -> Result<Option<Ended>, TemporalError> {
+        use temporalio_client::{HistoryEventFilterType, WorkflowDescribeOptions, WorkflowExecutionStatus as S};
+        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+        let client = self.client().await?;
+        let handle = client.get_workflow_handle::<DriftWorkflow>(id.as_str());
+        let description = handle
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .map_err(from_interaction)?;
+        let status = match description.status() {
+            S::Terminated | S::Canceled => EndedAs::Terminated,
+            S::TimedOut => EndedAs::TimedOut,
+            S::Failed => EndedAs::Failed,
+            _ => return Ok(None),
+        };
+        let close = handle
+            .fetch_history(
+                WorkflowFetchHistoryOptions::builder()
+                    .event_filter_type(HistoryEventFilterType::CloseEvent)
+                    .build(),
+            )
+            .into_events()
+            .await
+            .map_err(from_interaction)?;
+        let reason = close.last().and_then(|e| e.attributes.as_ref()).and_then(|a| match a {
+            Attributes::WorkflowExecutionTerminatedEventAttributes(t) => Some(t.reason.clone()),
+            Attributes::WorkflowExecutionFailedEventAttributes(f) => f.failure.as_ref().map(|f| f.message.clone()),
+            _ => None,
+        });
+        let reason = match (status, reason.filter(|r| !r.is_empty())) {
+            (EndedAs::TimedOut, _) => "the workflow ran past its execution timeout".to_string(),
+            (_, Some(r)) => r,
+            (EndedAs::Terminated, None) => "terminated outside Drift".to_string(),
+            (_, None) => "the workflow failed outside Drift".to_string(),
+        };
+        Ok(Some(Ended { status, reason }))
+    }
+
     /// Probes the server (for `/readyz`).
     pub async fn ping(&self) -> Result<(), TemporalError> {
         let client = self.client().await?;
@@ -190,5 +249,24 @@ impl Temporal {
             .await
             .map(|_| ())
             .map_err(|s| from_status(&s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_after_sending_is_not_reported_as_nothing_changed() {
+        let t = from_status(&tonic::Status::deadline_exceeded("slow"));
+        assert!(matches!(t, TemporalError::Uncertain(_)), "{t:?}");
+        assert!(matches!(
+            from_status(&tonic::Status::unavailable("down")),
+            TemporalError::Unavailable(_)
+        ));
+        assert!(matches!(
+            from_status(&tonic::Status::not_found("workflow execution already completed")),
+            TemporalError::Ended
+        ));
     }
 }

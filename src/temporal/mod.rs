@@ -7,5 +7,5 @@ mod delivery;
 mod worker;
 mod workflow;
 
-pub use client::{Temporal, TemporalConfig, TemporalError, connect};
+pub use client::{EndedAs, Temporal, TemporalConfig, TemporalError, connect};
 pub use worker::{WorkerConfig, spawn as spawn_worker};

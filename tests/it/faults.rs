@@ -132,3 +132,45 @@ async fn pubsub_connections_killed_every_100ms_lose_no_node_result_and_no_reject
     drop(app);
     on_infra(async move { redis.stop().await });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_terminated_with_temporals_own_cli_is_seen_terminated_with_its_reason() {
+    let app = spawn_app_with(Opts {
+        extra_args: vec!["--reconcile-secs=1".into()],
+        ..Default::default()
+    })
+    .await;
+    let r = app.start("bank_account", json!({})).await;
+    let (followed, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+    let touched = id_of(&app.start("bank_account", json!({})).await);
+    let mut sse = SseClient::connect(&app.events_url(&followed, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    assert_eq!(sse.next(Duration::from_secs(10)).await.unwrap().data["seq"], 1);
+    for id in [&followed, &touched] {
+        temporal_cli(&[
+            "workflow",
+            "terminate",
+            "--workflow-id",
+            &format!("{}/{id}", app.tenant),
+            "--reason",
+            "ops cleanup",
+        ]);
+    }
+    // The live follower hears of it without anyone touching the workflow.
+    let end = sse.next(Duration::from_secs(60)).await.expect("an end");
+    assert_eq!(end.data["workflowStatus"], "TERMINATED", "{end:?}");
+    assert_eq!(end.data["errorMessage"], "ops cleanup");
+    assert_eq!(end.data["seq"], 2);
+    // The next one to touch the other one sees it too: a resume is 409, then GET is TERMINATED.
+    let r = app
+        .resume(&touched, json!({"accountNumber": "11112222", "save": "save"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    let st = app.get(&touched).await;
+    assert_eq!(
+        (status_of(&st), st.body["errorMessage"].as_str()),
+        ("TERMINATED", Some("ops cleanup")),
+        "{st:?}"
+    );
+}
