@@ -81,7 +81,7 @@ pub async fn events(
             async move { tx.closed().await }
         };
         s.service
-            .forward(follow, s.shutdown.clone(), gone, deliver, |_, _| {})
+            .forward(follow, s.shutdown.clone(), gone, deliver, |_, _| Box::pin(async {}))
             .await;
         metrics::gauge!("drift_sse_connections").decrement(1.0);
         drop(slot);

@@ -96,7 +96,7 @@ impl Service {
         shutdown: CancellationToken,
         gone: impl std::future::Future<Output = ()>,
         deliver: F,
-        mut reply: impl FnMut(&str, Result<Outcome, ServiceError>),
+        mut reply: impl FnMut(&str, Result<Outcome, ServiceError>) -> futures::future::BoxFuture<'static, ()>,
     ) where
         F: Fn(Out) -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -136,7 +136,7 @@ impl Service {
                 HubMsg::Event(e) if e.kind == MessageKind::State => pending.extend(f.accept(&e)),
                 HubMsg::Event(e) => {
                     if let Some(rid) = e.request_id.as_deref() {
-                        reply(rid, Outcome::of(&e));
+                        reply(rid, Outcome::of(&e)).await;
                     }
                 }
                 // Missed messages (Redis reconnect, or this follower lagged): read them back.

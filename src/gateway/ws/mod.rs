@@ -64,13 +64,41 @@ pub async fn upgrade(
         }))
 }
 
+/// The request ids a socket sent and has not had answered, the newest `SENT_KEPT` of them: a
+/// resume answered by a state leaves its id here, so the set must not grow with the socket's age.
+#[derive(Default)]
+struct Sent {
+    ids: HashSet<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+const SENT_KEPT: usize = 1_024;
+
+impl Sent {
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            while self.order.len() > SENT_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.ids.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> bool {
+        // Its place in `order` goes when it is the oldest.
+        self.ids.remove(id)
+    }
+}
+
 struct Session {
     s: AppState,
     caller: Option<Caller>,
     out: mpsc::Sender<Message>,
     subs: HashMap<WorkflowId, tokio::task::JoinHandle<()>>,
     /// Request ids this session sent, so rejections and results reach only their sender.
-    mine: Arc<Mutex<HashSet<String>>>,
+    mine: Arc<Mutex<Sent>>,
     close: CancellationToken,
 }
 
@@ -337,14 +365,19 @@ impl Session {
                     send_or_close(&out, &close, m).await
                 }
             };
-            let (replies, reply_id) = (out.clone(), wid.clone());
-            let reply = move |rid: &str, outcome| {
-                if !mine.lock().expect("mine").remove(rid) {
-                    return;
-                }
-                if let Some(m) = reply_message(&reply_id, rid, 0, outcome) {
-                    let _ = replies.try_send(m);
-                }
+            let (replies, reply_close, reply_id) = (out.clone(), close.clone(), wid.clone());
+            let reply = move |rid: &str, outcome| -> futures::future::BoxFuture<'static, ()> {
+                let m = match mine.lock().expect("mine").remove(rid) {
+                    true => reply_message(&reply_id, rid, 0, outcome),
+                    false => None,
+                };
+                let (replies, close) = (replies.clone(), reply_close.clone());
+                // Waited for like a state (never dropped on a full queue): a slow socket closes.
+                Box::pin(async move {
+                    if let Some(m) = m {
+                        send_or_close(&replies, &close, m).await;
+                    }
+                })
             };
             // The session aborts this task when the socket goes.
             let gone = std::future::pending();
@@ -353,5 +386,20 @@ impl Session {
                 .await;
         });
         self.subs.insert(id.clone(), handle);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sockets_record_of_sent_requests_stays_bounded() {
+        let mut sent = Sent::default();
+        for i in 0..5_000 {
+            sent.insert(format!("r{i}"));
+        }
+        assert!(sent.ids.len() <= SENT_KEPT && sent.order.len() <= SENT_KEPT);
+        assert!(sent.remove("r4999") && !sent.remove("r0"));
     }
 }
