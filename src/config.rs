@@ -246,6 +246,10 @@ pub struct GatewayArgs {
     /// Required `aud` of JWTs.
     #[arg(long, env = "DRIFT_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// How long a workflow may last in all when its definition has no `executionTimeoutMs`;
+    /// past it, it ends as FAILED. In seconds (default 30 days).
+    #[arg(long, env = "DRIFT_EXECUTION_TIMEOUT_SECS", default_value_t = 30 * 24 * 3600)]
+    pub execution_timeout_secs: u64,
     /// How often the gateway checks that the workflows its live followers hold still run, so
     /// an end outside Drift (Temporal's CLI or UI, a timeout) reaches them; in seconds.
     #[arg(long, env = "DRIFT_RECONCILE_SECS", default_value_t = 30)]

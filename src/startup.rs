@@ -222,6 +222,7 @@ impl Application {
                 allowlist: Allowlist::parse(&g.callback_allow).map_err(|e| anyhow::anyhow!("--callback-allow: {e}"))?,
                 client_callbacks: pairs(&g.client_callbacks, "--client-callback")?,
                 max_command_bytes: g.max_command_bytes,
+                execution_timeout: Duration::from_secs(g.execution_timeout_secs.max(1)),
             },
         });
         service.spawn_reconciler(Duration::from_secs(g.reconcile_secs.max(1)), shutdown.clone());

@@ -211,6 +211,9 @@ pub struct WorkflowStart {
     /// The highest `seq` earlier runs of this workflow id published: this run goes on from it.
     #[serde(default)]
     pub seq_base: u64,
+    /// How long the workflow may last in all, in milliseconds.
+    #[serde(default)]
+    pub execution_timeout_ms: Option<u64>,
 }
 
 impl WorkflowStart {
@@ -233,6 +236,7 @@ impl WorkflowStart {
             key_prefix: self.key_prefix.clone(),
             run: format!("{}/{}", self.run, self.workflow_id),
             seq_base: 0,
+            execution_timeout_ms: self.execution_timeout_ms,
         }
     }
 }

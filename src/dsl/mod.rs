@@ -26,6 +26,10 @@ pub struct Definition {
     /// Static lookups available to scripts as `enums` and to JSONPath as `$._enum_store`.
     #[serde(default)]
     pub enum_store: BTreeMap<String, Value>,
+    /// How long a run of this workflow may last in all (continue-as-new included); past it
+    /// Temporal ends it and readers see FAILED. Default: the gateway's `--execution-timeout-secs`.
+    #[serde(default)]
+    pub execution_timeout_ms: Option<u64>,
 }
 
 fn default_version() -> String {

@@ -114,6 +114,8 @@ pub struct ServiceConfig {
     /// Largest answer or node parameters a command may carry (its JSON), so nothing oversized
     /// reaches a workflow's history.
     pub max_command_bytes: usize,
+    /// How long a workflow may last when its definition does not say.
+    pub execution_timeout: std::time::Duration,
 }
 
 /// The size of a value's JSON, counted without building it.
@@ -363,6 +365,9 @@ impl Service {
             ))
         })?;
         let definition = reg.compile(def).map_err(ServiceError::Internal)?;
+        let execution_timeout = definition
+            .execution_timeout_ms
+            .unwrap_or(self.0.cfg.execution_timeout.as_millis() as u64);
         let children = self.pin_children(&definition)?;
         let id = match (req.workflow_id, &req.idempotency_key) {
             (Some(w), _) => w,
@@ -389,6 +394,7 @@ impl Service {
             key_prefix: self.0.cfg.key_prefix.clone(),
             run: uuid::Uuid::now_v7().simple().to_string(),
             seq_base: 0,
+            execution_timeout_ms: Some(execution_timeout),
         };
         let keys = self.keys(&start.scoped_id());
         // A reused id goes on from its earlier runs' seq, so readers see the new run.

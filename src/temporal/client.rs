@@ -132,7 +132,7 @@ impl Temporal {
     /// run that has ended (the id names that run for good).
     pub async fn start(&self, start: WorkflowStart, idempotent: bool) -> Result<(), TemporalError> {
         let client = self.client().await?;
-        let opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), start.scoped_id().to_string())
+        let mut opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), start.scoped_id().to_string())
             .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
             .id_reuse_policy(if idempotent {
                 WorkflowIdReusePolicy::RejectDuplicate
@@ -141,6 +141,7 @@ impl Temporal {
             })
             .enable_eager_workflow_start(self.eager)
             .build();
+        opts.execution_timeout = start.execution_timeout_ms.map(Duration::from_millis);
         let input = WorkflowInput { start, carry: None };
         match client.start_workflow(DriftWorkflow::run, input, opts).await {
             Ok(_) => Ok(()),

@@ -45,6 +45,9 @@ pub struct Carry {
     /// Request ids taken recently, so a retried command is applied once.
     #[serde(default)]
     taken: Vec<RequestId>,
+    /// A screen the run was waiting on (already published): the next run waits on it again.
+    #[serde(default)]
+    open_screen: Option<(String, View)>,
 }
 
 /// How many recent request ids a workflow remembers.
@@ -70,6 +73,19 @@ struct Run {
     answering: Option<RequestId>,
     callback: Option<Callback>,
     deliveries_started: bool,
+    open_screen: Option<(String, View)>,
+}
+
+/// Whether the history is as long as a run should get: time to continue as new.
+fn over_budget(ctx: &WorkflowContext<DriftWorkflow>, run: &Run) -> bool {
+    ctx.history_length() >= run.start.history_limit || ctx.continue_as_new_suggested()
+}
+
+/// Continues as new, carrying the run's position, unhandled commands and recent request ids.
+fn continue_as_new(ctx: &WorkflowContext<DriftWorkflow>, run: &Run) -> WorkflowResult<()> {
+    let (inbox, taken) = ctx.state_mut(|s| (s.inbox.drain(..).collect(), s.taken.iter().cloned().collect()));
+    ctx.continue_as_new(run.carry_over(inbox, taken), ContinueAsNewOptions::default())?;
+    Ok(())
 }
 
 impl Run {
@@ -87,6 +103,7 @@ impl Run {
             callback: start.callback.clone(),
             deliveries_started: false,
             taken: start.request_id.iter().cloned().collect(),
+            open_screen: None,
         });
         let run = Run {
             keys,
@@ -95,6 +112,7 @@ impl Run {
             answering: carry.answering,
             callback: carry.callback,
             deliveries_started: carry.deliveries_started,
+            open_screen: carry.open_screen,
             start,
         };
         (run, carry.inbox, carry.taken)
@@ -111,6 +129,7 @@ impl Run {
                 callback: self.callback.clone(),
                 deliveries_started: self.deliveries_started,
                 taken,
+                open_screen: self.open_screen.clone(),
             }),
         }
     }
@@ -128,12 +147,19 @@ impl DriftWorkflow {
         let def = run.start.definition.clone();
         let machine = Machine::new(&def);
         loop {
-            if ctx.history_length() >= run.start.history_limit || ctx.continue_as_new_suggested() {
-                let (inbox, taken) =
-                    ctx.state_mut(|s| (s.inbox.drain(..).collect(), s.taken.iter().cloned().collect()));
-                ctx.continue_as_new(run.carry_over(inbox, taken), ContinueAsNewOptions::default())?;
+            if over_budget(ctx, &run) {
+                continue_as_new(ctx, &run)?;
             }
-            match machine.next_effect(&mut run.cursor) {
+            // A screen carried over from the previous run is still open (and published).
+            let reopened = run.open_screen.take();
+            let effect = match &reopened {
+                Some((instance, view)) => Effect::Screen {
+                    instance: instance.clone(),
+                    view: view.clone(),
+                },
+                None => machine.next_effect(&mut run.cursor),
+            };
+            match effect {
                 Effect::Http {
                     instance,
                     request,
@@ -144,8 +170,16 @@ impl DriftWorkflow {
                     machine.http_done(&mut run.cursor, &instance, result.map_err(|e| activity_message(&e)));
                 }
                 Effect::Screen { instance, view } => {
-                    publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone()), None, None).await;
+                    if reopened.is_none() {
+                        publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone()), None, None).await;
+                    }
                     loop {
+                        // Many commands on one screen (execute-node calls) must not exhaust the
+                        // history: continue as new, still waiting on this screen.
+                        if over_budget(ctx, &run) {
+                            run.open_screen = Some((instance.clone(), view.clone()));
+                            continue_as_new(ctx, &run)?;
+                        }
                         match next_command(ctx).await? {
                             Command::Resume {
                                 request_id,

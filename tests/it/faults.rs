@@ -174,3 +174,21 @@ async fn a_workflow_terminated_with_temporals_own_cli_is_seen_terminated_with_it
         "{st:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_past_its_execution_timeout_is_seen_failed_with_the_reason() {
+    let app = spawn_app().await;
+    let id = id_of(&app.start("short_lived", json!({"n": 1})).await);
+    let st = app
+        .eventually(&id, Duration::from_secs(30), |b| b["workflowStatus"] == "FAILED")
+        .await;
+    assert!(
+        st["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("execution timeout"),
+        "{st}"
+    );
+    let r = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+}

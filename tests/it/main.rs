@@ -656,3 +656,38 @@ async fn terminate_after_the_states_expired_publishes_a_seq_followers_take() {
     );
     assert_eq!(status_of(&app.get(&id).await), "TERMINATED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_taking_many_commands_continues_as_new_without_a_new_screen() {
+    let app = spawn_app().await;
+    let id = id_of(&app.start("bank_account", json!({})).await);
+    for i in 0..40 {
+        let r = app
+            .execute(&id, "verify_account", json!({"accountNumber": format!("{i:08}")}))
+            .await;
+        assert_eq!(r.body["response"]["valid"], true, "{r:?}");
+    }
+    let st = app.get(&id).await;
+    assert_eq!(
+        (status_of(&st), st.body["seq"].as_u64()),
+        ("WAITING", Some(1)),
+        "still the first screen"
+    );
+    let d = temporal_cli(&["workflow", "describe", "--workflow-id", &format!("{}/{id}", app.tenant)]);
+    let (first, last) = (
+        &d["workflowExecutionInfo"]["firstRunId"],
+        &d["workflowExecutionInfo"]["execution"]["runId"],
+    );
+    assert_ne!(
+        first, last,
+        "the history limit (100 events) made it continue as new: {d}"
+    );
+    let done = app
+        .resume(&id, json!({"accountNumber": "11112222", "save": "save"}))
+        .await;
+    assert_eq!(
+        (status_of(&done), done.body["seq"].as_u64()),
+        ("COMPLETED", Some(2)),
+        "{done:?}"
+    );
+}
