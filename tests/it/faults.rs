@@ -192,3 +192,73 @@ async fn a_workflow_past_its_execution_timeout_is_seen_failed_with_the_reason() 
     let r = app.resume(&id, json!({"ok": "ok"})).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restarted_under_100_sse_clients_loses_and_repeats_no_state() {
+    // One worker; gateways come and go in front of it.
+    let worker = spawn_app().await;
+    let gateway = |prefix: String, tq: String| {
+        spawn_app_with(Opts {
+            embed_worker: false,
+            task_queue: Some(tq),
+            key_prefix: Some(prefix),
+            ..Default::default()
+        })
+    };
+    let mut g1 = gateway(worker.key_prefix.clone(), worker.task_queue.clone()).await;
+    g1.tenant = worker.tenant.clone();
+    // Started where the examples' stand-ins stay up (the definition points at them).
+    let r = worker.start("refund", json!({"orderId": "o-restart"})).await;
+    let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(100);
+    let (go_tx, _) = tokio::sync::broadcast::channel::<String>(1);
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        let first = g1.events_url(&id, &format!("?token={token}"));
+        let (tx, mut go, token, id) = (tx.clone(), go_tx.subscribe(), token.clone(), id.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut sse = SseClient::connect(&first, &[]).await.unwrap();
+            while let Some(ev) = sse.next(Duration::from_secs(30)).await {
+                seen.push(ev.data["seq"].as_u64().unwrap());
+                tx.send(()).await.unwrap();
+            }
+            // The gateway went away: reconnect to the new one from the last state seen.
+            let base = go.recv().await.unwrap();
+            let last = seen.last().unwrap().to_string();
+            let url = format!("{base}/v3/workflow/{id}/events?token={token}");
+            let mut sse = SseClient::connect(&url, &[("Last-Event-ID", &last)]).await.unwrap();
+            seen.extend(sse.states_until_end(Duration::from_secs(30)).await);
+            // After the end, a reconnect is told to stop.
+            let last = seen.last().unwrap().to_string();
+            let again = reqwest::Client::new()
+                .get(&url)
+                .header("Last-Event-ID", last)
+                .send()
+                .await
+                .unwrap();
+            (seen, again.status())
+        }));
+    }
+    for _ in 0..100 {
+        rx.recv().await.unwrap(); // every client has the first state
+    }
+    drop(g1); // the gateway restarts: its streams close
+    let r = worker.resume(&id, json!({"reason": "damaged"})).await;
+    assert_eq!(r.body["seq"], 2, "{r:?}");
+    let mut g2 = gateway(worker.key_prefix.clone(), worker.task_queue.clone()).await;
+    g2.tenant = worker.tenant.clone();
+    go_tx.send(g2.base.clone()).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = g2.resume(&id, json!({"action": "confirm"})).await;
+    assert_eq!(status_of(&r), "COMPLETED", "{r:?}");
+    let mut exact = 0;
+    for c in clients {
+        let (seen, after_end) = c.await.unwrap();
+        assert_eq!(seen, vec![1, 2, 3], "every state exactly once, in order");
+        assert_eq!(after_end, StatusCode::NO_CONTENT);
+        exact += 1;
+    }
+    eprintln!("faults: gateway restarted under 100 SSE clients: {exact} got states 1, 2, 3 exactly once, then 204");
+}

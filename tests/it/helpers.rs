@@ -106,6 +106,8 @@ pub struct Opts {
     pub client_callbacks: std::collections::BTreeMap<String, String>,
     /// More `drift serve` flags, e.g. limits.
     pub extra_args: Vec<String>,
+    /// Share another app's Redis keys (several gateways of one deployment).
+    pub key_prefix: Option<String>,
 }
 
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
@@ -140,6 +142,7 @@ impl Default for Opts {
             default_wait: Duration::from_secs(20),
             client_callbacks: Default::default(),
             extra_args: vec![],
+            key_prefix: None,
         }
     }
 }
@@ -178,7 +181,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     let task_queue = o.task_queue.clone().unwrap_or_else(|| format!("tq-{}", uid()));
     let root = env!("CARGO_MANIFEST_DIR");
     let database_url = format!("sqlite://{}", inf.dir.join(format!("keys-{}.db", uid())).display());
-    let key_prefix = format!("t{}", uid());
+    let key_prefix = o.key_prefix.clone().unwrap_or_else(|| format!("t{}", uid()));
     let mut args: Vec<String> = [
         "drift",
         "serve",

@@ -457,3 +457,41 @@ async fn a_corpus_of_hostile_requests_gets_4xx_every_time_with_no_panic_and_no_h
         .await;
     assert_eq!(status_of(&ok), "COMPLETED", "{ok:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_oversized_or_invalid_answers_leave_the_workflow_waiting_with_a_small_history() {
+    let app = spawn_app().await;
+    let id = id_of(&app.start("bank_account", json!({})).await);
+    let junk = "j".repeat(60 * 1024);
+    let huge = "h".repeat(900 * 1024);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let mut refused = 0;
+    for i in 0..60 {
+        let selected = match i % 3 {
+            0 => json!({"junk": junk}),
+            1 => json!({"accountNumber": "1", "save": "save", "extra": huge}),
+            _ => json!({"save": format!("not-a-choice-{i}")}),
+        };
+        let r = http
+            .put(format!("{}/v3/workflow/resume/{id}", app.base))
+            .header("authorization", bearer(&app.token("tests")))
+            .json(&json!({"viewResponse": {"selectedOptions": selected}}))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().is_client_error() => refused += 1,
+            Err(_) if i % 3 == 1 => refused += 1, // closed after its 413
+            other => panic!("answer {i}: {other:?}"),
+        }
+    }
+    assert_eq!(refused, 60);
+    let out = std::process::Command::new("temporal")
+        .args(["workflow", "show", "--workflow-id", &format!("{}/{id}", app.tenant)])
+        .args(["--address", &infra().temporal_address, "--output", "json"])
+        .output()
+        .unwrap();
+    assert!(out.stdout.len() < 1 << 20, "history is {} bytes", out.stdout.len());
+    eprintln!("hostile: 60 bad answers refused; history {} bytes", out.stdout.len());
+    let st = app.get(&id).await;
+    assert_eq!((status_of(&st), st.body["seq"].as_u64()), ("WAITING", Some(1)));
+}
