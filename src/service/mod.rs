@@ -199,6 +199,31 @@ pub struct Parts {
     pub cfg: ServiceConfig,
 }
 
+/// How long a call waits for Redis to come back (a restart, a failover) before it is refused.
+const REDIS_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Runs a Redis step, retrying while Redis is unreachable for up to `REDIS_GRACE`: a restart
+/// costs the callers of that moment a short wait, not an error. Only steps before anything is
+/// dispatched go through here, so a refusal still means nothing was changed.
+async fn riding_out<T, E, F, Fut>(mut step: F) -> Result<T, ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<ServiceError>,
+{
+    let deadline = tokio::time::Instant::now() + REDIS_GRACE;
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match step().await.map_err(Into::into) {
+            Err(ServiceError::Unavailable { .. }) if tokio::time::Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Refuses a caller whose credential lacks `scope`.
 fn require(caller: &Caller, scope: Scope) -> Result<(), ServiceError> {
     if caller.may(scope) {
@@ -347,7 +372,7 @@ impl Service {
     async fn subscribe_unless(&self, is_async: bool, keys: &RedisKeys) -> Result<Option<Subscription>, ServiceError> {
         Ok(match is_async {
             true => None,
-            false => Some(self.0.hub.subscribe(&keys.channel).await?),
+            false => Some(riding_out(|| self.0.hub.subscribe(&keys.channel)).await?),
         })
     }
 
@@ -399,7 +424,7 @@ impl Service {
         let keys = self.keys(&start.scoped_id());
         // A reused id goes on from its earlier runs' seq, so readers see the new run.
         let start = WorkflowStart {
-            seq_base: self.0.store.high_seq(&keys).await?,
+            seq_base: riding_out(|| self.0.store.high_seq(&keys)).await?,
             ..start
         };
         let subscription = self.subscribe_unless(is_async, &keys).await?;
@@ -451,7 +476,8 @@ impl Service {
         // A retried command (same request id) gets its first answer and is not sent again.
         let scoped = caller.scoped(id);
         let keys = self.keys(&scoped);
-        if let Some(first) = self.0.store.answer(&keys, req.request_id().as_str()).await? {
+        let first = riding_out(|| self.0.store.answer(&keys, req.request_id().as_str())).await?;
+        if let Some(first) = first {
             metrics::counter!("drift_commands_deduplicated_total").increment(1);
             return Ok(Dispatched {
                 id: id.clone(),
@@ -554,7 +580,8 @@ impl Service {
     /// The latest state, from Redis or (before anything was published) from Temporal.
     async fn state_of(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
         let scoped = caller.scoped(id);
-        if let Some(st) = self.0.store.latest(&self.keys(&scoped)).await? {
+        let keys = self.keys(&scoped);
+        if let Some(st) = riding_out(|| self.0.store.latest(&keys)).await? {
             return Ok(st.state);
         }
         self.queried(caller, id).await
@@ -665,7 +692,7 @@ impl Service {
     pub async fn follow(&self, caller: &Caller, id: &WorkflowId, since: Option<u64>) -> Result<Follow, ServiceError> {
         require(caller, Scope::Read)?;
         let keys = self.keys(&caller.scoped(id));
-        let sub = self.0.hub.subscribe(&keys.channel).await?;
+        let sub = riding_out(|| self.0.hub.subscribe(&keys.channel)).await?;
         self.reconciled_state(caller, id).await?;
         Ok(Follow::new(sub, keys, since))
     }

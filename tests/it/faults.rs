@@ -262,3 +262,82 @@ async fn a_gateway_restarted_under_100_sse_clients_loses_and_repeats_no_state() 
     }
     eprintln!("faults: gateway restarted under 100 SSE clients: {exact} got states 1, 2, 3 exactly once, then 204");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_sync_resumes_while_redis_restarts_each_get_their_own_answer_in_bound() {
+    let (redis, url) = own_redis().await;
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let app = spawn_app_with(Opts {
+        redis_url: Some(url.clone()),
+        ..Default::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for n in 0..200 {
+        ids.push(id_of(&app.start("quick_screen", json!({"n": n})).await));
+    }
+    let wait = Duration::from_secs(15);
+    let mut tasks = Vec::new();
+    for (n, id) in ids.iter().cloned().enumerate() {
+        let (http, base, auth) = (app.http.clone(), app.base.clone(), bearer(&app.token("faults")));
+        tasks.push(tokio::spawn(async move {
+            let t0 = std::time::Instant::now();
+            let r = http
+                .put(format!("{base}/v3/workflow/resume/{id}"))
+                .header("authorization", auth)
+                .header("prefer", "wait=15")
+                .json(&json!({"viewResponse": {"selectedOptions": {"ok": "ok"}}, "requestId": format!("r-{n}")}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (n, id, status, r.json::<Value>().await.unwrap_or_default(), t0.elapsed())
+        }));
+        if n == 60 {
+            // Mid-burst, Redis restarts (its data saved on shutdown and loaded again).
+            let dir = infra().dir.join(format!("redis-{port}"));
+            on_infra(async move { redis_stop_and_start(dir, port).await });
+        }
+    }
+    let (mut own, mut later, mut wrong) = (0, 0, Vec::new());
+    let mut pending = Vec::new();
+    for t in tasks {
+        let (n, id, status, body, took) = t.await.unwrap();
+        assert!(took < wait + Duration::from_secs(5), "call {n} waited {took:?}");
+        match status {
+            StatusCode::OK if body["workflowId"] == id.as_str() && body["requestId"] == format!("r-{n}") => {
+                assert_eq!(body["workflowStatus"], "COMPLETED");
+                own += 1;
+            }
+            StatusCode::ACCEPTED if body["workflowId"] == id.as_str() => pending.push(id),
+            _ => wrong.push(format!("{n}: {status} {body}")),
+        }
+    }
+    assert!(wrong.is_empty(), "wrong answers:\n{}", wrong.join("\n"));
+    for id in &pending {
+        app.eventually(id, Duration::from_secs(60), |b| b["workflowStatus"] == "COMPLETED")
+            .await;
+        later += 1;
+    }
+    eprintln!(
+        "faults: 200 resumes across a Redis restart: {own} answered in time, {later} answered 202 then completed, 0 crossed"
+    );
+    assert_eq!(own + later, 200);
+    drop(app);
+    drop(redis);
+}
+
+/// Stops the redis-server on `port` (as its own test started it) and starts it again.
+async fn redis_stop_and_start(dir: std::path::PathBuf, port: u16) {
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("SAVE").query_async(&mut c).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = drift::dev::start_redis(&dir, port).unwrap();
+    drift::dev::wait_redis(&url, Duration::from_secs(10)).await.unwrap();
+    std::mem::forget(again); // stopped with the test binary's other children
+}
