@@ -417,3 +417,108 @@ async fn webhook_ids_are_unique_across_tenants_and_runs_and_each_body_names_its_
         "{hits:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_during_an_http_node_and_during_a_publish_loses_and_repeats_no_state() {
+    let tq = format!("tq-{}", uid());
+    let app = spawn_app_with(Opts {
+        embed_worker: false,
+        task_queue: Some(tq.clone()),
+        ..Default::default()
+    })
+    .await;
+    let worker = || {
+        std::process::Command::new(drift_bin())
+            .args([
+                "worker",
+                "--temporal-address",
+                &app.temporal_address,
+                "--redis-url",
+                &app.redis_url,
+            ])
+            .args([
+                "--task-queue",
+                &tq,
+                "--egress-allow",
+                "loopback",
+                "--webhook-secret",
+                WEBHOOK_SECRET,
+            ])
+            .args(["--webhook-schedule", "200ms,300ms,500ms,1s,1s,2s,2s,3s,3s,3s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let kill9 = |w: &mut std::process::Child| {
+        w.kill().unwrap(); // SIGKILL
+        w.wait().unwrap();
+    };
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let mut w1 = worker();
+    let (r, _) = start_async(&app, "slow_call", json!({"ms": 2000}), &url).await;
+    let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    let mut ws = Ws::connect(&app.ws_url("")).await;
+    ws.send(json!({"type": "subscribe", "workflowId": id, "token": token}))
+        .await;
+    ws.next_of("ack", Duration::from_secs(10)).await;
+
+    // Killed while its HTTP node runs; another worker takes over.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    kill9(&mut w1);
+    let mut w2 = worker();
+    let first = sse.next(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(
+        (first.data["seq"].as_u64(), first.data["workflowStatus"].as_str()),
+        (Some(1), Some("WAITING"))
+    );
+
+    // Killed right as the answer is taken and the next state is being published.
+    let resume = tokio::spawn({
+        let (http, base, auth, id) = (
+            app.http.clone(),
+            app.base.clone(),
+            bearer(&app.token("tests")),
+            id.clone(),
+        );
+        async move {
+            http.put(format!("{base}/v3/workflow/resume/{id}"))
+                .header("authorization", auth)
+                .header("prefer", "wait=1")
+                .json(&json!({"viewResponse": {"selectedOptions": {"ok": "ok"}}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    kill9(&mut w2);
+    let mut w3 = worker();
+    let status = resume.await.unwrap();
+    assert!(status == StatusCode::OK || status == StatusCode::ACCEPTED, "{status}");
+
+    let rest = sse.states_until_end(Duration::from_secs(60)).await;
+    assert_eq!(rest, vec![2], "SSE: every state once, in order");
+    let ws_seqs = [
+        ws.next_of("state", Duration::from_secs(60)).await,
+        ws.next_of("state", Duration::from_secs(60)).await,
+    ]
+    .map(|m| m["seq"].as_u64().unwrap());
+    assert_eq!(ws_seqs, [1, 2], "WebSocket: every state once, in order");
+    let delivered = rx.wait_delivered(2, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let delivered_now = rx.delivered();
+    assert_eq!(delivered_now, delivered, "no late duplicates");
+    assert_eq!(
+        delivered,
+        vec![(1, "WAITING".into()), (2, "COMPLETED".into())],
+        "webhook: every state once, in order"
+    );
+    eprintln!("faults: worker killed twice (HTTP node, publish): SSE [1, 2], WS {ws_seqs:?}, webhook {delivered:?}");
+    kill9(&mut w3);
+}
