@@ -194,6 +194,12 @@ pub struct InstructionNode {
     pub possible_dynamic_values: BTreeMap<String, String>,
     #[serde(default)]
     pub disposition: Option<Value>,
+    /// How long the screen waits for an answer; then the flow goes on at `onTimeout` (or the
+    /// default failure node), with `"<instance>:timedOut": true` in the context.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub on_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

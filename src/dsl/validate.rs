@@ -212,6 +212,14 @@ fn check_node(e: &mut Errors, name: &str, node: &Node, exists: &dyn Fn(&str) -> 
             }
         }
         Node::Instruction(i) => {
+            if let Some(t) = &i.on_timeout
+                && !exists(t)
+            {
+                e.push(n, "node.onTimeout", format!("names no state: {t:?}"));
+            }
+            if i.timeout_ms == Some(0) {
+                e.push(n, "node.timeoutMs", "must be more than 0");
+            }
             let mut ids = BTreeSet::new();
             for (k, w) in i.input_options.iter().enumerate() {
                 if !ids.insert(w.id.as_str()) {
@@ -298,6 +306,9 @@ pub(crate) fn reachable(def: &Definition) -> BTreeSet<&str> {
         if let Some(Node::Branch(b)) = &entry.node {
             queue.extend(b.choices.iter().map(|c| c.next_node.as_str()));
             queue.push_back(&b.default_node);
+        }
+        if let Some(Node::Instruction(i)) = &entry.node {
+            queue.extend(i.on_timeout.as_deref());
         }
     }
     seen

@@ -69,6 +69,8 @@ pub enum Effect {
     Screen {
         instance: String,
         view: View,
+        /// How long to wait for an answer before `screen_timed_out`.
+        timeout_ms: Option<u64>,
     },
     Wait {
         instance: String,
@@ -258,6 +260,7 @@ impl<'a> Machine<'a> {
                     .transpose()?;
                 Ok(Some(Effect::Screen {
                     instance: name.clone(),
+                    timeout_ms: i.timeout_ms,
                     view: View {
                         layout_id: i.layout_id.clone(),
                         node: name,
@@ -399,6 +402,19 @@ impl<'a> Machine<'a> {
         let next = self.def.states.get(instance).and_then(|e| e.next_node.clone());
         cur.node = next.unwrap_or_else(|| END_FAILED.to_string());
         Ok(())
+    }
+
+    /// Nobody answered the screen in time: note it and go on at `onTimeout` (or the default
+    /// failure node).
+    pub fn screen_timed_out(&self, cur: &mut Cursor, instance: &str) {
+        obj(&mut cur.ctx).insert(format!("{instance}:timedOut"), Value::Bool(true));
+        let on_timeout = match self.def.states.get(instance).and_then(|e| e.node.as_ref()) {
+            Some(Node::Instruction(i)) => i.on_timeout.clone(),
+            _ => None,
+        };
+        cur.node = on_timeout
+            .or_else(|| self.def.default_failure_node.clone())
+            .unwrap_or_else(|| END_FAILED.to_string());
     }
 
     /// A timer fired or a child started: store its output and move on.

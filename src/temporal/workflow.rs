@@ -156,6 +156,10 @@ impl DriftWorkflow {
                 Some((instance, view)) => Effect::Screen {
                     instance: instance.clone(),
                     view: view.clone(),
+                    timeout_ms: match def.states.get(instance).and_then(|e| e.node.as_ref()) {
+                        Some(crate::dsl::Node::Instruction(i)) => i.timeout_ms,
+                        _ => None,
+                    },
                 },
                 None => machine.next_effect(&mut run.cursor),
             };
@@ -169,10 +173,25 @@ impl DriftWorkflow {
                     let result = ctx.execute_activity(DriftActivities::http_call, request, opts).await;
                     machine.http_done(&mut run.cursor, &instance, result.map_err(|e| activity_message(&e)));
                 }
-                Effect::Screen { instance, view } => {
+                Effect::Screen {
+                    instance,
+                    view,
+                    timeout_ms,
+                } => {
                     if reopened.is_none() {
                         publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone()), None, None).await;
                     }
+                    // A screen with `timeoutMs` stops waiting then (a durable timer).
+                    let deadline = async {
+                        match timeout_ms {
+                            Some(ms) => {
+                                let _ = ctx.timer(Duration::from_millis(ms.max(1))).await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    }
+                    .fuse();
+                    futures::pin_mut!(deadline);
                     loop {
                         // Many commands on one screen (execute-node calls) must not exhaust the
                         // history: continue as new, still waiting on this screen.
@@ -180,7 +199,15 @@ impl DriftWorkflow {
                             run.open_screen = Some((instance.clone(), view.clone()));
                             continue_as_new(ctx, &run)?;
                         }
-                        match next_command(ctx).await? {
+                        let cmd = temporalio_sdk::workflows::select! {
+                            _ = &mut deadline => None,
+                            c = next_command(ctx).fuse() => Some(c?),
+                        };
+                        let Some(cmd) = cmd else {
+                            machine.screen_timed_out(&mut run.cursor, &instance);
+                            break;
+                        };
+                        match cmd {
                             Command::Resume {
                                 request_id,
                                 seq,

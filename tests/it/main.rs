@@ -691,3 +691,25 @@ async fn a_screen_taking_many_commands_continues_as_new_without_a_new_screen() {
         "{done:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_with_a_timeout_goes_on_at_its_on_timeout_node_when_nobody_answers() {
+    let app = spawn_app().await;
+    let answered = id_of(&app.start("timed_screen", json!({})).await);
+    let r = app.resume(&answered, json!({"ok": "ok"})).await;
+    assert_eq!(r.body["disposition"]["answered"], true, "{r:?}");
+
+    let r = app.start("timed_screen", json!({})).await;
+    assert_eq!((status_of(&r), r.body["seq"].as_u64()), ("WAITING", Some(1)));
+    let id = id_of(&r);
+    let token = r.body["streamToken"].as_str().unwrap().to_string();
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    let seqs = sse.states_until_end(Duration::from_secs(20)).await;
+    assert_eq!(seqs, vec![1, 2], "the timeout's outcome is published");
+    let st = app.get(&id).await;
+    assert_eq!(st.body["disposition"]["reason"], "no answer in time", "{st:?}");
+    let late = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "too late: {late:?}");
+}
