@@ -48,6 +48,9 @@ pub struct Carry {
     /// A screen the run was waiting on (already published): the next run waits on it again.
     #[serde(default)]
     open_screen: Option<(String, View)>,
+    /// A timer the run was waiting on (already published), with when it fires (ms since epoch).
+    #[serde(default)]
+    open_timer: Option<(String, i64)>,
 }
 
 /// How many recent request ids a workflow remembers.
@@ -74,6 +77,7 @@ struct Run {
     callback: Option<Callback>,
     deliveries_started: bool,
     open_screen: Option<(String, View)>,
+    open_timer: Option<(String, i64)>,
 }
 
 /// Whether the history is as long as a run should get: time to continue as new.
@@ -104,6 +108,7 @@ impl Run {
             deliveries_started: false,
             taken: start.request_id.iter().cloned().collect(),
             open_screen: None,
+            open_timer: None,
         });
         let run = Run {
             keys,
@@ -113,6 +118,7 @@ impl Run {
             callback: carry.callback,
             deliveries_started: carry.deliveries_started,
             open_screen: carry.open_screen,
+            open_timer: carry.open_timer,
             start,
         };
         (run, carry.inbox, carry.taken)
@@ -130,6 +136,7 @@ impl Run {
                 deliveries_started: self.deliveries_started,
                 taken,
                 open_screen: self.open_screen.clone(),
+                open_timer: self.open_timer.clone(),
             }),
         }
     }
@@ -150,18 +157,26 @@ impl DriftWorkflow {
             if over_budget(ctx, &run) {
                 continue_as_new(ctx, &run)?;
             }
-            // A screen carried over from the previous run is still open (and published).
+            // A screen or timer carried over from the previous run is still open (and published).
             let reopened = run.open_screen.take();
-            let effect = match &reopened {
-                Some((instance, view)) => Effect::Screen {
+            let reopened_timer = run.open_timer.take();
+            let effect = match (&reopened, &reopened_timer) {
+                (_, Some((instance, until))) => Effect::Wait {
                     instance: instance.clone(),
-                    view: view.clone(),
-                    timeout_ms: match def.states.get(instance).and_then(|e| e.node.as_ref()) {
-                        Some(crate::dsl::Node::Instruction(i)) => i.timeout_ms,
-                        _ => None,
-                    },
+                    duration_ms: None,
+                    until_ms: Some(*until),
                 },
-                None => machine.next_effect(&mut run.cursor),
+                _ => match &reopened {
+                    Some((instance, view)) => Effect::Screen {
+                        instance: instance.clone(),
+                        view: view.clone(),
+                        timeout_ms: match def.states.get(instance).and_then(|e| e.node.as_ref()) {
+                            Some(crate::dsl::Node::Instruction(i)) => i.timeout_ms,
+                            _ => None,
+                        },
+                    },
+                    None => machine.next_effect(&mut run.cursor),
+                },
             };
             match effect {
                 Effect::Http {
@@ -245,16 +260,23 @@ impl DriftWorkflow {
                     until_ms,
                 } => {
                     let status = WorkflowStatus::SchedulerWaiting;
-                    publish_state(ctx, &mut run, status, None, None, None).await;
+                    if reopened_timer.is_none() {
+                        publish_state(ctx, &mut run, status, None, None, None).await;
+                    }
                     let now_ms = ctx
                         .workflow_time()
                         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                         .map(|d| d.as_millis() as i64)
                         .unwrap_or_default();
-                    let ms = duration_ms.unwrap_or_else(|| until_ms.map(|u| (u - now_ms).max(0) as u64).unwrap_or(0));
-                    let timer = ctx.timer(Duration::from_millis(ms.max(1)));
+                    let fires_at = until_ms.unwrap_or(now_ms + duration_ms.unwrap_or(0) as i64);
+                    let timer = ctx.timer(Duration::from_millis((fires_at - now_ms).max(1) as u64));
                     futures::pin_mut!(timer);
                     loop {
+                        // Commands during a long wait must not exhaust the history either.
+                        if over_budget(ctx, &run) {
+                            run.open_timer = Some((instance.clone(), fires_at));
+                            continue_as_new(ctx, &run)?;
+                        }
                         let cmd = temporalio_sdk::workflows::select! {
                             _ = &mut timer => None,
                             c = next_command(ctx).fuse() => Some(c?),

@@ -713,3 +713,35 @@ async fn a_screen_with_a_timeout_goes_on_at_its_on_timeout_node_when_nobody_answ
     let late = app.resume(&id, json!({"ok": "ok"})).await;
     assert_eq!(late.status, StatusCode::CONFLICT, "too late: {late:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_wait_taking_many_commands_continues_as_new_and_still_fires_on_time() {
+    let app = spawn_app().await;
+    let t0 = std::time::Instant::now();
+    let r = app.start("waiting_room", json!({})).await;
+    assert_eq!(
+        (status_of(&r), r.body["seq"].as_u64()),
+        ("SCHEDULER_WAITING", Some(1)),
+        "{r:?}"
+    );
+    let id = id_of(&r);
+    for _ in 0..40 {
+        let r = app.execute(&id, "ping", json!({})).await;
+        assert_eq!(r.body["response"], "pong", "{r:?}");
+    }
+    let st = app.get(&id).await;
+    assert_eq!(
+        (status_of(&st), st.body["seq"].as_u64()),
+        ("SCHEDULER_WAITING", Some(1))
+    );
+    let done = app
+        .eventually(&id, Duration::from_secs(30), |b| b["workflowStatus"] == "COMPLETED")
+        .await;
+    assert_eq!(done["seq"], 2, "no new state for the carried-over wait: {done}");
+    assert!(t0.elapsed() >= Duration::from_secs(8), "the timer kept its time");
+    let d = temporal_cli(&["workflow", "describe", "--workflow-id", &format!("{}/{id}", app.tenant)]);
+    assert_ne!(
+        d["workflowExecutionInfo"]["firstRunId"], d["workflowExecutionInfo"]["execution"]["runId"],
+        "it continued as new during the wait"
+    );
+}
