@@ -27,7 +27,13 @@ pub struct Limits {
     streams: Arc<Semaphore>,
     per_tenant: Arc<Mutex<HashMap<String, usize>>>,
     rate: Option<DefaultKeyedRateLimiter<String>>,
+    /// Checks since the rate limiter last forgot idle credentials.
+    checks: std::sync::atomic::AtomicU32,
 }
+
+/// Every this many checks, credentials whose limit has fully recovered are forgotten, so the
+/// limiter holds only recently active ones.
+const FORGET_EVERY: u32 = 10_000;
 
 /// Holds one live connection's place until dropped.
 pub struct StreamSlot {
@@ -59,6 +65,7 @@ impl Limits {
             streams: Arc::new(Semaphore::new(cfg.max_streams)),
             per_tenant: Arc::default(),
             rate,
+            checks: Default::default(),
             cfg,
         }
     }
@@ -111,6 +118,10 @@ impl Limits {
     /// Counts one request against its credential's rate.
     pub fn rate(&self, caller: &Caller) -> Result<(), ApiError> {
         let Some(limiter) = &self.rate else { return Ok(()) };
+        if self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         let key = format!("{}/{}", caller.tenant, caller.client);
         limiter.check_key(&key).map_err(|not_until| {
             metrics::counter!("drift_limited_total", "limit" => "rate").increment(1);

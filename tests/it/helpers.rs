@@ -218,6 +218,9 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     for (client, url) in &o.client_callbacks {
         args.push(format!("--client-callback={client}={url}"));
     }
+    // A flag given in `extra_args` replaces the harness's default for it.
+    let named = |a: &str| a.split('=').next().unwrap_or(a).to_string();
+    args.retain(|a| !o.extra_args.iter().any(|e| named(e) == named(a)));
     args.extend(o.extra_args.iter().cloned());
     let Cmd::Serve(serve) = Cli::try_parse_from(args).expect("test flags parse").cmd else {
         unreachable!("parsed a serve command")

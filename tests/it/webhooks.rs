@@ -63,6 +63,12 @@ impl Receiver {
 
     /// Serves on `port` (0: any) until the test ends; returns the callback URL.
     async fn serve(&self, port: u16) -> String {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        self.serve_on(listener)
+    }
+
+    /// Serves on a bound listener until the test ends; returns the callback URL.
+    fn serve_on(&self, listener: tokio::net::TcpListener) -> String {
         let me = self.clone();
         let app = axum::Router::new().route(
             "/hook",
@@ -90,7 +96,6 @@ impl Receiver {
                 }
             }),
         );
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         url
@@ -521,4 +526,47 @@ async fn a_worker_killed_during_an_http_node_and_during_a_publish_loses_and_repe
     );
     eprintln!("faults: worker killed twice (HTTP node, publish): SSE [1, 2], WS {ws_seqs:?}, webhook {delivered:?}");
     kill9(&mut w3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_two_minutes_gets_every_state_once_in_order_when_it_is_back() {
+    let app = spawn_app_with(Opts {
+        extra_args: vec!["--webhook-schedule=1s,2s,4s,8s,15s,30s,30s,30s,30s,30s,30s".into()],
+        ..Default::default()
+    })
+    .await;
+    // The receiver's address is taken, but for two minutes every connection is dropped at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let down_for = Duration::from_secs(120);
+    let outage = tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + down_for;
+        let mut refused = 0u32;
+        while let Ok(Ok((conn, _))) = tokio::time::timeout_at(until, listener.accept()).await {
+            drop(conn);
+            refused += 1;
+        }
+        (listener, refused)
+    });
+    let (r, _) = start_async(&app, "quick_screen", json!({"n": 1}), &url).await;
+    let id = id_of(&r);
+    app.eventually(&id, Duration::from_secs(20), |b| b["workflowStatus"] == "WAITING")
+        .await;
+    let done = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(status_of(&done), "COMPLETED", "{done:?}");
+
+    let (listener, refused) = outage.await.unwrap();
+    assert!(refused > 0, "deliveries were attempted while the receiver was down");
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    rx.serve_on(listener);
+    let delivered = rx.wait_delivered(2, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.delivered(), delivered, "no duplicates after the outage");
+    assert_eq!(
+        delivered,
+        vec![(1, "WAITING".into()), (2, "COMPLETED".into())],
+        "every state once, in order"
+    );
+    assert!(rx.hits().iter().all(|h| h.verified));
+    eprintln!("faults: receiver down 120 s ({refused} connections dropped), then up: delivered {delivered:?}");
 }
