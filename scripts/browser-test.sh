@@ -22,3 +22,9 @@ curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "drift
 mkdir -p test-artifacts
 (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test demo.test.mjs) || { tail -50 "$log"; exit 1; }
 bash scripts/readme-examples.sh "$port" "$data" || { tail -50 "$log"; exit 1; }
+# The dev key goes only to a page reached by address or as localhost, never through another name
+# (a DNS-rebinding page would otherwise be handed it).
+own=$(curl -fs "http://127.0.0.1:$port/demo/config.js")
+other=$(curl -fs -H "Host: rebound.example:$port" "http://127.0.0.1:$port/demo/config.js")
+case "$own" in *'"apiKey":"drift_'*) ;; *) echo "the demo page got no dev key: $own" >&2; exit 1 ;; esac
+case "$other" in *'"apiKey":null'*) echo "demo key: given to the local page, refused to another host name" ;; *) echo "the dev key leaked to another host name: $other" >&2; exit 1 ;; esac
