@@ -45,11 +45,24 @@ impl Supervised {
             bail!("{program} was not found on PATH or in Python's scripts folder; {SETUP_HINT}");
         };
         let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        // The trap is set before the child starts and names it by `$!` (set as it is forked),
+        // so a stop that comes at once (drift failing right after starting this child) still
+        // reaches it. A child may miss a TERM sent while it is starting up: `stop` sends it again
+        // every half second, then KILL after 5 s.
         const SUPERVISOR: &str = r#"
-"$@" & c=$!
-trap 'kill $c 2>/dev/null; wait $c; exit 0' TERM INT
-while kill -0 "$DRIFT_PARENT" 2>/dev/null && kill -0 $c 2>/dev/null; do sleep 0.5; done
-kill $c 2>/dev/null; wait $c
+stop() {
+  [ -n "$!" ] || exit 0
+  n=0
+  while kill -0 $! 2>/dev/null && [ $n -lt 50 ]; do
+    [ $((n % 5)) -eq 0 ] && kill $! 2>/dev/null
+    sleep 0.1; n=$((n + 1))
+  done
+  kill -9 $! 2>/dev/null; wait $!; exit 0
+}
+trap stop TERM INT
+"$@" &
+while kill -0 "$DRIFT_PARENT" 2>/dev/null && kill -0 $! 2>/dev/null; do sleep 0.5; done
+stop
 "#;
         let child = Command::new("sh")
             .arg("-c")
