@@ -53,12 +53,7 @@ async fn a_command_sent_twice_with_one_request_id_is_applied_once_and_answered_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pubsub_connections_killed_every_100ms_lose_no_node_result_and_no_rejection() {
-    let (redis, url) = own_redis().await;
-    let app = spawn_app_with(Opts {
-        redis_url: Some(url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (redis, url, app) = spawn_app_on_own_redis().await;
     let id = id_of(&app.start("bank_account", json!({})).await);
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));
@@ -265,13 +260,7 @@ async fn a_gateway_restarted_under_100_sse_clients_loses_and_repeats_no_state() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_sync_resumes_while_redis_restarts_each_get_their_own_answer_in_bound() {
-    let (redis, url) = own_redis().await;
-    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    let app = spawn_app_with(Opts {
-        redis_url: Some(url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (mut redis, url, app) = spawn_app_on_own_redis().await;
     let mut ids = Vec::new();
     for n in 0..200 {
         ids.push(id_of(&app.start("quick_screen", json!({"n": n})).await));
@@ -295,8 +284,7 @@ async fn two_hundred_sync_resumes_while_redis_restarts_each_get_their_own_answer
         }));
         if n == 60 {
             // Mid-burst, Redis restarts (its data saved on shutdown and loaded again).
-            let dir = infra().dir.join(format!("redis-{port}"));
-            on_infra(async move { redis_stop_and_start(dir, port).await });
+            redis = restart_redis(redis, &url).await;
         }
     }
     let (mut own, mut later, mut wrong) = (0, 0, Vec::new());
@@ -325,19 +313,4 @@ async fn two_hundred_sync_resumes_while_redis_restarts_each_get_their_own_answer
     assert_eq!(own + later, 200);
     drop(app);
     drop(redis);
-}
-
-/// Stops the redis-server on `port` (as its own test started it) and starts it again.
-async fn redis_stop_and_start(dir: std::path::PathBuf, port: u16) {
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut c = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("SAVE").query_async(&mut c).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let again = drift::dev::start_redis(&dir, port).unwrap();
-    drift::dev::wait_redis(&url, Duration::from_secs(10)).await.unwrap();
-    std::mem::forget(again); // stopped with the test binary's other children
 }

@@ -129,6 +129,9 @@ pub fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// The test apps' webhook retry schedule: short, so failures recover within a test.
+pub const WEBHOOK_SCHEDULE: &str = "200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s";
+
 pub const WEBHOOK_SECRET: &str = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5";
 pub const ALICE_SECRET: &str = "whsec_YWxpY2Utc2VjcmV0LWFsaWNlLXNlY3JldC0wMDA=";
 
@@ -203,7 +206,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
         "--state-ttl-secs=3600",
         &format!("--webhook-secret={WEBHOOK_SECRET}"),
         &format!("--client-secret=alice={ALICE_SECRET}"),
-        "--webhook-schedule=200ms,300ms,400ms,500ms,700ms,1s,1s,1s,2s,2s,2s,2s,3s",
+        &format!("--webhook-schedule={WEBHOOK_SCHEDULE}"),
         "--webhook-timeout-ms=5000",
         &format!("--jwt-secret={JWT_SECRET}"),
         "--egress-allow=loopback",
@@ -271,6 +274,31 @@ pub struct Resp {
 }
 
 impl TestApp {
+    /// A real `drift worker` process for this app (its Temporal, Redis and task queue), set up
+    /// as the app's embedded worker would be: loopback reachable, the tests' webhook secret and
+    /// schedule. For tests that kill workers.
+    pub fn spawn_worker(&self) -> std::process::Child {
+        std::process::Command::new(drift_bin())
+            .args([
+                "worker",
+                "--temporal-address",
+                &self.temporal_address,
+                "--redis-url",
+                &self.redis_url,
+            ])
+            .args(["--task-queue", &self.task_queue, "--egress-allow", "loopback"])
+            .args([
+                "--webhook-secret",
+                WEBHOOK_SECRET,
+                "--webhook-schedule",
+                WEBHOOK_SCHEDULE,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// A JWT for this app's tenant with every workflow scope, as client `client`.
     pub fn token(&self, client: &str) -> String {
         jwt(&self.tenant, client, ALL_SCOPES, 600)
@@ -385,6 +413,28 @@ pub async fn own_redis() -> (Supervised, String) {
     let url = format!("redis://127.0.0.1:{port}");
     wait_redis(&url, Duration::from_secs(10)).await.unwrap();
     (child, url)
+}
+
+/// An app on a redis-server of its own, for tests that stop, restart or count it.
+pub async fn spawn_app_on_own_redis() -> (Supervised, String, TestApp) {
+    let (redis, url) = own_redis().await;
+    let app = spawn_app_with(Opts {
+        redis_url: Some(url.clone()),
+        ..Default::default()
+    })
+    .await;
+    (redis, url, app)
+}
+
+/// Restarts a test's own redis-server on its port: its data is saved on shutdown and loaded
+/// again.
+pub async fn restart_redis(redis: Supervised, url: &str) -> Supervised {
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let dir = infra().dir.join(format!("redis-{port}"));
+    on_infra(async move { redis.stop().await });
+    let redis = on_infra(async move { start_redis(&dir, port) }).unwrap();
+    wait_redis(url, Duration::from_secs(10)).await.unwrap();
+    redis
 }
 
 /// Counts a Redis server's client connections over one connection of its own (not counted).

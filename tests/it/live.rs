@@ -197,12 +197,7 @@ async fn missing_expired_and_other_workflow_tokens_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sse_and_ws_subscribers_on_one_workflow_all_receive_every_state() {
-    let (redis, url) = own_redis().await;
-    let app = spawn_app_with(Opts {
-        redis_url: Some(url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (redis, url, app) = spawn_app_on_own_redis().await;
     let counter = ConnCounter::new(&url).await;
     let r = app.start("refund", json!({"orderId": "o-crowd"})).await;
     let id = id_of(&r);
@@ -265,13 +260,7 @@ async fn a_thousand_sse_and_ws_subscribers_on_one_workflow_all_receive_every_sta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_mid_run_subscribers_keep_receiving_and_sync_calls_never_hang() {
-    let (redis, url) = own_redis().await;
-    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    let app = spawn_app_with(Opts {
-        redis_url: Some(url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (redis, url, app) = spawn_app_on_own_redis().await;
     let r = app.start("refund", json!({"orderId": "o-restart"})).await;
     let id = id_of(&r);
     let token = r.body["streamToken"].as_str().unwrap().to_string();
@@ -285,10 +274,7 @@ async fn redis_restarted_mid_run_subscribers_keep_receiving_and_sync_calls_never
     assert_eq!(ws.next_of("state", T).await["seq"], 1);
 
     // Restart Redis (its data is saved on shutdown and loaded again).
-    on_infra(async move { redis.stop().await });
-    let dir = infra().dir.join(format!("redis-{port}"));
-    let redis = on_infra(async move { drift::dev::start_redis(&dir, port) }).unwrap();
-    drift::dev::wait_redis(&url, Duration::from_secs(10)).await.unwrap();
+    let redis = restart_redis(redis, &url).await;
 
     // A sync call right after the restart: an answer or a 202, within its wait limit.
     let t0 = std::time::Instant::now();

@@ -354,12 +354,7 @@ async fn disconnected_node_executed_three_times_leaves_seq_and_status_unchanged(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_starts_get_their_own_screens_on_the_same_redis_connections() {
-    let (redis, url) = own_redis().await;
-    let app = spawn_app_with(Opts {
-        redis_url: Some(url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (redis, url, app) = spawn_app_on_own_redis().await;
     let first = app.start("quick_screen", json!({"n": -1})).await;
     assert_eq!(status_of(&first), "WAITING");
     let counter = ConnCounter::new(&url).await;
@@ -412,26 +407,7 @@ async fn worker_killed_mid_flow_and_restarted_continues_where_it_was() {
         ..Default::default()
     })
     .await;
-    let worker = |tq: String| {
-        std::process::Command::new(drift_bin())
-            .args([
-                "worker",
-                "--temporal-address",
-                &app.temporal_address,
-                "--redis-url",
-                &app.redis_url,
-                "--task-queue",
-                &tq,
-                // The examples' stand-ins are on this machine.
-                "--egress-allow",
-                "loopback",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut w = worker(tq.clone());
+    let mut w = app.spawn_worker();
     let r = app.start("refund", json!({"orderId": "o-crash"})).await;
     assert_eq!(r.body["view"]["layoutId"], "refund_reason", "{r:?}");
     let id = id_of(&r);
@@ -449,7 +425,7 @@ async fn worker_killed_mid_flow_and_restarted_continues_where_it_was() {
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
 
-    let mut w2 = worker(tq);
+    let mut w2 = app.spawn_worker();
     let st = app.eventually(&id, Duration::from_secs(60), |b| b["seq"] == 2).await;
     assert_eq!(st["view"]["layoutId"], "refund_confirm");
     let r = app.resume(&id, json!({"action": "confirm"})).await;
@@ -534,12 +510,7 @@ async fn temporal_unreachable_answers_503_and_starts_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_unreachable_answers_503_and_starts_nothing() {
-    let (redis, url) = own_redis().await;
-    let app = spawn_app_with(Opts {
-        redis_url: Some(url.clone()),
-        ..Default::default()
-    })
-    .await;
+    let (redis, _, app) = spawn_app_on_own_redis().await;
     let ok = app.start("quick_screen", json!({"n": 1})).await;
     assert_eq!(ok.status, StatusCode::OK);
     on_infra(async move { redis.stop().await });

@@ -432,36 +432,13 @@ async fn a_worker_killed_during_an_http_node_and_during_a_publish_loses_and_repe
         ..Default::default()
     })
     .await;
-    let worker = || {
-        std::process::Command::new(drift_bin())
-            .args([
-                "worker",
-                "--temporal-address",
-                &app.temporal_address,
-                "--redis-url",
-                &app.redis_url,
-            ])
-            .args([
-                "--task-queue",
-                &tq,
-                "--egress-allow",
-                "loopback",
-                "--webhook-secret",
-                WEBHOOK_SECRET,
-            ])
-            .args(["--webhook-schedule", "200ms,300ms,500ms,1s,1s,2s,2s,3s,3s,3s"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
     let kill9 = |w: &mut std::process::Child| {
         w.kill().unwrap(); // SIGKILL
         w.wait().unwrap();
     };
     let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
     let url = rx.serve(0).await;
-    let mut w1 = worker();
+    let mut w1 = app.spawn_worker();
     let (r, _) = start_async(&app, "slow_call", json!({"ms": 2000}), &url).await;
     let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
     let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
@@ -475,7 +452,7 @@ async fn a_worker_killed_during_an_http_node_and_during_a_publish_loses_and_repe
     // Killed while its HTTP node runs; another worker takes over.
     tokio::time::sleep(Duration::from_millis(700)).await;
     kill9(&mut w1);
-    let mut w2 = worker();
+    let mut w2 = app.spawn_worker();
     let first = sse.next(Duration::from_secs(60)).await.unwrap();
     assert_eq!(
         (first.data["seq"].as_u64(), first.data["workflowStatus"].as_str()),
@@ -503,7 +480,7 @@ async fn a_worker_killed_during_an_http_node_and_during_a_publish_loses_and_repe
     });
     tokio::time::sleep(Duration::from_millis(30)).await;
     kill9(&mut w2);
-    let mut w3 = worker();
+    let mut w3 = app.spawn_worker();
     let status = resume.await.unwrap();
     assert!(status == StatusCode::OK || status == StatusCode::ACCEPTED, "{status}");
 
