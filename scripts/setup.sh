@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v protoc >/dev/null 2>&1 || need_apt+=(protobuf-compiler)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# PostgreSQL: the tests run the definitions suite on it too (their own server, on a free port).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 fi
@@ -39,4 +41,4 @@ if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
     (cd tests/browser && npm ci --no-audit --no-fund --silent)
   fi
 fi
-echo "setup: ok (protoc $(protoc --version | cut -d' ' -f2), $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1 | awk '{print $3}'))"
+echo "setup: ok (protoc $(protoc --version | cut -d' ' -f2), $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1 | awk '{print $3}'), postgres $(ls -d /usr/lib/postgresql/*/bin | head -1 | cut -d/ -f5))"

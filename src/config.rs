@@ -159,8 +159,8 @@ pub struct Common {
     /// Largest response body an HTTP node may read, in bytes; larger answers fail the node.
     #[arg(long, env = "DRIFT_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
     pub max_response_bytes: usize,
-    /// The database holding API keys: `sqlite://FILE` or `postgres://…` (several gateways
-    /// share one). `dev` defaults to a SQLite file in the data folder.
+    /// The database holding API keys and definitions: `sqlite://FILE` or `postgres://…`
+    /// (several gateways share one). Default: the SQLite file `drift.db` in the data folder.
     #[arg(long, env = "DRIFT_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 }
@@ -170,10 +170,15 @@ pub struct GatewayArgs {
     /// Address the HTTP API listens on.
     #[arg(long, env = "DRIFT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Folders of workflow definitions (`*.json`) and node resources (`nodes/*.json`);
-    /// repeatable, or comma-separated.
+    /// Folders of workflow definitions (`*.json`) and node resources (`nodes/*.json`) to bring
+    /// into the database at start: each file that differs from its LATEST version is published
+    /// and activated (for definitions kept in git). Repeatable, or comma-separated.
     #[arg(long, env = "DRIFT_DEFINITIONS", value_delimiter = ',', default_value = "examples")]
     pub definitions: Vec<PathBuf>,
+    /// How often a gateway checks the database for definition changes it was not told about
+    /// over Redis (a notice lost while Redis was away), in milliseconds.
+    #[arg(long, env = "DRIFT_DEFINITIONS_CHECK_MS", default_value_t = 5_000)]
+    pub definitions_check_ms: u64,
     /// Sync wait when the request has no `Prefer: wait=N`, in milliseconds.
     #[arg(long, env = "DRIFT_DEFAULT_WAIT_MS", default_value_t = 10_000)]
     pub default_wait_ms: u64,

@@ -7,11 +7,12 @@ use crate::config::{AuthArg, Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
 use crate::db::Db;
 use crate::dsl::Registry;
 use crate::gateway::{AppState, GatewayConfig, app};
-use crate::service::{AuthMode, Authenticator, JwtVerifier, Parts, Service, ServiceConfig, Tokens};
+use crate::service::{AuthMode, Authenticator, Catalog, JwtVerifier, Parts, Service, ServiceConfig, Tokens};
 use crate::temporal::{Temporal, TemporalConfig, WorkerConfig, connect, spawn_worker};
 use crate::webhook::{Allowlist, DeliveryConfig, Secrets, parse_schedule};
 use anyhow::Context;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -83,20 +84,26 @@ fn addresses(c: &Common, command: &str) -> anyhow::Result<(String, String)> {
     Ok((address, redis_url))
 }
 
-/// Loads the definition folders and applies `--enum` overrides (then `extra`).
-fn load_registry(g: &GatewayArgs, extra: &[(String, String)]) -> anyhow::Result<Registry> {
-    let mut reg = Registry::load_dirs(&g.definitions).with_context(|| {
-        format!(
-            "loading workflow definitions from {:?} (set --definitions)",
-            g.definitions
-        )
-    })?;
+/// The definitions: the database's published versions, after bringing in the `--definitions`
+/// folders; `--enum` overrides (then `extra`) apply to what is loaded.
+async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, String)]) -> anyhow::Result<Arc<Catalog>> {
     let mut overrides = pairs(&g.enums, "--enum")?.into_iter().collect::<Vec<_>>();
     overrides.extend(extra.iter().cloned());
-    for (k, v) in overrides {
-        reg.override_enum(&k, serde_json::Value::String(v));
+    let overrides = overrides.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+    let catalog = Catalog::open(db, overrides, &common.key_prefix)
+        .await
+        .context("loading definitions from the database")?;
+    let folders: Vec<_> = g.definitions.iter().filter(|d| !d.as_os_str().is_empty()).cloned().collect();
+    if !folders.is_empty() {
+        let folder = Registry::load_dirs(&folders)
+            .with_context(|| format!("loading workflow definitions from {folders:?} (--definitions)"))?;
+        let done = catalog
+            .import(&folder, "drift (--definitions)")
+            .await
+            .context("storing the --definitions folders' definitions")?;
+        tracing::info!(published = ?done.published, unchanged = done.unchanged, "definitions folders imported");
     }
-    Ok(reg)
+    Ok(catalog)
 }
 
 fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
@@ -124,21 +131,13 @@ fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
 }
 
 /// How callers authenticate: refuses to build an open gateway unless `--auth none` says so.
-async fn authenticator(common: &Common, g: &GatewayArgs) -> anyhow::Result<Authenticator> {
+async fn authenticator(db: &Db, g: &GatewayArgs) -> anyhow::Result<Authenticator> {
     if g.auth == AuthArg::None {
         tracing::warn!(
             "authentication is OFF (--auth none): any caller can act as any tenant; use this only on a trusted network"
         );
         return Ok(Authenticator::new(AuthMode::None));
     }
-    let keys = match &common.database_url {
-        Some(url) => Some(
-            Db::connect(url)
-                .await
-                .context("opening the key store (--database-url)")?,
-        ),
-        None => None,
-    };
     let jwks = match &g.jwks_file {
         Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("reading --jwks-file {}", f.display()))?),
         None => None,
@@ -155,13 +154,10 @@ async fn authenticator(common: &Common, g: &GatewayArgs) -> anyhow::Result<Authe
             .map_err(|e| anyhow::anyhow!("JWT configuration: {e}"))?,
         ),
     };
-    if keys.is_none() && jwt.is_none() {
-        anyhow::bail!(
-            "no way to authenticate callers: configure a key store (--database-url, then `drift keys create`) \
-             or JWTs (--jwt-secret or --jwks-file), or pass --auth none to run without authentication"
-        );
-    }
-    Ok(Authenticator::new(AuthMode::Required { keys, jwt }))
+    Ok(Authenticator::new(AuthMode::Required {
+        keys: Some(db.clone()),
+        jwt,
+    }))
 }
 
 impl Application {
@@ -176,7 +172,17 @@ impl Application {
             demo_receiver,
             demo_key,
         } = settings;
-        let auth = authenticator(&common, &g).await?;
+        let database_url = common
+            .database_url
+            .clone()
+            .unwrap_or_else(|| crate::config::default_database_url(&common.data_dir));
+        if database_url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&common.data_dir).ok();
+        }
+        let db = Db::connect(&database_url)
+            .await
+            .with_context(|| format!("opening the database {} (--database-url)", crate::config::redact(&database_url)))?;
+        let auth = authenticator(&db, &g).await?;
         let (address, redis_url) = addresses(&common, "serve")?;
         let listener = tokio::net::TcpListener::bind(&g.listen).await.with_context(|| {
             format!(
@@ -189,7 +195,7 @@ impl Application {
         if stand_ins {
             extra.push(("apiBase".to_string(), format!("{base}/stand-ins")));
         }
-        let registry = load_registry(&g, &extra)?;
+        let catalog = catalog(db, &common, &g, &extra).await?;
         let tcfg = temporal_config(&common, &address);
         let mut worker = None;
         let temporal = if embed_worker {
@@ -209,8 +215,13 @@ impl Application {
             .await
             .with_context(|| format!("connecting to Redis at {}", crate::config::redact(&redis_url)))?;
         let hub = Hub::start(redis::Client::open(redis_url.as_str())?, g.hub_shards, shutdown.clone());
+        catalog.spawn_watcher(
+            hub.clone(),
+            Duration::from_millis(g.definitions_check_ms.max(100)),
+            shutdown.clone(),
+        );
         let service = Service::new(Parts {
-            registry,
+            catalog,
             temporal,
             store,
             hub,

@@ -269,13 +269,15 @@ async fn run_shard(
                 msg = stream.next() => {
                     let Some(msg) = msg else { break };
                     let channel = msg.get_channel_name();
-                    let Some(ev) = Event::parse(msg.get_payload_bytes()) else {
-                        tracing::warn!(channel, "dropping unparseable message");
-                        continue;
+                    // A message that is not a state envelope (a notice such as "definitions
+                    // changed") still says something happened: subscribers re-read the source.
+                    let out = match Event::parse(msg.get_payload_bytes()) {
+                        Some(ev) => HubMsg::Event(Arc::new(ev)),
+                        None => HubMsg::Resync,
                     };
                     let reg = shard.registry.lock().expect("hub registry");
                     if let Some(e) = reg.get(channel) {
-                        let _ = e.tx.send(HubMsg::Event(Arc::new(ev)));
+                        let _ = e.tx.send(out);
                     }
                 }
                 c = ctl.recv() => {

@@ -116,6 +116,14 @@ impl Store {
         Ok((!m.is_empty()).then_some(m))
     }
 
+    /// Publishes a notice (not a workflow state) on a channel; hub subscribers see it as
+    /// "re-read the source".
+    pub async fn notify(&self, channel: &str, notice: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: i64 = c.publish(channel, notice).await?;
+        Ok(())
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: String = redis::cmd("PING").query_async(&mut c).await?;

@@ -65,6 +65,13 @@ pub struct WorkflowState {
     pub error_message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// The node this state is at (the screen, timer or end node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The nodes run since the previous state, ending at `node` (so a live graph can draw
+    /// the path taken).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
     pub links: Links,
 }
 
@@ -79,6 +86,8 @@ impl WorkflowState {
             disposition: None,
             error_message: None,
             request_id: None,
+            node: None,
+            path: Vec::new(),
             links: Links::for_workflow(workflow_id),
         }
     }

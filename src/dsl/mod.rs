@@ -8,7 +8,9 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub use validate::{ValidationError, validate};
+pub mod graph;
+
+pub use validate::{ValidationError, validate, validate_node};
 
 /// A workflow definition: a graph of named node instances.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -297,11 +299,33 @@ pub struct ChildNode {
     pub version: Option<String>,
 }
 
-/// Every workflow and node definition known to this process, by id and version.
+/// Every published workflow and node definition known to this process, by id and version,
+/// and which version of each is ACTIVE.
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     workflows: BTreeMap<String, BTreeMap<u64, Definition>>,
     nodes: BTreeMap<String, BTreeMap<u64, NodeResource>>,
+    active_workflows: BTreeMap<String, u64>,
+    active_nodes: BTreeMap<String, u64>,
+}
+
+/// How a caller names a version: a number, the newest published one, or the serving one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionSel {
+    Number(u64),
+    Latest,
+    Active,
+}
+
+impl VersionSel {
+    /// `None` (not named) means ACTIVE.
+    pub fn parse(v: Option<&str>) -> Option<Self> {
+        match v.map(str::trim) {
+            None | Some("") | Some("ACTIVE") => Some(Self::Active),
+            Some("LATEST") => Some(Self::Latest),
+            Some(n) => n.parse::<u64>().ok().filter(|n| *n > 0).map(Self::Number),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -347,7 +371,42 @@ impl Registry {
                 reg.add_workflow(&path.display().to_string(), def)?;
             }
         }
+        // In a folder, the newest file of each id is the one that serves.
+        reg.active_workflows = reg.workflows.iter().filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?))).collect();
+        reg.active_nodes = reg.nodes.iter().filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?))).collect();
         Ok(reg)
+    }
+
+    /// Adds a stored, already validated version (no checks: it was checked when published).
+    pub fn insert_workflow(&mut self, version: u64, mut def: Definition) {
+        def.version = version.to_string();
+        self.workflows.entry(def.id.clone()).or_default().insert(version, def);
+    }
+
+    pub fn insert_node(&mut self, version: u64, mut res: NodeResource) {
+        res.version = version.to_string();
+        self.nodes.entry(res.id.clone()).or_default().insert(version, res);
+    }
+
+    pub fn activate_workflow(&mut self, id: &str, version: u64) {
+        self.active_workflows.insert(id.to_string(), version);
+    }
+
+    pub fn activate_node(&mut self, id: &str, version: u64) {
+        self.active_nodes.insert(id.to_string(), version);
+    }
+
+    /// Every version of a workflow, oldest first.
+    pub fn workflow_versions(&self, id: &str) -> impl Iterator<Item = &Definition> {
+        self.workflows.get(id).into_iter().flat_map(|v| v.values())
+    }
+
+    pub fn node_versions(&self, id: &str) -> impl Iterator<Item = &NodeResource> {
+        self.nodes.get(id).into_iter().flat_map(|v| v.values())
+    }
+
+    pub fn node_ids(&self) -> impl Iterator<Item = &str> {
+        self.nodes.keys().map(String::as_str)
     }
 
     pub fn add_node(&mut self, origin: &str, res: NodeResource) -> Result<(), LoadError> {
@@ -385,13 +444,13 @@ impl Registry {
         self.workflows.keys().map(String::as_str)
     }
 
-    /// `version` is a number, `LATEST`/`ACTIVE` or absent (both mean the newest).
+    /// `version` is a number, `LATEST`, or `ACTIVE` (also when absent).
     pub fn workflow(&self, id: &str, version: Option<&str>) -> Option<&Definition> {
-        pick(self.workflows.get(id)?, version)
+        pick(self.workflows.get(id)?, self.active_workflows.get(id), version)
     }
 
     pub fn node(&self, id: &str, version: Option<&str>) -> Option<&NodeResource> {
-        pick(self.nodes.get(id)?, version)
+        pick(self.nodes.get(id)?, self.active_nodes.get(id), version)
     }
 
     /// A self-contained copy of a definition: node references replaced by the nodes they name,
@@ -412,10 +471,11 @@ impl Registry {
     }
 }
 
-fn pick<'a, T>(versions: &'a BTreeMap<u64, T>, version: Option<&str>) -> Option<&'a T> {
-    match version {
-        None | Some("LATEST") | Some("ACTIVE") => versions.values().next_back(),
-        Some(v) => versions.get(&v.parse::<u64>().ok()?),
+fn pick<'a, T>(versions: &'a BTreeMap<u64, T>, active: Option<&u64>, version: Option<&str>) -> Option<&'a T> {
+    match VersionSel::parse(version)? {
+        VersionSel::Active => versions.get(active?),
+        VersionSel::Latest => versions.values().next_back(),
+        VersionSel::Number(n) => versions.get(&n),
     }
 }
 

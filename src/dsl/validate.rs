@@ -87,7 +87,7 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
                         "resourceId",
                         format!(
                             "unknown node resource {id:?} (version {:?})",
-                            entry.resource_version.as_deref().unwrap_or("LATEST")
+                            entry.resource_version.as_deref().unwrap_or("ACTIVE")
                         ),
                     );
                     None
@@ -283,6 +283,17 @@ fn collect_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
         serde_json::Value::Object(o) => o.values().for_each(|x| collect_strings(x, out)),
         _ => {}
     }
+}
+
+/// Checks a stored node definition on its own (the states its BRANCH names are checked in each
+/// workflow that uses it). An empty list means valid.
+pub fn validate_node(res: &super::NodeResource) -> Vec<ValidationError> {
+    let mut e = Errors(Vec::new());
+    if res.id.is_empty() || !res.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        e.push(None, "id", "must be non-empty letters, digits, '_' or '-'");
+    }
+    check_node(&mut e, &res.id, &res.node, &|_| true);
+    e.0
 }
 
 /// Instance names reachable from the start node by nextNode and branch edges.

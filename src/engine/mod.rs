@@ -16,6 +16,30 @@ pub const MAX_PURE_STEPS: usize = 1_000;
 pub struct Cursor {
     pub ctx: Value,
     pub node: String,
+    /// The nodes entered since the last published state, oldest first (bounded), so a
+    /// state can say which path led to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trail: Vec<String>,
+}
+
+/// Longest trail a state carries; a long loop keeps its most recent steps.
+pub const MAX_TRAIL: usize = 64;
+
+impl Cursor {
+    pub fn new(ctx: Value, node: String) -> Self {
+        Self {
+            ctx,
+            node,
+            trail: Vec::new(),
+        }
+    }
+
+    fn entered(&mut self, node: &str) {
+        if self.trail.len() >= MAX_TRAIL {
+            self.trail.remove(0);
+        }
+        self.trail.push(node.to_string());
+    }
 }
 
 /// An HTTP call for the activity to make.
@@ -195,6 +219,7 @@ impl<'a> Machine<'a> {
     /// One node. `Ok(None)` means a pure node ran and the cursor moved on.
     fn step(&self, cur: &mut Cursor) -> Result<Option<Effect>, String> {
         let name = cur.node.clone();
+        cur.entered(&name);
         let (entry, node) = self.entry(&name)?;
         let input = self.enter(cur, entry, None)?;
         let vars = |ctx| script::Vars {

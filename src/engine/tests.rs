@@ -49,10 +49,7 @@ fn ok(body: Value) -> Result<HttpResponse, String> {
 fn every_node_type_runs_in_order_through_the_pure_interpreter() {
     let d = flow();
     let m = Machine::new(&d);
-    let mut cur = Cursor {
-        ctx: initial_context(&d, json!({"amount": 21, "id": "o-7"}), json!({"tenant": "t1"})),
-        node: d.start_node.clone(),
-    };
+    let mut cur = Cursor::new(initial_context(&d, json!({"amount": 21, "id": "o-7"}), json!({"tenant": "t1"})), d.start_node.clone());
 
     let Effect::Http { instance, request, .. } = m.next_effect(&mut cur) else {
         panic!()
@@ -102,10 +99,7 @@ fn every_node_type_runs_in_order_through_the_pure_interpreter() {
 fn failing_http_routes_to_the_default_failure_node_with_its_error() {
     let d = flow();
     let m = Machine::new(&d);
-    let mut cur = Cursor {
-        ctx: initial_context(&d, json!({"amount": 1, "id": "a"}), json!({})),
-        node: d.start_node.clone(),
-    };
+    let mut cur = Cursor::new(initial_context(&d, json!({"amount": 1, "id": "a"}), json!({})), d.start_node.clone());
     m.next_effect(&mut cur);
     m.http_done(&mut cur, "fetch", Err("503 Service Unavailable".into()));
     let Effect::End {
@@ -122,10 +116,7 @@ fn failing_http_routes_to_the_default_failure_node_with_its_error() {
 fn failing_script_routes_to_the_default_failure_node() {
     let d = flow();
     let m = Machine::new(&d);
-    let mut cur = Cursor {
-        ctx: initial_context(&d, json!({"amount": "text", "id": "a"}), json!({})),
-        node: d.start_node.clone(),
-    };
+    let mut cur = Cursor::new(initial_context(&d, json!({"amount": "text", "id": "a"}), json!({})), d.start_node.clone());
     let Effect::End {
         status, error_message, ..
     } = m.next_effect(&mut cur)
@@ -141,10 +132,7 @@ fn failing_script_routes_to_the_default_failure_node() {
 fn disconnected_node_runs_without_moving_the_cursor() {
     let d = flow();
     let m = Machine::new(&d);
-    let mut cur = Cursor {
-        ctx: initial_context(&d, json!({}), json!({})),
-        node: "ask".into(),
-    };
+    let mut cur = Cursor::new(initial_context(&d, json!({}), json!({})), "ask".into());
     for _ in 0..3 {
         let out = m
             .prepare_execute(&mut cur, "verify", Some(&json!({"acct": "12345678"})))
@@ -160,10 +148,7 @@ fn a_loop_without_a_stable_state_is_stopped() {
     let d = def(json!({"id": "l", "startNode": "a", "states": {
         "a": {"node": {"type": "SCRIPT", "script": "1"}, "nextNode": "b"},
         "b": {"node": {"type": "BRANCH", "choices": [], "defaultNode": "a"}}}}));
-    let mut cur = Cursor {
-        ctx: initial_context(&d, json!({}), json!({})),
-        node: "a".into(),
-    };
+    let mut cur = Cursor::new(initial_context(&d, json!({}), json!({})), "a".into());
     let Effect::End {
         status, error_message, ..
     } = Machine::new(&d).next_effect(&mut cur)
@@ -211,10 +196,7 @@ fn dynamic_values_and_dependent_values_are_checked() {
             "possibleDynamicValues": {"country": "params.countries"}}, "nextNode": "e"},
         "e": {"node": {"type": "SUCCESS"}}}}));
     let m = Machine::new(&d);
-    let mut cur = Cursor {
-        ctx: initial_context(&d, json!({"countries": ["fr", "de"]}), json!({})),
-        node: "s".into(),
-    };
+    let mut cur = Cursor::new(initial_context(&d, json!({"countries": ["fr", "de"]}), json!({})), "s".into());
     let Effect::Screen { view, .. } = m.next_effect(&mut cur) else {
         panic!()
     };

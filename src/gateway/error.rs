@@ -101,6 +101,18 @@ impl From<ServiceError> for ApiError {
             S::CallbackNotAllowed(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "callback_not_allowed", m),
             S::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
             S::AlreadyExists => Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
+            S::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            S::InvalidDefinition(errors) => {
+                let summary: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
+                ApiError {
+                    details: Some(serde_json::json!({"errors": errors})),
+                    ..Self::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_definition",
+                        format!("the definition is not valid: {}", summary.join("; ")),
+                    )
+                }
+            }
             S::Unavailable { dependency, cause } => Self::unavailable(dependency, &cause).retry_after(2),
             S::Uncertain(cause) => {
                 tracing::warn!(error = %cause, "Temporal call timed out after it was sent");

@@ -220,8 +220,3 @@ pub async fn ticket(State(s): State<AppState>, caller: Caller) -> Json<Value> {
     let (ticket, ttl) = s.service.issue_ticket(&caller);
     Json(json!({"ticket": ticket, "expiresIn": ttl.as_secs()}))
 }
-
-pub async fn list_definitions(State(s): State<AppState>, _caller: Caller) -> Json<Value> {
-    let items: Vec<Value> = s.service.definitions().map(|d| d.to_json()).collect();
-    Json(json!({"definitions": items}))
-}

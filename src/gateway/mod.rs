@@ -2,6 +2,7 @@
 //! plus the demo page, health, readiness and metrics. Handlers parse and check what arrives,
 //! hand it to the service layer, and turn its answers into their own wire format.
 
+mod definitions;
 mod demo;
 mod error;
 mod extract;
@@ -10,7 +11,7 @@ mod limits;
 mod sse;
 mod ws;
 
-use crate::service::{ExecuteBody, ResumeBody, Service};
+use crate::service::{ExecuteBody, Kind, ResumeBody, Service};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -62,7 +63,8 @@ pub fn app(state: AppState) -> Router {
         .route("/v3/workflow/{id}/events", get(sse::events))
         .route("/v3/workflow/{id}/deliveries", get(http::deliveries))
         .route("/v3/ws", get(ws::upgrade))
-        .route("/v3/definitions", get(http::list_definitions))
+        .merge(definitions::routes("/v3/definitions", Kind::Workflow))
+        .merge(definitions::routes("/v3/nodes", Kind::Node))
         .route("/v3/auth/ticket", post(http::ticket))
         .route("/", get(demo::index))
         .route("/demo/app.js", get(demo::script))

@@ -4,12 +4,16 @@
 //! HTTP waits on, live transports forward, and async mode drops.
 
 mod auth;
+mod catalog;
+mod definitions;
 mod follow;
 mod requests;
 mod token;
 mod wait;
 
 pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
+pub use crate::db::Kind;
+pub use catalog::Catalog;
 pub use follow::{Follow, Out};
 pub use requests::{CommandBody, CommandRequest, Delivery, ExecuteBody, ResumeBody, StartBody, StartRequest};
 pub use token::{Tokens, is_token};
@@ -20,11 +24,11 @@ use crate::domain::{
     Callback, Caller, Command, IdError, Rejection, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId,
     WorkflowStart, WorkflowState, WorkflowStatus,
 };
-use crate::dsl::{Definition, Node, Registry};
+use crate::dsl::{Definition, Node};
 use crate::temporal::{EndedAs, Temporal, TemporalError};
 use crate::webhook::Allowlist;
 use futures::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -49,6 +53,12 @@ pub enum ServiceError {
     CallbackNotAllowed(String),
     #[error("a workflow with this id already exists")]
     AlreadyExists,
+    /// A definition that does not validate; each error names its node and field.
+    #[error("the definition is not valid")]
+    InvalidDefinition(Vec<crate::dsl::ValidationError>),
+    /// A change that conflicts with what is stored (a published version, an existing id).
+    #[error("{0}")]
+    Conflict(String),
     /// A command's payload over the configured cap.
     #[error("{0}")]
     TooLarge(String),
@@ -175,22 +185,12 @@ pub enum Credentials<'a> {
     None,
 }
 
-/// A definition as listed to clients.
-pub struct DefinitionSummary<'a>(&'a Definition);
-
-impl DefinitionSummary<'_> {
-    pub fn to_json(&self) -> Value {
-        let d = self.0;
-        json!({"id": d.id, "version": d.version, "description": d.description, "startNode": d.start_node})
-    }
-}
-
 #[derive(Clone)]
 pub struct Service(Arc<Parts>);
 
 /// What a service is made of: the definitions, both adapters, and its settings.
 pub struct Parts {
-    pub registry: Registry,
+    pub catalog: Arc<Catalog>,
     pub temporal: Temporal,
     pub store: Store,
     pub hub: Hub,
@@ -225,7 +225,7 @@ where
 }
 
 /// Refuses a caller whose credential lacks `scope`.
-fn require(caller: &Caller, scope: Scope) -> Result<(), ServiceError> {
+pub(crate) fn require(caller: &Caller, scope: Scope) -> Result<(), ServiceError> {
     if caller.may(scope) {
         return Ok(());
     }
@@ -348,7 +348,7 @@ impl Service {
 
     /// Every definition a CHILD node of `def` (or of its children) may start, pinned now.
     fn pin_children(&self, def: &Definition) -> Result<BTreeMap<String, Definition>, ServiceError> {
-        let reg = &self.0.registry;
+        let reg = self.0.catalog.registry();
         let mut out = BTreeMap::new();
         let mut todo = vec![def.clone()];
         while let Some(d) = todo.pop() {
@@ -381,13 +381,19 @@ impl Service {
     pub async fn start(&self, caller: &Caller, req: StartRequest) -> Result<Dispatched, ServiceError> {
         require(caller, Scope::Start)?;
         let callback = self.resolve_callback(caller, &req.delivery).await?;
-        let reg = &self.0.registry;
+        let reg = self.0.catalog.registry();
         let def = reg.workflow(&req.workflow, req.version.as_deref()).ok_or_else(|| {
-            ServiceError::NotFound(format!(
-                "no workflow definition {:?} version {:?}",
-                req.workflow,
-                req.version.as_deref().unwrap_or("LATEST")
-            ))
+            ServiceError::NotFound(match req.version.as_deref() {
+                None | Some("ACTIVE") if reg.workflow(&req.workflow, Some("LATEST")).is_some() => format!(
+                    "workflow definition {:?} has no ACTIVE version; activate one (POST /v3/definitions/{}/activate)",
+                    req.workflow, req.workflow
+                ),
+                v => format!(
+                    "no workflow definition {:?} version {:?}",
+                    req.workflow,
+                    v.unwrap_or("ACTIVE")
+                ),
+            })
         })?;
         let definition = reg.compile(def).map_err(ServiceError::Internal)?;
         let execution_timeout = definition
@@ -706,13 +712,6 @@ impl Service {
             .delivery_status(&keys)
             .await?
             .ok_or_else(|| ServiceError::NotFound("no webhook deliveries for this workflow".into()))
-    }
-
-    pub fn definitions(&self) -> impl Iterator<Item = DefinitionSummary<'_>> {
-        let reg = &self.0.registry;
-        reg.workflow_ids()
-            .filter_map(|id| reg.workflow(id, None))
-            .map(DefinitionSummary)
     }
 
     /// Redis and Temporal reachability, for readiness probes.

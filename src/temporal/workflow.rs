@@ -97,10 +97,10 @@ impl Run {
         let WorkflowInput { start, carry } = input;
         let keys = RedisKeys::new(&start.key_prefix, &start.scoped_id());
         let carry = carry.unwrap_or_else(|| Carry {
-            cursor: Cursor {
-                ctx: initial_context(&start.definition, start.params.clone(), start.thread_context.clone()),
-                node: start.definition.start_node.clone(),
-            },
+            cursor: Cursor::new(
+                initial_context(&start.definition, start.params.clone(), start.thread_context.clone()),
+                start.definition.start_node.clone(),
+            ),
             seq: start.seq_base,
             answering: start.request_id.clone(),
             inbox: vec![],
@@ -415,10 +415,13 @@ async fn publish_state(
     error_message: Option<String>,
 ) {
     run.seq += 1;
+    let path = std::mem::take(&mut run.cursor.trail);
     let state = WorkflowState {
         view,
         disposition,
         error_message,
+        node: path.last().cloned(),
+        path,
         request_id: run.answering.take().map(String::from),
         ..WorkflowState::bare(run.start.workflow_id.as_str(), status, run.seq)
     };

@@ -1,6 +1,6 @@
 //! The database adapter: SQLite in the data folder by default, PostgreSQL for several
 //! gateways, through sqlx with migrations embedded in the binary. It holds what must outlive
-//! any one process and be shared by every gateway: today, API keys.
+//! any one process and be shared by every gateway: API keys and definitions.
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
@@ -12,9 +12,19 @@ pub enum DbError {
     Sqlx(#[from] sqlx::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A write lost a race with another gateway's (same version number); retry it.
+    #[error("a concurrent change got there first")]
+    Conflict,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "api keys", include_str!("../migrations/0001_api_keys.sql"))];
+mod definitions;
+
+pub use definitions::{Kind, Stored};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "api keys", include_str!("../../migrations/0001_api_keys.sql")),
+    (2, "definitions", include_str!("../../migrations/0002_definitions.sql")),
+];
 
 #[derive(Clone)]
 pub struct Db {
