@@ -629,3 +629,112 @@ impl TestApp {
         format!("{}/v3/workflow/{id}/events{query}", self.base)
     }
 }
+
+/// A real PostgreSQL server for this test binary (initdb in a temp folder, a free port),
+/// stopped with the binary. Each test gets a database of its own from `pg_database`.
+pub struct Pg {
+    pub admin_url: String,
+    _child: Supervised,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin").join(name)).collect())
+        .unwrap_or_default();
+    found.retain(|p| p.exists());
+    found.sort();
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("PostgreSQL's {name} was not found under /usr/lib/postgresql (run scripts/setup.sh)"))
+}
+
+/// As root, PostgreSQL must run as its own user: `setpriv` execs it in place, so a stop
+/// signal reaches the server itself.
+fn as_postgres(program: PathBuf) -> (String, Vec<String>) {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return (program.display().to_string(), vec![]);
+    }
+    (
+        "setpriv".into(),
+        vec![
+            "--reuid=postgres".into(),
+            "--regid=postgres".into(),
+            "--init-groups".into(),
+            "--".into(),
+            program.display().to_string(),
+        ],
+    )
+}
+
+pub fn postgres() -> &'static Pg {
+    static PG: OnceLock<Pg> = OnceLock::new();
+    PG.get_or_init(|| {
+        let dir = infra().dir.join("pg");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let ok = std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "chown postgres {}", dir.display());
+        }
+        let data = dir.join("data");
+        let (prog, mut args) = as_postgres(pg_bin("initdb"));
+        args.extend(["-D".into(), data.display().to_string(), "-A".into(), "trust".into(), "-U".into(), "drift".into()]);
+        let out = std::process::Command::new(&prog).args(&args).output().expect("initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let port = free_port().unwrap();
+        let (prog, mut args) = as_postgres(pg_bin("postgres"));
+        args.extend([
+            "-D".into(),
+            data.display().to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-k".into(),
+            dir.display().to_string(),
+            "-h".into(),
+            "127.0.0.1".into(),
+            "-c".into(),
+            "max_connections=300".into(),
+            "-c".into(),
+            "fsync=off".into(),
+        ]);
+        let prog: &'static str = Box::leak(prog.into_boxed_str());
+        let child = Supervised::spawn("postgres", prog, &args, &dir.join("postgres.log")).expect("postgres");
+        let admin_url = format!("postgres://drift@127.0.0.1:{port}/postgres");
+        let url = admin_url.clone();
+        on_infra(async move {
+            use sqlx::Connection;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                match sqlx::PgConnection::connect(&url).await {
+                    Ok(c) => {
+                        let _ = c.close().await;
+                        break;
+                    }
+                    Err(e) if tokio::time::Instant::now() > deadline => panic!("postgres did not start: {e}"),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Pg {
+            admin_url,
+            _child: child,
+        }
+    })
+}
+
+/// A new, empty database on the harness's PostgreSQL server.
+pub async fn pg_database() -> String {
+    use sqlx::Connection;
+    let pg = postgres();
+    let name = format!("d{}", uid());
+    let mut c = sqlx::PgConnection::connect(&pg.admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+    c.close().await.unwrap();
+    pg.admin_url.replace("/postgres", &format!("/{name}"))
+}

@@ -1,0 +1,349 @@
+//! Definitions as a product, against the real gateway, Temporal and both databases: SNAPSHOT →
+//! publish → ACTIVE, rollback, immutability, validation naming node and field, node
+//! definitions, two gateways on one PostgreSQL and Redis, and the graph.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A gateway on SQLite (the harness's default) or on a fresh PostgreSQL database.
+async fn app_on(backend: &str) -> TestApp {
+    match backend {
+        "sqlite" => spawn_app().await,
+        _ => {
+            let url = pg_database().await;
+            spawn_app_with(Opts {
+                extra_args: vec![format!("--database-url={url}")],
+                ..Opts::default()
+            })
+            .await
+        }
+    }
+}
+
+/// A one-screen flow whose screen and outcome say which version it is.
+fn greeting(id: &str, label: &str) -> Value {
+    json!({
+        "id": id,
+        "description": format!("greeting {label}"),
+        "startNode": "ask",
+        "states": {
+            "ask": {"node": {"type": "INSTRUCTION", "layoutId": format!("greet-{label}"),
+                              "inputOptions": [{"id": "ok", "tags": {"values": ["ui.button"]},
+                                                "possibleValues": [{"displayValue": "OK", "value": "ok"}]}]},
+                    "nextNode": "done"},
+            "done": {"node": {"type": "SUCCESS", "disposition": {"ranOn": label}}}
+        }
+    })
+}
+
+async fn start_version(app: &TestApp, id: &str, version: Option<&str>) -> crate::helpers::Resp {
+    let mut body = json!({"workflow": id, "params": {}});
+    if let Some(v) = version {
+        body["version"] = json!(v);
+    }
+    app.call(Method::POST, "/v3/workflow/start", Some(body), &[]).await
+}
+
+async fn lifecycle(backend: &str) {
+    let app = app_on(backend).await;
+    let id = format!("greet-{}", uid());
+    let base = format!("/v3/definitions/{id}");
+
+    let r = app.call(Method::POST, "/v3/definitions", Some(greeting(&id, "v1")), &[]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    assert_eq!(r.body["version"], "SNAPSHOT");
+    let again = app.call(Method::POST, "/v3/definitions", Some(greeting(&id, "v1")), &[]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "a second create of one id: {again:?}");
+
+    // Nothing published or active yet: nothing starts.
+    let r = start_version(&app, &id, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    let r = app.call(Method::POST, &format!("{base}/publish"), None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body["version"], 1);
+    let r = start_version(&app, &id, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "published but not active: {r:?}");
+    assert!(r.body["message"].as_str().unwrap().contains("activate"), "{r:?}");
+
+    let r = app.call(Method::POST, &format!("{base}/activate"), Some(json!({"version": 1})), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let w1 = start_version(&app, &id, None).await;
+    assert_eq!(w1.status, StatusCode::OK, "{w1:?}");
+    assert_eq!(w1.body["view"]["layoutId"], "greet-v1");
+    assert_eq!(w1.body["node"], "ask", "a state names its node: {w1:?}");
+    let w1_id = w1.body["workflowId"].as_str().unwrap().to_string();
+
+    // v2: edit the SNAPSHOT, publish, activate; new starts use it.
+    let r = app.call(Method::PUT, &base, Some(greeting(&id, "v2")), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let r = app.call(Method::POST, &format!("{base}/publish"), None, &[]).await;
+    assert_eq!(r.body["version"], 2, "{r:?}");
+    let r = app.call(Method::POST, &format!("{base}/publish"), None, &[]).await;
+    assert_eq!(r.body["version"], 2, "an unchanged SNAPSHOT publishes nothing new: {r:?}");
+    assert_eq!(r.body["published"], false);
+    app.call(Method::POST, &format!("{base}/activate"), Some(json!({"version": 2})), &[])
+        .await;
+    let w2 = start_version(&app, &id, None).await;
+    assert_eq!(w2.body["view"]["layoutId"], "greet-v2", "{w2:?}");
+
+    // The run started on v1 completes on v1.
+    let done = app.resume(&w1_id, json!({"ok": "ok"})).await;
+    assert_eq!(done.status, StatusCode::OK, "{done:?}");
+    assert_eq!(done.body["workflowStatus"], "COMPLETED");
+    assert_eq!(done.body["disposition"]["ranOn"], "v1", "{done:?}");
+    assert_eq!(done.body["path"], json!(["done"]));
+
+    // Rollback: activate v1 again.
+    app.call(Method::POST, &format!("{base}/activate"), Some(json!({"version": 1})), &[])
+        .await;
+    let w3 = start_version(&app, &id, None).await;
+    assert_eq!(w3.body["view"]["layoutId"], "greet-v1", "after rollback: {w3:?}");
+    // A start that names a version gets it, whatever is ACTIVE.
+    let w4 = start_version(&app, &id, Some("2")).await;
+    assert_eq!(w4.body["view"]["layoutId"], "greet-v2", "{w4:?}");
+    let w5 = start_version(&app, &id, Some("LATEST")).await;
+    assert_eq!(w5.body["view"]["layoutId"], "greet-v2", "{w5:?}");
+
+    // Who published what, when; which is ACTIVE.
+    let r = app.call(Method::GET, &format!("{base}/versions"), None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let versions = r.body["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["publishedBy"], "tests/tester");
+    assert!(versions[0]["publishedAt"].is_string());
+    assert_eq!(r.body["active"]["version"], 1);
+    assert_eq!(versions[0]["active"], true);
+
+    // Reads by selector.
+    for (sel, label) in [("1", "v1"), ("2", "v2"), ("LATEST", "v2"), ("ACTIVE", "v1"), ("SNAPSHOT", "v2")] {
+        let r = app.call(Method::GET, &format!("{base}?version={sel}"), None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{sel}: {r:?}");
+        assert_eq!(r.body["states"]["ask"]["node"]["layoutId"], format!("greet-{label}"), "{sel}");
+    }
+    let r = app.call(Method::GET, &format!("{base}?version=7"), None, &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+
+    // A published version cannot change: not by PUT, not by DELETE.
+    let mut edit = greeting(&id, "sneaky");
+    edit["version"] = json!("1");
+    let r = app.call(Method::PUT, &base, Some(edit), &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    let r = app.call(Method::DELETE, &format!("{base}?version=1"), None, &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    let r = app.call(Method::GET, &format!("{base}?version=1"), None, &[]).await;
+    assert_eq!(r.body["states"]["ask"]["node"]["layoutId"], "greet-v1");
+    // The SNAPSHOT can go; the versions stay.
+    let r = app.call(Method::DELETE, &base, None, &[]).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    let r = app.call(Method::POST, &format!("{base}/publish"), None, &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    let r = start_version(&app, &id, None).await;
+    assert_eq!(r.body["view"]["layoutId"], "greet-v1");
+
+    let r = app.call(Method::GET, "/v3/definitions", None, &[]).await;
+    let item = r.body["definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(item["latest"], 2);
+    assert_eq!(item["active"], 1);
+    assert_eq!(item["snapshot"], false);
+}
+
+async fn invalid_refused(backend: &str) {
+    let app = app_on(backend).await;
+    let id = format!("bad-{}", uid());
+    let errors_of = |r: &crate::helpers::Resp| r.body["details"]["errors"].as_array().cloned().unwrap_or_default();
+    let names = |errs: &[Value], node: &str, field: &str| {
+        errs.iter()
+            .any(|e| e["node"] == node && e["field"].as_str().unwrap_or("").starts_with(field))
+    };
+
+    let mut d = greeting(&id, "v1");
+    d["states"]["ask"]["nextNode"] = json!("nowhere");
+    let r = app.call(Method::POST, "/v3/definitions", Some(d), &[]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+    assert_eq!(r.body["code"], "invalid_definition");
+    assert!(names(&errors_of(&r), "ask", "nextNode"), "{r:?}");
+
+    let mut d = greeting(&id, "v1");
+    d["states"]["calc"] = json!({"node": {"type": "SCRIPT", "script": "let x = ;"}, "nextNode": "done"});
+    d["states"]["ask"]["nextNode"] = json!("calc");
+    let r = app.call(Method::POST, "/v3/definitions", Some(d), &[]).await;
+    assert!(names(&errors_of(&r), "calc", "node.script"), "{r:?}");
+
+    let mut d = greeting(&id, "v1");
+    d["states"]["ask"]["node"]["colour"] = json!("blue");
+    let r = app.call(Method::POST, "/v3/definitions", Some(d), &[]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+    assert!(names(&errors_of(&r), "ask", "node"), "a shape error names its node: {r:?}");
+
+    let mut d = greeting(&id, "v1");
+    d["startNode"] = json!("missing");
+    let r = app.call(Method::POST, "/v3/definitions", Some(d), &[]).await;
+    assert!(errors_of(&r).iter().any(|e| e["field"] == "startNode"), "{r:?}");
+
+    // Nothing was stored by any of those.
+    let r = app.call(Method::GET, &format!("/v3/definitions/{id}"), None, &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+
+    // Node definitions: a bad one is refused, a good one is used by reference once published.
+    let node_id = format!("n-{}", uid());
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/nodes",
+            Some(json!({"id": node_id, "node": {"type": "SCRIPT", "script": "1 +"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/nodes",
+            Some(json!({"id": node_id, "node": {"type": "SCRIPT", "script": "params.n * 2"}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let mut uses = greeting(&id, "v1");
+    uses["states"]["ask"]["nextNode"] = json!("double");
+    uses["states"]["double"] = json!({"resourceId": node_id, "resourceVersion": "ACTIVE", "nextNode": "done"});
+    // The node is only a SNAPSHOT: the reference cannot resolve, so this cannot be stored.
+    let r = app.call(Method::POST, "/v3/definitions", Some(uses.clone()), &[]).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
+    assert!(names(&errors_of(&r), "double", "resourceId"), "{r:?}");
+    let nbase = format!("/v3/nodes/{node_id}");
+    assert_eq!(app.call(Method::POST, &format!("{nbase}/publish"), None, &[]).await.body["version"], 1);
+    app.call(Method::POST, &format!("{nbase}/activate"), Some(json!({"version": 1})), &[])
+        .await;
+    let r = app.call(Method::POST, "/v3/definitions", Some(uses), &[]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let r = app.call(Method::POST, &format!("/v3/definitions/{id}/publish"), None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    app.call(Method::POST, &format!("/v3/definitions/{id}/activate"), Some(json!({"version": 1})), &[])
+        .await;
+    let w = app.start(&id, json!({"n": 21})).await;
+    let done = app.resume(w.body["workflowId"].as_str().unwrap(), json!({"ok": "ok"})).await;
+    assert_eq!(done.body["workflowStatus"], "COMPLETED", "{done:?}");
+    assert_eq!(done.body["path"], json!(["double", "done"]), "{done:?}");
+
+    // Activating a version that does not exist changes nothing.
+    let r = app
+        .call(Method::POST, &format!("/v3/definitions/{id}/activate"), Some(json!({"version": 9})), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+
+    // Writing needs definitions:write.
+    let reader = jwt(&app.tenant, "reader", "workflows:read", 600);
+    let r = app
+        .http
+        .post(format!("{}/v3/definitions/{id}/publish", app.base))
+        .header("authorization", bearer(&reader))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = app
+        .http
+        .get(format!("{}/v3/definitions/{id}", app.base))
+        .header("authorization", bearer(&reader))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_publish_activate_start_then_v2_and_rollback_on_sqlite() {
+    lifecycle("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_publish_activate_start_then_v2_and_rollback_on_postgres() {
+    lifecycle("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_definitions_are_refused_naming_node_and_field_on_sqlite() {
+    invalid_refused("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_definitions_are_refused_naming_node_and_field_on_postgres() {
+    invalid_refused("postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_one_postgres_and_redis_use_a_publish_within_a_second() {
+    let url = pg_database().await;
+    let prefix = format!("t{}", uid());
+    // The periodic check is a minute away: only the Redis notice can make this quick.
+    let opts = Opts {
+        key_prefix: Some(prefix),
+        extra_args: vec![format!("--database-url={url}"), "--definitions-check-ms=60000".into()],
+        ..Opts::default()
+    };
+    // Both import the same folders into the one database at once.
+    let (a, b) = tokio::join!(spawn_app_with(opts.clone()), spawn_app_with(opts));
+    let id = format!("shared-{}", uid());
+    let base = format!("/v3/definitions/{id}");
+    for (label, version) in [("v1", 1), ("v2", 2)] {
+        let method = if version == 1 { Method::POST } else { Method::PUT };
+        let path = if version == 1 { "/v3/definitions".to_string() } else { base.clone() };
+        let r = a.call(method, &path, Some(greeting(&id, label)), &[]).await;
+        assert!(r.status.is_success(), "{r:?}");
+        assert_eq!(a.call(Method::POST, &format!("{base}/publish"), None, &[]).await.body["version"], version);
+        let r = a.call(Method::POST, &format!("{base}/activate"), Some(json!({"version": version})), &[]).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let t0 = tokio::time::Instant::now();
+        let seen = loop {
+            let r = start_version(&b, &id, None).await;
+            if r.status == StatusCode::OK && r.body["view"]["layoutId"] == format!("greet-{label}") {
+                break t0.elapsed();
+            }
+            assert!(t0.elapsed() < Duration::from_secs(5), "B never used {label}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        eprintln!("gateway B started {label} {seen:?} after A activated it");
+        assert!(seen < Duration::from_secs(1), "B used {label} only after {seen:?}");
+    }
+    // The examples were imported once, not twice.
+    let r = b.call(Method::GET, "/v3/definitions/refund/versions", None, &[]).await;
+    assert_eq!(r.body["versions"].as_array().unwrap().len(), 1, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_graph_lists_nodes_edges_and_disconnected_nodes_and_draws_them() {
+    let app = spawn_app().await;
+    let r = app.call(Method::GET, "/v3/definitions/bank_account/graph", None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let nodes = r.body["nodes"].as_array().unwrap();
+    assert!(nodes.len() >= 3, "{r:?}");
+    assert!(nodes.iter().all(|n| n["type"].is_string() && n["x"].is_number()));
+    assert!(r.body["edges"].as_array().unwrap().iter().any(|e| e["label"] == "next"));
+    // bank_account's verification node is run with execute-node: disconnected.
+    assert!(!r.body["disconnected"].as_array().unwrap().is_empty(), "{r:?}");
+    let svg = app
+        .http
+        .get(format!("{}/v3/definitions/bank_account/graph?format=svg", app.base))
+        .header("authorization", bearer(&app.token("tests")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(svg.headers()["content-type"], "image/svg+xml");
+    let text = svg.text().await.unwrap();
+    for n in nodes {
+        assert!(text.contains(&format!("data-node=\"{}\"", n["id"].as_str().unwrap())), "{n}");
+    }
+    let r = app.call(Method::GET, "/v3/definitions/nope/graph", None, &[]).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = app.call(Method::GET, "/v3/definitions/bank_account/graph?format=png", None, &[]).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
