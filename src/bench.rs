@@ -24,15 +24,10 @@ fn ms(d: Duration) -> String {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let key = match &a.api_key {
-        Some(k) => k.clone(),
-        None => std::fs::read_to_string(a.data_dir.join("dev-api-key"))
-            .map(|k| k.trim().to_string())
-            .context("no --api-key (DRIFT_API_KEY), and no dev key in the data folder; pass one")?,
-    };
-    let auth = format!("Bearer {key}");
-    let http = reqwest::Client::new();
-    let base = a.url.trim_end_matches('/').to_string();
+    let client = crate::client::Client::new(&a.gateway)?;
+    let auth = client.auth.clone();
+    let http = client.http.clone();
+    let base = client.base.clone();
     let post = |path: &str, body: Value| {
         http.post(format!("{base}{path}"))
             .header("authorization", &auth)

@@ -28,6 +28,60 @@ pub enum Cmd {
     Bench(BenchArgs),
     /// Manages API keys in the key store: create (the key is shown once), list, revoke.
     Keys(KeysArgs),
+    /// Definitions kept in a folder (git) against a running gateway: validate, push (publish
+    /// and activate what changed), pull. For CI pipelines.
+    Definitions(DefinitionsArgs),
+}
+
+/// How a command-line tool reaches a running gateway.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayClientArgs {
+    /// The gateway (e.g. a running `drift dev`).
+    #[arg(long, env = "DRIFT_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// API key (or JWT) to call with; default: `drift dev`'s key from the data folder.
+    #[arg(long, env = "DRIFT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// `drift dev`'s data folder, where its dev key is.
+    #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DefinitionsArgs {
+    #[command(subcommand)]
+    pub action: DefinitionsCmd,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum DefinitionsCmd {
+    /// Checks a folder (`*.json` workflows, `nodes/*.json` node definitions) against the
+    /// gateway's published nodes; prints each error with its node and field. Exit 1 if any.
+    Validate {
+        dir: PathBuf,
+        #[command(flatten)]
+        gateway: GatewayClientArgs,
+    },
+    /// Validates the whole folder, then saves each definition as its SNAPSHOT, publishes
+    /// those that changed and activates them. Nothing is changed if anything is invalid.
+    Push {
+        dir: PathBuf,
+        /// Publish, but leave ACTIVE where it is.
+        #[arg(long)]
+        no_activate: bool,
+        #[command(flatten)]
+        gateway: GatewayClientArgs,
+    },
+    /// Writes the gateway's definitions into a folder (workflows as `ID.json`, node
+    /// definitions as `nodes/ID.json`).
+    Pull {
+        dir: PathBuf,
+        /// Which version of each: ACTIVE, LATEST or SNAPSHOT.
+        #[arg(long, default_value = "ACTIVE")]
+        version: String,
+        #[command(flatten)]
+        gateway: GatewayClientArgs,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -90,9 +144,6 @@ pub fn default_database_url(data_dir: &std::path::Path) -> String {
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// The gateway to measure (e.g. a running `drift dev`).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
     /// Measured rounds (each: start bank_account to its first screen; resume refund's first
     /// screen to the next, which needs no activity).
     #[arg(long, default_value_t = 200)]
@@ -100,12 +151,8 @@ pub struct BenchArgs {
     /// Unmeasured rounds first.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
-    /// API key (or JWT) to call with; default: `drift dev`'s key from the data folder.
-    #[arg(long, env = "DRIFT_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    /// `drift dev`'s data folder, where its dev key is.
-    #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub gateway: GatewayClientArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -7,7 +7,9 @@
 
 mod admin;
 mod bus;
+mod client;
 mod db;
+mod definitions_cli;
 mod domain;
 mod dsl;
 mod egress;
@@ -26,6 +28,7 @@ pub mod startup;
 pub mod telemetry;
 
 pub use admin::keys;
+pub use definitions_cli::run as definitions;
 pub use domain::{TenantId, WorkflowId};
 pub use service::Tokens;
 pub use temporal::TemporalConfig;

@@ -12,6 +12,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Worker(a) => drift::startup::worker(a).await,
             Cmd::Bench(a) => drift::bench::run(a).await,
             Cmd::Keys(a) => drift::keys(a).await,
+            Cmd::Definitions(a) => drift::definitions(a).await,
         }
     })
 }

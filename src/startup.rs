@@ -89,11 +89,19 @@ fn addresses(c: &Common, command: &str) -> anyhow::Result<(String, String)> {
 async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, String)]) -> anyhow::Result<Arc<Catalog>> {
     let mut overrides = pairs(&g.enums, "--enum")?.into_iter().collect::<Vec<_>>();
     overrides.extend(extra.iter().cloned());
-    let overrides = overrides.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+    let overrides = overrides
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
     let catalog = Catalog::open(db, overrides, &common.key_prefix)
         .await
         .context("loading definitions from the database")?;
-    let folders: Vec<_> = g.definitions.iter().filter(|d| !d.as_os_str().is_empty()).cloned().collect();
+    let folders: Vec<_> = g
+        .definitions
+        .iter()
+        .filter(|d| !d.as_os_str().is_empty())
+        .cloned()
+        .collect();
     if !folders.is_empty() {
         let folder = Registry::load_dirs(&folders)
             .with_context(|| format!("loading workflow definitions from {folders:?} (--definitions)"))?;
@@ -179,9 +187,12 @@ impl Application {
         if database_url.starts_with("sqlite:") {
             std::fs::create_dir_all(&common.data_dir).ok();
         }
-        let db = Db::connect(&database_url)
-            .await
-            .with_context(|| format!("opening the database {} (--database-url)", crate::config::redact(&database_url)))?;
+        let db = Db::connect(&database_url).await.with_context(|| {
+            format!(
+                "opening the database {} (--database-url)",
+                crate::config::redact(&database_url)
+            )
+        })?;
         let auth = authenticator(&db, &g).await?;
         let (address, redis_url) = addresses(&common, "serve")?;
         let listener = tokio::net::TcpListener::bind(&g.listen).await.with_context(|| {

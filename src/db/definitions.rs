@@ -77,11 +77,12 @@ async fn bump_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), 
 
 impl Db {
     pub async fn snapshot(&self, kind: Kind, id: &str) -> Result<Option<Stored>, DbError> {
-        let row = sqlx::query("SELECT body, updated_by, updated_at FROM definition_snapshots WHERE kind = $1 AND id = $2")
-            .bind(kind.as_str())
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT body, updated_by, updated_at FROM definition_snapshots WHERE kind = $1 AND id = $2")
+                .bind(kind.as_str())
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(match row {
             Some(r) => Some(Stored {
                 body: r.try_get(0)?,

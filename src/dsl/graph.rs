@@ -117,7 +117,12 @@ pub fn graph(def: &Definition) -> Graph {
     let mut handles = Vec::new();
     let mut nodes = Vec::new();
     for (name, entry) in &def.states {
-        let node_type = entry.node.as_ref().map(Node::type_name).unwrap_or("REFERENCE").to_string();
+        let node_type = entry
+            .node
+            .as_ref()
+            .map(Node::type_name)
+            .unwrap_or("REFERENCE")
+            .to_string();
         let disconnected = !reach.contains(name.as_str());
         let shape = ShapeKind::new_box(&format!("{name}\n{node_type}"));
         let look = StyleAttr::new(
@@ -221,8 +226,16 @@ mod tests {
         let g = graph(&def);
         assert_eq!(g.nodes.len(), 4);
         assert_eq!(g.disconnected, vec!["verify".to_string()]);
-        assert!(g.edges.iter().any(|e| e.from == "pick" && e.to == "ask" && e.label == "default"));
-        assert!(g.edges.iter().any(|e| e.from == "ask" && e.to == "pick" && e.label == "next"));
+        assert!(
+            g.edges
+                .iter()
+                .any(|e| e.from == "pick" && e.to == "ask" && e.label == "default")
+        );
+        assert!(
+            g.edges
+                .iter()
+                .any(|e| e.from == "ask" && e.to == "pick" && e.label == "next")
+        );
         assert!(g.svg.starts_with("<svg") || g.svg.contains("<svg"));
         for n in ["ask", "pick", "done", "verify"] {
             assert!(g.svg.contains(&format!("data-node=\"{n}\"")), "{n} in svg");

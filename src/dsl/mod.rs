@@ -372,8 +372,16 @@ impl Registry {
             }
         }
         // In a folder, the newest file of each id is the one that serves.
-        reg.active_workflows = reg.workflows.iter().filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?))).collect();
-        reg.active_nodes = reg.nodes.iter().filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?))).collect();
+        reg.active_workflows = reg
+            .workflows
+            .iter()
+            .filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?)))
+            .collect();
+        reg.active_nodes = reg
+            .nodes
+            .iter()
+            .filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?)))
+            .collect();
         Ok(reg)
     }
 

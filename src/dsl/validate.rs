@@ -289,7 +289,12 @@ fn collect_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
 /// workflow that uses it). An empty list means valid.
 pub fn validate_node(res: &super::NodeResource) -> Vec<ValidationError> {
     let mut e = Errors(Vec::new());
-    if res.id.is_empty() || !res.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if res.id.is_empty()
+        || !res
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         e.push(None, "id", "must be non-empty letters, digits, '_' or '-'");
     }
     check_node(&mut e, &res.id, &res.node, &|_| true);

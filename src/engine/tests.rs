@@ -49,7 +49,10 @@ fn ok(body: Value) -> Result<HttpResponse, String> {
 fn every_node_type_runs_in_order_through_the_pure_interpreter() {
     let d = flow();
     let m = Machine::new(&d);
-    let mut cur = Cursor::new(initial_context(&d, json!({"amount": 21, "id": "o-7"}), json!({"tenant": "t1"})), d.start_node.clone());
+    let mut cur = Cursor::new(
+        initial_context(&d, json!({"amount": 21, "id": "o-7"}), json!({"tenant": "t1"})),
+        d.start_node.clone(),
+    );
 
     let Effect::Http { instance, request, .. } = m.next_effect(&mut cur) else {
         panic!()
@@ -99,7 +102,10 @@ fn every_node_type_runs_in_order_through_the_pure_interpreter() {
 fn failing_http_routes_to_the_default_failure_node_with_its_error() {
     let d = flow();
     let m = Machine::new(&d);
-    let mut cur = Cursor::new(initial_context(&d, json!({"amount": 1, "id": "a"}), json!({})), d.start_node.clone());
+    let mut cur = Cursor::new(
+        initial_context(&d, json!({"amount": 1, "id": "a"}), json!({})),
+        d.start_node.clone(),
+    );
     m.next_effect(&mut cur);
     m.http_done(&mut cur, "fetch", Err("503 Service Unavailable".into()));
     let Effect::End {
@@ -116,7 +122,10 @@ fn failing_http_routes_to_the_default_failure_node_with_its_error() {
 fn failing_script_routes_to_the_default_failure_node() {
     let d = flow();
     let m = Machine::new(&d);
-    let mut cur = Cursor::new(initial_context(&d, json!({"amount": "text", "id": "a"}), json!({})), d.start_node.clone());
+    let mut cur = Cursor::new(
+        initial_context(&d, json!({"amount": "text", "id": "a"}), json!({})),
+        d.start_node.clone(),
+    );
     let Effect::End {
         status, error_message, ..
     } = m.next_effect(&mut cur)
@@ -196,7 +205,10 @@ fn dynamic_values_and_dependent_values_are_checked() {
             "possibleDynamicValues": {"country": "params.countries"}}, "nextNode": "e"},
         "e": {"node": {"type": "SUCCESS"}}}}));
     let m = Machine::new(&d);
-    let mut cur = Cursor::new(initial_context(&d, json!({"countries": ["fr", "de"]}), json!({})), "s".into());
+    let mut cur = Cursor::new(
+        initial_context(&d, json!({"countries": ["fr", "de"]}), json!({})),
+        "s".into(),
+    );
     let Effect::Screen { view, .. } = m.next_effect(&mut cur) else {
         panic!()
     };

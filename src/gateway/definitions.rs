@@ -4,8 +4,8 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
-use crate::service::Kind;
 use crate::domain::Caller;
+use crate::service::Kind;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -48,74 +48,100 @@ fn checked(id: &str) -> Result<&str, ApiError> {
 
 /// The routes for one kind under `base` (`/v3/definitions` or `/v3/nodes`).
 pub fn routes(base: &str, kind: Kind) -> Router<AppState> {
-    let mut r = Router::new()
-        .route(
-            base,
-            get(move |State(s): State<AppState>, c: Caller| async move {
-                Ok::<_, ApiError>(Json(s.service.list_definitions(&c, kind).await?))
-            })
-            .post(move |State(s): State<AppState>, c: Caller, JsonBody(body): JsonBody<Value>| async move {
-                let saved = s.service.save_definition(&c, kind, None, body).await?;
-                Ok::<_, ApiError>((StatusCode::CREATED, Json(saved)))
-            }),
-        )
-        .route(
-            &format!("{base}/{{id}}"),
-            get(
-                move |State(s): State<AppState>, c: Caller, Path(id): Path<String>, Query(q): Query<VersionQuery>| async move {
-                    let body = s.service.get_definition(&c, kind, checked(&id)?, q.version.as_deref()).await?;
-                    Ok::<_, ApiError>(Json(body))
-                },
-            )
-            .put(
-                move |State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(body): JsonBody<Value>| async move {
-                    let saved = s.service.save_definition(&c, kind, Some(checked(&id)?), body).await?;
-                    Ok::<_, ApiError>(Json(saved))
-                },
-            )
-            .delete(
-                move |State(s): State<AppState>, c: Caller, Path(id): Path<String>, Query(q): Query<VersionQuery>| async move {
-                    if q.version.as_deref().is_some_and(|v| v != "SNAPSHOT") {
-                        return Err(ApiError::new(
-                            StatusCode::CONFLICT,
-                            "conflict",
-                            "published versions are immutable and cannot be deleted; only the SNAPSHOT can",
-                        ));
-                    }
-                    s.service.delete_snapshot(&c, kind, checked(&id)?).await?;
-                    Ok(StatusCode::NO_CONTENT)
-                },
-            ),
-        )
-        .route(
-            &format!("{base}/{{id}}/publish"),
-            post(move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| async move {
-                Ok::<_, ApiError>(Json(s.service.publish_definition(&c, kind, checked(&id)?).await?))
-            }),
-        )
-        .route(
-            &format!("{base}/{{id}}/activate"),
-            post(
-                move |State(s): State<AppState>, c: Caller, Path(id): Path<String>, JsonBody(b): JsonBody<ActivateBody>| async move {
-                    Ok::<_, ApiError>(Json(s.service.activate_definition(&c, kind, checked(&id)?, b.version).await?))
-                },
-            ),
-        )
-        .route(
-            &format!("{base}/{{id}}/versions"),
-            get(move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| async move {
-                Ok::<_, ApiError>(Json(s.service.definition_versions(&c, kind, checked(&id)?).await?))
-            }),
-        );
-    if kind == Kind::Workflow {
-        r = r
-            .route(&format!("{base}/{{id}}/graph"), get(graph))
+    let mut r =
+        Router::new()
             .route(
-                &format!("{base}/validate"),
-                post(|State(s): State<AppState>, c: Caller, JsonBody(b): JsonBody<ValidateBody>| async move {
-                    Ok::<_, ApiError>(Json(s.service.validate_definitions(&c, b.workflows, b.nodes).await?))
-                }),
+                base,
+                get(move |State(s): State<AppState>, c: Caller| async move {
+                    Ok::<_, ApiError>(Json(s.service.list_definitions(&c, kind).await?))
+                })
+                .post(
+                    move |State(s): State<AppState>, c: Caller, JsonBody(body): JsonBody<Value>| async move {
+                        let saved = s.service.save_definition(&c, kind, None, body).await?;
+                        Ok::<_, ApiError>((StatusCode::CREATED, Json(saved)))
+                    },
+                ),
+            )
+            .route(
+                &format!("{base}/{{id}}"),
+                get(
+                    move |State(s): State<AppState>,
+                          c: Caller,
+                          Path(id): Path<String>,
+                          Query(q): Query<VersionQuery>| async move {
+                        let body = s
+                            .service
+                            .get_definition(&c, kind, checked(&id)?, q.version.as_deref())
+                            .await?;
+                        Ok::<_, ApiError>(Json(body))
+                    },
+                )
+                .put(
+                    move |State(s): State<AppState>,
+                          c: Caller,
+                          Path(id): Path<String>,
+                          JsonBody(body): JsonBody<Value>| async move {
+                        let saved = s.service.save_definition(&c, kind, Some(checked(&id)?), body).await?;
+                        Ok::<_, ApiError>(Json(saved))
+                    },
+                )
+                .delete(
+                    move |State(s): State<AppState>,
+                          c: Caller,
+                          Path(id): Path<String>,
+                          Query(q): Query<VersionQuery>| async move {
+                        if q.version.as_deref().is_some_and(|v| v != "SNAPSHOT") {
+                            return Err(ApiError::new(
+                                StatusCode::CONFLICT,
+                                "conflict",
+                                "published versions are immutable and cannot be deleted; only the SNAPSHOT can",
+                            ));
+                        }
+                        s.service.delete_snapshot(&c, kind, checked(&id)?).await?;
+                        Ok(StatusCode::NO_CONTENT)
+                    },
+                ),
+            )
+            .route(
+                &format!("{base}/{{id}}/publish"),
+                post(
+                    move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| async move {
+                        Ok::<_, ApiError>(Json(s.service.publish_definition(&c, kind, checked(&id)?).await?))
+                    },
+                ),
+            )
+            .route(
+                &format!("{base}/{{id}}/activate"),
+                post(
+                    move |State(s): State<AppState>,
+                          c: Caller,
+                          Path(id): Path<String>,
+                          JsonBody(b): JsonBody<ActivateBody>| async move {
+                        Ok::<_, ApiError>(Json(
+                            s.service
+                                .activate_definition(&c, kind, checked(&id)?, b.version)
+                                .await?,
+                        ))
+                    },
+                ),
+            )
+            .route(
+                &format!("{base}/{{id}}/versions"),
+                get(
+                    move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| async move {
+                        Ok::<_, ApiError>(Json(s.service.definition_versions(&c, kind, checked(&id)?).await?))
+                    },
+                ),
             );
+    if kind == Kind::Workflow {
+        r = r.route(&format!("{base}/{{id}}/graph"), get(graph)).route(
+            &format!("{base}/validate"),
+            post(
+                |State(s): State<AppState>, c: Caller, JsonBody(b): JsonBody<ValidateBody>| async move {
+                    Ok::<_, ApiError>(Json(s.service.validate_definitions(&c, b.workflows, b.nodes).await?))
+                },
+            ),
+        );
     }
     r
 }
@@ -139,7 +165,10 @@ async fn graph(
         }
         Some(other) => return Err(ApiError::bad_request(format!("format {other:?}: use svg or json"))),
     };
-    let g = s.service.definition_graph(&c, checked(&id)?, q.version.as_deref()).await?;
+    let g = s
+        .service
+        .definition_graph(&c, checked(&id)?, q.version.as_deref())
+        .await?;
     if wants_svg {
         if g.svg.is_empty() {
             return Err(ApiError::new(

@@ -67,11 +67,15 @@ impl Catalog {
             match p.kind {
                 Kind::Workflow => match serde_json::from_str::<Definition>(&p.body) {
                     Ok(d) => reg.insert_workflow(p.version, d),
-                    Err(e) => tracing::error!(id = %p.id, version = p.version, error = %e, "stored workflow definition does not parse; skipped"),
+                    Err(e) => {
+                        tracing::error!(id = %p.id, version = p.version, error = %e, "stored workflow definition does not parse; skipped")
+                    }
                 },
                 Kind::Node => match serde_json::from_str::<NodeResource>(&p.body) {
                     Ok(n) => reg.insert_node(p.version, n),
-                    Err(e) => tracing::error!(id = %p.id, version = p.version, error = %e, "stored node definition does not parse; skipped"),
+                    Err(e) => {
+                        tracing::error!(id = %p.id, version = p.version, error = %e, "stored node definition does not parse; skipped")
+                    }
                 },
             }
         }

@@ -144,9 +144,15 @@ impl Service {
         let number = match w {
             Which::Snapshot => return db.snapshot(kind, id).await?.ok_or_else(|| missing("SNAPSHOT")),
             Which::Published(VersionSel::Number(n)) => n,
-            Which::Published(VersionSel::Active) => db.active(kind, id).await?.ok_or_else(|| missing("ACTIVE version"))?.0,
+            Which::Published(VersionSel::Active) => {
+                db.active(kind, id).await?.ok_or_else(|| missing("ACTIVE version"))?.0
+            }
             Which::Published(VersionSel::Latest) => {
-                db.versions(kind, id).await?.last().ok_or_else(|| missing("published version"))?.version
+                db.versions(kind, id)
+                    .await?
+                    .last()
+                    .ok_or_else(|| missing("published version"))?
+                    .version
             }
             Which::Default => match db.active(kind, id).await? {
                 Some((n, ..)) => n,
@@ -161,7 +167,9 @@ impl Service {
                 },
             },
         };
-        db.version(kind, id, number).await?.ok_or_else(|| missing(&format!("version {number}")))
+        db.version(kind, id, number)
+            .await?
+            .ok_or_else(|| missing(&format!("version {number}")))
     }
 
     /// Who published what, when, and which version is ACTIVE.
@@ -214,7 +222,10 @@ impl Service {
             }
         };
         body["id"] = Value::String(id.clone());
-        match body.get("version").and_then(|v| v.as_str().map(str::to_string).or_else(|| Some(v.to_string()))) {
+        match body
+            .get("version")
+            .and_then(|v| v.as_str().map(str::to_string).or_else(|| Some(v.to_string())))
+        {
             None => {}
             Some(v) if v == "SNAPSHOT" || v == "null" => {}
             Some(v) => {
@@ -274,7 +285,10 @@ impl Service {
         require(caller, Scope::DefinitionsWrite)?;
         let db = self.catalog().db();
         let snap = db.snapshot(kind, id).await?.ok_or_else(|| {
-            ServiceError::NotFound(format!("{} {id:?} has no SNAPSHOT to publish; PUT one first", noun(kind)))
+            ServiceError::NotFound(format!(
+                "{} {id:?} has no SNAPSHOT to publish; PUT one first",
+                noun(kind)
+            ))
         })?;
         let body: Value = serde_json::from_str(&snap.body).map_err(|e| ServiceError::Internal(e.to_string()))?;
         // Node references must resolve against what is published now, not when it was saved.
@@ -316,7 +330,12 @@ impl Service {
         version: u64,
     ) -> Result<Value, ServiceError> {
         require(caller, Scope::DefinitionsWrite)?;
-        if !self.catalog().db().activate(kind, id, version, &who(caller), &now()).await? {
+        if !self
+            .catalog()
+            .db()
+            .activate(kind, id, version, &who(caller), &now())
+            .await?
+        {
             return Err(ServiceError::NotFound(format!(
                 "{} {id:?} has no published version {version}",
                 noun(kind)
@@ -346,7 +365,12 @@ impl Service {
                 let mut b = n.clone();
                 b["version"] = Value::String("1".into());
                 if let Ok(res) = serde_json::from_value::<NodeResource>(b) {
-                    let v = reg.node_versions(&id).last().and_then(|r| r.version.parse::<u64>().ok()).unwrap_or(0) + 1;
+                    let v = reg
+                        .node_versions(&id)
+                        .last()
+                        .and_then(|r| r.version.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        + 1;
                     reg.insert_node(v, res);
                     reg.activate_node(&id, v);
                 }
@@ -358,12 +382,19 @@ impl Service {
             let errors = check(Kind::Workflow, w, &reg).err().unwrap_or_default();
             results.push(json!({"kind": "workflow", "id": id, "errors": errors}));
         }
-        let valid = results.iter().all(|r| r["errors"].as_array().is_none_or(|a| a.is_empty()));
+        let valid = results
+            .iter()
+            .all(|r| r["errors"].as_array().is_none_or(|a| a.is_empty()));
         Ok(json!({"valid": valid, "results": results}))
     }
 
     /// The graph of one version (default ACTIVE; SNAPSHOT too), node references resolved.
-    pub async fn definition_graph(&self, caller: &Caller, id: &str, version: Option<&str>) -> Result<Graph, ServiceError> {
+    pub async fn definition_graph(
+        &self,
+        caller: &Caller,
+        id: &str,
+        version: Option<&str>,
+    ) -> Result<Graph, ServiceError> {
         require(caller, Scope::Read)?;
         let stored = self.stored(Kind::Workflow, id, which(version)?).await?;
         let mut def: Definition =

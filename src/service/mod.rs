@@ -11,8 +11,8 @@ mod requests;
 mod token;
 mod wait;
 
-pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
 pub use crate::db::Kind;
+pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
 pub use catalog::Catalog;
 pub use follow::{Follow, Out};
 pub use requests::{CommandBody, CommandRequest, Delivery, ExecuteBody, ResumeBody, StartBody, StartRequest};

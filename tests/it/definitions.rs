@@ -51,11 +51,19 @@ async fn lifecycle(backend: &str) {
     let id = format!("greet-{}", uid());
     let base = format!("/v3/definitions/{id}");
 
-    let r = app.call(Method::POST, "/v3/definitions", Some(greeting(&id, "v1")), &[]).await;
+    let r = app
+        .call(Method::POST, "/v3/definitions", Some(greeting(&id, "v1")), &[])
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
     assert_eq!(r.body["version"], "SNAPSHOT");
-    let again = app.call(Method::POST, "/v3/definitions", Some(greeting(&id, "v1")), &[]).await;
-    assert_eq!(again.status, StatusCode::CONFLICT, "a second create of one id: {again:?}");
+    let again = app
+        .call(Method::POST, "/v3/definitions", Some(greeting(&id, "v1")), &[])
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::CONFLICT,
+        "a second create of one id: {again:?}"
+    );
 
     // Nothing published or active yet: nothing starts.
     let r = start_version(&app, &id, None).await;
@@ -67,7 +75,14 @@ async fn lifecycle(backend: &str) {
     assert_eq!(r.status, StatusCode::NOT_FOUND, "published but not active: {r:?}");
     assert!(r.body["message"].as_str().unwrap().contains("activate"), "{r:?}");
 
-    let r = app.call(Method::POST, &format!("{base}/activate"), Some(json!({"version": 1})), &[]).await;
+    let r = app
+        .call(
+            Method::POST,
+            &format!("{base}/activate"),
+            Some(json!({"version": 1})),
+            &[],
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let w1 = start_version(&app, &id, None).await;
     assert_eq!(w1.status, StatusCode::OK, "{w1:?}");
@@ -81,10 +96,18 @@ async fn lifecycle(backend: &str) {
     let r = app.call(Method::POST, &format!("{base}/publish"), None, &[]).await;
     assert_eq!(r.body["version"], 2, "{r:?}");
     let r = app.call(Method::POST, &format!("{base}/publish"), None, &[]).await;
-    assert_eq!(r.body["version"], 2, "an unchanged SNAPSHOT publishes nothing new: {r:?}");
+    assert_eq!(
+        r.body["version"], 2,
+        "an unchanged SNAPSHOT publishes nothing new: {r:?}"
+    );
     assert_eq!(r.body["published"], false);
-    app.call(Method::POST, &format!("{base}/activate"), Some(json!({"version": 2})), &[])
-        .await;
+    app.call(
+        Method::POST,
+        &format!("{base}/activate"),
+        Some(json!({"version": 2})),
+        &[],
+    )
+    .await;
     let w2 = start_version(&app, &id, None).await;
     assert_eq!(w2.body["view"]["layoutId"], "greet-v2", "{w2:?}");
 
@@ -96,8 +119,13 @@ async fn lifecycle(backend: &str) {
     assert_eq!(done.body["path"], json!(["done"]));
 
     // Rollback: activate v1 again.
-    app.call(Method::POST, &format!("{base}/activate"), Some(json!({"version": 1})), &[])
-        .await;
+    app.call(
+        Method::POST,
+        &format!("{base}/activate"),
+        Some(json!({"version": 1})),
+        &[],
+    )
+    .await;
     let w3 = start_version(&app, &id, None).await;
     assert_eq!(w3.body["view"]["layoutId"], "greet-v1", "after rollback: {w3:?}");
     // A start that names a version gets it, whatever is ACTIVE.
@@ -117,10 +145,20 @@ async fn lifecycle(backend: &str) {
     assert_eq!(versions[0]["active"], true);
 
     // Reads by selector.
-    for (sel, label) in [("1", "v1"), ("2", "v2"), ("LATEST", "v2"), ("ACTIVE", "v1"), ("SNAPSHOT", "v2")] {
+    for (sel, label) in [
+        ("1", "v1"),
+        ("2", "v2"),
+        ("LATEST", "v2"),
+        ("ACTIVE", "v1"),
+        ("SNAPSHOT", "v2"),
+    ] {
         let r = app.call(Method::GET, &format!("{base}?version={sel}"), None, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{sel}: {r:?}");
-        assert_eq!(r.body["states"]["ask"]["node"]["layoutId"], format!("greet-{label}"), "{sel}");
+        assert_eq!(
+            r.body["states"]["ask"]["node"]["layoutId"],
+            format!("greet-{label}"),
+            "{sel}"
+        );
     }
     let r = app.call(Method::GET, &format!("{base}?version=7"), None, &[]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
@@ -181,7 +219,10 @@ async fn invalid_refused(backend: &str) {
     d["states"]["ask"]["node"]["colour"] = json!("blue");
     let r = app.call(Method::POST, "/v3/definitions", Some(d), &[]).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
-    assert!(names(&errors_of(&r), "ask", "node"), "a shape error names its node: {r:?}");
+    assert!(
+        names(&errors_of(&r), "ask", "node"),
+        "a shape error names its node: {r:?}"
+    );
 
     let mut d = greeting(&id, "v1");
     d["startNode"] = json!("missing");
@@ -220,23 +261,47 @@ async fn invalid_refused(backend: &str) {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{r:?}");
     assert!(names(&errors_of(&r), "double", "resourceId"), "{r:?}");
     let nbase = format!("/v3/nodes/{node_id}");
-    assert_eq!(app.call(Method::POST, &format!("{nbase}/publish"), None, &[]).await.body["version"], 1);
-    app.call(Method::POST, &format!("{nbase}/activate"), Some(json!({"version": 1})), &[])
-        .await;
+    assert_eq!(
+        app.call(Method::POST, &format!("{nbase}/publish"), None, &[])
+            .await
+            .body["version"],
+        1
+    );
+    app.call(
+        Method::POST,
+        &format!("{nbase}/activate"),
+        Some(json!({"version": 1})),
+        &[],
+    )
+    .await;
     let r = app.call(Method::POST, "/v3/definitions", Some(uses), &[]).await;
     assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
-    let r = app.call(Method::POST, &format!("/v3/definitions/{id}/publish"), None, &[]).await;
-    assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    app.call(Method::POST, &format!("/v3/definitions/{id}/activate"), Some(json!({"version": 1})), &[])
+    let r = app
+        .call(Method::POST, &format!("/v3/definitions/{id}/publish"), None, &[])
         .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    app.call(
+        Method::POST,
+        &format!("/v3/definitions/{id}/activate"),
+        Some(json!({"version": 1})),
+        &[],
+    )
+    .await;
     let w = app.start(&id, json!({"n": 21})).await;
-    let done = app.resume(w.body["workflowId"].as_str().unwrap(), json!({"ok": "ok"})).await;
+    let done = app
+        .resume(w.body["workflowId"].as_str().unwrap(), json!({"ok": "ok"}))
+        .await;
     assert_eq!(done.body["workflowStatus"], "COMPLETED", "{done:?}");
     assert_eq!(done.body["path"], json!(["double", "done"]), "{done:?}");
 
     // Activating a version that does not exist changes nothing.
     let r = app
-        .call(Method::POST, &format!("/v3/definitions/{id}/activate"), Some(json!({"version": 9})), &[])
+        .call(
+            Method::POST,
+            &format!("/v3/definitions/{id}/activate"),
+            Some(json!({"version": 9})),
+            &[],
+        )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
 
@@ -296,11 +361,25 @@ async fn two_gateways_on_one_postgres_and_redis_use_a_publish_within_a_second() 
     let base = format!("/v3/definitions/{id}");
     for (label, version) in [("v1", 1), ("v2", 2)] {
         let method = if version == 1 { Method::POST } else { Method::PUT };
-        let path = if version == 1 { "/v3/definitions".to_string() } else { base.clone() };
+        let path = if version == 1 {
+            "/v3/definitions".to_string()
+        } else {
+            base.clone()
+        };
         let r = a.call(method, &path, Some(greeting(&id, label)), &[]).await;
         assert!(r.status.is_success(), "{r:?}");
-        assert_eq!(a.call(Method::POST, &format!("{base}/publish"), None, &[]).await.body["version"], version);
-        let r = a.call(Method::POST, &format!("{base}/activate"), Some(json!({"version": version})), &[]).await;
+        assert_eq!(
+            a.call(Method::POST, &format!("{base}/publish"), None, &[]).await.body["version"],
+            version
+        );
+        let r = a
+            .call(
+                Method::POST,
+                &format!("{base}/activate"),
+                Some(json!({"version": version})),
+                &[],
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK);
         let t0 = tokio::time::Instant::now();
         let seen = loop {
@@ -322,7 +401,9 @@ async fn two_gateways_on_one_postgres_and_redis_use_a_publish_within_a_second() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_graph_lists_nodes_edges_and_disconnected_nodes_and_draws_them() {
     let app = spawn_app().await;
-    let r = app.call(Method::GET, "/v3/definitions/bank_account/graph", None, &[]).await;
+    let r = app
+        .call(Method::GET, "/v3/definitions/bank_account/graph", None, &[])
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let nodes = r.body["nodes"].as_array().unwrap();
     assert!(nodes.len() >= 3, "{r:?}");
@@ -340,10 +421,102 @@ async fn the_graph_lists_nodes_edges_and_disconnected_nodes_and_draws_them() {
     assert_eq!(svg.headers()["content-type"], "image/svg+xml");
     let text = svg.text().await.unwrap();
     for n in nodes {
-        assert!(text.contains(&format!("data-node=\"{}\"", n["id"].as_str().unwrap())), "{n}");
+        assert!(
+            text.contains(&format!("data-node=\"{}\"", n["id"].as_str().unwrap())),
+            "{n}"
+        );
     }
     let r = app.call(Method::GET, "/v3/definitions/nope/graph", None, &[]).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = app.call(Method::GET, "/v3/definitions/bank_account/graph?format=png", None, &[]).await;
+    let r = app
+        .call(Method::GET, "/v3/definitions/bank_account/graph?format=png", None, &[])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+/// Runs `drift definitions ...` against an app; answers (success, stdout + stderr).
+async fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(drift_bin())
+        .arg("definitions")
+        .args(args)
+        .args(["--url", &app.base, "--api-key", &app.token("ci")])
+        .env("DRIFT_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_push_pull_and_validate_a_folder_against_a_running_gateway() {
+    let app = spawn_app().await;
+    let dir = infra().dir.join(format!("defs-{}", uid()));
+    std::fs::create_dir_all(dir.join("nodes")).unwrap();
+    let id = format!("git-{}", uid());
+    let node_id = format!("gitnode-{}", uid());
+    let write_flow = |label: &str| {
+        let mut flow = greeting(&id, label);
+        flow["version"] = json!("1");
+        flow["states"]["ask"]["nextNode"] = json!("shared");
+        flow["states"]["shared"] = json!({"resourceId": node_id, "nextNode": "done"});
+        std::fs::write(
+            dir.join(format!("{id}.json")),
+            serde_json::to_string_pretty(&flow).unwrap(),
+        )
+        .unwrap();
+    };
+    std::fs::write(
+        dir.join("nodes").join(format!("{node_id}.json")),
+        json!({"id": node_id, "node": {"type": "SCRIPT", "script": "42"}}).to_string(),
+    )
+    .unwrap();
+    write_flow("v1");
+    let d = dir.to_str().unwrap();
+
+    let (ok, out) = cli(&app, &["validate", d]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = cli(&app, &["push", d]).await;
+    assert!(ok, "{out}");
+    assert!(out.contains("published v1, active"), "{out}");
+    let r = app.start(&id, json!({})).await;
+    assert_eq!(r.body["view"]["layoutId"], "greet-v1", "{r:?}");
+
+    // Pushing again changes nothing; an edited file becomes v2 and serves.
+    let (ok, out) = cli(&app, &["push", d]).await;
+    assert!(ok && out.contains("unchanged (v1)"), "{out}");
+    write_flow("v2");
+    let (ok, out) = cli(&app, &["push", d]).await;
+    assert!(ok && out.contains("published v2, active"), "{out}");
+    let r = app.start(&id, json!({})).await;
+    assert_eq!(r.body["view"]["layoutId"], "greet-v2", "{r:?}");
+
+    // An invalid folder: validate names the node and field and fails; push changes nothing.
+    let mut broken = greeting(&id, "v3");
+    broken["states"]["ask"]["nextNode"] = json!("gone");
+    std::fs::write(dir.join(format!("{id}.json")), broken.to_string()).unwrap();
+    let (ok, out) = cli(&app, &["validate", d]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("node ask, field nextNode"), "{out}");
+    let (ok, out) = cli(&app, &["push", d]).await;
+    assert!(!ok && out.contains("nothing was pushed"), "{out}");
+    let r = app
+        .call(Method::GET, &format!("/v3/definitions/{id}/versions"), None, &[])
+        .await;
+    assert_eq!(r.body["versions"].as_array().unwrap().len(), 2, "{r:?}");
+
+    // Pull writes what serves.
+    let pulled = infra().dir.join(format!("pulled-{}", uid()));
+    let (ok, out) = cli(&app, &["pull", pulled.to_str().unwrap()]).await;
+    assert!(ok, "{out}");
+    let flow: Value =
+        serde_json::from_str(&std::fs::read_to_string(pulled.join(format!("{id}.json"))).unwrap()).unwrap();
+    assert_eq!(flow["version"], "2");
+    assert_eq!(flow["states"]["ask"]["node"]["layoutId"], "greet-v2");
+    assert!(pulled.join("nodes").join(format!("{node_id}.json")).is_file());
+    assert!(pulled.join("refund.json").is_file(), "the examples are there too");
 }

@@ -639,7 +639,11 @@ pub struct Pg {
 
 fn pg_bin(name: &str) -> PathBuf {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin").join(name)).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin").join(name))
+                .collect()
+        })
         .unwrap_or_default();
     found.retain(|p| p.exists());
     found.sort();
@@ -684,7 +688,14 @@ pub fn postgres() -> &'static Pg {
         }
         let data = dir.join("data");
         let (prog, mut args) = as_postgres(pg_bin("initdb"));
-        args.extend(["-D".into(), data.display().to_string(), "-A".into(), "trust".into(), "-U".into(), "drift".into()]);
+        args.extend([
+            "-D".into(),
+            data.display().to_string(),
+            "-A".into(),
+            "trust".into(),
+            "-U".into(),
+            "drift".into(),
+        ]);
         let out = std::process::Command::new(&prog).args(&args).output().expect("initdb");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
         let port = free_port().unwrap();
@@ -734,7 +745,10 @@ pub async fn pg_database() -> String {
     let pg = postgres();
     let name = format!("d{}", uid());
     let mut c = sqlx::PgConnection::connect(&pg.admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .unwrap();
     c.close().await.unwrap();
     pg.admin_url.replace("/postgres", &format!("/{name}"))
 }

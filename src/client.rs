@@ -1,0 +1,54 @@
+//! A small client of a running gateway's API for the command-line tools (`bench`,
+//! `definitions`): where it is, and the credential to call it with.
+
+use crate::config::GatewayClientArgs;
+use anyhow::Context;
+use serde_json::Value;
+
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    /// The `Authorization` header value.
+    pub auth: String,
+}
+
+impl Client {
+    pub fn new(a: &GatewayClientArgs) -> anyhow::Result<Self> {
+        let key = match &a.api_key {
+            Some(k) => k.clone(),
+            None => std::fs::read_to_string(a.data_dir.join("dev-api-key"))
+                .map(|k| k.trim().to_string())
+                .context("no --api-key (DRIFT_API_KEY), and no dev key in the data folder; pass one")?,
+        };
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()?,
+            base: a.url.trim_end_matches('/').to_string(),
+            auth: format!("Bearer {key}"),
+        })
+    }
+
+    /// Calls the API; answers the status and the JSON body (or the text as a JSON string).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", &self.auth);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req
+            .send()
+            .await
+            .with_context(|| format!("calling {} (is the gateway running? pass --url)", self.base))?;
+        let status = r.status();
+        let text = r.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+}

@@ -1,0 +1,209 @@
+//! `drift definitions validate|push|pull DIR`: definitions kept in git, brought to a running
+//! gateway through its API (so CI needs a key, not database access).
+
+use crate::client::Client;
+use crate::config::{DefinitionsArgs, DefinitionsCmd};
+use anyhow::{Context, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// A folder's definitions as written, each with the file it came from.
+struct Folder {
+    workflows: Vec<(PathBuf, Value)>,
+    nodes: Vec<(PathBuf, Value)>,
+}
+
+fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn read(path: &Path) -> anyhow::Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut v: Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let obj = v
+        .as_object_mut()
+        .with_context(|| format!("{} is not a JSON object", path.display()))?;
+    // Versions are numbered by the gateway at publish.
+    obj.remove("version");
+    if !obj.get("id").is_some_and(Value::is_string) {
+        bail!("{} has no \"id\"", path.display());
+    }
+    Ok(v)
+}
+
+fn load(dir: &Path) -> anyhow::Result<Folder> {
+    let mut f = Folder {
+        workflows: vec![],
+        nodes: vec![],
+    };
+    for p in json_files(dir)? {
+        f.workflows.push((p.clone(), read(&p)?));
+    }
+    let nodes = dir.join("nodes");
+    if nodes.is_dir() {
+        for p in json_files(&nodes)? {
+            f.nodes.push((p.clone(), read(&p)?));
+        }
+    }
+    if f.workflows.is_empty() && f.nodes.is_empty() {
+        bail!("{} holds no definitions (*.json, nodes/*.json)", dir.display());
+    }
+    Ok(f)
+}
+
+fn id_of(v: &Value) -> &str {
+    v["id"].as_str().unwrap_or_default()
+}
+
+fn fail(what: &str, status: StatusCode, body: &Value) -> anyhow::Error {
+    let msg = body["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string());
+    anyhow::anyhow!("{what}: {status}: {msg}")
+}
+
+/// Validates the folder on the gateway; prints every error; true if all are valid.
+async fn validate(c: &Client, f: &Folder) -> anyhow::Result<bool> {
+    let body = json!({
+        "workflows": f.workflows.iter().map(|(_, v)| v).collect::<Vec<_>>(),
+        "nodes": f.nodes.iter().map(|(_, v)| v).collect::<Vec<_>>(),
+    });
+    let (status, r) = c.call(Method::POST, "/v3/definitions/validate", Some(&body)).await?;
+    if !status.is_success() {
+        return Err(fail("validating", status, &r));
+    }
+    let files: Vec<&PathBuf> = f.nodes.iter().chain(&f.workflows).map(|(p, _)| p).collect();
+    for (result, file) in r["results"].as_array().into_iter().flatten().zip(files) {
+        let errors = result["errors"].as_array().cloned().unwrap_or_default();
+        if errors.is_empty() {
+            println!(
+                "ok      {} {} ({})",
+                result["kind"].as_str().unwrap_or(""),
+                result["id"].as_str().unwrap_or(""),
+                file.display()
+            );
+        }
+        for e in errors {
+            println!(
+                "INVALID {} {} ({}): node {}, field {}: {}",
+                result["kind"].as_str().unwrap_or(""),
+                result["id"].as_str().unwrap_or(""),
+                file.display(),
+                e["node"].as_str().unwrap_or("-"),
+                e["field"].as_str().unwrap_or("-"),
+                e["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(r["valid"] == true)
+}
+
+async fn push(c: &Client, f: &Folder, activate: bool) -> anyhow::Result<()> {
+    for (base, items) in [("/v3/nodes", &f.nodes), ("/v3/definitions", &f.workflows)] {
+        for (_, v) in items {
+            let id = id_of(v);
+            let path = format!("{base}/{id}");
+            let (status, r) = c.call(Method::PUT, &path, Some(v)).await?;
+            if !status.is_success() {
+                return Err(fail(&format!("saving {id}"), status, &r));
+            }
+            let (status, r) = c.call(Method::POST, &format!("{path}/publish"), None).await?;
+            if !status.is_success() {
+                return Err(fail(&format!("publishing {id}"), status, &r));
+            }
+            let version = r["version"].as_u64().context("publish answered no version")?;
+            let changed = r["published"] == true;
+            let mut note = if changed {
+                format!("published v{version}")
+            } else {
+                format!("unchanged (v{version})")
+            };
+            if activate {
+                let (status, r) = c
+                    .call(
+                        Method::POST,
+                        &format!("{path}/activate"),
+                        Some(&json!({"version": version})),
+                    )
+                    .await?;
+                if !status.is_success() {
+                    return Err(fail(&format!("activating {id} v{version}"), status, &r));
+                }
+                note.push_str(", active");
+            }
+            println!(
+                "{:<8} {id}: {note}",
+                if base == "/v3/nodes" { "node" } else { "workflow" }
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn pull(c: &Client, dir: &Path, version: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("nodes")).with_context(|| format!("creating {}", dir.display()))?;
+    for (base, list, sub) in [("/v3/definitions", "definitions", ""), ("/v3/nodes", "nodes", "nodes")] {
+        let (status, r) = c.call(Method::GET, base, None).await?;
+        if !status.is_success() {
+            return Err(fail("listing", status, &r));
+        }
+        for item in r[list].as_array().into_iter().flatten() {
+            let id = id_of(item);
+            let (status, body) = c
+                .call(Method::GET, &format!("{base}/{id}?version={version}"), None)
+                .await?;
+            if status == StatusCode::NOT_FOUND {
+                println!("skip     {id}: no {version} version");
+                continue;
+            }
+            if !status.is_success() {
+                return Err(fail(&format!("reading {id}"), status, &body));
+            }
+            let file = dir.join(sub).join(format!("{id}.json"));
+            std::fs::write(&file, serde_json::to_string_pretty(&body)? + "\n")
+                .with_context(|| format!("writing {}", file.display()))?;
+            println!(
+                "wrote    {} (v{})",
+                file.display(),
+                body["version"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(a: DefinitionsArgs) -> anyhow::Result<()> {
+    match a.action {
+        DefinitionsCmd::Validate { dir, gateway } => {
+            let f = load(&dir)?;
+            if !validate(&Client::new(&gateway)?, &f).await? {
+                bail!("{} has invalid definitions (listed above)", dir.display());
+            }
+            Ok(())
+        }
+        DefinitionsCmd::Push {
+            dir,
+            no_activate,
+            gateway,
+        } => {
+            let f = load(&dir)?;
+            let c = Client::new(&gateway)?;
+            if !validate(&c, &f).await? {
+                bail!(
+                    "nothing was pushed: {} has invalid definitions (listed above)",
+                    dir.display()
+                );
+            }
+            push(&c, &f, !no_activate).await
+        }
+        DefinitionsCmd::Pull { dir, version, gateway } => pull(&Client::new(&gateway)?, &dir, &version).await,
+    }
+}
