@@ -103,10 +103,12 @@ async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, Str
         .cloned()
         .collect();
     if !folders.is_empty() {
-        let folder = Registry::load_dirs(&folders)
+        // Checked as a whole first (workflows against the folders' nodes), stored as written.
+        Registry::load_dirs(&folders)
             .with_context(|| format!("loading workflow definitions from {folders:?} (--definitions)"))?;
+        let files = Registry::raw_files(&folders).with_context(|| format!("reading {folders:?}"))?;
         let done = catalog
-            .import(&folder, "drift (--definitions)")
+            .import(files, "drift (--definitions)")
             .await
             .context("storing the --definitions folders' definitions")?;
         tracing::info!(published = ?done.published, unchanged = done.unchanged, "definitions folders imported");

@@ -1,5 +1,6 @@
-// Drift demo page: starts example workflows, renders each screen from its `view`, and follows
-// the workflow live over one WebSocket (no polling for screens).
+// Drift demo page: starts example workflows, renders each screen from its `view`, follows the
+// workflow live over one WebSocket (no polling for screens) and lights up its graph as states
+// arrive; the Definitions tab edits, publishes and activates definitions.
 "use strict";
 // `drift dev` hands the page its dev API key; elsewhere the page asks for one (kept for this tab).
 const API_KEY = (window.DRIFT_DEMO && window.DRIFT_DEMO.apiKey) || sessionStorage.getItem("drift-api-key")
@@ -14,7 +15,7 @@ const TEMPLATES = {
 };
 const $ = (id) => document.getElementById(id);
 let ws = null, wsBackoff = 500, reqSeq = 0;
-let current = null; // {id, token, seq, view, status, mode}
+let current = null; // {id, token, seq, view, status, mode, states}
 let hookTimer = null;
 
 function el(tag, attrs = {}, ...children) {
@@ -80,8 +81,45 @@ function onState(st, mode) {
   if (!current || (current.id && st.workflowId !== current.id)) return;
   if (current.seq && st.seq <= current.seq) return; // already shown (dedupe by seq)
   current.seq = st.seq; current.status = st.workflowStatus;
-  timeline(st.seq, st.workflowStatus, mode);
+  current.states.push(st);
+  timeline(st.seq, st.workflowStatus, mode, st.node ? `at ${st.node}` : "");
   render(st);
+  highlight(st);
+}
+
+// ---- The live graph --------------------------------------------------------------------------
+// The server lays the graph out (SVG); every node is <g class="node" data-node=NAME>, every edge
+// <g class="edge" data-from data-to>. Each state names its node and the path since the last one.
+const byAttr = (svg, sel, attrs) => svg.querySelectorAll(sel + Object.entries(attrs).map(([k, v]) => `[data-${k}="${CSS.escape(v)}"]`).join(""));
+function highlight(st) {
+  const svg = $("graph").querySelector("svg");
+  if (!svg || !current) return;
+  svg.querySelectorAll("g.node.current").forEach((g) => g.classList.remove("current"));
+  let prev = current.lastNode;
+  for (const n of st.path || []) {
+    byAttr(svg, "g.node", { node: n }).forEach((g) => g.classList.add("visited"));
+    if (prev) byAttr(svg, "g.edge", { from: prev, to: n }).forEach((g) => g.classList.add("visited"));
+    prev = n;
+  }
+  if (st.node) {
+    byAttr(svg, "g.node", { node: st.node }).forEach((g) => g.classList.add("current"));
+    current.lastNode = st.node;
+  }
+}
+async function showGraph(box, caption, workflow, version) {
+  const r = await fetch(`/v3/definitions/${encodeURIComponent(workflow)}/graph?format=svg&version=${encodeURIComponent(version || "ACTIVE")}`, { headers: HEADERS });
+  if (!r.ok) { box.replaceChildren(el("p", { class: "muted" }, `No graph (${r.status}).`)); caption.textContent = ""; return false; }
+  // Our own server's SVG; labels and attributes are escaped there.
+  box.innerHTML = await r.text();
+  caption.textContent = `${workflow} · ${version || "ACTIVE"}`;
+  return true;
+}
+async function runGraph(workflow, version) {
+  const run = current;
+  if (!(await showGraph($("graph"), $("graph-caption"), workflow, version)) || run !== current) return;
+  // States that arrived while the drawing loaded light it up now.
+  current.lastNode = null;
+  for (const st of current.states) highlight(st);
 }
 
 function showId() { $("wfid").textContent = `workflow ${current.id}`; }
@@ -176,12 +214,15 @@ async function start(e) {
   let params;
   try { params = JSON.parse($("params").value || "{}"); } catch { alert("Start parameters must be JSON"); return; }
   const workflow = $("workflow").value, mode = $("mode").value;
+  const version = ($("version").value || "ACTIVE").trim();
   if (current && current.id) send({ type: "unsubscribe", workflowId: current.id });
-  current = { id: null, token: null, seq: 0, mode };
+  current = { id: null, token: null, seq: 0, mode, states: [], lastNode: null };
   $("timeline").replaceChildren(); $("screen").replaceChildren(el("p", { class: "muted" }, "Starting…"));
   if (hookTimer) clearInterval(hookTimer);
-  if (mode === "ws") { send({ type: "start", requestId: rid(), workflow, params }); return; }
-  const body = { workflow, params };
+  runGraph(workflow, version);
+  const named = version && version !== "ACTIVE" ? { version } : {};
+  if (mode === "ws") { send({ type: "start", requestId: rid(), workflow, params, ...named }); return; }
+  const body = { workflow, params, ...named };
   if (mode === "async") body.callbackUrl = `${location.origin}/demo/webhooks`;
   const r = await fetch("/v3/workflow/start", { method: "POST", headers: HEADERS, body: JSON.stringify(body) });
   const st = await r.json();
@@ -232,8 +273,134 @@ async function pollHooks() {
   if (list.some((h) => ["COMPLETED", "FAILED", "TERMINATED"].includes(h.status))) clearInterval(hookTimer);
 }
 
+// ---- Definitions tab --------------------------------------------------------------------------
+const NEW_DEFINITION = { id: "my_flow", description: "A new flow", startNode: "ask", states: {
+  ask: { node: { type: "INSTRUCTION", layoutId: "my_screen", inputOptions: [
+    { id: "go", tags: { values: ["ui.button"] }, possibleValues: [{ displayValue: "Go", value: "go" }] }] }, nextNode: "done" },
+  done: { node: { type: "SUCCESS", disposition: { message: "Done" } } } } };
+let editing = null; // {id, isNew}
+
+function showTab(which) {
+  for (const [tab, view] of [["tab-run", "run-view"], ["tab-defs", "defs-view"]]) {
+    const on = tab === which;
+    $(tab).setAttribute("aria-selected", String(on));
+    $(view).hidden = !on;
+  }
+  if (which === "tab-defs") loadDefinitions();
+}
+
+async function api(method, path, body) {
+  const r = await fetch(path, { method, headers: HEADERS, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await r.text();
+  let json = null; try { json = JSON.parse(text); } catch { json = text; }
+  return { ok: r.ok, status: r.status, body: json };
+}
+
+async function loadDefinitions(select) {
+  const r = await api("GET", "/v3/definitions");
+  if (!r.ok) return;
+  const defs = r.body.definitions;
+  $("def-list").replaceChildren(...defs.map((d) => el("li", {}, el("button", {
+    type: "button", "data-def": d.id, "aria-current": String(editing && editing.id === d.id), onclick: () => openDefinition(d.id),
+  }, `${d.id} · active ${d.active ?? "–"} · latest ${d.latest ?? "–"}${d.snapshot ? " · draft" : ""}`))));
+  $("workflow").replaceChildren(...defs.filter((d) => d.active || d.latest).map((d) => el("option", { value: d.id }, d.id)));
+  if (select) openDefinition(select);
+}
+
+async function openDefinition(id) {
+  editing = { id, isNew: false };
+  for (const b of $("def-list").querySelectorAll("button")) b.setAttribute("aria-current", String(b.dataset.def === id));
+  $("def-title").textContent = id; $("def-errors").replaceChildren(); $("def-status").textContent = "";
+  const [body, versions] = await Promise.all([api("GET", `/v3/definitions/${encodeURIComponent(id)}?version=SNAPSHOT`), api("GET", `/v3/definitions/${encodeURIComponent(id)}/versions`)]);
+  let shown = body;
+  if (!body.ok) shown = await api("GET", `/v3/definitions/${encodeURIComponent(id)}`);
+  const json = { ...shown.body }; delete json.version;
+  $("def-json").value = JSON.stringify(json, null, 2);
+  const list = (versions.ok && versions.body.versions) || [];
+  $("def-activate-version").replaceChildren(...list.slice().reverse().map((v) => el("option", { value: v.version }, `v${v.version}${v.active ? " (active)" : ""}`)));
+  $("def-meta").textContent = list.length ? list.map((v) => `v${v.version} by ${v.publishedBy} at ${new Date(v.publishedAt).toLocaleString()}${v.active ? " — ACTIVE" : ""}`).join(" · ") : "Not published yet.";
+  await showGraph($("def-graph"), $("defgraph-caption"), id, body.ok ? "SNAPSHOT" : "ACTIVE");
+}
+
+function newDefinition() {
+  editing = { id: null, isNew: true };
+  $("def-title").textContent = "(new)"; $("def-meta").textContent = "Save creates its SNAPSHOT.";
+  $("def-json").value = JSON.stringify(NEW_DEFINITION, null, 2);
+  $("def-errors").replaceChildren(); $("def-graph").replaceChildren(); $("def-activate-version").replaceChildren();
+}
+
+// A 422 names node and field: list them, and mark each node on the drawing with its message.
+function showDefinitionErrors(r) {
+  const errors = (r.body && r.body.details && r.body.details.errors) || [];
+  $("def-errors").replaceChildren(...(errors.length ? errors : [{ message: (r.body && r.body.message) || `error ${r.status}` }])
+    .map((e) => el("li", e.node ? { "data-node-error": e.node } : {}, `${e.node ? e.node + " › " : ""}${e.field ? e.field + ": " : ""}${e.message}`)));
+  const svg = $("def-graph").querySelector("svg");
+  if (!svg) return;
+  for (const e of errors) {
+    if (!e.node) continue;
+    for (const g of byAttr(svg, "g.node", { node: e.node })) {
+      g.classList.add("invalid");
+      const box = g.getBBox();
+      const t = document.createElementNS("http://www.w3.org/2000/svg", "text");
+      t.setAttribute("class", "node-error"); t.setAttribute("data-node-error", e.node);
+      t.setAttribute("x", String(box.x + box.width + 6)); t.setAttribute("y", String(box.y + box.height / 2));
+      const full = `${e.field}: ${e.message}`;
+      t.textContent = `⚠ ${full.length > 42 ? full.slice(0, 40) + "…" : full}`;
+      const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
+      title.textContent = full;
+      t.append(title);
+      g.append(t);
+      svg.setAttribute("overflow", "visible");
+    }
+  }
+}
+
+async function saveDefinition() {
+  let body;
+  try { body = JSON.parse($("def-json").value); } catch (e) { showDefinitionErrors({ status: 400, body: { message: `Not JSON: ${e.message}` } }); return false; }
+  $("def-errors").replaceChildren();
+  const r = editing && !editing.isNew ? await api("PUT", `/v3/definitions/${encodeURIComponent(editing.id)}`, body) : await api("POST", "/v3/definitions", body);
+  if (!r.ok) { showDefinitionErrors(r); $("def-status").textContent = ""; return false; }
+  $("def-status").textContent = "SNAPSHOT saved."; $("def-status").className = "ok-text";
+  await loadDefinitions(r.body.id);
+  return true;
+}
+
+async function publishDefinition() {
+  if (!(await saveDefinition())) return;
+  const r = await api("POST", `/v3/definitions/${encodeURIComponent(editing.id)}/publish`);
+  if (!r.ok) { showDefinitionErrors(r); return; }
+  await openDefinition(editing.id);
+  $("def-status").textContent = r.body.published ? `Published as version ${r.body.version}.` : `Unchanged: still version ${r.body.version}.`;
+  $("def-status").className = "ok-text";
+}
+
+async function activateDefinition() {
+  const version = Number($("def-activate-version").value);
+  if (!editing || !version) return;
+  const r = await api("POST", `/v3/definitions/${encodeURIComponent(editing.id)}/activate`, { version });
+  if (!r.ok) { showDefinitionErrors(r); return; }
+  await loadDefinitions(editing.id);
+  $("def-status").textContent = `Version ${version} is ACTIVE: new starts use it.`; $("def-status").className = "ok-text";
+}
+
+function startSelectedVersion() {
+  if (!editing || !editing.id) return;
+  const version = $("def-activate-version").value || "ACTIVE";
+  showTab("tab-run");
+  $("workflow").value = editing.id; $("version").value = version; $("params").value = JSON.stringify(DEFAULT_PARAMS[editing.id] || {});
+  $("start-form").requestSubmit();
+}
+
 async function init() {
-  const defs = (await (await fetch("/v3/definitions", { headers: HEADERS })).json()).definitions;
+  $("tab-run").addEventListener("click", () => showTab("tab-run"));
+  $("tab-defs").addEventListener("click", () => showTab("tab-defs"));
+  $("def-new").addEventListener("click", newDefinition);
+  $("def-save").addEventListener("click", saveDefinition);
+  $("def-publish").addEventListener("click", publishDefinition);
+  $("def-activate").addEventListener("click", activateDefinition);
+  $("def-start").addEventListener("click", startSelectedVersion);
+  const defs = (await (await fetch("/v3/definitions", { headers: HEADERS })).json()).definitions.filter((d) => d.active || d.latest);
   $("workflow").replaceChildren(...defs.map((d) => el("option", { value: d.id }, d.id)));
   const pick = () => { $("params").value = JSON.stringify(DEFAULT_PARAMS[$("workflow").value] || {}); };
   $("workflow").addEventListener("change", pick);

@@ -385,6 +385,33 @@ impl Registry {
         Ok(reg)
     }
 
+    /// The folders' files as written (no defaults filled in), for storing: node definitions
+    /// first, then workflows, each id's versions in order. `true` marks a node definition.
+    pub fn raw_files(dirs: &[std::path::PathBuf]) -> Result<Vec<(bool, Value)>, LoadError> {
+        let mut out: Vec<(bool, String, u64, Value)> = Vec::new();
+        for dir in dirs {
+            let nodes_dir = dir.join("nodes");
+            let mut files: Vec<(bool, std::path::PathBuf)> = Vec::new();
+            if nodes_dir.is_dir() {
+                files.extend(json_files(&nodes_dir)?.into_iter().map(|p| (true, p)));
+            }
+            files.extend(json_files(dir)?.into_iter().map(|p| (false, p)));
+            for (is_node, path) in files {
+                let v: Value = read_json(&path)?;
+                let origin = path.display().to_string();
+                let version = match v.get("version") {
+                    None => 1,
+                    Some(Value::String(s)) => parse_version(&origin, s)?,
+                    Some(other) => parse_version(&origin, &other.to_string())?,
+                };
+                let id = v.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+                out.push((is_node, id, version, v));
+            }
+        }
+        out.sort_by(|a, b| (!a.0, &a.1, a.2).cmp(&(!b.0, &b.1, b.2)));
+        Ok(out.into_iter().map(|(n, _, _, v)| (n, v)).collect())
+    }
+
     /// Adds a stored, already validated version (no checks: it was checked when published).
     pub fn insert_workflow(&mut self, version: u64, mut def: Definition) {
         def.version = version.to_string();

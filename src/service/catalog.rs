@@ -137,22 +137,16 @@ impl Catalog {
         });
     }
 
-    /// Brings a folder's definitions into the store: each one that differs from its LATEST
-    /// version is published as the next version and activated; an identical one is left as
-    /// it is (so a rollback made through the API survives a restart). Nodes go first.
-    pub async fn import(&self, folder: &Registry, by: &str) -> Result<Imported, DbError> {
+    /// Brings a folder's definitions (`Registry::raw_files`, already validated) into the
+    /// store: each one that differs from its LATEST version is published as the next version
+    /// and activated; an identical one is left as it is (so a rollback made through the API
+    /// survives a restart). Bodies are stored as written.
+    pub async fn import(&self, files: Vec<(bool, Value)>, by: &str) -> Result<Imported, DbError> {
         let mut out = Imported::default();
-        for id in folder.node_ids() {
-            for res in folder.node_versions(id) {
-                let body = serde_json::to_value(res).unwrap_or_default();
-                self.import_one(Kind::Node, id, body, by, &mut out).await?;
-            }
-        }
-        for id in folder.workflow_ids() {
-            for def in folder.workflow_versions(id) {
-                let body = serde_json::to_value(def).unwrap_or_default();
-                self.import_one(Kind::Workflow, id, body, by, &mut out).await?;
-            }
+        for (is_node, body) in files {
+            let kind = if is_node { Kind::Node } else { Kind::Workflow };
+            let id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            self.import_one(kind, &id, body, by, &mut out).await?;
         }
         self.refresh().await?;
         Ok(out)

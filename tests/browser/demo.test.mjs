@@ -104,3 +104,72 @@ test("async mode shows webhook deliveries with verified signatures, on a phone-w
   await page.screenshot({ path: SHOTS + "async-phone.png", fullPage: true });
   await page.close();
 });
+
+test("the running workflow's graph highlights the node of each state and the path taken", async () => {
+  const page = await open();
+  await page.selectOption("#workflow", "refund");
+  await page.selectOption("#mode", "ws");
+  await page.click("#start");
+  await page.locator('form[data-layout="refund_reason"]').waitFor();
+  // The first state: fetch_order (HTTP) → check_amount (branch) → the refund_reason screen.
+  await page.locator('#graph g.node.current[data-node="refund_reason"]').waitFor();
+  for (const n of ["fetch_order", "check_amount"]) {
+    assert.equal(await page.locator(`#graph g.node.visited[data-node="${n}"]`).count(), 1, `${n} is on the path`);
+  }
+  assert.ok(await page.locator('#graph g.edge.visited[data-from="fetch_order"][data-to="check_amount"]').count() >= 1);
+  assert.equal(await page.locator('#graph g.node.visited[data-node="manual_review"]').count(), 0, "a branch not taken stays dark");
+  await page.screenshot({ path: SHOTS + "graph-1-reason.png", fullPage: true });
+
+  await page.selectOption("#w-reason", { label: "Arrived damaged" });
+  await page.click('form[data-layout="refund_reason"] button[type=submit]');
+  await page.locator('#graph g.node.current[data-node="confirm"]').waitFor();
+  assert.equal(await page.locator("#graph g.node.current").count(), 1, "one current node");
+  await page.screenshot({ path: SHOTS + "graph-2-confirm.png", fullPage: true });
+
+  await page.getByRole("button", { name: "Confirm refund" }).click();
+  await page.locator('#graph g.node.current[data-node="refunded"]').waitFor();
+  assert.equal(await page.locator('#graph g.node.visited[data-node="issue_refund"]').count(), 1);
+  await page.screenshot({ path: SHOTS + "graph-3-completed.png", fullPage: true });
+  await page.close();
+});
+
+test("the definitions tab shows a validation error next to its node, then publishes, activates and starts a new version", async () => {
+  const page = await open();
+  await page.click("#tab-defs");
+  await page.locator('#def-list button[data-def="refund"]').click();
+  await page.locator('#def-graph g.node[data-node="confirm"]').waitFor();
+  // Break the SNAPSHOT: the confirm screen now goes nowhere.
+  await page.evaluate(() => {
+    const d = JSON.parse(document.getElementById("def-json").value);
+    d.states.confirm.nextNode = "nowhere";
+    document.getElementById("def-json").value = JSON.stringify(d, null, 2);
+  });
+  await page.click("#def-save");
+  const mark = page.locator('#def-graph g.node.invalid[data-node="confirm"] text.node-error');
+  await mark.waitFor();
+  assert.match(await mark.textContent(), /nextNode/);
+  assert.match(await page.locator('#def-errors li[data-node-error="confirm"]').textContent(), /confirm › nextNode: names no state/);
+  await page.screenshot({ path: SHOTS + "definitions-1-invalid.png", fullPage: true });
+
+  // A new definition: save, publish, activate, start it.
+  const id = `ui_${Date.now().toString(36)}`;
+  await page.click("#def-new");
+  await page.evaluate((id) => {
+    const d = JSON.parse(document.getElementById("def-json").value);
+    d.id = id;
+    d.states.ask.node.layoutId = "from_the_editor";
+    document.getElementById("def-json").value = JSON.stringify(d, null, 2);
+  }, id);
+  await page.click("#def-save");
+  await page.locator(`#def-list button[data-def="${id}"]`).waitFor();
+  await page.click("#def-publish");
+  await page.getByText("Published as version 1.").waitFor();
+  await page.click("#def-activate");
+  await page.getByText("Version 1 is ACTIVE").waitFor();
+  await page.screenshot({ path: SHOTS + "definitions-2-published.png", fullPage: true });
+  await page.click("#def-start");
+  await page.locator('form[data-layout="from_the_editor"]').waitFor();
+  await page.locator('#graph g.node.current[data-node="ask"]').waitFor();
+  await page.screenshot({ path: SHOTS + "definitions-3-started.png", fullPage: true });
+  await page.close();
+});
