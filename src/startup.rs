@@ -228,11 +228,13 @@ impl Application {
             .await
             .with_context(|| format!("connecting to Redis at {}", crate::config::redact(&redis_url)))?;
         let hub = Hub::start(redis::Client::open(redis_url.as_str())?, g.hub_shards, shutdown.clone());
-        catalog.spawn_watcher(
-            hub.clone(),
-            Duration::from_millis(g.definitions_check_ms.max(100)),
-            shutdown.clone(),
-        );
+        catalog
+            .spawn_watcher(
+                hub.clone(),
+                Duration::from_millis(g.definitions_check_ms.max(100)),
+                shutdown.clone(),
+            )
+            .await;
         let service = Service::new(Parts {
             catalog,
             temporal,

@@ -106,12 +106,13 @@ impl Catalog {
 
     /// Keeps this gateway's definitions current until `shutdown`: on every notice over the hub
     /// and every `poll` (in case a notice was missed while Redis was away).
-    pub fn spawn_watcher(self: &Arc<Self>, hub: Hub, poll: Duration, shutdown: CancellationToken) {
+    /// Subscribes before it returns, so a change announced once the gateway serves is heard.
+    pub async fn spawn_watcher(self: &Arc<Self>, hub: Hub, poll: Duration, shutdown: CancellationToken) {
         let me = self.clone();
+        let mut sub = hub.subscribe(&me.channel).await.ok();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut sub = None;
             loop {
                 if sub.is_none() {
                     match hub.subscribe(&me.channel).await {
