@@ -2,7 +2,7 @@
 //! with a 4xx, none causes a 5xx or a panic, and the workflow's Temporal history is unchanged.
 
 use crate::helpers::*;
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -370,6 +370,31 @@ async fn a_corpus_of_hostile_requests_gets_4xx_every_time_with_no_panic_and_no_h
             .header("prefer", w),
         );
     }
+    // Definitions: malformed, mistyped, oversized, immutable, or naming what is not there.
+    let defs = "/v3/definitions";
+    let deep_states = json!({"id": "deep", "startNode": "a", "states": {"a": {"node": {"type": "SUCCESS", "disposition": serde_json::from_str::<Value>(&format!("{}{}", "[".repeat(120), "]".repeat(120))).unwrap()}}}});
+    corpus.extend([
+        case("definition: not JSON", Method::POST, defs, Some("{\"id\":")),
+        case("definition: a list", Method::POST, defs, Some("[1,2]")),
+        case("definition: 5000-deep nesting", Method::POST, defs, Some(&nested)),
+        Case::json("definition: no id", Method::POST, defs, json!({"startNode": "a", "states": {}})),
+        Case::json("definition: id with a slash", Method::POST, defs, json!({"id": "../etc", "startNode": "a", "states": {}})),
+        Case::json("definition: unknown node type", Method::POST, defs, json!({"id": "h1", "startNode": "a", "states": {"a": {"node": {"type": "SHELL", "cmd": "rm -rf /"}}}})),
+        Case::json("definition: script that does not compile", Method::POST, defs, json!({"id": "h2", "startNode": "a", "states": {"a": {"node": {"type": "SCRIPT", "script": "fn ("}, "nextNode": "a"}}})),
+        Case::json("definition: deep disposition, bad start", Method::POST, defs, {let mut d = deep_states.clone(); d["startNode"] = json!("zz"); d}),
+        Case::json("definition: 900 KB", Method::POST, defs, json!({"id": "big", "startNode": "a", "states": {}, "description": huge})),
+        Case::json("definition: edit published refund v1", Method::PUT, "/v3/definitions/refund", json!({"version": "1", "id": "refund", "startNode": "a", "states": {}})),
+        Case::json("definition: body id differs from path", Method::PUT, "/v3/definitions/refund", json!({"id": "other", "startNode": "a", "states": {}})),
+        case("definition: 300-char id in path", Method::GET, &format!("/v3/definitions/{}", "a".repeat(300)), None),
+        case("definition: unknown version", Method::GET, "/v3/definitions/refund?version=999", None),
+        case("definition: version -1", Method::GET, "/v3/definitions/refund?version=-1", None),
+        case("definition: delete a published version", Method::DELETE, "/v3/definitions/refund?version=1", None),
+        Case::json("definition: activate a missing version", Method::POST, "/v3/definitions/refund/activate", json!({"version": 99})),
+        Case::json("definition: activate version as text", Method::POST, "/v3/definitions/refund/activate", json!({"version": "1; DROP TABLE"})),
+        case("definition: publish with no SNAPSHOT", Method::POST, "/v3/definitions/never-made/publish", None),
+        case("definition: graph as png", Method::GET, "/v3/definitions/refund/graph?format=png", None),
+        Case::json("node: bad script", Method::POST, "/v3/nodes", json!({"id": "hn", "node": {"type": "SCRIPT", "script": "let"}})),
+    ]);
     corpus[5].body = Some(vec![b'{', 0xff, 0xfe, b'}']);
     assert!(corpus.len() >= 60, "{}", corpus.len());
 
@@ -400,6 +425,25 @@ async fn a_corpus_of_hostile_requests_gets_4xx_every_time_with_no_panic_and_no_h
         }
     }
     assert!(server_errors.is_empty(), "not 4xx:\n{}", server_errors.join("\n"));
+    // The refused definition calls stored and changed nothing.
+    let v = app
+        .call(Method::GET, "/v3/definitions/refund/versions", None, &[])
+        .await;
+    assert_eq!(v.body["versions"].as_array().map(Vec::len), Some(1), "{v:?}");
+    assert_eq!(v.body["active"]["version"], 1);
+    for path in [
+        "definitions/h1",
+        "definitions/h2",
+        "definitions/deep",
+        "definitions/big",
+        "definitions/other",
+        "nodes/hn",
+    ] {
+        let r = app
+            .call(Method::GET, &format!("/v3/{path}?version=SNAPSHOT"), None, &[])
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}: {r:?}");
+    }
 
     // WebSocket: a 16 MiB frame closes the socket; bad messages get error replies.
     let auth = bearer(&app.token("ws"));
