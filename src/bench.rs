@@ -1,5 +1,6 @@
 //! `drift bench`: latency of the sync round trips against a running gateway (e.g. `drift dev`),
-//! reported next to a bare HTTP round trip to the same gateway measured in the same process.
+//! reported next to a bare HTTP round trip to the same gateway and next to the raw-SDK floor
+//! (`temporal::floor`) on the same Temporal and Redis, all measured in the same process.
 
 use crate::config::BenchArgs;
 use anyhow::{Context, bail};
@@ -23,6 +24,51 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The raw-SDK floor, set up on the gateway's Temporal and Redis.
+struct Floor {
+    client: temporalio_client::Client,
+    pubsub: redis::aio::PubSub,
+    task_queue: String,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+async fn floor(a: &BenchArgs) -> anyhow::Result<Floor> {
+    let endpoints: Value = std::fs::read_to_string(a.gateway.data_dir.join("endpoints.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let temporal = a
+        .temporal_address
+        .clone()
+        .or_else(|| endpoints["temporalAddress"].as_str().map(String::from))
+        .context(
+            "the floor needs --temporal-address (or a drift dev data folder with endpoints.json), or pass --no-floor",
+        )?;
+    let redis_url = a
+        .redis_url
+        .clone()
+        .or_else(|| endpoints["redisUrl"].as_str().map(String::from))
+        .context("the floor needs --redis-url (or a drift dev data folder with endpoints.json), or pass --no-floor")?;
+    let task_queue = format!("drift-floor-{}", std::process::id());
+    let cfg = crate::temporal::TemporalConfig {
+        address: temporal.clone(),
+        namespace: "default".into(),
+        task_queue: task_queue.clone(),
+    };
+    let client = crate::temporal::connect(&cfg)
+        .await
+        .with_context(|| format!("connecting to Temporal at {temporal} for the floor"))?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    crate::temporal::floor::spawn_floor_worker(client.clone(), redis_url.clone(), task_queue.clone(), stop.clone())?;
+    let pubsub = redis::Client::open(redis_url.as_str())?.get_async_pubsub().await?;
+    Ok(Floor {
+        client,
+        pubsub,
+        task_queue,
+        stop,
+    })
+}
+
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let client = crate::client::Client::new(&a.gateway)?;
     let auth = client.auth.clone();
@@ -33,30 +79,35 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             .header("authorization", &auth)
             .json(&body)
     };
+    let mut floor = match a.no_floor {
+        true => None,
+        false => Some(floor(&a).await?),
+    };
+    let series = |name: &'static str| Series { name, samples: vec![] };
     let (mut health, mut start, mut resume) = (
-        Series {
-            name: "GET /healthz (baseline)",
-            samples: vec![],
-        },
-        Series {
-            name: "start → first screen",
-            samples: vec![],
-        },
-        Series {
-            name: "resume → next screen",
-            samples: vec![],
-        },
+        series("GET /healthz (baseline)"),
+        series("start → first screen"),
+        series("resume → next screen"),
+    );
+    let (mut f_start, mut f_resume, mut fe_start, mut fe_resume) = (
+        series("floor start, normal"),
+        series("floor signal → screen, normal"),
+        series("floor start, eager"),
+        series("floor signal → screen, eager"),
     );
     eprintln!(
-        "drift bench: {} rounds against {base} (workflow bank_account)",
-        a.rounds
+        "drift bench: {} rounds against {base} (bank_account start, refund resume){}",
+        a.rounds,
+        if floor.is_some() {
+            ", with the raw-SDK floor on the same Temporal and Redis"
+        } else {
+            ""
+        }
     );
     for i in 0..a.rounds + a.warmup {
+        let keep = i >= a.warmup;
         let t = Instant::now();
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .context("gateway unreachable; start `drift dev` first")?;
+        http.get(format!("{base}/healthz")).send().await?.error_for_status()?;
         let h = t.elapsed();
 
         let t = Instant::now();
@@ -96,28 +147,64 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         if r["seq"] != 2 {
             bail!("expected the next screen, got {r}");
         }
-        if i >= a.warmup {
+        if keep {
             health.samples.push(h);
             start.samples.push(s);
             resume.samples.push(rs);
+        }
+        if let Some(f) = floor.as_mut() {
+            use crate::temporal::floor::floor_round;
+            let (s, r) = floor_round(&f.client, &mut f.pubsub, &f.task_queue, false).await?;
+            let (se, re) = floor_round(&f.client, &mut f.pubsub, &f.task_queue, true).await?;
+            if keep {
+                f_start.samples.push(s);
+                f_resume.samples.push(r);
+                fe_start.samples.push(se);
+                fe_resume.samples.push(re);
+            }
         }
         if (i + 1) % 50 == 0 {
             eprintln!("  {} / {}", i + 1, a.rounds + a.warmup);
         }
     }
+    if let Some(f) = &floor {
+        f.stop.cancel();
+    }
     let base_p50 = health.pct(0.5).as_secs_f64();
+    let best = |a: &Series, b: &Series| {
+        if a.samples.is_empty() {
+            None
+        } else {
+            Some(a.pct(0.5).min(b.pct(0.5)).as_secs_f64())
+        }
+    };
+    let (floor_start, floor_resume) = (best(&f_start, &fe_start), best(&f_resume, &fe_resume));
     println!(
-        "{:<28} {:>10} {:>10} {:>10} {:>12}",
-        "round trip", "p50", "p90", "p99", "p50 / base"
+        "{:<32} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "round trip", "p50", "p90", "p99", "x healthz", "x floor"
     );
-    for s in [&health, &start, &resume] {
+    let rows: Vec<(&Series, Option<f64>)> = vec![
+        (&health, None),
+        (&f_start, None),
+        (&fe_start, None),
+        (&start, floor_start),
+        (&f_resume, None),
+        (&fe_resume, None),
+        (&resume, floor_resume),
+    ];
+    for (s, against) in rows {
+        if s.samples.is_empty() {
+            continue;
+        }
+        let p50 = s.pct(0.5).as_secs_f64();
         println!(
-            "{:<28} {:>10} {:>10} {:>10} {:>11.1}x",
+            "{:<32} {:>10} {:>10} {:>10} {:>9.1}x {:>10}",
             s.name,
             ms(s.pct(0.5)),
             ms(s.pct(0.9)),
             ms(s.pct(0.99)),
-            s.pct(0.5).as_secs_f64() / base_p50
+            p50 / base_p50,
+            against.map(|f| format!("{:.2}x", p50 / f)).unwrap_or_default()
         );
     }
     Ok(())

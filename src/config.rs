@@ -144,6 +144,16 @@ pub fn default_database_url(data_dir: &std::path::Path) -> String {
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// Temporal the floor runs on (the gateway's). Default: what `drift dev` wrote in its data
+    /// folder (`endpoints.json`).
+    #[arg(long)]
+    pub temporal_address: Option<String>,
+    /// Redis the floor publishes to (the gateway's). Default: as for `--temporal-address`.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Skip the raw-SDK floor (e.g. against a remote gateway).
+    #[arg(long)]
+    pub no_floor: bool,
     /// Measured rounds (each: start bank_account to its first screen; resume refund's first
     /// screen to the next, which needs no activity).
     #[arg(long, default_value_t = 200)]

@@ -127,6 +127,16 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Starts a Temporal dev server on `port` with its SQLite file under `dir`.
+/// Server settings for a dev server that answers at its own speed. Temporal's history service
+/// loads new transfer and timer tasks at most 20 times a second by default, so a workflow task
+/// created by a signal within 50 ms of the previous load (a resume right after a screen) waits
+/// for the next one: that was the whole 40-50 ms resume gap. Production clusters should raise
+/// the same limits (they are per shard).
+pub const TEMPORAL_TUNING: &[&str] = &[
+    "history.transferProcessorMaxPollRPS=1000",
+    "history.timerProcessorMaxPollRPS=1000",
+];
+
 pub fn start_temporal(dir: &Path, port: u16) -> anyhow::Result<Supervised> {
     std::fs::create_dir_all(dir)?;
     let args: Vec<String> = [
@@ -144,6 +154,11 @@ pub fn start_temporal(dir: &Path, port: u16) -> anyhow::Result<Supervised> {
     ]
     .iter()
     .map(|s| s.to_string())
+    .chain(
+        TEMPORAL_TUNING
+            .iter()
+            .flat_map(|kv| ["--dynamic-config-value".to_string(), kv.to_string()]),
+    )
     .collect();
     Supervised::spawn("temporal", "temporal", &args, &dir.join("temporal.log"))
 }
@@ -273,6 +288,9 @@ async fn start_and_run(
             format!("127.0.0.1:{port}")
         }
     };
+    // Where this dev's Temporal and Redis are, for `drift bench` (its floor runs on them too).
+    let endpoints = serde_json::json!({"temporalAddress": temporal_address, "redisUrl": redis_url});
+    std::fs::write(data.join("endpoints.json"), endpoints.to_string()).ok();
     run_with(a, dev_key, &redis_url, &temporal_address, shutdown).await
 }
 

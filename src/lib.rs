@@ -18,7 +18,7 @@ mod expr;
 mod gateway;
 mod service;
 mod standins;
-mod temporal;
+pub mod temporal;
 mod webhook;
 
 pub mod bench;

@@ -1,0 +1,184 @@
+//! The benchmark's floor: the smallest workflow that does what a Drift screen round trip does —
+//! publish a screen to Redis from a local activity, wait for a signal, publish the next — on the
+//! raw Temporal SDK, with nothing of Drift in between. `drift bench` runs it on the same
+//! Temporal and Redis as the gateway it measures, so every Drift figure has a floor beside it.
+
+use redis::AsyncCommands;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use temporalio_client::{Client, WorkflowSignalOptions, WorkflowStartOptions};
+use temporalio_common::RetryPolicy as TRetry;
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{LocalActivityOptions, SyncWorkflowContext, WorkflowContext, WorkflowResult};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorInput {
+    pub channel: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorScreen {
+    pub channel: String,
+    pub n: u32,
+}
+
+pub struct FloorActivities {
+    redis: redis::aio::ConnectionManager,
+}
+
+#[activities]
+impl FloorActivities {
+    #[activity(name = "floor_publish")]
+    pub async fn floor_publish(self: Arc<Self>, _ctx: ActivityContext, s: FloorScreen) -> Result<(), ActivityError> {
+        let mut c = self.redis.clone();
+        let _: i64 = c
+            .publish(&s.channel, s.n)
+            .await
+            .map_err(|e| ActivityError::from(anyhow::anyhow!(e)))?;
+        Ok(())
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct FloorWorkflow {
+    go: bool,
+}
+
+fn la() -> LocalActivityOptions {
+    LocalActivityOptions::builder()
+        .start_to_close_timeout(Duration::from_secs(5))
+        .retry_policy(TRetry::builder().maximum_attempts(3).build())
+        .build()
+}
+
+#[workflow_methods]
+impl FloorWorkflow {
+    #[run(name = "drift-floor")]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, input: FloorInput) -> WorkflowResult<()> {
+        let screen = |n| FloorScreen {
+            channel: input.channel.clone(),
+            n,
+        };
+        let _ = ctx
+            .execute_local_activity(FloorActivities::floor_publish, screen(1), la())
+            .await;
+        ctx.wait_condition(|s| s.go).await?;
+        let _ = ctx
+            .execute_local_activity(FloorActivities::floor_publish, screen(2), la())
+            .await;
+        Ok(())
+    }
+
+    #[signal(name = "go")]
+    pub fn go(&mut self, _ctx: &mut SyncWorkflowContext<Self>, _unit: ()) {
+        self.go = true;
+    }
+}
+
+/// A floor worker on its own thread (the SDK's worker is not `Send`), polling `task_queue`.
+pub fn spawn_floor_worker(
+    client: Client,
+    redis_url: String,
+    task_queue: String,
+    shutdown: CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<()>>(1);
+    let handle = std::thread::Builder::new().name("floor-worker".into()).spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready_tx.send(Err(e.into()));
+                return;
+            }
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let setup = async {
+                let redis = crate::bus::connect(&redis_url, Duration::from_secs(3), 3).await?;
+                let runtime = Runtime::from_current_tokio(Default::default())?;
+                let opts = WorkerOptions::new(task_queue)
+                    .register_workflow::<FloorWorkflow>()?
+                    .register_activities(FloorActivities { redis })
+                    .build();
+                let worker = Worker::new(&runtime, client, opts)?;
+                anyhow::Ok((runtime, worker))
+            };
+            let (_runtime, mut worker) = match setup.await {
+                Ok(v) => {
+                    let _ = ready_tx.send(Ok(()));
+                    v
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let stop = worker.shutdown_handle();
+            tokio::task::spawn_local(async move {
+                shutdown.cancelled().await;
+                stop();
+            });
+            if let Err(e) = worker.run().await {
+                eprintln!("floor worker stopped: {e}");
+            }
+        });
+    })?;
+    ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("floor worker thread died"))??;
+    Ok(handle)
+}
+
+/// One floor round: start → first screen, then signal → next screen, as seen by a Redis
+/// subscriber (the way Drift's gateway sees states).
+pub async fn floor_round(
+    client: &Client,
+    pubsub: &mut redis::aio::PubSub,
+    task_queue: &str,
+    eager: bool,
+) -> anyhow::Result<(Duration, Duration)> {
+    let id = format!("floor-{}", uuid::Uuid::now_v7().simple());
+    let channel = format!("floor:{id}");
+    pubsub.subscribe(&channel).await?;
+    let t = Instant::now();
+    let opts = WorkflowStartOptions::new(task_queue.to_string(), id.clone())
+        .enable_eager_workflow_start(eager)
+        .build();
+    client
+        .start_workflow(
+            FloorWorkflow::run,
+            FloorInput {
+                channel: channel.clone(),
+            },
+            opts,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("floor start: {e}"))?;
+    next(pubsub).await?;
+    let started = t.elapsed();
+    let t = Instant::now();
+    client
+        .get_workflow_handle::<FloorWorkflow>(&id)
+        .signal(FloorWorkflow::go, (), WorkflowSignalOptions::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("floor signal: {e}"))?;
+    next(pubsub).await?;
+    let resumed = t.elapsed();
+    pubsub.unsubscribe(&channel).await?;
+    Ok((started, resumed))
+}
+
+async fn next(pubsub: &mut redis::aio::PubSub) -> anyhow::Result<()> {
+    use futures::StreamExt;
+    let mut s = pubsub.on_message();
+    tokio::time::timeout(Duration::from_secs(10), s.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("floor screen never arrived"))?
+        .ok_or_else(|| anyhow::anyhow!("pub/sub closed"))?;
+    Ok(())
+}
