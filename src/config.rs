@@ -37,13 +37,13 @@ pub enum Cmd {
 #[derive(Args, Debug, Clone)]
 pub struct GatewayClientArgs {
     /// The gateway (e.g. a running `drift dev`).
-    #[arg(long, env = "DRIFT_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(long, global = true, env = "DRIFT_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// API key (or JWT) to call with; default: `drift dev`'s key from the data folder.
-    #[arg(long, env = "DRIFT_API_KEY", hide_env_values = true)]
+    #[arg(long, global = true, env = "DRIFT_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// `drift dev`'s data folder, where its dev key is.
-    #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
+    #[arg(long, global = true, env = "DRIFT_DATA_DIR", default_value = ".drift")]
     pub data_dir: PathBuf,
 }
 
@@ -146,14 +146,28 @@ pub fn default_database_url(data_dir: &std::path::Path) -> String {
 pub struct BenchArgs {
     /// Temporal the floor runs on (the gateway's). Default: what `drift dev` wrote in its data
     /// folder (`endpoints.json`).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub temporal_address: Option<String>,
     /// Redis the floor publishes to (the gateway's). Default: as for `--temporal-address`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub redis_url: Option<String>,
     /// Skip the raw-SDK floor (e.g. against a remote gateway).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub no_floor: bool,
+    /// The gateway's process id, for its memory (default: `drift dev`'s, from endpoints.json).
+    #[arg(long, global = true)]
+    pub pid: Option<u32>,
+    /// Tenant of the API key (fanout publishes on that tenant's keys). Default: `drift dev`'s.
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    /// The gateway's Redis key prefix. Default: `drift dev`'s.
+    #[arg(long, global = true)]
+    pub key_prefix: Option<String>,
+    /// Also write a markdown report and SVG charts into this folder.
+    #[arg(long, global = true)]
+    pub report: Option<PathBuf>,
+    #[command(subcommand)]
+    pub what: Option<BenchCmd>,
     /// Measured rounds (each: start bank_account to its first screen; resume refund's first
     /// screen to the next, which needs no activity).
     #[arg(long, default_value_t = 200)]
@@ -163,6 +177,34 @@ pub struct BenchArgs {
     pub warmup: usize,
     #[command(flatten)]
     pub gateway: GatewayClientArgs,
+}
+
+/// Benchmarks other than the sync round trips.
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchCmd {
+    /// Live fan-out: N subscribers (SSE and WebSocket) over C workflows, states published at a
+    /// fixed cadence through Drift's publish path; delivery, latency and memory per connection.
+    Fanout {
+        /// Subscriber counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        subscribers: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        workflows: usize,
+        /// States published per workflow (the last one COMPLETED).
+        #[arg(long, default_value_t = 10)]
+        states: u64,
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+    },
+    /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
+    /// all must be answered, on the gateway's fixed Redis connections.
+    Waiters {
+        #[arg(long, default_value_t = 10_000)]
+        waiters: usize,
+        /// How long the stand-in holds each call, in milliseconds.
+        #[arg(long, default_value_t = 3_000)]
+        delay_ms: u64,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

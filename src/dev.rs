@@ -289,7 +289,10 @@ async fn start_and_run(
         }
     };
     // Where this dev's Temporal and Redis are, for `drift bench` (its floor runs on them too).
-    let endpoints = serde_json::json!({"temporalAddress": temporal_address, "redisUrl": redis_url});
+    let endpoints = serde_json::json!({
+        "temporalAddress": temporal_address, "redisUrl": redis_url, "pid": std::process::id(),
+        "keyPrefix": a.common.key_prefix, "tenant": "demo",
+    });
     std::fs::write(data.join("endpoints.json"), endpoints.to_string()).ok();
     run_with(a, dev_key, &redis_url, &temporal_address, shutdown).await
 }

@@ -2,26 +2,74 @@
 //! reported next to a bare HTTP round trip to the same gateway and next to the raw-SDK floor
 //! (`temporal::floor`) on the same Temporal and Redis, all measured in the same process.
 
-use crate::config::BenchArgs;
+mod fanout;
+mod report;
+mod waiters;
+
+use crate::config::{BenchArgs, BenchCmd};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-struct Series {
-    name: &'static str,
-    samples: Vec<Duration>,
+pub struct Series {
+    pub name: &'static str,
+    pub samples: Vec<Duration>,
 }
 
 impl Series {
-    fn pct(&self, p: f64) -> Duration {
+    pub fn pct(&self, p: f64) -> Duration {
         let mut s = self.samples.clone();
         s.sort();
         s[((s.len() as f64 - 1.0) * p).round() as usize]
     }
 }
 
-fn ms(d: Duration) -> String {
+pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Where the measured gateway's parts are: from flags, else from `drift dev`'s endpoints.json.
+pub struct Endpoints {
+    pub temporal_address: Option<String>,
+    pub redis_url: Option<String>,
+    pub pid: Option<u32>,
+    pub tenant: String,
+    pub key_prefix: String,
+}
+
+impl Endpoints {
+    fn of(a: &BenchArgs) -> Self {
+        let e: Value = std::fs::read_to_string(a.gateway.data_dir.join("endpoints.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let s = |k: &str| e[k].as_str().map(String::from);
+        Self {
+            temporal_address: a.temporal_address.clone().or_else(|| s("temporalAddress")),
+            redis_url: a.redis_url.clone().or_else(|| s("redisUrl")),
+            pid: a.pid.or_else(|| e["pid"].as_u64().map(|p| p as u32)),
+            tenant: a
+                .tenant
+                .clone()
+                .or_else(|| s("tenant"))
+                .unwrap_or_else(|| "demo".into()),
+            key_prefix: a
+                .key_prefix
+                .clone()
+                .or_else(|| s("keyPrefix"))
+                .unwrap_or_else(|| "drift".into()),
+        }
+    }
+}
+
+/// A process's resident memory, in KB (Linux).
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// The raw-SDK floor, set up on the gateway's Temporal and Redis.
@@ -32,23 +80,10 @@ struct Floor {
     stop: tokio_util::sync::CancellationToken,
 }
 
-async fn floor(a: &BenchArgs) -> anyhow::Result<Floor> {
-    let endpoints: Value = std::fs::read_to_string(a.gateway.data_dir.join("endpoints.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let temporal = a
-        .temporal_address
-        .clone()
-        .or_else(|| endpoints["temporalAddress"].as_str().map(String::from))
-        .context(
-            "the floor needs --temporal-address (or a drift dev data folder with endpoints.json), or pass --no-floor",
-        )?;
-    let redis_url = a
-        .redis_url
-        .clone()
-        .or_else(|| endpoints["redisUrl"].as_str().map(String::from))
-        .context("the floor needs --redis-url (or a drift dev data folder with endpoints.json), or pass --no-floor")?;
+async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
+    let hint = "the floor needs --temporal-address and --redis-url (or a drift dev data folder with endpoints.json), or pass --no-floor";
+    let temporal = ends.temporal_address.clone().context(hint)?;
+    let redis_url = ends.redis_url.clone().context(hint)?;
     let task_queue = format!("drift-floor-{}", std::process::id());
     let cfg = crate::temporal::TemporalConfig {
         address: temporal.clone(),
@@ -70,7 +105,58 @@ async fn floor(a: &BenchArgs) -> anyhow::Result<Floor> {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let client = crate::client::Client::new(&a.gateway)?;
+    let ends = Endpoints::of(&a);
+    let client = std::sync::Arc::new(crate::client::Client::new(&a.gateway)?);
+    match a.what.clone() {
+        None => {
+            let rows = round_trips(&a, &ends, &client).await?;
+            if let Some(dir) = &a.report {
+                report::round_trips(dir, &rows)?;
+            }
+        }
+        Some(BenchCmd::Fanout {
+            subscribers,
+            workflows,
+            states,
+            interval_ms,
+        }) => {
+            let mut results = Vec::new();
+            for n in subscribers {
+                let r = fanout::run_once(
+                    client.clone(),
+                    &ends,
+                    n,
+                    workflows.max(1),
+                    states.max(1),
+                    Duration::from_millis(interval_ms.max(1)),
+                )
+                .await?;
+                results.push(r);
+                fanout::print(&results[results.len() - 1..]);
+            }
+            println!();
+            fanout::print(&results);
+            if let Some(dir) = &a.report {
+                report::fanout(dir, &results)?;
+            }
+        }
+        Some(BenchCmd::Waiters { waiters, delay_ms }) => {
+            let r = waiters::run(client.clone(), &ends, waiters, Duration::from_millis(delay_ms)).await?;
+            waiters::print(&r);
+            if let Some(dir) = &a.report {
+                report::waiters(dir, &r)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sync round trips, each against the floor; answers the printed rows for the report.
+async fn round_trips(
+    a: &BenchArgs,
+    ends: &Endpoints,
+    client: &crate::client::Client,
+) -> anyhow::Result<Vec<(Series, Option<f64>)>> {
     let auth = client.auth.clone();
     let http = client.http.clone();
     let base = client.base.clone();
@@ -81,7 +167,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     };
     let mut floor = match a.no_floor {
         true => None,
-        false => Some(floor(&a).await?),
+        false => Some(floor(ends).await?),
     };
     let series = |name: &'static str| Series { name, samples: vec![] };
     let (mut health, mut start, mut resume) = (
@@ -183,16 +269,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
         "{:<32} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "round trip", "p50", "p90", "p99", "x healthz", "x floor"
     );
-    let rows: Vec<(&Series, Option<f64>)> = vec![
-        (&health, None),
-        (&f_start, None),
-        (&fe_start, None),
-        (&start, floor_start),
-        (&f_resume, None),
-        (&fe_resume, None),
-        (&resume, floor_resume),
+    let rows: Vec<(Series, Option<f64>)> = vec![
+        (health, None),
+        (f_start, None),
+        (fe_start, None),
+        (start, floor_start),
+        (f_resume, None),
+        (fe_resume, None),
+        (resume, floor_resume),
     ];
-    for (s, against) in rows {
+    for (s, against) in &rows {
         if s.samples.is_empty() {
             continue;
         }
@@ -207,5 +293,5 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             against.map(|f| format!("{:.2}x", p50 / f)).unwrap_or_default()
         );
     }
-    Ok(())
+    Ok(rows)
 }

@@ -1,0 +1,323 @@
+//! `drift bench fanout`: N live subscribers (SSE and WebSocket, half each) over C workflows of a
+//! running gateway. States go through Drift's own publish path (the Lua publish the worker
+//! uses) at a fixed cadence, so the offered load does not depend on what publishing costs;
+//! every subscriber must get every state, in order. Reports delivery rate, publish-to-client
+//! latency, and the gateway's memory per idle connection.
+
+use super::{Endpoints, Series, ms, rss_kb};
+use crate::bus::{Publication, Publisher, RedisKeys, Retention};
+use crate::client::Client;
+use crate::domain::{ScopedWorkflowId, TenantId, WorkflowId, WorkflowState, WorkflowStatus};
+use anyhow::{Context, bail};
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Mutex;
+
+pub struct FanoutResult {
+    pub subscribers: usize,
+    pub delivered: usize,
+    pub expected: usize,
+    pub in_order: bool,
+    pub rate_per_sec: f64,
+    pub latency: Series,
+    pub kb_per_connection: Option<f64>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+/// What one subscriber saw: each state's seq and latency.
+#[derive(Default)]
+struct Seen {
+    seqs: Vec<u64>,
+    latencies_us: Vec<u64>,
+}
+
+impl Seen {
+    fn record(&mut self, state: &Value) {
+        let seq = state["seq"].as_u64().unwrap_or(0);
+        self.seqs.push(seq);
+        if let Some(sent) = state["disposition"]["sentAtUs"].as_u64() {
+            self.latencies_us.push(now_us().saturating_sub(sent));
+        }
+    }
+}
+
+async fn sse_client(
+    c: Arc<Client>,
+    id: String,
+    token: String,
+    seen: Arc<Mutex<Seen>>,
+    ready: Arc<AtomicUsize>,
+) -> anyhow::Result<()> {
+    let r = c
+        .http
+        .get(format!("{}/v3/workflow/{id}/events?token={token}", c.base))
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut body = r.bytes_stream();
+    let mut buf = Vec::<u8>::new();
+    let mut first = true;
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk?);
+        while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+            let frame: Vec<u8> = buf.drain(..end + 2).collect();
+            let text = String::from_utf8_lossy(&frame);
+            let data: String = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            if !text.lines().any(|l| l == "event: state" || l == "event:state") || data.is_empty() {
+                continue;
+            }
+            let state: Value = serde_json::from_str(&data)?;
+            seen.lock().await.record(&state);
+            if first {
+                first = false;
+                ready.fetch_add(1, Ordering::Relaxed);
+            }
+            if state["workflowStatus"] == "COMPLETED" {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ws_client(
+    c: Arc<Client>,
+    id: String,
+    token: String,
+    seen: Arc<Mutex<Seen>>,
+    ready: Arc<AtomicUsize>,
+) -> anyhow::Result<()> {
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let url = format!("{}/v3/ws", c.base.replacen("http", "ws", 1));
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert("authorization", c.auth.parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    ws.send(Message::text(
+        json!({"type": "subscribe", "workflowId": id, "token": token}).to_string(),
+    ))
+    .await?;
+    let mut first = true;
+    while let Some(m) = ws.next().await {
+        let Message::Text(t) = m? else { continue };
+        let v: Value = serde_json::from_str(&t)?;
+        if v["type"] != "state" {
+            continue;
+        }
+        seen.lock().await.record(&v["state"]);
+        if first {
+            first = false;
+            ready.fetch_add(1, Ordering::Relaxed);
+        }
+        if v["state"]["workflowStatus"] == "COMPLETED" {
+            let _ = ws.close(None).await;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// One run at `n` subscribers.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_once(
+    c: Arc<Client>,
+    ends: &Endpoints,
+    n: usize,
+    workflows: usize,
+    states: u64,
+    interval: Duration,
+) -> anyhow::Result<FanoutResult> {
+    let redis_url = ends
+        .redis_url
+        .clone()
+        .context("fanout needs the gateway's Redis (--redis-url or drift dev's endpoints.json)")?;
+    let tenant = TenantId::parse(&ends.tenant)?;
+    let conn = crate::bus::connect(&redis_url, Duration::from_secs(3), 3).await?;
+    let publisher = Publisher::new(
+        conn,
+        Retention {
+            history_len: 100,
+            ttl: Duration::from_secs(3600),
+        },
+    );
+    // Real workflows (each waits on its first screen), so the gateway follows real ids.
+    let mut flows = Vec::new();
+    for _ in 0..workflows {
+        let (status, r) = c
+            .call(
+                reqwest::Method::POST,
+                "/v3/workflow/start",
+                Some(&json!({"workflow": "bank_account"})),
+            )
+            .await?;
+        if !status.is_success() {
+            bail!("start: {status} {r}");
+        }
+        let id = r["workflowId"].as_str().context("no workflowId")?.to_string();
+        let token = r["streamToken"].as_str().context("no streamToken")?.to_string();
+        flows.push((id, token));
+    }
+    let before = ends.pid.and_then(rss_kb);
+    eprintln!("fanout: connecting {n} subscribers (half SSE, half WebSocket) over {workflows} workflows");
+    let ready = Arc::new(AtomicUsize::new(0));
+    let mut seen = Vec::with_capacity(n);
+    let mut tasks = tokio::task::JoinSet::new();
+    let t_connect = Instant::now();
+    for i in 0..n {
+        let (id, token) = flows[i % workflows].clone();
+        let s = Arc::new(Mutex::new(Seen::default()));
+        seen.push((i % workflows, s.clone()));
+        let (c, r) = (c.clone(), ready.clone());
+        if i % 2 == 0 {
+            tasks.spawn(sse_client(c, id, token, s, r));
+        } else {
+            tasks.spawn(ws_client(c, id, token, s, r));
+        }
+        // Open connections in waves, so the gateway's accept queue is not the thing measured.
+        if i % 250 == 249 {
+            while ready.load(Ordering::Relaxed) + 100 < i {
+                if t_connect.elapsed() > Duration::from_secs(120) {
+                    bail!(
+                        "only {} of {i} subscribers got their first state",
+                        ready.load(Ordering::Relaxed)
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        if i % 2000 == 1999 {
+            eprintln!("  {} connected", i + 1);
+        }
+    }
+    while ready.load(Ordering::Relaxed) < n {
+        if t_connect.elapsed() > Duration::from_secs(180) {
+            bail!(
+                "only {} of {n} subscribers got their first state",
+                ready.load(Ordering::Relaxed)
+            );
+        }
+        if let Some(Ok(Err(e))) = tasks.try_join_next() {
+            bail!("a subscriber failed: {e:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Idle: every connection open, nothing moving.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = ends.pid.and_then(rss_kb);
+    let kb_per_connection = match (before, after) {
+        (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n as f64),
+        _ => None,
+    };
+    eprintln!(
+        "fanout: {n} subscribers ready in {:.1} s; publishing {states} states per workflow every {} ms",
+        t_connect.elapsed().as_secs_f64(),
+        interval.as_millis()
+    );
+    let t_pub = Instant::now();
+    let mut tick = tokio::time::interval(interval);
+    for k in 0..states {
+        tick.tick().await;
+        let last = k + 1 == states;
+        for (id, _) in &flows {
+            let wid = WorkflowId::parse(id)?;
+            let keys = RedisKeys::new(&ends.key_prefix, &ScopedWorkflowId::new(&tenant, &wid));
+            let status = if last {
+                WorkflowStatus::Completed
+            } else {
+                WorkflowStatus::Waiting
+            };
+            let state = WorkflowState {
+                disposition: Some(json!({"sentAtUs": now_us()})),
+                ..WorkflowState::bare(id, status, k + 2)
+            };
+            publisher.publish(&Publication::state(&keys, &state)).await?;
+        }
+    }
+    let published_for = t_pub.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !tasks.is_empty() {
+        match tokio::time::timeout_at(deadline.into(), tasks.join_next()).await {
+            Ok(Some(Ok(Err(e)))) => eprintln!("fanout: a subscriber ended with an error: {e:#}"),
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!("fanout: {} subscribers still open after 60 s", tasks.len());
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+    let done = t_pub.elapsed();
+    let (mut delivered, mut in_order, mut lat) = (0usize, true, Vec::new());
+    let want: Vec<u64> = (1..=states + 1).collect();
+    for (_, s) in &seen {
+        let s = s.lock().await;
+        delivered += s.seqs.len();
+        in_order &= s.seqs == want;
+        lat.extend(s.latencies_us.iter().map(|u| Duration::from_micros(*u)));
+    }
+    for (id, _) in &flows {
+        let _ = c
+            .call(reqwest::Method::DELETE, &format!("/v3/workflow/terminate/{id}"), None)
+            .await;
+    }
+    let expected = n * (states as usize + 1);
+    Ok(FanoutResult {
+        subscribers: n,
+        delivered,
+        expected,
+        in_order,
+        rate_per_sec: (n as f64 * states as f64) / done.max(published_for).as_secs_f64(),
+        latency: Series {
+            name: "publish → client",
+            samples: lat,
+        },
+        kb_per_connection,
+    })
+}
+
+pub fn print(results: &[FanoutResult]) {
+    println!(
+        "{:>12} {:>14} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "subscribers", "delivered", "in order", "states/s", "p50", "p99", "max", "KB/conn"
+    );
+    for r in results {
+        let l = &r.latency;
+        println!(
+            "{:>12} {:>14} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10}",
+            r.subscribers,
+            format!("{}/{}", r.delivered, r.expected),
+            if r.in_order { "yes" } else { "NO" },
+            r.rate_per_sec,
+            if l.samples.is_empty() {
+                "-".into()
+            } else {
+                ms(l.pct(0.5))
+            },
+            if l.samples.is_empty() {
+                "-".into()
+            } else {
+                ms(l.pct(0.99))
+            },
+            if l.samples.is_empty() {
+                "-".into()
+            } else {
+                ms(l.pct(1.0))
+            },
+            r.kb_per_connection
+                .map(|k| format!("{k:.1}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! `--report DIR`: each benchmark's table as markdown and its charts as SVG (drawn with
+//! plotters), so a run can be kept, compared and shown in the README.
+
+use super::fanout::FanoutResult;
+use super::waiters::WaitersResult;
+use super::{Series, ms};
+use anyhow::Context;
+use plotters::prelude::*;
+use std::path::Path;
+use std::time::Duration;
+
+const COLORS: [RGBColor; 7] = [
+    RGBColor(120, 120, 120),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+];
+
+fn f_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("report: wrote {}", path.display());
+    Ok(())
+}
+
+fn plot_err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("drawing the chart: {e}")
+}
+
+/// Latency distributions (one line per round trip: latency against percentile), Drift's
+/// round trips next to their floors.
+pub fn round_trips(dir: &Path, rows: &[(Series, Option<f64>)]) -> anyhow::Result<()> {
+    let mut md = String::from(
+        "# drift bench: sync round trips\n\n| round trip | p50 | p90 | p99 | × healthz | × floor |\n|---|---|---|---|---|---|\n",
+    );
+    let base = rows.first().map(|(s, _)| s.pct(0.5).as_secs_f64()).unwrap_or(1.0);
+    for (s, floor) in rows.iter().filter(|(s, _)| !s.samples.is_empty()) {
+        let p50 = s.pct(0.5).as_secs_f64();
+        md += &format!(
+            "| {} | {} | {} | {} | {:.1}× | {} |\n",
+            s.name,
+            ms(s.pct(0.5)),
+            ms(s.pct(0.9)),
+            ms(s.pct(0.99)),
+            p50 / base,
+            floor.map(|f| format!("{:.2}×", p50 / f)).unwrap_or_default()
+        );
+    }
+    md += "\n![latency distributions](round-trips.svg)\n";
+    write(dir, "round-trips.md", &md)?;
+
+    let shown: Vec<&Series> = rows.iter().map(|(s, _)| s).filter(|s| !s.samples.is_empty()).collect();
+    let max_ms = shown.iter().map(|s| f_ms(s.pct(0.99))).fold(1.0, f64::max) * 1.1;
+    let path = dir.join("round-trips.svg");
+    {
+        let root = SVGBackend::new(&path, (900, 520)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Sync round trips: latency by percentile (Drift vs raw-SDK floor)",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..100f64, 0f64..max_ms)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("milliseconds")
+            .draw()
+            .map_err(plot_err)?;
+        for (i, s) in shown.iter().enumerate() {
+            let mut v: Vec<f64> = s.samples.iter().map(|d| f_ms(*d)).collect();
+            v.sort_by(|a, b| a.total_cmp(b));
+            let n = v.len().max(2) as f64 - 1.0;
+            let color = COLORS[i % COLORS.len()];
+            let style = if s.name.starts_with("floor") {
+                color.stroke_width(1)
+            } else {
+                color.stroke_width(3)
+            };
+            chart
+                .draw_series(LineSeries::new(
+                    v.iter().enumerate().map(|(k, y)| (k as f64 * 100.0 / n, y.min(max_ms))),
+                    style,
+                ))
+                .map_err(plot_err)?
+                .label(s.name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    eprintln!("report: wrote {}", path.display());
+    Ok(())
+}
+
+/// Fan-out latency and memory against subscriber count.
+pub fn fanout(dir: &Path, results: &[FanoutResult]) -> anyhow::Result<()> {
+    let mut md = String::from(
+        "# drift bench fanout\n\n| subscribers | delivered | in order | states/s | p50 | p99 | max | KB per connection |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let l = &r.latency;
+        let p = |q| {
+            if l.samples.is_empty() {
+                "-".to_string()
+            } else {
+                ms(l.pct(q))
+            }
+        };
+        md += &format!(
+            "| {} | {}/{} | {} | {:.0} | {} | {} | {} | {} |\n",
+            r.subscribers,
+            r.delivered,
+            r.expected,
+            if r.in_order { "yes" } else { "no" },
+            r.rate_per_sec,
+            p(0.5),
+            p(0.99),
+            p(1.0),
+            r.kb_per_connection
+                .map(|k| format!("{k:.1}"))
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    md += "\n![fan-out latency](fanout-latency.svg) ![memory per connection](fanout-memory.svg)\n";
+    write(dir, "fanout.md", &md)?;
+    let max_n = results.iter().map(|r| r.subscribers).max().unwrap_or(1) as f64 * 1.05;
+    let with_lat: Vec<&FanoutResult> = results.iter().filter(|r| !r.latency.samples.is_empty()).collect();
+    let max_ms = with_lat.iter().map(|r| f_ms(r.latency.pct(0.99))).fold(1.0, f64::max) * 1.2;
+    let path = dir.join("fanout-latency.svg");
+    {
+        let root = SVGBackend::new(&path, (640, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Fan-out: publish → client latency", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..max_n, 0f64..max_ms)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("subscribers")
+            .y_desc("milliseconds")
+            .draw()
+            .map_err(plot_err)?;
+        for (i, (name, q)) in [("p50", 0.5), ("p99", 0.99)].into_iter().enumerate() {
+            let color = COLORS[3 + i];
+            let pts: Vec<(f64, f64)> = with_lat
+                .iter()
+                .map(|r| (r.subscribers as f64, f_ms(r.latency.pct(q))))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .map_err(plot_err)?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            chart
+                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+                .map_err(plot_err)?;
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.85))
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    eprintln!("report: wrote {}", path.display());
+    let path = dir.join("fanout-memory.svg");
+    {
+        let pts: Vec<(f64, f64)> = results
+            .iter()
+            .filter_map(|r| Some((r.subscribers as f64, r.kb_per_connection?)))
+            .collect();
+        let max_kb = pts.iter().map(|p| p.1).fold(10.0, f64::max) * 1.2;
+        let root = SVGBackend::new(&path, (640, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Gateway memory per idle connection", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..max_n, 0f64..max_kb)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc("subscribers")
+            .y_desc("KB per connection (RSS)")
+            .draw()
+            .map_err(plot_err)?;
+        chart
+            .draw_series(LineSeries::new(vec![(0.0, 8.0), (max_n, 8.0)], RED.stroke_width(1)))
+            .map_err(plot_err)?
+            .label("8 KB target")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(1)));
+        chart
+            .draw_series(LineSeries::new(pts.clone(), COLORS[3].stroke_width(2)))
+            .map_err(plot_err)?
+            .label("measured")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], COLORS[3].stroke_width(2)));
+        chart
+            .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, COLORS[3].filled())))
+            .map_err(plot_err)?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.85))
+            .draw()
+            .map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
+    }
+    eprintln!("report: wrote {}", path.display());
+    Ok(())
+}
+
+pub fn waiters(dir: &Path, r: &WaitersResult) -> anyhow::Result<()> {
+    let show = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    let l = &r.latency;
+    let p = |q| {
+        if l.samples.is_empty() {
+            "-".to_string()
+        } else {
+            ms(l.pct(q))
+        }
+    };
+    let md = format!(
+        "# drift bench waiters\n\n| waiters | answered | Redis connections (before → during) | p50 | max | KB per waiter |\n|---|---|---|---|---|---|\n| {} | {} | {} → {} | {} | {} | {} |\n",
+        r.waiters,
+        r.answered,
+        show(r.redis_clients_before),
+        show(r.redis_clients_during),
+        p(0.5),
+        p(1.0),
+        r.kb_per_waiter.map(|k| format!("{k:.1}")).unwrap_or_else(|| "-".into())
+    );
+    write(dir, "waiters.md", &md)
+}

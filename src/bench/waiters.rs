@@ -1,0 +1,195 @@
+//! `drift bench waiters`: W sync starts blocked at once on one gateway, each first screen held
+//! back by a slow stand-in call. All must be answered, on the gateway's fixed Redis
+//! connections; reports memory per waiter.
+
+use super::{Endpoints, Series, ms, rss_kb};
+use crate::client::Client;
+use anyhow::{Context, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub struct WaitersResult {
+    pub waiters: usize,
+    pub answered: usize,
+    pub redis_clients_before: Option<usize>,
+    pub redis_clients_during: Option<usize>,
+    pub kb_per_waiter: Option<f64>,
+    pub latency: Series,
+}
+
+/// The benchmark's own definition: a slow third-party call, then a screen.
+fn definition() -> Value {
+    json!({
+        "id": "bench_slow_start",
+        "description": "drift bench waiters: a slow stand-in call before the first screen",
+        "startNode": "slow",
+        "enumStore": {"apiBase": "http://127.0.0.1:8080/stand-ins"},
+        "states": {
+            "slow": {"node": {"type": "HTTP", "url": "{{ enums.apiBase }}/slow/{{ params.ms }}", "timeoutMs": 60000},
+                     "nextNode": "show"},
+            "show": {"node": {"type": "INSTRUCTION", "layoutId": "after_slow", "inputOptions": [
+                {"id": "ok", "tags": {"values": ["ui.button"]}, "possibleValues": [{"displayValue": "OK", "value": "ok"}]}]},
+                     "nextNode": "done"},
+            "done": {"node": {"type": "SUCCESS"}}
+        }
+    })
+}
+
+async fn ensure_definition(c: &Client) -> anyhow::Result<()> {
+    let d = definition();
+    let (status, r) = c
+        .call(Method::PUT, "/v3/definitions/bench_slow_start", Some(&d))
+        .await?;
+    if !status.is_success() {
+        bail!("saving the benchmark's definition: {status} {r}");
+    }
+    let (status, r) = c
+        .call(Method::POST, "/v3/definitions/bench_slow_start/publish", None)
+        .await?;
+    let v = r["version"]
+        .as_u64()
+        .with_context(|| format!("publish: {status} {r}"))?;
+    let (status, r) = c
+        .call(
+            Method::POST,
+            "/v3/definitions/bench_slow_start/activate",
+            Some(&json!({"version": v})),
+        )
+        .await?;
+    if !status.is_success() {
+        bail!("activate: {status} {r}");
+    }
+    Ok(())
+}
+
+async fn redis_clients(url: &str) -> Option<usize> {
+    let mut c = redis::Client::open(url)
+        .ok()?
+        .get_multiplexed_async_connection()
+        .await
+        .ok()?;
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut c).await.ok()?;
+    // Not counting this probe's own connection.
+    Some(list.lines().count().saturating_sub(1))
+}
+
+pub async fn run(c: Arc<Client>, ends: &Endpoints, n: usize, delay: Duration) -> anyhow::Result<WaitersResult> {
+    ensure_definition(&c).await?;
+    let redis_before = match &ends.redis_url {
+        Some(u) => redis_clients(u).await,
+        None => None,
+    };
+    let rss_before = ends.pid.and_then(rss_kb);
+    eprintln!(
+        "waiters: {n} sync starts, each first screen {} ms behind a slow stand-in",
+        delay.as_millis()
+    );
+    // A client of its own, with no idle-connection cap: every waiter holds a connection.
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let (http, c, answered, sent) = (http.clone(), c.clone(), answered.clone(), sent.clone());
+        let ms = delay.as_millis() as u64;
+        tasks.spawn(async move {
+            let t = Instant::now();
+            sent.fetch_add(1, Ordering::Relaxed);
+            let r = http
+                .post(format!("{}/v3/workflow/start", c.base))
+                .header("authorization", &c.auth)
+                .header("prefer", "wait=110")
+                .json(&json!({"workflow": "bench_slow_start", "params": {"ms": ms}}))
+                .send()
+                .await?;
+            let status = r.status();
+            let body: Value = r.json().await.unwrap_or_default();
+            if status != reqwest::StatusCode::OK || body["workflowStatus"] != "WAITING" {
+                bail!("{status}: {body}");
+            }
+            answered.fetch_add(1, Ordering::Relaxed);
+            anyhow::Ok(t.elapsed())
+        });
+    }
+    // While they wait: the gateway's memory and Redis connections with every waiter held.
+    let mut peak_rss = rss_before;
+    let mut redis_during = None;
+    let mut samples = Vec::with_capacity(n);
+    let mut failures = Vec::new();
+    let mut sampled_at_full = false;
+    loop {
+        let pending = n - answered.load(Ordering::Relaxed);
+        if !sampled_at_full && sent.load(Ordering::Relaxed) == n && t0.elapsed() > delay / 2 {
+            sampled_at_full = true;
+            peak_rss = ends.pid.and_then(rss_kb).or(peak_rss);
+            if let Some(u) = &ends.redis_url {
+                redis_during = redis_clients(u).await;
+            }
+            eprintln!("  all {n} sent; {pending} waiting");
+        }
+        match tokio::time::timeout(Duration::from_millis(200), tasks.join_next()).await {
+            Ok(Some(Ok(Ok(d)))) => samples.push(d),
+            Ok(Some(Ok(Err(e)))) => failures.push(e.to_string()),
+            Ok(Some(Err(e))) => failures.push(e.to_string()),
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        if t0.elapsed() > Duration::from_secs(300) {
+            tasks.abort_all();
+            break;
+        }
+    }
+    if let Some(f) = failures.first() {
+        eprintln!("waiters: {} failed; first: {f}", failures.len());
+        if f.contains("429") {
+            eprintln!(
+                "waiters: the gateway's per-credential rate limit refused some; run it with --rate-limit 0 for this benchmark"
+            );
+        }
+    }
+    let kb_per_waiter = match (rss_before, peak_rss) {
+        (Some(b), Some(p)) => Some(p.saturating_sub(b) as f64 / n as f64),
+        _ => None,
+    };
+    Ok(WaitersResult {
+        waiters: n,
+        answered: answered.load(Ordering::Relaxed),
+        redis_clients_before: redis_before,
+        redis_clients_during: redis_during,
+        kb_per_waiter,
+        latency: Series {
+            name: "start → first screen (slow stand-in)",
+            samples,
+        },
+    })
+}
+
+pub fn print(r: &WaitersResult) {
+    let show = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    println!(
+        "{:>8} {:>10} {:>20} {:>10} {:>10} {:>10}",
+        "waiters", "answered", "Redis conns (before→during)", "p50", "max", "KB/waiter"
+    );
+    let l = &r.latency;
+    println!(
+        "{:>8} {:>10} {:>20} {:>10} {:>10} {:>10}",
+        r.waiters,
+        r.answered,
+        format!("{} → {}", show(r.redis_clients_before), show(r.redis_clients_during)),
+        if l.samples.is_empty() {
+            "-".into()
+        } else {
+            ms(l.pct(0.5))
+        },
+        if l.samples.is_empty() {
+            "-".into()
+        } else {
+            ms(l.pct(1.0))
+        },
+        r.kb_per_waiter.map(|k| format!("{k:.1}")).unwrap_or_else(|| "-".into())
+    );
+}
