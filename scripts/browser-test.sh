@@ -4,11 +4,11 @@
 # Screenshots land in test-artifacts/. Then runs the README's curl examples against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q --bin drift
+cargo build --release -q --bin drift
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 data=$(mktemp -d)
 log="$data/drift-dev.log"
-"${CARGO_TARGET_DIR:-target}/debug/drift" dev --data-dir "$data" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/release/drift" dev --data-dir "$data" --listen "127.0.0.1:$port" >"$log" 2>&1 &
 dev=$!
 cleanup() { kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$data"; }
 trap cleanup EXIT

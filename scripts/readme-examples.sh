@@ -9,7 +9,7 @@ python3 - "$port" "$data" >"$script" <<'PY'
 import re, sys
 port, data = sys.argv[1], sys.argv[2].rstrip("/")
 text = open("README.md").read()
-section = text[text.index("## API (`/v3`)"):text.index("## Benchmark")]
+section = text[text.index("## API (`/v3`)"):text.index("## Performance")]
 blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
 body = "\n".join(blocks)
 for host in ("localhost:8080", "127.0.0.1:8080"):

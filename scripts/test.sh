@@ -11,5 +11,6 @@ echo "test: cargo fmt --check"
 cargo fmt --check || { echo "test: formatting differs; run cargo fmt" >&2; exit 1; }
 echo "test: cargo clippy --all-targets -- -D warnings"
 cargo clippy -q --all-targets -- -D warnings
-cargo test --all-targets "$@"
+# Release, like scripts/dev.sh: one optimised build serves the tests and `drift dev`.
+cargo test --release --all-targets "$@"
 bash scripts/browser-test.sh

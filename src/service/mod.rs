@@ -428,12 +428,14 @@ impl Service {
             execution_timeout_ms: Some(execution_timeout),
         };
         let keys = self.keys(&start.scoped_id());
-        // A reused id goes on from its earlier runs' seq, so readers see the new run.
-        let start = WorkflowStart {
-            seq_base: riding_out(|| self.0.store.high_seq(&keys)).await?,
-            ..start
-        };
-        let subscription = self.subscribe_unless(is_async, &keys).await?;
+        // A reused id goes on from its earlier runs' seq, so readers see the new run. The read
+        // and the subscription are independent round trips: both happen before the dispatch,
+        // at the same time.
+        let (seq_base, subscription) = tokio::try_join!(
+            riding_out(|| self.0.store.high_seq(&keys)),
+            self.subscribe_unless(is_async, &keys)
+        )?;
+        let start = WorkflowStart { seq_base, ..start };
         let idempotent = req.idempotency_key.is_some();
         let fresh = match self.0.temporal.start(start, idempotent).await {
             Ok(()) => {
@@ -482,7 +484,14 @@ impl Service {
         // A retried command (same request id) gets its first answer and is not sent again.
         let scoped = caller.scoped(id);
         let keys = self.keys(&scoped);
-        let first = riding_out(|| self.0.store.answer(&keys, req.request_id().as_str())).await?;
+        let is_async = callback.is_some();
+        // The checks' reads and the subscription are independent round trips, all before the
+        // dispatch: done at once. (A retried command drops its subscription unused.)
+        let (first, latest, subscription) = tokio::try_join!(
+            riding_out(|| self.0.store.answer(&keys, req.request_id().as_str())),
+            self.state_of(caller, id),
+            self.subscribe_unless(is_async, &keys)
+        )?;
         if let Some(first) = first {
             metrics::counter!("drift_commands_deduplicated_total").increment(1);
             return Ok(Dispatched {
@@ -497,7 +506,6 @@ impl Service {
                 answered: Some(first),
             });
         }
-        let latest = self.state_of(caller, id).await?;
         let cmd = match req {
             CommandRequest::Resume {
                 request_id,
@@ -532,11 +540,8 @@ impl Service {
                 }
             }
         };
-        let is_async = callback.is_some();
         let request_id = cmd.request_id().clone();
         let t0 = std::time::Instant::now();
-        let subscription = self.subscribe_unless(is_async, &keys).await?;
-        let subscribed = t0.elapsed();
         match self.0.temporal.signal(&scoped, cmd).await {
             Ok(()) => {}
             // Drift still showed it waiting, but it ended outside Drift: publish how.
@@ -549,7 +554,7 @@ impl Service {
             }
             Err(e) => return Err(e.into()),
         }
-        tracing::debug!(%request_id, ?subscribed, signalled = ?t0.elapsed(), "command dispatched");
+        tracing::debug!(%request_id, signalled = ?t0.elapsed(), "command dispatched");
         Ok(Dispatched {
             id: id.clone(),
             request_id,

@@ -134,6 +134,9 @@ pub fn spawn_floor_worker(
     Ok(handle)
 }
 
+/// How long the floor waits after a screen before answering it.
+pub const SETTLE: Duration = Duration::from_millis(20);
+
 /// One floor round: start → first screen, then signal → next screen, as seen by a Redis
 /// subscriber (the way Drift's gateway sees states).
 pub async fn floor_round(
@@ -161,6 +164,10 @@ pub async fn floor_round(
         .map_err(|e| anyhow::anyhow!("floor start: {e}"))?;
     next(pubsub).await?;
     let started = t.elapsed();
+    // A person answers a screen after the workflow task that showed it has completed; so does
+    // a Drift resume in `drift bench`. Signalling at once would instead land inside that task
+    // and be handed back with its completion, a path no real resume takes.
+    tokio::time::sleep(SETTLE).await;
     let t = Instant::now();
     client
         .get_workflow_handle::<FloorWorkflow>(&id)

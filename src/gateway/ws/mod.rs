@@ -37,6 +37,9 @@ pub struct WsQuery {
 /// The socket acts as the caller of a bearer credential, or of a one-minute `?ticket=` from
 /// `POST /v3/auth/ticket` (browsers cannot set headers on a WebSocket). Without either, it may
 /// only subscribe with stream tokens.
+/// A socket's first read buffer; small messages (subscribe, resume) fit.
+const WS_READ_BUFFER: usize = 2 * 1024;
+
 pub async fn upgrade(
     State(s): State<AppState>,
     _: AllowedOrigin,
@@ -58,6 +61,10 @@ pub async fn upgrade(
     Ok(upgrade
         .max_message_size(s.cfg.max_body_bytes)
         .max_frame_size(s.cfg.max_body_bytes)
+        // Sized for an idle subscriber (the library's defaults are 128 KiB each): reads grow
+        // their buffer when a large message arrives; writes go straight to the socket.
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             session(s, caller, socket).await;
             drop(slot);
