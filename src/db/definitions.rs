@@ -61,6 +61,15 @@ pub struct Summary {
     pub snapshot: bool,
 }
 
+/// A `(body, by, at)` row.
+fn stored(r: &sqlx::any::AnyRow) -> Result<Stored, sqlx::Error> {
+    Ok(Stored {
+        body: r.try_get(0)?,
+        by: r.try_get(1)?,
+        at: r.try_get(2)?,
+    })
+}
+
 fn conflict(e: sqlx::Error) -> DbError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => DbError::Conflict,
@@ -83,14 +92,7 @@ impl Db {
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(match row {
-            Some(r) => Some(Stored {
-                body: r.try_get(0)?,
-                by: r.try_get(1)?,
-                at: r.try_get(2)?,
-            }),
-            None => None,
-        })
+        Ok(row.as_ref().map(stored).transpose()?)
     }
 
     /// Whether anything (a SNAPSHOT or a version) exists under this id.
@@ -181,14 +183,7 @@ impl Db {
         .bind(version as i64)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
-            Some(r) => Some(Stored {
-                body: r.try_get(0)?,
-                by: r.try_get(1)?,
-                at: r.try_get(2)?,
-            }),
-            None => None,
-        })
+        Ok(row.as_ref().map(stored).transpose()?)
     }
 
     /// Stores `body` as version `version`, which the caller read as the next free number.

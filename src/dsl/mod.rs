@@ -10,7 +10,7 @@ use std::path::Path;
 
 pub mod graph;
 
-pub use validate::{ValidationError, validate, validate_node};
+pub use validate::{ValidationError, is_definition_id, validate, validate_node};
 
 /// A workflow definition: a graph of named node instances.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -486,6 +486,21 @@ impl Registry {
 
     pub fn node(&self, id: &str, version: Option<&str>) -> Option<&NodeResource> {
         pick(self.nodes.get(id)?, self.active_nodes.get(id), version)
+    }
+
+    /// Puts the node each resolvable reference names in place (unresolvable ones stay as
+    /// they are, for validation to report).
+    pub fn inline_references(&self, def: &mut Definition) {
+        for entry in def.states.values_mut() {
+            if entry.node.is_none()
+                && let Some(res) = entry
+                    .resource_id
+                    .as_deref()
+                    .and_then(|id| self.node(id, entry.resource_version.as_deref()))
+            {
+                entry.node = Some(res.node.clone());
+            }
+        }
     }
 
     /// A self-contained copy of a definition: node references replaced by the nodes they name,

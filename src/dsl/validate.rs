@@ -38,24 +38,10 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
     // Checks below see referenced nodes as if they were inline, so a referenced BRANCH wires
     // the graph like an inline one.
     let mut inlined = original.clone();
-    for entry in inlined.states.values_mut() {
-        if entry.node.is_none()
-            && let Some(res) = entry
-                .resource_id
-                .as_deref()
-                .and_then(|id| reg.node(id, entry.resource_version.as_deref()))
-        {
-            entry.node = Some(res.node.clone());
-        }
-    }
+    reg.inline_references(&mut inlined);
     let def = &inlined;
     let reach = reachable(def);
-    if def.id.is_empty()
-        || !def
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !is_definition_id(&def.id) {
         e.push(None, "id", "must be non-empty letters, digits, '_' or '-'");
     }
     let exists = |n: &str| def.states.contains_key(n);
@@ -285,16 +271,16 @@ fn collect_strings<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
     }
 }
 
+/// Whether `id` can name a workflow or node definition: non-empty letters, digits, `_`, `-`.
+pub fn is_definition_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// Checks a stored node definition on its own (the states its BRANCH names are checked in each
 /// workflow that uses it). An empty list means valid.
 pub fn validate_node(res: &super::NodeResource) -> Vec<ValidationError> {
     let mut e = Errors(Vec::new());
-    if res.id.is_empty()
-        || !res
-            .id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if !is_definition_id(&res.id) {
         e.push(None, "id", "must be non-empty letters, digits, '_' or '-'");
     }
     check_node(&mut e, &res.id, &res.node, &|_| true);

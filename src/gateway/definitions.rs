@@ -5,7 +5,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::JsonBody;
 use crate::domain::Caller;
-use crate::service::Kind;
+use crate::service::{Kind, is_definition_id};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -38,7 +38,7 @@ pub struct ValidateBody {
 
 /// Definition ids are short names; anything else is refused before it reaches the database.
 fn checked(id: &str) -> Result<&str, ApiError> {
-    if id.is_empty() || id.len() > 128 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if id.len() > 128 || !is_definition_id(id) {
         return Err(ApiError::bad_request(
             "a definition id is 1-128 letters, digits, '_' or '-'",
         ));

@@ -399,17 +399,7 @@ impl Service {
         let stored = self.stored(Kind::Workflow, id, which(version)?).await?;
         let mut def: Definition =
             serde_json::from_str(&stored.body).map_err(|e| ServiceError::Internal(format!("stored {id}: {e}")))?;
-        let reg = self.catalog().registry();
-        for entry in def.states.values_mut() {
-            if entry.node.is_none()
-                && let Some(res) = entry
-                    .resource_id
-                    .as_deref()
-                    .and_then(|r| reg.node(r, entry.resource_version.as_deref()))
-            {
-                entry.node = Some(res.node.clone());
-            }
-        }
+        self.catalog().registry().inline_references(&mut def);
         // Layout is CPU work; keep it off the async workers.
         tokio::task::spawn_blocking(move || crate::dsl::graph::graph(&def))
             .await

@@ -12,6 +12,7 @@ mod token;
 mod wait;
 
 pub use crate::db::Kind;
+pub use crate::dsl::is_definition_id;
 pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
 pub use catalog::Catalog;
 pub use follow::{Follow, Out};
