@@ -179,6 +179,14 @@ pub struct BenchArgs {
     pub gateway: GatewayClientArgs,
 }
 
+/// The subscribers of `drift bench fanout`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Mixed,
+    Sse,
+    Ws,
+}
+
 /// Benchmarks other than the sync round trips.
 #[derive(Subcommand, Debug, Clone)]
 pub enum BenchCmd {
@@ -195,6 +203,10 @@ pub enum BenchCmd {
         states: u64,
         #[arg(long, default_value_t = 500)]
         interval_ms: u64,
+        /// Which live transport the subscribers use: half and half, or all one kind (to see
+        /// each one's memory per connection).
+        #[arg(long, value_enum, default_value_t = Transport::Mixed)]
+        transport: Transport,
     },
     /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
     /// all must be answered, on the gateway's fixed Redis connections.

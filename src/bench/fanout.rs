@@ -7,6 +7,7 @@
 use super::{Endpoints, Series, ms, rss_kb};
 use crate::bus::{Publication, Publisher, RedisKeys, Retention};
 use crate::client::Client;
+use crate::config::Transport;
 use crate::domain::{ScopedWorkflowId, TenantId, WorkflowId, WorkflowState, WorkflowStatus};
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
@@ -138,6 +139,7 @@ pub async fn run_once(
     workflows: usize,
     states: u64,
     interval: Duration,
+    transport: Transport,
 ) -> anyhow::Result<FanoutResult> {
     let redis_url = ends
         .redis_url
@@ -170,7 +172,12 @@ pub async fn run_once(
         flows.push((id, token));
     }
     let before = ends.pid.and_then(rss_kb);
-    eprintln!("fanout: connecting {n} subscribers (half SSE, half WebSocket) over {workflows} workflows");
+    let kind = match transport {
+        Transport::Mixed => "half SSE, half WebSocket",
+        Transport::Sse => "all SSE",
+        Transport::Ws => "all WebSocket",
+    };
+    eprintln!("fanout: connecting {n} subscribers ({kind}) over {workflows} workflows");
     let ready = Arc::new(AtomicUsize::new(0));
     let mut seen = Vec::with_capacity(n);
     let mut tasks = tokio::task::JoinSet::new();
@@ -180,7 +187,12 @@ pub async fn run_once(
         let s = Arc::new(Mutex::new(Seen::default()));
         seen.push((i % workflows, s.clone()));
         let (c, r) = (c.clone(), ready.clone());
-        if i % 2 == 0 {
+        let sse = match transport {
+            Transport::Mixed => i % 2 == 0,
+            Transport::Sse => true,
+            Transport::Ws => false,
+        };
+        if sse {
             tasks.spawn(sse_client(c, id, token, s, r));
         } else {
             tasks.spawn(ws_client(c, id, token, s, r));

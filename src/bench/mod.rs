@@ -119,6 +119,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             workflows,
             states,
             interval_ms,
+            transport,
         }) => {
             let mut results = Vec::new();
             for n in subscribers {
@@ -129,6 +130,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                     workflows.max(1),
                     states.max(1),
                     Duration::from_millis(interval_ms.max(1)),
+                    transport,
                 )
                 .await?;
                 results.push(r);
