@@ -213,9 +213,15 @@ pub enum BenchCmd {
     Waiters {
         #[arg(long, default_value_t = 10_000)]
         waiters: usize,
-        /// How long the stand-in holds each call, in milliseconds.
+        /// How long the slow stand-in holds each first screen back, in milliseconds (at most
+        /// 30 s). Every waiter keeps three sockets open on one machine (bench → gateway,
+        /// worker → stand-in, and the stand-in's side).
         #[arg(long, default_value_t = 3_000)]
         delay_ms: u64,
+        /// Starts sent per second (0: all at once). A 2-core Temporal dev server gets through
+        /// about 40 of these workflows a second; a burst above that waits in the gateway.
+        #[arg(long, default_value_t = 0)]
+        ramp_per_sec: u64,
     },
 }
 
@@ -270,6 +276,11 @@ pub struct Common {
     /// Largest response body an HTTP node may read, in bytes; larger answers fail the node.
     #[arg(long, env = "DRIFT_MAX_RESPONSE_BYTES", default_value_t = 1024 * 1024)]
     pub max_response_bytes: usize,
+    /// Activities (HTTP nodes, webhook attempts) one worker runs at once. They mostly wait on
+    /// the network, so this is well above the SDK's 100: a slow third party must not hold up
+    /// every other workflow's calls.
+    #[arg(long, env = "DRIFT_WORKER_ACTIVITIES", default_value_t = 2_000)]
+    pub worker_activities: usize,
     /// The database holding API keys and definitions: `sqlite://FILE` or `postgres://…`
     /// (several gateways share one). Default: the SQLite file `drift.db` in the data folder.
     #[arg(long, env = "DRIFT_DATABASE_URL", hide_env_values = true)]

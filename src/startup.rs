@@ -137,6 +137,7 @@ fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
         delivery,
         egress: crate::egress::Egress::parse(&c.egress_allow).map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
         max_response_bytes: c.max_response_bytes,
+        activity_slots: c.worker_activities.max(1),
     })
 }
 

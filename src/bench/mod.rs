@@ -142,8 +142,19 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 report::fanout(dir, &results)?;
             }
         }
-        Some(BenchCmd::Waiters { waiters, delay_ms }) => {
-            let r = waiters::run(client.clone(), &ends, waiters, Duration::from_millis(delay_ms)).await?;
+        Some(BenchCmd::Waiters {
+            waiters,
+            delay_ms,
+            ramp_per_sec,
+        }) => {
+            let r = waiters::run(
+                client.clone(),
+                &ends,
+                waiters,
+                Duration::from_millis(delay_ms),
+                ramp_per_sec,
+            )
+            .await?;
             waiters::print(&r);
             if let Some(dir) = &a.report {
                 report::waiters(dir, &r)?;

@@ -244,9 +244,10 @@ pub fn waiters(dir: &Path, r: &WaitersResult) -> anyhow::Result<()> {
         }
     };
     let md = format!(
-        "# drift bench waiters\n\n| waiters | answered | Redis connections (before → during) | p50 | max | KB per waiter |\n|---|---|---|---|---|---|\n| {} | {} | {} → {} | {} | {} | {} |\n",
+        "# drift bench waiters\n\n| waiters | answered | peak blocked at once | Redis connections (before → during) | p50 | max | KB per waiter |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} → {} | {} | {} | {} |\n",
         r.waiters,
         r.answered,
+        r.peak_blocked,
         show(r.redis_clients_before),
         show(r.redis_clients_during),
         p(0.5),

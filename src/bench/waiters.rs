@@ -14,21 +14,25 @@ use std::time::{Duration, Instant};
 pub struct WaitersResult {
     pub waiters: usize,
     pub answered: usize,
+    /// The most requests blocked in the gateway at one moment.
+    pub peak_blocked: usize,
     pub redis_clients_before: Option<usize>,
     pub redis_clients_during: Option<usize>,
     pub kb_per_waiter: Option<f64>,
     pub latency: Series,
 }
 
-/// The benchmark's own definition: a slow third-party call, then a screen.
-fn definition() -> Value {
+/// The benchmark's own definition: a slow stand-in call before the first screen. (A timer
+/// would not do: a sync call is answered by the SCHEDULER_WAITING state a timer publishes.)
+fn definition(delay: Duration) -> Value {
+    let ms = delay.as_millis() as u64;
     json!({
         "id": "bench_slow_start",
         "description": "drift bench waiters: a slow stand-in call before the first screen",
         "startNode": "slow",
         "enumStore": {"apiBase": "http://127.0.0.1:8080/stand-ins"},
         "states": {
-            "slow": {"node": {"type": "HTTP", "url": "{{ enums.apiBase }}/slow/{{ params.ms }}", "timeoutMs": 60000},
+            "slow": {"node": {"type": "HTTP", "url": format!("{{{{ enums.apiBase }}}}/slow/{ms}"), "timeoutMs": ms + 60_000},
                      "nextNode": "show"},
             "show": {"node": {"type": "INSTRUCTION", "layoutId": "after_slow", "inputOptions": [
                 {"id": "ok", "tags": {"values": ["ui.button"]}, "possibleValues": [{"displayValue": "OK", "value": "ok"}]}]},
@@ -38,8 +42,8 @@ fn definition() -> Value {
     })
 }
 
-async fn ensure_definition(c: &Client) -> anyhow::Result<()> {
-    let d = definition();
+async fn ensure_definition(c: &Client, delay: Duration) -> anyhow::Result<()> {
+    let d = definition(delay);
     let (status, r) = c
         .call(Method::PUT, "/v3/definitions/bench_slow_start", Some(&d))
         .await?;
@@ -76,25 +80,60 @@ async fn redis_clients(url: &str) -> Option<usize> {
     Some(list.lines().count().saturating_sub(1))
 }
 
-pub async fn run(c: Arc<Client>, ends: &Endpoints, n: usize, delay: Duration) -> anyhow::Result<WaitersResult> {
-    ensure_definition(&c).await?;
+pub async fn run(
+    c: Arc<Client>,
+    ends: &Endpoints,
+    n: usize,
+    delay: Duration,
+    ramp_per_sec: u64,
+) -> anyhow::Result<WaitersResult> {
+    if delay > Duration::from_secs(30) {
+        bail!("the slow stand-in holds a call at most 30 s (--delay-ms 30000)");
+    }
+    ensure_definition(&c, delay).await?;
     let redis_before = match &ends.redis_url {
         Some(u) => redis_clients(u).await,
         None => None,
     };
     let rss_before = ends.pid.and_then(rss_kb);
+    let ramp = match ramp_per_sec {
+        0 => Duration::ZERO,
+        r => Duration::from_secs_f64(n as f64 / r as f64),
+    };
     eprintln!(
-        "waiters: {n} sync starts, each first screen {} ms behind a slow stand-in",
+        "waiters: {n} sync starts over {:.0} s, each first screen {} ms behind a slow stand-in call",
+        ramp.as_secs_f64(),
         delay.as_millis()
     );
+    // Each waiter may wait for the whole ramp (Temporal works through the starts in order),
+    // then its delay; the gateway must allow it (`--max-wait-ms`).
+    let wait = ramp + delay + Duration::from_secs(100);
     // A client of its own, with no idle-connection cap: every waiter holds a connection.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(wait + Duration::from_secs(10))
+        .build()?;
     let answered = Arc::new(AtomicUsize::new(0));
     let sent = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     let t0 = Instant::now();
-    for _ in 0..n {
-        let (http, c, answered, sent) = (http.clone(), c.clone(), answered.clone(), sent.clone());
+    let mut peak_blocked = 0;
+    for i in 0..n {
+        if ramp_per_sec > 0 {
+            let due = t0 + Duration::from_secs_f64(i as f64 / ramp_per_sec as f64);
+            tokio::time::sleep_until(due.into()).await;
+            peak_blocked = peak_blocked.max(i - finished.load(Ordering::Relaxed).min(i));
+            if i % (ramp_per_sec as usize * 10).max(1) == 0 && i > 0 {
+                eprintln!("  {i} sent; {} answered", answered.load(Ordering::Relaxed));
+            }
+        }
+        let (http, c, answered, sent, finished) = (
+            http.clone(),
+            c.clone(),
+            answered.clone(),
+            sent.clone(),
+            finished.clone(),
+        );
         let ms = delay.as_millis() as u64;
         tasks.spawn(async move {
             let t = Instant::now();
@@ -102,10 +141,12 @@ pub async fn run(c: Arc<Client>, ends: &Endpoints, n: usize, delay: Duration) ->
             let r = http
                 .post(format!("{}/v3/workflow/start", c.base))
                 .header("authorization", &c.auth)
-                .header("prefer", "wait=110")
+                .header("prefer", format!("wait={}", wait.as_secs()))
                 .json(&json!({"workflow": "bench_slow_start", "params": {"ms": ms}}))
                 .send()
-                .await?;
+                .await;
+            finished.fetch_add(1, Ordering::Relaxed);
+            let r = r?;
             let status = r.status();
             let body: Value = r.json().await.unwrap_or_default();
             if status != reqwest::StatusCode::OK || body["workflowStatus"] != "WAITING" {
@@ -123,7 +164,8 @@ pub async fn run(c: Arc<Client>, ends: &Endpoints, n: usize, delay: Duration) ->
     let mut sampled_at_full = false;
     loop {
         let pending = n - answered.load(Ordering::Relaxed);
-        if !sampled_at_full && sent.load(Ordering::Relaxed) == n && t0.elapsed() > delay / 2 {
+        peak_blocked = peak_blocked.max(n - finished.load(Ordering::Relaxed));
+        if !sampled_at_full && sent.load(Ordering::Relaxed) == n && t0.elapsed() > ramp + delay / 2 {
             sampled_at_full = true;
             peak_rss = ends.pid.and_then(rss_kb).or(peak_rss);
             if let Some(u) = &ends.redis_url {
@@ -138,7 +180,7 @@ pub async fn run(c: Arc<Client>, ends: &Endpoints, n: usize, delay: Duration) ->
             Ok(None) => break,
             Err(_) => {}
         }
-        if t0.elapsed() > Duration::from_secs(300) {
+        if t0.elapsed() > wait + Duration::from_secs(30) {
             tasks.abort_all();
             break;
         }
@@ -158,6 +200,7 @@ pub async fn run(c: Arc<Client>, ends: &Endpoints, n: usize, delay: Duration) ->
     Ok(WaitersResult {
         waiters: n,
         answered: answered.load(Ordering::Relaxed),
+        peak_blocked,
         redis_clients_before: redis_before,
         redis_clients_during: redis_during,
         kb_per_waiter,
@@ -171,14 +214,15 @@ pub async fn run(c: Arc<Client>, ends: &Endpoints, n: usize, delay: Duration) ->
 pub fn print(r: &WaitersResult) {
     let show = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     println!(
-        "{:>8} {:>10} {:>20} {:>10} {:>10} {:>10}",
-        "waiters", "answered", "Redis conns (before→during)", "p50", "max", "KB/waiter"
+        "{:>8} {:>10} {:>14} {:>20} {:>10} {:>10} {:>10}",
+        "waiters", "answered", "peak blocked", "Redis conns (before→during)", "p50", "max", "KB/waiter"
     );
     let l = &r.latency;
     println!(
-        "{:>8} {:>10} {:>20} {:>10} {:>10} {:>10}",
+        "{:>8} {:>10} {:>14} {:>20} {:>10} {:>10} {:>10}",
         r.waiters,
         r.answered,
+        r.peak_blocked,
         format!("{} → {}", show(r.redis_clients_before), show(r.redis_clients_during)),
         if l.samples.is_empty() {
             "-".into()

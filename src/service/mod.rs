@@ -87,6 +87,10 @@ impl From<TemporalError> for ServiceError {
             TemporalError::AlreadyStarted => Self::AlreadyExists,
             TemporalError::Uncertain(cause) => Self::Uncertain(cause),
             TemporalError::Other(m) => Self::Internal(format!("Temporal: {m}")),
+            TemporalError::Busy => Self::Unavailable {
+                dependency: "Temporal",
+                cause: "too many workflow starts are waiting; nothing was started, retry shortly".into(),
+            },
         }
     }
 }

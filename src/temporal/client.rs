@@ -30,7 +30,17 @@ pub enum TemporalError {
     Ended,
     #[error("Temporal error: {0}")]
     Other(String),
+    /// Nothing was sent: too many starts were already in flight for too long.
+    #[error("too many workflow starts in flight")]
+    Busy,
 }
+
+/// Start calls in flight to Temporal at once. A burst beyond this waits its turn in the
+/// gateway instead of piling onto the server until every call misses its deadline (then
+/// nobody knows which workflows started).
+const STARTS_IN_FLIGHT: usize = 128;
+/// How long a start may wait for its turn; it is then refused, with nothing started.
+const START_TURN_WAIT: Duration = Duration::from_secs(30);
 
 fn from_status(s: &tonic::Status) -> TemporalError {
     match s.code() {
@@ -107,6 +117,7 @@ pub struct Temporal {
     client: OnceCell<Client>,
     /// Set when a worker shares this client in-process: starts then go eager.
     eager: bool,
+    starts: tokio::sync::Semaphore,
 }
 
 impl Temporal {
@@ -115,6 +126,7 @@ impl Temporal {
             cfg,
             client: OnceCell::new(),
             eager: false,
+            starts: tokio::sync::Semaphore::new(STARTS_IN_FLIGHT),
         }
     }
 
@@ -124,6 +136,7 @@ impl Temporal {
             cfg,
             client: OnceCell::new_with(Some(client)),
             eager: true,
+            starts: tokio::sync::Semaphore::new(STARTS_IN_FLIGHT),
         }
     }
 
@@ -146,6 +159,10 @@ impl Temporal {
             .build();
         opts.execution_timeout = start.execution_timeout_ms.map(Duration::from_millis);
         let input = WorkflowInput { start, carry: None };
+        let _turn = match tokio::time::timeout(START_TURN_WAIT, self.starts.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            _ => return Err(TemporalError::Busy),
+        };
         match client.start_workflow(DriftWorkflow::run, input, opts).await {
             Ok(_) => Ok(()),
             Err(WorkflowStartError::AlreadyStarted { .. }) => Err(TemporalError::AlreadyStarted),

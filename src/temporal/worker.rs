@@ -6,7 +6,11 @@ use super::delivery::DeliveryWorkflow;
 use super::workflow::DriftWorkflow;
 use crate::bus::{Publisher, Retention};
 use temporalio_client::Client;
+use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+
+/// Workflow tasks are CPU work on this thread; the SDK's default number of slots.
+const WORKFLOW_TASK_SLOTS: usize = 100;
 use tokio_util::sync::CancellationToken;
 
 pub struct WorkerConfig {
@@ -16,6 +20,7 @@ pub struct WorkerConfig {
     pub delivery: crate::webhook::DeliveryConfig,
     pub egress: crate::egress::Egress,
     pub max_response_bytes: usize,
+    pub activity_slots: usize,
 }
 
 /// Starts the worker thread. It stops when `shutdown` is cancelled; the returned handle ends
@@ -43,6 +48,14 @@ pub fn spawn(
                         outbound,
                         delivery: cfg.delivery,
                     })
+                    .tuner(
+                        TunerHolder::builder()
+                            .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASK_SLOTS))
+                            .activity_task_slot_supplier(FixedSizeSlotSupplier::new(cfg.activity_slots))
+                            .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(cfg.activity_slots))
+                            .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASK_SLOTS))
+                            .build(),
+                    )
                     .build();
                 let worker = Worker::new(&runtime, client, opts)?;
                 anyhow::Ok((runtime, worker))

@@ -434,3 +434,45 @@ async fn sse_clients_that_leave_free_their_channel_and_reconnects_at_the_end_get
     let mut sse = SseClient::connect(&url, &[]).await.unwrap();
     assert_eq!(sse.states_until_end(T).await, vec![2]);
 }
+
+/// Waits until the app's hub holds `n` channels.
+async fn until_hub_channels(app: &TestApp, n: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while hub_channels(app).await != n {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_frees_its_channels_on_unsubscribe_and_when_it_goes() {
+    let app = spawn_app().await;
+    let own = hub_channels(&app).await;
+    let mut flows = Vec::new();
+    for _ in 0..2 {
+        let r = app.start("bank_account", json!({})).await;
+        flows.push((id_of(&r), r.body["streamToken"].as_str().unwrap().to_string()));
+    }
+    let mut ws = Ws::connect(&app.ws_url("")).await;
+    for (id, token) in &flows {
+        ws.send(json!({"type": "subscribe", "workflowId": id, "token": token}))
+            .await;
+        assert_eq!(ws.next_of("state", T).await["workflowId"], id.as_str());
+    }
+    until_hub_channels(&app, own + 2, "both workflows followed").await;
+
+    ws.send(json!({"type": "unsubscribe", "workflowId": flows[0].0})).await;
+    ws.next_of("ack", T).await;
+    until_hub_channels(&app, own + 1, "an unsubscribe releases its channel").await;
+    // The other follower still delivers.
+    app.resume(&flows[1].0, json!({"accountNumber": "1", "save": "save"}))
+        .await;
+    let st = ws.next_of("state", T).await;
+    assert_eq!(
+        (st["workflowId"].as_str(), st["seq"].as_u64()),
+        (Some(flows[1].0.as_str()), Some(2))
+    );
+
+    drop(ws);
+    until_hub_channels(&app, own, "a closed socket releases every channel").await;
+}
