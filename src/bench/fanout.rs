@@ -4,7 +4,7 @@
 //! every subscriber must get every state, in order. Reports delivery rate, publish-to-client
 //! latency, and the gateway's memory per idle connection.
 
-use super::{Endpoints, Series, ms, rss_kb};
+use super::{Endpoints, Series, kb, rss_kb};
 use crate::bus::{Publication, Publisher, RedisKeys, Retention};
 use crate::client::Client;
 use crate::config::Transport;
@@ -42,7 +42,11 @@ struct Seen {
 }
 
 impl Seen {
-    fn record(&mut self, state: &Value) {
+    /// Notes a state; the first one makes the subscriber `ready`.
+    fn record(&mut self, state: &Value, ready: &AtomicUsize) {
+        if self.seqs.is_empty() {
+            ready.fetch_add(1, Ordering::Relaxed);
+        }
         let seq = state["seq"].as_u64().unwrap_or(0);
         self.seqs.push(seq);
         if let Some(sent) = state["disposition"]["sentAtUs"].as_u64() {
@@ -66,7 +70,6 @@ async fn sse_client(
         .error_for_status()?;
     let mut body = r.bytes_stream();
     let mut buf = Vec::<u8>::new();
-    let mut first = true;
     while let Some(chunk) = body.next().await {
         buf.extend_from_slice(&chunk?);
         while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
@@ -81,11 +84,7 @@ async fn sse_client(
                 continue;
             }
             let state: Value = serde_json::from_str(&data)?;
-            seen.lock().await.record(&state);
-            if first {
-                first = false;
-                ready.fetch_add(1, Ordering::Relaxed);
-            }
+            seen.lock().await.record(&state, &ready);
             if state["workflowStatus"] == "COMPLETED" {
                 return Ok(());
             }
@@ -110,18 +109,13 @@ async fn ws_client(
         json!({"type": "subscribe", "workflowId": id, "token": token}).to_string(),
     ))
     .await?;
-    let mut first = true;
     while let Some(m) = ws.next().await {
         let Message::Text(t) = m? else { continue };
         let v: Value = serde_json::from_str(&t)?;
         if v["type"] != "state" {
             continue;
         }
-        seen.lock().await.record(&v["state"]);
-        if first {
-            first = false;
-            ready.fetch_add(1, Ordering::Relaxed);
-        }
+        seen.lock().await.record(&v["state"], &ready);
         if v["state"]["workflowStatus"] == "COMPLETED" {
             let _ = ws.close(None).await;
             return Ok(());
@@ -312,24 +306,10 @@ pub fn print(results: &[FanoutResult]) {
             format!("{}/{}", r.delivered, r.expected),
             if r.in_order { "yes" } else { "NO" },
             r.rate_per_sec,
-            if l.samples.is_empty() {
-                "-".into()
-            } else {
-                ms(l.pct(0.5))
-            },
-            if l.samples.is_empty() {
-                "-".into()
-            } else {
-                ms(l.pct(0.99))
-            },
-            if l.samples.is_empty() {
-                "-".into()
-            } else {
-                ms(l.pct(1.0))
-            },
-            r.kb_per_connection
-                .map(|k| format!("{k:.1}"))
-                .unwrap_or_else(|| "-".into())
+            l.cell(0.5),
+            l.cell(0.99),
+            l.cell(1.0),
+            kb(r.kb_per_connection)
         );
     }
 }

@@ -22,10 +22,28 @@ impl Series {
         s.sort();
         s[((s.len() as f64 - 1.0) * p).round() as usize]
     }
+
+    /// Percentile `p` as a table cell; "-" when nothing was measured.
+    pub fn cell(&self, p: f64) -> String {
+        match self.samples.is_empty() {
+            true => "-".into(),
+            false => ms(self.pct(p)),
+        }
+    }
 }
 
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A table cell for a value that may not have been measured.
+pub fn cell(v: Option<impl std::fmt::Display>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Kilobytes as a table cell, to one decimal.
+pub fn kb(v: Option<f64>) -> String {
+    cell(v.map(|k| format!("{k:.1}")))
 }
 
 /// Where the measured gateway's parts are: from flags, else from `drift dev`'s endpoints.json.
@@ -78,6 +96,7 @@ struct Floor {
     pubsub: redis::aio::PubSub,
     task_queue: String,
     stop: tokio_util::sync::CancellationToken,
+    worker: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
@@ -94,13 +113,19 @@ async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
         .await
         .with_context(|| format!("connecting to Temporal at {temporal} for the floor"))?;
     let stop = tokio_util::sync::CancellationToken::new();
-    crate::temporal::floor::spawn_floor_worker(client.clone(), redis_url.clone(), task_queue.clone(), stop.clone())?;
+    let worker = crate::temporal::floor::spawn_floor_worker(
+        client.clone(),
+        redis_url.clone(),
+        task_queue.clone(),
+        stop.clone(),
+    )?;
     let pubsub = redis::Client::open(redis_url.as_str())?.get_async_pubsub().await?;
     Ok(Floor {
         client,
         pubsub,
         task_queue,
         stop,
+        worker,
     })
 }
 
@@ -266,8 +291,14 @@ async fn round_trips(
             eprintln!("  {} / {}", i + 1, a.rounds + a.warmup);
         }
     }
-    if let Some(f) = &floor {
+    if let Some(f) = floor {
         f.stop.cancel();
+        // A floor worker that stopped during the rounds says why.
+        if f.worker.is_finished()
+            && let Ok(Err(e)) = f.worker.join()
+        {
+            eprintln!("{e:#}");
+        }
     }
     let base_p50 = health.pct(0.5).as_secs_f64();
     let best = |a: &Series, b: &Series| {

@@ -3,8 +3,10 @@
 
 use super::fanout::FanoutResult;
 use super::waiters::WaitersResult;
-use super::{Series, ms};
+use super::{Series, cell, kb, ms};
 use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 use std::time::Duration;
@@ -118,13 +120,6 @@ pub fn fanout(dir: &Path, results: &[FanoutResult]) -> anyhow::Result<()> {
     );
     for r in results {
         let l = &r.latency;
-        let p = |q| {
-            if l.samples.is_empty() {
-                "-".to_string()
-            } else {
-                ms(l.pct(q))
-            }
-        };
         md += &format!(
             "| {} | {}/{} | {} | {:.0} | {} | {} | {} | {} |\n",
             r.subscribers,
@@ -132,12 +127,10 @@ pub fn fanout(dir: &Path, results: &[FanoutResult]) -> anyhow::Result<()> {
             r.expected,
             if r.in_order { "yes" } else { "no" },
             r.rate_per_sec,
-            p(0.5),
-            p(0.99),
-            p(1.0),
-            r.kb_per_connection
-                .map(|k| format!("{k:.1}"))
-                .unwrap_or_else(|| "-".into())
+            l.cell(0.5),
+            l.cell(0.99),
+            l.cell(1.0),
+            kb(r.kb_per_connection)
         );
     }
     md += "\n![fan-out latency](fanout-latency.svg) ![memory per connection](fanout-memory.svg)\n";
@@ -148,42 +141,20 @@ pub fn fanout(dir: &Path, results: &[FanoutResult]) -> anyhow::Result<()> {
     let path = dir.join("fanout-latency.svg");
     {
         let root = SVGBackend::new(&path, (640, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Fan-out: publish → client latency", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..max_n, 0f64..max_ms)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("subscribers")
-            .y_desc("milliseconds")
-            .draw()
-            .map_err(plot_err)?;
+        let mut chart = xy_chart(
+            &root,
+            "Fan-out: publish → client latency",
+            (0f64..max_n, 0f64..max_ms),
+            ("subscribers", "milliseconds"),
+        )?;
         for (i, (name, q)) in [("p50", 0.5), ("p99", 0.99)].into_iter().enumerate() {
-            let color = COLORS[3 + i];
-            let pts: Vec<(f64, f64)> = with_lat
+            let pts = with_lat
                 .iter()
                 .map(|r| (r.subscribers as f64, f_ms(r.latency.pct(q))))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
-            chart
-                .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
-                .map_err(plot_err)?;
+            measured(&mut chart, pts, COLORS[3 + i], name)?;
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .draw()
-            .map_err(plot_err)?;
-        root.present().map_err(plot_err)?;
+        finish(&mut chart, &root)?;
     }
     eprintln!("report: wrote {}", path.display());
     let path = dir.join("fanout-memory.svg");
@@ -194,65 +165,86 @@ pub fn fanout(dir: &Path, results: &[FanoutResult]) -> anyhow::Result<()> {
             .collect();
         let max_kb = pts.iter().map(|p| p.1).fold(10.0, f64::max) * 1.2;
         let root = SVGBackend::new(&path, (640, 420)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("Gateway memory per idle connection", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0f64..max_n, 0f64..max_kb)
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("subscribers")
-            .y_desc("KB per connection (RSS)")
-            .draw()
-            .map_err(plot_err)?;
+        let mut chart = xy_chart(
+            &root,
+            "Gateway memory per idle connection",
+            (0f64..max_n, 0f64..max_kb),
+            ("subscribers", "KB per connection (RSS)"),
+        )?;
         chart
             .draw_series(LineSeries::new(vec![(0.0, 8.0), (max_n, 8.0)], RED.stroke_width(1)))
             .map_err(plot_err)?
             .label("8 KB target")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(1)));
-        chart
-            .draw_series(LineSeries::new(pts.clone(), COLORS[3].stroke_width(2)))
-            .map_err(plot_err)?
-            .label("measured")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], COLORS[3].stroke_width(2)));
-        chart
-            .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, COLORS[3].filled())))
-            .map_err(plot_err)?;
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.85))
-            .draw()
-            .map_err(plot_err)?;
-        root.present().map_err(plot_err)?;
+        measured(&mut chart, pts, COLORS[3], "measured")?;
+        finish(&mut chart, &root)?;
     }
     eprintln!("report: wrote {}", path.display());
     Ok(())
 }
 
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A white chart on `root` with a caption, the given x and y ranges and axis descriptions.
+fn xy_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    caption: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+) -> anyhow::Result<Chart<'a, 'b>> {
+    root.fill(&WHITE).map_err(plot_err)?;
+    let mut chart = ChartBuilder::on(root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x, y)
+        .map_err(plot_err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(plot_err)?;
+    Ok(chart)
+}
+
+/// A measured series: a line through its points, the points marked, named in the legend.
+fn measured(chart: &mut Chart<'_, '_>, pts: Vec<(f64, f64)>, color: RGBColor, label: &str) -> anyhow::Result<()> {
+    chart
+        .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+        .map_err(plot_err)?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+    chart
+        .draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))
+        .map_err(plot_err)?;
+    Ok(())
+}
+
+/// The legend, then the file.
+fn finish<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, root: &DrawingArea<SVGBackend<'b>, Shift>) -> anyhow::Result<()> {
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.85))
+        .draw()
+        .map_err(plot_err)?;
+    root.present().map_err(plot_err)
+}
+
 pub fn waiters(dir: &Path, r: &WaitersResult) -> anyhow::Result<()> {
-    let show = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     let l = &r.latency;
-    let p = |q| {
-        if l.samples.is_empty() {
-            "-".to_string()
-        } else {
-            ms(l.pct(q))
-        }
-    };
     let md = format!(
         "# drift bench waiters\n\n| waiters | answered | peak blocked at once | Redis connections (before → during) | p50 | max | KB per waiter |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} → {} | {} | {} | {} |\n",
         r.waiters,
         r.answered,
         r.peak_blocked,
-        show(r.redis_clients_before),
-        show(r.redis_clients_during),
-        p(0.5),
-        p(1.0),
-        r.kb_per_waiter.map(|k| format!("{k:.1}")).unwrap_or_else(|| "-".into())
+        cell(r.redis_clients_before),
+        cell(r.redis_clients_during),
+        l.cell(0.5),
+        l.cell(1.0),
+        kb(r.kb_per_waiter)
     );
     write(dir, "waiters.md", &md)
 }

@@ -2,7 +2,7 @@
 //! back by a slow stand-in call. All must be answered, on the gateway's fixed Redis
 //! connections; reports memory per waiter.
 
-use super::{Endpoints, Series, ms, rss_kb};
+use super::{Endpoints, Series, cell, kb, rss_kb};
 use crate::client::Client;
 use anyhow::{Context, bail};
 use reqwest::Method;
@@ -212,7 +212,6 @@ pub async fn run(
 }
 
 pub fn print(r: &WaitersResult) {
-    let show = |v: Option<usize>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
     println!(
         "{:>8} {:>10} {:>14} {:>20} {:>10} {:>10} {:>10}",
         "waiters", "answered", "peak blocked", "Redis conns (before→during)", "p50", "max", "KB/waiter"
@@ -223,17 +222,9 @@ pub fn print(r: &WaitersResult) {
         r.waiters,
         r.answered,
         r.peak_blocked,
-        format!("{} → {}", show(r.redis_clients_before), show(r.redis_clients_during)),
-        if l.samples.is_empty() {
-            "-".into()
-        } else {
-            ms(l.pct(0.5))
-        },
-        if l.samples.is_empty() {
-            "-".into()
-        } else {
-            ms(l.pct(1.0))
-        },
-        r.kb_per_waiter.map(|k| format!("{k:.1}")).unwrap_or_else(|| "-".into())
+        format!("{} → {}", cell(r.redis_clients_before), cell(r.redis_clients_during)),
+        l.cell(0.5),
+        l.cell(1.0),
+        kb(r.kb_per_waiter)
     );
 }

@@ -80,58 +80,23 @@ impl FloorWorkflow {
     }
 }
 
-/// A floor worker on its own thread (the SDK's worker is not `Send`), polling `task_queue`.
+/// A floor worker on its own thread, polling `task_queue`.
 pub fn spawn_floor_worker(
     client: Client,
     redis_url: String,
     task_queue: String,
     shutdown: CancellationToken,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<()>>(1);
-    let handle = std::thread::Builder::new().name("floor-worker".into()).spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                let _ = ready_tx.send(Err(e.into()));
-                return;
-            }
-        };
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async move {
-            let setup = async {
-                let redis = crate::bus::connect(&redis_url, Duration::from_secs(3), 3).await?;
-                let runtime = Runtime::from_current_tokio(Default::default())?;
-                let opts = WorkerOptions::new(task_queue)
-                    .register_workflow::<FloorWorkflow>()?
-                    .register_activities(FloorActivities { redis })
-                    .build();
-                let worker = Worker::new(&runtime, client, opts)?;
-                anyhow::Ok((runtime, worker))
-            };
-            let (_runtime, mut worker) = match setup.await {
-                Ok(v) => {
-                    let _ = ready_tx.send(Ok(()));
-                    v
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let stop = worker.shutdown_handle();
-            tokio::task::spawn_local(async move {
-                shutdown.cancelled().await;
-                stop();
-            });
-            if let Err(e) = worker.run().await {
-                eprintln!("floor worker stopped: {e}");
-            }
-        });
-    })?;
-    ready_rx
-        .recv()
-        .map_err(|_| anyhow::anyhow!("floor worker thread died"))??;
-    Ok(handle)
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    super::worker::on_own_thread("floor-worker", "floor worker", shutdown, move || async move {
+        let redis = crate::bus::connect(&redis_url, Duration::from_secs(3), 3).await?;
+        let runtime = Runtime::from_current_tokio(Default::default())?;
+        let opts = WorkerOptions::new(task_queue)
+            .register_workflow::<FloorWorkflow>()?
+            .register_activities(FloorActivities { redis })
+            .build();
+        let worker = Worker::new(&runtime, client, opts)?;
+        Ok((runtime, worker))
+    })
 }
 
 /// How long the floor waits after a screen before answering it.

@@ -30,43 +30,59 @@ pub fn spawn(
     cfg: WorkerConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    on_own_thread("drift-worker", "worker", shutdown, move || async move {
+        let conn = crate::bus::connect(&cfg.redis_url, std::time::Duration::from_secs(3), 6).await?;
+        let outbound = Outbound::new(cfg.egress.clone(), cfg.max_response_bytes)?;
+        let runtime = Runtime::from_current_tokio(Default::default())?;
+        let opts = WorkerOptions::new(cfg.task_queue.clone())
+            .register_workflow::<DriftWorkflow>()?
+            .register_workflow::<DeliveryWorkflow>()?
+            .register_activities(DriftActivities {
+                publisher: Publisher::new(conn.clone(), cfg.retention),
+                redis: conn,
+                outbound,
+                delivery: cfg.delivery,
+            })
+            .tuner(
+                TunerHolder::builder()
+                    .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASK_SLOTS))
+                    .activity_task_slot_supplier(FixedSizeSlotSupplier::new(cfg.activity_slots))
+                    .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(cfg.activity_slots))
+                    .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASK_SLOTS))
+                    .build(),
+            )
+            .build();
+        let worker = Worker::new(&runtime, client, opts)?;
+        tracing::info!(task_queue = %cfg.task_queue, "worker running");
+        Ok((runtime, worker))
+    })
+}
+
+/// Runs an SDK worker on a thread of its own, named `thread`, with a single-threaded runtime
+/// (`Worker::run` is not `Send`). `setup` builds the worker there; this returns once setup has
+/// succeeded or failed. The thread ends when the worker has drained after `shutdown`.
+pub(crate) fn on_own_thread<F, Fut>(
+    thread: &str,
+    what: &'static str,
+    shutdown: CancellationToken,
+    setup: F,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<(Runtime, Worker)>>,
+{
     let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<()>>(1);
-    let handle = std::thread::Builder::new().name("drift-worker".into()).spawn(move || {
+    let handle = std::thread::Builder::new().name(thread.into()).spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async move {
-            let setup = async {
-                let conn = crate::bus::connect(&cfg.redis_url, std::time::Duration::from_secs(3), 6).await?;
-                let outbound = Outbound::new(cfg.egress.clone(), cfg.max_response_bytes)?;
-                let runtime = Runtime::from_current_tokio(Default::default())?;
-                let opts = WorkerOptions::new(cfg.task_queue.clone())
-                    .register_workflow::<DriftWorkflow>()?
-                    .register_workflow::<DeliveryWorkflow>()?
-                    .register_activities(DriftActivities {
-                        publisher: Publisher::new(conn.clone(), cfg.retention),
-                        redis: conn,
-                        outbound,
-                        delivery: cfg.delivery,
-                    })
-                    .tuner(
-                        TunerHolder::builder()
-                            .workflow_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASK_SLOTS))
-                            .activity_task_slot_supplier(FixedSizeSlotSupplier::new(cfg.activity_slots))
-                            .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(cfg.activity_slots))
-                            .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASK_SLOTS))
-                            .build(),
-                    )
-                    .build();
-                let worker = Worker::new(&runtime, client, opts)?;
-                anyhow::Ok((runtime, worker))
-            };
-            let (_runtime, mut worker) = match setup.await {
+            let (_runtime, mut worker) = match setup().await {
                 Ok(v) => {
                     let _ = ready_tx.send(Ok(()));
                     v
                 }
                 Err(e) => {
-                    let _ = ready_tx.send(Err(anyhow::anyhow!("worker setup failed: {e:#}")));
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("{what} setup failed: {e:#}")));
                     return Err(e);
                 }
             };
@@ -75,12 +91,11 @@ pub fn spawn(
                 shutdown.cancelled().await;
                 shutdown_handle();
             });
-            tracing::info!(task_queue = %cfg.task_queue, "worker running");
-            worker.run().await.map_err(|e| anyhow::anyhow!("worker stopped: {e}"))
+            worker.run().await.map_err(|e| anyhow::anyhow!("{what} stopped: {e}"))
         })
     })?;
     ready_rx
         .recv()
-        .map_err(|_| anyhow::anyhow!("worker thread died during setup"))??;
+        .map_err(|_| anyhow::anyhow!("{what} thread died during setup"))??;
     Ok(handle)
 }
