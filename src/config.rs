@@ -214,8 +214,9 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 10_000)]
         waiters: usize,
         /// How long the slow stand-in holds each first screen back, in milliseconds (at most
-        /// 30 s). Every waiter keeps three sockets open on one machine (bench → gateway,
-        /// worker → stand-in, and the stand-in's side).
+        /// 290 s). Every waiter keeps three sockets open (bench → gateway, worker → stand-in,
+        /// and the stand-in's side); `scripts/bench-waiters.sh` runs each part in its own
+        /// process so that 10,000 fit under one process's file limit.
         #[arg(long, default_value_t = 3_000)]
         delay_ms: u64,
         /// Starts sent per second (0: all at once). A 2-core Temporal dev server gets through
@@ -325,6 +326,14 @@ pub struct GatewayArgs {
     /// `localhost` or an IP address are always allowed.
     #[arg(long, env = "DRIFT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Workflow starts this gateway has in flight to Temporal at once; the rest wait their turn
+    /// (then 503 `busy`, with nothing started), instead of piling onto the server until every
+    /// call misses its deadline.
+    #[arg(long, env = "DRIFT_MAX_STARTS_IN_FLIGHT", default_value_t = crate::temporal::STARTS_IN_FLIGHT)]
+    pub max_starts_in_flight: usize,
+    /// How long a start may wait for its turn, in milliseconds.
+    #[arg(long, env = "DRIFT_START_TURN_WAIT_MS", default_value_t = crate::temporal::START_TURN_WAIT.as_millis() as u64)]
+    pub start_turn_wait_ms: u64,
     /// Sync requests that may wait at once on this gateway; more get 503 with Retry-After.
     #[arg(long, env = "DRIFT_MAX_WAITERS", default_value_t = 10_000)]
     pub max_waiters: usize,

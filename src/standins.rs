@@ -83,10 +83,15 @@ async fn report(Json(body): Json<Value>) -> impl IntoResponse {
     )
 }
 
-/// Answers after `ms` milliseconds (at most 30 s): a slow third party.
+/// Answers after `ms` milliseconds (at most 300 s, the longest an HTTP node may wait): a slow
+/// third party.
+/// The slow stand-in's longest hold; an HTTP node's `timeoutMs` is at most 300 s.
+pub const SLOWEST_MS: u64 = 290_000;
+
 async fn slow(Path(ms): Path<u64>) -> impl IntoResponse {
-    tokio::time::sleep(std::time::Duration::from_millis(ms.min(30_000))).await;
-    Json(json!({"sleptMs": ms.min(30_000)}))
+    let ms = ms.min(SLOWEST_MS);
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    Json(json!({"sleptMs": ms}))
 }
 
 /// A webhook receiver for the demo page inside `drift dev`: verifies each delivery with the

@@ -212,6 +212,8 @@ impl Application {
         let catalog = catalog(db, &common, &g, &extra).await?;
         let tcfg = temporal_config(&common, &address);
         let mut worker = None;
+        let limited =
+            |t: Temporal| t.with_start_limit(g.max_starts_in_flight, Duration::from_millis(g.start_turn_wait_ms));
         let temporal = if embed_worker {
             let client = connect(&tcfg)
                 .await
@@ -221,9 +223,9 @@ impl Application {
                 worker_config(&common, &redis_url)?,
                 shutdown.clone(),
             )?);
-            Temporal::with_client(tcfg, client)
+            limited(Temporal::with_client(tcfg, client))
         } else {
-            Temporal::new(tcfg)
+            limited(Temporal::new(tcfg))
         };
         let store = Store::connect(&redis_url, retention(&common))
             .await

@@ -236,7 +236,7 @@ fn finish<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>, root: &DrawingArea<SVGBackend<'
 pub fn waiters(dir: &Path, r: &WaitersResult) -> anyhow::Result<()> {
     let l = &r.latency;
     let md = format!(
-        "# drift bench waiters\n\n| waiters | answered | peak blocked at once | Redis connections (before → during) | p50 | max | KB per waiter |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} → {} | {} | {} | {} |\n",
+        "# drift bench waiters\n\n| waiters | answered | peak blocked at once | Redis connections (before → most during) | p50 | max | KB per waiter |\n|---|---|---|---|---|---|---|\n| {} | {} | {} | {} → {} | {} | {} | {} |\n",
         r.waiters,
         r.answered,
         r.peak_blocked,

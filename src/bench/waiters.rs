@@ -17,7 +17,9 @@ pub struct WaitersResult {
     /// The most requests blocked in the gateway at one moment.
     pub peak_blocked: usize,
     pub redis_clients_before: Option<usize>,
+    /// The most Redis clients seen while the waiters were held.
     pub redis_clients_during: Option<usize>,
+    /// The gateway's peak RSS growth over the peak number blocked at once.
     pub kb_per_waiter: Option<f64>,
     pub latency: Series,
 }
@@ -32,7 +34,7 @@ fn definition(delay: Duration) -> Value {
         "startNode": "slow",
         "enumStore": {"apiBase": "http://127.0.0.1:8080/stand-ins"},
         "states": {
-            "slow": {"node": {"type": "HTTP", "url": format!("{{{{ enums.apiBase }}}}/slow/{ms}"), "timeoutMs": ms + 60_000},
+            "slow": {"node": {"type": "HTTP", "url": format!("{{{{ enums.apiBase }}}}/slow/{ms}"), "timeoutMs": (ms + 10_000).min(300_000)},
                      "nextNode": "show"},
             "show": {"node": {"type": "INSTRUCTION", "layoutId": "after_slow", "inputOptions": [
                 {"id": "ok", "tags": {"values": ["ui.button"]}, "possibleValues": [{"displayValue": "OK", "value": "ok"}]}]},
@@ -87,8 +89,12 @@ pub async fn run(
     delay: Duration,
     ramp_per_sec: u64,
 ) -> anyhow::Result<WaitersResult> {
-    if delay > Duration::from_secs(30) {
-        bail!("the slow stand-in holds a call at most 30 s (--delay-ms 30000)");
+    if delay > Duration::from_millis(crate::standins::SLOWEST_MS) {
+        bail!(
+            "the slow stand-in holds a call at most {} ms (--delay-ms {})",
+            crate::standins::SLOWEST_MS,
+            crate::standins::SLOWEST_MS
+        );
     }
     ensure_definition(&c, delay).await?;
     let redis_before = match &ends.redis_url {
@@ -118,11 +124,15 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let t0 = Instant::now();
     let mut peak_blocked = 0;
+    let mut peak_rss = rss_before;
     for i in 0..n {
         if ramp_per_sec > 0 {
             let due = t0 + Duration::from_secs_f64(i as f64 / ramp_per_sec as f64);
             tokio::time::sleep_until(due.into()).await;
             peak_blocked = peak_blocked.max(i - finished.load(Ordering::Relaxed).min(i));
+            if i % (ramp_per_sec as usize).max(1) == 0 {
+                peak_rss = peak_rss.max(ends.pid.and_then(rss_kb));
+            }
             if i % (ramp_per_sec as usize * 10).max(1) == 0 && i > 0 {
                 eprintln!("  {i} sent; {} answered", answered.load(Ordering::Relaxed));
             }
@@ -156,22 +166,28 @@ pub async fn run(
             anyhow::Ok(t.elapsed())
         });
     }
-    // While they wait: the gateway's memory and Redis connections with every waiter held.
-    let mut peak_rss = rss_before;
-    let mut redis_during = None;
+    // While they wait, every second: the gateway's memory and its Redis connections (the most
+    // seen), so both are read while the most waiters are held.
+    let mut redis_during: Option<usize> = None;
     let mut samples = Vec::with_capacity(n);
     let mut failures = Vec::new();
-    let mut sampled_at_full = false;
+    let mut all_sent_said = false;
+    let mut next_sample = Instant::now();
     loop {
-        let pending = n - answered.load(Ordering::Relaxed);
-        peak_blocked = peak_blocked.max(n - finished.load(Ordering::Relaxed));
-        if !sampled_at_full && sent.load(Ordering::Relaxed) == n && t0.elapsed() > ramp + delay / 2 {
-            sampled_at_full = true;
-            peak_rss = ends.pid.and_then(rss_kb).or(peak_rss);
-            if let Some(u) = &ends.redis_url {
-                redis_during = redis_clients(u).await;
+        let blocked = sent.load(Ordering::Relaxed) - finished.load(Ordering::Relaxed);
+        peak_blocked = peak_blocked.max(blocked);
+        if Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(1);
+            peak_rss = peak_rss.max(ends.pid.and_then(rss_kb));
+            if let Some(u) = &ends.redis_url
+                && let Some(c) = redis_clients(u).await
+            {
+                redis_during = redis_during.max(Some(c));
             }
-            eprintln!("  all {n} sent; {pending} waiting");
+        }
+        if !all_sent_said && sent.load(Ordering::Relaxed) == n {
+            all_sent_said = true;
+            eprintln!("  all {n} sent; {blocked} blocked now");
         }
         match tokio::time::timeout(Duration::from_millis(200), tasks.join_next()).await {
             Ok(Some(Ok(Ok(d)))) => samples.push(d),
@@ -193,8 +209,9 @@ pub async fn run(
             );
         }
     }
+    // The growth at its peak over the most held at once: what one blocked request costs.
     let kb_per_waiter = match (rss_before, peak_rss) {
-        (Some(b), Some(p)) => Some(p.saturating_sub(b) as f64 / n as f64),
+        (Some(b), Some(p)) if peak_blocked > 0 => Some(p.saturating_sub(b) as f64 / peak_blocked as f64),
         _ => None,
     };
     Ok(WaitersResult {

@@ -114,6 +114,10 @@ impl From<ServiceError> for ApiError {
                 }
             }
             S::Unavailable { dependency, cause } => Self::unavailable(dependency, &cause).retry_after(2),
+            S::Busy(m) => {
+                tracing::warn!(error = %m, "refused: busy");
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", m).retry_after(2)
+            }
             S::Uncertain(cause) => {
                 tracing::warn!(error = %cause, "Temporal call timed out after it was sent");
                 Self::new(

@@ -32,7 +32,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
         let h = &parts.headers;
+        let t0 = std::time::Instant::now();
         let caller = s.service.authenticate(bearer(h), legacy(h)).await?;
+        // One step of a request traced end to end, with "command dispatched" and "answer ready".
+        tracing::debug!(authenticated_in = ?t0.elapsed(), "caller authenticated");
         s.limits.rate(&caller)?;
         Ok(caller)
     }

@@ -66,6 +66,9 @@ pub enum ServiceError {
     /// Temporal or Redis could not be reached; nothing was changed.
     #[error("{dependency} is unavailable: {cause}")]
     Unavailable { dependency: &'static str, cause: String },
+    /// Too much is waiting for a dependency already; this call was refused untouched.
+    #[error("{0}")]
+    Busy(String),
     /// The call may or may not have been applied (a timeout after it was sent).
     #[error("outcome unknown: {0}")]
     Uncertain(String),
@@ -87,10 +90,11 @@ impl From<TemporalError> for ServiceError {
             TemporalError::AlreadyStarted => Self::AlreadyExists,
             TemporalError::Uncertain(cause) => Self::Uncertain(cause),
             TemporalError::Other(m) => Self::Internal(format!("Temporal: {m}")),
-            TemporalError::Busy => Self::Unavailable {
-                dependency: "Temporal",
-                cause: "too many workflow starts are waiting; nothing was started, retry shortly".into(),
-            },
+            TemporalError::Busy => Self::Busy(
+                "too many workflow starts are waiting for Temporal on this gateway; nothing was started, retry \
+                 shortly"
+                    .into(),
+            ),
         }
     }
 }

@@ -38,9 +38,9 @@ pub enum TemporalError {
 /// Start calls in flight to Temporal at once. A burst beyond this waits its turn in the
 /// gateway instead of piling onto the server until every call misses its deadline (then
 /// nobody knows which workflows started).
-const STARTS_IN_FLIGHT: usize = 128;
+pub const STARTS_IN_FLIGHT: usize = 128;
 /// How long a start may wait for its turn; it is then refused, with nothing started.
-const START_TURN_WAIT: Duration = Duration::from_secs(30);
+pub const START_TURN_WAIT: Duration = Duration::from_secs(30);
 
 fn from_status(s: &tonic::Status) -> TemporalError {
     match s.code() {
@@ -118,6 +118,7 @@ pub struct Temporal {
     /// Set when a worker shares this client in-process: starts then go eager.
     eager: bool,
     starts: tokio::sync::Semaphore,
+    start_turn_wait: Duration,
 }
 
 impl Temporal {
@@ -127,6 +128,7 @@ impl Temporal {
             client: OnceCell::new(),
             eager: false,
             starts: tokio::sync::Semaphore::new(STARTS_IN_FLIGHT),
+            start_turn_wait: START_TURN_WAIT,
         }
     }
 
@@ -137,6 +139,17 @@ impl Temporal {
             client: OnceCell::new_with(Some(client)),
             eager: true,
             starts: tokio::sync::Semaphore::new(STARTS_IN_FLIGHT),
+            start_turn_wait: START_TURN_WAIT,
+        }
+    }
+
+    /// At most `in_flight` starts go to Temporal at once; one that waits longer than
+    /// `turn_wait` for its turn is refused (`Busy`), with nothing started.
+    pub fn with_start_limit(self, in_flight: usize, turn_wait: Duration) -> Self {
+        Self {
+            starts: tokio::sync::Semaphore::new(in_flight.max(1)),
+            start_turn_wait: turn_wait,
+            ..self
         }
     }
 
@@ -159,7 +172,7 @@ impl Temporal {
             .build();
         opts.execution_timeout = start.execution_timeout_ms.map(Duration::from_millis);
         let input = WorkflowInput { start, carry: None };
-        let _turn = match tokio::time::timeout(START_TURN_WAIT, self.starts.acquire()).await {
+        let _turn = match tokio::time::timeout(self.start_turn_wait, self.starts.acquire()).await {
             Ok(Ok(permit)) => permit,
             _ => return Err(TemporalError::Busy),
         };

@@ -8,5 +8,5 @@ pub mod floor;
 mod worker;
 mod workflow;
 
-pub use client::{EndedAs, Temporal, TemporalConfig, TemporalError, connect};
+pub use client::{EndedAs, START_TURN_WAIT, STARTS_IN_FLIGHT, Temporal, TemporalConfig, TemporalError, connect};
 pub use worker::{WorkerConfig, spawn as spawn_worker};

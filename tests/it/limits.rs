@@ -155,6 +155,45 @@ async fn the_waiter_over_the_limit_gets_503_and_starts_nothing_while_the_first_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_waits_too_long_for_its_turn_gets_503_busy_and_starts_nothing() {
+    // One start in flight to Temporal at a time, and a 1 ms wait for a turn: of a burst, the
+    // first goes out and those behind it are refused untouched.
+    let app = spawn_app_with(with_flags(&["--max-starts-in-flight=1", "--start-turn-wait-ms=1"])).await;
+    let starts = (0..12).map(|i| {
+        let id = format!("turn-{i}");
+        let body = json!({"workflow": "quick_screen", "workflowId": id, "params": {"n": 1}});
+        let app = &app;
+        async move { (id, app.call(Method::POST, "/v3/workflow/start", Some(body), &[]).await) }
+    });
+    let answers = futures::future::join_all(starts).await;
+    let mut busy = 0;
+    for (id, r) in &answers {
+        match r.status {
+            StatusCode::OK => assert_eq!(status_of(r), "WAITING", "{id}: {r:?}"),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert_eq!(r.body["code"], "busy", "{id}: {r:?}");
+                assert!(
+                    r.body["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("nothing was started"),
+                    "{id}: {r:?}"
+                );
+                assert_eq!(
+                    app.get(id).await.status,
+                    StatusCode::NOT_FOUND,
+                    "{id}: nothing was started for the refused call"
+                );
+            }
+            other => panic!("{id}: {other} {r:?}"),
+        }
+    }
+    assert!(busy > 0, "none waited past its turn: {answers:?}");
+    assert!(busy < answers.len(), "the first start goes out: {answers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_credential_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected() {
     let app = spawn_app_with(with_flags(&["--rate-limit=2", "--rate-burst=5"])).await;
     let flood = bearer(&app.token("flood"));

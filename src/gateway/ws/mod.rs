@@ -35,8 +35,9 @@ pub struct WsQuery {
 /// The socket acts as the caller of a bearer credential, or of a one-minute `?ticket=` from
 /// `POST /v3/auth/ticket` (browsers cannot set headers on a WebSocket). Without either, it may
 /// only subscribe with stream tokens.
-/// A socket's first read buffer; small messages (subscribe, resume) fit.
-const WS_READ_BUFFER: usize = 2 * 1024;
+/// A socket's first read buffer: a subscribe fits. It is read into whole (so its size is what
+/// every idle socket holds), and a larger message grows it to that message's length.
+const WS_READ_BUFFER: usize = 512;
 
 pub async fn upgrade(
     State(s): State<AppState>,
