@@ -257,6 +257,9 @@ async fn round_trips(
         let Some(id) = r["workflowId"].as_str() else {
             bail!("start failed: {r}")
         };
+        // As the floor does: the screen is answered after the workflow task that showed it has
+        // completed (the start is answered from inside that task), as a person answers it.
+        tokio::time::sleep(crate::temporal::floor::SETTLE).await;
         let t = Instant::now();
         let body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
         let r: Value = http
