@@ -83,11 +83,10 @@ async fn report(Json(body): Json<Value>) -> impl IntoResponse {
     )
 }
 
-/// Answers after `ms` milliseconds (at most 300 s, the longest an HTTP node may wait): a slow
-/// third party.
-/// The slow stand-in's longest hold; an HTTP node's `timeoutMs` is at most 300 s.
+/// The slow stand-in's longest hold: under an HTTP node's longest `timeoutMs` (300 s).
 pub const SLOWEST_MS: u64 = 290_000;
 
+/// Answers after `ms` milliseconds (at most `SLOWEST_MS`): a slow third party.
 async fn slow(Path(ms): Path<u64>) -> impl IntoResponse {
     let ms = ms.min(SLOWEST_MS);
     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;

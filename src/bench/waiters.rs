@@ -82,6 +82,35 @@ async fn redis_clients(url: &str) -> Option<usize> {
     Some(list.lines().count().saturating_sub(1))
 }
 
+/// The gateway's memory and its Redis connections while the waiters are held: read at most
+/// once a second, the most of each kept, so both are seen while the most waiters are held.
+struct Peaks {
+    rss: Option<u64>,
+    redis: Option<usize>,
+    next: Instant,
+}
+
+impl Peaks {
+    fn new(rss_before: Option<u64>) -> Self {
+        Self {
+            rss: rss_before,
+            redis: None,
+            next: Instant::now(),
+        }
+    }
+
+    async fn sample(&mut self, ends: &Endpoints) {
+        if Instant::now() < self.next {
+            return;
+        }
+        self.next = Instant::now() + Duration::from_secs(1);
+        self.rss = self.rss.max(ends.pid.and_then(rss_kb));
+        if let Some(u) = &ends.redis_url {
+            self.redis = self.redis.max(redis_clients(u).await);
+        }
+    }
+}
+
 pub async fn run(
     c: Arc<Client>,
     ends: &Endpoints,
@@ -124,15 +153,13 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let t0 = Instant::now();
     let mut peak_blocked = 0;
-    let mut peak_rss = rss_before;
+    let mut peaks = Peaks::new(rss_before);
     for i in 0..n {
         if ramp_per_sec > 0 {
             let due = t0 + Duration::from_secs_f64(i as f64 / ramp_per_sec as f64);
             tokio::time::sleep_until(due.into()).await;
             peak_blocked = peak_blocked.max(i - finished.load(Ordering::Relaxed).min(i));
-            if i % (ramp_per_sec as usize).max(1) == 0 {
-                peak_rss = peak_rss.max(ends.pid.and_then(rss_kb));
-            }
+            peaks.sample(ends).await;
             if i % (ramp_per_sec as usize * 10).max(1) == 0 && i > 0 {
                 eprintln!("  {i} sent; {} answered", answered.load(Ordering::Relaxed));
             }
@@ -166,25 +193,13 @@ pub async fn run(
             anyhow::Ok(t.elapsed())
         });
     }
-    // While they wait, every second: the gateway's memory and its Redis connections (the most
-    // seen), so both are read while the most waiters are held.
-    let mut redis_during: Option<usize> = None;
     let mut samples = Vec::with_capacity(n);
     let mut failures = Vec::new();
     let mut all_sent_said = false;
-    let mut next_sample = Instant::now();
     loop {
         let blocked = sent.load(Ordering::Relaxed) - finished.load(Ordering::Relaxed);
         peak_blocked = peak_blocked.max(blocked);
-        if Instant::now() >= next_sample {
-            next_sample += Duration::from_secs(1);
-            peak_rss = peak_rss.max(ends.pid.and_then(rss_kb));
-            if let Some(u) = &ends.redis_url
-                && let Some(c) = redis_clients(u).await
-            {
-                redis_during = redis_during.max(Some(c));
-            }
-        }
+        peaks.sample(ends).await;
         if !all_sent_said && sent.load(Ordering::Relaxed) == n {
             all_sent_said = true;
             eprintln!("  all {n} sent; {blocked} blocked now");
@@ -210,7 +225,7 @@ pub async fn run(
         }
     }
     // The growth at its peak over the most held at once: what one blocked request costs.
-    let kb_per_waiter = match (rss_before, peak_rss) {
+    let kb_per_waiter = match (rss_before, peaks.rss) {
         (Some(b), Some(p)) if peak_blocked > 0 => Some(p.saturating_sub(b) as f64 / peak_blocked as f64),
         _ => None,
     };
@@ -219,7 +234,7 @@ pub async fn run(
         answered: answered.load(Ordering::Relaxed),
         peak_blocked,
         redis_clients_before: redis_before,
-        redis_clients_during: redis_during,
+        redis_clients_during: peaks.redis,
         kb_per_waiter,
         latency: Series {
             name: "start → first screen (slow stand-in)",

@@ -8,10 +8,10 @@ use crate::bus::{Publisher, Retention};
 use temporalio_client::Client;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
+use tokio_util::sync::CancellationToken;
 
 /// Workflow tasks are CPU work on this thread; the SDK's default number of slots.
 const WORKFLOW_TASK_SLOTS: usize = 100;
-use tokio_util::sync::CancellationToken;
 
 pub struct WorkerConfig {
     pub task_queue: String,

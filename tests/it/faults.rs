@@ -120,11 +120,6 @@ async fn pubsub_connections_killed_every_100ms_lose_no_node_result_and_no_reject
             }
         }
     };
-    let answered = |i: usize, status: StatusCode, body: &Value| match (i % 2, status) {
-        (0, StatusCode::OK) => body["response"]["accountNumber"] == format!("{:08}", i),
-        (1, StatusCode::UNPROCESSABLE_ENTITY) => true,
-        _ => false,
-    };
     let mut tasks = Vec::new();
     for i in 0..200 {
         tasks.push(tokio::spawn(send(i, 20)));
@@ -151,10 +146,10 @@ async fn pubsub_connections_killed_every_100ms_lose_no_node_result_and_no_reject
             }
             _ => (status, body),
         };
-        match answered(i, status, &body) {
-            true if i.is_multiple_of(2) => results += 1,
-            true => rejections += 1,
-            false => lost.push(format!("{i}: {status} {body}")),
+        match (i % 2, status) {
+            (0, StatusCode::OK) if body["response"]["accountNumber"] == format!("{:08}", i) => results += 1,
+            (1, StatusCode::UNPROCESSABLE_ENTITY) => rejections += 1,
+            _ => lost.push(format!("{i}: {status} {body}")),
         }
     }
     eprintln!(
