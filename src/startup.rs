@@ -6,7 +6,7 @@ use crate::bus::{Hub, Retention, Store};
 use crate::config::{AuthArg, Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
 use crate::db::Db;
 use crate::dsl::Registry;
-use crate::gateway::{AppState, GatewayConfig, app};
+use crate::gateway::{AppState, GatewayConfig, Listener, app};
 use crate::service::{AuthMode, Authenticator, Catalog, JwtVerifier, Parts, Service, ServiceConfig, Tokens};
 use crate::temporal::{Temporal, TemporalConfig, WorkerConfig, connect, spawn_worker};
 use crate::webhook::{Allowlist, DeliveryConfig, Secrets, parse_schedule};
@@ -302,13 +302,25 @@ impl Application {
     /// waits (bounded) for the embedded worker.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let token = self.shutdown.clone();
-        let server =
-            // `into_make_service` resolves the routes once; serving the bare `Router` would deep-copy
-        // every route for each connection (about 23 KB, kept as long as an SSE stream lives).
-        axum::serve(self.listener, self.router.into_make_service()).with_graceful_shutdown(async move { token.cancelled().await });
+        let streams = tokio_util::task::TaskTracker::new();
+        let listener = Listener::new(
+            self.listener,
+            self.router.clone(),
+            streams.clone(),
+            self.shutdown.clone(),
+        );
+        // `into_make_service` resolves the routes once; serving the bare `Router` would deep-copy
+        // every route for each connection (about 23 KB, kept as long as a connection lives).
+        let server = axum::serve(listener, self.router.into_make_service())
+            .with_graceful_shutdown(async move { token.cancelled().await });
         let shutdown = self.shutdown.clone();
         tokio::select! {
-            r = server => r.context("HTTP server failed")?,
+            r = async {
+                server.await?;
+                streams.close();
+                streams.wait().await;
+                Ok::<_, std::io::Error>(())
+            } => r.context("HTTP server failed")?,
             _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN).await } => {
                 tracing::warn!("drain time over; closing remaining connections");
             }

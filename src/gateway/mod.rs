@@ -8,6 +8,7 @@ mod error;
 mod extract;
 mod http;
 mod limits;
+mod listener;
 mod sse;
 mod ws;
 
@@ -18,6 +19,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 pub use limits::{Limits, LimitsConfig};
+pub use listener::Listener;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;

@@ -476,3 +476,118 @@ async fn a_socket_frees_its_channels_on_unsubscribe_and_when_it_goes() {
     drop(ws);
     until_hub_channels(&app, own, "a closed socket releases every channel").await;
 }
+
+/// Sends `bytes` on a fresh connection (`trickle`: one byte at a time) and reads until `until`
+/// appears, the server closes, or 5 s pass.
+async fn raw(base: &str, bytes: &[u8], trickle: bool, until: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    if trickle {
+        for b in bytes {
+            s.write_all(std::slice::from_ref(b)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    } else {
+        s.write_all(bytes).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(until) {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_stream_requests_in_odd_shapes_get_the_same_answers_as_any_other_request() {
+    let app = spawn_app().await;
+    let r = app.start("bank_account", json!({})).await;
+    let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+    let target = format!("/v3/workflow/{id}/events?token={token}");
+    let get = |version: &str, extra: &str| format!("GET {target} {version}\r\nHost: x\r\n{extra}\r\n");
+
+    // Sent a byte at a time: the stream, chunked, with the first state.
+    let out = raw(&app.base, get("HTTP/1.1", "").as_bytes(), true, "event: state").await;
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    for h in [
+        "content-type: text/event-stream",
+        "transfer-encoding: chunked",
+        "date: ",
+    ] {
+        assert!(out.contains(h), "{h} missing: {out}");
+    }
+    assert!(out.contains("\"seq\":1"), "{out}");
+
+    // After another request on a kept-alive connection, as HTTP/1.0, or with a body: still the
+    // stream, from the ordinary HTTP server.
+    let keep_alive = format!("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n{}", get("HTTP/1.1", ""));
+    let http10 = get("HTTP/1.0", "");
+    let with_body = format!("{}abc", get("HTTP/1.1", "Content-Length: 3\r\n"));
+    for (what, req) in [("keep-alive", keep_alive), ("HTTP/1.0", http10), ("body", with_body)] {
+        let out = raw(&app.base, req.as_bytes(), false, "event: state").await;
+        assert!(
+            out.contains(" 200 OK\r\n") && out.contains("\"seq\":1"),
+            "{what}: {out}"
+        );
+    }
+
+    // A head longer than the listener reads for itself goes to the HTTP server, whose limits
+    // apply: well within them, the stream.
+    let long = get("HTTP/1.1", &format!("X-Filler: {}\r\n", "a".repeat(100_000)));
+    let out = raw(&app.base, long.as_bytes(), false, "event: state").await;
+    assert!(
+        out.contains(" 200 OK\r\n") && out.contains("\"seq\":1"),
+        "{}",
+        &out[..out.len().min(300)]
+    );
+    // Refused: a complete JSON answer with its length; the connection then carries the next
+    // request (here the finished workflow's stream), and closes after one that asks it to.
+    let done = app
+        .resume(&id, json!({"accountNumber": "11112222", "save": "save"}))
+        .await;
+    assert_eq!(status_of(&done), "COMPLETED");
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let first = format!("GET /v3/workflow/{id}/events HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(first.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("}") {
+            let n = tokio::time::timeout(T, s.read(&mut buf)).await.unwrap().unwrap();
+            assert!(n > 0, "closed after {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let out = String::from_utf8_lossy(&got).into_owned();
+        assert!(out.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{out}");
+        let body = out.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert!(out.contains(&format!("content-length: {}", body.len())), "{out}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(body).unwrap()["code"],
+            "unauthorized"
+        );
+        let second = get("HTTP/1.1", "Connection: close\r\n");
+        s.write_all(second.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        tokio::time::timeout(T, s.read_to_end(&mut rest))
+            .await
+            .expect("the server closes after a stream that ends")
+            .unwrap();
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(
+            rest.starts_with("HTTP/1.1 200 OK\r\n") && rest.contains("\"COMPLETED\""),
+            "{rest}"
+        );
+        assert!(
+            rest.contains("connection: close") && rest.ends_with("0\r\n\r\n"),
+            "{rest}"
+        );
+    }
+}

@@ -1,0 +1,411 @@
+//! Accepting connections. hyper keeps an 8 KB read buffer and an 8 KB write buffer for every
+//! HTTP/1 connection for as long as it lives, with no option to start them smaller; for an idle
+//! Server-Sent Events stream that was two thirds of its memory. So the listener reads each new
+//! connection's first request head itself: a plain `GET …/events` is answered here, through the
+//! same router (auth, CORS, limits, tracing), and its body is written straight to the socket.
+//! Everything else goes to hyper (`axum::serve`) with the bytes already read put back in front.
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service;
+
+/// How long a new connection may take to send its first request head.
+const HEAD_WAIT: Duration = Duration::from_secs(30);
+/// The longest request head answered here; a longer one goes to hyper, which applies its limits.
+const HEAD_MAX: usize = 16 * 1024;
+/// Headers parsed here at most (hyper's default limit is 100; more goes to hyper to refuse).
+const HEADERS_MAX: usize = 100;
+/// Connections read and waiting for hyper to take them.
+const HANDOFF_QUEUE: usize = 256;
+
+/// The gateway's listener: hands hyper every connection except event streams.
+pub struct Listener {
+    tcp: TcpListener,
+    router: Router,
+    handed: mpsc::Sender<(Rewound, SocketAddr)>,
+    ready: mpsc::Receiver<(Rewound, SocketAddr)>,
+    streams: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Listener {
+    /// `streams` tracks the connections served here, so shutdown can wait for them too.
+    pub fn new(tcp: TcpListener, router: Router, streams: TaskTracker, shutdown: CancellationToken) -> Self {
+        let (handed, ready) = mpsc::channel(HANDOFF_QUEUE);
+        Self {
+            tcp,
+            router,
+            handed,
+            ready,
+            streams,
+            shutdown,
+        }
+    }
+}
+
+impl axum::serve::Listener for Listener {
+    type Io = Rewound;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Rewound, SocketAddr) {
+        loop {
+            tokio::select! {
+                Some(conn) = self.ready.recv() => return conn,
+                (tcp, peer) = axum::serve::Listener::accept(&mut self.tcp) => {
+                    let conn = Connection {
+                        router: self.router.clone(),
+                        handed: self.handed.clone(),
+                        shutdown: self.shutdown.clone(),
+                    };
+                    self.streams.spawn(conn.run(tcp, peer));
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// One accepted connection until it is either answered here or handed to hyper.
+struct Connection {
+    router: Router,
+    handed: mpsc::Sender<(Rewound, SocketAddr)>,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// Reads request heads and answers event streams here until a request that is not one,
+    /// which goes to hyper with the connection; a connection kept alive after a stream thus
+    /// serves its next request either way.
+    async fn run(self, mut tcp: TcpStream, peer: SocketAddr) {
+        // Responses and events are small writes a client waits for.
+        let _ = tcp.set_nodelay(true);
+        loop {
+            let mut head = Vec::new();
+            let read = tokio::select! {
+                r = tokio::time::timeout(HEAD_WAIT, read_head(&mut tcp, &mut head)) => r,
+                _ = self.shutdown.cancelled() => return,
+            };
+            let request = match read {
+                Ok(Ok(Some(request))) => request,
+                Ok(Ok(None)) => {
+                    let io = Rewound {
+                        head: Bytes::from(head),
+                        tcp,
+                    };
+                    tokio::select! {
+                        _ = self.handed.send((io, peer)) => {}
+                        _ = self.shutdown.cancelled() => {}
+                    }
+                    return;
+                }
+                // Closed, failed or silent before a whole request head: nothing to answer.
+                Ok(Err(_)) | Err(_) => return,
+            };
+            drop(head);
+            let close = request.headers().get_all(header::CONNECTION).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
+            });
+            let mut router = self.router.clone();
+            // Boxed so the router's future is freed once the response head exists.
+            let response = Box::pin(router.call(request)).await.unwrap_or_else(|e| match e {});
+            match respond(&mut tcp, response, close).await {
+                Ok(Sent::Whole) if !close && !self.shutdown.is_cancelled() => {}
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, %peer, "event stream closed");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads until it is known whether the connection's next request is a plain event-stream `GET`:
+/// `Some` with the request if so (its head fully read, nothing after it), `None` for anything
+/// else, with what was read left in `buf` for hyper.
+async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<Request<Body>>> {
+    loop {
+        if buf.len() >= HEAD_MAX {
+            return Ok(None);
+        }
+        if buf.is_empty() {
+            // No buffer while a kept-alive connection waits for its next request.
+            tcp.readable().await?;
+        }
+        buf.reserve(1024.min(HEAD_MAX - buf.len()));
+        if tcp.read_buf(buf).await? == 0 {
+            if buf.is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            return Ok(None);
+        }
+        let Some(line_end) = buf.windows(2).position(|w| w == b"\r\n") else {
+            continue;
+        };
+        if !is_event_stream_line(&buf[..line_end]) {
+            return Ok(None);
+        }
+        if buf.ends_with(b"\r\n\r\n") {
+            return Ok(parse(buf));
+        }
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            // More than one request head, or a body: hyper's business.
+            return Ok(None);
+        }
+    }
+}
+
+/// `GET /v3/workflow/{id}/events[?…] HTTP/1.1`.
+fn is_event_stream_line(line: &[u8]) -> bool {
+    let Some(rest) = line.strip_prefix(b"GET /v3/workflow/") else {
+        return false;
+    };
+    let Some(target) = rest.strip_suffix(b" HTTP/1.1") else {
+        return false;
+    };
+    let path = target.split(|b| *b == b'?').next().unwrap_or_default();
+    match path.strip_suffix(b"/events") {
+        Some(id) => !id.is_empty() && !id.contains(&b'/') && !target.contains(&b' '),
+        None => false,
+    }
+}
+
+/// The request in `buf`, when it is one this listener answers: no body, no upgrade, and every
+/// header well formed. Anything unusual goes to hyper, which knows what to answer.
+fn parse(buf: &[u8]) -> Option<Request<Body>> {
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n == buf.len() => {}
+        _ => return None,
+    }
+    let uri: Uri = req.path?.parse().ok()?;
+    let mut map = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let value = HeaderValue::from_bytes(h.value).ok()?;
+        map.append(name, value);
+    }
+    let has_body = map.contains_key(header::TRANSFER_ENCODING)
+        || map.get(header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0");
+    if has_body || map.contains_key(header::UPGRADE) || map.contains_key(header::EXPECT) {
+        return None;
+    }
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = uri;
+    *request.version_mut() = Version::HTTP_11;
+    *request.headers_mut() = map;
+    Some(request)
+}
+
+/// How a response ended.
+enum Sent {
+    /// All of it, so the connection can carry another request.
+    Whole,
+    /// Not all of it: the client went, or sent something mid-stream.
+    Spoilt,
+}
+
+/// Writes the response: its head, then its body as it comes (chunked unless its length is
+/// known). A client that leaves, or cannot take a write for the slow-consumer grace, ends it;
+/// so does the body's end (the stream ends itself on shutdown). `close`: the client asked for
+/// the connection to close after it.
+async fn respond(tcp: &mut TcpStream, response: Response<Body>, close: bool) -> io::Result<Sent> {
+    let (parts, body) = response.into_parts();
+    let bodiless = parts.status.is_informational()
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED;
+    let length = if bodiless { Some(0) } else { body.size_hint().exact() };
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(parts.status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in parts.headers.iter() {
+        if name == header::CONNECTION || name == header::TRANSFER_ENCODING || name == header::CONTENT_LENGTH {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    match length {
+        _ if bodiless => {}
+        Some(n) => head.extend_from_slice(format!("content-length: {n}\r\n").as_bytes()),
+        None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        head.extend_from_slice(
+            format!("date: {}\r\n", httpdate::fmt_http_date(std::time::SystemTime::now())).as_bytes(),
+        );
+    }
+    if close {
+        head.extend_from_slice(b"connection: close\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    write(tcp, &mut Bytes::from(head)).await?;
+    if bodiless {
+        return Ok(Sent::Whole);
+    }
+    let chunked = length.is_none();
+    let mut data = body.into_data_stream();
+    // A client sends nothing after its request; reading only notices that it has gone.
+    let mut probe = [0u8; 1];
+    loop {
+        tokio::select! {
+            next = data.next() => {
+                let Some(first) = next else { break };
+                // Whatever else is ready goes out in the same write: a burst of states, or the
+                // stream's end right after its last state.
+                let mut out = BytesMut::new();
+                let mut frame = Some(first);
+                let mut ended = false;
+                while let Some(f) = frame.take() {
+                    let bytes = f.map_err(io::Error::other)?;
+                    if chunked && !bytes.is_empty() {
+                        out.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
+                        out.extend_from_slice(&bytes);
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        out.extend_from_slice(&bytes);
+                    }
+                    match data.next().now_or_never() {
+                        Some(Some(f)) => frame = Some(f),
+                        Some(None) => ended = true,
+                        None => {}
+                    }
+                }
+                if ended && chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                write(tcp, &mut out).await?;
+                if ended {
+                    return Ok(Sent::Whole);
+                }
+            }
+            // Gone, or sending mid-stream what no stream expects (a pipelined request that
+            // could not be answered in order): either way the stream ends here.
+            read = tcp.read(&mut probe) => {
+                read?;
+                return Ok(Sent::Spoilt);
+            }
+        }
+    }
+    if chunked {
+        write(tcp, &mut &b"0\r\n\r\n"[..]).await?;
+    }
+    Ok(Sent::Whole)
+}
+
+/// One write, bounded like every other stream's.
+async fn write(tcp: &mut TcpStream, buf: &mut impl Buf) -> io::Result<()> {
+    match tokio::time::timeout(super::SLOW_CONSUMER_GRACE, tcp.write_all_buf(buf)).await {
+        Ok(r) => r,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "client too slow to take a write",
+        )),
+    }
+}
+
+/// A connection handed to hyper, with the bytes the listener already read put back in front.
+pub struct Rewound {
+    head: Bytes,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for Rewound {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.head.has_remaining() {
+            let n = self.head.len().min(out.remaining());
+            out.put_slice(&self.head[..n]);
+            self.head.advance(n);
+            if !self.head.has_remaining() {
+                // Free the buffer rather than keep an empty view of it.
+                self.head = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Rewound {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_events_get_is_answered_outside_hyper() {
+        assert!(is_event_stream_line(b"GET /v3/workflow/abc/events HTTP/1.1"));
+        assert!(is_event_stream_line(b"GET /v3/workflow/abc/events?token=x HTTP/1.1"));
+        assert!(!is_event_stream_line(b"GET /v3/workflow/abc/events HTTP/1.0"));
+        assert!(!is_event_stream_line(b"POST /v3/workflow/abc/events HTTP/1.1"));
+        assert!(!is_event_stream_line(b"GET /v3/workflow//events HTTP/1.1"));
+        assert!(!is_event_stream_line(b"GET /v3/workflow/a/b/events HTTP/1.1"));
+        assert!(!is_event_stream_line(b"GET /v3/workflow/abc HTTP/1.1"));
+        assert!(!is_event_stream_line(b"GET /v3/workflow/abc/events x HTTP/1.1"));
+    }
+
+    #[test]
+    fn a_head_with_a_body_or_an_upgrade_is_left_to_hyper() {
+        let ok = b"GET /v3/workflow/a/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+        let r = parse(ok).expect("a plain GET is answered here");
+        assert_eq!(r.uri().path(), "/v3/workflow/a/events");
+        assert_eq!(r.headers()["accept"], "text/event-stream");
+        for bad in [
+            &b"GET /v3/workflow/a/events HTTP/1.1\r\nContent-Length: 3\r\n\r\n"[..],
+            b"GET /v3/workflow/a/events HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /v3/workflow/a/events HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /v3/workflow/a/events HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"GET /v3/workflow/a/events HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(parse(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+}
