@@ -446,6 +446,7 @@ impl Service {
         )?;
         let start = WorkflowStart { seq_base, ..start };
         let idempotent = req.idempotency_key.is_some();
+        let t0 = std::time::Instant::now();
         let fresh = match self.0.temporal.start(start, idempotent).await {
             Ok(()) => {
                 metrics::counter!("drift_workflows_started_total").increment(1);
@@ -454,6 +455,9 @@ impl Service {
             Err(TemporalError::AlreadyStarted) if idempotent => false,
             Err(e) => return Err(e.into()),
         };
+        // Like "command dispatched": with "caller authenticated" and "answer ready", one start
+        // traced step by step.
+        tracing::debug!(request_id = %req.request_id, started = ?t0.elapsed(), "start dispatched");
         Ok(Dispatched {
             stream_token: self.0.tokens.issue(&caller.tenant, &id),
             id,
