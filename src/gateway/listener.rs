@@ -1,9 +1,10 @@
 //! Accepting connections. hyper keeps an 8 KB read buffer and an 8 KB write buffer for every
 //! HTTP/1 connection for as long as it lives, with no option to start them smaller; for an idle
-//! Server-Sent Events stream that was two thirds of its memory. So the listener reads each new
-//! connection's first request head itself: a plain `GET …/events` is answered here, through the
-//! same router (auth, CORS, limits, tracing), and its body is written straight to the socket.
-//! Everything else goes to hyper (`axum::serve`) with the bytes already read put back in front.
+//! Server-Sent Events stream that was two thirds of its memory. So the listener reads a
+//! connection's request heads itself: a plain `GET …/events` is answered here, through the same
+//! router (auth, CORS, limits, tracing), its body written straight to the socket, and the
+//! connection then waits for its next request with no buffer. The first request of any other
+//! kind goes to hyper (`axum::serve`) with the connection and the bytes already read.
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -30,6 +31,8 @@ const HEAD_MAX: usize = 16 * 1024;
 const HEADERS_MAX: usize = 100;
 /// Connections read and waiting for hyper to take them.
 const HANDOFF_QUEUE: usize = 256;
+/// The most one write gathers of what a stream has ready (a reconnect's catch-up can be long).
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// The gateway's listener: hands hyper every connection except event streams.
 pub struct Listener {
@@ -288,6 +291,9 @@ async fn respond(tcp: &mut TcpStream, response: Response<Body>, close: bool) -> 
                         out.extend_from_slice(b"\r\n");
                     } else {
                         out.extend_from_slice(&bytes);
+                    }
+                    if out.len() >= WRITE_BATCH {
+                        break;
                     }
                     match data.next().now_or_never() {
                         Some(Some(f)) => frame = Some(f),
