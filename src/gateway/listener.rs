@@ -277,13 +277,12 @@ async fn respond(tcp: &mut TcpStream, response: Response<Body>, close: bool) -> 
     loop {
         tokio::select! {
             next = data.next() => {
-                let Some(first) = next else { break };
                 // Whatever else is ready goes out in the same write: a burst of states, or the
                 // stream's end right after its last state.
                 let mut out = BytesMut::new();
-                let mut frame = Some(first);
-                let mut ended = false;
-                while let Some(f) = frame.take() {
+                let mut next = next;
+                let ended = loop {
+                    let Some(f) = next else { break true };
                     let bytes = f.map_err(io::Error::other)?;
                     if chunked && !bytes.is_empty() {
                         out.extend_from_slice(format!("{:x}\r\n", bytes.len()).as_bytes());
@@ -293,14 +292,13 @@ async fn respond(tcp: &mut TcpStream, response: Response<Body>, close: bool) -> 
                         out.extend_from_slice(&bytes);
                     }
                     if out.len() >= WRITE_BATCH {
-                        break;
+                        break false;
                     }
                     match data.next().now_or_never() {
-                        Some(Some(f)) => frame = Some(f),
-                        Some(None) => ended = true,
-                        None => {}
+                        Some(n) => next = n,
+                        None => break false,
                     }
-                }
+                };
                 if ended && chunked {
                     out.extend_from_slice(b"0\r\n\r\n");
                 }
@@ -317,10 +315,6 @@ async fn respond(tcp: &mut TcpStream, response: Response<Body>, close: bool) -> 
             }
         }
     }
-    if chunked {
-        write(tcp, &mut &b"0\r\n\r\n"[..]).await?;
-    }
-    Ok(Sent::Whole)
 }
 
 /// One write, bounded like every other stream's.
