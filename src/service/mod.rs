@@ -409,6 +409,8 @@ impl Service {
             .execution_timeout_ms
             .unwrap_or(self.0.cfg.execution_timeout.as_millis() as u64);
         let children = self.pin_children(&definition)?;
+        // A generated id has never named a run: there is no earlier seq to read.
+        let generated = req.workflow_id.is_none() && req.idempotency_key.is_none();
         let id = match (req.workflow_id, &req.idempotency_key) {
             (Some(w), _) => w,
             // The same key from the same tenant and client always names the same workflow.
@@ -440,10 +442,13 @@ impl Service {
         // A reused id goes on from its earlier runs' seq, so readers see the new run. The read
         // and the subscription are independent round trips: both happen before the dispatch,
         // at the same time.
-        let (seq_base, subscription) = tokio::try_join!(
-            riding_out(|| self.0.store.high_seq(&keys)),
-            self.subscribe_unless(is_async, &keys)
-        )?;
+        let seq_base = async {
+            match generated {
+                true => Ok(0),
+                false => riding_out(|| self.0.store.high_seq(&keys)).await,
+            }
+        };
+        let (seq_base, subscription) = tokio::try_join!(seq_base, self.subscribe_unless(is_async, &keys))?;
         let start = WorkflowStart { seq_base, ..start };
         let idempotent = req.idempotency_key.is_some();
         let t0 = std::time::Instant::now();
