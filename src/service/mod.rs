@@ -410,17 +410,16 @@ impl Service {
             .unwrap_or(self.0.cfg.execution_timeout.as_millis() as u64);
         let children = self.pin_children(&definition)?;
         // A generated id has never named a run: there is no earlier seq to read.
-        let generated = req.workflow_id.is_none() && req.idempotency_key.is_none();
-        let id = match (req.workflow_id, &req.idempotency_key) {
-            (Some(w), _) => w,
+        let (id, generated) = match (req.workflow_id, &req.idempotency_key) {
+            (Some(w), _) => (w, false),
             // The same key from the same tenant and client always names the same workflow.
             (None, Some(k)) => {
                 use sha2::Digest;
                 let digest = sha2::Sha256::digest(format!("{}\n{}\n{k}", caller.tenant, caller.client));
                 let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-                WorkflowId::parse(&format!("idem-{hex}"))?
+                (WorkflowId::parse(&format!("idem-{hex}"))?, false)
             }
-            (None, None) => WorkflowId::generate(),
+            (None, None) => (WorkflowId::generate(), true),
         };
         let is_async = callback.is_some();
         let start = WorkflowStart {
@@ -443,7 +442,10 @@ impl Service {
         // and the subscription are independent round trips: both happen before the dispatch,
         // at the same time.
         let seq_base = async {
-            match generated {
+            // Without the read, the subscription is the Redis step that refuses the call (and
+            // starts nothing) while Redis is away; an async start subscribes to nothing, so it
+            // still reads.
+            match generated && !is_async {
                 true => Ok(0),
                 false => riding_out(|| self.0.store.high_seq(&keys)).await,
             }
