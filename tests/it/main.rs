@@ -538,6 +538,57 @@ async fn redis_unreachable_answers_503_and_starts_nothing() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "the workflow must not exist");
+    // An async start with a generated id subscribes to nothing: its seq read is the Redis step
+    // that must refuse it before anything reaches Temporal. Its id is unknown, so count the
+    // tenant's runs instead: only the first start's.
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/workflow/start",
+            Some(json!({"workflow": "quick_screen", "params": {"n": 3}, "callbackUrl": "http://127.0.0.1:9/hook"})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
+    assert!(r.body["message"].as_str().unwrap().contains("Redis"));
+    let runs = || {
+        let out = std::process::Command::new("temporal")
+            .args([
+                "workflow",
+                "list",
+                "--query",
+                &format!("WorkflowId STARTS_WITH '{}/'", app.tenant),
+                "--output",
+                "json",
+                "--address",
+                &infra().temporal_address,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The CLI prints an array of runs, or one object per run, depending on its version.
+        serde_json::Deserializer::from_slice(&out.stdout)
+            .into_iter::<Value>()
+            .map(|v| v.unwrap())
+            .flat_map(|v| match v {
+                Value::Array(runs) => runs,
+                run => vec![run],
+            })
+            .filter(|run| run["execution"]["workflowId"].is_string())
+            .count()
+    };
+    // Visibility lags a little behind a start: wait until the first run shows, then give a
+    // wrongly started one the same time to show too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while runs() < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never showed in the list"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(runs(), 1, "only the first start reached Temporal");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
