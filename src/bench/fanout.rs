@@ -104,7 +104,12 @@ async fn ws_client(
     let url = format!("{}/v3/ws", c.base.replacen("http", "ws", 1));
     let mut req = url.into_client_request()?;
     req.headers_mut().insert("authorization", c.auth.parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    // Sized like the gateway's sockets: the library's 128 KiB buffers, for each of thousands
+    // of clients on the gateway's own cores, would make the bench measure itself.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
     ws.send(Message::text(
         json!({"type": "subscribe", "workflowId": id, "token": token}).to_string(),
     ))

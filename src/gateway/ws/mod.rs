@@ -117,6 +117,9 @@ struct Session {
 async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
     metrics::gauge!("drift_ws_connections").increment(1.0);
     let shutdown = s.shutdown.clone();
+    // One registration with the token for the socket's life, not one per message.
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     let mut sess = Session {
         s,
         caller,
@@ -131,7 +134,7 @@ async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
     tokio::pin!(idle);
     while sess.open {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = &mut cancelled => break,
             _ = &mut idle => break,
             frame = sess.socket.next() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
@@ -198,17 +201,7 @@ impl Session {
     /// commands only to the socket that sent them.
     async fn deliver(&mut self, id: &WorkflowId, d: Followed) {
         let m = match d {
-            Followed::Out(Out::State { seq, body, .. }) => {
-                let Ok(state) = serde_json::from_slice::<&RawValue>(&body) else {
-                    return;
-                };
-                ServerMsg::State {
-                    workflow_id: id.as_str(),
-                    seq,
-                    state,
-                }
-                .to_text()
-            }
+            Followed::Out(Out::State { seq, body, .. }) => ServerMsg::state_text(id.as_str(), seq, &body),
             Followed::Out(Out::Gap { after, latest }) => ServerMsg::Gap {
                 workflow_id: id.as_str(),
                 after,

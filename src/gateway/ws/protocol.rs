@@ -106,6 +106,22 @@ impl<'a> ServerMsg<'a> {
     pub fn to_text(&self) -> axum::extract::ws::Message {
         axum::extract::ws::Message::Text(serde_json::to_string(self).expect("server messages serialize").into())
     }
+
+    /// A `state` message around a state body that is already JSON (a follower's, which serde
+    /// wrote or the hub checked once for all its subscribers): the same text as `State`, without
+    /// scanning the body again for every socket it goes to.
+    pub fn state_text(workflow_id: &str, seq: u64, body: &[u8]) -> axum::extract::ws::Message {
+        let id = serde_json::to_string(workflow_id).expect("strings serialize");
+        let mut text = String::with_capacity(body.len() + id.len() + 64);
+        text.push_str(r#"{"type":"state","workflowId":"#);
+        text.push_str(&id);
+        text.push_str(r#","seq":"#);
+        text.push_str(&seq.to_string());
+        text.push_str(r#","state":"#);
+        text.push_str(&String::from_utf8_lossy(body));
+        text.push('}');
+        axum::extract::ws::Message::Text(text.into())
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +157,17 @@ mod tests {
             s,
             json!({"type": "state", "workflowId": "w", "seq": 3, "state": {"seq": 3}})
         );
+        // A follower's state is framed around its body as it is, to the same text.
+        for id in ["w", "wf-\"quoted\"\\é"] {
+            let framed = ServerMsg::state_text(id, 3, raw.get().as_bytes());
+            let serde = ServerMsg::State {
+                workflow_id: id,
+                seq: 3,
+                state: &raw,
+            }
+            .to_text();
+            assert_eq!(framed, serde);
+        }
         let ack = serde_json::to_value(ServerMsg::Ack {
             request_id: None,
             workflow_id: "w",
