@@ -7,16 +7,20 @@ use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-/// A replayed publish of an older `seq` does not overwrite newer state but is published
-/// again, which subscribers drop by `seq`. KEYS[3] keeps the highest `seq` of the workflow id
+/// A state is published only when it is stored: one whose `seq` is not newer than the stored
+/// one was published already (storing and publishing are one atomic step), so a repeat — a
+/// replayed or retried publish, or the local activity after the workflow's early hand-over —
+/// changes nothing and publishes nothing. KEYS[3] keeps the highest `seq` of the workflow id
 /// across runs, for longer than the states (ARGV[7]). Every message that answers a request
 /// (ARGV[8]) — a state, a rejection or a node result — is also kept by request id in KEYS[4],
 /// the newest ARGV[9] of them (their order in KEYS[5]), so an answer survives a lost message.
 const PUBLISH_SCRIPT: &str = r#"
+local fresh = true
 if ARGV[4] == '1' then
   local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
   local seq = tonumber(ARGV[2])
-  if seq > cur then
+  fresh = seq > cur
+  if fresh then
     redis.call('HSET', KEYS[1], 'seq', seq, 'msg', ARGV[3])
     redis.call('ZREMRANGEBYSCORE', KEYS[2], seq, seq)
     redis.call('ZADD', KEYS[2], seq, ARGV[3])
@@ -39,6 +43,9 @@ if ARGV[8] ~= '' then
   end
   redis.call('EXPIRE', KEYS[4], ARGV[6])
   redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
+if not fresh then
+  return 0
 end
 return redis.call('PUBLISH', ARGV[1], ARGV[3])
 "#;

@@ -591,3 +591,37 @@ async fn event_stream_requests_in_odd_shapes_get_the_same_answers_as_any_other_r
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_state_goes_out_on_the_channel_once() {
+    // The workflow hands each state to the publisher early and its local activity publishes it
+    // again (as replays and retries do): the channel must still carry each state once.
+    let app = spawn_app().await;
+    let channel = format!("{}:ch:{}/once", app.key_prefix, app.tenant);
+    let mut sub = redis::Client::open(app.redis_url.as_str())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    sub.subscribe(&channel).await.unwrap();
+    let r = app
+        .call(
+            reqwest::Method::POST,
+            "/v3/workflow/start",
+            Some(json!({"workflow": "quick_screen", "workflowId": "once", "params": {"n": 1}})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let r = app.resume("once", json!({"ok": "ok"})).await;
+    assert_eq!(status_of(&r), "COMPLETED", "{r:?}");
+    let mut seqs = Vec::new();
+    let mut messages = sub.on_message();
+    // The local activity's publish comes within milliseconds of the early one.
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), futures::StreamExt::next(&mut messages)).await
+    {
+        let v: serde_json::Value = serde_json::from_slice(m.get_payload_bytes()).unwrap();
+        seqs.push((v["kind"].as_str().unwrap().to_string(), v["seq"].as_u64().unwrap()));
+    }
+    assert_eq!(seqs, vec![("state".to_string(), 1), ("state".to_string(), 2)]);
+}
