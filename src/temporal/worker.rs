@@ -34,12 +34,13 @@ pub fn spawn(
         let conn = crate::bus::connect(&cfg.redis_url, std::time::Duration::from_secs(3), 6).await?;
         let outbound = Outbound::new(cfg.egress.clone(), cfg.max_response_bytes)?;
         let runtime = Runtime::from_current_tokio(Default::default())?;
-        super::workflow::publish_early_with(Publisher::new(conn.clone(), cfg.retention.clone()));
+        let publisher = Publisher::new(conn.clone(), cfg.retention);
+        super::workflow::publish_early_with(publisher.clone());
         let opts = WorkerOptions::new(cfg.task_queue.clone())
             .register_workflow::<DriftWorkflow>()?
             .register_workflow::<DeliveryWorkflow>()?
             .register_activities(DriftActivities {
-                publisher: Publisher::new(conn.clone(), cfg.retention),
+                publisher,
                 redis: conn,
                 outbound,
                 delivery: cfg.delivery,

@@ -551,31 +551,11 @@ async fn redis_unreachable_answers_503_and_starts_nothing() {
         .await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{r:?}");
     assert!(r.body["message"].as_str().unwrap().contains("Redis"));
+    let query = format!("WorkflowId STARTS_WITH '{}/'", app.tenant);
     let runs = || {
-        let out = std::process::Command::new("temporal")
-            .args([
-                "workflow",
-                "list",
-                "--query",
-                &format!("WorkflowId STARTS_WITH '{}/'", app.tenant),
-                "--output",
-                "json",
-                "--address",
-                &infra().temporal_address,
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        // The CLI prints an array of runs, or one object per run, depending on its version.
-        serde_json::Deserializer::from_slice(&out.stdout)
-            .into_iter::<Value>()
-            .map(|v| v.unwrap())
-            .flat_map(|v| match v {
-                Value::Array(runs) => runs,
-                run => vec![run],
-            })
-            .filter(|run| run["execution"]["workflowId"].is_string())
-            .count()
+        temporal_cli(&["workflow", "list", "--query", &query])
+            .as_array()
+            .map_or(0, Vec::len)
     };
     // Visibility lags a little behind a start: wait until the first run shows, then give a
     // wrongly started one the same time to show too.

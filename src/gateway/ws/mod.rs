@@ -17,7 +17,6 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use protocol::{ClientMsg, RequestIdOnly, ServerMsg, Targeted};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::time::Duration;
@@ -167,15 +166,7 @@ fn reply_message(id: &WorkflowId, rid: &str, seq: u64, outcome: Result<Outcome, 
             Err(err) => ServerMsg::error(Some(rid), &ApiError::internal(&err)).to_text(),
         },
         Ok(Outcome::Rejected(r)) => ServerMsg::error(Some(rid), &ApiError::from(r)).to_text(),
-        Ok(Outcome::State(body)) if seq > 0 => {
-            let state = serde_json::from_slice::<&RawValue>(&body).ok()?;
-            ServerMsg::State {
-                workflow_id: id.as_str(),
-                seq,
-                state,
-            }
-            .to_text()
-        }
+        Ok(Outcome::State(body)) if seq > 0 => ServerMsg::state_text(id.as_str(), seq, &body),
         Ok(_) => return None,
         Err(err) => ServerMsg::error(Some(rid), &ApiError::from(err)).to_text(),
     })

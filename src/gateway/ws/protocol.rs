@@ -6,7 +6,6 @@ use crate::gateway::error::ApiError;
 use crate::service::{ExecuteBody, ResumeBody, StartBody};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -53,12 +52,6 @@ pub struct RequestIdOnly {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMsg<'a> {
-    #[serde(rename_all = "camelCase")]
-    State {
-        workflow_id: &'a str,
-        seq: u64,
-        state: &'a RawValue,
-    },
     #[serde(rename_all = "camelCase")]
     Gap {
         workflow_id: &'a str,
@@ -107,9 +100,9 @@ impl<'a> ServerMsg<'a> {
         axum::extract::ws::Message::Text(serde_json::to_string(self).expect("server messages serialize").into())
     }
 
-    /// A `state` message around a state body that is already JSON (a follower's, which serde
-    /// wrote or the hub checked once for all its subscribers): the same text as `State`, without
-    /// scanning the body again for every socket it goes to.
+    /// A `state` message, `{"type":"state","workflowId","seq","state"}`, around a state body
+    /// that is already JSON (serde wrote it, or the hub checked it once for all its
+    /// subscribers): not scanned again for every socket it goes to.
     pub fn state_text(workflow_id: &str, seq: u64, body: &[u8]) -> axum::extract::ws::Message {
         let id = serde_json::to_string(workflow_id).expect("strings serialize");
         let mut text = String::with_capacity(body.len() + id.len() + 64);
@@ -146,27 +139,16 @@ mod tests {
             matches!(m, ClientMsg::Start { ref body, idempotency_key: Some(_) } if body.request_id.as_deref() == Some("r1"))
         );
 
-        let raw = RawValue::from_string(r#"{"seq":3}"#.into()).unwrap();
-        let s = serde_json::to_value(ServerMsg::State {
-            workflow_id: "w",
-            seq: 3,
-            state: &raw,
-        })
-        .unwrap();
-        assert_eq!(
-            s,
-            json!({"type": "state", "workflowId": "w", "seq": 3, "state": {"seq": 3}})
-        );
-        // A follower's state is framed around its body as it is, to the same text.
+        // A state is framed around its body as it is (no `State` variant to serialize it).
         for id in ["w", "wf-\"quoted\"\\é"] {
-            let framed = ServerMsg::state_text(id, 3, raw.get().as_bytes());
-            let serde = ServerMsg::State {
-                workflow_id: id,
-                seq: 3,
-                state: &raw,
-            }
-            .to_text();
-            assert_eq!(framed, serde);
+            let framed = ServerMsg::state_text(id, 3, br#"{"seq":3}"#);
+            let axum::extract::ws::Message::Text(text) = framed else {
+                panic!("text")
+            };
+            assert_eq!(
+                serde_json::from_str::<Value>(text.as_str()).unwrap(),
+                json!({"type": "state", "workflowId": id, "seq": 3, "state": {"seq": 3}})
+            );
         }
         let ack = serde_json::to_value(ServerMsg::Ack {
             request_id: None,
