@@ -282,6 +282,11 @@ pub struct Common {
     /// every other workflow's calls.
     #[arg(long, env = "DRIFT_WORKER_ACTIVITIES", default_value_t = 2_000)]
     pub worker_activities: usize,
+    /// Workflows one worker keeps in memory between their steps (about 75 KB each). A workflow
+    /// that fell out of this cache is replayed from its history before its next step runs, so
+    /// one that waits on a screen while more than this many others run is resumed more slowly.
+    #[arg(long, env = "DRIFT_WORKER_CACHED_WORKFLOWS", default_value_t = 1_000)]
+    pub worker_cached_workflows: usize,
     /// The database holding API keys and definitions: `sqlite://FILE` or `postgres://…`
     /// (several gateways share one). Default: the SQLite file `drift.db` in the data folder.
     #[arg(long, env = "DRIFT_DATABASE_URL", hide_env_values = true)]

@@ -138,6 +138,7 @@ fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
         egress: crate::egress::Egress::parse(&c.egress_allow).map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
         max_response_bytes: c.max_response_bytes,
         activity_slots: c.worker_activities.max(1),
+        cached_workflows: c.worker_cached_workflows,
     })
 }
 

@@ -21,6 +21,7 @@ pub struct WorkerConfig {
     pub egress: crate::egress::Egress,
     pub max_response_bytes: usize,
     pub activity_slots: usize,
+    pub cached_workflows: usize,
 }
 
 /// Starts the worker thread. It stops when `shutdown` is cancelled; the returned handle ends
@@ -53,9 +54,10 @@ pub fn spawn(
                     .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(WORKFLOW_TASK_SLOTS))
                     .build(),
             )
+            .max_cached_workflows(cfg.cached_workflows)
             .build();
         let worker = Worker::new(&runtime, client, opts)?;
-        tracing::info!(task_queue = %cfg.task_queue, "worker running");
+        tracing::info!(task_queue = %cfg.task_queue, cached_workflows = cfg.cached_workflows, "worker running");
         Ok((runtime, worker))
     })
 }

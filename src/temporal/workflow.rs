@@ -146,6 +146,13 @@ impl Run {
 impl DriftWorkflow {
     #[run(name = "drift")]
     pub async fn run(ctx: &mut WorkflowContext<Self>, input: WorkflowInput) -> WorkflowResult<Value> {
+        // A run that begins on a replay is being rebuilt from its history: its worker no longer
+        // held it (it fell out of the cache, or the worker restarted). Operators size
+        // `--worker-cached-workflows` by this.
+        if ctx.is_replaying() {
+            let task_queue = ctx.info().task_queue().to_string();
+            metrics::counter!("drift_workflow_replays_total", "task_queue" => task_queue).increment(1);
+        }
         let (mut run, inbox, taken) = Run::new(input);
         ctx.state_mut(|s| {
             s.inbox.extend(inbox);

@@ -625,3 +625,66 @@ async fn each_state_goes_out_on_the_channel_once() {
     }
     assert_eq!(seqs, vec![("state".to_string(), 1), ("state".to_string(), 2)]);
 }
+
+#[tokio::test]
+async fn a_workflow_evicted_from_the_worker_cache_is_replayed_and_publishes_each_state_once() {
+    // With one cached workflow, starting a second evicts the first: its resume is then run
+    // from its whole history (a replay), which must reach the same screen and publish only
+    // the new state, not the replayed one again.
+    let app = spawn_app_with(Opts {
+        extra_args: vec!["--worker-cached-workflows=1".into()],
+        ..Opts::default()
+    })
+    .await;
+    let channel = format!("{}:ch:{}/evicted", app.key_prefix, app.tenant);
+    let mut sub = redis::Client::open(app.redis_url.as_str())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    sub.subscribe(&channel).await.unwrap();
+    for (id, n) in [("evicted", 1), ("newer", 2)] {
+        let r = app
+            .call(
+                reqwest::Method::POST,
+                "/v3/workflow/start",
+                Some(json!({"workflow": "quick_screen", "workflowId": id, "params": {"n": n}})),
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    }
+    assert_eq!(replays(&app).await, 0);
+    let r = app.resume("evicted", json!({"ok": "ok"})).await;
+    assert_eq!(status_of(&r), "COMPLETED", "{r:?}");
+    // Its own parameters, rebuilt by the replay (not the newer workflow's).
+    let n = &r.body["disposition"]["n"];
+    assert!(n == 1 || n == "1", "{r:?}");
+    let mut seqs = Vec::new();
+    let mut messages = sub.on_message();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), futures::StreamExt::next(&mut messages)).await
+    {
+        let v: serde_json::Value = serde_json::from_slice(m.get_payload_bytes()).unwrap();
+        seqs.push(v["seq"].as_u64().unwrap());
+    }
+    assert_eq!(seqs, vec![1, 2]);
+    // The worker says it rebuilt a workflow from its history, on its own task queue's count.
+    assert_eq!(replays(&app).await, 1);
+}
+
+/// `drift_workflow_replays_total` for the app's task queue.
+async fn replays(app: &TestApp) -> u64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("drift_workflow_replays_total{{task_queue=\"{}\"}} ", app.task_queue);
+    text.lines()
+        .find_map(|l| l.strip_prefix(series.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
