@@ -13,7 +13,7 @@ pub mod graph;
 pub use validate::{ValidationError, is_definition_id, validate, validate_node};
 
 /// A workflow definition: a graph of named node instances.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Definition {
     pub id: String,

@@ -9,6 +9,7 @@ use crate::domain::{
     Callback, Command, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowId, WorkflowStart, WorkflowState,
     WorkflowStatus,
 };
+use crate::dsl::Definition;
 use crate::engine::{Cursor, Effect, EndStatus, Machine, Prepared, View, initial_context};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
@@ -85,10 +86,11 @@ fn over_budget(ctx: &WorkflowContext<DriftWorkflow>, run: &Run) -> bool {
     ctx.history_length() >= run.start.history_limit || ctx.continue_as_new_suggested()
 }
 
-/// Continues as new, carrying the run's position, unhandled commands and recent request ids.
-fn continue_as_new(ctx: &WorkflowContext<DriftWorkflow>, run: &Run) -> WorkflowResult<()> {
+/// Continues as new, carrying the run's definition and position, unhandled commands and recent
+/// request ids.
+fn continue_as_new(ctx: &WorkflowContext<DriftWorkflow>, run: &Run, def: &Definition) -> WorkflowResult<()> {
     let (inbox, taken) = ctx.state_mut(|s| (s.inbox.drain(..).collect(), s.taken.iter().cloned().collect()));
-    ctx.continue_as_new(run.carry_over(inbox, taken), ContinueAsNewOptions::default())?;
+    ctx.continue_as_new(run.carry_over(def, inbox, taken), ContinueAsNewOptions::default())?;
     Ok(())
 }
 
@@ -124,9 +126,12 @@ impl Run {
         (run, carry.inbox, carry.taken)
     }
 
-    fn carry_over(&self, inbox: Vec<Command>, taken: Vec<RequestId>) -> WorkflowInput {
+    fn carry_over(&self, def: &Definition, inbox: Vec<Command>, taken: Vec<RequestId>) -> WorkflowInput {
         WorkflowInput {
-            start: self.start.clone(),
+            start: WorkflowStart {
+                definition: def.clone(),
+                ..self.start.clone()
+            },
             carry: Some(Carry {
                 cursor: self.cursor.clone(),
                 seq: self.seq,
@@ -158,11 +163,13 @@ impl DriftWorkflow {
             s.inbox.extend(inbox);
             s.taken.extend(taken);
         });
-        let def = run.start.definition.clone();
+        // The machine borrows the definition while the run changes around it. Taken out of the
+        // start rather than copied: it is most of what a cached workflow holds in memory.
+        let def = std::mem::take(&mut run.start.definition);
         let machine = Machine::new(&def);
         loop {
             if over_budget(ctx, &run) {
-                continue_as_new(ctx, &run)?;
+                continue_as_new(ctx, &run, &def)?;
             }
             // A screen or timer carried over from the previous run is still open (and published).
             let reopened = run.open_screen.take();
@@ -219,7 +226,7 @@ impl DriftWorkflow {
                         // history: continue as new, still waiting on this screen.
                         if over_budget(ctx, &run) {
                             run.open_screen = Some((instance.clone(), view.clone()));
-                            continue_as_new(ctx, &run)?;
+                            continue_as_new(ctx, &run, &def)?;
                         }
                         let cmd = temporalio_sdk::workflows::select! {
                             _ = &mut deadline => None,
@@ -282,7 +289,7 @@ impl DriftWorkflow {
                         // Commands during a long wait must not exhaust the history either.
                         if over_budget(ctx, &run) {
                             run.open_timer = Some((instance.clone(), fires_at));
-                            continue_as_new(ctx, &run)?;
+                            continue_as_new(ctx, &run, &def)?;
                         }
                         let cmd = temporalio_sdk::workflows::select! {
                             _ = &mut timer => None,
