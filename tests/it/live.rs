@@ -597,13 +597,7 @@ async fn each_state_goes_out_on_the_channel_once() {
     // The workflow hands each state to the publisher early and its local activity publishes it
     // again (as replays and retries do): the channel must still carry each state once.
     let app = spawn_app().await;
-    let channel = format!("{}:ch:{}/once", app.key_prefix, app.tenant);
-    let mut sub = redis::Client::open(app.redis_url.as_str())
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
-    sub.subscribe(&channel).await.unwrap();
+    let sub = watch_channel(&app, "once").await;
     let r = app
         .call(
             reqwest::Method::POST,
@@ -615,15 +609,10 @@ async fn each_state_goes_out_on_the_channel_once() {
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     let r = app.resume("once", json!({"ok": "ok"})).await;
     assert_eq!(status_of(&r), "COMPLETED", "{r:?}");
-    let mut seqs = Vec::new();
-    let mut messages = sub.on_message();
-    // The local activity's publish comes within milliseconds of the early one.
-    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), futures::StreamExt::next(&mut messages)).await
-    {
-        let v: serde_json::Value = serde_json::from_slice(m.get_payload_bytes()).unwrap();
-        seqs.push((v["kind"].as_str().unwrap().to_string(), v["seq"].as_u64().unwrap()));
-    }
-    assert_eq!(seqs, vec![("state".to_string(), 1), ("state".to_string(), 2)]);
+    assert_eq!(
+        channel_messages(sub).await,
+        vec![("state".to_string(), 1), ("state".to_string(), 2)]
+    );
 }
 
 #[tokio::test]
@@ -636,13 +625,7 @@ async fn a_workflow_evicted_from_the_worker_cache_is_replayed_and_publishes_each
         ..Opts::default()
     })
     .await;
-    let channel = format!("{}:ch:{}/evicted", app.key_prefix, app.tenant);
-    let mut sub = redis::Client::open(app.redis_url.as_str())
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
-    sub.subscribe(&channel).await.unwrap();
+    let sub = watch_channel(&app, "evicted").await;
     for (id, n) in [("evicted", 1), ("newer", 2)] {
         let r = app
             .call(
@@ -660,16 +643,37 @@ async fn a_workflow_evicted_from_the_worker_cache_is_replayed_and_publishes_each
     // Its own parameters, rebuilt by the replay (not the newer workflow's).
     let n = &r.body["disposition"]["n"];
     assert!(n == 1 || n == "1", "{r:?}");
-    let mut seqs = Vec::new();
+    assert_eq!(
+        channel_messages(sub).await,
+        vec![("state".to_string(), 1), ("state".to_string(), 2)]
+    );
+    // The worker says it rebuilt a workflow from its history, on its own task queue's count.
+    assert_eq!(replays(&app).await, 1);
+}
+
+/// A raw Redis subscriber on workflow `id`'s channel, as the gateway's hub sees it.
+async fn watch_channel(app: &TestApp, id: &str) -> redis::aio::PubSub {
+    let channel = format!("{}:ch:{}/{id}", app.key_prefix, app.tenant);
+    let mut sub = redis::Client::open(app.redis_url.as_str())
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    sub.subscribe(&channel).await.unwrap();
+    sub
+}
+
+/// Each message's kind and seq, until the channel has been quiet for a second (a repeated
+/// publish, e.g. the local activity's after the early hand-over, comes within milliseconds).
+async fn channel_messages(mut sub: redis::aio::PubSub) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
     let mut messages = sub.on_message();
     while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(1), futures::StreamExt::next(&mut messages)).await
     {
         let v: serde_json::Value = serde_json::from_slice(m.get_payload_bytes()).unwrap();
-        seqs.push(v["seq"].as_u64().unwrap());
+        out.push((v["kind"].as_str().unwrap().to_string(), v["seq"].as_u64().unwrap()));
     }
-    assert_eq!(seqs, vec![1, 2]);
-    // The worker says it rebuilt a workflow from its history, on its own task queue's count.
-    assert_eq!(replays(&app).await, 1);
+    out
 }
 
 /// `drift_workflow_replays_total` for the app's task queue.
