@@ -367,13 +367,22 @@ async fn shutdown_closes_streams_and_sockets_within_a_bounded_time() {
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
+/// The value of one series (name and labels, as printed) on this app's /metrics, if shown.
+async fn metric(app: &TestApp, series: &str) -> Option<String> {
+    let text = app.call(reqwest::Method::GET, "/metrics", None, &[]).await.body;
+    let prefix = format!("{series} ");
+    text.as_str()
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(|v| v.trim().to_string())
+}
+
 /// This app's hub channels, as its /metrics reports them.
 async fn hub_channels(app: &TestApp) -> u64 {
-    let text = app.call(reqwest::Method::GET, "/metrics", None, &[]).await.body;
-    let text = text.as_str().unwrap_or_default().to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("drift_hub_channels "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    metric(app, "drift_hub_channels")
+        .await
+        .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(-1.0) as u64
 }
 
@@ -678,17 +687,6 @@ async fn channel_messages(mut sub: redis::aio::PubSub) -> Vec<(String, u64)> {
 
 /// `drift_workflow_replays_total` for the app's task queue.
 async fn replays(app: &TestApp) -> u64 {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let series = format!("drift_workflow_replays_total{{task_queue=\"{}\"}} ", app.task_queue);
-    text.lines()
-        .find_map(|l| l.strip_prefix(series.as_str()))
-        .map_or(0, |n| n.trim().parse().unwrap())
+    let series = format!("drift_workflow_replays_total{{task_queue=\"{}\"}}", app.task_queue);
+    metric(app, &series).await.map_or(0, |n| n.parse().unwrap())
 }
