@@ -208,10 +208,11 @@ async fn round_trips(
         false => Some(floor(ends).await?),
     };
     let series = |name: &'static str| Series { name, samples: vec![] };
-    let (mut health, mut start, mut resume) = (
+    let (mut health, mut start, mut resume, mut refused) = (
         series("GET /healthz (baseline)"),
         series("start → first screen"),
         series("resume → next screen"),
+        series("resume refused (409)"),
     );
     let (mut f_start, mut f_resume, mut fe_start, mut fe_resume) = (
         series("floor start, normal"),
@@ -274,10 +275,26 @@ async fn round_trips(
         if r["seq"] != 2 {
             bail!("expected the next screen, got {r}");
         }
+        // The same call for the screen just left: Drift's own work on every call (the HTTP
+        // hop, authentication, the checks' Redis round trip) and nothing sent to Temporal.
+        tokio::time::sleep(crate::temporal::floor::SETTLE).await;
+        let t = Instant::now();
+        let stale = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}, "seq": 1});
+        let r = http
+            .put(format!("{base}/v3/workflow/resume/{id}"))
+            .header("authorization", &auth)
+            .json(&stale)
+            .send()
+            .await?;
+        let rf = t.elapsed();
+        if r.status() != reqwest::StatusCode::CONFLICT {
+            bail!("expected 409 for a screen already answered, got {}", r.status());
+        }
         if keep {
             health.samples.push(h);
             start.samples.push(s);
             resume.samples.push(rs);
+            refused.samples.push(rf);
         }
         if let Some(f) = floor.as_mut() {
             use crate::temporal::floor::floor_round;
@@ -324,6 +341,7 @@ async fn round_trips(
         (f_resume, None),
         (fe_resume, None),
         (resume, floor_resume),
+        (refused, None),
     ];
     for (s, against) in &rows {
         if s.samples.is_empty() {
@@ -338,6 +356,19 @@ async fn round_trips(
             ms(s.pct(0.99)),
             p50 / base_p50,
             against.map(|f| format!("{:.2}x", p50 / f)).unwrap_or_default()
+        );
+    }
+    // Every start and resume through the API pays at least what a refused one does (the HTTP
+    // hop, authentication, the checks) on top of what Temporal and the workflow take, none of
+    // which the floor has: the closest a ratio to the floor can come on this machine.
+    if let (Some((refused, _)), Some(fs), Some(fr)) = (rows.last(), floor_start, floor_resume) {
+        let own = refused.pct(0.5).as_secs_f64();
+        println!(
+            "A refused resume, {}, is what every call costs before Temporal: the floor plus that \
+             alone is {:.2}x for a start, {:.2}x for a resume",
+            ms(refused.pct(0.5)),
+            1.0 + own / fs,
+            1.0 + own / fr
         );
     }
     Ok(rows)
