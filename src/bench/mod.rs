@@ -203,6 +203,11 @@ async fn round_trips(
             .header("authorization", &auth)
             .json(&body)
     };
+    let resume_call = |id: &str, body: &Value| {
+        http.put(format!("{base}/v3/workflow/resume/{id}"))
+            .header("authorization", &auth)
+            .json(body)
+    };
     let mut floor = match a.no_floor {
         true => None,
         false => Some(floor(ends).await?),
@@ -262,15 +267,8 @@ async fn round_trips(
         // completed (the start is answered from inside that task), as a person answers it.
         tokio::time::sleep(crate::temporal::floor::SETTLE).await;
         let t = Instant::now();
-        let body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
-        let r: Value = http
-            .put(format!("{base}/v3/workflow/resume/{id}"))
-            .header("authorization", &auth)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let mut body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
+        let r: Value = resume_call(id, &body).send().await?.json().await?;
         let rs = t.elapsed();
         if r["seq"] != 2 {
             bail!("expected the next screen, got {r}");
@@ -278,14 +276,9 @@ async fn round_trips(
         // The same call for the screen just left: Drift's own work on every call (the HTTP
         // hop, authentication, the checks' Redis round trip) and nothing sent to Temporal.
         tokio::time::sleep(crate::temporal::floor::SETTLE).await;
+        body["seq"] = json!(1);
         let t = Instant::now();
-        let stale = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}, "seq": 1});
-        let r = http
-            .put(format!("{base}/v3/workflow/resume/{id}"))
-            .header("authorization", &auth)
-            .json(&stale)
-            .send()
-            .await?;
+        let r = resume_call(id, &body).send().await?;
         let rf = t.elapsed();
         if r.status() != reqwest::StatusCode::CONFLICT {
             bail!("expected 409 for a screen already answered, got {}", r.status());
@@ -329,6 +322,7 @@ async fn round_trips(
         }
     };
     let (floor_start, floor_resume) = (best(&f_start, &fe_start), best(&f_resume, &fe_resume));
+    let own = (!refused.samples.is_empty()).then(|| refused.pct(0.5));
     println!(
         "{:<32} {:>10} {:>10} {:>10} {:>10} {:>10}",
         "round trip", "p50", "p90", "p99", "x healthz", "x floor"
@@ -361,14 +355,13 @@ async fn round_trips(
     // Every start and resume through the API pays at least what a refused one does (the HTTP
     // hop, authentication, the checks) on top of what Temporal and the workflow take, none of
     // which the floor has: the closest a ratio to the floor can come on this machine.
-    if let (Some((refused, _)), Some(fs), Some(fr)) = (rows.last(), floor_start, floor_resume) {
-        let own = refused.pct(0.5).as_secs_f64();
+    if let (Some(own), Some(fs), Some(fr)) = (own, floor_start, floor_resume) {
         println!(
             "A refused resume, {}, is what every call costs before Temporal: the floor plus that \
              alone is {:.2}x for a start, {:.2}x for a resume",
-            ms(refused.pct(0.5)),
-            1.0 + own / fs,
-            1.0 + own / fr
+            ms(own),
+            1.0 + own.as_secs_f64() / fs,
+            1.0 + own.as_secs_f64() / fr
         );
     }
     Ok(rows)
