@@ -151,6 +151,9 @@ pub struct BenchArgs {
     /// Redis the floor publishes to (the gateway's). Default: as for `--temporal-address`.
     #[arg(long, global = true)]
     pub redis_url: Option<String>,
+    /// The gateway's Redis Cluster instead (host:port,…), for the floor and fanout's publishes.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
     /// Skip the raw-SDK floor (e.g. against a remote gateway).
     #[arg(long, global = true)]
     pub no_floor: bool,
@@ -237,9 +240,15 @@ pub struct Common {
     /// Temporal task queue shared by gateways and workers.
     #[arg(long, env = "DRIFT_TASK_QUEUE", default_value = "drift")]
     pub task_queue: String,
-    /// Redis URL (redis://host:port). `dev` starts its own when absent.
+    /// One Redis server (redis://[user:password@]host:port). `dev` starts its own when neither
+    /// this nor --redis-cluster is given.
     #[arg(long, env = "DRIFT_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// A Redis Cluster instead: some of its nodes, host:port (or redis://user:password@host:port),
+    /// comma-separated; the rest are discovered. Each workflow's keys and channel live in one
+    /// slot, and live delivery uses sharded pub/sub.
+    #[arg(long, env = "DRIFT_REDIS_CLUSTER", value_delimiter = ',', hide_env_values = true)]
+    pub redis_cluster: Vec<String>,
     /// Prefix of every Redis key and channel (separates deployments sharing a Redis).
     #[arg(long, env = "DRIFT_KEY_PREFIX", default_value = "drift")]
     pub key_prefix: String,

@@ -2,6 +2,7 @@
 //! `redis-server` as supervised children when no addresses are given, runs gateway + worker in
 //! this process with the examples and their API stand-ins, and stops everything on Ctrl-C.
 
+use crate::bus::RedisTarget;
 use crate::config::DevArgs;
 use crate::startup::{self, Application, Settings};
 use crate::temporal::{Temporal, TemporalConfig, connect};
@@ -268,12 +269,12 @@ async fn start_and_run(
     children: &mut Vec<Supervised>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let redis_url = match &a.common.redis_url {
-        Some(u) => u.clone(),
+    let redis = match startup::redis_target(&a.common)? {
+        Some(r) => r,
         None => {
             let port = free_port()?;
             children.push(start_redis(&data.join("redis"), port)?);
-            format!("redis://127.0.0.1:{port}")
+            RedisTarget::Standalone(format!("redis://127.0.0.1:{port}"))
         }
     };
     let temporal_address = match &a.common.temporal_address {
@@ -289,24 +290,29 @@ async fn start_and_run(
         }
     };
     // Where this dev's Temporal and Redis are, for `drift bench` (its floor runs on them too).
-    let endpoints = serde_json::json!({
-        "temporalAddress": temporal_address, "redisUrl": redis_url, "pid": std::process::id(),
+    let mut endpoints = serde_json::json!({
+        "temporalAddress": temporal_address, "pid": std::process::id(),
         "keyPrefix": a.common.key_prefix, "tenant": "demo",
     });
+    match &redis {
+        RedisTarget::Standalone(u) => endpoints["redisUrl"] = u.as_str().into(),
+        RedisTarget::Cluster(nodes) => endpoints["redisCluster"] = nodes.join(",").into(),
+    }
     std::fs::write(data.join("endpoints.json"), endpoints.to_string()).ok();
-    run_with(a, dev_key, &redis_url, &temporal_address, shutdown).await
+    run_with(a, dev_key, &redis, &temporal_address, shutdown).await
 }
 
 async fn run_with(
     a: &DevArgs,
     dev_key: Option<String>,
-    redis_url: &str,
+    redis: &RedisTarget,
     temporal_address: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    wait_redis(redis_url, Duration::from_secs(20))
-        .await
-        .context(SETUP_HINT)?;
+    // A cluster given by the user is checked when the gateway connects to it.
+    if let RedisTarget::Standalone(url) = redis {
+        wait_redis(url, Duration::from_secs(20)).await.context(SETUP_HINT)?;
+    }
     eprintln!("drift dev: waiting for Temporal at {temporal_address} …");
     let tcfg = startup::temporal_config(&a.common, temporal_address);
     tokio::select! {
@@ -314,7 +320,9 @@ async fn run_with(
         _ = shutdown.cancelled() => return Ok(()),
     };
     let mut common = a.common.clone();
-    common.redis_url = Some(redis_url.to_string());
+    if let RedisTarget::Standalone(url) = redis {
+        common.redis_url = Some(url.clone());
+    }
     common.temporal_address = Some(temporal_address.to_string());
     let settings = Settings {
         common,
@@ -335,7 +343,7 @@ async fn run_with(
     };
     eprintln!(
         "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n{key}    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {}\n  Press Ctrl-C to stop.\n",
-        crate::config::redact(redis_url)
+        redis.describe()
     );
     app.run_until_stopped().await
 }

@@ -28,7 +28,8 @@ pub mod startup;
 pub mod telemetry;
 
 pub use admin::keys;
+pub use bus::{Layout, RedisKeys};
 pub use definitions_cli::run as definitions;
-pub use domain::{TenantId, WorkflowId};
+pub use domain::{ScopedWorkflowId, TenantId, WorkflowId};
 pub use service::Tokens;
 pub use temporal::TemporalConfig;

@@ -2,7 +2,7 @@
 //! serve`, `drift dev` and the integration tests all use, then serving until SIGINT/SIGTERM
 //! with a bounded drain.
 
-use crate::bus::{Hub, Retention, Store};
+use crate::bus::{Hub, Layout, RedisTarget, Retention, Store};
 use crate::config::{AuthArg, Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
 use crate::db::Db;
 use crate::dsl::Registry;
@@ -71,17 +71,25 @@ pub(crate) fn temporal_config(c: &Common, address: &str) -> TemporalConfig {
     }
 }
 
+/// The Redis the flags name (one server or a cluster), if any.
+pub(crate) fn redis_target(c: &Common) -> anyhow::Result<Option<RedisTarget>> {
+    RedisTarget::from_flags(c.redis_url.as_deref(), &c.redis_cluster).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn layout(c: &Common) -> anyhow::Result<Layout> {
+    Layout::new(&c.key_prefix).map_err(|e| anyhow::anyhow!("--key-prefix: {e}"))
+}
+
 /// `serve` and `worker` run against existing Temporal and Redis; only `dev` starts its own.
-fn addresses(c: &Common, command: &str) -> anyhow::Result<(String, String)> {
+fn addresses(c: &Common, command: &str) -> anyhow::Result<(String, RedisTarget)> {
     let address = c
         .temporal_address
         .clone()
         .with_context(|| format!("--temporal-address (DRIFT_TEMPORAL_ADDRESS) is required for {command}"))?;
-    let redis_url = c
-        .redis_url
-        .clone()
-        .with_context(|| format!("--redis-url (DRIFT_REDIS_URL) is required for {command}"))?;
-    Ok((address, redis_url))
+    let redis = redis_target(c)?.with_context(|| {
+        format!("--redis-url (DRIFT_REDIS_URL) or --redis-cluster (DRIFT_REDIS_CLUSTER) is required for {command}")
+    })?;
+    Ok((address, redis))
 }
 
 /// The definitions: the database's published versions, after bringing in the `--definitions`
@@ -93,7 +101,7 @@ async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, Str
         .into_iter()
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
-    let catalog = Catalog::open(db, overrides, &common.key_prefix)
+    let catalog = Catalog::open(db, overrides, layout(common)?.definitions_channel())
         .await
         .context("loading definitions from the database")?;
     let folders: Vec<_> = g
@@ -116,7 +124,7 @@ async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, Str
     Ok(catalog)
 }
 
-fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
+fn worker_config(c: &Common, redis: &RedisTarget) -> anyhow::Result<WorkerConfig> {
     let delivery = DeliveryConfig {
         secrets: Secrets {
             default: c.webhook_secret.clone(),
@@ -132,7 +140,8 @@ fn worker_config(c: &Common, redis_url: &str) -> anyhow::Result<WorkerConfig> {
     }
     Ok(WorkerConfig {
         task_queue: c.task_queue.clone(),
-        redis_url: redis_url.to_string(),
+        redis: redis.clone(),
+        layout: layout(c)?,
         retention: retention(c),
         delivery,
         egress: crate::egress::Egress::parse(&c.egress_allow).map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
@@ -198,7 +207,7 @@ impl Application {
             )
         })?;
         let auth = authenticator(&db, &g).await?;
-        let (address, redis_url) = addresses(&common, "serve")?;
+        let (address, redis) = addresses(&common, "serve")?;
         let listener = tokio::net::TcpListener::bind(&g.listen).await.with_context(|| {
             format!(
                 "binding {} (is another drift running? pass --listen 127.0.0.1:PORT)",
@@ -221,17 +230,17 @@ impl Application {
                 .with_context(|| format!("connecting to Temporal at {address}"))?;
             worker = Some(spawn_worker(
                 client.clone(),
-                worker_config(&common, &redis_url)?,
+                worker_config(&common, &redis)?,
                 shutdown.clone(),
             )?);
             limited(Temporal::with_client(tcfg, client))
         } else {
             limited(Temporal::new(tcfg))
         };
-        let store = Store::connect(&redis_url, retention(&common))
+        let store = Store::connect(&redis, retention(&common), layout(&common)?)
             .await
-            .with_context(|| format!("connecting to Redis at {}", crate::config::redact(&redis_url)))?;
-        let hub = Hub::start(redis::Client::open(redis_url.as_str())?, g.hub_shards, shutdown.clone());
+            .with_context(|| format!("connecting to Redis at {}", redis.describe()))?;
+        let hub = Hub::start(&redis, g.hub_shards, shutdown.clone())?;
         catalog
             .spawn_watcher(
                 hub.clone(),
@@ -247,7 +256,6 @@ impl Application {
             auth,
             tokens: Tokens::new(g.stream_secret.as_deref(), Duration::from_secs(g.stream_token_ttl_secs)),
             cfg: ServiceConfig {
-                key_prefix: common.key_prefix.clone(),
                 history_limit: g.history_limit.max(100),
                 allowlist: Allowlist::parse(&g.callback_allow).map_err(|e| anyhow::anyhow!("--callback-allow: {e}"))?,
                 client_callbacks: pairs(&g.client_callbacks, "--client-callback")?,
@@ -350,11 +358,11 @@ pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
 /// `drift worker`.
 pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let (address, redis_url) = addresses(&a.common, "worker")?;
+    let (address, redis) = addresses(&a.common, "worker")?;
     let client = connect(&temporal_config(&a.common, &address))
         .await
         .with_context(|| format!("connecting to Temporal at {address}"))?;
-    let t = spawn_worker(client, worker_config(&a.common, &redis_url)?, shutdown.clone())?;
+    let t = spawn_worker(client, worker_config(&a.common, &redis)?, shutdown.clone())?;
     tracing::info!(task_queue = %a.common.task_queue, "worker started");
     spawn_signal(shutdown.clone());
     shutdown.cancelled().await;

@@ -5,7 +5,7 @@
 //! latency, and the gateway's memory per idle connection.
 
 use super::{Endpoints, Series, kb, rss_kb};
-use crate::bus::{Publication, Publisher, RedisKeys, Retention};
+use crate::bus::{Conn, Layout, Publication, Publisher, Retention};
 use crate::client::Client;
 use crate::config::Transport;
 use crate::domain::{ScopedWorkflowId, TenantId, WorkflowId, WorkflowState, WorkflowStatus};
@@ -140,18 +140,19 @@ pub async fn run_once(
     interval: Duration,
     transport: Transport,
 ) -> anyhow::Result<FanoutResult> {
-    let redis_url = ends
-        .redis_url
+    let redis = ends
+        .redis
         .clone()
-        .context("fanout needs the gateway's Redis (--redis-url or drift dev's endpoints.json)")?;
+        .context("fanout needs the gateway's Redis (--redis-url, --redis-cluster or drift dev's endpoints.json)")?;
     let tenant = TenantId::parse(&ends.tenant)?;
-    let conn = crate::bus::connect(&redis_url, Duration::from_secs(3), 3).await?;
+    let conn = Conn::connect(&redis, Duration::from_secs(3), 3).await?;
     let publisher = Publisher::new(
         conn,
         Retention {
             history_len: 100,
             ttl: Duration::from_secs(3600),
         },
+        Layout::new(&ends.key_prefix).map_err(|e| anyhow::anyhow!("--key-prefix: {e}"))?,
     );
     // Real workflows (each waits on its first screen), so the gateway follows real ids.
     let mut flows = Vec::new();
@@ -243,7 +244,7 @@ pub async fn run_once(
         let last = k + 1 == states;
         for (id, _) in &flows {
             let wid = WorkflowId::parse(id)?;
-            let keys = RedisKeys::new(&ends.key_prefix, &ScopedWorkflowId::new(&tenant, &wid));
+            let scoped = ScopedWorkflowId::new(&tenant, &wid);
             let status = if last {
                 WorkflowStatus::Completed
             } else {
@@ -253,7 +254,7 @@ pub async fn run_once(
                 disposition: Some(json!({"sentAtUs": now_us()})),
                 ..WorkflowState::bare(id, status, k + 2)
             };
-            publisher.publish(&Publication::state(&keys, &state)).await?;
+            publisher.publish(&Publication::state(&scoped, &state)).await?;
         }
     }
     let published_for = t_pub.elapsed();

@@ -49,22 +49,33 @@ pub fn kb(v: Option<f64>) -> String {
 /// Where the measured gateway's parts are: from flags, else from `drift dev`'s endpoints.json.
 pub struct Endpoints {
     pub temporal_address: Option<String>,
-    pub redis_url: Option<String>,
+    /// The gateway's Redis: one server or a cluster.
+    pub redis: Option<crate::bus::RedisTarget>,
     pub pid: Option<u32>,
     pub tenant: String,
     pub key_prefix: String,
 }
 
 impl Endpoints {
-    fn of(a: &BenchArgs) -> Self {
+    fn of(a: &BenchArgs) -> anyhow::Result<Self> {
         let e: Value = std::fs::read_to_string(a.gateway.data_dir.join("endpoints.json"))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         let s = |k: &str| e[k].as_str().map(String::from);
-        Self {
+        let flags = crate::bus::RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        let written = || {
+            let cluster: Vec<String> = s("redisCluster")
+                .map(|c| c.split(',').map(String::from).collect())
+                .unwrap_or_default();
+            crate::bus::RedisTarget::from_flags(s("redisUrl").as_deref(), &cluster)
+                .ok()
+                .flatten()
+        };
+        Ok(Self {
             temporal_address: a.temporal_address.clone().or_else(|| s("temporalAddress")),
-            redis_url: a.redis_url.clone().or_else(|| s("redisUrl")),
+            redis: flags.or_else(written),
             pid: a.pid.or_else(|| e["pid"].as_u64().map(|p| p as u32)),
             tenant: a
                 .tenant
@@ -76,6 +87,16 @@ impl Endpoints {
                 .clone()
                 .or_else(|| s("keyPrefix"))
                 .unwrap_or_else(|| "drift".into()),
+        })
+    }
+}
+
+impl Endpoints {
+    /// The gateway's Redis when it is one server (whose clients can be counted in one place).
+    pub fn standalone_redis(&self) -> Option<&str> {
+        match &self.redis {
+            Some(crate::bus::RedisTarget::Standalone(u)) => Some(u),
+            _ => None,
         }
     }
 }
@@ -93,16 +114,17 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
 /// The raw-SDK floor, set up on the gateway's Temporal and Redis.
 struct Floor {
     client: temporalio_client::Client,
-    pubsub: redis::aio::PubSub,
+    /// The floor's screens reach it through a subscription hub, as Drift's do.
+    hub: crate::bus::Hub,
     task_queue: String,
     stop: tokio_util::sync::CancellationToken,
     worker: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
 async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
-    let hint = "the floor needs --temporal-address and --redis-url (or a drift dev data folder with endpoints.json), or pass --no-floor";
+    let hint = "the floor needs --temporal-address and --redis-url or --redis-cluster (or a drift dev data folder with endpoints.json), or pass --no-floor";
     let temporal = ends.temporal_address.clone().context(hint)?;
-    let redis_url = ends.redis_url.clone().context(hint)?;
+    let redis = ends.redis.clone().context(hint)?;
     let task_queue = format!("drift-floor-{}", std::process::id());
     let cfg = crate::temporal::TemporalConfig {
         address: temporal.clone(),
@@ -113,16 +135,12 @@ async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
         .await
         .with_context(|| format!("connecting to Temporal at {temporal} for the floor"))?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let worker = crate::temporal::floor::spawn_floor_worker(
-        client.clone(),
-        redis_url.clone(),
-        task_queue.clone(),
-        stop.clone(),
-    )?;
-    let pubsub = redis::Client::open(redis_url.as_str())?.get_async_pubsub().await?;
+    let worker =
+        crate::temporal::floor::spawn_floor_worker(client.clone(), redis.clone(), task_queue.clone(), stop.clone())?;
+    let hub = crate::bus::Hub::start(&redis, 1, stop.clone())?;
     Ok(Floor {
         client,
-        pubsub,
+        hub,
         task_queue,
         stop,
         worker,
@@ -130,7 +148,7 @@ async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
 }
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
-    let ends = Endpoints::of(&a);
+    let ends = Endpoints::of(&a)?;
     let client = std::sync::Arc::new(crate::client::Client::new(&a.gateway)?);
     match a.what.clone() {
         None => {
@@ -291,8 +309,8 @@ async fn round_trips(
         }
         if let Some(f) = floor.as_mut() {
             use crate::temporal::floor::floor_round;
-            let (s, r) = floor_round(&f.client, &mut f.pubsub, &f.task_queue, false).await?;
-            let (se, re) = floor_round(&f.client, &mut f.pubsub, &f.task_queue, true).await?;
+            let (s, r) = floor_round(&f.client, &f.hub, &f.task_queue, false).await?;
+            let (se, re) = floor_round(&f.client, &f.hub, &f.task_queue, true).await?;
             if keep {
                 f_start.samples.push(s);
                 f_resume.samples.push(r);

@@ -105,7 +105,7 @@ impl Peaks {
         }
         self.next = Instant::now() + Duration::from_secs(1);
         self.rss = self.rss.max(ends.pid.and_then(rss_kb));
-        if let Some(u) = &ends.redis_url {
+        if let Some(u) = ends.standalone_redis() {
             self.redis = self.redis.max(redis_clients(u).await);
         }
     }
@@ -126,7 +126,7 @@ pub async fn run(
         );
     }
     ensure_definition(&c, delay).await?;
-    let redis_before = match &ends.redis_url {
+    let redis_before = match ends.standalone_redis() {
         Some(u) => redis_clients(u).await,
         None => None,
     };

@@ -1,8 +1,10 @@
 //! The one way anything reaches a workflow's channel: a Lua script that stores a state as the
-//! latest one and in the bounded history, then publishes it, atomically in one round trip.
+//! latest one and in the bounded history, then publishes it, atomically in one round trip. On a
+//! cluster every key it touches and the channel share the workflow's hash slot, and it publishes
+//! with SPUBLISH (sharded pub/sub: only the slot's node carries the message).
 
-use super::{Envelope, MessageKind, RedisKeys};
-use crate::domain::{NodeResult, Rejection, RequestId, WorkflowState};
+use super::{Conn, Envelope, Layout, MessageKind};
+use crate::domain::{NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowState};
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use std::time::Duration;
 /// across runs, for longer than the states (ARGV[7]). Every message that answers a request
 /// (ARGV[8]) — a state, a rejection or a node result — is also kept by request id in KEYS[4],
 /// the newest ARGV[9] of them (their order in KEYS[5]), so an answer survives a lost message.
+/// ARGV[10] is the publish command: PUBLISH on one server, SPUBLISH on a cluster.
 const PUBLISH_SCRIPT: &str = r#"
 local fresh = true
 if ARGV[4] == '1' then
@@ -47,7 +50,7 @@ end
 if not fresh then
   return 0
 end
-return redis.call('PUBLISH', ARGV[1], ARGV[3])
+return redis.call(ARGV[10], ARGV[1], ARGV[3])
 "#;
 
 /// Answers kept per workflow for retried commands and waiters that missed a message.
@@ -63,10 +66,12 @@ pub struct Retention {
     pub ttl: Duration,
 }
 
-/// One message ready to publish (serializable: the worker passes it to a local activity).
+/// One message ready to publish (serializable: the worker passes it to a local activity). It
+/// names its workflow, never a key: the publisher derives those from its own `Layout`, so a
+/// workflow's history does not pin the key layout.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Publication {
-    pub keys: RedisKeys,
+    pub workflow: ScopedWorkflowId,
     pub seq: u64,
     /// The serialized `Envelope`.
     pub message: String,
@@ -78,9 +83,9 @@ pub struct Publication {
 }
 
 impl Publication {
-    fn new<B: Serialize>(keys: &RedisKeys, env: &Envelope<B>, store: bool) -> Self {
+    fn new<B: Serialize>(workflow: &ScopedWorkflowId, env: &Envelope<B>, store: bool) -> Self {
         Self {
-            keys: keys.clone(),
+            workflow: workflow.clone(),
             seq: env.seq,
             message: serde_json::to_string(env).expect("envelopes serialize"),
             store,
@@ -88,7 +93,7 @@ impl Publication {
         }
     }
 
-    pub fn state(keys: &RedisKeys, state: &WorkflowState) -> Self {
+    pub fn state(workflow: &ScopedWorkflowId, state: &WorkflowState) -> Self {
         let env = Envelope {
             kind: MessageKind::State,
             seq: state.seq,
@@ -96,21 +101,27 @@ impl Publication {
             terminal: state.workflow_status.is_terminal(),
             body: state,
         };
-        Self::new(keys, &env, true)
+        Self::new(workflow, &env, true)
     }
 
     /// A refused command, for the caller waiting on `request_id`; `seq` is the current state's.
-    pub fn rejection(keys: &RedisKeys, seq: u64, request_id: &RequestId, r: &Rejection) -> Self {
-        Self::answer(keys, MessageKind::Rejection, seq, request_id, r)
+    pub fn rejection(workflow: &ScopedWorkflowId, seq: u64, request_id: &RequestId, r: &Rejection) -> Self {
+        Self::answer(workflow, MessageKind::Rejection, seq, request_id, r)
     }
 
     /// An execute-node result, for the caller waiting on `request_id`.
-    pub fn result(keys: &RedisKeys, seq: u64, request_id: &RequestId, r: &NodeResult) -> Self {
-        Self::answer(keys, MessageKind::Result, seq, request_id, r)
+    pub fn result(workflow: &ScopedWorkflowId, seq: u64, request_id: &RequestId, r: &NodeResult) -> Self {
+        Self::answer(workflow, MessageKind::Result, seq, request_id, r)
     }
 
     /// Answers to one caller are published, never stored as the workflow's state.
-    fn answer<B: Serialize>(keys: &RedisKeys, kind: MessageKind, seq: u64, request_id: &RequestId, body: B) -> Self {
+    fn answer<B: Serialize>(
+        workflow: &ScopedWorkflowId,
+        kind: MessageKind,
+        seq: u64,
+        request_id: &RequestId,
+        body: B,
+    ) -> Self {
         let env = Envelope {
             kind,
             seq,
@@ -118,36 +129,50 @@ impl Publication {
             terminal: false,
             body,
         };
-        Self::new(keys, &env, false)
+        Self::new(workflow, &env, false)
     }
 }
 
 /// Publishes over one multiplexed, reconnecting connection.
 #[derive(Clone)]
 pub struct Publisher {
-    conn: redis::aio::ConnectionManager,
+    conn: Conn,
     retention: Retention,
+    layout: Layout,
 }
 
 impl Publisher {
-    pub fn new(conn: redis::aio::ConnectionManager, retention: Retention) -> Self {
-        Self { conn, retention }
+    pub fn new(conn: Conn, retention: Retention, layout: Layout) -> Self {
+        Self {
+            conn,
+            retention,
+            layout,
+        }
     }
 
     pub fn retention(&self) -> &Retention {
         &self.retention
     }
 
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
     pub async fn publish(&self, p: &Publication) -> redis::RedisResult<()> {
         static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
+        let keys = self.layout.keys(&p.workflow);
         let mut conn = self.conn.clone();
         SCRIPT
-            .key(&p.keys.latest)
-            .key(&p.keys.history)
-            .key(&p.keys.seq)
-            .key(&p.keys.answers)
-            .key(&p.keys.answer_order)
-            .arg(&p.keys.channel)
+            .key(&keys.latest)
+            .key(&keys.history)
+            .key(&keys.seq)
+            .key(&keys.answers)
+            .key(&keys.answer_order)
+            .arg(&keys.channel)
             .arg(p.seq)
             .arg(&p.message)
             .arg(if p.store { "1" } else { "0" })
@@ -156,8 +181,18 @@ impl Publisher {
             .arg(self.retention.ttl.as_secs().max(1).saturating_mul(SEQ_TTL_FACTOR))
             .arg(p.request_id.as_deref().unwrap_or_default())
             .arg(ANSWERS_KEPT)
+            .arg(publish_command(&self.conn))
             .invoke_async::<i64>(&mut conn)
             .await
             .map(|_| ())
+    }
+}
+
+/// Classic pub/sub on one server; sharded pub/sub on a cluster, where a classic PUBLISH would be
+/// broadcast to every node.
+pub(crate) fn publish_command(conn: &Conn) -> &'static str {
+    match conn.is_cluster() {
+        true => "SPUBLISH",
+        false => "PUBLISH",
     }
 }

@@ -1,7 +1,7 @@
 //! Reads of published states (latest, and the short history log) and the gateway's own
 //! publishes, over one multiplexed connection shared by all requests.
 
-use super::{Envelope, Publication, Publisher, RedisKeys, Retention};
+use super::{Conn, Envelope, Layout, Publication, Publisher, RedisKeys, RedisTarget, Retention};
 use crate::domain::WorkflowState;
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
@@ -17,7 +17,7 @@ pub enum StoreError {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: redis::aio::ConnectionManager,
+    conn: Conn,
     publisher: Publisher,
 }
 
@@ -38,30 +38,22 @@ fn parse(raw: &str) -> Result<Stored, StoreError> {
     })
 }
 
-/// A reconnecting connection with bounded timeouts, so a lost Redis is reported quickly.
-pub async fn connect(
-    url: &str,
-    timeout: Duration,
-    retries: usize,
-) -> redis::RedisResult<redis::aio::ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    redis::aio::ConnectionManager::new_with_config(
-        client,
-        redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(retries),
-    )
-    .await
-}
-
 impl Store {
-    pub async fn connect(url: &str, retention: Retention) -> Result<Self, StoreError> {
-        let conn = connect(url, Duration::from_secs(2), 1).await?;
+    /// Connects, and refuses a Redis of the other kind than `target` says (see `Conn`).
+    pub async fn connect(target: &RedisTarget, retention: Retention, layout: Layout) -> anyhow::Result<Self> {
+        let mut conn = Conn::connect(target, Duration::from_secs(2), 1)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", super::explain(target, &e)))?;
+        conn.check_kind().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
-            publisher: Publisher::new(conn.clone(), retention),
+            publisher: Publisher::new(conn.clone(), retention, layout),
             conn,
         })
+    }
+
+    /// Where each workflow's data lives.
+    pub fn layout(&self) -> &Layout {
+        self.publisher.layout()
     }
 
     /// The newest published state, if any.
@@ -120,13 +112,17 @@ impl Store {
     /// "re-read the source".
     pub async fn notify(&self, channel: &str, notice: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let _: i64 = c.publish(channel, notice).await?;
+        let _: i64 = redis::cmd(super::publish::publish_command(&self.conn))
+            .arg(channel)
+            .arg(notice)
+            .query_async(&mut c)
+            .await?;
         Ok(())
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    /// Reachable, and of the kind configured (a cluster node given as one server is not ready).
+    pub async fn probe(&self) -> Result<(), String> {
         let mut c = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut c).await?;
-        Ok(())
+        c.check_kind().await
     }
 }

@@ -93,8 +93,9 @@ impl RequestId {
 }
 
 /// `tenant/workflowId`: the id Temporal and Redis know a workflow by, so one tenant can never
-/// address another's.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// address another's. On the wire (activity inputs) it is that string, checked when read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ScopedWorkflowId(String);
 
 impl ScopedWorkflowId {
@@ -103,6 +104,23 @@ impl ScopedWorkflowId {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl TryFrom<String> for ScopedWorkflowId {
+    type Error = IdError;
+
+    fn try_from(s: String) -> Result<Self, IdError> {
+        let (tenant, id) = s
+            .split_once('/')
+            .ok_or(IdError("a scoped workflow id is tenant/workflowId"))?;
+        Ok(Self::new(&TenantId::parse(tenant)?, &WorkflowId::parse(id)?))
+    }
+}
+
+impl From<ScopedWorkflowId> for String {
+    fn from(id: ScopedWorkflowId) -> String {
+        id.0
     }
 }
 

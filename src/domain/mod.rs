@@ -211,8 +211,6 @@ pub struct WorkflowStart {
     pub callback: Option<Callback>,
     /// Continue as new once the history has this many events.
     pub history_limit: u32,
-    /// Prefix of the deployment's Redis keys, so worker and gateway always agree.
-    pub key_prefix: String,
     /// Unique per start, so what a run sends out (webhook ids) never collides with another
     /// run of the same workflow id.
     #[serde(default)]
@@ -242,7 +240,6 @@ impl WorkflowStart {
             request_id: None,
             callback: None,
             history_limit: self.history_limit,
-            key_prefix: self.key_prefix.clone(),
             run: format!("{}/{}", self.run, self.workflow_id),
             seq_base: 0,
             execution_timeout_ms: self.execution_timeout_ms,

@@ -32,14 +32,15 @@ pub struct Imported {
 }
 
 impl Catalog {
-    pub async fn open(db: Db, overrides: Vec<(String, Value)>, key_prefix: &str) -> Result<Arc<Self>, DbError> {
+    /// `channel`: where gateways announce changes to each other.
+    pub async fn open(db: Db, overrides: Vec<(String, Value)>, channel: String) -> Result<Arc<Self>, DbError> {
         let c = Arc::new(Self {
             db,
             current: RwLock::new(Arc::new(Registry::default())),
             loaded: AtomicI64::new(-1),
             reloading: tokio::sync::Mutex::new(()),
             overrides,
-            channel: format!("{key_prefix}:definitions"),
+            channel,
         });
         c.refresh().await?;
         Ok(c)

@@ -123,8 +123,6 @@ impl From<HubError> for ServiceError {
 /// Deployment settings the service applies to every call.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// Prefix of every Redis key and channel this deployment uses.
-    pub key_prefix: String,
     /// Continue-as-new threshold handed to each workflow.
     pub history_limit: u32,
     pub allowlist: Allowlist,
@@ -250,7 +248,7 @@ impl Service {
     }
 
     fn keys(&self, scoped: &ScopedWorkflowId) -> RedisKeys {
-        RedisKeys::new(&self.0.cfg.key_prefix, scoped)
+        self.0.store.layout().keys(scoped)
     }
 
     /// The caller a bearer credential (API key or JWT) names; see `auth`.
@@ -432,7 +430,6 @@ impl Service {
             request_id: Some(req.request_id.clone()),
             callback,
             history_limit: self.0.cfg.history_limit,
-            key_prefix: self.0.cfg.key_prefix.clone(),
             run: uuid::Uuid::now_v7().simple().to_string(),
             seq_base: 0,
             execution_timeout_ms: Some(execution_timeout),
@@ -664,9 +661,9 @@ impl Service {
         };
         self.0
             .store
-            .publish(&crate::bus::Publication::state(&keys, &state))
+            .publish(&crate::bus::Publication::state(&scoped, &state))
             .await?;
-        self.0.temporal.deliver(tenant, &scoped, &keys, &state).await;
+        self.0.temporal.deliver(tenant, &scoped, &state).await;
         Ok(state)
     }
 
@@ -675,7 +672,7 @@ impl Service {
     pub fn spawn_reconciler(&self, every: std::time::Duration, shutdown: tokio_util::sync::CancellationToken) {
         let service = self.clone();
         tokio::spawn(async move {
-            let prefix = format!("{}:ch:", service.0.cfg.key_prefix);
+            let layout = service.0.store.layout().clone();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -686,8 +683,7 @@ impl Service {
                     .hub
                     .channels()
                     .iter()
-                    .filter_map(|c| c.strip_prefix(&prefix)?.split_once('/'))
-                    .filter_map(|(t, w)| Some((TenantId::parse(t).ok()?, WorkflowId::parse(w).ok()?)))
+                    .filter_map(|c| layout.workflow_of_channel(c))
                     .collect();
                 futures::stream::iter(followed)
                     .for_each_concurrent(8, |(tenant, id)| {
@@ -741,7 +737,7 @@ impl Service {
 
     /// Redis and Temporal reachability, for readiness probes.
     pub async fn probe(&self) -> (Result<(), String>, Result<(), String>) {
-        let redis = self.0.store.ping().await.map_err(|e| e.to_string());
+        let redis = self.0.store.probe().await;
         let temporal = self.0.temporal.ping().await.map_err(|e| e.to_string());
         (redis, temporal)
     }

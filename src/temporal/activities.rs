@@ -15,7 +15,6 @@ use temporalio_macros::activities;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 
 pub struct DriftActivities {
-    pub redis: redis::aio::ConnectionManager,
     pub publisher: Publisher,
     pub outbound: Outbound,
     pub delivery: DeliveryConfig,
@@ -108,9 +107,11 @@ impl DriftActivities {
         let Some(cb) = d.callback.clone() else {
             return Ok(DeliveryOutcome::GaveUp);
         };
+        // Attempts are recorded for operators where the deployment's layout keeps them.
+        let status_key = d.workflow.as_ref().map(|w| self.publisher.layout().keys(w).deliveries);
         let record = |state: &str, error: Option<&str>, next: Option<Duration>| {
-            let mut conn = self.redis.clone();
-            let key = d.status_key.clone();
+            let mut conn = self.publisher.conn().clone();
+            let key = status_key.clone();
             let fields: Vec<(String, String)> = vec![
                 ("url".into(), cb.url.clone()),
                 ("seq".into(), d.seq.to_string()),
@@ -127,6 +128,7 @@ impl DriftActivities {
             ];
             let ttl = self.publisher.retention().ttl.as_secs().max(60) as i64;
             async move {
+                let Some(key) = key else { return };
                 let _: redis::RedisResult<()> = redis::pipe()
                     .hset_multiple(&key, &fields)
                     .expire(&key, ttl)

@@ -2,7 +2,6 @@
 
 use super::delivery::{self, Delivery, DeliveryWorkflow};
 use super::workflow::{DriftWorkflow, WorkflowInput};
-use crate::bus::RedisKeys;
 use crate::domain::{Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState};
 use std::time::Duration;
 use temporalio_client::{
@@ -216,14 +215,14 @@ impl Temporal {
 
     /// Hands a state the workflow could not publish itself (its TERMINATED end) to its
     /// delivery workflow, if it has one (async mode), for the last callback it used.
-    pub async fn deliver(&self, tenant: &TenantId, id: &ScopedWorkflowId, keys: &RedisKeys, state: &WorkflowState) {
+    pub async fn deliver(&self, tenant: &TenantId, id: &ScopedWorkflowId, state: &WorkflowState) {
         let Ok(client) = self.client().await else { return };
         let deliveries_id = delivery::workflow_id(id);
         let r = client
             .get_workflow_handle::<DeliveryWorkflow>(&deliveries_id)
             .signal(
                 DeliveryWorkflow::deliver,
-                Delivery::of(None, keys, tenant, None, state),
+                Delivery::of(None, id, tenant, None, state),
                 WorkflowSignalOptions::default(),
             )
             .await;

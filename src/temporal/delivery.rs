@@ -3,7 +3,6 @@
 //! it outlives the workflow until the terminal state is delivered.
 
 use super::activities::{DeliveryOutcome, DriftActivities};
-use crate::bus::RedisKeys;
 use crate::domain::{Callback, ScopedWorkflowId, TenantId, WorkflowState};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
@@ -26,8 +25,10 @@ pub struct Delivery {
     pub terminal: bool,
     /// The `WorkflowState` JSON, the same body as a sync answer.
     pub body: String,
-    /// Redis hash where attempts are recorded for operators.
-    pub status_key: String,
+    /// Whose state it is: where the worker records attempts for operators. (None in deliveries
+    /// handed over before workflows stopped carrying Redis key names.)
+    #[serde(default)]
+    pub workflow: Option<ScopedWorkflowId>,
 }
 
 /// What a receiver gets: the state, as a sync caller would, and whose it is.
@@ -43,7 +44,7 @@ impl Delivery {
     /// of the run the delivery workflow last saw.
     pub fn of(
         callback: Option<Callback>,
-        keys: &RedisKeys,
+        workflow: &ScopedWorkflowId,
         tenant: &TenantId,
         run: Option<&str>,
         state: &WorkflowState,
@@ -55,7 +56,7 @@ impl Delivery {
             seq: state.seq,
             terminal: state.workflow_status.is_terminal(),
             body: serde_json::to_string(&body).expect("states serialize"),
-            status_key: keys.deliveries.clone(),
+            workflow: Some(workflow.clone()),
         }
     }
 }

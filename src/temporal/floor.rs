@@ -3,7 +3,7 @@
 //! raw Temporal SDK, with nothing of Drift in between. `drift bench` runs it on the same
 //! Temporal and Redis as the gateway it measures, so every Drift figure has a floor beside it.
 
-use redis::AsyncCommands;
+use crate::bus::{Conn, Hub, RedisTarget};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ pub struct FloorScreen {
 }
 
 pub struct FloorActivities {
-    redis: redis::aio::ConnectionManager,
+    redis: Conn,
 }
 
 #[activities]
@@ -35,8 +35,12 @@ impl FloorActivities {
     #[activity(name = "floor_publish")]
     pub async fn floor_publish(self: Arc<Self>, _ctx: ActivityContext, s: FloorScreen) -> Result<(), ActivityError> {
         let mut c = self.redis.clone();
-        let _: i64 = c
-            .publish(&s.channel, s.n)
+        // As Drift's publish does: sharded on a cluster.
+        let command = if c.is_cluster() { "SPUBLISH" } else { "PUBLISH" };
+        let _: i64 = redis::cmd(command)
+            .arg(&s.channel)
+            .arg(s.n)
+            .query_async(&mut c)
             .await
             .map_err(|e| ActivityError::from(anyhow::anyhow!(e)))?;
         Ok(())
@@ -83,12 +87,12 @@ impl FloorWorkflow {
 /// A floor worker on its own thread, polling `task_queue`.
 pub fn spawn_floor_worker(
     client: Client,
-    redis_url: String,
+    redis: RedisTarget,
     task_queue: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     super::worker::on_own_thread("floor-worker", "floor worker", shutdown, move || async move {
-        let redis = crate::bus::connect(&redis_url, Duration::from_secs(3), 3).await?;
+        let redis = Conn::connect(&redis, Duration::from_secs(3), 3).await?;
         let runtime = Runtime::from_current_tokio(Default::default())?;
         let opts = WorkerOptions::new(task_queue)
             .register_workflow::<FloorWorkflow>()?
@@ -102,17 +106,17 @@ pub fn spawn_floor_worker(
 /// How long the floor waits after a screen before answering it.
 pub const SETTLE: Duration = Duration::from_millis(20);
 
-/// One floor round: start → first screen, then signal → next screen, as seen by a Redis
-/// subscriber (the way Drift's gateway sees states).
+/// One floor round: start → first screen, then signal → next screen, as seen by a subscriber
+/// on a shared subscription hub (the way Drift's gateway sees states).
 pub async fn floor_round(
     client: &Client,
-    pubsub: &mut redis::aio::PubSub,
+    hub: &Hub,
     task_queue: &str,
     eager: bool,
 ) -> anyhow::Result<(Duration, Duration)> {
     let id = format!("floor-{}", uuid::Uuid::now_v7().simple());
     let channel = format!("floor:{id}");
-    pubsub.subscribe(&channel).await?;
+    let mut sub = hub.subscribe(&channel).await?;
     let t = Instant::now();
     let opts = WorkflowStartOptions::new(task_queue.to_string(), id.clone())
         .enable_eager_workflow_start(eager)
@@ -127,7 +131,7 @@ pub async fn floor_round(
         )
         .await
         .map_err(|e| anyhow::anyhow!("floor start: {e}"))?;
-    next(pubsub).await?;
+    next(&mut sub).await?;
     let started = t.elapsed();
     // A person answers a screen after the workflow task that showed it has completed; so does
     // a Drift resume in `drift bench`. Signalling at once would instead land inside that task
@@ -139,18 +143,15 @@ pub async fn floor_round(
         .signal(FloorWorkflow::go, (), WorkflowSignalOptions::default())
         .await
         .map_err(|e| anyhow::anyhow!("floor signal: {e}"))?;
-    next(pubsub).await?;
+    next(&mut sub).await?;
     let resumed = t.elapsed();
-    pubsub.unsubscribe(&channel).await?;
     Ok((started, resumed))
 }
 
-async fn next(pubsub: &mut redis::aio::PubSub) -> anyhow::Result<()> {
-    use futures::StreamExt;
-    let mut s = pubsub.on_message();
-    tokio::time::timeout(Duration::from_secs(10), s.next())
+/// The next message on the floor's channel (a bare number: not an envelope).
+async fn next(sub: &mut crate::bus::Subscription) -> anyhow::Result<()> {
+    tokio::time::timeout(Duration::from_secs(10), sub.recv())
         .await
-        .map_err(|_| anyhow::anyhow!("floor screen never arrived"))?
-        .ok_or_else(|| anyhow::anyhow!("pub/sub closed"))?;
+        .map_err(|_| anyhow::anyhow!("floor screen never arrived"))?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 use super::activities::{DriftActivities, Outbound};
 use super::delivery::DeliveryWorkflow;
 use super::workflow::DriftWorkflow;
-use crate::bus::{Publisher, Retention};
+use crate::bus::{Conn, Layout, Publisher, RedisTarget, Retention};
 use temporalio_client::Client;
 use temporalio_sdk::runtime::worker_tuner::{FixedSizeSlotSupplier, TunerHolder};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions};
@@ -15,7 +15,10 @@ const WORKFLOW_TASK_SLOTS: usize = 100;
 
 pub struct WorkerConfig {
     pub task_queue: String,
-    pub redis_url: String,
+    pub redis: RedisTarget,
+    /// Where workflows' Redis data lives: the worker derives every key from it and the scoped
+    /// workflow id (workflow inputs carry none).
+    pub layout: Layout,
     pub retention: Retention,
     pub delivery: crate::webhook::DeliveryConfig,
     pub egress: crate::egress::Egress,
@@ -32,17 +35,19 @@ pub fn spawn(
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     on_own_thread("drift-worker", "worker", shutdown, move || async move {
-        let conn = crate::bus::connect(&cfg.redis_url, std::time::Duration::from_secs(3), 6).await?;
+        let mut conn = Conn::connect(&cfg.redis, std::time::Duration::from_secs(3), 6)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", crate::bus::explain(&cfg.redis, &e)))?;
+        conn.check_kind().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         let outbound = Outbound::new(cfg.egress.clone(), cfg.max_response_bytes)?;
         let runtime = Runtime::from_current_tokio(Default::default())?;
-        let publisher = Publisher::new(conn.clone(), cfg.retention);
+        let publisher = Publisher::new(conn, cfg.retention, cfg.layout);
         super::workflow::publish_early_with(publisher.clone());
         let opts = WorkerOptions::new(cfg.task_queue.clone())
             .register_workflow::<DriftWorkflow>()?
             .register_workflow::<DeliveryWorkflow>()?
             .register_activities(DriftActivities {
                 publisher,
-                redis: conn,
                 outbound,
                 delivery: cfg.delivery,
             })

@@ -4,7 +4,7 @@
 
 use super::activities::DriftActivities;
 use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
-use crate::bus::{Publication, Publisher, RedisKeys};
+use crate::bus::{Publication, Publisher};
 use crate::domain::{
     Callback, Command, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowId, WorkflowStart, WorkflowState,
     WorkflowStatus,
@@ -70,7 +70,8 @@ pub struct DriftWorkflow {
 /// Everything the run loop carries between nodes (and across continue-as-new).
 struct Run {
     start: WorkflowStart,
-    keys: RedisKeys,
+    /// `tenant/workflowId`: what its publications name (the worker knows the keys).
+    scoped: ScopedWorkflowId,
     cursor: Cursor,
     seq: u64,
     /// The command whose answer the next published state is.
@@ -97,7 +98,7 @@ fn continue_as_new(ctx: &WorkflowContext<DriftWorkflow>, run: &Run, def: &Defini
 impl Run {
     fn new(input: WorkflowInput) -> (Self, Vec<Command>, Vec<RequestId>) {
         let WorkflowInput { start, carry } = input;
-        let keys = RedisKeys::new(&start.key_prefix, &start.scoped_id());
+        let scoped = start.scoped_id();
         let carry = carry.unwrap_or_else(|| Carry {
             cursor: Cursor::new(
                 initial_context(&start.definition, start.params.clone(), start.thread_context.clone()),
@@ -113,7 +114,7 @@ impl Run {
             open_timer: None,
         });
         let run = Run {
-            keys,
+            scoped,
             cursor: carry.cursor,
             seq: carry.seq,
             answering: carry.answering,
@@ -469,7 +470,7 @@ async fn publish_state(
         ..WorkflowState::bare(run.start.workflow_id.as_str(), status, run.seq)
     };
     ctx.state_mut(|s| s.last = Some(state.clone()));
-    send(ctx, Publication::state(&run.keys, &state)).await;
+    send(ctx, Publication::state(&run.scoped, &state)).await;
     if run.callback.is_some() {
         notify(ctx, run, &state).await;
     }
@@ -479,8 +480,8 @@ async fn publish_state(
 /// hand-over is awaited, never the receiver.
 async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, state: &WorkflowState) {
     let Some(cb) = run.callback.clone() else { return };
-    let id = delivery::workflow_id(&run.start.scoped_id());
-    let d = Delivery::of(Some(cb), &run.keys, &run.start.tenant, Some(&run.start.run), state);
+    let id = delivery::workflow_id(&run.scoped);
+    let d = Delivery::of(Some(cb), &run.scoped, &run.start.tenant, Some(&run.start.run), state);
     // The delivery workflow of this id may be one an earlier run started that is just ending
     // (its last state delivered): when the hand-over finds it gone, start a new one and retry.
     for attempt in 0..3 {
@@ -510,7 +511,7 @@ async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, state: &Wor
 }
 
 async fn reject(ctx: &WorkflowContext<DriftWorkflow>, run: &Run, request_id: &RequestId, r: &Rejection) {
-    send(ctx, Publication::rejection(&run.keys, run.seq, request_id, r)).await;
+    send(ctx, Publication::rejection(&run.scoped, run.seq, request_id, r)).await;
 }
 
 /// Runs a disconnected node against the current context and publishes its result to the
@@ -545,7 +546,7 @@ async fn execute_node(
         status: status.into(),
         response,
     };
-    send(ctx, Publication::result(&run.keys, run.seq, &request_id, &result)).await;
+    send(ctx, Publication::result(&run.scoped, run.seq, &request_id, &result)).await;
 }
 
 /// Starts a CHILD node's workflow (abandoned on parent close: the parent goes on).

@@ -287,6 +287,7 @@ impl TestApp {
                 &self.redis_url,
             ])
             .args(["--task-queue", &self.task_queue, "--egress-allow", "loopback"])
+            .args(["--key-prefix", &self.key_prefix])
             .args([
                 "--webhook-secret",
                 WEBHOOK_SECRET,
@@ -297,6 +298,15 @@ impl TestApp {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap()
+    }
+
+    /// Where workflow `id` of this app's tenant keeps its Redis data.
+    pub fn keys(&self, id: &str) -> drift::RedisKeys {
+        let tenant = drift::TenantId::parse(&self.tenant).unwrap();
+        let id = drift::WorkflowId::parse(id).unwrap();
+        drift::Layout::new(&self.key_prefix)
+            .unwrap()
+            .keys(&drift::ScopedWorkflowId::new(&tenant, &id))
     }
 
     /// A JWT for this app's tenant with every workflow scope, as client `client`.

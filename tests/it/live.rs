@@ -662,7 +662,7 @@ async fn a_workflow_evicted_from_the_worker_cache_is_replayed_and_publishes_each
 
 /// A raw Redis subscriber on workflow `id`'s channel, as the gateway's hub sees it.
 async fn watch_channel(app: &TestApp, id: &str) -> redis::aio::PubSub {
-    let channel = format!("{}:ch:{}/{id}", app.key_prefix, app.tenant);
+    let channel = app.keys(id).channel;
     let mut sub = redis::Client::open(app.redis_url.as_str())
         .unwrap()
         .get_async_pubsub()

@@ -637,10 +637,10 @@ async fn terminate_after_the_states_expired_publishes_a_seq_followers_take() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let scoped = format!("{}/{id}", app.tenant);
+    let keys = app.keys(&id);
     let _: () = redis::cmd("DEL")
-        .arg(format!("{}:latest:{scoped}", app.key_prefix))
-        .arg(format!("{}:hist:{scoped}", app.key_prefix))
+        .arg(&keys.latest)
+        .arg(&keys.history)
         .query_async(&mut redis)
         .await
         .unwrap();
