@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
 done
 case "$REDIS_MODE" in cluster|standalone) ;; *) echo "cluster: --redis is cluster or standalone" >&2; exit 2 ;; esac
 export PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))'):$PATH"
-for need in redis-server redis-cli temporal python3 curl; do
+for need in redis-server redis-cli temporal python3; do
     command -v "$need" >/dev/null 2>&1 || { echo "cluster: $need is missing; run scripts/setup.sh" >&2; exit 1; }
 done
 if [ -z "$DRIFT" ]; then
@@ -205,7 +205,8 @@ for i in $(seq 1 "$GATEWAYS"); do
         --definitions "$ROOT/examples" >"$DIR/gateway-$i.log" 2>&1 &
     PIDS+=($!); GATEWAY_PORTS+=("$port"); GATEWAY_PIDS+=($!)
 done
-for p in "${GATEWAY_PORTS[@]}"; do wait_for "the gateway on $p" curl -fsS "http://127.0.0.1:$p/readyz"; done
+ready() { python3 -c 'import sys,urllib.request;urllib.request.urlopen(sys.argv[1],timeout=1)' "$1"; }
+for p in "${GATEWAY_PORTS[@]}"; do wait_for "the gateway on $p" ready "http://127.0.0.1:$p/readyz"; done
 for w in "${WORKER_PIDS[@]}"; do kill -0 "$w" 2>/dev/null || fail "a worker stopped"; done
 
 json_list() { local IFS=,; echo "[$*]"; }

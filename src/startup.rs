@@ -239,7 +239,7 @@ impl Application {
         };
         let store = Store::connect(&redis, retention(&common), layout(&common)?)
             .await
-            .with_context(|| format!("connecting to Redis at {}", redis.describe()))?;
+            .with_context(|| format!("connecting to {}", redis.describe()))?;
         let hub = Hub::start(&redis, g.hub_shards, shutdown.clone())?;
         catalog
             .spawn_watcher(

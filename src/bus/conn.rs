@@ -52,7 +52,7 @@ impl RedisTarget {
     /// For logs and errors: addresses without passwords.
     pub fn describe(&self) -> String {
         match self {
-            Self::Standalone(u) => crate::config::redact(u),
+            Self::Standalone(u) => format!("Redis at {}", crate::config::redact(u)),
             Self::Cluster(nodes) => format!(
                 "the Redis Cluster at {}",
                 nodes
@@ -145,7 +145,7 @@ impl Conn {
                     .arg("INFO")
                     .query_async(c)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| explain_cluster(&e))?;
                 match info.lines().find_map(|l| l.trim().strip_prefix("cluster_state:")) {
                     Some(_) => Ok(()),
                     None => Err(format!("unexpected CLUSTER INFO answer: {info:?}")),
@@ -155,14 +155,26 @@ impl Conn {
     }
 }
 
-/// Explains the error a cluster client gets from a server without cluster support.
+/// Explains what a connection error means for the one who configured `target`.
 pub fn explain(target: &RedisTarget, e: &redis::RedisError) -> String {
+    match target.is_cluster() {
+        true => explain_cluster(e),
+        false => e.to_string(),
+    }
+}
+
+/// A cluster client's errors, in terms of what to check or change.
+fn explain_cluster(e: &redis::RedisError) -> String {
     let text = e.to_string();
-    if target.is_cluster() && text.contains("cluster support disabled") {
+    if text.contains("cluster support disabled") {
+        return "this Redis is not a cluster node (cluster support disabled): give one server with \
+                --redis-url (DRIFT_REDIS_URL) instead of --redis-cluster"
+            .into();
+    }
+    if e.kind() == redis::ErrorKind::ClusterConnectionNotFound || text.contains("ClusterConnectionNotFound") {
         return format!(
-            "{} is not a Redis Cluster (cluster support disabled): give one server with --redis-url \
-             (DRIFT_REDIS_URL) instead of --redis-cluster",
-            target.describe()
+            "no node answered with the cluster's slots ({text}): check the addresses, and that the \
+             cluster was created (redis-cli --cluster create …)"
         );
     }
     text

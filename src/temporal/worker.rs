@@ -37,8 +37,16 @@ pub fn spawn(
     on_own_thread("drift-worker", "worker", shutdown, move || async move {
         let mut conn = Conn::connect(&cfg.redis, std::time::Duration::from_secs(3), 6)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", crate::bus::explain(&cfg.redis, &e)))?;
-        conn.check_kind().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "connecting to {}: {}",
+                    cfg.redis.describe(),
+                    crate::bus::explain(&cfg.redis, &e)
+                )
+            })?;
+        conn.check_kind()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.redis.describe()))?;
         let outbound = Outbound::new(cfg.egress.clone(), cfg.max_response_bytes)?;
         let runtime = Runtime::from_current_tokio(Default::default())?;
         let publisher = Publisher::new(conn, cfg.retention, cfg.layout);

@@ -11,18 +11,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
-struct Hit {
-    id: String,
-    tenant: String,
-    seq: u64,
-    status: String,
-    answered: u16,
-    verified: bool,
+pub(crate) struct Hit {
+    pub id: String,
+    pub tenant: String,
+    pub seq: u64,
+    pub status: String,
+    pub answered: u16,
+    pub verified: bool,
 }
 
 /// A webhook receiver: answers from `script` (then 200), recording every request.
 #[derive(Clone)]
-struct Receiver {
+pub(crate) struct Receiver {
     hits: Arc<Mutex<Vec<Hit>>>,
     script: Arc<Mutex<Vec<u16>>>,
     secret: &'static str,
@@ -53,7 +53,7 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 }
 
 impl Receiver {
-    fn new(secret: &'static str, script: Vec<u16>) -> Self {
+    pub(crate) fn new(secret: &'static str, script: Vec<u16>) -> Self {
         Self {
             hits: Arc::default(),
             script: Arc::new(Mutex::new(script)),
@@ -62,7 +62,7 @@ impl Receiver {
     }
 
     /// Serves on `port` (0: any) until the test ends; returns the callback URL.
-    async fn serve(&self, port: u16) -> String {
+    pub(crate) async fn serve(&self, port: u16) -> String {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         self.serve_on(listener)
     }
@@ -101,7 +101,7 @@ impl Receiver {
         url
     }
 
-    fn hits(&self) -> Vec<Hit> {
+    pub(crate) fn hits(&self) -> Vec<Hit> {
         self.hits.lock().unwrap().clone()
     }
 
@@ -114,7 +114,7 @@ impl Receiver {
             .collect()
     }
 
-    async fn wait_delivered(&self, n: usize, within: Duration) -> Vec<(u64, String)> {
+    pub(crate) async fn wait_delivered(&self, n: usize, within: Duration) -> Vec<(u64, String)> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let d = self.delivered();
