@@ -249,6 +249,12 @@ pub struct Common {
     /// slot, and live delivery uses sharded pub/sub.
     #[arg(long, env = "DRIFT_REDIS_CLUSTER", value_delimiter = ',', hide_env_values = true)]
     pub redis_cluster: Vec<String>,
+    /// A state counts as published once this many replicas of its Redis master hold it (WAIT),
+    /// so a master that dies right after taking a state loses nothing: its publish is repeated
+    /// on the replica that takes over. Masters without healthy replicas are not waited for.
+    /// 0: do not wait.
+    #[arg(long, env = "DRIFT_REDIS_REPLICA_ACKS", default_value_t = 1)]
+    pub redis_replica_acks: usize,
     /// Prefix of every Redis key and channel (separates deployments sharing a Redis).
     #[arg(long, env = "DRIFT_KEY_PREFIX", default_value = "drift")]
     pub key_prefix: String,

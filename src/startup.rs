@@ -142,6 +142,7 @@ fn worker_config(c: &Common, redis: &RedisTarget) -> anyhow::Result<WorkerConfig
         task_queue: c.task_queue.clone(),
         redis: redis.clone(),
         layout: layout(c)?,
+        replica_acks: c.redis_replica_acks,
         retention: retention(c),
         delivery,
         egress: crate::egress::Egress::parse(&c.egress_allow).map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
@@ -237,7 +238,7 @@ impl Application {
         } else {
             limited(Temporal::new(tcfg))
         };
-        let store = Store::connect(&redis, retention(&common), layout(&common)?)
+        let store = Store::connect(&redis, retention(&common), layout(&common)?, common.redis_replica_acks)
             .await
             .with_context(|| format!("connecting to {}", redis.describe()))?;
         let hub = Hub::start(&redis, g.hub_shards, shutdown.clone())?;

@@ -153,6 +153,8 @@ pub async fn run_once(
             ttl: Duration::from_secs(3600),
         },
         Layout::new(&ends.key_prefix).map_err(|e| anyhow::anyhow!("--key-prefix: {e}"))?,
+        // As the default worker publishes.
+        1,
     );
     // Real workflows (each waits on its first screen), so the gateway follows real ids.
     let mut flows = Vec::new();

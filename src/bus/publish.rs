@@ -3,11 +3,13 @@
 //! cluster every key it touches and the channel share the workflow's hash slot, and it publishes
 //! with SPUBLISH (sharded pub/sub: only the slot's node carries the message).
 
+use super::hub::{ClusterReplicas, slot};
 use super::{Conn, Envelope, Layout, MessageKind};
 use crate::domain::{NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowState};
 use serde::{Deserialize, Serialize};
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 /// A state is published only when it is stored: one whose `seq` is not newer than the stored
 /// one was published already (storing and publishing are one atomic step), so a repeat — a
@@ -139,14 +141,67 @@ pub struct Publisher {
     conn: Conn,
     retention: Retention,
     layout: Layout,
+    replication: Arc<Replication>,
+}
+
+/// How long a publish waits for the replicas of its master to take a state.
+const REPLICA_WAIT: Duration = Duration::from_secs(1);
+/// How long a reading of which masters have how many replicas is used.
+const REPLICAS_FRESH: Duration = Duration::from_secs(2);
+
+/// How many replicas a state must reach before its publish counts (`--redis-replica-acks`):
+/// Redis replicates asynchronously, so a master that dies right after taking a state may leave
+/// a replica without it; the publish then fails and is repeated on the replica that took over.
+/// Only healthy replicas are waited for (a master without any is not waited on).
+struct Replication {
+    acks: usize,
+    /// The replicas of each master as last read, and when.
+    seen: Mutex<Option<(Instant, Arc<Replicas>)>>,
+    refreshing: AtomicBool,
+}
+
+/// Healthy replicas per master: from `CLUSTER NODES` on a cluster, from `ROLE` on one server.
+enum Replicas {
+    Cluster(ClusterReplicas),
+    Single(usize),
+}
+
+impl Replicas {
+    async fn read(conn: &Conn) -> redis::RedisResult<Self> {
+        let mut c = conn.clone();
+        if conn.is_cluster() {
+            let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await?;
+            return Ok(Self::Cluster(ClusterReplicas::parse(&nodes)));
+        }
+        // ROLE on a master: ["master", offset, [[host, port, offset], …]]
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut c).await?;
+        Ok(Self::Single(match role.get(2) {
+            Some(redis::Value::Array(replicas)) => replicas.len(),
+            _ => 0,
+        }))
+    }
+
+    fn of_slot(&self, slot: u16) -> usize {
+        match self {
+            Self::Cluster(r) => r.of_slot(slot),
+            Self::Single(n) => *n,
+        }
+    }
 }
 
 impl Publisher {
-    pub fn new(conn: Conn, retention: Retention, layout: Layout) -> Self {
+    /// `replica_acks`: how many replicas of its master must hold a state before its publish
+    /// counts (0: none).
+    pub fn new(conn: Conn, retention: Retention, layout: Layout, replica_acks: usize) -> Self {
         Self {
             conn,
             retention,
             layout,
+            replication: Arc::new(Replication {
+                acks: replica_acks,
+                seen: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
+            }),
         }
     }
 
@@ -162,29 +217,94 @@ impl Publisher {
         &self.conn
     }
 
+    /// The publish of record: stored, published, and held by as many replicas as asked for
+    /// (an error otherwise, so the caller repeats it).
     pub async fn publish(&self, p: &Publication) -> redis::RedisResult<()> {
-        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
-        let keys = self.layout.keys(&p.workflow);
+        let (keys, args) = self.script_input(p);
+        let want = self.replicas_wanted(slot(keys[0].as_bytes())).await?;
+        if want == 0 {
+            return self.run_script(keys, args).await;
+        }
+        // One pipeline, sent whole to the slot's master on one connection (and re-sent whole
+        // if that connection breaks): the WAIT is always about this script's writes.
         let mut conn = self.conn.clone();
-        SCRIPT
-            .key(&keys.latest)
-            .key(&keys.history)
-            .key(&keys.seq)
-            .key(&keys.answers)
-            .key(&keys.answer_order)
-            .arg(&keys.channel)
-            .arg(p.seq)
-            .arg(&p.message)
-            .arg(if p.store { "1" } else { "0" })
-            .arg(self.retention.history_len)
-            .arg(self.retention.ttl.as_secs().max(1))
-            .arg(self.retention.ttl.as_secs().max(1).saturating_mul(SEQ_TTL_FACTOR))
-            .arg(p.request_id.as_deref().unwrap_or_default())
-            .arg(ANSWERS_KEPT)
-            .arg(publish_command(&self.conn))
-            .invoke_async::<i64>(&mut conn)
-            .await
-            .map(|_| ())
+        let (_, acked): (i64, usize) = redis::pipe()
+            .cmd("EVAL")
+            .arg(PUBLISH_SCRIPT)
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(&args)
+            .cmd("WAIT")
+            .arg(want)
+            .arg(REPLICA_WAIT.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        if acked < want {
+            metrics::counter!("drift_publish_unreplicated_total").increment(1);
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "a state did not reach its replicas",
+                format!("{acked} of {want} replicas took it within {REPLICA_WAIT:?}"),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores and publishes without waiting for replicas: the workflow's early hand-over, ahead
+    /// of its publish of record.
+    pub async fn hand_over(&self, p: &Publication) -> redis::RedisResult<()> {
+        let (keys, args) = self.script_input(p);
+        self.run_script(keys, args).await
+    }
+
+    async fn run_script(&self, keys: [String; 5], args: Vec<String>) -> redis::RedisResult<()> {
+        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
+        let mut invocation = SCRIPT.prepare_invoke();
+        invocation.key(&keys).arg(&args);
+        let mut conn = self.conn.clone();
+        invocation.invoke_async::<i64>(&mut conn).await.map(|_| ())
+    }
+
+    /// The script's KEYS and ARGV for a publication (see `PUBLISH_SCRIPT`).
+    fn script_input(&self, p: &Publication) -> ([String; 5], Vec<String>) {
+        let k = self.layout.keys(&p.workflow);
+        let ttl = self.retention.ttl.as_secs().max(1);
+        let args = vec![
+            k.channel,
+            p.seq.to_string(),
+            p.message.clone(),
+            if p.store { "1" } else { "0" }.to_string(),
+            self.retention.history_len.to_string(),
+            ttl.to_string(),
+            ttl.saturating_mul(SEQ_TTL_FACTOR).to_string(),
+            p.request_id.clone().unwrap_or_default(),
+            ANSWERS_KEPT.to_string(),
+            publish_command(&self.conn).to_string(),
+        ];
+        ([k.latest, k.history, k.seq, k.answers, k.answer_order], args)
+    }
+
+    /// How many replicas a state in `slot` must reach: as many as asked for, at most as many
+    /// healthy ones as its master has. The reading is refreshed every `REPLICAS_FRESH`, by one
+    /// caller while the others use the last one.
+    async fn replicas_wanted(&self, slot: u16) -> redis::RedisResult<usize> {
+        let r = &self.replication;
+        if r.acks == 0 {
+            return Ok(0);
+        }
+        let cached = r.seen.lock().expect("replicas reading").clone();
+        let replicas = match cached {
+            Some((at, replicas)) if at.elapsed() < REPLICAS_FRESH => replicas,
+            Some((_, replicas)) if r.refreshing.swap(true, Ordering::AcqRel) => replicas,
+            _ => {
+                let read = Replicas::read(&self.conn).await;
+                r.refreshing.store(false, Ordering::Release);
+                let replicas = Arc::new(read?);
+                *r.seen.lock().expect("replicas reading") = Some((Instant::now(), replicas.clone()));
+                replicas
+            }
+        };
+        Ok(r.acks.min(replicas.of_slot(slot)))
     }
 }
 

@@ -40,13 +40,19 @@ fn parse(raw: &str) -> Result<Stored, StoreError> {
 
 impl Store {
     /// Connects, and refuses a Redis of the other kind than `target` says (see `Conn`).
-    pub async fn connect(target: &RedisTarget, retention: Retention, layout: Layout) -> anyhow::Result<Self> {
+    /// `replica_acks`: see `Publisher::new`.
+    pub async fn connect(
+        target: &RedisTarget,
+        retention: Retention,
+        layout: Layout,
+        replica_acks: usize,
+    ) -> anyhow::Result<Self> {
         let mut conn = Conn::connect(target, Duration::from_secs(2), 1)
             .await
             .map_err(|e| anyhow::anyhow!("{}", super::explain(target, &e)))?;
         conn.check_kind().await.map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(Self {
-            publisher: Publisher::new(conn.clone(), retention, layout),
+            publisher: Publisher::new(conn.clone(), retention, layout, replica_acks),
             conn,
         })
     }

@@ -27,7 +27,10 @@ pub enum Out {
 pub struct Follow {
     sub: Subscription,
     keys: RedisKeys,
+    /// The last `seq` the follower has: named by its client (`since`), then delivered here.
     last: Option<u64>,
+    /// Whether `last` was delivered here (not only named by the client).
+    delivered: bool,
 }
 
 fn state_out(st: &Stored) -> Out {
@@ -40,7 +43,12 @@ fn state_out(st: &Stored) -> Out {
 
 impl Follow {
     pub(super) fn new(sub: Subscription, keys: RedisKeys, since: Option<u64>) -> Self {
-        Self { sub, keys, last: since }
+        Self {
+            sub,
+            keys,
+            last: since,
+            delivered: false,
+        }
     }
 
     /// What the store has that this follower has not seen.
@@ -51,7 +59,11 @@ impl Follow {
             Some(after) => {
                 let (items, complete) = store.history_after(&self.keys, after).await?;
                 let behind = match items.is_empty() {
-                    // Nothing after `after`: fine, unless `after` is beyond what exists.
+                    // A store behind what this follower was given (a Redis failover took a state
+                    // before it reached the replica) is catching up: its publish is repeated.
+                    true if self.delivered => None,
+                    // Nothing after `after`: fine, unless the client named a `seq` beyond what
+                    // exists.
                     true => store.latest(&self.keys).await?.filter(|st| st.seq < after),
                     false if complete => None,
                     false => store.latest(&self.keys).await?,
@@ -70,6 +82,7 @@ impl Follow {
             Out::Gap { .. } => None,
         }) {
             self.last = Some(seq);
+            self.delivered = true;
         }
         Ok(out)
     }
@@ -80,6 +93,7 @@ impl Follow {
             return None;
         }
         self.last = Some(e.seq);
+        self.delivered = true;
         Some(Out::State {
             seq: e.seq,
             terminal: e.terminal,

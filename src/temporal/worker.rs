@@ -19,6 +19,8 @@ pub struct WorkerConfig {
     /// Where workflows' Redis data lives: the worker derives every key from it and the scoped
     /// workflow id (workflow inputs carry none).
     pub layout: Layout,
+    /// Replicas a state must reach before its publish counts (see `Publisher::new`).
+    pub replica_acks: usize,
     pub retention: Retention,
     pub delivery: crate::webhook::DeliveryConfig,
     pub egress: crate::egress::Egress,
@@ -49,7 +51,7 @@ pub fn spawn(
             .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.redis.describe()))?;
         let outbound = Outbound::new(cfg.egress.clone(), cfg.max_response_bytes)?;
         let runtime = Runtime::from_current_tokio(Default::default())?;
-        let publisher = Publisher::new(conn, cfg.retention, cfg.layout);
+        let publisher = Publisher::new(conn, cfg.retention, cfg.layout, cfg.replica_acks);
         super::workflow::publish_early_with(publisher.clone());
         let opts = WorkerOptions::new(cfg.task_queue.clone())
             .register_workflow::<DriftWorkflow>()?

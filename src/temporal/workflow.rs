@@ -441,7 +441,7 @@ async fn send(ctx: &WorkflowContext<DriftWorkflow>, p: Publication) {
     {
         let p = p.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(EARLY_WAIT, publisher.publish(&p)).await;
+            let _ = tokio::time::timeout(EARLY_WAIT, publisher.hand_over(&p)).await;
         });
     }
     // With unlimited retries this only fails if the workflow is cancelled or terminated.

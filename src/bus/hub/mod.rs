@@ -14,8 +14,6 @@ mod link;
 mod registry;
 mod topology;
 
-pub use topology::slot;
-
 use super::{Envelope, MessageKind, RedisTarget};
 use bytes::Bytes;
 use link::{Flavor, LinkCmd, Report};
@@ -27,6 +25,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+pub(super) use topology::Replicas as ClusterReplicas;
+pub use topology::slot;
 use topology::{Node, Topology};
 
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(3);

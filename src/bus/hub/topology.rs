@@ -32,33 +32,46 @@ impl std::fmt::Display for Node {
     }
 }
 
+/// Slots `first..=last`, served by `master`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Range {
+    first: u16,
+    last: u16,
+    master: Node,
+}
+
 /// Who serves which slots.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Topology {
-    /// Sorted, non-overlapping `(first, last, master)` slot ranges.
-    ranges: Vec<(u16, u16, Node)>,
+    /// Sorted and non-overlapping.
+    ranges: Vec<Range>,
 }
 
 impl Topology {
     /// One server for everything.
     pub fn single(node: Node) -> Self {
         Self {
-            ranges: vec![(0, SLOTS - 1, node)],
+            ranges: vec![Range {
+                first: 0,
+                last: SLOTS - 1,
+                master: node,
+            }],
         }
+    }
+
+    fn range(&self, slot: u16) -> Option<&Range> {
+        let i = self.ranges.partition_point(|r| r.last < slot);
+        self.ranges.get(i).filter(|r| r.first <= slot)
     }
 
     /// The master serving `slot`; None while no node claims it.
     pub fn node_for(&self, slot: u16) -> Option<&Node> {
-        let i = self.ranges.partition_point(|(_, last, _)| *last < slot);
-        self.ranges
-            .get(i)
-            .filter(|(first, _, _)| *first <= slot)
-            .map(|(_, _, n)| n)
+        self.range(slot).map(|r| &r.master)
     }
 
     /// Every master, once each.
     pub fn masters(&self) -> Vec<Node> {
-        let mut out: Vec<Node> = self.ranges.iter().map(|(_, _, n)| n.clone()).collect();
+        let mut out: Vec<Node> = self.ranges.iter().map(|r| r.master.clone()).collect();
         out.sort();
         out.dedup();
         out
@@ -91,20 +104,66 @@ impl Topology {
                 "" | "?" => asked.host.clone(),
                 _ => host,
             };
-            ranges.push((
-                *first as u16,
-                *last as u16,
-                Node {
+            ranges.push(Range {
+                first: *first as u16,
+                last: *last as u16,
+                master: Node {
                     host,
                     port: *port as u16,
                 },
-            ));
+            });
         }
         if ranges.is_empty() {
             return Err("the cluster serves no slots yet".into());
         }
         ranges.sort();
         Ok(Self { ranges })
+    }
+}
+
+/// How many replicas each master has, by slot, from `CLUSTER NODES`. (`CLUSTER SLOTS` leaves
+/// out replicas whose replication offset it knows as 0, as on an idle cluster.) Replicas marked
+/// failed or suspected (`fail`, `fail?`) do not count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replicas {
+    /// Sorted `(first, last, replicas)` slot ranges.
+    ranges: Vec<(u16, u16, usize)>,
+}
+
+impl Replicas {
+    pub fn parse(cluster_nodes: &str) -> Self {
+        let lines: Vec<Vec<&str>> = cluster_nodes.lines().map(|l| l.split_whitespace().collect()).collect();
+        let healthy_replicas_of = |id: &str| {
+            lines
+                .iter()
+                .filter(|f| f.len() > 3 && f[3] == id)
+                .filter(|f| f[2].split(',').any(|flag| flag == "slave") && !f[2].contains("fail"))
+                .count()
+        };
+        let mut ranges = Vec::new();
+        for f in lines
+            .iter()
+            .filter(|f| f.len() > 8 && f[2].split(',').any(|flag| flag == "master"))
+        {
+            let replicas = healthy_replicas_of(f[0]);
+            // Slots: `5461`, `0-5460`; `[…->-…]`/`[…-<-…]` mark slots being moved (not owned yet).
+            for slots in f[8..].iter().filter(|s| !s.starts_with('[')) {
+                let (first, last) = slots.split_once('-').unwrap_or((slots, slots));
+                if let (Ok(first), Ok(last)) = (first.parse(), last.parse()) {
+                    ranges.push((first, last, replicas));
+                }
+            }
+        }
+        ranges.sort();
+        Self { ranges }
+    }
+
+    pub fn of_slot(&self, slot: u16) -> usize {
+        let i = self.ranges.partition_point(|(_, last, _)| *last < slot);
+        self.ranges
+            .get(i)
+            .filter(|(first, _, _)| *first <= slot)
+            .map_or(0, |(_, _, n)| *n)
     }
 }
 
@@ -163,6 +222,26 @@ mod tests {
             crc16::State::<crc16::XMODEM>::calculate(b"foo{}{bar}") % SLOTS
         );
         assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+    }
+
+    #[test]
+    fn cluster_nodes_answers_count_each_masters_healthy_replicas_by_slot() {
+        // As Redis 7 prints it (ids shortened), with a replica of m2 suspected and one of m3 failed.
+        let text = "\
+m1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+r1 127.0.0.1:7003@17003 slave m1 0 1700000000000 1 connected
+m2 127.0.0.1:7001@17001 master - 0 1700000000000 2 connected 5461-10921 10922 [10923->-m3]
+r2 127.0.0.1:7004@17004 slave,fail? m2 0 1700000000000 2 connected
+m3 127.0.0.1:7002@17002 master - 0 1700000000000 3 connected 10923-16383
+r3 127.0.0.1:7005@17005 slave,fail m3 0 1700000000000 3 disconnected
+r4 127.0.0.1:7006@17006 slave m3 0 1700000000000 3 connected
+";
+        let r = Replicas::parse(text);
+        assert_eq!(r.of_slot(0), 1);
+        assert_eq!(r.of_slot(5460), 1);
+        assert_eq!(r.of_slot(10922), 0);
+        assert_eq!(r.of_slot(16383), 1);
+        assert_eq!(Replicas::parse("").of_slot(1), 0);
     }
 
     #[test]
