@@ -50,6 +50,8 @@ if [ -z "$DRIFT" ]; then
     fi
 fi
 [ -n "$DIR" ] || DIR="$ROOT/.drift/cluster"
+# Gateways hold a socket per live follower.
+ulimit -n "$(ulimit -Hn)"
 rm -rf "$DIR"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
@@ -171,6 +173,8 @@ if [ -z "$DATABASE_URL" ]; then
     PG_DATA="$DIR/pg"
     mkdir -p "$PG_DATA"
     [ "$(id -u)" = 0 ] && chown -R postgres:postgres "$PG_DATA"
+    "${AS_PG[@]}" test -w "$PG_DATA" \
+        || fail "PostgreSQL runs as the postgres user, which cannot reach $PG_DATA; use a --dir every user may traverse"
     "${AS_PG[@]}" "$bin/initdb" -D "$PG_DATA/data" -A trust -U drift >"$DIR/initdb.log" 2>&1 || fail "initdb failed"
     "${AS_PG[@]}" "$bin/postgres" -D "$PG_DATA/data" -p "$port" -k "$PG_DATA" -h 127.0.0.1 -c fsync=off \
         >"$DIR/postgres.log" 2>&1 &

@@ -29,6 +29,15 @@ impl Client {
         })
     }
 
+    /// The same credential, at another gateway of the deployment.
+    pub fn at(&self, base: &str) -> Self {
+        Self {
+            http: self.http.clone(),
+            base: base.trim_end_matches('/').to_string(),
+            auth: self.auth.clone(),
+        }
+    }
+
     /// Calls the API; answers the status and the JSON body (or the text as a JSON string).
     pub async fn call(
         &self,

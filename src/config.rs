@@ -157,9 +157,10 @@ pub struct BenchArgs {
     /// Skip the raw-SDK floor (e.g. against a remote gateway).
     #[arg(long, global = true)]
     pub no_floor: bool,
-    /// The gateway's process id, for its memory (default: `drift dev`'s, from endpoints.json).
-    #[arg(long, global = true)]
-    pub pid: Option<u32>,
+    /// The gateways' process ids, comma-separated, for their memory (summed) (default: `drift
+    /// dev`'s, from endpoints.json).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub pid: Vec<u32>,
     /// Tenant of the API key (fanout publishes on that tenant's keys). Default: `drift dev`'s.
     #[arg(long, global = true)]
     pub tenant: Option<String>,
@@ -210,6 +211,10 @@ pub enum BenchCmd {
         /// each one's memory per connection).
         #[arg(long, value_enum, default_value_t = Transport::Mixed)]
         transport: Transport,
+        /// Gateways the subscribers are spread over, in turn (comma-separated base URLs; the
+        /// workflows are started on the first). Default: --url.
+        #[arg(long, value_delimiter = ',')]
+        gateways: Vec<String>,
     },
     /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
     /// all must be answered, on the gateway's fixed Redis connections.

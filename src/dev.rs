@@ -166,6 +166,11 @@ pub fn start_temporal(dir: &Path, port: u16) -> anyhow::Result<Supervised> {
 
 /// Starts redis-server on `port` with its data under `dir`.
 pub fn start_redis(dir: &Path, port: u16) -> anyhow::Result<Supervised> {
+    start_redis_with(dir, port, &[])
+}
+
+/// `start_redis` with more `redis-server` settings (e.g. `--cluster-enabled yes`).
+pub fn start_redis_with(dir: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Supervised> {
     std::fs::create_dir_all(dir)?;
     let args: Vec<String> = [
         "--port",
@@ -182,6 +187,7 @@ pub fn start_redis(dir: &Path, port: u16) -> anyhow::Result<Supervised> {
         "no",
     ]
     .iter()
+    .chain(extra)
     .map(|s| s.to_string())
     .collect();
     Supervised::spawn("redis", "redis-server", &args, &dir.join("redis.log"))
@@ -342,7 +348,7 @@ async fn run_with(
         None => "    Authentication is OFF (--auth none)\n".to_string(),
     };
     eprintln!(
-        "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n{key}    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal {temporal_address}, Redis {}\n  Press Ctrl-C to stop.\n",
+        "\n  Drift is running.\n    Demo:    {base}/\n    API:     {base}/v3\n{key}    Health:  {base}/readyz\n    Metrics: {base}/metrics\n    Temporal at {temporal_address}, {}\n  Press Ctrl-C to stop.\n",
         redis.describe()
     );
     app.run_until_stopped().await

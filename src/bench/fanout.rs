@@ -4,7 +4,7 @@
 //! every subscriber must get every state, in order. Reports delivery rate, publish-to-client
 //! latency, and the gateway's memory per idle connection.
 
-use super::{Endpoints, Series, kb, rss_kb};
+use super::{Endpoints, Series, kb};
 use crate::bus::{Conn, Layout, Publication, Publisher, Retention};
 use crate::client::Client;
 use crate::config::Transport;
@@ -132,7 +132,7 @@ async fn ws_client(
 /// One run at `n` subscribers.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_once(
-    c: Arc<Client>,
+    gateways: &[Arc<Client>],
     ends: &Endpoints,
     n: usize,
     workflows: usize,
@@ -140,6 +140,7 @@ pub async fn run_once(
     interval: Duration,
     transport: Transport,
 ) -> anyhow::Result<FanoutResult> {
+    let c = gateways[0].clone();
     let redis = ends
         .redis
         .clone()
@@ -173,7 +174,7 @@ pub async fn run_once(
         let token = r["streamToken"].as_str().context("no streamToken")?.to_string();
         flows.push((id, token));
     }
-    let before = ends.pid.and_then(rss_kb);
+    let before = ends.gateways_rss_kb();
     let kind = match transport {
         Transport::Mixed => "half SSE, half WebSocket",
         Transport::Sse => "all SSE",
@@ -188,7 +189,7 @@ pub async fn run_once(
         let (id, token) = flows[i % workflows].clone();
         let s = Arc::new(Mutex::new(Seen::default()));
         seen.push((i % workflows, s.clone()));
-        let (c, r) = (c.clone(), ready.clone());
+        let (c, r) = (gateways[i % gateways.len()].clone(), ready.clone());
         let sse = match transport {
             Transport::Mixed => i % 2 == 0,
             Transport::Sse => true,
@@ -229,7 +230,7 @@ pub async fn run_once(
     }
     // Idle: every connection open, nothing moving.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = ends.pid.and_then(rss_kb);
+    let after = ends.gateways_rss_kb();
     let kb_per_connection = match (before, after) {
         (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n as f64),
         _ => None,

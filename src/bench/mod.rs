@@ -51,7 +51,8 @@ pub struct Endpoints {
     pub temporal_address: Option<String>,
     /// The gateway's Redis: one server or a cluster.
     pub redis: Option<crate::bus::RedisTarget>,
-    pub pid: Option<u32>,
+    /// The measured gateways' processes.
+    pub pids: Vec<u32>,
     pub tenant: String,
     pub key_prefix: String,
 }
@@ -76,7 +77,10 @@ impl Endpoints {
         Ok(Self {
             temporal_address: a.temporal_address.clone().or_else(|| s("temporalAddress")),
             redis: flags.or_else(written),
-            pid: a.pid.or_else(|| e["pid"].as_u64().map(|p| p as u32)),
+            pids: match a.pid.is_empty() {
+                false => a.pid.clone(),
+                true => e["pid"].as_u64().map(|p| p as u32).into_iter().collect(),
+            },
             tenant: a
                 .tenant
                 .clone()
@@ -92,6 +96,14 @@ impl Endpoints {
 }
 
 impl Endpoints {
+    /// The measured gateways' resident memory together, in KB (None: no gateway process known).
+    pub fn gateways_rss_kb(&self) -> Option<u64> {
+        match self.pids.is_empty() {
+            true => None,
+            false => self.pids.iter().map(|p| rss_kb(*p)).sum(),
+        }
+    }
+
     /// The gateway's Redis when it is one server (whose clients can be counted in one place).
     pub fn standalone_redis(&self) -> Option<&str> {
         match &self.redis {
@@ -163,11 +175,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             states,
             interval_ms,
             transport,
+            gateways,
         }) => {
+            let gateways = match gateways.is_empty() {
+                true => vec![client.clone()],
+                false => gateways.iter().map(|g| std::sync::Arc::new(client.at(g))).collect(),
+            };
             let mut results = Vec::new();
             for n in subscribers {
                 let r = fanout::run_once(
-                    client.clone(),
+                    &gateways,
                     &ends,
                     n,
                     workflows.max(1),

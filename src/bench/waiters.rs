@@ -2,7 +2,7 @@
 //! back by a slow stand-in call. All must be answered, on the gateway's fixed Redis
 //! connections; reports memory per waiter.
 
-use super::{Endpoints, Series, cell, kb, rss_kb};
+use super::{Endpoints, Series, cell, kb};
 use crate::client::Client;
 use anyhow::{Context, bail};
 use reqwest::Method;
@@ -104,7 +104,7 @@ impl Peaks {
             return;
         }
         self.next = Instant::now() + Duration::from_secs(1);
-        self.rss = self.rss.max(ends.pid.and_then(rss_kb));
+        self.rss = self.rss.max(ends.gateways_rss_kb());
         if let Some(u) = ends.standalone_redis() {
             self.redis = self.redis.max(redis_clients(u).await);
         }
@@ -130,7 +130,7 @@ pub async fn run(
         Some(u) => redis_clients(u).await,
         None => None,
     };
-    let rss_before = ends.pid.and_then(rss_kb);
+    let rss_before = ends.gateways_rss_kb();
     let ramp = match ramp_per_sec {
         0 => Duration::ZERO,
         r => Duration::from_secs_f64(n as f64 / r as f64),

@@ -605,14 +605,29 @@ impl Service {
         self.reconciled_state(caller, id).await
     }
 
-    /// The latest state, from Redis or (before anything was published) from Temporal.
+    /// The latest state, from Redis or (before anything was published) from Temporal. A state
+    /// Temporal has and Redis does not is stored and published again: Redis lost it, or it is
+    /// under key names from before an upgrade of the layout. (The publish never replaces a
+    /// newer state, so a race with the workflow's own publish changes nothing.)
     async fn state_of(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
         let scoped = caller.scoped(id);
         let keys = self.keys(&scoped);
         if let Some(st) = riding_out(|| self.0.store.latest(&keys)).await? {
             return Ok(st.state);
         }
-        self.queried(caller, id).await
+        let st = self.queried(caller, id).await?;
+        if st.seq > 0 {
+            match self
+                .0
+                .store
+                .publish(&crate::bus::Publication::state(&scoped, &st))
+                .await
+            {
+                Ok(()) => metrics::counter!("drift_states_restored_total").increment(1),
+                Err(e) => tracing::warn!(error = %e, "could not store a state read back from Temporal"),
+            }
+        }
+        Ok(st)
     }
 
     /// The latest state as readers should see it: a workflow Drift still shows running that

@@ -177,3 +177,24 @@ impl DeliveryWorkflow {
         self.st.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_handed_over_before_the_layout_change_still_reads() {
+        // As workers before key names left workflow inputs wrote it.
+        let old = r#"{"callback":{"url":"https://h/hook","client":"c"},"webhookId":"t/r/3","seq":3,
+            "terminal":false,"body":"{}","statusKey":"drift:deliv:t/wf-1"}"#;
+        let d: Delivery = serde_json::from_str(old).unwrap();
+        assert_eq!((d.seq, d.workflow), (3, None));
+        let wire = serde_json::to_value(Delivery {
+            workflow: Some(ScopedWorkflowId::try_from("t/wf-1".to_string()).unwrap()),
+            ..d
+        })
+        .unwrap();
+        assert_eq!(wire["workflow"], "t/wf-1");
+        assert!(wire.get("statusKey").is_none(), "no key names on the wire: {wire}");
+    }
+}

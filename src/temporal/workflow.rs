@@ -578,3 +578,48 @@ async fn start_child(
         .map_err(|e| format!("child workflow did not start: {e}"))?;
     Ok(json!({"workflowId": child_id}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TenantId;
+
+    #[test]
+    fn a_workflow_started_before_the_layout_change_reads_its_input_and_names_no_key() {
+        let def: Definition = serde_json::from_value(json!({
+            "id": "w", "startNode": "done", "states": {"done": {"node": {"type": "SUCCESS"}}}
+        }))
+        .unwrap();
+        let input = WorkflowInput {
+            start: WorkflowStart {
+                definition: def,
+                children: Default::default(),
+                workflow_id: WorkflowId::parse("wf-1").unwrap(),
+                tenant: TenantId::parse("t").unwrap(),
+                params: json!({}),
+                thread_context: json!({}),
+                request_id: None,
+                callback: None,
+                history_limit: 100,
+                run: "r".into(),
+                seq_base: 0,
+                execution_timeout_ms: None,
+            },
+            carry: None,
+        };
+        let mut wire = serde_json::to_value(&input).unwrap();
+        assert!(wire.get("keyPrefix").is_none(), "no key names on the wire: {wire}");
+        // As gateways before the change wrote it: the start named the deployment's key prefix.
+        wire["keyPrefix"] = json!("drift");
+        let old: WorkflowInput = serde_json::from_value(wire).unwrap();
+        assert_eq!(old, input);
+        // What it publishes names the workflow only; the worker's layout makes the keys.
+        let p = Publication::state(
+            &old.start.scoped_id(),
+            &WorkflowState::bare("wf-1", WorkflowStatus::Waiting, 1),
+        );
+        let wire = serde_json::to_value(&p).unwrap();
+        assert_eq!(wire["workflow"], "t/wf-1");
+        assert!(wire.get("keys").is_none(), "{wire}");
+    }
+}

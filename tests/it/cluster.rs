@@ -37,13 +37,7 @@ impl Gw {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let r = req.send().await.expect("request");
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        Resp {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        }
+        send(req).await
     }
 
     async fn start(&self, body: Value) -> Resp {
@@ -74,6 +68,12 @@ impl Gw {
                 _ => return (r, before),
             }
         }
+    }
+
+    /// How many subscriptions this gateway's hub moved for reason `why` (see the hub).
+    async fn moved(&self, why: &str) -> f64 {
+        self.metric(&format!("drift_hub_subscriptions_moved_total{{why=\"{why}\"}}"))
+            .await
     }
 
     /// A counter of this gateway's `/metrics` (0 when absent).
@@ -431,6 +431,28 @@ impl Follower {
     }
 }
 
+/// One topology (tests that want one wait their turn), its gateways A, B and C, and a
+/// bank_account flow started on A, waiting on its form: its id and stream token.
+struct Flow(tokio::sync::MutexGuard<'static, ()>, Topology, [Gw; 3], String, String);
+
+impl Flow {
+    async fn start() -> Flow {
+        let turn = ONE_AT_A_TIME.lock().await;
+        let topo = Topology::up("cluster").await;
+        let gateways = [topo.gw(0), topo.gw(1), topo.gw(2)];
+        let (id, token) = start_bank_account(&gateways[0]).await;
+        Flow(turn, topo, gateways, id, token)
+    }
+}
+
+/// The followers, once each has its first state.
+async fn ready(mut followers: Vec<Follower>) -> Vec<Follower> {
+    for f in &mut followers {
+        f.ready().await;
+    }
+    followers
+}
+
 /// bank_account's form, answered with an account number that does not verify: the flow loops
 /// back to the form, one new state per answer.
 fn invalid_account() -> Value {
@@ -515,18 +537,13 @@ async fn start_on_one_gateway_resume_on_another_stream_on_a_third_every_state_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_under_a_followed_workflow_is_replaced_by_its_replica_and_nothing_is_lost_or_repeated() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let topo = Topology::up("cluster").await;
-    let (a, b, c) = (topo.gw(0), topo.gw(1), topo.gw(2));
-    let (id, token) = start_bank_account(&a).await;
-    let mut followers = vec![
+    let Flow(_turn, topo, [a, b, c], id, token) = Flow::start().await;
+    let followers = ready(vec![
         Follower::sse(vec![b.clone()], &id, &token),
         Follower::sse(vec![c.clone()], &id, &token),
         Follower::ws(&a, &id, &token),
-    ];
-    for f in &mut followers {
-        f.ready().await;
-    }
+    ])
+    .await;
     step(&b, &id, 1, invalid_account()).await;
     let (_, master) = topo.slot_of(&channel_of(&id)).await;
     let replica = topo.linked_replica(master).await;
@@ -558,21 +575,15 @@ async fn a_master_killed_under_a_followed_workflow_is_replaced_by_its_replica_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_of_a_followed_workflows_master_loses_and_repeats_nothing() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let topo = Topology::up("cluster").await;
-    let (a, b, c) = (topo.gw(0), topo.gw(1), topo.gw(2));
-    let (id, token) = start_bank_account(&a).await;
-    let mut followers = vec![
+    let Flow(_turn, topo, [a, b, c], id, token) = Flow::start().await;
+    let followers = ready(vec![
         Follower::sse(vec![c.clone()], &id, &token),
         Follower::ws(&b, &id, &token),
-    ];
-    for f in &mut followers {
-        f.ready().await;
-    }
+    ])
+    .await;
     let (_, master) = topo.slot_of(&channel_of(&id)).await;
     let replica = topo.linked_replica(master).await;
-    let evicted = |g: Gw| async move { g.metric("drift_hub_subscriptions_moved_total{why=\"evicted\"}").await };
-    let before = evicted(c.clone()).await;
+    let before = c.moved("evicted").await;
 
     let t0 = Instant::now();
     let _: String = redis::cmd("CLUSTER")
@@ -589,23 +600,18 @@ async fn cluster_failover_of_a_followed_workflows_master_loses_and_repeats_nothi
         assert_eq!(f.seqs().await, vec![1, 2, 3]);
     }
     // The old master dropped the follower's sharded subscription by itself; the hub moved it.
-    assert!(evicted(c).await > before, "the eviction was not seen");
+    assert!(c.moved("evicted").await > before, "the eviction was not seen");
     eprintln!("failover: CLUSTER FAILOVER: the answer sent at once was answered after {answered:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slot_migration_of_a_followed_workflow_loses_and_repeats_nothing() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let topo = Topology::up("cluster").await;
-    let (a, b, c) = (topo.gw(0), topo.gw(1), topo.gw(2));
-    let (id, token) = start_bank_account(&a).await;
-    let mut followers = vec![
+    let Flow(_turn, topo, [a, b, c], id, token) = Flow::start().await;
+    let followers = ready(vec![
         Follower::sse(vec![c.clone()], &id, &token),
         Follower::ws(&b, &id, &token),
-    ];
-    for f in &mut followers {
-        f.ready().await;
-    }
+    ])
+    .await;
     step(&b, &id, 1, invalid_account()).await;
     let (slot, master) = topo.slot_of(&channel_of(&id)).await;
     let mut other = topo.any_node().await;
@@ -626,8 +632,7 @@ async fn a_slot_migration_of_a_followed_workflow_loses_and_repeats_nothing() {
         .next()
         .unwrap();
 
-    let evicted = |g: Gw| async move { g.metric("drift_hub_subscriptions_moved_total{why=\"evicted\"}").await };
-    let before = evicted(c.clone()).await;
+    let before = c.moved("evicted").await;
     let t0 = Instant::now();
     topo.migrate_slot(slot, master, dst).await;
     let migrated = t0.elapsed();
@@ -642,29 +647,20 @@ async fn a_slot_migration_of_a_followed_workflow_loses_and_repeats_nothing() {
         assert_eq!(f.seqs().await, vec![1, 2, 3, 4]);
     }
     // The old owner dropped the follower's sharded subscription by itself; the hub moved it.
-    assert!(evicted(c).await > before, "the eviction was not seen");
+    assert!(c.moved("evicted").await > before, "the eviction was not seen");
     eprintln!("failover: slot migration took {migrated:?}; the next answer came {answered:?} after it began");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_kill_of_every_pubsub_connection_on_every_node_loses_and_repeats_nothing() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let topo = Topology::up("cluster").await;
-    let (a, b, c) = (topo.gw(0), topo.gw(1), topo.gw(2));
-    let (id, token) = start_bank_account(&a).await;
-    let mut followers = vec![
+    let Flow(_turn, topo, [a, b, c], id, token) = Flow::start().await;
+    let followers = ready(vec![
         Follower::sse(vec![c.clone()], &id, &token),
         Follower::ws(&b, &id, &token),
         Follower::sse(vec![a.clone()], &id, &token),
-    ];
-    for f in &mut followers {
-        f.ready().await;
-    }
-    let lost = |g: Gw| async move {
-        g.metric("drift_hub_subscriptions_moved_total{why=\"connection lost\"}")
-            .await
-    };
-    let before = lost(c.clone()).await;
+    ])
+    .await;
+    let before = c.moved("connection lost").await;
     let t0 = Instant::now();
     let mut killed = 0;
     for port in topo.redis_pids.keys() {
@@ -684,27 +680,27 @@ async fn client_kill_of_every_pubsub_connection_on_every_node_loses_and_repeats_
     for f in followers {
         assert_eq!(f.seqs().await, vec![1, 2, 3]);
     }
-    assert!(lost(c).await > before, "the lost connection was not seen");
+    assert!(
+        c.moved("connection lost").await > before,
+        "the lost connection was not seen"
+    );
     eprintln!("failover: CLIENT KILL TYPE pubsub ({killed} connections): the next answer came after {answered:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_under_a_hundred_sse_clients_loses_nothing_when_they_reconnect_elsewhere() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let topo = Topology::up("cluster").await;
-    let (a, b, c) = (topo.gw(0), topo.gw(1), topo.gw(2));
-    let (id, token) = start_bank_account(&a).await;
+    let Flow(_turn, topo, [a, b, c], id, token) = Flow::start().await;
     // Each client starts on C; when its stream breaks it goes on at A, then B, and so on,
     // with the last id it saw.
-    let mut clients: Vec<Follower> = (0..100)
-        .map(|i| {
-            let others = if i % 2 == 0 { [&a, &b] } else { [&b, &a] };
-            Follower::sse(vec![c.clone(), others[0].clone(), others[1].clone()], &id, &token)
-        })
-        .collect();
-    for f in &mut clients {
-        f.ready().await;
-    }
+    let clients: Vec<Follower> = ready(
+        (0..100)
+            .map(|i| {
+                let others = if i % 2 == 0 { [&a, &b] } else { [&b, &a] };
+                Follower::sse(vec![c.clone(), others[0].clone(), others[1].clone()], &id, &token)
+            })
+            .collect(),
+    )
+    .await;
     step(&a, &id, 1, invalid_account()).await;
     step(&a, &id, 2, invalid_account()).await;
 
@@ -728,20 +724,7 @@ async fn a_gateway_killed_under_a_hundred_sse_clients_loses_nothing_when_they_re
 /// cluster that was never created, as far as a client can tell.
 fn cluster_node(port: u16) -> Supervised {
     let dir = infra().dir.join(format!("cluster-node-{port}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        &dir.display().to_string(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain(["--cluster-enabled", "yes", "--save", "", "--appendonly", "no"].map(String::from))
-    .collect();
-    on_infra(async move { Supervised::spawn("redis", "redis-server", &args, &dir.join("redis.log")) }).unwrap()
+    on_infra(async move { drift::dev::start_redis_with(&dir, port, &["--cluster-enabled", "yes"]) }).unwrap()
 }
 
 /// Runs `drift` with `args` until it exits (bounded); its exit status and standard error.
@@ -839,10 +822,7 @@ async fn readyz_fails_and_names_the_flag_to_use_when_its_redis_turns_out_to_be_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_its_master_took_but_never_replicated_is_published_again_after_the_failover() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let topo = Topology::up("cluster").await;
-    let (a, b, c) = (topo.gw(0), topo.gw(1), topo.gw(2));
-    let (id, token) = start_bank_account(&a).await;
+    let Flow(_turn, topo, [a, b, c], id, token) = Flow::start().await;
     let mut follower = Follower::sse(vec![c.clone(), b.clone()], &id, &token);
     follower.ready().await;
     let (_, master) = topo.slot_of(&channel_of(&id)).await;

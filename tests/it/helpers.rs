@@ -328,13 +328,7 @@ impl TestApp {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let r = req.send().await.expect("request");
-        let status = r.status();
-        let text = r.text().await.unwrap();
-        Resp {
-            status,
-            body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        }
+        send(req).await
     }
 
     pub async fn start(&self, workflow: &str, params: Value) -> Resp {
@@ -386,6 +380,17 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// Sends a request; its status and JSON body (or its text as a JSON string).
+pub async fn send(req: reqwest::RequestBuilder) -> Resp {
+    let r = req.send().await.expect("request");
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    Resp {
+        status,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
     }
 }
 

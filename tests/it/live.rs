@@ -690,3 +690,44 @@ async fn replays(app: &TestApp) -> u64 {
     let series = format!("drift_workflow_replays_total{{task_queue=\"{}\"}}", app.task_queue);
     metric(app, &series).await.map_or(0, |n| n.parse().unwrap())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_workflow_whose_redis_state_is_gone_is_read_back_from_temporal_and_stored_again() {
+    // What an upgrade to a new key layout looks like to a workflow started before it (its
+    // states are under names nobody reads any more), or what a Redis that lost its data does.
+    let app = spawn_app().await;
+    let r = app.start("refund", json!({"orderId": "o-upgrade"})).await;
+    let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+    let keys = app.keys(&id);
+    let mut redis = redis::Client::open(app.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys.latest)
+        .arg(&keys.history)
+        .arg(&keys.seq)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // A follower that connects now is shown the screen the workflow is on, as seq 1.
+    let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
+        .await
+        .unwrap();
+    let first = sse.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!((first.event.as_str(), first.data["seq"].as_u64()), ("state", Some(1)));
+    assert_eq!(first.data["view"]["layoutId"], "refund_reason");
+    // And it is in Redis again, for everyone after.
+    let stored: Option<u64> = redis::cmd("HGET")
+        .arg(&keys.latest)
+        .arg("seq")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(stored, Some(1));
+    let r = app.resume(&id, json!({"reason": "damaged"})).await;
+    assert_eq!((r.status, r.body["seq"].as_u64()), (StatusCode::OK, Some(2)), "{r:?}");
+    assert_eq!(sse.next(Duration::from_secs(10)).await.unwrap().data["seq"], 2);
+}
