@@ -365,3 +365,86 @@ fn message(payload: &[u8]) -> HubMsg {
         None => HubMsg::Resync,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(parts: &[&str]) -> Value {
+        Value::Array(parts.iter().map(|p| Value::BulkString(p.as_bytes().to_vec())).collect())
+    }
+
+    fn link(pending: Vec<Pending>) -> (Link, mpsc::UnboundedReceiver<Report>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let l = Link {
+            id: 7,
+            flavor: Flavor::Sharded,
+            registry: Arc::new(Registry::default()),
+            reports: tx,
+            pending: pending.into(),
+        };
+        (l, rx)
+    }
+
+    fn names(c: &[&str]) -> Vec<String> {
+        c.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn confirmations_are_matched_by_name_and_anything_unasked_is_the_servers_doing() {
+        let (mut l, mut reports) = link(vec![Pending::Sub(names(&["a", "b"])), Pending::Unsub(names(&["c"]))]);
+        let (mut rx, _) = l.registry.join("a");
+        // Out of order within one command is fine.
+        l.handle(frame(&["ssubscribe", "b", "1"])).unwrap();
+        l.handle(frame(&["smessage", "a", "not an envelope"])).unwrap();
+        l.handle(frame(&["ssubscribe", "a", "2"])).unwrap();
+        assert!(
+            matches!(rx.try_recv(), Ok(HubMsg::Resync)),
+            "a message that is no state says: re-read"
+        );
+        // The server drops `a` by itself (its slot moved) while `c`'s unsubscribe is pending.
+        l.handle(frame(&["sunsubscribe", "a", "1"])).unwrap();
+        l.handle(frame(&["sunsubscribe", "c", "0"])).unwrap();
+        assert!(l.pending.is_empty());
+        let got: Vec<String> = std::iter::from_fn(|| reports.try_recv().ok())
+            .map(|r| match r {
+                Report::Confirmed { link: 7, channels } => format!("confirmed {}", channels.join(",")),
+                Report::Evicted { link: 7, channel } => format!("evicted {channel}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, ["confirmed b", "confirmed a", "evicted a"]);
+    }
+
+    #[test]
+    fn a_refused_subscription_says_whether_another_node_serves_it_and_a_stray_reply_breaks_the_link() {
+        let (mut l, mut reports) = link(vec![Pending::Sub(names(&["a"])), Pending::Sub(names(&["b"]))]);
+        let moved = redis::parse_redis_value(b"-MOVED 3999 127.0.0.1:7001\r\n").unwrap();
+        l.handle(moved).unwrap();
+        let denied = redis::parse_redis_value(b"-NOPERM no access\r\n").unwrap();
+        l.handle(denied).unwrap();
+        let refused: Vec<(Vec<String>, bool)> = std::iter::from_fn(|| reports.try_recv().ok())
+            .map(|r| match r {
+                Report::Refused { channels, moved, .. } => (channels, moved),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(refused, [(names(&["a"]), true), (names(&["b"]), false)]);
+        // A confirmation nobody asked for means the replies no longer line up: start over.
+        assert!(l.handle(frame(&["ssubscribe", "z", "1"])).is_err());
+        assert!(l.handle(Value::SimpleString("PONG".into())).is_err());
+    }
+
+    #[test]
+    fn a_sharded_batch_is_split_by_slot_and_a_classic_one_is_not() {
+        let (mut l, _) = link(vec![]);
+        let channels = names(&["x:{t/1}:ch", "y:{t/1}:ch", "x:{t/2}:ch"]);
+        let bytes = l.encode(vec![LinkCmd::Sub(channels.clone())]);
+        assert_eq!(l.pending.len(), 2, "{:?}", l.pending);
+        assert_eq!(bytes.windows(10).filter(|w| w == b"SSUBSCRIBE").count(), 2);
+        l.flavor = Flavor::Classic;
+        l.pending.clear();
+        l.encode(vec![LinkCmd::Sub(channels), LinkCmd::Unsub(names(&["q"]))]);
+        assert_eq!(l.pending.len(), 2);
+    }
+}
