@@ -205,19 +205,7 @@ impl Topology {
             .query_async(&mut c)
             .await
             .unwrap();
-        let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query_async(&mut c).await.unwrap();
-        let int = |v: &redis::Value| match v {
-            redis::Value::Int(i) => *i as u16,
-            other => panic!("{other:?}"),
-        };
-        let entry = slots
-            .iter()
-            .find(|e| int(&e[0]) <= slot && slot <= int(&e[1]))
-            .expect("the slot is served");
-        match &entry[2] {
-            redis::Value::Array(n) => (slot, int(&n[1])),
-            other => panic!("{other:?}"),
-        }
+        (slot, owner_by(&mut c, slot).await.expect("the slot is served"))
     }
 
     /// The port of a master's replica, once the replica is linked (a failover before that
@@ -315,7 +303,60 @@ impl Topology {
         }
         setslot(&mut d, "NODE", &dst_id).await;
         setslot(&mut s, "NODE", &dst_id).await;
+        for port in self.masters().await {
+            if port != src && port != dst {
+                setslot(&mut self.node(port).await, "NODE", &dst_id).await;
+            }
+        }
+        // Replicas hear it from their masters: wait until every node says so.
+        let deadline = Instant::now() + T;
+        for port in self.redis_pids.keys() {
+            while owner_by(&mut self.node(*port).await, slot).await != Some(dst) {
+                assert!(
+                    Instant::now() < deadline,
+                    "node {port} never learned slot {slot}'s new owner"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
+
+    /// The masters' ports, as any node says now.
+    async fn masters(&self) -> Vec<u16> {
+        let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut self.any_node().await)
+            .await
+            .unwrap();
+        let mut ports: Vec<u16> = slots.iter().map(|e| node_port(&e[2])).collect();
+        ports.sort();
+        ports.dedup();
+        ports
+    }
+}
+
+/// The port in a `CLUSTER SLOTS` node entry (`[host, port, id, …]`).
+fn node_port(v: &redis::Value) -> u16 {
+    match v {
+        redis::Value::Array(n) => match n[1] {
+            redis::Value::Int(p) => p as u16,
+            ref other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The port of the master serving `slot`, as the node behind `c` says.
+async fn owner_by(c: &mut redis::aio::MultiplexedConnection, slot: u16) -> Option<u16> {
+    let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query_async(c).await.ok()?;
+    let int = |v: &redis::Value| match v {
+        redis::Value::Int(i) => *i as u16,
+        other => panic!("{other:?}"),
+    };
+    slots
+        .iter()
+        .find(|e| int(&e[0]) <= slot && slot <= int(&e[1]))
+        .map(|e| node_port(&e[2]))
 }
 
 fn signal(pid: u32, signal: libc::c_int) {
@@ -614,23 +655,7 @@ async fn a_slot_migration_of_a_followed_workflow_loses_and_repeats_nothing() {
     .await;
     step(&b, &id, 1, invalid_account()).await;
     let (slot, master) = topo.slot_of(&channel_of(&id)).await;
-    let mut other = topo.any_node().await;
-    let masters: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(&mut other)
-        .await
-        .unwrap();
-    let dst = masters
-        .iter()
-        .filter_map(|e| match &e[2] {
-            redis::Value::Array(n) => match n[1] {
-                redis::Value::Int(p) if p as u16 != master => Some(p as u16),
-                _ => None,
-            },
-            _ => None,
-        })
-        .next()
-        .unwrap();
+    let dst = topo.masters().await.into_iter().find(|p| *p != master).unwrap();
 
     let before = c.moved("evicted").await;
     let t0 = Instant::now();
