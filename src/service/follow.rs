@@ -156,14 +156,41 @@ impl Following {
                 }
                 // Missed messages (Redis reconnect, or this follower lagged behind the hub's
                 // buffer because its client reads slowly): read them back; states supersede.
-                HubMsg::Resync => match Box::pin(self.f.catch_up(&self.store)).await {
-                    Ok(v) => self.pending = v.into(),
-                    Err(e) => tracing::warn!(error = %e, "stream resync failed; will retry on the next message"),
-                },
+                HubMsg::Resync => {
+                    if !self.resync().await {
+                        return None;
+                    }
+                }
             }
         }
     }
+
+    /// Reads back what was missed, trying again until it works: nothing newer is taken from
+    /// the hub first, or what was missed would be skipped for good. (Right after a Redis
+    /// failover the store's client may still send reads to the old master while the hub is
+    /// already subscribed on the new one.) False at shutdown.
+    async fn resync(&mut self) -> bool {
+        let mut pause = RESYNC_FIRST;
+        loop {
+            match Box::pin(self.f.catch_up(&self.store)).await {
+                Ok(v) => {
+                    self.pending = v.into();
+                    return true;
+                }
+                Err(e) => tracing::warn!(error = %e, retry_in = ?pause, "stream resync failed; trying again"),
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(RESYNC_MAX);
+        }
+    }
 }
+
+/// Waits between a follower's attempts to read back what it missed.
+const RESYNC_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+const RESYNC_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Service {
     /// A workflow's states (and answers to commands) from the follower's position: what it

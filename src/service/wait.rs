@@ -2,7 +2,7 @@
 //! request id, bounded by the caller's wait limit.
 
 use super::{Dispatched, Service, ServiceError};
-use crate::bus::{Event, HubMsg, MessageKind, Stored};
+use crate::bus::{Event, HubMsg, MessageKind, RedisKeys, Store, StoreError, Stored};
 use crate::domain::{Rejection, WorkflowState};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -47,6 +47,28 @@ enum Found {
     TimedOut,
 }
 
+/// Waits between a waiter's attempts to read what it may have missed.
+const RESYNC_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+const RESYNC_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The answer a waiter may have missed, if the store has it: the message for its request id,
+/// or a latest state that answers it.
+async fn missed(
+    store: &Store,
+    keys: &RedisKeys,
+    request_id: &str,
+    any_state: bool,
+) -> Result<Option<Found>, StoreError> {
+    if let Some(e) = store.answer(keys, request_id).await? {
+        return Ok(Some(Found::Event(Arc::new(e))));
+    }
+    Ok(store
+        .latest(keys)
+        .await?
+        .filter(|s| s.request_id.as_deref() == Some(request_id) || s.state.workflow_status.is_terminal() || any_state)
+        .map(|s| Found::Stored(Box::new(s))))
+}
+
 impl Service {
     /// Waits until `deadline` for the answer to a dispatched call: the message for its request
     /// id, a terminal state, or — for a start that found its workflow already running — the
@@ -80,17 +102,21 @@ impl Service {
                     }
                 }
                 // Something may have been missed: our answer may be stored by request id, or
-                // be the stored latest state.
+                // be the stored latest state. Read until the store answers (it may still be
+                // finding a new master after a failover) or the wait runs out.
                 HubMsg::Resync => {
-                    if let Ok(Some(e)) = store.answer(&d.keys, request_id).await {
-                        break Found::Event(Arc::new(e));
-                    }
-                    if let Ok(Some(s)) = store.latest(&d.keys).await
-                        && (s.request_id.as_deref() == Some(request_id)
-                            || s.state.workflow_status.is_terminal()
-                            || any_state)
-                    {
-                        break Found::Stored(Box::new(s));
+                    let mut pause = RESYNC_FIRST;
+                    let read = loop {
+                        match missed(store, &d.keys, request_id, any_state).await {
+                            Ok(found) => break found,
+                            Err(_) if Instant::now() + pause >= deadline => break Some(Found::TimedOut),
+                            Err(e) => tracing::debug!(error = %e, "waiter's resync failed; trying again"),
+                        }
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(RESYNC_MAX);
+                    };
+                    if let Some(found) = read {
+                        break found;
                     }
                 }
             }
