@@ -339,11 +339,29 @@ pub struct GatewayArgs {
     /// Redis pub/sub connections the subscription hub spreads channels over.
     #[arg(long, env = "DRIFT_HUB_SHARDS", default_value_t = 2)]
     pub hub_shards: usize,
+    /// A request head must arrive whole within this many milliseconds of its first byte (a new
+    /// connection's first head: of the connection's accept), or the connection is closed.
+    #[arg(long, env = "DRIFT_HEAD_TIMEOUT_MS", default_value_t = 10_000)]
+    pub head_timeout_ms: u64,
+    /// A request body must arrive whole within this many milliseconds, or the call gets 408.
+    #[arg(long, env = "DRIFT_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// A kept-alive connection may wait this many milliseconds for its next request.
+    #[arg(long, env = "DRIFT_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+    /// Open connections this gateway holds at most (0: no cap); one more is answered 503 and
+    /// closed. Keep it under the process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "DRIFT_MAX_CONNECTIONS", default_value_t = 32_768)]
+    pub max_connections: usize,
+    /// Open connections one peer address holds at most (0: no cap); one more is answered 429
+    /// and closed. Behind a proxy or load balancer every peer is the proxy: raise it, or 0.
+    #[arg(long, env = "DRIFT_MAX_CONNECTIONS_PER_PEER", default_value_t = 16_384)]
+    pub max_connections_per_peer: usize,
     /// Largest accepted request body (and WebSocket message), in bytes.
     #[arg(long, env = "DRIFT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
-    /// Largest answer (`viewResponse`) or node `parameters` a command may carry, in bytes of
-    /// JSON; larger ones get 413 and never reach the workflow.
+    /// Largest start `params`, answer (`viewResponse`) or node `parameters` a call may carry, in
+    /// bytes of JSON; larger ones get 413 and never reach a workflow.
     #[arg(long, env = "DRIFT_MAX_COMMAND_BYTES", default_value_t = 64 * 1024)]
     pub max_command_bytes: usize,
     /// Origins (`https://app.example.com`, comma-separated, or `*`) whose pages may open

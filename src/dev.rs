@@ -4,6 +4,7 @@
 
 use crate::bus::RedisTarget;
 use crate::config::DevArgs;
+use crate::gateway::Outage;
 use crate::startup::{self, Application, Settings};
 use crate::temporal::{Temporal, TemporalConfig, connect};
 use anyhow::{Context, bail};
@@ -20,6 +21,7 @@ const SETUP_HINT: &str = "run scripts/setup.sh (it installs protoc, redis-server
 pub struct Supervised {
     pub name: &'static str,
     child: Child,
+    log: std::path::PathBuf,
 }
 
 /// Asks a process to stop (SIGTERM): the supervisor's trap then stops its child and waits.
@@ -77,7 +79,27 @@ stop
             .stderr(log_file)
             .spawn()
             .with_context(|| format!("starting {program}"))?;
-        Ok(Self { name, child })
+        Ok(Self {
+            name,
+            child,
+            log: log.to_path_buf(),
+        })
+    }
+
+    /// Resolves when the child has exited (its supervisor notices within half a second).
+    pub async fn exited(&mut self) {
+        let _ = self.child.wait().await;
+    }
+
+    /// The last `lines` lines of the child's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Asks the child to stop and waits (bounded) for it.
@@ -123,8 +145,41 @@ pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
 }
 
 /// A port nothing listens on right now.
+///
+/// Chosen below the kernel's ephemeral range: the ports a program gets when it binds port 0
+/// come from that range, and the Temporal CLI takes its internal services' ports that way while
+/// it starts. A port chosen by binding 0 ourselves could be handed to one of them before the
+/// frontend bound it (seen: "address already in use", then a panic in its worker service, with
+/// the frontend up). No port is handed out twice by one process.
 pub fn free_port() -> anyhow::Result<u16> {
+    use std::sync::Mutex;
+    static HANDED: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let (low, _) = ephemeral_range();
+    let (from, to) = (10_000u16, low.max(10_001));
+    let mut handed = HANDED.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..500 {
+        let port = from + rand::random::<u16>() % (to - from);
+        if handed.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed.push(port);
+            return Ok(port);
+        }
+    }
+    // A machine whose ephemeral range leaves nothing below it.
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The kernel's ephemeral port range (Linux's default when it cannot be read).
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32_768, 60_999))
 }
 
 /// Starts a Temporal dev server on `port` with its SQLite file under `dir`.
@@ -258,41 +313,148 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
         crate::config::AuthArg::None => None,
     };
     let mut children = Vec::new();
-    let result = start_and_run(&a, &data, dev_key, &mut children, shutdown.clone()).await;
-    // Whatever ended the run (an error starting the next child included), every child stops.
+    let started = start_children(&a, &data, &mut children).await;
+    let (redis, temporal_address) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            // Whatever failed, every child started so far stops.
+            for c in children {
+                eprintln!("drift dev: stopping {}", c.proc.name);
+                c.proc.stop().await;
+            }
+            return Err(e);
+        }
+    };
+    let outage = Outage::default();
+    let failed = Outage::default();
+    let supervisor = tokio::spawn(supervise(children, outage.clone(), failed.clone(), shutdown.clone()));
+    let result = run_with(&a, dev_key, &redis, &temporal_address, outage, shutdown.clone()).await;
+    // Whatever ended the run, every child stops.
     shutdown.cancel();
-    for c in children {
-        eprintln!("drift dev: stopping {}", c.name);
-        c.stop().await;
+    let _ = supervisor.await;
+    match failed.get() {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => result,
     }
-    result
 }
 
-async fn start_and_run(
+/// A child `drift dev` started, and how to start it again (same port, same data).
+struct Managed {
+    proc: Supervised,
+    restart: Box<dyn Fn() -> anyhow::Result<Supervised> + Send + Sync>,
+    ready: Ready,
+}
+
+/// How to tell that a (re)started child serves.
+enum Ready {
+    Redis(String),
+    Temporal(TemporalConfig),
+}
+
+impl Ready {
+    async fn wait(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Redis(url) => wait_redis(url, Duration::from_secs(20)).await,
+            Self::Temporal(cfg) => wait_temporal(cfg, Duration::from_secs(90)).await,
+        }
+    }
+}
+
+/// A child that exits makes `/readyz` fail at once; it is started again on its port with its
+/// data, and `drift dev` stops (non-zero) if one exits three times within a minute.
+async fn supervise(mut children: Vec<Managed>, outage: Outage, failed: Outage, shutdown: CancellationToken) {
+    const RESTARTS: usize = 3;
+    let mut restarts: Vec<std::time::Instant> = Vec::new();
+    while !children.is_empty() {
+        let exited = {
+            let any = futures::future::select_all(children.iter_mut().map(|c| Box::pin(c.proc.exited())));
+            tokio::select! {
+                (_, i, _) = any => Some(i),
+                _ = shutdown.cancelled() => None,
+            }
+        };
+        let Some(i) = exited else { break };
+        let c = &mut children[i];
+        let name = c.proc.name;
+        outage.set(Some(format!("{name} (started by drift dev) exited; restarting it")));
+        eprintln!(
+            "drift dev: {name} exited unexpectedly. The last lines of its log ({}):\n{}",
+            c.proc.log_path().display(),
+            c.proc.log_tail(20)
+        );
+        restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+        if restarts.len() >= RESTARTS {
+            failed.set(Some(format!(
+                "{name} exited {RESTARTS} times within a minute; drift dev stopped (see {})",
+                c.proc.log_path().display()
+            )));
+            shutdown.cancel();
+            break;
+        }
+        restarts.push(std::time::Instant::now());
+        match (c.restart)() {
+            Ok(p) => c.proc = p,
+            Err(e) => {
+                failed.set(Some(format!("restarting {name}: {e:#}")));
+                shutdown.cancel();
+                break;
+            }
+        }
+        eprintln!("drift dev: restarted {name} on its port, with its data");
+        let back = tokio::select! {
+            r = c.ready.wait() => r,
+            _ = shutdown.cancelled() => break,
+        };
+        match back {
+            Ok(()) => {
+                outage.set(None);
+                eprintln!("drift dev: {name} is back");
+            }
+            Err(e) => eprintln!("drift dev: {name} did not come back yet: {e:#}"),
+        }
+    }
+    for c in children {
+        eprintln!("drift dev: stopping {}", c.proc.name);
+        c.proc.stop().await;
+    }
+}
+
+/// Starts the Redis and Temporal the flags do not name; returns where both are.
+async fn start_children(
     a: &DevArgs,
     data: &Path,
-    dev_key: Option<String>,
-    children: &mut Vec<Supervised>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+    children: &mut Vec<Managed>,
+) -> anyhow::Result<(RedisTarget, String)> {
     let redis = match startup::redis_target(&a.common)? {
         Some(r) => r,
         None => {
             let port = free_port()?;
-            children.push(start_redis(&data.join("redis"), port)?);
-            RedisTarget::Standalone(format!("redis://127.0.0.1:{port}"))
+            let dir = data.join("redis");
+            let url = format!("redis://127.0.0.1:{port}");
+            children.push(Managed {
+                proc: start_redis(&dir, port)?,
+                restart: Box::new(move || start_redis(&dir, port)),
+                ready: Ready::Redis(url.clone()),
+            });
+            RedisTarget::Standalone(url)
         }
     };
     let temporal_address = match &a.common.temporal_address {
         Some(t) => t.clone(),
         None => {
             let port = free_port()?;
+            let dir = data.join("temporal");
             eprintln!(
                 "drift dev: starting Temporal dev server on 127.0.0.1:{port} (data in {})",
-                data.join("temporal").display()
+                dir.display()
             );
-            children.push(start_temporal(&data.join("temporal"), port)?);
-            format!("127.0.0.1:{port}")
+            let address = format!("127.0.0.1:{port}");
+            children.push(Managed {
+                proc: start_temporal(&dir, port)?,
+                restart: Box::new(move || start_temporal(&dir, port)),
+                ready: Ready::Temporal(startup::temporal_config(&a.common, &address)),
+            });
+            address
         }
     };
     // Where this dev's Temporal and Redis are, for `drift bench` (its floor runs on them too).
@@ -305,7 +467,7 @@ async fn start_and_run(
         RedisTarget::Cluster(nodes) => endpoints["redisCluster"] = nodes.join(",").into(),
     }
     std::fs::write(data.join("endpoints.json"), endpoints.to_string()).ok();
-    run_with(a, dev_key, &redis, &temporal_address, shutdown).await
+    Ok((redis, temporal_address))
 }
 
 async fn run_with(
@@ -313,11 +475,15 @@ async fn run_with(
     dev_key: Option<String>,
     redis: &RedisTarget,
     temporal_address: &str,
+    outage: Outage,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     // A cluster given by the user is checked when the gateway connects to it.
     if let RedisTarget::Standalone(url) = redis {
-        wait_redis(url, Duration::from_secs(20)).await.context(SETUP_HINT)?;
+        tokio::select! {
+            r = wait_redis(url, Duration::from_secs(20)) => r.context(SETUP_HINT)?,
+            _ = shutdown.cancelled() => return Ok(()),
+        };
     }
     eprintln!("drift dev: waiting for Temporal at {temporal_address} …");
     let tcfg = startup::temporal_config(&a.common, temporal_address);
@@ -337,6 +503,7 @@ async fn run_with(
         stand_ins: true,
         demo_receiver: true,
         demo_key: dev_key.clone(),
+        outage,
     };
     let app = Application::build(settings, shutdown).await?;
     let base = format!("http://{}", app.local_addr());

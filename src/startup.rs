@@ -33,6 +33,8 @@ pub struct Settings {
     pub demo_receiver: bool,
     /// The API key the demo page uses (`drift dev`'s own key).
     pub demo_key: Option<String>,
+    /// Set while a process this application depends on is down (`drift dev`'s children).
+    pub outage: crate::gateway::Outage,
 }
 
 impl From<ServeArgs> for Settings {
@@ -44,6 +46,7 @@ impl From<ServeArgs> for Settings {
             stand_ins: a.stand_ins,
             demo_receiver: false,
             demo_key: None,
+            outage: Default::default(),
         }
     }
 }
@@ -52,6 +55,7 @@ impl From<ServeArgs> for Settings {
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: axum::Router,
+    connections: Arc<crate::gateway::Connections>,
     worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     shutdown: CancellationToken,
 }
@@ -193,6 +197,7 @@ impl Application {
             stand_ins,
             demo_receiver,
             demo_key,
+            outage,
         } = settings;
         let database_url = common
             .database_url
@@ -271,6 +276,7 @@ impl Application {
                 default_wait: Duration::from_millis(g.default_wait_ms),
                 max_wait: Duration::from_millis(g.max_wait_ms.max(g.default_wait_ms)),
                 max_body_bytes: g.max_body_bytes,
+                body_timeout: Duration::from_millis(g.body_timeout_ms.max(1)),
                 demo_key,
                 allowed_origins: g
                     .allowed_origins
@@ -287,6 +293,7 @@ impl Application {
                 rate_burst: g.rate_burst,
             })),
             metrics: crate::telemetry::metrics(),
+            outage,
             shutdown: shutdown.clone(),
         };
         let mut router = app(state);
@@ -296,9 +303,16 @@ impl Application {
         if demo_receiver {
             router = router.merge(crate::standins::demo_receiver(common.webhook_secret.clone()));
         }
+        let connections = crate::gateway::Connections::new(crate::gateway::ConnConfig {
+            head_timeout: Duration::from_millis(g.head_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(g.idle_timeout_ms.max(1)),
+            max_connections: g.max_connections,
+            max_per_peer: g.max_connections_per_peer,
+        });
         Ok(Self {
             listener,
             router,
+            connections,
             worker,
             shutdown,
         })
@@ -311,29 +325,19 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then drains for at most `DRAIN` and
     /// waits (bounded) for the embedded worker.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let token = self.shutdown.clone();
-        let streams = tokio_util::task::TaskTracker::new();
+        let connections = tokio_util::task::TaskTracker::new();
         let listener = Listener::new(
             self.listener,
-            self.router.clone(),
-            streams.clone(),
+            self.router,
+            self.connections,
+            connections.clone(),
             self.shutdown.clone(),
         );
-        // `into_make_service` resolves the routes once; serving the bare `Router` would deep-copy
-        // every route for each connection (about 23 KB, kept as long as a connection lives).
-        let server = axum::serve(listener, self.router.into_make_service())
-            .with_graceful_shutdown(async move { token.cancelled().await });
-        let shutdown = self.shutdown.clone();
-        tokio::select! {
-            r = async {
-                server.await?;
-                streams.close();
-                streams.wait().await;
-                Ok::<_, std::io::Error>(())
-            } => r.context("HTTP server failed")?,
-            _ = async { shutdown.cancelled().await; tokio::time::sleep(DRAIN).await } => {
-                tracing::warn!("drain time over; closing remaining connections");
-            }
+        listener.run().await;
+        // Shutdown: connections finish their requests (streams and sockets end themselves).
+        connections.close();
+        if tokio::time::timeout(DRAIN, connections.wait()).await.is_err() {
+            tracing::warn!("drain time over; closing remaining connections");
         }
         if let Some(t) = self.worker {
             join_worker(t).await;

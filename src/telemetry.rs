@@ -29,3 +29,20 @@ pub fn metrics() -> Option<PrometheusHandle> {
         })
         .clone()
 }
+
+/// One unit of a gauge for as long as it lives: counted when made, uncounted when dropped —
+/// also when the future holding it is dropped mid-wait (a client that went away).
+pub struct GaugeGuard(&'static str);
+
+impl GaugeGuard {
+    pub fn new(name: &'static str) -> Self {
+        metrics::gauge!(name).increment(1.0);
+        Self(name)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
+}

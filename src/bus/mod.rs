@@ -63,6 +63,14 @@ impl Layout {
         Some((TenantId::parse(tenant).ok()?, WorkflowId::parse(id).ok()?))
     }
 
+    /// The key that records a socket ticket's use (by the ticket's digest, never the ticket).
+    pub fn used_ticket(&self, ticket: &str) -> String {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(ticket.as_bytes());
+        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        format!("{}:ticket:{hex}", self.prefix)
+    }
+
     /// The channel on which gateways tell each other that definitions changed.
     pub fn definitions_channel(&self) -> String {
         format!("{}:definitions", self.prefix)

@@ -62,6 +62,21 @@ impl Store {
         self.publisher.layout()
     }
 
+    /// Records a socket ticket's use: true the first time (on any gateway), false after.
+    /// Remembered for as long as the ticket is valid.
+    pub async fn take_ticket(&self, ticket: &str, valid_for: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.layout().used_ticket(ticket))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(valid_for.as_secs().max(1))
+            .query_async(&mut c)
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// The newest published state, if any.
     pub async fn latest(&self, keys: &RedisKeys) -> Result<Option<Stored>, StoreError> {
         let mut c = self.conn.clone();

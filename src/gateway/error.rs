@@ -100,6 +100,11 @@ impl From<ServiceError> for ApiError {
             S::Rejected(r) => r.into(),
             S::CallbackNotAllowed(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "callback_not_allowed", m),
             S::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+            S::IdempotencyKeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                e.to_string(),
+            ),
             S::AlreadyExists => Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
             S::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             S::InvalidDefinition(errors) => {

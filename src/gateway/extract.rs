@@ -131,14 +131,35 @@ impl FromRequestParts<AppState> for OnWorkflow {
 /// A JSON body, with a 400 that says what is wrong with it (and 413 past the size limit).
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+/// Read whole within the body timeout: a body trickled a byte at a time gets 408, not a
+/// connection held for as long as the client likes.
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = axum::response::Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Self::Rejection> {
         use axum::response::IntoResponse;
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let limit = s.cfg.body_timeout;
+        let bytes = match tokio::time::timeout(limit, axum::body::Bytes::from_request(req, s)).await {
+            Ok(read) => read.map_err(IntoResponse::into_response)?,
+            Err(_) => {
+                metrics::counter!("drift_bodies_timed_out_total").increment(1);
+                let mut refused = ApiError::new(
+                    axum::http::StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!(
+                        "the request body did not arrive within {} ms; send it whole, then retry",
+                        limit.as_millis()
+                    ),
+                )
+                .into_response();
+                // The rest of the body is not read: the connection cannot carry another request.
+                refused.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+                return Err(refused);
+            }
+        };
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")).into_response())

@@ -4,8 +4,10 @@
 //! connection's request heads itself: a plain `GET …/events` is answered here, through the same
 //! router (auth, CORS, limits, tracing), its body written straight to the socket, and the
 //! connection then waits for its next request with no buffer. The first request of any other
-//! kind goes to hyper (`axum::serve`) with the connection and the bytes already read.
+//! kind goes to hyper with the connection and the bytes already read. Every connection holds a
+//! place among the open ones (`conn::Connections`) and runs under its `conn::Clock`.
 
+use super::conn::{Clock, ConnConfig, Connections, Held, Timed, serve_with_hyper};
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
@@ -14,94 +16,120 @@ use futures::{FutureExt, StreamExt};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service;
 
-/// How long a new connection may take to send its first request head.
-const HEAD_WAIT: Duration = Duration::from_secs(30);
 /// The longest request head answered here; a longer one goes to hyper, which applies its limits.
 const HEAD_MAX: usize = 16 * 1024;
 /// Headers parsed here at most (hyper's default limit is 100; more goes to hyper to refuse).
 const HEADERS_MAX: usize = 100;
-/// Connections read and waiting for hyper to take them.
-const HANDOFF_QUEUE: usize = 256;
 /// The most one write gathers of what a stream has ready (a reconnect's catch-up can be long).
 const WRITE_BATCH: usize = 64 * 1024;
+/// How long a refused connection gets to take its refusal.
+const REFUSAL_WRITE: Duration = Duration::from_secs(1);
 
-/// The gateway's listener: hands hyper every connection except event streams.
+/// The gateway's listener: serves event streams itself and hands hyper every other connection.
 pub struct Listener {
     tcp: TcpListener,
     router: Router,
-    handed: mpsc::Sender<(Rewound, SocketAddr)>,
-    ready: mpsc::Receiver<(Rewound, SocketAddr)>,
-    streams: TaskTracker,
+    connections: Arc<Connections>,
+    tasks: TaskTracker,
     shutdown: CancellationToken,
 }
 
 impl Listener {
-    /// `streams` tracks the connections served here, so shutdown can wait for them too.
-    pub fn new(tcp: TcpListener, router: Router, streams: TaskTracker, shutdown: CancellationToken) -> Self {
-        let (handed, ready) = mpsc::channel(HANDOFF_QUEUE);
+    /// `tasks` tracks every connection, so shutdown can wait for them.
+    pub fn new(
+        tcp: TcpListener,
+        router: Router,
+        connections: Arc<Connections>,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             tcp,
             router,
-            handed,
-            ready,
-            streams,
+            connections,
+            tasks,
             shutdown,
         }
     }
-}
 
-impl axum::serve::Listener for Listener {
-    type Io = Rewound;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Rewound, SocketAddr) {
+    /// Accepts until shutdown. A connection over a cap gets its refusal and is closed.
+    pub async fn run(self) {
         loop {
-            tokio::select! {
-                Some(conn) = self.ready.recv() => return conn,
-                (tcp, peer) = axum::serve::Listener::accept(&mut self.tcp) => {
+            let accepted = tokio::select! {
+                r = self.tcp.accept() => r,
+                _ = self.shutdown.cancelled() => return,
+            };
+            let (mut tcp, peer) = match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors, say: the pending connections wait in the backlog.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            match self.connections.admit(peer) {
+                Ok(held) => {
                     let conn = Connection {
                         router: self.router.clone(),
-                        handed: self.handed.clone(),
+                        cfg: self.connections.config().clone(),
                         shutdown: self.shutdown.clone(),
                     };
-                    self.streams.spawn(conn.run(tcp, peer));
+                    self.tasks.spawn(conn.run(tcp, peer, held));
+                }
+                Err(refused) => {
+                    self.tasks.spawn(async move {
+                        let _ = tokio::time::timeout(REFUSAL_WRITE, tcp.write_all(&refused.response())).await;
+                    });
                 }
             }
         }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp.local_addr()
     }
 }
 
 /// One accepted connection until it is either answered here or handed to hyper.
 struct Connection {
     router: Router,
-    handed: mpsc::Sender<(Rewound, SocketAddr)>,
+    cfg: ConnConfig,
     shutdown: CancellationToken,
 }
 
 impl Connection {
     /// Reads request heads and answers event streams here until a request that is not one,
     /// which goes to hyper with the connection; a connection kept alive after a stream thus
-    /// serves its next request either way.
-    async fn run(self, mut tcp: TcpStream, peer: SocketAddr) {
+    /// serves its next request either way. The first head must arrive within the head timeout
+    /// of the accept; a later one within the idle timeout of the last response, then whole
+    /// within the head timeout of its first byte.
+    async fn run(self, mut tcp: TcpStream, peer: SocketAddr, held: Held) {
         // Responses and events are small writes a client waits for.
         let _ = tcp.set_nodelay(true);
+        let mut head_began = Instant::now();
+        let mut first = true;
         loop {
+            if !first {
+                let idle = tokio::select! {
+                    r = tokio::time::timeout(self.cfg.idle_timeout, tcp.readable()) => r,
+                    _ = self.shutdown.cancelled() => return,
+                };
+                if !matches!(idle, Ok(Ok(()))) {
+                    return;
+                }
+                head_began = Instant::now();
+            }
+            first = false;
             let mut head = Vec::new();
             let read = tokio::select! {
-                r = tokio::time::timeout(HEAD_WAIT, read_head(&mut tcp, &mut head)) => r,
+                r = tokio::time::timeout_at(head_began + self.cfg.head_timeout, read_head(&mut tcp, &mut head)) => r,
                 _ = self.shutdown.cancelled() => return,
             };
             let request = match read {
@@ -110,14 +138,13 @@ impl Connection {
                     let io = Rewound {
                         head: Bytes::from(head),
                         tcp,
+                        timed: Timed::new(Clock::new(&self.cfg, head_began)),
+                        _held: held,
                     };
-                    tokio::select! {
-                        _ = self.handed.send((io, peer)) => {}
-                        _ = self.shutdown.cancelled() => {}
-                    }
+                    serve_with_hyper(io, self.router, self.shutdown).await;
                     return;
                 }
-                // Closed, failed or silent before a whole request head: nothing to answer.
+                // Closed, failed or too slow before a whole request head: nothing to answer.
                 Ok(Err(_)) | Err(_) => return,
             };
             drop(head);
@@ -328,10 +355,19 @@ async fn write(tcp: &mut TcpStream, buf: &mut impl Buf) -> io::Result<()> {
     }
 }
 
-/// A connection handed to hyper, with the bytes the listener already read put back in front.
+/// A connection handed to hyper, with the bytes the listener already read put back in front,
+/// its reads under its clock, holding its place among the open connections.
 pub struct Rewound {
     head: Bytes,
     tcp: TcpStream,
+    timed: Timed,
+    _held: Held,
+}
+
+impl Rewound {
+    pub fn clock(&self) -> &Arc<Clock> {
+        self.timed.clock()
+    }
 }
 
 impl AsyncRead for Rewound {
@@ -346,7 +382,11 @@ impl AsyncRead for Rewound {
             }
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.tcp).poll_read(cx, out)
+        let this = &mut *self;
+        let before = out.filled().len();
+        let read = Pin::new(&mut this.tcp).poll_read(cx, out);
+        let got = out.filled().len() > before;
+        this.timed.poll_read(cx, read, got)
     }
 }
 

@@ -2,8 +2,10 @@
 //! plus the demo page, health, readiness and metrics. Handlers parse and check what arrives,
 //! hand it to the service layer, and turn its answers into their own wire format.
 
+mod conn;
 mod definitions;
 mod demo;
+mod edge;
 mod error;
 mod extract;
 mod http;
@@ -18,6 +20,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
+pub use conn::{ConnConfig, Connections};
 pub use limits::{Limits, LimitsConfig};
 pub use listener::Listener;
 use std::sync::Arc;
@@ -33,10 +36,27 @@ pub struct GatewayConfig {
     pub default_wait: Duration,
     pub max_wait: Duration,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive whole.
+    pub body_timeout: Duration,
     /// The API key the demo page uses, served to it in `drift dev` only.
     pub demo_key: Option<String>,
     /// Other origins whose pages may use the API (lower case, no trailing slash; `*`: any).
     pub allowed_origins: Vec<String>,
+}
+
+/// A reason outside Redis and Temporal for `/readyz` to fail (a child process of `drift dev`
+/// that died), shared with whatever watches it.
+#[derive(Debug, Clone, Default)]
+pub struct Outage(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Outage {
+    pub fn set(&self, why: Option<String>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 #[derive(Clone)]
@@ -45,6 +65,8 @@ pub struct AppState {
     pub cfg: Arc<GatewayConfig>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub limits: Arc<Limits>,
+    /// Set while something this gateway's process depends on is down.
+    pub outage: Outage,
     /// Cancelled on shutdown: every stream and socket closes.
     pub shutdown: CancellationToken,
 }
@@ -76,6 +98,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(edge::checks))
         .layer(cors)
         .layer(
             // Spans name the path only: query strings carry stream tokens and socket tickets.
@@ -118,16 +141,18 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let (redis, temporal) = s.service.probe().await;
-    let status = if redis.is_ok() && temporal.is_ok() {
+    let outage = s.outage.get();
+    let status = if redis.is_ok() && temporal.is_ok() && outage.is_none() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let show = |r: Result<(), String>| r.map(|_| "ok".to_string()).unwrap_or_else(|e| e);
-    (
-        status,
-        axum::Json(serde_json::json!({"redis": show(redis), "temporal": show(temporal)})),
-    )
+    let mut body = serde_json::json!({"redis": show(redis), "temporal": show(temporal)});
+    if let Some(why) = outage {
+        body["down"] = why.into();
+    }
+    (status, axum::Json(body))
 }
 
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {

@@ -84,17 +84,14 @@ pub async fn events(
 /// An open SSE stream: counted while it lives, holding its tenant's stream slot.
 struct Open {
     _slot: StreamSlot,
+    _counted: crate::telemetry::GaugeGuard,
 }
 
 impl Open {
     fn new(slot: StreamSlot) -> Self {
-        metrics::gauge!("drift_sse_connections").increment(1.0);
-        Self { _slot: slot }
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        metrics::gauge!("drift_sse_connections").decrement(1.0);
+        Self {
+            _slot: slot,
+            _counted: crate::telemetry::GaugeGuard::new("drift_sse_connections"),
+        }
     }
 }

@@ -60,6 +60,12 @@ pub enum ServiceError {
     /// A change that conflicts with what is stored (a published version, an existing id).
     #[error("{0}")]
     Conflict(String),
+    /// An Idempotency-Key first used for a different request; nothing was started.
+    #[error(
+        "this Idempotency-Key was first used for a different request (another workflow, version, params, mode or \
+         callback); send a new key for a new request"
+    )]
+    IdempotencyKeyReused,
     /// A command's payload over the configured cap.
     #[error("{0}")]
     TooLarge(String),
@@ -266,11 +272,17 @@ impl Service {
         self.0.tokens.issue_ticket(caller)
     }
 
-    pub fn redeem_ticket(&self, ticket: &str) -> Result<Caller, ServiceError> {
-        self.0
-            .tokens
-            .verify_ticket(ticket)
-            .map_err(|_| ServiceError::Unauthorized("invalid or expired socket ticket".into()))
+    /// The caller of a socket ticket, once: its use is taken atomically in Redis, so a ticket
+    /// that leaked with its URL opens no second socket, on any gateway.
+    pub async fn redeem_ticket(&self, ticket: &str) -> Result<Caller, ServiceError> {
+        let refused = || ServiceError::Unauthorized("invalid, expired or already used socket ticket".into());
+        let (caller, valid_for) = self.0.tokens.verify_ticket(ticket).map_err(|_| refused())?;
+        let first = riding_out(|| self.0.store.take_ticket(ticket, valid_for)).await?;
+        if !first {
+            metrics::counter!("drift_ticket_replays_total").increment(1);
+            return Err(refused());
+        }
+        Ok(caller)
     }
 
     /// The caller a credential stands for, on workflow `id`. A stream token only ever reads.
@@ -387,6 +399,14 @@ impl Service {
     /// workflow the first call started instead of starting another.
     pub async fn start(&self, caller: &Caller, req: StartRequest) -> Result<Dispatched, ServiceError> {
         require(caller, Scope::Start)?;
+        let size = json_len(&req.params);
+        if size > self.0.cfg.max_command_bytes {
+            // The params become the workflow's context and enter its history: capped like answers.
+            return Err(ServiceError::TooLarge(format!(
+                "the start's params are {size} bytes; at most {} are accepted",
+                self.0.cfg.max_command_bytes
+            )));
+        }
         let callback = self.resolve_callback(caller, &req.delivery).await?;
         let reg = self.0.catalog.registry();
         let def = reg.workflow(&req.workflow, req.version.as_deref()).ok_or_else(|| {
@@ -407,6 +427,7 @@ impl Service {
             .execution_timeout_ms
             .unwrap_or(self.0.cfg.execution_timeout.as_millis() as u64);
         let children = self.pin_children(&definition)?;
+        let fingerprint = req.idempotency_key.as_ref().map(|_| req.fingerprint());
         // A generated id has never named a run: there is no earlier seq to read.
         let (id, generated) = match (req.workflow_id, &req.idempotency_key) {
             (Some(w), _) => (w, false),
@@ -449,14 +470,23 @@ impl Service {
         };
         let (seq_base, subscription) = tokio::try_join!(seq_base, self.subscribe_unless(is_async, &keys))?;
         let start = WorkflowStart { seq_base, ..start };
-        let idempotent = req.idempotency_key.is_some();
+        let scoped = start.scoped_id();
         let t0 = std::time::Instant::now();
-        let fresh = match self.0.temporal.start(start, idempotent).await {
+        let fresh = match self.0.temporal.start(start, fingerprint.as_deref()).await {
             Ok(()) => {
                 metrics::counter!("drift_workflows_started_total").increment(1);
                 true
             }
-            Err(TemporalError::AlreadyStarted) if idempotent => false,
+            Err(TemporalError::AlreadyStarted) if fingerprint.is_some() => {
+                // A retry must ask for what the key was first used for (IETF Idempotency-Key
+                // draft); a workflow started without a fingerprint (an earlier release) passes.
+                let first = riding_out(|| self.0.temporal.fingerprint(&scoped)).await?;
+                if first.is_some_and(|f| Some(f) != fingerprint) {
+                    metrics::counter!("drift_idempotency_key_reused_total").increment(1);
+                    return Err(ServiceError::IdempotencyKeyReused);
+                }
+                false
+            }
             Err(e) => return Err(e.into()),
         };
         // Like "command dispatched": with "caller authenticated" and "answer ready", one start

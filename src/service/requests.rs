@@ -115,6 +115,26 @@ impl StartBody {
     }
 }
 
+impl StartRequest {
+    /// What this start asks for, as a digest: a retry with the same Idempotency-Key must ask for
+    /// the same thing (definition, version, params, mode, callback) to be answered with the
+    /// first call's workflow. serde_json's maps are sorted, so the order of a body's keys does
+    /// not matter.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let asked = serde_json::json!({
+            "workflow": self.workflow,
+            "version": self.version,
+            "workflowId": self.workflow_id.as_ref().map(|w| w.as_str()),
+            "params": self.params,
+            "mode": self.delivery.mode,
+            "callbackUrl": self.delivery.callback_url,
+        });
+        let digest = sha2::Sha256::digest(asked.to_string());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// A body that asks for a command on a running workflow (resume, execute-node).
 pub trait CommandBody {
     /// The endpoint's name, for metrics.
@@ -155,5 +175,37 @@ impl CommandBody for ExecuteBody {
             node: self.node,
             parameters: self.parameters,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(body: Value) -> StartRequest {
+        serde_json::from_value::<StartBody>(body)
+            .unwrap()
+            .into_request(Some("k".into()))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_fingerprint_names_what_was_asked_not_how_it_was_written() {
+        let a = start(serde_json::json!({"workflow": "refund", "params": {"a": 1, "b": [1, 2]}}));
+        let same = start(serde_json::json!({"params": {"b": [1, 2], "a": 1}, "workflow": "refund", "requestId": "r2"}));
+        assert_eq!(
+            a.fingerprint(),
+            same.fingerprint(),
+            "key order and request id do not matter"
+        );
+        for other in [
+            serde_json::json!({"workflow": "bank_account", "params": {"a": 1, "b": [1, 2]}}),
+            serde_json::json!({"workflow": "refund", "params": {"a": 2, "b": [1, 2]}}),
+            serde_json::json!({"workflow": "refund", "version": "2", "params": {"a": 1, "b": [1, 2]}}),
+            serde_json::json!({"workflow": "refund", "mode": "async", "params": {"a": 1, "b": [1, 2]}}),
+            serde_json::json!({"workflow": "refund", "callbackUrl": "https://x.example/h", "params": {"a": 1, "b": [1, 2]}}),
+        ] {
+            assert_ne!(a.fingerprint(), start(other.clone()).fingerprint(), "{other}");
+        }
     }
 }

@@ -34,6 +34,9 @@ struct Claims {
     u: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     s: Option<String>,
+    /// A ticket's nonce: two tickets issued to one caller in one second are two tickets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n: Option<String>,
     e: u64,
 }
 
@@ -118,6 +121,7 @@ impl Tokens {
             c: None,
             u: None,
             s: None,
+            n: None,
             e: exp,
         })
     }
@@ -140,16 +144,20 @@ impl Tokens {
             c: Some(caller.client.clone()),
             u: caller.user.clone(),
             s: Some(caller.scopes.to_string()),
+            n: Some(B64.encode(rand::random::<[u8; 12]>())),
             e: now() + TICKET_TTL.as_secs(),
         });
         (token, TICKET_TTL)
     }
 
-    /// The caller a socket ticket names.
-    pub fn verify_ticket(&self, ticket: &str) -> Result<Caller, TokenError> {
+    /// The caller a socket ticket names, and how long the ticket stays valid (how long its
+    /// use must be remembered).
+    pub fn verify_ticket(&self, ticket: &str) -> Result<(Caller, Duration), TokenError> {
         let c = self.open(ticket, Kind::Ticket)?;
         let scopes = Scopes::parse(c.s.as_deref().unwrap_or_default()).map_err(|_| TokenError::Malformed)?;
-        Caller::new(&c.t, c.c.as_deref().unwrap_or_default(), c.u.as_deref(), scopes).map_err(|_| TokenError::Malformed)
+        let caller = Caller::new(&c.t, c.c.as_deref().unwrap_or_default(), c.u.as_deref(), scopes)
+            .map_err(|_| TokenError::Malformed)?;
+        Ok((caller, Duration::from_secs(c.e.saturating_sub(now()) + 1)))
     }
 }
 
@@ -178,7 +186,8 @@ mod tests {
         let t = Tokens::new(Some("s3cret"), Duration::from_secs(60));
         let caller = Caller::new("acme", "web", Some("ann"), Scopes::parse("workflows:read").unwrap()).unwrap();
         let (ticket, _) = t.issue_ticket(&caller);
-        assert_eq!(t.verify_ticket(&ticket), Ok(caller.clone()));
+        assert_eq!(t.verify_ticket(&ticket).map(|(c, _)| c), Ok(caller.clone()));
+        assert_ne!(ticket, t.issue_ticket(&caller).0, "every ticket is its own");
         let id = WorkflowId::parse("wf-1").unwrap();
         assert_eq!(
             t.verify(&ticket, &id),

@@ -87,7 +87,7 @@ impl Service {
             return Ok(Outcome::Pending(None));
         };
         let (request_id, any_state) = (d.request_id.as_str(), !d.fresh);
-        metrics::gauge!("drift_sync_waiters").increment(1.0);
+        let waiting = crate::telemetry::GaugeGuard::new("drift_sync_waiters");
         let found = loop {
             let msg = tokio::select! {
                 m = sub.recv() => m,
@@ -121,7 +121,7 @@ impl Service {
                 }
             }
         };
-        metrics::gauge!("drift_sync_waiters").decrement(1.0);
+        drop(waiting);
         match found {
             Found::Event(e) => Outcome::of(&e),
             Found::Stored(s) => Outcome::stored(&s),

@@ -11,6 +11,9 @@ use temporalio_client::{
     errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowStartError},
 };
 use tokio::sync::OnceCell;
+
+/// The memo field that holds what an idempotent start asked for.
+const FINGERPRINT_MEMO: &str = "driftIdempotencyFingerprint";
 use tonic::Code;
 
 #[derive(Debug, thiserror::Error)]
@@ -156,19 +159,25 @@ impl Temporal {
         self.client.get_or_try_init(|| connect(&self.cfg)).await
     }
 
-    /// Starts a workflow. `AlreadyStarted` means the id is taken; with `idempotent`, also by a
-    /// run that has ended (the id names that run for good).
-    pub async fn start(&self, start: WorkflowStart, idempotent: bool) -> Result<(), TemporalError> {
+    /// Starts a workflow. `AlreadyStarted` means the id is taken; for an idempotent start (one
+    /// with the `fingerprint` of what was asked, kept in the workflow's memo), also by a run that
+    /// has ended (the id names that run for good).
+    pub async fn start(&self, start: WorkflowStart, fingerprint: Option<&str>) -> Result<(), TemporalError> {
         let client = self.client().await?;
         let mut opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), start.scoped_id().to_string())
             .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
-            .id_reuse_policy(if idempotent {
+            .id_reuse_policy(if fingerprint.is_some() {
                 WorkflowIdReusePolicy::RejectDuplicate
             } else {
                 WorkflowIdReusePolicy::AllowDuplicate
             })
             .enable_eager_workflow_start(self.eager)
             .build();
+        if let Some(f) = fingerprint {
+            let mut memo = temporalio_common::MemoValues::new();
+            memo.insert(FINGERPRINT_MEMO, f.to_string());
+            opts.memo = Some(memo);
+        }
         opts.execution_timeout = start.execution_timeout_ms.map(Duration::from_millis);
         let input = WorkflowInput { start, carry: None };
         let _turn = match tokio::time::timeout(self.start_turn_wait, self.starts.acquire()).await {
@@ -181,6 +190,22 @@ impl Temporal {
             Err(WorkflowStartError::Rpc(s)) => Err(from_status(&s)),
             Err(e) => Err(TemporalError::Other(e.to_string())),
         }
+    }
+
+    /// The fingerprint an idempotent start left in the workflow's memo (None: the workflow was
+    /// started without one, e.g. by a release before fingerprints).
+    pub async fn fingerprint(&self, id: &ScopedWorkflowId) -> Result<Option<String>, TemporalError> {
+        use temporalio_client::WorkflowDescribeOptions;
+        let client = self.client().await?;
+        let description = client
+            .get_workflow_handle::<DriftWorkflow>(id.as_str())
+            .describe(WorkflowDescribeOptions::default())
+            .await
+            .map_err(from_interaction)?;
+        description
+            .memo()
+            .get::<String>(FINGERPRINT_MEMO)
+            .map_err(|e| TemporalError::Other(format!("reading the workflow's memo: {e}")))
     }
 
     pub async fn signal(&self, id: &ScopedWorkflowId, cmd: Command) -> Result<(), TemporalError> {

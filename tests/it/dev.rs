@@ -125,3 +125,119 @@ fn drift_dev_finds_the_temporal_cli_in_pythons_scripts_folder_and_sigterm_stops_
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(children_of(&data), Vec::<String>::new(), "left behind");
 }
+
+/// `GET path` on a local port: the status and body, if it answered.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split(' ').nth(1)?.parse().ok()?;
+    Some((
+        status,
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
+}
+
+/// Waits (bounded) until `/readyz` answers `status`; how long that took.
+fn readyz_becomes(port: u16, status: u16, within: Duration) -> Option<Duration> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < within {
+        if let Some((s, body)) = get(port, "/readyz")
+            && s == status
+        {
+            println!("dev: /readyz {s} after {:?}: {body}", t0.elapsed());
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_dev_whose_temporal_dies_fails_readyz_at_once_says_so_and_restarts_it_with_its_data() {
+    let dir = infra().dir.join(format!("dev-{}", uid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let port = drift::dev::free_port().unwrap();
+    let log = dir.join("dev.log");
+    let mut dev = std::process::Command::new(drift_bin())
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let dev_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        readyz_becomes(port, 200, Duration::from_secs(120)).is_some(),
+        "drift dev never became ready: {}",
+        dev_log()
+    );
+    let key = std::fs::read_to_string(data.join("dev-api-key")).unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let started = send(
+        http.post(format!("{base}/v3/workflow/start"))
+            .bearer_auth(key.trim())
+            .json(&serde_json::json!({"workflow": "bank_account"})),
+    )
+    .await;
+    assert_eq!(status_of(&started), "WAITING", "{started:?}");
+    let id = id_of(&started);
+
+    // kill -9 the Temporal server itself (not its supervisor).
+    let temporal: Vec<i32> = children_of(&data)
+        .iter()
+        .filter(|p| p.contains("start-dev") && !p.split_once(": ").unwrap().1.starts_with("sh "))
+        .map(|p| p.split(':').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(temporal.len(), 1, "{:?}", children_of(&data));
+    // SAFETY: kill(2) on a process this test's drift dev started.
+    unsafe {
+        libc::kill(temporal[0], libc::SIGKILL);
+    }
+    let failed = readyz_becomes(port, 503, Duration::from_secs(10));
+    println!("dev: /readyz failed {failed:?} after Temporal was killed");
+    assert!(
+        failed.is_some_and(|t| t < Duration::from_secs(3)),
+        "{failed:?}: {}",
+        dev_log()
+    );
+    let back = readyz_becomes(port, 200, Duration::from_secs(120));
+    println!("dev: /readyz ready again {back:?} later");
+    assert!(back.is_some(), "{}", dev_log());
+    let said = dev_log();
+    assert!(
+        said.contains("temporal exited unexpectedly") && said.contains("restarted temporal"),
+        "{said}"
+    );
+    // Its data survived: the workflow started before goes on.
+    let mut done = None;
+    for _ in 0..30 {
+        let r = send(
+            http.put(format!("{base}/v3/workflow/resume/{id}"))
+                .bearer_auth(key.trim())
+                .json(&serde_json::json!({"viewResponse": {"selectedOptions": {"accountNumber": "11112222", "save": "save"}}})),
+        )
+        .await;
+        let now = send(http.get(format!("{base}/v3/workflow/{id}")).bearer_auth(key.trim())).await;
+        if status_of(&r) == "COMPLETED" || status_of(&now) == "COMPLETED" {
+            done = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(done.is_some(), "the workflow went on after the restart: {}", dev_log());
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe {
+        libc::kill(dev.id() as libc::pid_t, libc::SIGTERM);
+    }
+    assert!(dev.wait().unwrap().success());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(children_of(&data), Vec::<String>::new(), "left behind");
+}

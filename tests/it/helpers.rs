@@ -174,7 +174,17 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Opts::default()).await
 }
 
-pub async fn spawn_app_with(o: Opts) -> TestApp {
+/// Where an application runs, and the flags `drift serve` gets for it.
+struct Planned {
+    temporal_address: String,
+    redis_url: String,
+    task_queue: String,
+    database_url: String,
+    key_prefix: String,
+    args: Vec<String>,
+}
+
+fn plan(o: &Opts, listen: &str) -> Planned {
     let inf = infra();
     let temporal_address = o
         .temporal_address
@@ -188,7 +198,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     let mut args: Vec<String> = [
         "drift",
         "serve",
-        "--listen=127.0.0.1:0",
+        &format!("--listen={listen}"),
         &format!("--temporal-address={temporal_address}"),
         &format!("--redis-url={redis_url}"),
         &format!("--task-queue={task_queue}"),
@@ -225,7 +235,35 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     let named = |a: &str| a.split('=').next().unwrap_or(a).to_string();
     args.retain(|a| !o.extra_args.iter().any(|e| named(e) == named(a)));
     args.extend(o.extra_args.iter().cloned());
-    let Cmd::Serve(serve) = Cli::try_parse_from(args).expect("test flags parse").cmd else {
+    Planned {
+        temporal_address,
+        redis_url,
+        task_queue,
+        database_url,
+        key_prefix,
+        args,
+    }
+}
+
+impl Planned {
+    fn app(self, addr: std::net::SocketAddr, shutdown: CancellationToken) -> TestApp {
+        TestApp {
+            base: format!("http://{addr}"),
+            database_url: self.database_url,
+            key_prefix: self.key_prefix,
+            http: reqwest::Client::new(),
+            tenant: format!("tenant{}", uid()),
+            task_queue: self.task_queue,
+            redis_url: self.redis_url,
+            temporal_address: self.temporal_address,
+            shutdown,
+        }
+    }
+}
+
+pub async fn spawn_app_with(o: Opts) -> TestApp {
+    let planned = plan(&o, "127.0.0.1:0");
+    let Cmd::Serve(serve) = Cli::try_parse_from(&planned.args).expect("test flags parse").cmd else {
         unreachable!("parsed a serve command")
     };
     let settings = Settings::from(serve);
@@ -253,17 +291,28 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
         });
     });
     let addr = rx.await.expect("application thread").expect("application builds");
-    TestApp {
-        base: format!("http://{addr}"),
-        database_url,
-        key_prefix,
-        http: reqwest::Client::new(),
-        tenant: format!("tenant{}", uid()),
-        task_queue,
-        redis_url,
-        temporal_address,
-        shutdown,
+    planned.app(addr, shutdown)
+}
+
+/// The application as its own `drift serve` process, for tests that read its process-wide
+/// figures (`/metrics`) undisturbed by the other tests' applications in this process.
+pub async fn spawn_app_process(o: Opts) -> (Supervised, TestApp) {
+    let port = free_port().unwrap();
+    let planned = plan(&o, &format!("127.0.0.1:{port}"));
+    let log = infra().dir.join(format!("serve-{port}.log"));
+    let child = Supervised::spawn("drift serve", drift_bin(), &planned.args[1..], &log).expect("drift serve starts");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while http.get(format!("http://{addr}/healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "drift serve did not answer: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    (child, planned.app(addr, CancellationToken::new()))
 }
 
 /// A parsed answer.

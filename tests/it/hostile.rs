@@ -56,6 +56,16 @@ async fn a_corpus_of_hostile_requests_gets_4xx_every_time_with_no_panic_and_no_h
         .as_str()
         .unwrap()
         .to_string();
+    let used_key = format!("used-{}", uid());
+    let first = app
+        .call(
+            Method::POST,
+            "/v3/workflow/start",
+            Some(json!({"workflow": "quick_screen", "params": {"n": 1}})),
+            &[("idempotency-key", used_key.as_str())],
+        )
+        .await;
+    assert_eq!(status_of(&first), "WAITING", "{first:?}");
     let before = history_len(&app, &id);
     assert!(before > 0, "the history is read");
     let panics_before = SERVER_PANICS.load(Ordering::SeqCst);
@@ -184,6 +194,22 @@ async fn a_corpus_of_hostile_requests_gets_4xx_every_time_with_no_panic_and_no_h
         )
         .header("idempotency-key", [0xff, 0xfe, 0x80]),
         case("binary tenant header", Method::POST, start, Some("{}")).header("X_TENANT_ID", [0xff, 0xc3]),
+        // A valid start under two credentials: ambiguous, whichever is first.
+        case(
+            "two Authorization headers",
+            Method::POST,
+            start,
+            Some(r#"{"workflow":"quick_screen","params":{"n":9}}"#),
+        )
+        .header("authorization", bearer(&app.token("tests")))
+        .header("authorization", "Bearer dk_forged_00000000000000000000"),
+        case(
+            "an Idempotency-Key used for another request",
+            Method::POST,
+            start,
+            Some(r#"{"workflow":"bank_account"}"#),
+        )
+        .header("idempotency-key", &used_key),
         case(
             "other tenant header",
             Method::POST,

@@ -4,6 +4,7 @@ mod auth;
 mod cluster;
 mod definitions;
 mod dev;
+mod edge;
 mod egress;
 mod faults;
 mod helpers;

@@ -46,7 +46,7 @@ pub async fn upgrade(
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
     let caller = match (q.ticket.as_deref(), bearer(&headers)) {
-        (Some(ticket), _) => Some(s.service.redeem_ticket(ticket)?),
+        (Some(ticket), _) => Some(s.service.redeem_ticket(ticket).await?),
         (None, Some(credential)) => Some(s.service.authenticate(Some(credential), legacy(&headers)).await?),
         // Without authentication (`--auth none`) the tenant headers name the caller.
         (None, None) if s.service.auth_disabled() => s.service.authenticate(None, legacy(&headers)).await.ok(),
@@ -114,7 +114,7 @@ struct Session {
 }
 
 async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
-    metrics::gauge!("drift_ws_connections").increment(1.0);
+    let _counted = crate::telemetry::GaugeGuard::new("drift_ws_connections");
     let shutdown = s.shutdown.clone();
     // One registration with the token for the socket's life, not one per message.
     let cancelled = shutdown.cancelled();
@@ -151,7 +151,6 @@ async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
     if sess.open {
         let _ = tokio::time::timeout(super::SLOW_CONSUMER_GRACE, sess.socket.send(Message::Close(None))).await;
     }
-    metrics::gauge!("drift_ws_connections").decrement(1.0);
 }
 
 /// The message that answers request `rid` (None: a state its follower delivers anyway).
