@@ -9,8 +9,12 @@ export PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))
 export DRIFT_LOG="${DRIFT_LOG:-error}"
 echo "test: cargo fmt --check"
 cargo fmt --check || { echo "test: formatting differs; run cargo fmt" >&2; exit 1; }
-echo "test: cargo clippy --all-targets -- -D warnings"
-cargo clippy -q --all-targets -- -D warnings
+echo "test: drift-core depends on no I/O crate"
+io=$(cargo tree -q -p drift-core -e normal --prefix none | awk '{print $1}' \
+  | grep -xE 'tokio|mio|redis|axum|hyper|reqwest|sqlx|tonic|temporalio-.*' | sort -u || true)
+[ -z "$io" ] || { echo "test: drift-core must stay pure, but depends on: $io" >&2; exit 1; }
+echo "test: cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy -q --workspace --all-targets -- -D warnings
 # Release, like scripts/dev.sh: one optimised build serves the tests and `drift dev`.
-cargo test --release --all-targets "$@"
+cargo test --release --workspace --all-targets "$@"
 bash scripts/browser-test.sh

@@ -1,9 +1,9 @@
 //! Drift: a Temporal-powered low-code workflow platform with a real-time gateway.
 //!
 //! Layers, each depending only on those before it:
-//! `expr` ← `dsl` ← `engine` ← `domain` ← `bus`, `temporal` (adapters) ← `service` ←
-//! `gateway` (transports) ← `startup`. Modules are private; what the binary and the
-//! integration tests need is public below.
+//! `expr` ← `dsl` ← `engine` (the `drift-core` crate, pure) ← `domain` ← `bus`, `temporal`
+//! (adapters) ← `service` ← `gateway` (transports) ← `startup`. Modules are private; what the
+//! binary and the integration tests need is public below.
 
 mod admin;
 mod bus;
@@ -11,10 +11,7 @@ mod client;
 mod db;
 mod definitions_cli;
 mod domain;
-mod dsl;
 mod egress;
-mod engine;
-mod expr;
 mod gateway;
 mod service;
 mod standins;
@@ -26,6 +23,9 @@ pub mod config;
 pub mod dev;
 pub mod startup;
 pub mod telemetry;
+
+// The pure core, under the names the rest of the crate has always used.
+use drift_core::{dsl, engine};
 
 pub use admin::keys;
 pub use bus::{Layout, RedisKeys};

@@ -247,7 +247,9 @@ mod tests {
 
     #[test]
     fn every_example_definition_lays_out() {
-        let reg = crate::dsl::Registry::load_dirs(&[std::path::PathBuf::from("examples")]).unwrap();
+        let reg =
+            crate::dsl::Registry::load_dirs(&[std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")])
+                .unwrap();
         for id in reg.workflow_ids() {
             let def = reg.compile(reg.workflow(id, None).unwrap()).unwrap();
             let g = graph(&def);
