@@ -264,10 +264,10 @@ pub struct Common {
     #[arg(long, env = "DRIFT_KEY_PREFIX", default_value = "drift")]
     pub key_prefix: String,
     /// States kept per workflow in the Redis history log (for replay to reconnecting streams).
-    #[arg(long, env = "DRIFT_HISTORY_LEN", default_value_t = 100)]
+    #[arg(long, env = "DRIFT_HISTORY_LEN", default_value_t = 100, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub history_len: usize,
     /// How long Redis keeps a workflow's latest state and history after its last change.
-    #[arg(long, env = "DRIFT_STATE_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    #[arg(long, env = "DRIFT_STATE_TTL_SECS", default_value_t = 7 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..))]
     pub state_ttl_secs: u64,
     /// Default Standard Webhooks signing secret (`whsec_…`) for clients without their own.
     #[arg(long, env = "DRIFT_WEBHOOK_SECRET", hide_env_values = true)]
@@ -284,7 +284,7 @@ pub struct Common {
     #[arg(long, env = "DRIFT_WEBHOOK_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
     pub webhook_schedule: String,
     /// Timeout of one webhook request, in milliseconds.
-    #[arg(long, env = "DRIFT_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "DRIFT_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub webhook_timeout_ms: u64,
     /// Local data folder (`dev` keeps Temporal's SQLite file, Redis data and its database here).
     #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
@@ -300,7 +300,7 @@ pub struct Common {
     /// Activities (HTTP nodes, webhook attempts) one worker runs at once. They mostly wait on
     /// the network, so this is well above the SDK's 100: a slow third party must not hold up
     /// every other workflow's calls.
-    #[arg(long, env = "DRIFT_WORKER_ACTIVITIES", default_value_t = 2_000)]
+    #[arg(long, env = "DRIFT_WORKER_ACTIVITIES", default_value_t = 2_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub worker_activities: usize,
     /// Workflows one worker keeps in memory between their steps (70–100 KB each). A workflow
     /// that fell out of this cache is replayed from its history before its next step runs, so
@@ -325,7 +325,7 @@ pub struct GatewayArgs {
     pub definitions: Vec<PathBuf>,
     /// How often a gateway checks the database for definition changes it was not told about
     /// over Redis (a notice lost while Redis was away), in milliseconds.
-    #[arg(long, env = "DRIFT_DEFINITIONS_CHECK_MS", default_value_t = 5_000)]
+    #[arg(long, env = "DRIFT_DEFINITIONS_CHECK_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub definitions_check_ms: u64,
     /// Sync wait when the request has no `Prefer: wait=N`, in milliseconds.
     #[arg(long, env = "DRIFT_DEFAULT_WAIT_MS", default_value_t = 10_000)]
@@ -334,20 +334,20 @@ pub struct GatewayArgs {
     #[arg(long, env = "DRIFT_MAX_WAIT_MS", default_value_t = 60_000)]
     pub max_wait_ms: u64,
     /// A workflow continues as new once its Temporal history has this many events.
-    #[arg(long, env = "DRIFT_HISTORY_LIMIT", default_value_t = 2_000)]
+    #[arg(long, env = "DRIFT_HISTORY_LIMIT", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(100..))]
     pub history_limit: u32,
     /// Redis pub/sub connections the subscription hub spreads channels over.
     #[arg(long, env = "DRIFT_HUB_SHARDS", default_value_t = 2)]
     pub hub_shards: usize,
     /// A request head must arrive whole within this many milliseconds of its first byte (a new
     /// connection's first head: of the connection's accept), or the connection is closed.
-    #[arg(long, env = "DRIFT_HEAD_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "DRIFT_HEAD_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub head_timeout_ms: u64,
     /// A request body must arrive whole within this many milliseconds, or the call gets 408.
-    #[arg(long, env = "DRIFT_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "DRIFT_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_ms: u64,
     /// A kept-alive connection may wait this many milliseconds for its next request.
-    #[arg(long, env = "DRIFT_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(long, env = "DRIFT_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_ms: u64,
     /// Open connections this gateway holds at most (0: no cap); one more is answered 503 and
     /// closed. Keep it under the process's open-file limit (`ulimit -n`).
@@ -372,7 +372,7 @@ pub struct GatewayArgs {
     /// Workflow starts this gateway has in flight to Temporal at once; the rest wait their turn
     /// (then 503 `busy`, with nothing started), instead of piling onto the server until every
     /// call misses its deadline.
-    #[arg(long, env = "DRIFT_MAX_STARTS_IN_FLIGHT", default_value_t = crate::temporal::STARTS_IN_FLIGHT)]
+    #[arg(long, env = "DRIFT_MAX_STARTS_IN_FLIGHT", default_value_t = crate::temporal::STARTS_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_starts_in_flight: usize,
     /// How long a start may wait for its turn, in milliseconds.
     #[arg(long, env = "DRIFT_START_TURN_WAIT_MS", default_value_t = crate::temporal::START_TURN_WAIT.as_millis() as u64)]
@@ -427,11 +427,11 @@ pub struct GatewayArgs {
     pub jwt_audience: Option<String>,
     /// How long a workflow may last in all when its definition has no `executionTimeoutMs`;
     /// past it, it ends as FAILED. In seconds (default 30 days).
-    #[arg(long, env = "DRIFT_EXECUTION_TIMEOUT_SECS", default_value_t = 30 * 24 * 3600)]
+    #[arg(long, env = "DRIFT_EXECUTION_TIMEOUT_SECS", default_value_t = 30 * 24 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
     pub execution_timeout_secs: u64,
     /// How often the gateway checks that the workflows its live followers hold still run, so
     /// an end outside Drift (Temporal's CLI or UI, a timeout) reaches them; in seconds.
-    #[arg(long, env = "DRIFT_RECONCILE_SECS", default_value_t = 30)]
+    #[arg(long, env = "DRIFT_RECONCILE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub reconcile_secs: u64,
     /// Lifetime of a stream token, in seconds.
     #[arg(long, env = "DRIFT_STREAM_TOKEN_TTL_SECS", default_value_t = 3600)]
@@ -494,4 +494,36 @@ pub fn pairs(items: &[String], what: &str) -> anyhow::Result<std::collections::B
             Ok((k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn serve(flags: &[&str]) -> Result<ServeArgs, String> {
+        let args = ["drift", "serve"].iter().chain(flags).copied();
+        match Cli::try_parse_from(args).map_err(|e| e.to_string())?.cmd {
+            Cmd::Serve(s) => Ok(s),
+            _ => unreachable!("parsed a serve command"),
+        }
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_naming_the_flag_not_silently_raised() {
+        for (flag, at_least) in [
+            ("--state-ttl-secs=10", "60"),
+            ("--history-limit=5", "100"),
+            ("--definitions-check-ms=1", "100"),
+            ("--head-timeout-ms=0", "1"),
+            ("--worker-activities=0", "1"),
+            ("--history-len=0", "1"),
+        ] {
+            let e = serve(&[flag]).expect_err(flag);
+            let name = flag.split('=').next().unwrap();
+            assert!(e.contains(name) && e.contains(at_least), "{flag}: {e}");
+        }
+        let ok = serve(&["--state-ttl-secs=60", "--history-limit=100"]).unwrap();
+        assert_eq!((ok.common.state_ttl_secs, ok.gateway.history_limit), (60, 100));
+    }
 }

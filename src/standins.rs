@@ -129,7 +129,7 @@ async fn receive(
         "workflowId": state["workflowId"], "seq": state["seq"], "status": state["workflowStatus"],
         "verified": verified, "receivedAt": chrono::Utc::now().to_rfc3339(), "state": state,
     });
-    let mut log = r.log.lock().expect("demo log");
+    let mut log = r.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if log.len() >= DEMO_LOG {
         log.pop_front();
     }
@@ -151,7 +151,7 @@ async fn list(
     State(r): State<DemoReceiver>,
     axum::extract::Query(q): axum::extract::Query<ListQuery>,
 ) -> impl IntoResponse {
-    let log = r.log.lock().expect("demo log");
+    let log = r.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let items: Vec<Value> = log
         .iter()
         .filter(|e| q.workflow_id.as_deref().is_none_or(|w| e["workflowId"] == w))

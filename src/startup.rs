@@ -62,8 +62,8 @@ pub struct Application {
 
 fn retention(c: &Common) -> Retention {
     Retention {
-        history_len: c.history_len.max(1),
-        ttl: Duration::from_secs(c.state_ttl_secs.max(60)),
+        history_len: c.history_len,
+        ttl: Duration::from_secs(c.state_ttl_secs),
     }
 }
 
@@ -135,7 +135,7 @@ fn worker_config(c: &Common, redis: &RedisTarget) -> anyhow::Result<WorkerConfig
             per_client: pairs(&c.client_secrets, "--client-secret")?,
         },
         schedule: parse_schedule(&c.webhook_schedule).map_err(|e| anyhow::anyhow!("--webhook-schedule: {e}"))?,
-        timeout: Duration::from_millis(c.webhook_timeout_ms.max(1)),
+        timeout: Duration::from_millis(c.webhook_timeout_ms),
     };
     let all = delivery.secrets.default.iter().map(|s| ("(default)", s));
     for (client, secret) in all.chain(delivery.secrets.per_client.iter().map(|(c, s)| (c.as_str(), s))) {
@@ -151,7 +151,7 @@ fn worker_config(c: &Common, redis: &RedisTarget) -> anyhow::Result<WorkerConfig
         delivery,
         egress: crate::egress::Egress::parse(&c.egress_allow).map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
         max_response_bytes: c.max_response_bytes,
-        activity_slots: c.worker_activities.max(1),
+        activity_slots: c.worker_activities,
         cached_workflows: c.worker_cached_workflows,
     })
 }
@@ -212,6 +212,13 @@ impl Application {
                 crate::config::redact(&database_url)
             )
         })?;
+        if g.max_wait_ms < g.default_wait_ms {
+            anyhow::bail!(
+                "--max-wait-ms ({}) must be at least --default-wait-ms ({})",
+                g.max_wait_ms,
+                g.default_wait_ms
+            );
+        }
         let auth = authenticator(&db, &g).await?;
         let (address, redis) = addresses(&common, "serve")?;
         let listener = tokio::net::TcpListener::bind(&g.listen).await.with_context(|| {
@@ -250,7 +257,7 @@ impl Application {
         catalog
             .spawn_watcher(
                 hub.clone(),
-                Duration::from_millis(g.definitions_check_ms.max(100)),
+                Duration::from_millis(g.definitions_check_ms),
                 shutdown.clone(),
             )
             .await;
@@ -262,21 +269,21 @@ impl Application {
             auth,
             tokens: Tokens::new(g.stream_secret.as_deref(), Duration::from_secs(g.stream_token_ttl_secs)),
             cfg: ServiceConfig {
-                history_limit: g.history_limit.max(100),
+                history_limit: g.history_limit,
                 allowlist: Allowlist::parse(&g.callback_allow).map_err(|e| anyhow::anyhow!("--callback-allow: {e}"))?,
                 client_callbacks: pairs(&g.client_callbacks, "--client-callback")?,
                 max_command_bytes: g.max_command_bytes,
-                execution_timeout: Duration::from_secs(g.execution_timeout_secs.max(1)),
+                execution_timeout: Duration::from_secs(g.execution_timeout_secs),
             },
         });
-        service.spawn_reconciler(Duration::from_secs(g.reconcile_secs.max(1)), shutdown.clone());
+        service.spawn_reconciler(Duration::from_secs(g.reconcile_secs), shutdown.clone());
         let state = AppState {
             service,
             cfg: std::sync::Arc::new(GatewayConfig {
                 default_wait: Duration::from_millis(g.default_wait_ms),
-                max_wait: Duration::from_millis(g.max_wait_ms.max(g.default_wait_ms)),
+                max_wait: Duration::from_millis(g.max_wait_ms),
                 max_body_bytes: g.max_body_bytes,
-                body_timeout: Duration::from_millis(g.body_timeout_ms.max(1)),
+                body_timeout: Duration::from_millis(g.body_timeout_ms),
                 demo_key,
                 allowed_origins: g
                     .allowed_origins
@@ -304,8 +311,8 @@ impl Application {
             router = router.merge(crate::standins::demo_receiver(common.webhook_secret.clone()));
         }
         let connections = crate::gateway::Connections::new(crate::gateway::ConnConfig {
-            head_timeout: Duration::from_millis(g.head_timeout_ms.max(1)),
-            idle_timeout: Duration::from_millis(g.idle_timeout_ms.max(1)),
+            head_timeout: Duration::from_millis(g.head_timeout_ms),
+            idle_timeout: Duration::from_millis(g.idle_timeout_ms),
             max_connections: g.max_connections,
             max_per_peer: g.max_connections_per_peer,
         });

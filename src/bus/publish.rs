@@ -292,7 +292,7 @@ impl Publisher {
         if r.acks == 0 {
             return Ok(0);
         }
-        let cached = r.seen.lock().expect("replicas reading").clone();
+        let cached = r.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
         let replicas = match cached {
             Some((at, replicas)) if at.elapsed() < REPLICAS_FRESH => replicas,
             Some((_, replicas)) if r.refreshing.swap(true, Ordering::AcqRel) => replicas,
@@ -300,7 +300,8 @@ impl Publisher {
                 let read = Replicas::read(&self.conn).await;
                 r.refreshing.store(false, Ordering::Release);
                 let replicas = Arc::new(read?);
-                *r.seen.lock().expect("replicas reading") = Some((Instant::now(), replicas.clone()));
+                *r.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((Instant::now(), replicas.clone()));
                 replicas
             }
         };

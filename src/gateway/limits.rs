@@ -44,7 +44,10 @@ pub struct StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut m = self.per_tenant.lock().expect("per-tenant counts");
+        let mut m = self
+            .per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = m.get_mut(&self.tenant) {
             *n -= 1;
             if *n == 0 {
@@ -99,7 +102,10 @@ impl Limits {
             ))
         })?;
         let tenant = tenant.unwrap_or("(stream tokens)").to_string();
-        let mut m = self.per_tenant.lock().expect("per-tenant counts");
+        let mut m = self
+            .per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = m.entry(tenant.clone()).or_default();
         if *n >= self.cfg.max_streams_per_tenant {
             return Err(refused(format!(

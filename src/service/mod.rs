@@ -16,7 +16,7 @@ pub use crate::dsl::is_definition_id;
 pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
 pub use catalog::Catalog;
 pub use follow::{Follow, Followed, Out};
-pub use requests::{CommandBody, CommandRequest, Delivery, ExecuteBody, ResumeBody, StartBody, StartRequest};
+pub use requests::{CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest};
 pub use token::{Tokens, is_token};
 pub use wait::Outcome;
 
@@ -312,19 +312,14 @@ impl Service {
     /// The callback for a call: an allowed `callbackUrl`, or the client's default for
     /// `mode: "async"`. None means the caller follows the answer itself.
     async fn resolve_callback(&self, caller: &Caller, d: &Delivery) -> Result<Option<Callback>, ServiceError> {
-        let wants_async = match d.mode.as_deref() {
+        let wants_async = match d.mode {
             None => d.callback_url.is_some(),
-            Some("async") => true,
-            Some("sync") if d.callback_url.is_none() => false,
-            Some("sync") => {
+            Some(Mode::Async) => true,
+            Some(Mode::Sync) if d.callback_url.is_none() => false,
+            Some(Mode::Sync) => {
                 return Err(ServiceError::Invalid(
                     "a callbackUrl needs mode \"async\" (or no mode)".into(),
                 ));
-            }
-            Some(m) => {
-                return Err(ServiceError::Invalid(format!(
-                    "mode must be \"sync\" or \"async\", not {m:?}"
-                )));
             }
         };
         if !wants_async {

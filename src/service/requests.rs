@@ -6,6 +6,15 @@ use crate::domain::{RequestId, WorkflowId};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// How a call's later states reach the caller: it waits for them (sync, or live), or they go to
+/// a callback (async).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Sync,
+    Async,
+}
+
 /// `POST /v3/workflow/start`, and the WebSocket's `start`.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -20,7 +29,7 @@ pub struct StartBody {
     #[serde(default)]
     pub callback_url: Option<String>,
     #[serde(default)]
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
     #[serde(default)]
     pub request_id: Option<String>,
 }
@@ -37,7 +46,7 @@ pub struct ResumeBody {
     #[serde(default)]
     pub callback_url: Option<String>,
     #[serde(default)]
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
 }
 
 /// `POST /v3/workflow/{id}/disconnected-node/execute`, and the WebSocket's `execute-node`.
@@ -55,7 +64,7 @@ pub struct ExecuteBody {
 #[derive(Debug, Clone, Default)]
 pub struct Delivery {
     pub callback_url: Option<String>,
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
 }
 
 pub struct StartRequest {

@@ -23,8 +23,10 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// A panic elsewhere while the lock was held must not turn every later subscription into a
+    /// panic: each change to the map is one step, so what a poisoned lock guards is whole.
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.map.lock().expect("hub registry")
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// One more local subscriber: its receiver, and whether the channel is live already.

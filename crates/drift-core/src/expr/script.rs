@@ -34,11 +34,15 @@ static AST_CACHE: LazyLock<Mutex<HashMap<String, Arc<AST>>>> = LazyLock::new(Def
 
 /// Compiles (or fetches from the cache) a script.
 pub fn compile(src: &str) -> Result<Arc<AST>, String> {
-    if let Some(ast) = AST_CACHE.lock().expect("ast cache").get(src) {
+    if let Some(ast) = AST_CACHE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(src)
+    {
         return Ok(ast.clone());
     }
     let ast = Arc::new(ENGINE.compile(src).map_err(|e| e.to_string())?);
-    let mut cache = AST_CACHE.lock().expect("ast cache");
+    let mut cache = AST_CACHE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if cache.len() >= AST_CACHE_LIMIT {
         cache.clear();
     }
