@@ -3,7 +3,7 @@
 use super::AppState;
 use super::error::ApiError;
 use crate::domain::{Caller, WorkflowId};
-use crate::service::{Credentials, Legacy, is_token};
+use crate::service::{Identity, Legacy, Presented};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -31,9 +31,12 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let h = &parts.headers;
         let t0 = std::time::Instant::now();
-        let caller = s.service.authenticate(bearer(h), legacy(h)).await?;
+        let caller = s
+            .service
+            .identify_required(presented(&parts.headers), None)
+            .await?
+            .into_caller();
         // One step of a request traced end to end, with "command dispatched" and "answer ready".
         tracing::debug!(authenticated_in = ?t0.elapsed(), "caller authenticated");
         s.limits.rate(&caller)?;
@@ -112,17 +115,17 @@ impl FromRequestParts<AppState> for OnWorkflow {
 
     /// Also takes the workflow's stream token, which grants reading it and nothing else.
     async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
-        let token = bearer(&parts.headers).filter(|b| is_token(b)).map(str::to_string);
-        let caller = match token {
-            Some(_) => None,
-            None => Some(Caller::from_request_parts(parts, s).await?),
-        };
         let WorkflowPath(id) = WorkflowPath::from_request_parts(parts, s).await?;
-        let caller = match (caller, token) {
-            (Some(c), _) => c,
-            (None, t) => s
-                .service
-                .authorize(Credentials::StreamToken(t.as_deref().unwrap_or_default()), &id)?,
+        let caller = match s
+            .service
+            .identify_required(presented(&parts.headers), Some(&id))
+            .await?
+        {
+            Identity::Credential(c) => {
+                s.limits.rate(&c)?;
+                c
+            }
+            Identity::StreamToken(c) => c,
         };
         Ok(Self { caller, id })
     }
@@ -163,6 +166,16 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")).into_response())
+    }
+}
+
+/// What the request's headers present as its identity (a query's token or ticket is added by
+/// the handlers that take one).
+pub fn presented(h: &HeaderMap) -> Presented<'_> {
+    Presented {
+        bearer: bearer(h),
+        legacy: legacy(h),
+        ..Default::default()
     }
 }
 

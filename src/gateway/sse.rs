@@ -3,9 +3,9 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{AllowedOrigin, WorkflowPath, bearer, legacy};
+use super::extract::{AllowedOrigin, WorkflowPath, presented};
 use super::limits::StreamSlot;
-use crate::service::{Credentials, Followed, Out, is_token};
+use crate::service::{Followed, Out, Presented};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -46,10 +46,11 @@ pub async fn events(
     Query(q): Query<EventsQuery>,
 ) -> Result<Response, ApiError> {
     // A stream token (browsers' EventSource cannot set headers), or a credential.
-    let caller = match q.token.as_deref().or(bearer(&headers)) {
-        Some(t) if is_token(t) => s.service.authorize(Credentials::StreamToken(t), &id)?,
-        credential => s.service.authenticate(credential, legacy(&headers)).await?,
+    let presented = Presented {
+        query_token: q.token.as_deref(),
+        ..presented(&headers)
     };
+    let caller = s.service.identify_required(presented, Some(&id)).await?.into_caller();
     let since = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -6,9 +6,11 @@ mod protocol;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{AllowedOrigin, bearer, legacy};
+use super::extract::{AllowedOrigin, presented};
 use crate::domain::{Caller, WorkflowId};
-use crate::service::{CommandBody, Credentials, Follow, Followed, Out, Outcome, ServiceError};
+use crate::service::{
+    Anonymous, CommandBody, Credentials, Follow, Followed, Identity, Out, Outcome, Presented, ServiceError,
+};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -45,13 +47,15 @@ pub async fn upgrade(
     Query(q): Query<WsQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let caller = match (q.ticket.as_deref(), bearer(&headers)) {
-        (Some(ticket), _) => Some(s.service.redeem_ticket(ticket).await?),
-        (None, Some(credential)) => Some(s.service.authenticate(Some(credential), legacy(&headers)).await?),
-        // Without authentication (`--auth none`) the tenant headers name the caller.
-        (None, None) if s.service.auth_disabled() => s.service.authenticate(None, legacy(&headers)).await.ok(),
-        (None, None) => None,
+    let presented = Presented {
+        ticket: q.ticket.as_deref(),
+        ..presented(&headers)
     };
+    let caller = s
+        .service
+        .identify(presented, None, Anonymous::Allowed)
+        .await?
+        .map(Identity::into_caller);
     if let Some(c) = &caller {
         s.limits.rate(c)?;
     }
