@@ -1,12 +1,10 @@
 //! Activities: HTTP node calls (regular activities, with the node's retry policy) and state
 //! publishing (a local activity: one Redis round trip per stable state).
 
-use super::delivery::Delivery;
 use crate::bus::{Publication, Publisher};
 use crate::egress::Egress;
 use crate::engine::{HttpRequest, HttpResponse};
-use crate::webhook::DeliveryConfig;
-use serde::{Deserialize, Serialize};
+use crate::webhook::{Attempted, Delivery, DeliveryConfig, DeliveryOutcome};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,24 +66,6 @@ fn upstream_failure(retryable: bool, public: String) -> ActivityError {
     }
 }
 
-/// How one state's delivery ended (retryable failures are activity errors instead).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryOutcome {
-    Delivered,
-    /// The receiver answered 410: no more deliveries to that URL.
-    Gone,
-    /// The retry schedule ran out.
-    GaveUp,
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 #[activities]
 impl DriftActivities {
     #[activity(name = "publish")]
@@ -136,84 +116,40 @@ impl DriftActivities {
                     .await;
             }
         };
-        let Some(secret) = self.delivery.secrets.for_client(&cb.client) else {
-            let msg = format!(
-                "no webhook signing secret configured for client {:?} (set --webhook-secret or --client-secret)",
-                cb.client
-            );
-            tracing::error!(url = %cb.url, "{msg}");
-            record("failed", Some(&msg), None).await;
-            return Ok(DeliveryOutcome::GaveUp);
-        };
-        // One timestamp for both the signature and its header.
-        let ts = unix_now();
-        let signature =
-            standardwebhooks::Webhook::new(secret).and_then(|w| w.sign(&d.webhook_id, ts, d.body.as_bytes()));
-        let sig = match signature {
-            Ok(s) => s,
-            Err(e) => {
-                let msg = format!(
-                    "webhook secret for client {:?} is not a valid whsec_ secret: {e:?}",
-                    cb.client
-                );
-                record("failed", Some(&msg), None).await;
-                return Ok(DeliveryOutcome::GaveUp);
-            }
-        };
-        metrics::counter!("drift_webhook_attempts_total").increment(1);
-        let target = url::Url::parse(&cb.url).map_err(|e| e.to_string()).and_then(|u| {
-            self.outbound.egress.check_url(&u)?;
-            Ok(u)
-        });
-        let target = match target {
-            Ok(u) => u,
-            Err(e) => {
-                let msg = format!("callback refused: {e}");
-                record("failed", Some(&msg), None).await;
-                tracing::warn!(url = %cb.url, "{msg}");
-                return Ok(DeliveryOutcome::GaveUp);
-            }
-        };
-        let sent = self
-            .outbound
-            .plain
-            .post(target)
-            .timeout(self.delivery.timeout)
-            .header("content-type", "application/json")
-            .header("webhook-id", &d.webhook_id)
-            .header("webhook-timestamp", ts.to_string())
-            .header("webhook-signature", sig)
-            .body(d.body.clone())
-            .send()
-            .await;
-        let error = match sent {
-            Ok(r) if r.status().is_success() => {
+        let attempted = crate::webhook::attempt(
+            &self.outbound.plain,
+            &self.outbound.egress,
+            &self.delivery,
+            &d,
+            &cb,
+            attempt,
+        )
+        .await;
+        let (url, id) = (&cb.url, &d.webhook_id);
+        match attempted {
+            Attempted::Delivered => {
                 record("delivered", None, None).await;
                 metrics::counter!("drift_webhook_delivered_total").increment(1);
-                tracing::info!(url = %cb.url, webhook_id = %d.webhook_id, attempt, "webhook delivered");
-                return Ok(DeliveryOutcome::Delivered);
+                tracing::info!(%url, webhook_id = %id, attempt, "webhook delivered");
+                Ok(DeliveryOutcome::Delivered)
             }
-            Ok(r) if r.status() == reqwest::StatusCode::GONE => {
+            Attempted::Gone => {
                 record("gone", Some("410 Gone: no more deliveries to this URL"), None).await;
-                tracing::warn!(url = %cb.url, "receiver answered 410 Gone; deliveries to it stop");
-                return Ok(DeliveryOutcome::Gone);
+                tracing::warn!(%url, "receiver answered 410 Gone; deliveries to it stop");
+                Ok(DeliveryOutcome::Gone)
             }
-            Ok(r) => format!("receiver answered {}", r.status()),
-            Err(e) => format!("request failed: {e}"),
-        };
-        match crate::webhook::next_delay(&self.delivery.schedule, attempt) {
-            Some(delay) => {
-                record("retrying", Some(&error), Some(delay)).await;
-                tracing::warn!(url = %cb.url, webhook_id = %d.webhook_id, attempt, retry_in = ?delay, %error, "webhook attempt failed");
+            Attempted::Retry { error, after } => {
+                record("retrying", Some(&error), Some(after)).await;
+                tracing::warn!(%url, webhook_id = %id, attempt, retry_in = ?after, %error, "webhook attempt failed");
                 Err(ActivityError::application(
                     ApplicationFailure::builder(anyhow::anyhow!("{error}").into_boxed_dyn_error())
-                        .next_retry_delay(delay)
+                        .next_retry_delay(after)
                         .build(),
                 ))
             }
-            None => {
+            Attempted::GiveUp { error } => {
                 record("failed", Some(&error), None).await;
-                tracing::error!(url = %cb.url, webhook_id = %d.webhook_id, attempt, %error, "webhook delivery gave up after the last scheduled retry");
+                tracing::error!(%url, webhook_id = %id, attempt, %error, "webhook delivery gave up");
                 Ok(DeliveryOutcome::GaveUp)
             }
         }

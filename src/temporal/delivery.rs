@@ -2,8 +2,9 @@
 //! to the callback in `seq` order, retrying on the schedule, without holding the workflow back;
 //! it outlives the workflow until the terminal state is delivered.
 
-use super::activities::{DeliveryOutcome, DriftActivities};
-use crate::domain::{Callback, ScopedWorkflowId, TenantId, WorkflowState};
+use super::activities::DriftActivities;
+use crate::domain::{Callback, ScopedWorkflowId};
+pub use crate::webhook::{Delivery, DeliveryOutcome};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -12,60 +13,6 @@ use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     ActivityOptions, ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult,
 };
-
-/// One state to deliver to a callback, in `seq` order.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct Delivery {
-    /// None: the delivery workflow's last target (used for states the gateway publishes).
-    pub callback: Option<Callback>,
-    /// Stable per workflow and seq, so receivers can deduplicate.
-    pub webhook_id: String,
-    pub seq: u64,
-    pub terminal: bool,
-    /// The `WorkflowState` JSON, the same body as a sync answer.
-    pub body: String,
-    /// Whose state it is: where the worker records attempts for operators. (None in deliveries
-    /// handed over before workflows stopped carrying Redis key names.)
-    #[serde(default)]
-    pub workflow: Option<ScopedWorkflowId>,
-}
-
-/// What a receiver gets: the state, as a sync caller would, and whose it is.
-#[derive(Serialize)]
-struct Body<'a> {
-    #[serde(flatten)]
-    state: &'a WorkflowState,
-    tenant: &'a TenantId,
-}
-
-impl Delivery {
-    /// `run` None: a state published for the workflow (its TERMINATED end), which takes the id
-    /// of the run the delivery workflow last saw.
-    pub fn of(
-        callback: Option<Callback>,
-        workflow: &ScopedWorkflowId,
-        tenant: &TenantId,
-        run: Option<&str>,
-        state: &WorkflowState,
-    ) -> Self {
-        let body = Body { state, tenant };
-        Self {
-            callback,
-            webhook_id: run.map(|r| webhook_id(tenant, r, state.seq)).unwrap_or_default(),
-            seq: state.seq,
-            terminal: state.workflow_status.is_terminal(),
-            body: serde_json::to_string(&body).expect("states serialize"),
-            workflow: Some(workflow.clone()),
-        }
-    }
-}
-
-/// `webhook-id`: the same on every retry of one state (receivers deduplicate on it), unique
-/// across tenants and across runs of one workflow id.
-fn webhook_id(tenant: &TenantId, run: &str, seq: u64) -> String {
-    format!("{tenant}/{run}/{seq}")
-}
 
 /// The delivery workflow's id for a workflow.
 pub fn workflow_id(scoped: &ScopedWorkflowId) -> String {

@@ -2,6 +2,10 @@
 //! checked by the gateway at start; delivery runs in the worker as activities of a per-workflow
 //! delivery workflow, so it never holds the workflow back and finishes after it ends.
 
+mod deliver;
+
+pub use deliver::{Attempted, Delivery, DeliveryOutcome, attempt};
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
