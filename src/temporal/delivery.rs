@@ -67,8 +67,7 @@ impl DeliveryWorkflow {
             if d.webhook_id.is_empty() {
                 // Same run as the last state: replace its seq.
                 let last = ctx.state(|s| s.st.last_id.clone()).unwrap_or_default();
-                let prefix = last.rsplit_once('/').map(|(p, _)| p).unwrap_or(&last);
-                d.webhook_id = format!("{prefix}/{}", d.seq);
+                d.webhook_id = crate::webhook::webhook_id_in_run_of(&last, d.seq);
             } else {
                 let id = d.webhook_id.clone();
                 ctx.state_mut(|s| s.st.last_id = Some(id));

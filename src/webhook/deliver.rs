@@ -58,9 +58,17 @@ impl Delivery {
 }
 
 /// `webhook-id`: the same on every retry of one state (receivers deduplicate on it), unique
-/// across tenants and across runs of one workflow id.
+/// across tenants and across runs of one workflow id: `{tenant}/{run}/{seq}`. Written and read
+/// here only.
 fn webhook_id(tenant: &TenantId, run: &str, seq: u64) -> String {
     format!("{tenant}/{run}/{seq}")
+}
+
+/// The `webhook-id` of state `seq` of the run whose state had the id `last` (for a state
+/// published outside the run, which does not know the run's id).
+pub fn webhook_id_in_run_of(last: &str, seq: u64) -> String {
+    let run = last.rsplit_once('/').map(|(run, _)| run).unwrap_or(last);
+    format!("{run}/{seq}")
 }
 
 /// How one state's delivery ended (retryable failures are activity errors instead).
@@ -163,5 +171,18 @@ pub async fn attempt(
     match super::next_delay(&cfg.schedule, attempt) {
         Some(after) => Attempted::Retry { error, after },
         None => Attempted::GiveUp { error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_id_read_back_names_the_same_run_with_another_seq() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let first = webhook_id(&tenant, "0190abc", 3);
+        assert_eq!(first, "acme/0190abc/3");
+        assert_eq!(webhook_id_in_run_of(&first, 7), webhook_id(&tenant, "0190abc", 7));
     }
 }

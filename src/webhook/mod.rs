@@ -4,7 +4,7 @@
 
 mod deliver;
 
-pub use deliver::{Attempted, Delivery, DeliveryOutcome, attempt};
+pub use deliver::{Attempted, Delivery, DeliveryOutcome, attempt, webhook_id_in_run_of};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
