@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -184,6 +185,7 @@ impl Clock {
     }
 
     /// When the connection's reads give up, if they do in its phase.
+    #[cfg(test)]
     fn deadline(&self) -> Option<Instant> {
         match self.lock().0 {
             Phase::Head(since) => Some(since + self.head),
@@ -211,25 +213,22 @@ impl Clock {
         Busy(self.clone())
     }
 
-    /// Sets a phase with a deadline, waking the connection's parked read so it sees it.
-    fn set(&self, phase: Phase) {
-        let mut s = self.lock();
-        s.0 = phase;
-        if let Some(w) = s.1.take() {
-            w.wake();
-        }
-    }
-
     fn upgraded(&self) {
         self.lock().0 = Phase::Upgraded;
     }
 
-    /// Registers the task whose read waits on this clock's deadline.
-    fn park(&self, waker: &Waker) {
+    /// Registers the task whose read waits on this clock, and says until when it may wait: one
+    /// lock for both, on every read that has to wait.
+    fn park(&self, waker: &Waker) -> Option<Instant> {
         let mut s = self.lock();
         match &s.1 {
             Some(w) if w.will_wake(waker) => {}
             _ => s.1 = Some(waker.clone()),
+        }
+        match s.0 {
+            Phase::Head(since) => Some(since + self.head),
+            Phase::Idle(since) => Some(since + self.idle),
+            Phase::Busy(_) | Phase::Upgraded => None,
         }
     }
 }
@@ -239,11 +238,18 @@ impl Clock {
 pub struct Busy(Arc<Clock>);
 
 impl Drop for Busy {
+    /// Read and changed under one lock: with HTTP/2, another request may begin meanwhile.
     fn drop(&mut self) {
-        let phase = self.0.lock().0;
-        match phase {
-            Phase::Busy(n) if n > 1 => self.0.lock().0 = Phase::Busy(n - 1),
-            Phase::Busy(_) => self.0.set(Phase::Idle(Instant::now())),
+        let mut s = self.0.lock();
+        match s.0 {
+            Phase::Busy(n) if n > 1 => s.0 = Phase::Busy(n - 1),
+            Phase::Busy(_) => {
+                s.0 = Phase::Idle(Instant::now());
+                // The connection's parked read must see its new deadline.
+                if let Some(w) = s.1.take() {
+                    w.wake();
+                }
+            }
             _ => {}
         }
     }
@@ -299,7 +305,7 @@ impl Timed {
         &self.clock
     }
 
-    /// Wraps one read: `read` is the inner read, `filled` tells whether it produced bytes.
+    /// Wraps one read: `read` is the inner read, `got_bytes` whether it produced any.
     pub fn poll_read(
         &mut self,
         cx: &mut Context<'_>,
@@ -313,8 +319,7 @@ impl Timed {
             }
             Poll::Ready(r) => Poll::Ready(r),
             Poll::Pending => {
-                self.clock.park(cx.waker());
-                let Some(deadline) = self.clock.deadline() else {
+                let Some(deadline) = self.clock.park(cx.waker()) else {
                     return Poll::Pending;
                 };
                 let sleep = match &mut self.sleep {
@@ -340,8 +345,6 @@ impl Timed {
         }
     }
 }
-
-use std::future::Future;
 
 /// Serves one connection with hyper: requests go to `router` with the clock moved by each.
 pub async fn serve_with_hyper(

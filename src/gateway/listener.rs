@@ -114,19 +114,7 @@ impl Connection {
         // Responses and events are small writes a client waits for.
         let _ = tcp.set_nodelay(true);
         let mut head_began = Instant::now();
-        let mut first = true;
         loop {
-            if !first {
-                let idle = tokio::select! {
-                    r = tokio::time::timeout(self.cfg.idle_timeout, tcp.readable()) => r,
-                    _ = self.shutdown.cancelled() => return,
-                };
-                if !matches!(idle, Ok(Ok(()))) {
-                    return;
-                }
-                head_began = Instant::now();
-            }
-            first = false;
             let mut head = Vec::new();
             let read = tokio::select! {
                 r = tokio::time::timeout_at(head_began + self.cfg.head_timeout, read_head(&mut tcp, &mut head)) => r,
@@ -163,6 +151,15 @@ impl Connection {
                     return;
                 }
             }
+            // Kept alive: the next request may take the idle timeout to begin.
+            let idle = tokio::select! {
+                r = tokio::time::timeout(self.cfg.idle_timeout, tcp.readable()) => r,
+                _ = self.shutdown.cancelled() => return,
+            };
+            if !matches!(idle, Ok(Ok(()))) {
+                return;
+            }
+            head_began = Instant::now();
         }
     }
 }
