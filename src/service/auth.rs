@@ -72,10 +72,6 @@ impl Authenticator {
         Self { mode }
     }
 
-    pub fn is_disabled(&self) -> bool {
-        matches!(self.mode, Mode::None)
-    }
-
     /// The caller a bearer credential names, with the compatibility headers checked against it.
     pub async fn authenticate(&self, bearer: Option<&str>, legacy: Legacy<'_>) -> Result<Caller, ServiceError> {
         let (keys, jwt) = match &self.mode {

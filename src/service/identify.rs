@@ -27,12 +27,6 @@ pub enum Identity {
 }
 
 impl Identity {
-    pub fn caller(&self) -> &Caller {
-        match self {
-            Self::Credential(c) | Self::StreamToken(c) => c,
-        }
-    }
-
     pub fn into_caller(self) -> Caller {
         match self {
             Self::Credential(c) | Self::StreamToken(c) => c,

@@ -264,11 +264,6 @@ impl Service {
         self.0.auth.authenticate(bearer, legacy).await
     }
 
-    /// Whether calls need no credential (`--auth none`).
-    pub fn auth_disabled(&self) -> bool {
-        self.0.auth.is_disabled()
-    }
-
     /// A one-minute ticket to open a WebSocket as `caller` (browsers cannot set its headers).
     pub fn issue_ticket(&self, caller: &Caller) -> (String, std::time::Duration) {
         self.0.tokens.issue_ticket(caller)
