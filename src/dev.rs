@@ -326,15 +326,13 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
         }
     };
     let outage = Outage::default();
-    let failed = Outage::default();
-    let supervisor = tokio::spawn(supervise(children, outage.clone(), failed.clone(), shutdown.clone()));
+    let supervisor = tokio::spawn(supervise(children, outage.clone(), shutdown.clone()));
     let result = run_with(&a, dev_key, &redis, &temporal_address, outage, shutdown.clone()).await;
     // Whatever ended the run, every child stops.
     shutdown.cancel();
-    let _ = supervisor.await;
-    match failed.get() {
-        Some(why) => Err(anyhow::anyhow!(why)),
-        None => result,
+    match supervisor.await {
+        Ok(Some(why)) => Err(anyhow::anyhow!(why)),
+        _ => result,
     }
 }
 
@@ -361,10 +359,12 @@ impl Ready {
 }
 
 /// A child that exits makes `/readyz` fail at once; it is started again on its port with its
-/// data, and `drift dev` stops (non-zero) if one exits three times within a minute.
-async fn supervise(mut children: Vec<Managed>, outage: Outage, failed: Outage, shutdown: CancellationToken) {
-    const RESTARTS: usize = 3;
-    let mut restarts: Vec<std::time::Instant> = Vec::new();
+/// data, and `drift dev` stops (non-zero) if one exits three times within a minute. Returns why
+/// it gave up, if it did; every child is stopped either way.
+async fn supervise(mut children: Vec<Managed>, outage: Outage, shutdown: CancellationToken) -> Option<String> {
+    const EXITS: usize = 3;
+    let mut exits: Vec<std::time::Instant> = Vec::new();
+    let mut failed = None;
     while !children.is_empty() {
         let exited = {
             let any = futures::future::select_all(children.iter_mut().map(|c| Box::pin(c.proc.exited())));
@@ -382,20 +382,20 @@ async fn supervise(mut children: Vec<Managed>, outage: Outage, failed: Outage, s
             c.proc.log_path().display(),
             c.proc.log_tail(20)
         );
-        restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
-        if restarts.len() >= RESTARTS {
-            failed.set(Some(format!(
-                "{name} exited {RESTARTS} times within a minute; drift dev stopped (see {})",
+        exits.retain(|t| t.elapsed() < Duration::from_secs(60));
+        exits.push(std::time::Instant::now());
+        if exits.len() >= EXITS {
+            failed = Some(format!(
+                "{name} exited {EXITS} times within a minute; drift dev stopped (see {})",
                 c.proc.log_path().display()
-            )));
+            ));
             shutdown.cancel();
             break;
         }
-        restarts.push(std::time::Instant::now());
         match (c.restart)() {
             Ok(p) => c.proc = p,
             Err(e) => {
-                failed.set(Some(format!("restarting {name}: {e:#}")));
+                failed = Some(format!("restarting {name}: {e:#}"));
                 shutdown.cancel();
                 break;
             }
@@ -417,6 +417,7 @@ async fn supervise(mut children: Vec<Managed>, outage: Outage, failed: Outage, s
         eprintln!("drift dev: stopping {}", c.proc.name);
         c.proc.stop().await;
     }
+    failed
 }
 
 /// Starts the Redis and Temporal the flags do not name; returns where both are.
