@@ -110,31 +110,31 @@ impl Egress {
     }
 
     /// Checks a URL whose host is an address (those never reach the resolver).
-    pub fn check_url(&self, url: &url::Url) -> Result<(), String> {
+    pub fn check_url(&self, url: &url::Url) -> Result<(), EgressError> {
         let ip = match url.host() {
             Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
             Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
             Some(url::Host::Domain(_)) => return Ok(()),
-            None => return Err("the URL has no host".into()),
+            None => return Err(EgressError::NoHost),
         };
         if self.permits(ip) {
             Ok(())
         } else {
-            Err(format!("{ip} is an internal address"))
+            Err(EgressError::Internal(ip))
         }
     }
 
     /// Resolves `host` and keeps the addresses requests may reach; an error when none is left.
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, EgressError> {
         let host = host.trim_end_matches('.');
         let found = tokio::time::timeout(std::time::Duration::from_secs(5), tokio::net::lookup_host((host, port)))
             .await
-            .map_err(|_| format!("resolving {host} timed out"))?
-            .map_err(|e| format!("{host} does not resolve: {e}"))?
+            .map_err(|_| EgressError::ResolveTimedOut(host.into()))?
+            .map_err(|e| EgressError::DoesNotResolve(host.into(), e))?
             .collect::<Vec<_>>();
         let permitted: Vec<SocketAddr> = found.iter().copied().filter(|a| self.permits(a.ip())).collect();
         if permitted.is_empty() {
-            return Err(format!("{host} resolves only to internal addresses"));
+            return Err(EgressError::OnlyInternal(host.into()));
         }
         Ok(permitted)
     }
@@ -142,6 +142,41 @@ impl Egress {
     /// A resolver for reqwest that applies this policy at connection time.
     pub fn resolver(&self) -> Arc<Resolver> {
         Arc::new(Resolver(self.clone()))
+    }
+}
+
+/// Why a connection may not be made. It travels inside reqwest's errors (from the resolver
+/// and the redirect policy), where callers find it by type, not by message.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("{0} is an internal address")]
+    Internal(IpAddr),
+    #[error("{0} resolves only to internal addresses")]
+    OnlyInternal(String),
+    #[error("resolving {0} timed out")]
+    ResolveTimedOut(String),
+    #[error("{0} does not resolve: {1}")]
+    DoesNotResolve(String, #[source] std::io::Error),
+}
+
+impl EgressError {
+    /// A request refused by this policy (not a network failure a retry might mend).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Internal(_) | Self::OnlyInternal(_) | Self::NoHost)
+    }
+
+    /// The policy's refusal somewhere in `e`'s chain of causes, if that is why it failed.
+    pub fn refusal_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a EgressError> {
+        let mut cause = Some(e);
+        while let Some(c) = cause {
+            if let Some(found) = c.downcast_ref::<EgressError>() {
+                return found.is_refusal().then_some(found);
+            }
+            cause = c.source();
+        }
+        None
     }
 }
 
@@ -163,6 +198,26 @@ impl reqwest::dns::Resolve for Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refusal_is_found_by_type_inside_reqwest_s_error() {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Egress::default().resolver())
+            .build()
+            .unwrap();
+        let e = client.get("http://localhost:9/").send().await.unwrap_err();
+        let found = EgressError::refusal_in(&e);
+        assert!(
+            matches!(found, Some(EgressError::OnlyInternal(h)) if h == "localhost"),
+            "{e:?}"
+        );
+        let unreachable = reqwest::Client::new()
+            .get("http://127.0.0.1:9/")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(EgressError::refusal_in(&unreachable).is_none(), "{unreachable:?}");
+    }
 
     #[test]
     fn internal_addresses_in_every_disguise_are_refused_unless_allowed() {

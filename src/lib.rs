@@ -10,6 +10,7 @@ mod bus;
 mod client;
 mod db;
 mod definitions_cli;
+mod digest;
 mod domain;
 mod egress;
 mod gateway;

@@ -186,6 +186,61 @@ async fn authenticator(db: &Db, g: &GatewayArgs) -> anyhow::Result<Authenticator
     }))
 }
 
+/// The definitions database (`--database-url`; a SQLite file in the data dir by default).
+async fn database(common: &Common) -> anyhow::Result<Db> {
+    let database_url = common
+        .database_url
+        .clone()
+        .unwrap_or_else(|| crate::config::default_database_url(&common.data_dir));
+    if database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&common.data_dir).ok();
+    }
+    Db::connect(&database_url).await.with_context(|| {
+        format!(
+            "opening the database {} (--database-url)",
+            crate::config::redact(&database_url)
+        )
+    })
+}
+
+/// The gateway's Temporal client (start calls limited), and the worker when one is embedded
+/// (it shares the connection).
+async fn temporal_for_gateway(
+    common: &Common,
+    g: &GatewayArgs,
+    address: &str,
+    redis: &RedisTarget,
+    embed_worker: bool,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(Temporal, Option<std::thread::JoinHandle<anyhow::Result<()>>>)> {
+    let tcfg = temporal_config(common, address);
+    let limit = |t: Temporal| t.with_start_limit(g.max_starts_in_flight, Duration::from_millis(g.start_turn_wait_ms));
+    if !embed_worker {
+        return Ok((limit(Temporal::new(tcfg)), None));
+    }
+    let client = connect(&tcfg)
+        .await
+        .with_context(|| format!("connecting to Temporal at {address}"))?;
+    let worker = spawn_worker(client.clone(), worker_config(common, redis)?, shutdown.clone())?;
+    Ok((limit(Temporal::with_client(tcfg, client)), Some(worker)))
+}
+
+fn gateway_config(g: &GatewayArgs, demo_key: Option<String>) -> GatewayConfig {
+    GatewayConfig {
+        default_wait: Duration::from_millis(g.default_wait_ms),
+        max_wait: Duration::from_millis(g.max_wait_ms),
+        max_body_bytes: g.max_body_bytes,
+        body_timeout: Duration::from_millis(g.body_timeout_ms),
+        demo_key,
+        allowed_origins: g
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect(),
+    }
+}
+
 impl Application {
     /// Binds the listener, connects to Redis (and to Temporal when a worker is embedded),
     /// starts the worker and the hub, and builds the router. Nothing is served yet.
@@ -199,19 +254,7 @@ impl Application {
             demo_key,
             outage,
         } = settings;
-        let database_url = common
-            .database_url
-            .clone()
-            .unwrap_or_else(|| crate::config::default_database_url(&common.data_dir));
-        if database_url.starts_with("sqlite:") {
-            std::fs::create_dir_all(&common.data_dir).ok();
-        }
-        let db = Db::connect(&database_url).await.with_context(|| {
-            format!(
-                "opening the database {} (--database-url)",
-                crate::config::redact(&database_url)
-            )
-        })?;
+        let db = database(&common).await?;
         if g.max_wait_ms < g.default_wait_ms {
             anyhow::bail!(
                 "--max-wait-ms ({}) must be at least --default-wait-ms ({})",
@@ -233,23 +276,7 @@ impl Application {
             extra.push(("apiBase".to_string(), format!("{base}/stand-ins")));
         }
         let catalog = catalog(db, &common, &g, &extra).await?;
-        let tcfg = temporal_config(&common, &address);
-        let mut worker = None;
-        let limited =
-            |t: Temporal| t.with_start_limit(g.max_starts_in_flight, Duration::from_millis(g.start_turn_wait_ms));
-        let temporal = if embed_worker {
-            let client = connect(&tcfg)
-                .await
-                .with_context(|| format!("connecting to Temporal at {address}"))?;
-            worker = Some(spawn_worker(
-                client.clone(),
-                worker_config(&common, &redis)?,
-                shutdown.clone(),
-            )?);
-            limited(Temporal::with_client(tcfg, client))
-        } else {
-            limited(Temporal::new(tcfg))
-        };
+        let (temporal, worker) = temporal_for_gateway(&common, &g, &address, &redis, embed_worker, &shutdown).await?;
         let store = Store::connect(&redis, retention(&common), layout(&common)?, common.redis_replica_acks)
             .await
             .with_context(|| format!("connecting to {}", redis.describe()))?;
@@ -279,19 +306,7 @@ impl Application {
         service.spawn_reconciler(Duration::from_secs(g.reconcile_secs), shutdown.clone());
         let state = AppState {
             service,
-            cfg: std::sync::Arc::new(GatewayConfig {
-                default_wait: Duration::from_millis(g.default_wait_ms),
-                max_wait: Duration::from_millis(g.max_wait_ms),
-                max_body_bytes: g.max_body_bytes,
-                body_timeout: Duration::from_millis(g.body_timeout_ms),
-                demo_key,
-                allowed_origins: g
-                    .allowed_origins
-                    .iter()
-                    .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
-                    .filter(|o| !o.is_empty())
-                    .collect(),
-            }),
+            cfg: std::sync::Arc::new(gateway_config(&g, demo_key)),
             limits: std::sync::Arc::new(crate::gateway::Limits::new(crate::gateway::LimitsConfig {
                 max_waiters: g.max_waiters,
                 max_streams: g.max_streams,

@@ -8,6 +8,7 @@ use super::{Endpoints, Series, kb};
 use crate::bus::{Conn, Layout, Publication, Publisher, Retention};
 use crate::client::Client;
 use crate::config::Transport;
+use crate::domain::routes;
 use crate::domain::{ScopedWorkflowId, TenantId, WorkflowId, WorkflowState, WorkflowStatus};
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
@@ -64,7 +65,7 @@ async fn sse_client(
 ) -> anyhow::Result<()> {
     let r = c
         .http
-        .get(format!("{}/v3/workflow/{id}/events?token={token}", c.base))
+        .get(format!("{}{}?token={token}", c.base, routes::EVENTS.to(&id)))
         .send()
         .await?
         .error_for_status()?;
@@ -101,7 +102,7 @@ async fn ws_client(
     ready: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    let url = format!("{}/v3/ws", c.base.replacen("http", "ws", 1));
+    let url = format!("{}{}", c.base.replacen("http", "ws", 1), routes::WS.template());
     let mut req = url.into_client_request()?;
     req.headers_mut().insert("authorization", c.auth.parse()?);
     // Sized like the gateway's sockets: the library's 128 KiB buffers, for each of thousands
@@ -163,7 +164,7 @@ pub async fn run_once(
         let (status, r) = c
             .call(
                 reqwest::Method::POST,
-                "/v3/workflow/start",
+                routes::START.template(),
                 Some(&json!({"workflow": "bank_account"})),
             )
             .await?;
@@ -283,9 +284,7 @@ pub async fn run_once(
         lat.extend(s.latencies_us.iter().map(|u| Duration::from_micros(*u)));
     }
     for (id, _) in &flows {
-        let _ = c
-            .call(reqwest::Method::DELETE, &format!("/v3/workflow/terminate/{id}"), None)
-            .await;
+        let _ = c.call(reqwest::Method::DELETE, &routes::TERMINATE.to(id), None).await;
     }
     let expected = n * (states as usize + 1);
     Ok(FanoutResult {

@@ -7,6 +7,7 @@ mod report;
 mod waiters;
 
 use crate::config::{BenchArgs, BenchCmd};
+use crate::domain::routes;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -239,7 +240,7 @@ async fn round_trips(
             .json(&body)
     };
     let resume_call = |id: &str, body: &Value| {
-        http.put(format!("{base}/v3/workflow/resume/{id}"))
+        http.put(format!("{base}{}", routes::RESUME.to(id)))
             .header("authorization", &auth)
             .json(body)
     };
@@ -276,7 +277,7 @@ async fn round_trips(
         let h = t.elapsed();
 
         let t = Instant::now();
-        let r: Value = post("/v3/workflow/start", json!({"workflow": "bank_account"}))
+        let r: Value = post(routes::START.template(), json!({"workflow": "bank_account"}))
             .send()
             .await?
             .json()
@@ -288,7 +289,7 @@ async fn round_trips(
 
         // A resume whose next screen needs no activity: refund's reason → confirm.
         let r: Value = post(
-            "/v3/workflow/start",
+            routes::START.template(),
             json!({"workflow": "refund", "params": {"orderId": "o-bench"}}),
         )
         .send()

@@ -4,6 +4,7 @@
 
 use super::{Endpoints, Series, cell, kb};
 use crate::client::Client;
+use crate::domain::routes;
 use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -176,7 +177,7 @@ pub async fn run(
             let t = Instant::now();
             sent.fetch_add(1, Ordering::Relaxed);
             let r = http
-                .post(format!("{}/v3/workflow/start", c.base))
+                .post(format!("{}{}", c.base, routes::START.template()))
                 .header("authorization", &c.auth)
                 .header("prefer", format!("wait={}", wait.as_secs()))
                 .json(&json!({"workflow": "bench_slow_start", "params": {"ms": ms}}))

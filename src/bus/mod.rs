@@ -65,10 +65,7 @@ impl Layout {
 
     /// The key that records a socket ticket's use (by the ticket's digest, never the ticket).
     pub fn used_ticket(&self, ticket: &str) -> String {
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(ticket.as_bytes());
-        let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-        format!("{}:ticket:{hex}", self.prefix)
+        format!("{}:ticket:{}", self.prefix, crate::digest::sha256_hex_128(ticket))
     }
 
     /// The channel on which gateways tell each other that definitions changed.
@@ -99,6 +96,14 @@ pub enum MessageKind {
     State,
     Rejection,
     Result,
+}
+
+/// A message on a channel that is not a workflow's: its source changed, re-read it. Old
+/// gateways read any message that is not an envelope this way, so new notices stay readable.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "notice", rename_all = "camelCase")]
+pub enum Notice {
+    DefinitionsChanged,
 }
 
 /// What travels on a workflow's channel. `body` is a `WorkflowState`, `Rejection` or

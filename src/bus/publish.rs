@@ -5,7 +5,7 @@
 
 use super::hub::{ClusterReplicas, slot};
 use super::{Conn, Envelope, Layout, MessageKind};
-use crate::domain::{NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowState};
+use crate::domain::{AttemptRecord, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowState};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -205,16 +205,24 @@ impl Publisher {
         }
     }
 
-    pub fn retention(&self) -> &Retention {
-        &self.retention
-    }
-
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
 
-    pub(crate) fn conn(&self) -> &Conn {
-        &self.conn
+    /// Records a workflow's last webhook attempt for operators (best effort: an attempt is
+    /// not repeated because its record could not be written).
+    pub async fn record_attempt(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
+        let key = self.layout.keys(workflow).deliveries;
+        let ttl = self.retention.ttl.as_secs().max(60) as i64;
+        let mut conn = self.conn.clone();
+        let written: redis::RedisResult<()> = redis::pipe()
+            .hset_multiple(&key, &rec.to_fields())
+            .expire(&key, ttl)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "could not record a webhook attempt");
+        }
     }
 
     /// The publish of record: stored, published, and held by as many replicas as asked for

@@ -1,8 +1,8 @@
 //! Reads of published states (latest, and the short history log) and the gateway's own
 //! publishes, over one multiplexed connection shared by all requests.
 
-use super::{Conn, Envelope, Layout, Publication, Publisher, RedisKeys, RedisTarget, Retention};
-use crate::domain::WorkflowState;
+use super::{Conn, Envelope, Layout, Notice, Publication, Publisher, RedisKeys, RedisTarget, Retention};
+use crate::domain::{AttemptRecord, WorkflowState};
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -123,19 +123,23 @@ impl Store {
     }
 
     /// The last recorded webhook attempt of a workflow, if any.
-    pub async fn delivery_status(&self, keys: &RedisKeys) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+    pub async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError> {
         let mut c = self.conn.clone();
         let m: BTreeMap<String, String> = c.hgetall(&keys.deliveries).await?;
-        Ok((!m.is_empty()).then_some(m))
+        if m.is_empty() {
+            return Ok(None);
+        }
+        AttemptRecord::from_fields(m)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("an unreadable webhook attempt record: {e}")))
     }
 
-    /// Publishes a notice (not a workflow state) on a channel; hub subscribers see it as
-    /// "re-read the source".
-    pub async fn notify(&self, channel: &str, notice: &str) -> Result<(), StoreError> {
+    /// Publishes a notice (not a workflow state) on a channel.
+    pub async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: i64 = redis::cmd(super::publish::publish_command(&self.conn))
             .arg(channel)
-            .arg(notice)
+            .arg(serde_json::to_string(&notice).expect("notices serialize"))
             .query_async(&mut c)
             .await?;
         Ok(())

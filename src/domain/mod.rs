@@ -3,8 +3,11 @@
 //! what a start hands to the runtime.
 
 mod ids;
+mod json;
+pub mod routes;
 
 pub use ids::{Caller, IdError, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId};
+pub use json::JsonText;
 
 use crate::dsl::Definition;
 use crate::engine::{FieldError, View};
@@ -42,10 +45,10 @@ pub struct Links {
 impl Links {
     pub fn for_workflow(id: &str) -> Self {
         Self {
-            self_: format!("/v3/workflow/{id}"),
-            events: format!("/v3/workflow/{id}/events"),
-            resume: format!("/v3/workflow/resume/{id}"),
-            terminate: format!("/v3/workflow/terminate/{id}"),
+            self_: routes::WORKFLOW.to(id),
+            events: routes::EVENTS.to(id),
+            resume: routes::RESUME.to(id),
+            terminate: routes::TERMINATE.to(id),
         }
     }
 }
@@ -147,8 +150,16 @@ impl Rejection {
 pub struct NodeResult {
     pub workflow_id: String,
     pub node: String,
-    pub status: String,
+    pub status: NodeOutcome,
     pub response: Value,
+}
+
+/// Whether an executed node succeeded (`response` is its output) or failed (`{"error": …}`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NodeOutcome {
+    Success,
+    Failed,
 }
 
 /// A webhook target: the URL and the client whose signing secret is used.
@@ -157,6 +168,68 @@ pub struct NodeResult {
 pub struct Callback {
     pub url: String,
     pub client: String,
+}
+
+/// Where a webhook's delivery stands, as operators read it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptState {
+    Delivered,
+    /// Failed; the next attempt is scheduled.
+    Retrying,
+    /// The receiver answered 410: no more deliveries to that URL.
+    Gone,
+    /// Failed for good (schedule exhausted, or a failure a retry cannot mend).
+    Failed,
+}
+
+/// The last webhook attempt of a workflow: recorded by the worker, read back by the gateway
+/// (`GET /v3/workflow/{id}/deliveries`). Stored as one Redis hash; its fields are written and
+/// read here only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub url: String,
+    pub seq: u64,
+    pub attempt: u32,
+    pub state: AttemptState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_retry_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl AttemptRecord {
+    /// The hash fields, each value as its JSON text (strings unquoted).
+    pub fn to_fields(&self) -> Vec<(String, String)> {
+        let Value::Object(map) = serde_json::to_value(self).expect("records serialize") else {
+            unreachable!("a struct serializes to an object")
+        };
+        map.into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect()
+    }
+
+    /// Reads back what `to_fields` wrote. Empty values (records of releases that wrote
+    /// absent fields as "") count as absent.
+    pub fn from_fields(fields: BTreeMap<String, String>) -> Result<Self, serde_json::Error> {
+        let map = fields
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| {
+                let v = match k.as_str() {
+                    "seq" | "attempt" => serde_json::from_str(&v)?,
+                    _ => Value::String(v),
+                };
+                Ok((k, v))
+            })
+            .collect::<Result<serde_json::Map<_, _>, serde_json::Error>>()?;
+        serde_json::from_value(Value::Object(map))
+    }
 }
 
 /// A command for a running workflow.
@@ -250,6 +323,40 @@ impl WorkflowStart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_record_reads_back_what_it_wrote_and_what_the_previous_release_wrote() {
+        let rec = AttemptRecord {
+            url: "http://127.0.0.1:9/hook".into(),
+            seq: 3,
+            attempt: 2,
+            state: AttemptState::Retrying,
+            last_error: Some("request failed".into()),
+            next_retry_at: Some(chrono::Utc::now()),
+            updated_at: chrono::Utc::now(),
+        };
+        let fields: BTreeMap<_, _> = rec.to_fields().into_iter().collect();
+        assert_eq!(fields["seq"], "3");
+        assert_eq!(fields["state"], "retrying");
+        assert_eq!(AttemptRecord::from_fields(fields).unwrap(), rec);
+        let old: BTreeMap<String, String> = [
+            ("url", "http://h/"),
+            ("seq", "1"),
+            ("attempt", "1"),
+            ("state", "delivered"),
+            ("lastError", ""),
+            ("nextRetryAt", ""),
+            ("updatedAt", "2026-11-30T10:00:00+00:00"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let read = AttemptRecord::from_fields(old).unwrap();
+        assert_eq!(
+            (read.state, read.last_error, read.next_retry_at),
+            (AttemptState::Delivered, None, None)
+        );
+    }
 
     #[test]
     fn resume_checks_name_the_reason_a_command_is_refused() {

@@ -4,7 +4,7 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{JsonBody, OnWorkflow};
-use crate::domain::{Caller, WorkflowState, WorkflowStatus};
+use crate::domain::{Caller, WorkflowState, WorkflowStatus, routes};
 use crate::service::{CommandBody, Dispatched, Outcome, StartBody};
 use axum::Json;
 use axum::body::Bytes;
@@ -110,9 +110,9 @@ fn accepted(d: &Dispatched, latest: Option<&WorkflowState>) -> Value {
 fn answer(d: &Dispatched, outcome: Outcome, with_token: bool) -> Result<Response, ApiError> {
     let mut resp = match (outcome, with_token) {
         (Outcome::Rejected(r), _) => return Err(r.into()),
-        (Outcome::State(body) | Outcome::NodeResult(body), false) => json_bytes(body),
+        (Outcome::State(body) | Outcome::NodeResult(body), false) => json_bytes(body.bytes()),
         (Outcome::State(body), true) => {
-            let state: WorkflowState = serde_json::from_slice(&body).map_err(|e| ApiError::internal(&e))?;
+            let state: WorkflowState = serde_json::from_str(body.as_str()).map_err(|e| ApiError::internal(&e))?;
             json_response(
                 StatusCode::OK,
                 &WithToken {
@@ -136,7 +136,7 @@ fn answer(d: &Dispatched, outcome: Outcome, with_token: bool) -> Result<Response
                 false => json_response(StatusCode::ACCEPTED, &body),
             };
             if !d.is_async {
-                let location = HeaderValue::from_str(&format!("/v3/workflow/{}", d.id)).expect("ids are header-safe");
+                let location = HeaderValue::from_str(&routes::WORKFLOW.to(d.id.as_str())).expect("ids are header-safe");
                 r.headers_mut().insert(header::LOCATION, location);
             }
             r

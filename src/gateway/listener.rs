@@ -8,6 +8,7 @@
 //! place among the open ones (`conn::Connections`) and runs under its `conn::Clock`.
 
 use super::conn::{Clock, ConnConfig, Connections, Held, Timed, serve_with_hyper};
+use crate::domain::routes;
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
@@ -201,17 +202,11 @@ async fn read_head(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<
 
 /// `GET /v3/workflow/{id}/events[?…] HTTP/1.1`.
 fn is_event_stream_line(line: &[u8]) -> bool {
-    let Some(rest) = line.strip_prefix(b"GET /v3/workflow/") else {
-        return false;
-    };
-    let Some(target) = rest.strip_suffix(b" HTTP/1.1") else {
+    let Some(target) = line.strip_prefix(b"GET ").and_then(|t| t.strip_suffix(b" HTTP/1.1")) else {
         return false;
     };
     let path = target.split(|b| *b == b'?').next().unwrap_or_default();
-    match path.strip_suffix(b"/events") {
-        Some(id) => !id.is_empty() && !id.contains(&b'/') && !target.contains(&b' '),
-        None => false,
-    }
+    routes::EVENTS.id_in(path).is_some() && !target.contains(&b' ')
 }
 
 /// The request in `buf`, when it is one this listener answers: no body, no upgrade, and every

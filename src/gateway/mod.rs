@@ -14,6 +14,7 @@ mod listener;
 mod sse;
 mod ws;
 
+use crate::domain::routes;
 use crate::service::{ExecuteBody, Kind, ResumeBody, Service};
 use axum::Router;
 use axum::extract::State;
@@ -76,20 +77,17 @@ pub fn app(state: AppState) -> Router {
     let max_body = state.cfg.max_body_bytes;
     let cors = cors(&state.cfg.allowed_origins);
     Router::new()
-        .route("/v3/workflow/start", post(http::start))
-        .route("/v3/workflow/resume/{id}", put(http::command::<ResumeBody>))
-        .route(
-            "/v3/workflow/{id}/disconnected-node/execute",
-            post(http::command::<ExecuteBody>),
-        )
-        .route("/v3/workflow/terminate/{id}", delete(http::terminate))
-        .route("/v3/workflow/{id}", get(http::get_state))
-        .route("/v3/workflow/{id}/events", get(sse::events))
-        .route("/v3/workflow/{id}/deliveries", get(http::deliveries))
-        .route("/v3/ws", get(ws::upgrade))
+        .route(routes::START.template(), post(http::start))
+        .route(routes::RESUME.template(), put(http::command::<ResumeBody>))
+        .route(routes::EXECUTE.template(), post(http::command::<ExecuteBody>))
+        .route(routes::TERMINATE.template(), delete(http::terminate))
+        .route(routes::WORKFLOW.template(), get(http::get_state))
+        .route(routes::EVENTS.template(), get(sse::events))
+        .route(routes::DELIVERIES.template(), get(http::deliveries))
+        .route(routes::WS.template(), get(ws::upgrade))
         .merge(definitions::routes("/v3/definitions", Kind::Workflow))
         .merge(definitions::routes("/v3/nodes", Kind::Node))
-        .route("/v3/auth/ticket", post(http::ticket))
+        .route(routes::TICKET.template(), post(http::ticket))
         .route("/", get(demo::index))
         .route("/demo/app.js", get(demo::script))
         .route("/demo/style.css", get(demo::style))

@@ -30,7 +30,7 @@ fn event(o: Out) -> Event {
         Out::State { seq, body, .. } => Event::default()
             .event("state")
             .id(seq.to_string())
-            .data(String::from_utf8_lossy(&body)),
+            .data(body.as_str()),
         Out::Gap { after, latest } => Event::default().event("gap").data(
             json!({"after": after, "latest": latest, "message": "history no longer reaches back; the latest state follows"})
                 .to_string(),

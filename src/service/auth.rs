@@ -7,7 +7,6 @@ use crate::domain::{Caller, Scopes};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 /// API keys start with this, so a credential's kind is plain from its text.
 const KEY_PREFIX: &str = "drift_";
@@ -41,10 +40,7 @@ pub struct NewKey {
 }
 
 pub fn hash_key(key: &str) -> String {
-    Sha256::digest(key.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(key)
 }
 
 /// 256 random bits, url-safe; the id is what lists and revocations name.

@@ -3,7 +3,7 @@
 //! change. A gateway that publishes or activates reloads at once and tells the others over the
 //! Redis hub; a periodic revision check covers a missed notice.
 
-use crate::bus::{Hub, HubMsg, Store};
+use crate::bus::{Hub, HubMsg, Notice, Store};
 use crate::db::{Db, DbError, Kind, Stored};
 use crate::dsl::{Definition, NodeResource, Registry};
 use serde_json::Value;
@@ -100,7 +100,7 @@ impl Catalog {
         if let Err(e) = self.refresh().await {
             tracing::warn!(error = %e, "reloading definitions after a change failed; the periodic check will retry");
         }
-        if let Err(e) = store.notify(&self.channel, "changed").await {
+        if let Err(e) = store.notify(&self.channel, Notice::DefinitionsChanged).await {
             tracing::warn!(error = %e, "could not announce a definitions change; other gateways pick it up at their next check");
         }
     }
@@ -121,10 +121,14 @@ impl Catalog {
                         Err(e) => tracing::debug!(error = %e, "definitions notices unavailable; polling"),
                     }
                 }
+                // A notice, or a resync (one may have been missed): either way, check.
                 let notice = async {
                     match sub.as_mut() {
-                        Some(s) => s.recv().await,
-                        None => std::future::pending::<HubMsg>().await,
+                        Some(s) => match s.recv().await {
+                            HubMsg::Notice(Notice::DefinitionsChanged) | HubMsg::Resync => {}
+                            HubMsg::Event(_) => std::future::pending::<()>().await,
+                        },
+                        None => std::future::pending::<()>().await,
                     }
                 };
                 tokio::select! {

@@ -3,7 +3,7 @@
 
 use super::{Outcome, Service, ServiceError};
 use crate::bus::{Event, HubMsg, MessageKind, RedisKeys, Store, StoreError, Stored, Subscription};
-use bytes::Bytes;
+use crate::domain::JsonText;
 use futures::Stream;
 use std::collections::VecDeque;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +14,7 @@ pub enum Out {
     State {
         seq: u64,
         terminal: bool,
-        body: Bytes,
+        body: JsonText,
     },
     /// The history log no longer reaches back to `after`; the latest state follows.
     Gap {
@@ -37,7 +37,7 @@ fn state_out(st: &Stored) -> Out {
     Out::State {
         seq: st.seq,
         terminal: st.state.workflow_status.is_terminal(),
-        body: Bytes::from(serde_json::to_vec(&st.state).expect("state serializes")),
+        body: JsonText::of(&st.state),
     }
 }
 
@@ -156,7 +156,7 @@ impl Following {
                 }
                 // Missed messages (Redis reconnect, or this follower lagged behind the hub's
                 // buffer because its client reads slowly): read them back; states supersede.
-                HubMsg::Resync => {
+                HubMsg::Resync | HubMsg::Notice(_) => {
                     if !self.resync().await {
                         return None;
                     }

@@ -130,7 +130,6 @@ impl StartRequest {
     /// first call's workflow. serde_json's maps are sorted, so the order of a body's keys does
     /// not matter.
     pub fn fingerprint(&self) -> String {
-        use sha2::Digest;
         let asked = serde_json::json!({
             "workflow": self.workflow,
             "version": self.version,
@@ -139,8 +138,7 @@ impl StartRequest {
             "mode": self.delivery.mode,
             "callbackUrl": self.delivery.callback_url,
         });
-        let digest = sha2::Sha256::digest(asked.to_string());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        crate::digest::sha256_hex(asked.to_string())
     }
 }
 

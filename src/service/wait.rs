@@ -3,8 +3,8 @@
 
 use super::{Dispatched, Service, ServiceError};
 use crate::bus::{Event, HubMsg, MessageKind, RedisKeys, Store, StoreError, Stored};
+use crate::domain::JsonText;
 use crate::domain::{Rejection, WorkflowState};
-use bytes::Bytes;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -12,9 +12,9 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub enum Outcome {
     /// The state that answers the call (or a terminal state), serialized once for everyone.
-    State(Bytes),
+    State(JsonText),
     /// An execute-node result.
-    NodeResult(Bytes),
+    NodeResult(JsonText),
     /// The workflow refused the command.
     Rejected(Rejection),
     /// The wait ran out before an answer: the latest state known, if any. The call was not
@@ -29,15 +29,14 @@ impl Outcome {
             MessageKind::State => Outcome::State(e.body.clone()),
             MessageKind::Result => Outcome::NodeResult(e.body.clone()),
             MessageKind::Rejection => Outcome::Rejected(
-                serde_json::from_slice(&e.body)
+                serde_json::from_str(e.body.as_str())
                     .map_err(|err| ServiceError::Internal(format!("bad rejection: {err}")))?,
             ),
         })
     }
 
     fn stored(s: &Stored) -> Result<Outcome, ServiceError> {
-        let body = serde_json::to_vec(&s.state).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        Ok(Outcome::State(body.into()))
+        Ok(Outcome::State(JsonText::of(&s.state)))
     }
 }
 
@@ -104,7 +103,7 @@ impl Service {
                 // Something may have been missed: our answer may be stored by request id, or
                 // be the stored latest state. Read until the store answers (it may still be
                 // finding a new master after a failover) or the wait runs out.
-                HubMsg::Resync => {
+                HubMsg::Resync | HubMsg::Notice(_) => {
                     let mut pause = RESYNC_FIRST;
                     let read = loop {
                         match missed(store, &d.keys, request_id, any_state).await {

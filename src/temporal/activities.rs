@@ -2,7 +2,8 @@
 //! publishing (a local activity: one Redis round trip per stable state).
 
 use crate::bus::{Publication, Publisher};
-use crate::egress::Egress;
+use crate::domain::{AttemptRecord, AttemptState};
+use crate::egress::{Egress, EgressError};
 use crate::engine::{HttpRequest, HttpResponse};
 use crate::webhook::{Attempted, Delivery, DeliveryConfig, DeliveryOutcome};
 use std::collections::BTreeMap;
@@ -87,33 +88,23 @@ impl DriftActivities {
         let Some(cb) = d.callback.clone() else {
             return Ok(DeliveryOutcome::GaveUp);
         };
-        // Attempts are recorded for operators where the deployment's layout keeps them.
-        let status_key = d.workflow.as_ref().map(|w| self.publisher.layout().keys(w).deliveries);
-        let record = |state: &str, error: Option<&str>, next: Option<Duration>| {
-            let mut conn = self.publisher.conn().clone();
-            let key = status_key.clone();
-            let fields: Vec<(String, String)> = vec![
-                ("url".into(), cb.url.clone()),
-                ("seq".into(), d.seq.to_string()),
-                ("attempt".into(), attempt.to_string()),
-                ("state".into(), state.into()),
-                ("lastError".into(), error.unwrap_or("").into()),
-                (
-                    "nextRetryAt".into(),
-                    next.map(|n| chrono::Utc::now() + n)
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_default(),
-                ),
-                ("updatedAt".into(), chrono::Utc::now().to_rfc3339()),
-            ];
-            let ttl = self.publisher.retention().ttl.as_secs().max(60) as i64;
+        // Attempts are recorded for operators where the delivery names its workflow.
+        let record = |state: AttemptState, error: Option<&str>, next: Option<Duration>| {
+            let now = chrono::Utc::now();
+            let rec = AttemptRecord {
+                url: cb.url.clone(),
+                seq: d.seq,
+                attempt,
+                state,
+                last_error: error.map(str::to_string),
+                next_retry_at: next.map(|n| now + n),
+                updated_at: now,
+            };
+            let (publisher, workflow) = (&self.publisher, &d.workflow);
             async move {
-                let Some(key) = key else { return };
-                let _: redis::RedisResult<()> = redis::pipe()
-                    .hset_multiple(&key, &fields)
-                    .expire(&key, ttl)
-                    .query_async(&mut conn)
-                    .await;
+                if let Some(w) = workflow {
+                    publisher.record_attempt(w, &rec).await;
+                }
             }
         };
         let attempted = crate::webhook::attempt(
@@ -128,18 +119,23 @@ impl DriftActivities {
         let (url, id) = (&cb.url, &d.webhook_id);
         match attempted {
             Attempted::Delivered => {
-                record("delivered", None, None).await;
+                record(AttemptState::Delivered, None, None).await;
                 metrics::counter!("drift_webhook_delivered_total").increment(1);
                 tracing::info!(%url, webhook_id = %id, attempt, "webhook delivered");
                 Ok(DeliveryOutcome::Delivered)
             }
             Attempted::Gone => {
-                record("gone", Some("410 Gone: no more deliveries to this URL"), None).await;
+                record(
+                    AttemptState::Gone,
+                    Some("410 Gone: no more deliveries to this URL"),
+                    None,
+                )
+                .await;
                 tracing::warn!(%url, "receiver answered 410 Gone; deliveries to it stop");
                 Ok(DeliveryOutcome::Gone)
             }
             Attempted::Retry { error, after } => {
-                record("retrying", Some(&error), Some(after)).await;
+                record(AttemptState::Retrying, Some(&error), Some(after)).await;
                 tracing::warn!(%url, webhook_id = %id, attempt, retry_in = ?after, %error, "webhook attempt failed");
                 Err(ActivityError::application(
                     ApplicationFailure::builder(anyhow::anyhow!("{error}").into_boxed_dyn_error())
@@ -148,7 +144,7 @@ impl DriftActivities {
                 ))
             }
             Attempted::GiveUp { error } => {
-                record("failed", Some(&error), None).await;
+                record(AttemptState::Failed, Some(&error), None).await;
                 tracing::error!(%url, webhook_id = %id, attempt, %error, "webhook delivery gave up");
                 Ok(DeliveryOutcome::GaveUp)
             }
@@ -190,7 +186,7 @@ impl DriftActivities {
         }
         let mut resp = builder.send().await.map_err(|e| {
             tracing::warn!(url = %req.url, error = %e, "HTTP node request failed");
-            let refused = e.to_string().contains("internal address");
+            let refused = EgressError::refusal_in(&e).is_some();
             upstream_failure(
                 !refused,
                 if refused {

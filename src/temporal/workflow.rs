@@ -6,11 +6,11 @@ use super::activities::DriftActivities;
 use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
 use crate::bus::{Publication, Publisher};
 use crate::domain::{
-    Callback, Command, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowId, WorkflowStart, WorkflowState,
-    WorkflowStatus,
+    Callback, Command, NodeOutcome, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowId, WorkflowStart,
+    WorkflowState, WorkflowStatus,
 };
 use crate::dsl::Definition;
-use crate::engine::{Cursor, Effect, EndStatus, Machine, Prepared, View, initial_context};
+use crate::engine::{Cursor, Effect, EndStatus, Machine, NodeError, Prepared, View, initial_context};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -172,27 +172,7 @@ impl DriftWorkflow {
             if over_budget(ctx, &run) {
                 continue_as_new(ctx, &run, &def)?;
             }
-            // A screen or timer carried over from the previous run is still open (and published).
-            let reopened = run.open_screen.take();
-            let reopened_timer = run.open_timer.take();
-            let effect = match (&reopened, &reopened_timer) {
-                (_, Some((instance, until))) => Effect::Wait {
-                    instance: instance.clone(),
-                    duration_ms: None,
-                    until_ms: Some(*until),
-                },
-                _ => match &reopened {
-                    Some((instance, view)) => Effect::Screen {
-                        instance: instance.clone(),
-                        view: view.clone(),
-                        timeout_ms: match def.states.get(instance).and_then(|e| e.node.as_ref()) {
-                            Some(crate::dsl::Node::Instruction(i)) => i.timeout_ms,
-                            _ => None,
-                        },
-                    },
-                    None => machine.next_effect(&mut run.cursor),
-                },
-            };
+            let (effect, reopened) = run.next_effect(&machine);
             match effect {
                 Effect::Http {
                     instance,
@@ -208,134 +188,35 @@ impl DriftWorkflow {
                     view,
                     timeout_ms,
                 } => {
-                    if reopened.is_none() {
+                    if !reopened {
                         publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone()), None, None).await;
                     }
-                    // A screen with `timeoutMs` stops waiting then (a durable timer).
-                    let deadline = async {
-                        match timeout_ms {
-                            Some(ms) => {
-                                let _ = ctx.timer(Duration::from_millis(ms.max(1))).await;
-                            }
-                            None => std::future::pending::<()>().await,
-                        }
-                    }
-                    .fuse();
-                    futures::pin_mut!(deadline);
-                    loop {
-                        // Many commands on one screen (execute-node calls) must not exhaust the
-                        // history: continue as new, still waiting on this screen.
-                        if over_budget(ctx, &run) {
-                            run.open_screen = Some((instance.clone(), view.clone()));
-                            continue_as_new(ctx, &run, &def)?;
-                        }
-                        let cmd = temporalio_sdk::workflows::select! {
-                            _ = &mut deadline => None,
-                            c = next_command(ctx).fuse() => Some(c?),
-                        };
-                        let Some(cmd) = cmd else {
-                            machine.screen_timed_out(&mut run.cursor, &instance);
-                            break;
-                        };
-                        match cmd {
-                            Command::Resume {
-                                request_id,
-                                seq,
-                                view_response,
-                                callback,
-                            } => {
-                                let checked =
-                                    Rejection::check_resume(WorkflowStatus::Waiting, run.seq, seq).and_then(|()| {
-                                        machine
-                                            .answer(&mut run.cursor, &instance, &view, &view_response)
-                                            .map_err(|details| Rejection::InvalidAnswer { details })
-                                    });
-                                match checked {
-                                    Ok(()) => {
-                                        run.answering = Some(request_id);
-                                        if callback.is_some() {
-                                            run.callback = callback;
-                                        }
-                                        break;
-                                    }
-                                    Err(r) => reject(ctx, &run, &request_id, &r).await,
-                                }
-                            }
-                            Command::Execute {
-                                request_id,
-                                node,
-                                parameters,
-                            } => execute_node(ctx, &machine, &mut run, request_id, node, parameters).await,
-                        }
-                    }
+                    on_screen(ctx, &machine, &mut run, instance, view, timeout_ms).await?;
                 }
                 Effect::Wait {
                     instance,
                     duration_ms,
                     until_ms,
                 } => {
-                    let status = WorkflowStatus::SchedulerWaiting;
-                    if reopened_timer.is_none() {
-                        publish_state(ctx, &mut run, status, None, None, None).await;
+                    if !reopened {
+                        publish_state(ctx, &mut run, WorkflowStatus::SchedulerWaiting, None, None, None).await;
                     }
-                    let now_ms = ctx
-                        .workflow_time()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_millis() as i64)
-                        .unwrap_or_default();
-                    let fires_at = until_ms.unwrap_or(now_ms + duration_ms.unwrap_or(0) as i64);
-                    let timer = ctx.timer(Duration::from_millis((fires_at - now_ms).max(1) as u64));
-                    futures::pin_mut!(timer);
-                    loop {
-                        // Commands during a long wait must not exhaust the history either.
-                        if over_budget(ctx, &run) {
-                            run.open_timer = Some((instance.clone(), fires_at));
-                            continue_as_new(ctx, &run, &def)?;
-                        }
-                        let cmd = temporalio_sdk::workflows::select! {
-                            _ = &mut timer => None,
-                            c = next_command(ctx).fuse() => Some(c?),
-                        };
-                        match cmd {
-                            None => break,
-                            Some(Command::Execute {
-                                request_id,
-                                node,
-                                parameters,
-                            }) => execute_node(ctx, &machine, &mut run, request_id, node, parameters).await,
-                            Some(Command::Resume { request_id, .. }) => {
-                                reject(ctx, &run, &request_id, &Rejection::NotWaiting { status }).await
-                            }
-                        }
-                    }
-                    machine.effect_done(&mut run.cursor, &instance, json!({"firedAt": ctx.workflow_time().map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339())}));
+                    on_timer(ctx, &machine, &mut run, instance, duration_ms, until_ms).await?;
                 }
                 Effect::Child {
                     instance,
                     workflow,
-                    version: _,
                     params,
+                    ..
                 } => match start_child(ctx, &run, &instance, &workflow, params).await {
                     Ok(out) => machine.effect_done(&mut run.cursor, &instance, out),
-                    Err(msg) => machine.http_done(&mut run.cursor, &instance, Err(msg)),
+                    Err(msg) => machine.effect_failed(&mut run.cursor, &instance, NodeError::Child(msg)),
                 },
                 Effect::End {
                     status,
                     disposition,
                     error_message,
-                } => {
-                    let st = match status {
-                        EndStatus::Completed => WorkflowStatus::Completed,
-                        EndStatus::Failed => WorkflowStatus::Failed,
-                    };
-                    // Commands that raced the end get an answer rather than a timeout.
-                    let pending: Vec<Command> = ctx.state_mut(|s| s.inbox.drain(..).collect());
-                    publish_state(ctx, &mut run, st, None, disposition.clone(), error_message.clone()).await;
-                    for c in pending {
-                        reject(ctx, &run, c.request_id(), &Rejection::NotWaiting { status: st }).await;
-                    }
-                    return Ok(json!({"status": st, "disposition": disposition, "errorMessage": error_message}));
-                }
+                } => return Ok(end(ctx, &mut run, status, disposition, error_message).await),
             }
         }
     }
@@ -510,6 +391,170 @@ async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, state: &Wor
     }
 }
 
+impl Run {
+    /// The next effect: a screen or timer carried over from the previous run (still open and
+    /// published, so `true`), or what the machine asks for.
+    fn next_effect(&mut self, machine: &Machine<'_>) -> (Effect, bool) {
+        if let Some((instance, until)) = self.open_timer.take() {
+            self.open_screen = None;
+            let wait = Effect::Wait {
+                instance,
+                duration_ms: None,
+                until_ms: Some(until),
+            };
+            return (wait, true);
+        }
+        if let Some((instance, view)) = self.open_screen.take() {
+            let timeout_ms = match machine.definition().states.get(&instance).and_then(|e| e.node.as_ref()) {
+                Some(crate::dsl::Node::Instruction(i)) => i.timeout_ms,
+                _ => None,
+            };
+            let screen = Effect::Screen {
+                instance,
+                view,
+                timeout_ms,
+            };
+            return (screen, true);
+        }
+        (machine.next_effect(&mut self.cursor), false)
+    }
+}
+
+/// Waits on a published screen for a valid answer (rejecting the others), running execute-node
+/// commands meanwhile, until it is answered or its `timeoutMs` (a durable timer) passes.
+async fn on_screen(
+    ctx: &WorkflowContext<DriftWorkflow>,
+    machine: &Machine<'_>,
+    run: &mut Run,
+    instance: String,
+    view: View,
+    timeout_ms: Option<u64>,
+) -> WorkflowResult<()> {
+    let deadline = async {
+        match timeout_ms {
+            Some(ms) => {
+                let _ = ctx.timer(Duration::from_millis(ms.max(1))).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    .fuse();
+    futures::pin_mut!(deadline);
+    loop {
+        // Many commands on one screen (execute-node calls) must not exhaust the history:
+        // continue as new, still waiting on this screen.
+        if over_budget(ctx, run) {
+            run.open_screen = Some((instance.clone(), view.clone()));
+            continue_as_new(ctx, run, machine.definition())?;
+        }
+        let cmd = temporalio_sdk::workflows::select! {
+            _ = &mut deadline => None,
+            c = next_command(ctx).fuse() => Some(c?),
+        };
+        let Some(cmd) = cmd else {
+            machine.screen_timed_out(&mut run.cursor, &instance);
+            return Ok(());
+        };
+        match cmd {
+            Command::Resume {
+                request_id,
+                seq,
+                view_response,
+                callback,
+            } => {
+                let checked = Rejection::check_resume(WorkflowStatus::Waiting, run.seq, seq).and_then(|()| {
+                    machine
+                        .answer(&mut run.cursor, &instance, &view, &view_response)
+                        .map_err(|details| Rejection::InvalidAnswer { details })
+                });
+                match checked {
+                    Ok(()) => {
+                        run.answering = Some(request_id);
+                        if callback.is_some() {
+                            run.callback = callback;
+                        }
+                        return Ok(());
+                    }
+                    Err(r) => reject(ctx, run, &request_id, &r).await,
+                }
+            }
+            Command::Execute {
+                request_id,
+                node,
+                parameters,
+            } => execute_node(ctx, machine, run, request_id, node, parameters).await,
+        }
+    }
+}
+
+/// Waits on a published timer (a duration, or until a time), running execute-node commands
+/// meanwhile; an answer to a screen is refused.
+async fn on_timer(
+    ctx: &WorkflowContext<DriftWorkflow>,
+    machine: &Machine<'_>,
+    run: &mut Run,
+    instance: String,
+    duration_ms: Option<u64>,
+    until_ms: Option<i64>,
+) -> WorkflowResult<()> {
+    let now_ms = ctx
+        .workflow_time()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default();
+    let fires_at = until_ms.unwrap_or(now_ms + duration_ms.unwrap_or(0) as i64);
+    let timer = ctx.timer(Duration::from_millis((fires_at - now_ms).max(1) as u64));
+    futures::pin_mut!(timer);
+    loop {
+        // Commands during a long wait must not exhaust the history either.
+        if over_budget(ctx, run) {
+            run.open_timer = Some((instance.clone(), fires_at));
+            continue_as_new(ctx, run, machine.definition())?;
+        }
+        let cmd = temporalio_sdk::workflows::select! {
+            _ = &mut timer => None,
+            c = next_command(ctx).fuse() => Some(c?),
+        };
+        match cmd {
+            None => break,
+            Some(Command::Execute {
+                request_id,
+                node,
+                parameters,
+            }) => execute_node(ctx, machine, run, request_id, node, parameters).await,
+            Some(Command::Resume { request_id, .. }) => {
+                let status = WorkflowStatus::SchedulerWaiting;
+                reject(ctx, run, &request_id, &Rejection::NotWaiting { status }).await
+            }
+        }
+    }
+    let fired_at = ctx
+        .workflow_time()
+        .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+    machine.effect_done(&mut run.cursor, &instance, json!({ "firedAt": fired_at }));
+    Ok(())
+}
+
+/// Publishes the end state, answers commands that raced it, and gives the run's result.
+async fn end(
+    ctx: &WorkflowContext<DriftWorkflow>,
+    run: &mut Run,
+    status: EndStatus,
+    disposition: Option<Value>,
+    error_message: Option<String>,
+) -> Value {
+    let st = match status {
+        EndStatus::Completed => WorkflowStatus::Completed,
+        EndStatus::Failed => WorkflowStatus::Failed,
+    };
+    let pending: Vec<Command> = ctx.state_mut(|s| s.inbox.drain(..).collect());
+    publish_state(ctx, run, st, None, disposition.clone(), error_message.clone()).await;
+    for c in pending {
+        reject(ctx, run, c.request_id(), &Rejection::NotWaiting { status: st }).await;
+    }
+    json!({"status": st, "disposition": disposition, "errorMessage": error_message})
+}
+
 async fn reject(ctx: &WorkflowContext<DriftWorkflow>, run: &Run, request_id: &RequestId, r: &Rejection) {
     send(ctx, Publication::rejection(&run.scoped, run.seq, request_id, r)).await;
 }
@@ -537,13 +582,13 @@ async fn execute_node(
         Err(e) => Err(e),
     };
     let (status, response) = match outcome {
-        Ok(response) => ("SUCCESS", response),
-        Err(msg) => ("FAILED", json!({"error": msg})),
+        Ok(response) => (NodeOutcome::Success, response),
+        Err(e) => (NodeOutcome::Failed, json!({"error": e.to_string()})),
     };
     let result = NodeResult {
         workflow_id: run.start.workflow_id.to_string(),
         node,
-        status: status.into(),
+        status,
         response,
     };
     send(ctx, Publication::result(&run.scoped, run.seq, &request_id, &result)).await;

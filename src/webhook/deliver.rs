@@ -140,7 +140,7 @@ pub async fn attempt(
         }
     };
     let target = url::Url::parse(&cb.url).map_err(|e| e.to_string()).and_then(|u| {
-        egress.check_url(&u)?;
+        egress.check_url(&u).map_err(|e| e.to_string())?;
         Ok(u)
     });
     let target = match target {

@@ -245,6 +245,10 @@ async fn a_receiver_that_is_down_then_failing_gets_every_state_once_it_is_back()
         "{status:?}"
     );
     assert!(!status.body["lastAttempt"]["nextRetryAt"].as_str().unwrap().is_empty());
+    assert!(
+        status.body["lastAttempt"]["attempt"].as_u64().unwrap() >= 1,
+        "{status:?}"
+    );
 
     // Back, but answering 500 three times first.
     let rx = Receiver::new(WEBHOOK_SECRET, vec![500, 500, 500]);

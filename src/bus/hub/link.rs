@@ -12,6 +12,7 @@
 use super::registry::Registry;
 use super::topology::Node;
 use super::{Event, HubMsg};
+use crate::bus::Notice;
 use futures::StreamExt;
 use redis::{ConnectionInfo, Value};
 use std::collections::VecDeque;
@@ -357,12 +358,22 @@ impl Link {
     }
 }
 
-/// A channel message as subscribers get it: a state envelope parsed once, or — for anything
-/// else (a notice such as "definitions changed") — "re-read the source".
+/// A channel message as subscribers get it: an envelope parsed once, or a notice. Anything
+/// else (a newer release's message) may have carried what a subscriber waits for, so it is
+/// told to re-read its source.
 fn message(payload: &[u8]) -> HubMsg {
-    match Event::parse(payload) {
-        Some(ev) => HubMsg::Event(Arc::new(ev)),
-        None => HubMsg::Resync,
+    if let Some(ev) = Event::parse(payload) {
+        return HubMsg::Event(Arc::new(ev));
+    }
+    match serde_json::from_slice::<Notice>(payload) {
+        Ok(n) => HubMsg::Notice(n),
+        Err(_) => {
+            tracing::warn!(
+                len = payload.len(),
+                "an unreadable channel message; subscribers re-read their source"
+            );
+            HubMsg::Resync
+        }
     }
 }
 
@@ -384,6 +395,22 @@ mod tests {
             pending: pending.into(),
         };
         (l, rx)
+    }
+
+    #[test]
+    fn a_channel_message_is_an_envelope_a_notice_or_a_reason_to_re_read() {
+        let env = br#"{"kind":"state","seq":4,"terminal":true,"body":{"seq":4}}"#;
+        let HubMsg::Event(e) = message(env) else {
+            panic!("an envelope")
+        };
+        assert_eq!((e.seq, e.terminal, e.body.as_str()), (4, true, r#"{"seq":4}"#));
+        let notice = serde_json::to_vec(&Notice::DefinitionsChanged).unwrap();
+        assert_eq!(notice, br#"{"notice":"definitionsChanged"}"#);
+        assert!(matches!(message(&notice), HubMsg::Notice(Notice::DefinitionsChanged)));
+        assert!(
+            matches!(message(b"changed"), HubMsg::Resync),
+            "an earlier release's notice"
+        );
     }
 
     fn names(c: &[&str]) -> Vec<String> {

@@ -14,8 +14,8 @@ mod link;
 mod registry;
 mod topology;
 
-use super::{Envelope, MessageKind, RedisTarget};
-use bytes::Bytes;
+use super::{Envelope, MessageKind, Notice, RedisTarget};
+use crate::domain::JsonText;
 use link::{Flavor, LinkCmd, Report};
 use registry::Registry;
 use serde_json::value::RawValue;
@@ -45,7 +45,7 @@ pub struct Event {
     pub request_id: Option<String>,
     pub terminal: bool,
     /// The body JSON (`WorkflowState`, `Rejection` or `NodeResult`), serialized once.
-    pub body: Bytes,
+    pub body: JsonText,
 }
 
 impl Event {
@@ -57,7 +57,7 @@ impl Event {
             seq: env.seq,
             request_id: env.request_id,
             terminal: env.terminal,
-            body: Bytes::copy_from_slice(env.body.get().as_bytes()),
+            body: JsonText::from_raw(env.body),
         })
     }
 }
@@ -65,8 +65,11 @@ impl Event {
 #[derive(Debug, Clone)]
 pub enum HubMsg {
     Event(Arc<Event>),
-    /// Messages may have been missed (a resubscription, or lag): re-read state from Redis.
+    /// Messages may have been missed (a resubscription, lag, or a message this gateway cannot
+    /// read): re-read state from Redis.
     Resync,
+    /// The channel's source changed (not a workflow channel's message).
+    Notice(Notice),
 }
 
 #[derive(Debug, thiserror::Error)]

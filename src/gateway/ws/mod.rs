@@ -160,7 +160,7 @@ async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
 /// The message that answers request `rid` (None: a state its follower delivers anyway).
 fn reply_message(id: &WorkflowId, rid: &str, seq: u64, outcome: Result<Outcome, ServiceError>) -> Option<Message> {
     Some(match outcome {
-        Ok(Outcome::NodeResult(body)) => match serde_json::from_slice(&body) {
+        Ok(Outcome::NodeResult(body)) => match serde_json::from_str(body.as_str()) {
             Ok(result) => ServerMsg::Result {
                 result,
                 request_id: rid,
@@ -169,7 +169,12 @@ fn reply_message(id: &WorkflowId, rid: &str, seq: u64, outcome: Result<Outcome, 
             Err(err) => ServerMsg::error(Some(rid), &ApiError::internal(&err)).to_text(),
         },
         Ok(Outcome::Rejected(r)) => ServerMsg::error(Some(rid), &ApiError::from(r)).to_text(),
-        Ok(Outcome::State(body)) if seq > 0 => ServerMsg::state_text(id.as_str(), seq, &body),
+        Ok(Outcome::State(body)) if seq > 0 => ServerMsg::State {
+            workflow_id: id.as_str(),
+            seq,
+            state: body.raw(),
+        }
+        .to_text(),
         Ok(_) => return None,
         Err(err) => ServerMsg::error(Some(rid), &ApiError::from(err)).to_text(),
     })
@@ -195,7 +200,12 @@ impl Session {
     /// commands only to the socket that sent them.
     async fn deliver(&mut self, id: &WorkflowId, d: Followed) {
         let m = match d {
-            Followed::Out(Out::State { seq, body, .. }) => ServerMsg::state_text(id.as_str(), seq, &body),
+            Followed::Out(Out::State { seq, body, .. }) => ServerMsg::State {
+                workflow_id: id.as_str(),
+                seq,
+                state: body.raw(),
+            }
+            .to_text(),
             Followed::Out(Out::Gap { after, latest }) => ServerMsg::Gap {
                 workflow_id: id.as_str(),
                 after,

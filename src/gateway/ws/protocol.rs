@@ -6,6 +6,7 @@ use crate::gateway::error::ApiError;
 use crate::service::{ExecuteBody, ResumeBody, StartBody};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -52,6 +53,13 @@ pub struct RequestIdOnly {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMsg<'a> {
+    /// A workflow state; its body embedded as it is (checked JSON, not serialized again).
+    #[serde(rename_all = "camelCase")]
+    State {
+        workflow_id: &'a str,
+        seq: u64,
+        state: &'a RawValue,
+    },
     #[serde(rename_all = "camelCase")]
     Gap {
         workflow_id: &'a str,
@@ -99,22 +107,6 @@ impl<'a> ServerMsg<'a> {
     pub fn to_text(&self) -> axum::extract::ws::Message {
         axum::extract::ws::Message::Text(serde_json::to_string(self).expect("server messages serialize").into())
     }
-
-    /// A `state` message, `{"type":"state","workflowId","seq","state"}`, around a state body
-    /// that is already JSON (serde wrote it, or the hub checked it once for all its
-    /// subscribers): not scanned again for every socket it goes to.
-    pub fn state_text(workflow_id: &str, seq: u64, body: &[u8]) -> axum::extract::ws::Message {
-        let id = serde_json::to_string(workflow_id).expect("strings serialize");
-        let mut text = String::with_capacity(body.len() + id.len() + 64);
-        text.push_str(r#"{"type":"state","workflowId":"#);
-        text.push_str(&id);
-        text.push_str(r#","seq":"#);
-        text.push_str(&seq.to_string());
-        text.push_str(r#","state":"#);
-        text.push_str(&String::from_utf8_lossy(body));
-        text.push('}');
-        axum::extract::ws::Message::Text(text.into())
-    }
 }
 
 #[cfg(test)]
@@ -139,9 +131,15 @@ mod tests {
             matches!(m, ClientMsg::Start { ref body, idempotency_key: Some(_) } if body.request_id.as_deref() == Some("r1"))
         );
 
-        // A state is framed around its body as it is (no `State` variant to serialize it).
+        // A state embeds its body as it is.
+        let body = crate::domain::JsonText::of(&json!({"seq": 3}));
         for id in ["w", "wf-\"quoted\"\\é"] {
-            let framed = ServerMsg::state_text(id, 3, br#"{"seq":3}"#);
+            let framed = ServerMsg::State {
+                workflow_id: id,
+                seq: 3,
+                state: body.raw(),
+            }
+            .to_text();
             let axum::extract::ws::Message::Text(text) = framed else {
                 panic!("text")
             };

@@ -1,4 +1,4 @@
-use super::{Definition, Node, Registry};
+use super::{BranchNode, Definition, HttpNode, InstructionNode, Node, Registry, WaitNode};
 use crate::expr::{jsonpath, script};
 use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
@@ -141,123 +141,146 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
 }
 
 fn check_node(e: &mut Errors, name: &str, node: &Node, exists: &dyn Fn(&str) -> bool) {
-    let n = Some(name);
-    let check_script = |e: &mut Errors, field: String, src: &str| {
-        if let Err(err) = script::compile(src) {
-            e.push(n, field, format!("script does not compile: {err}"));
-        }
-    };
-    let check_template = |e: &mut Errors, field: String, src: &str| {
-        if let Err(err) = script::check_template(src) {
-            e.push(n, field, err);
-        }
+    let mut c = NodeCheck {
+        e,
+        n: Some(name),
+        exists,
     };
     match node {
-        Node::Http(h) => {
-            if !matches!(h.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") {
-                e.push(n, "node.method", format!("unsupported method {:?}", h.method));
-            }
-            check_template(e, "node.url".into(), &h.url);
-            for (k, v) in &h.headers {
-                check_template(e, format!("node.headers.{k}"), v);
-            }
-            for (k, v) in &h.query {
-                check_template(e, format!("node.query.{k}"), v);
-            }
-            if let Some(body) = &h.body {
-                let mut strings = Vec::new();
-                collect_strings(body, &mut strings);
-                for s in strings {
-                    check_template(e, "node.body".into(), s);
-                }
-            }
-            if let Some(t) = &h.transformer {
-                check_script(e, "node.transformer".into(), t);
-            }
-            if h.retry.max_attempts == 0 {
-                e.push(n, "node.retry.maxAttempts", "must be at least 1");
-            }
-            if h.timeout_ms == 0 || h.timeout_ms > 300_000 {
-                e.push(n, "node.timeoutMs", "must be between 1 and 300000");
+        Node::Http(h) => c.http(h),
+        Node::Script(s) => c.script("node.script".into(), &s.script),
+        Node::Branch(b) => c.branch(b),
+        Node::Instruction(i) => c.screen(i),
+        Node::Wait(w) => c.wait(w),
+        Node::Failure(f) => {
+            if let Some(m) = &f.error_message {
+                c.template("node.errorMessage".into(), m);
             }
         }
-        Node::Script(s) => check_script(e, "node.script".into(), &s.script),
-        Node::Branch(b) => {
-            for (i, c) in b.choices.iter().enumerate() {
-                check_script(e, format!("node.choices[{i}].rule"), &c.rule);
-                if !exists(&c.next_node) {
-                    e.push(
-                        n,
-                        format!("node.choices[{i}].nextNode"),
-                        format!("names no state: {:?}", c.next_node),
-                    );
-                }
-            }
-            if !exists(&b.default_node) {
-                e.push(n, "node.defaultNode", format!("names no state: {:?}", b.default_node));
+        Node::Success(_) => {}
+        Node::Child(ch) => {
+            if ch.workflow.is_empty() {
+                c.push("node.workflow", "must name a workflow definition");
             }
         }
-        Node::Instruction(i) => {
-            if let Some(t) = &i.on_timeout
-                && !exists(t)
+    }
+}
+
+/// The checks of one node, reported against its name.
+struct NodeCheck<'a, 'e> {
+    e: &'e mut Errors,
+    n: Option<&'a str>,
+    exists: &'a dyn Fn(&str) -> bool,
+}
+
+impl NodeCheck<'_, '_> {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.e.push(self.n, field, message);
+    }
+
+    fn script(&mut self, field: String, src: &str) {
+        if let Err(err) = script::compile(src) {
+            self.push(field, format!("script does not compile: {err}"));
+        }
+    }
+
+    fn template(&mut self, field: String, src: &str) {
+        if let Err(err) = script::check_template(src) {
+            self.push(field, err);
+        }
+    }
+
+    fn names_a_state(&mut self, field: String, target: &str) {
+        if !(self.exists)(target) {
+            self.push(field, format!("names no state: {target:?}"));
+        }
+    }
+
+    fn http(&mut self, h: &HttpNode) {
+        if !matches!(h.method.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") {
+            self.push("node.method", format!("unsupported method {:?}", h.method));
+        }
+        self.template("node.url".into(), &h.url);
+        for (k, v) in &h.headers {
+            self.template(format!("node.headers.{k}"), v);
+        }
+        for (k, v) in &h.query {
+            self.template(format!("node.query.{k}"), v);
+        }
+        if let Some(body) = &h.body {
+            let mut strings = Vec::new();
+            collect_strings(body, &mut strings);
+            for s in strings {
+                self.template("node.body".into(), s);
+            }
+        }
+        if let Some(t) = &h.transformer {
+            self.script("node.transformer".into(), t);
+        }
+        if h.retry.max_attempts == 0 {
+            self.push("node.retry.maxAttempts", "must be at least 1");
+        }
+        if h.timeout_ms == 0 || h.timeout_ms > 300_000 {
+            self.push("node.timeoutMs", "must be between 1 and 300000");
+        }
+    }
+
+    fn branch(&mut self, b: &BranchNode) {
+        for (i, c) in b.choices.iter().enumerate() {
+            self.script(format!("node.choices[{i}].rule"), &c.rule);
+            self.names_a_state(format!("node.choices[{i}].nextNode"), &c.next_node);
+        }
+        self.names_a_state("node.defaultNode".into(), &b.default_node);
+    }
+
+    fn screen(&mut self, i: &InstructionNode) {
+        if let Some(t) = &i.on_timeout {
+            self.names_a_state("node.onTimeout".into(), t);
+        }
+        if i.timeout_ms == Some(0) {
+            self.push("node.timeoutMs", "must be more than 0");
+        }
+        let mut ids = BTreeSet::new();
+        for (k, w) in i.input_options.iter().enumerate() {
+            if !ids.insert(w.id.as_str()) {
+                self.push(
+                    format!("node.inputOptions[{k}].id"),
+                    format!("duplicate widget id {:?}", w.id),
+                );
+            }
+        }
+        for (k, w) in i.input_options.iter().enumerate() {
+            if let Some(p) = &w.parent_id
+                && !ids.contains(p.as_str())
             {
-                e.push(n, "node.onTimeout", format!("names no state: {t:?}"));
-            }
-            if i.timeout_ms == Some(0) {
-                e.push(n, "node.timeoutMs", "must be more than 0");
-            }
-            let mut ids = BTreeSet::new();
-            for (k, w) in i.input_options.iter().enumerate() {
-                if !ids.insert(w.id.as_str()) {
-                    e.push(
-                        n,
-                        format!("node.inputOptions[{k}].id"),
-                        format!("duplicate widget id {:?}", w.id),
-                    );
-                }
-            }
-            for (k, w) in i.input_options.iter().enumerate() {
-                if let Some(p) = &w.parent_id
-                    && !ids.contains(p.as_str())
-                {
-                    e.push(
-                        n,
-                        format!("node.inputOptions[{k}].parentId"),
-                        format!("names no widget: {p:?}"),
-                    );
-                }
-            }
-            for (wid, src) in &i.possible_dynamic_values {
-                if !ids.contains(wid.as_str()) {
-                    e.push(n, format!("node.possibleDynamicValues.{wid}"), "names no widget");
-                }
-                check_script(e, format!("node.possibleDynamicValues.{wid}"), src);
+                self.push(
+                    format!("node.inputOptions[{k}].parentId"),
+                    format!("names no widget: {p:?}"),
+                );
             }
         }
-        Node::Wait(w) => match (&w.duration_ms, &w.until) {
+        for (wid, src) in &i.possible_dynamic_values {
+            if !ids.contains(wid.as_str()) {
+                self.push(format!("node.possibleDynamicValues.{wid}"), "names no widget");
+            }
+            self.script(format!("node.possibleDynamicValues.{wid}"), src);
+        }
+    }
+
+    fn wait(&mut self, w: &WaitNode) {
+        match (&w.duration_ms, &w.until) {
             (Some(_), None) => {}
             (None, Some(u)) if u.starts_with('$') => {
                 if let Err(err) = jsonpath::parse(u) {
-                    e.push(n, "node.until", format!("bad JSONPath: {err}"));
+                    self.push("node.until", format!("bad JSONPath: {err}"));
                 }
             }
             (None, Some(u)) => {
                 if chrono::DateTime::parse_from_rfc3339(u).is_err() {
-                    e.push(n, "node.until", "must be an RFC 3339 time or a JSONPath");
+                    self.push("node.until", "must be an RFC 3339 time or a JSONPath");
                 }
             }
-            _ => e.push(n, "node", "a WAIT node needs exactly one of durationMs or until"),
-        },
-        Node::Failure(f) => {
-            if let Some(m) = &f.error_message {
-                check_template(e, "node.errorMessage".into(), m);
-            }
-        }
-        Node::Success(_) => {}
-        Node::Child(c) => {
-            if c.workflow.is_empty() {
-                e.push(n, "node.workflow", "must name a workflow definition");
-            }
+            _ => self.push("node", "a WAIT node needs exactly one of durationMs or until"),
         }
     }
 }

@@ -2,7 +2,14 @@
 //! workflow performs the effects it asks for (HTTP calls, screens, timers, children) and feeds
 //! the results back. That keeps it deterministic for replay and unit-testable without Temporal.
 
-use crate::dsl::{Definition, HttpNode, Node, PossibleValue, RetryPolicy, StateEntry, Widget};
+mod error;
+
+pub use error::{NodeError, Where};
+
+use crate::dsl::{
+    BranchNode, Definition, FailureNode, HttpNode, InstructionNode, Node, PossibleValue, RetryPolicy, StateEntry,
+    SuccessNode, WaitNode, Widget,
+};
 use crate::expr::{jsonpath, script};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -20,6 +27,10 @@ pub struct Cursor {
     /// state can say which path led to it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trail: Vec<String>,
+    /// The run has failed with no failure node to route to; the next `next_effect` ends it
+    /// with this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 /// Longest trail a state carries; a long loop keeps its most recent steps.
@@ -31,6 +42,7 @@ impl Cursor {
             ctx,
             node,
             trail: Vec::new(),
+            failed: None,
         }
     }
 
@@ -147,24 +159,30 @@ impl<'a> Machine<'a> {
         Self { def }
     }
 
-    fn entry(&self, name: &str) -> Result<(&'a StateEntry, &'a Node), String> {
+    pub fn definition(&self) -> &'a Definition {
+        self.def
+    }
+
+    /// An effect the workflow ran (a child's start) failed: route it as a node failure.
+    pub fn effect_failed(&self, cur: &mut Cursor, instance: &str, e: NodeError) {
+        self.fail_or_park(cur, instance, e);
+    }
+
+    fn entry(&self, name: &str) -> Result<(&'a StateEntry, &'a Node), NodeError> {
         let entry = self
             .def
             .states
             .get(name)
-            .ok_or_else(|| format!("no state named {name:?}"))?;
-        let node = entry
-            .node
-            .as_ref()
-            .ok_or_else(|| format!("state {name:?} has no resolved node"))?;
+            .ok_or_else(|| NodeError::NoState(name.into()))?;
+        let node = entry.node.as_ref().ok_or_else(|| NodeError::Unresolved(name.into()))?;
         Ok((entry, node))
     }
 
     /// Resolves a node's parameters and stores them as `nodeParameters`.
-    fn enter(&self, cur: &mut Cursor, entry: &StateEntry, overrides: Option<&Value>) -> Result<Value, String> {
+    fn enter(&self, cur: &mut Cursor, entry: &StateEntry, overrides: Option<&Value>) -> Result<Value, NodeError> {
         let mut params = Map::new();
         for (k, v) in &entry.parameters {
-            let value = jsonpath::resolve(v, &cur.ctx).map_err(|e| format!("parameter {k}: {e}"))?;
+            let value = jsonpath::resolve(v, &cur.ctx).map_err(|e| Where::Parameter(k.clone()).err(e))?;
             params.insert(k.clone(), value);
         }
         if let Some(Value::Object(o)) = overrides {
@@ -182,25 +200,21 @@ impl<'a> Machine<'a> {
             match self.step(cur) {
                 Ok(Some(effect)) => return effect,
                 Ok(None) => {}
-                Err(msg) => {
+                Err(e) => {
                     let node = cur.node.clone();
                     if failing {
-                        return end_failed(format!("{msg} (while handling an earlier failure)"));
+                        return end_failed(format!("{e} (while handling an earlier failure)"));
                     }
                     failing = true;
-                    if let Some(effect) = self.fail(cur, &node, msg) {
+                    if let Some(effect) = self.fail(cur, &node, e.to_string()) {
                         return effect;
                     }
                 }
             }
         }
         let node = cur.node.clone();
-        self.fail(
-            cur,
-            &node,
-            format!("more than {MAX_PURE_STEPS} script/branch steps without reaching a stable state"),
-        )
-        .unwrap_or_else(|| end_failed("endless loop".into()))
+        self.fail(cur, &node, NodeError::Endless.to_string())
+            .unwrap_or_else(|| end_failed("endless loop".into()))
     }
 
     /// Routes a failure to `defaultFailureNode` (returns None, the cursor moved there) or ends
@@ -217,13 +231,13 @@ impl<'a> Machine<'a> {
     }
 
     /// One node. `Ok(None)` means a pure node ran and the cursor moved on.
-    fn step(&self, cur: &mut Cursor) -> Result<Option<Effect>, String> {
+    fn step(&self, cur: &mut Cursor) -> Result<Option<Effect>, NodeError> {
         let name = cur.node.clone();
         cur.entered(&name);
         let (entry, node) = self.entry(&name)?;
         let input = self.enter(cur, entry, None)?;
-        let vars = |ctx| script::Vars {
-            ctx,
+        let vars = script::Vars {
+            ctx: &cur.ctx,
             input: &input,
             extra: &[],
         };
@@ -231,135 +245,36 @@ impl<'a> Machine<'a> {
             entry
                 .next_node
                 .clone()
-                .ok_or_else(|| format!("state {name:?} has no nextNode"))
+                .ok_or_else(|| NodeError::NoNextNode(name.clone()))
         };
-        match node {
+        let effect = match node {
             Node::Script(s) => {
-                let out = script::eval(&s.script, &vars(&cur.ctx)).map_err(|e| format!("script failed: {e}"))?;
+                let out = script::eval(&s.script, &vars).map_err(|e| Where::Script.err(e))?;
                 obj(&mut cur.ctx).insert(name.clone(), out);
                 cur.node = next()?;
-                Ok(None)
+                return Ok(None);
             }
             Node::Branch(b) => {
-                let mut target = &b.default_node;
-                for (i, c) in b.choices.iter().enumerate() {
-                    if script::eval_rule(&c.rule, &vars(&cur.ctx))
-                        .map_err(|e| format!("choice {i} rule failed: {e}"))?
-                    {
-                        target = &c.next_node;
-                        break;
-                    }
-                }
-                cur.node = target.clone();
-                Ok(None)
+                cur.node = branch_target(b, &vars)?;
+                return Ok(None);
             }
-            Node::Http(h) => Ok(Some(Effect::Http {
-                instance: name,
-                request: build_request(h, &vars(&cur.ctx))?,
+            Node::Http(h) => Effect::Http {
+                request: build_request(h, &vars)?,
                 retry: h.retry.clone(),
-            })),
-            Node::Instruction(i) => {
-                let v = vars(&cur.ctx);
-                let mut widgets = i.input_options.clone();
-                for w in widgets.iter_mut() {
-                    if let Some(src) = i.possible_dynamic_values.get(&w.id) {
-                        let values =
-                            script::eval(src, &v).map_err(|e| format!("possibleDynamicValues.{}: {e}", w.id))?;
-                        w.possible_values =
-                            to_possible_values(values).map_err(|e| format!("possibleDynamicValues.{}: {e}", w.id))?;
-                    }
-                    for ins in w.instructions.iter_mut() {
-                        for val in ins.template_variables.values_mut() {
-                            let resolved = match &*val {
-                                Value::String(s) if s.starts_with('$') => jsonpath::select(s, v.ctx)?,
-                                other => script::render_value(other, &v)?,
-                            };
-                            *val = resolved;
-                        }
-                    }
-                }
-                let disposition = i
-                    .disposition
-                    .as_ref()
-                    .map(|d| script::render_value(d, &v))
-                    .transpose()?;
-                Ok(Some(Effect::Screen {
-                    instance: name.clone(),
-                    timeout_ms: i.timeout_ms,
-                    view: View {
-                        layout_id: i.layout_id.clone(),
-                        node: name,
-                        input_options: widgets,
-                        disposition,
-                    },
-                }))
-            }
-            Node::Wait(w) => {
-                let until_ms = match &w.until {
-                    None => None,
-                    Some(u) => {
-                        let text = if u.starts_with('$') {
-                            match jsonpath::select(u, &cur.ctx)? {
-                                Value::String(s) => s,
-                                other => {
-                                    return Err(format!("until: expected a time string, got {other}"));
-                                }
-                            }
-                        } else {
-                            u.clone()
-                        };
-                        let t =
-                            chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| format!("until {text:?}: {e}"))?;
-                        Some(t.timestamp_millis())
-                    }
-                };
-                Ok(Some(Effect::Wait {
-                    instance: name,
-                    duration_ms: w.duration_ms,
-                    until_ms,
-                }))
-            }
-            Node::Child(c) => Ok(Some(Effect::Child {
+                instance: name,
+            },
+            Node::Instruction(i) => screen(i, name, &vars)?,
+            Node::Wait(w) => wait(w, name, &cur.ctx)?,
+            Node::Child(c) => Effect::Child {
                 instance: name,
                 workflow: c.workflow.clone(),
                 version: c.version.clone(),
                 params: input.clone(),
-            })),
-            Node::Success(s) => {
-                let disposition = s
-                    .disposition
-                    .as_ref()
-                    .map(|d| script::render_value(d, &vars(&cur.ctx)))
-                    .transpose()?;
-                Ok(Some(Effect::End {
-                    status: EndStatus::Completed,
-                    disposition,
-                    error_message: None,
-                }))
-            }
-            Node::Failure(f) => {
-                let v = vars(&cur.ctx);
-                let message = match &f.error_message {
-                    Some(t) => script::render(t, &v)?,
-                    None => cur
-                        .ctx
-                        .pointer("/_error/message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("workflow failed")
-                        .to_string(),
-                };
-                let disposition = f
-                    .disposition
-                    .as_ref()
-                    .map(|d| script::render_value(d, &v))
-                    .transpose()?;
-                Ok(Some(Effect::End {
-                    status: EndStatus::Failed,
-                    disposition,
-                    error_message: Some(message),
-                }))
-            }
-        }
+            },
+            Node::Success(s) => success(s, &vars)?,
+            Node::Failure(f) => failure(f, &vars)?,
+        };
+        Ok(Some(effect))
     }
 
     /// Feeds an HTTP result back: stores the (transformed) output and moves on, or routes the
@@ -367,25 +282,33 @@ impl<'a> Machine<'a> {
     pub fn http_done(&self, cur: &mut Cursor, instance: &str, result: Result<HttpResponse, String>) {
         match self.http_output(cur, instance, result) {
             Ok(out) => self.store_and_next(cur, instance, out),
-            Err(msg) => {
-                if let Some(Effect::End { .. }) = self.fail(cur, instance, msg.clone()) {
-                    // No failure node: park on a synthetic end the next advance reports.
-                    self.park_failure(cur, msg);
-                }
-            }
+            Err(e) => self.fail_or_park(cur, instance, e),
         }
     }
 
-    fn http_output(&self, cur: &Cursor, instance: &str, result: Result<HttpResponse, String>) -> Result<Value, String> {
+    /// Routes a failure outside `advance` to the failure node, or parks it for `next_effect`.
+    fn fail_or_park(&self, cur: &mut Cursor, instance: &str, e: NodeError) {
+        let msg = e.to_string();
+        if self.fail(cur, instance, msg.clone()).is_some() {
+            self.park_failure(cur, msg);
+        }
+    }
+
+    fn http_output(
+        &self,
+        cur: &Cursor,
+        instance: &str,
+        result: Result<HttpResponse, String>,
+    ) -> Result<Value, NodeError> {
         let (_, node) = self.entry(instance)?;
-        let resp = result.map_err(|e| format!("HTTP call failed: {e}"))?;
+        let resp = result.map_err(NodeError::Http)?;
         let Node::Http(h) = node else {
-            return Err(format!("{instance:?} is not an HTTP node"));
+            return Err(NodeError::NotHttp(instance.into()));
         };
         match &h.transformer {
             None => Ok(resp.body),
             Some(t) => {
-                let response = serde_json::to_value(&resp).map_err(|e| e.to_string())?;
+                let response = serde_json::to_value(&resp).map_err(|e| Where::Transformer.err(e))?;
                 let input = cur.ctx.get("nodeParameters").cloned().unwrap_or(Value::Null);
                 script::eval(
                     t,
@@ -395,7 +318,7 @@ impl<'a> Machine<'a> {
                         extra: &[("response", &response)],
                     },
                 )
-                .map_err(|e| format!("transformer failed: {e}"))
+                .map_err(|e| Where::Transformer.err(e))
             }
         }
     }
@@ -404,19 +327,14 @@ impl<'a> Machine<'a> {
         obj(&mut cur.ctx).insert(instance.to_string(), out);
         match self.def.states.get(instance).and_then(|e| e.next_node.clone()) {
             Some(n) => cur.node = n,
-            None => {
-                let msg = format!("state {instance:?} has no nextNode");
-                if self.fail(cur, instance, msg.clone()).is_some() {
-                    self.park_failure(cur, msg);
-                }
-            }
+            None => self.fail_or_park(cur, instance, NodeError::NoNextNode(instance.into())),
         }
     }
 
-    /// With no failure node to go to, the run ends; `advance` reports it from `_end`.
+    /// With no failure node to go to, the run ends; `next_effect` reports it.
     fn park_failure(&self, cur: &mut Cursor, msg: String) {
         obj(&mut cur.ctx).insert("_error".into(), json!({"node": cur.node, "message": msg}));
-        cur.node = END_FAILED.to_string();
+        cur.failed = Some(msg);
     }
 
     /// Checks an answer against the view; on success stores it and moves on.
@@ -424,8 +342,10 @@ impl<'a> Machine<'a> {
         validate_answer(view, answer)?;
         let selected = answer.get("selectedOptions").cloned().unwrap_or(Value::Null);
         obj(&mut cur.ctx).insert(format!("{instance}:viewResponse"), selected);
-        let next = self.def.states.get(instance).and_then(|e| e.next_node.clone());
-        cur.node = next.unwrap_or_else(|| END_FAILED.to_string());
+        match self.def.states.get(instance).and_then(|e| e.next_node.clone()) {
+            Some(next) => cur.node = next,
+            None => self.fail_or_park(cur, instance, NodeError::NoNextNode(instance.into())),
+        }
         Ok(())
     }
 
@@ -437,9 +357,10 @@ impl<'a> Machine<'a> {
             Some(Node::Instruction(i)) => i.on_timeout.clone(),
             _ => None,
         };
-        cur.node = on_timeout
-            .or_else(|| self.def.default_failure_node.clone())
-            .unwrap_or_else(|| END_FAILED.to_string());
+        match on_timeout {
+            Some(next) => cur.node = next,
+            None => self.fail_or_park(cur, instance, NodeError::ScreenTimedOut(instance.into())),
+        }
     }
 
     /// A timer fired or a child started: store its output and move on.
@@ -453,7 +374,7 @@ impl<'a> Machine<'a> {
         cur: &mut Cursor,
         node: &str,
         parameters: Option<&Value>,
-    ) -> Result<Prepared, String> {
+    ) -> Result<Prepared, NodeError> {
         let (entry, n) = self.entry(node)?;
         let saved = cur.ctx.get("nodeParameters").cloned();
         let input = self.enter(cur, entry, parameters)?;
@@ -463,15 +384,17 @@ impl<'a> Machine<'a> {
             extra: &[],
         };
         let result = match n {
-            Node::Script(s) => script::eval(&s.script, &vars).map(Prepared::Done),
+            Node::Script(s) => script::eval(&s.script, &vars)
+                .map(Prepared::Done)
+                .map_err(|e| Where::Template.err(e)),
             Node::Http(h) => build_request(h, &vars).map(|request| Prepared::Http {
                 request,
                 retry: h.retry.clone(),
             }),
-            other => Err(format!(
-                "only HTTP and SCRIPT nodes can be executed, {node:?} is {}",
-                other.type_name()
-            )),
+            other => Err(NodeError::NotExecutable {
+                node: node.into(),
+                kind: other.type_name(),
+            }),
         };
         // A disconnected run leaves the flow's own parameters as they were.
         match saved {
@@ -490,7 +413,7 @@ impl<'a> Machine<'a> {
         cur: &mut Cursor,
         node: &str,
         result: Result<HttpResponse, String>,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, NodeError> {
         let out = self.http_output(cur, node, result)?;
         obj(&mut cur.ctx).insert(node.to_string(), out.clone());
         Ok(out)
@@ -502,19 +425,19 @@ impl<'a> Machine<'a> {
     }
 }
 
-/// A synthetic node name: the run has failed with no failure node to route to.
-pub const END_FAILED: &str = "_end_failed";
+/// The node name earlier releases parked a failure on; a cursor carried over from one (across
+/// continue-as-new) is read as failed.
+const LEGACY_END_FAILED: &str = "_end_failed";
 
 impl Machine<'_> {
     /// `advance`, also honouring a parked failure.
     pub fn next_effect(&self, cur: &mut Cursor) -> Effect {
-        if cur.node == END_FAILED {
-            let msg = cur
-                .ctx
-                .pointer("/_error/message")
-                .and_then(Value::as_str)
-                .unwrap_or("workflow failed");
-            return end_failed(msg.to_string());
+        if cur.failed.is_none() && cur.node == LEGACY_END_FAILED {
+            let msg = cur.ctx.pointer("/_error/message").and_then(Value::as_str);
+            cur.failed = Some(msg.unwrap_or("workflow failed").to_string());
+        }
+        if let Some(msg) = &cur.failed {
+            return end_failed(msg.clone());
         }
         self.advance(cur)
     }
@@ -535,10 +458,103 @@ fn obj(v: &mut Value) -> &mut Map<String, Value> {
     v.as_object_mut().expect("object")
 }
 
-fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, String> {
-    let mut url = url::Url::parse(&script::render_url(&h.url, vars)?).map_err(|e| format!("url: {e}"))?;
+/// The first choice whose rule holds, or the default.
+fn branch_target(b: &BranchNode, vars: &script::Vars) -> Result<String, NodeError> {
+    for (i, c) in b.choices.iter().enumerate() {
+        if script::eval_rule(&c.rule, vars).map_err(|e| Where::Rule(i).err(e))? {
+            return Ok(c.next_node.clone());
+        }
+    }
+    Ok(b.default_node.clone())
+}
+
+/// A screen's view: dynamic values evaluated, template variables resolved.
+fn screen(i: &InstructionNode, name: String, v: &script::Vars) -> Result<Effect, NodeError> {
+    let mut widgets = i.input_options.clone();
+    for w in widgets.iter_mut() {
+        if let Some(src) = i.possible_dynamic_values.get(&w.id) {
+            let at = || Where::DynamicValues(w.id.clone());
+            let values = script::eval(src, v).map_err(|e| at().err(e))?;
+            w.possible_values = to_possible_values(values).map_err(|e| at().err(e))?;
+        }
+        for ins in w.instructions.iter_mut() {
+            for val in ins.template_variables.values_mut() {
+                *val = match &*val {
+                    Value::String(s) if s.starts_with('$') => jsonpath::select(s, v.ctx)?,
+                    other => script::render_value(other, v)?,
+                };
+            }
+        }
+    }
+    let disposition = i.disposition.as_ref().map(|d| script::render_value(d, v)).transpose()?;
+    Ok(Effect::Screen {
+        instance: name.clone(),
+        timeout_ms: i.timeout_ms,
+        view: View {
+            layout_id: i.layout_id.clone(),
+            node: name,
+            input_options: widgets,
+            disposition,
+        },
+    })
+}
+
+/// A timer: a duration, or a time (RFC 3339, possibly read from the context).
+fn wait(w: &WaitNode, name: String, ctx: &Value) -> Result<Effect, NodeError> {
+    let until_ms = match &w.until {
+        None => None,
+        Some(u) => {
+            let text = if u.starts_with('$') {
+                match jsonpath::select(u, ctx)? {
+                    Value::String(s) => s,
+                    other => return Err(Where::Until(None).err(format!("expected a time string, got {other}"))),
+                }
+            } else {
+                u.clone()
+            };
+            let t = chrono::DateTime::parse_from_rfc3339(&text).map_err(|e| Where::Until(Some(text)).err(e))?;
+            Some(t.timestamp_millis())
+        }
+    };
+    Ok(Effect::Wait {
+        instance: name,
+        duration_ms: w.duration_ms,
+        until_ms,
+    })
+}
+
+fn success(s: &SuccessNode, v: &script::Vars) -> Result<Effect, NodeError> {
+    let disposition = s.disposition.as_ref().map(|d| script::render_value(d, v)).transpose()?;
+    Ok(Effect::End {
+        status: EndStatus::Completed,
+        disposition,
+        error_message: None,
+    })
+}
+
+/// A FAILURE node's message: its own template, or the failure that led here.
+fn failure(f: &FailureNode, v: &script::Vars) -> Result<Effect, NodeError> {
+    let message = match &f.error_message {
+        Some(t) => script::render(t, v)?,
+        None => v
+            .ctx
+            .pointer("/_error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("workflow failed")
+            .to_string(),
+    };
+    let disposition = f.disposition.as_ref().map(|d| script::render_value(d, v)).transpose()?;
+    Ok(Effect::End {
+        status: EndStatus::Failed,
+        disposition,
+        error_message: Some(message),
+    })
+}
+
+fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, NodeError> {
+    let mut url = url::Url::parse(&script::render_url(&h.url, vars)?).map_err(|e| Where::Url.err(e))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("url: scheme {:?} is not http or https", url.scheme()));
+        return Err(Where::Url.err(format!("scheme {:?} is not http or https", url.scheme())));
     }
     if !h.query.is_empty() {
         let mut q = url.query_pairs_mut();
@@ -550,7 +566,7 @@ fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, Strin
         .headers
         .iter()
         .map(|(k, v)| Ok((k.clone(), script::render(v, vars)?)))
-        .collect::<Result<_, String>>()?;
+        .collect::<Result<_, NodeError>>()?;
     let body = h.body.as_ref().map(|b| script::render_value(b, vars)).transpose()?;
     Ok(HttpRequest {
         method: h.method.clone(),

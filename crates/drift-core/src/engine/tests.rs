@@ -230,3 +230,83 @@ fn dynamic_values_and_dependent_values_are_checked() {
     )
     .unwrap();
 }
+
+fn without_failure_node() -> Definition {
+    def(json!({
+        "id": "t", "startNode": "fetch",
+        "states": {
+            "fetch": {"node": {"type": "HTTP", "method": "GET", "url": "http://x.test/"}, "nextNode": "ask"},
+            "ask": {"node": {"type": "INSTRUCTION", "layoutId": "l", "timeoutMs": 1000, "inputOptions": []},
+                    "nextNode": "done"},
+            "done": {"node": {"type": "SUCCESS"}}
+        }
+    }))
+}
+
+#[test]
+fn a_failure_with_nowhere_to_go_ends_the_run_with_its_own_message_and_leaves_the_position() {
+    let d = without_failure_node();
+    let m = Machine::new(&d);
+    let mut cur = Cursor::new(initial_context(&d, json!({}), json!({})), d.start_node.clone());
+    let Effect::Http { instance, .. } = m.next_effect(&mut cur) else {
+        panic!()
+    };
+    m.http_done(&mut cur, &instance, Err("the upstream answered 503".into()));
+    assert_eq!(cur.node, "fetch", "no synthetic node");
+    let Effect::End {
+        status, error_message, ..
+    } = m.next_effect(&mut cur)
+    else {
+        panic!()
+    };
+    assert_eq!(status, EndStatus::Failed);
+    assert_eq!(
+        error_message.as_deref(),
+        Some("HTTP call failed: the upstream answered 503")
+    );
+
+    let mut cur = Cursor::new(initial_context(&d, json!({}), json!({})), "ask".into());
+    let Effect::Screen { instance, .. } = m.next_effect(&mut cur) else {
+        panic!()
+    };
+    m.screen_timed_out(&mut cur, &instance);
+    let Effect::End { error_message, .. } = m.next_effect(&mut cur) else {
+        panic!()
+    };
+    assert_eq!(
+        error_message.as_deref(),
+        Some("screen \"ask\" was not answered in time")
+    );
+}
+
+#[test]
+fn a_cursor_parked_by_an_earlier_release_still_reads_as_failed() {
+    let d = without_failure_node();
+    let m = Machine::new(&d);
+    let mut cur: Cursor = serde_json::from_value(json!({
+        "ctx": {"_error": {"node": "fetch", "message": "HTTP call failed: boom"}},
+        "node": "_end_failed"
+    }))
+    .unwrap();
+    let Effect::End { error_message, .. } = m.next_effect(&mut cur) else {
+        panic!()
+    };
+    assert_eq!(error_message.as_deref(), Some("HTTP call failed: boom"));
+}
+
+#[test]
+fn node_errors_keep_the_wording_runs_have_always_shown() {
+    assert_eq!(Where::Rule(2).err("x").to_string(), "choice 2 rule failed: x");
+    assert_eq!(
+        Where::Parameter("amount".into()).err("y").to_string(),
+        "parameter amount: y"
+    );
+    assert_eq!(
+        Where::Until(Some("soon".into())).err("z").to_string(),
+        "until \"soon\": z"
+    );
+    assert_eq!(
+        NodeError::NoNextNode("a".into()).to_string(),
+        "state \"a\" has no nextNode"
+    );
+}
