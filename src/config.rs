@@ -346,6 +346,10 @@ pub struct GatewayArgs {
     /// A request body must arrive whole within this many milliseconds, or the call gets 408.
     #[arg(long, env = "DRIFT_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_ms: u64,
+    /// Serve event streams through hyper like every other request, instead of the listener's
+    /// own lighter path (about 8 KB more per idle stream; for comparison and diagnosis).
+    #[arg(long, env = "DRIFT_HYPER_ONLY")]
+    pub hyper_only: bool,
     /// A kept-alive connection may wait this many milliseconds for its next request.
     #[arg(long, env = "DRIFT_IDLE_TIMEOUT_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_ms: u64,

@@ -328,6 +328,7 @@ impl Application {
         let connections = crate::gateway::Connections::new(crate::gateway::ConnConfig {
             head_timeout: Duration::from_millis(g.head_timeout_ms),
             idle_timeout: Duration::from_millis(g.idle_timeout_ms),
+            hyper_only: g.hyper_only,
             max_connections: g.max_connections,
             max_per_peer: g.max_connections_per_peer,
         });

@@ -30,6 +30,8 @@ pub struct ConnConfig {
     pub max_connections: usize,
     /// Open connections from one peer address at most (0: no cap).
     pub max_per_peer: usize,
+    /// Serve every request through hyper, event streams too (the listener's own path off).
+    pub hyper_only: bool,
 }
 
 impl Default for ConnConfig {
@@ -39,6 +41,7 @@ impl Default for ConnConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 0,
             max_per_peer: 0,
+            hyper_only: false,
         }
     }
 }

@@ -115,6 +115,15 @@ impl Connection {
         // Responses and events are small writes a client waits for.
         let _ = tcp.set_nodelay(true);
         let mut head_began = Instant::now();
+        if self.cfg.hyper_only {
+            let io = Rewound {
+                head: Bytes::new(),
+                tcp,
+                timed: Timed::new(Clock::new(&self.cfg, head_began)),
+                _held: held,
+            };
+            return serve_with_hyper(io, self.router, self.shutdown).await;
+        }
         loop {
             let mut head = Vec::new();
             let read = tokio::select! {
@@ -438,6 +447,221 @@ mod tests {
             b"GET /v3/workflow/a/events HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n",
         ] {
             assert!(parse(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// The listener's own path against hyper's, on generated requests: the same router behind
+    /// two listeners, one with `hyper_only`, must give the same answers (status line, headers
+    /// but `date`, decoded body) to the same requests on one kept-alive connection.
+    mod against_hyper {
+        use super::super::*;
+        use axum::extract::{Path, Query};
+        use axum::routing::get;
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+        use std::sync::LazyLock;
+
+        /// What the query asks for (status, a streamed body in parts, a header), and the
+        /// request as the router saw it, so a difference in parsing or writing shows.
+        async fn echo(
+            Path(id): Path<String>,
+            Query(q): Query<BTreeMap<String, String>>,
+            headers: HeaderMap,
+        ) -> Response<Body> {
+            let status = q
+                .get("status")
+                .and_then(|s| s.parse().ok())
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::OK);
+            let mut seen: Vec<String> = headers
+                .iter()
+                .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v.as_bytes())))
+                .collect();
+            seen.sort();
+            let text = format!("id={id}\n{}\n", seen.join("\n"));
+            let parts: usize = q.get("parts").and_then(|p| p.parse().ok()).unwrap_or(0);
+            let body = match parts {
+                0 => Body::from(text),
+                n => Body::from_stream(futures::stream::iter(
+                    (0..n).map(move |i| Ok::<_, io::Error>(Bytes::from(format!("{i}:{text}")))),
+                )),
+            };
+            let mut r = Response::builder().status(status);
+            if let Some(h) = q.get("h") {
+                r = r.header("x-asked", h.as_str());
+            }
+            r.body(body).expect("a valid response")
+        }
+
+        async fn serve(hyper_only: bool) -> SocketAddr {
+            let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = tcp.local_addr().unwrap();
+            let router = Router::new().route(routes::EVENTS.template(), get(echo));
+            let connections = Connections::new(ConnConfig {
+                hyper_only,
+                ..Default::default()
+            });
+            let l = Listener::new(tcp, router, connections, TaskTracker::new(), CancellationToken::new());
+            tokio::spawn(l.run());
+            addr
+        }
+
+        /// (runtime, the listener's address, hyper's), started once for all cases.
+        static SERVERS: LazyLock<(tokio::runtime::Runtime, SocketAddr, SocketAddr)> = LazyLock::new(|| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let (ours, theirs) = rt.block_on(async { (serve(false).await, serve(true).await) });
+            (rt, ours, theirs)
+        });
+
+        /// One response, normalised: status line, sorted headers without `date`, decoded body.
+        #[derive(Debug, PartialEq)]
+        struct Answer {
+            status: String,
+            headers: Vec<(String, String)>,
+            body: Vec<u8>,
+        }
+
+        async fn fill(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+            let mut chunk = [0u8; 4096];
+            match tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    true
+                }
+                _ => false,
+            }
+        }
+
+        /// Reads one response off `buf` (filled from `tcp` as needed).
+        async fn read_answer(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Answer> {
+            let (head_len, code, status, mut headers) = loop {
+                let mut hs = [httparse::EMPTY_HEADER; 64];
+                let mut r = httparse::Response::new(&mut hs);
+                if let Ok(httparse::Status::Complete(n)) = r.parse(buf) {
+                    let status = format!("{} {}", r.code?, r.reason?);
+                    let headers: Vec<(String, String)> = r
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            let v = String::from_utf8_lossy(h.value).into_owned();
+                            (h.name.to_ascii_lowercase(), v)
+                        })
+                        .collect();
+                    break (n, r.code?, status, headers);
+                }
+                if !fill(tcp, buf).await {
+                    return None;
+                }
+            };
+            buf.drain(..head_len);
+            let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+            let mut body = Vec::new();
+            // 204 and 304 answers have no body whatever their headers say. (hyper writes the
+            // length of the body it drops on a 204, which RFC 9110 forbids; the listener does
+            // not, and the length is not compared for these.)
+            let bodiless = code == 204 || code == 304;
+            if bodiless {
+                headers.retain(|(k, _)| k != "content-length");
+            } else if get("transfer-encoding").is_some_and(|v| v == "chunked") {
+                loop {
+                    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+                        if !fill(tcp, buf).await {
+                            return None;
+                        }
+                        continue;
+                    };
+                    let size = usize::from_str_radix(std::str::from_utf8(&buf[..eol]).ok()?, 16).ok()?;
+                    while buf.len() < eol + 2 + size + 2 {
+                        if !fill(tcp, buf).await {
+                            return None;
+                        }
+                    }
+                    body.extend_from_slice(&buf[eol + 2..eol + 2 + size]);
+                    buf.drain(..eol + 2 + size + 2);
+                    if size == 0 {
+                        break;
+                    }
+                }
+            } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+                while buf.len() < n {
+                    if !fill(tcp, buf).await {
+                        return None;
+                    }
+                }
+                body = buf.drain(..n).collect();
+            }
+            headers.retain(|(k, _)| k != "date");
+            headers.sort();
+            Some(Answer { status, headers, body })
+        }
+
+        async fn exchange(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<Option<Answer>> {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let mut buf = Vec::new();
+            let mut out = Vec::new();
+            for r in requests {
+                if tcp.write_all(r).await.is_err() {
+                    out.push(None);
+                    break;
+                }
+                let a = read_answer(&mut tcp, &mut buf).await;
+                let last = a.is_none();
+                out.push(a);
+                if last {
+                    break;
+                }
+            }
+            out
+        }
+
+        fn request() -> impl Strategy<Value = Vec<u8>> {
+            let id = "[A-Za-z0-9._~-]{1,8}(%2[0-9A-F])?";
+            let status = prop::sample::select(vec![200u16, 201, 204, 304, 400, 404, 500]);
+            let header = (
+                prop::sample::select(vec!["Accept", "X-Thing", "x-thing", "Last-Event-ID", "Cache-Control"]),
+                "[!-~]([ !-~]{0,12}[!-~])?",
+            );
+            (
+                id,
+                prop::option::of(status),
+                0usize..3,
+                prop::option::of("[a-z0-9]{0,10}"),
+                prop::collection::vec(header, 0..4),
+                any::<bool>(),
+            )
+                .prop_map(|(id, status, parts, asked, headers, close)| {
+                    let mut q = vec![format!("parts={parts}")];
+                    q.extend(status.map(|s| format!("status={s}")));
+                    q.extend(asked.map(|h| format!("h={h}")));
+                    let mut r = format!("GET /v3/workflow/{id}/events?{} HTTP/1.1\r\nHost: x\r\n", q.join("&"));
+                    for (k, v) in headers {
+                        r.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    if close {
+                        r.push_str("Connection: close\r\n");
+                    }
+                    r.push_str("\r\n");
+                    r.into_bytes()
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+            #[test]
+            fn the_listener_answers_event_stream_requests_as_hyper_does(
+                requests in prop::collection::vec(request(), 1..4)
+            ) {
+                let (rt, ours, theirs) = &*SERVERS;
+                let (a, b) = rt.block_on(async { (exchange(*ours, &requests).await, exchange(*theirs, &requests).await) });
+                prop_assert!(a.first().is_some_and(Option::is_some), "no answer: {a:?}");
+                let sent: Vec<_> = requests.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();
+                prop_assert_eq!(a, b, "for {:#?}", sent);
+            }
         }
     }
 }
