@@ -130,18 +130,8 @@ async fn ws_client(
     Ok(())
 }
 
-/// One run at `n` subscribers.
-#[allow(clippy::too_many_arguments)]
-pub async fn run_once(
-    gateways: &[Arc<Client>],
-    ends: &Endpoints,
-    n: usize,
-    workflows: usize,
-    states: u64,
-    interval: Duration,
-    transport: Transport,
-) -> anyhow::Result<FanoutResult> {
-    let c = gateways[0].clone();
+/// Publishes as the workers of the gateway's deployment do (its Redis, its key layout).
+async fn publisher_as_workers(ends: &Endpoints) -> anyhow::Result<(Publisher, TenantId)> {
     let redis = ends
         .redis
         .clone()
@@ -158,7 +148,12 @@ pub async fn run_once(
         // As the default worker publishes.
         1,
     );
-    // Real workflows (each waits on its first screen), so the gateway follows real ids.
+    Ok((publisher, tenant))
+}
+
+/// Real workflows (each waits on its first screen), so the gateway follows real ids: their ids
+/// and stream tokens.
+async fn start_flows(c: &Client, workflows: usize) -> anyhow::Result<Vec<(String, String)>> {
     let mut flows = Vec::new();
     for _ in 0..workflows {
         let (status, r) = c
@@ -175,6 +170,51 @@ pub async fn run_once(
         let token = r["streamToken"].as_str().context("no streamToken")?.to_string();
         flows.push((id, token));
     }
+    Ok(flows)
+}
+
+/// `states` rounds, one state per workflow each `interval`, the last one terminal; each state
+/// carries when it was sent, for the latency.
+async fn publish_states(
+    publisher: &Publisher,
+    tenant: &TenantId,
+    flows: &[(String, String)],
+    states: u64,
+    interval: Duration,
+) -> anyhow::Result<()> {
+    let mut tick = tokio::time::interval(interval);
+    for k in 0..states {
+        tick.tick().await;
+        let status = match k + 1 == states {
+            true => WorkflowStatus::Completed,
+            false => WorkflowStatus::Waiting,
+        };
+        for (id, _) in flows {
+            let scoped = ScopedWorkflowId::new(tenant, &WorkflowId::parse(id)?);
+            let state = WorkflowState {
+                disposition: Some(json!({"sentAtUs": now_us()})),
+                ..WorkflowState::bare(id, status, k + 2)
+            };
+            publisher.publish(&Publication::state(&scoped, &state)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One run at `n` subscribers.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_once(
+    gateways: &[Arc<Client>],
+    ends: &Endpoints,
+    n: usize,
+    workflows: usize,
+    states: u64,
+    interval: Duration,
+    transport: Transport,
+) -> anyhow::Result<FanoutResult> {
+    let c = gateways[0].clone();
+    let (publisher, tenant) = publisher_as_workers(ends).await?;
+    let flows = start_flows(&c, workflows).await?;
     let before = ends.gateways_rss_kb();
     let kind = match transport {
         Transport::Mixed => "half SSE, half WebSocket",
@@ -242,25 +282,7 @@ pub async fn run_once(
         interval.as_millis()
     );
     let t_pub = Instant::now();
-    let mut tick = tokio::time::interval(interval);
-    for k in 0..states {
-        tick.tick().await;
-        let last = k + 1 == states;
-        for (id, _) in &flows {
-            let wid = WorkflowId::parse(id)?;
-            let scoped = ScopedWorkflowId::new(&tenant, &wid);
-            let status = if last {
-                WorkflowStatus::Completed
-            } else {
-                WorkflowStatus::Waiting
-            };
-            let state = WorkflowState {
-                disposition: Some(json!({"sentAtUs": now_us()})),
-                ..WorkflowState::bare(id, status, k + 2)
-            };
-            publisher.publish(&Publication::state(&scoped, &state)).await?;
-        }
-    }
+    publish_states(&publisher, &tenant, &flows, states, interval).await?;
     let published_for = t_pub.elapsed();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !tasks.is_empty() {

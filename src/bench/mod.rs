@@ -231,19 +231,7 @@ async fn round_trips(
     ends: &Endpoints,
     client: &crate::client::Client,
 ) -> anyhow::Result<Vec<(Series, Option<f64>)>> {
-    let auth = client.auth.clone();
-    let http = client.http.clone();
     let base = client.base.clone();
-    let post = |path: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .header("authorization", &auth)
-            .json(&body)
-    };
-    let resume_call = |id: &str, body: &Value| {
-        http.put(format!("{base}{}", routes::RESUME.to(id)))
-            .header("authorization", &auth)
-            .json(body)
-    };
     let mut floor = match a.no_floor {
         true => None,
         false => Some(floor(ends).await?),
@@ -272,53 +260,7 @@ async fn round_trips(
     );
     for i in 0..a.rounds + a.warmup {
         let keep = i >= a.warmup;
-        let t = Instant::now();
-        http.get(format!("{base}/healthz")).send().await?.error_for_status()?;
-        let h = t.elapsed();
-
-        let t = Instant::now();
-        let r: Value = post(routes::START.template(), json!({"workflow": "bank_account"}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let s = t.elapsed();
-        if r["workflowStatus"] != "WAITING" {
-            bail!("expected a first screen, got {r}");
-        }
-
-        // A resume whose next screen needs no activity: refund's reason → confirm.
-        let r: Value = post(
-            routes::START.template(),
-            json!({"workflow": "refund", "params": {"orderId": "o-bench"}}),
-        )
-        .send()
-        .await?
-        .json()
-        .await?;
-        let Some(id) = r["workflowId"].as_str() else {
-            bail!("start failed: {r}")
-        };
-        // As the floor does: the screen is answered after the workflow task that showed it has
-        // completed (the start is answered from inside that task), as a person answers it.
-        tokio::time::sleep(crate::temporal::floor::SETTLE).await;
-        let t = Instant::now();
-        let mut body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
-        let r: Value = resume_call(id, &body).send().await?.json().await?;
-        let rs = t.elapsed();
-        if r["seq"] != 2 {
-            bail!("expected the next screen, got {r}");
-        }
-        // The same call for the screen just left: Drift's own work on every call (the HTTP
-        // hop, authentication, the checks' Redis round trip) and nothing sent to Temporal.
-        tokio::time::sleep(crate::temporal::floor::SETTLE).await;
-        body["seq"] = json!(1);
-        let t = Instant::now();
-        let r = resume_call(id, &body).send().await?;
-        let rf = t.elapsed();
-        if r.status() != reqwest::StatusCode::CONFLICT {
-            bail!("expected 409 for a screen already answered, got {}", r.status());
-        }
+        let [h, s, rs, rf] = drift_round(client).await?;
         if keep {
             health.samples.push(h);
             start.samples.push(s);
@@ -359,10 +301,6 @@ async fn round_trips(
     };
     let (floor_start, floor_resume) = (best(&f_start, &fe_start), best(&f_resume, &fe_resume));
     let own = (!refused.samples.is_empty()).then(|| refused.pct(0.5));
-    println!(
-        "{:<32} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "round trip", "p50", "p90", "p99", "x healthz", "x floor"
-    );
     let rows: Vec<(Series, Option<f64>)> = vec![
         (health, None),
         (f_start, None),
@@ -373,7 +311,90 @@ async fn round_trips(
         (resume, floor_resume),
         (refused, None),
     ];
-    for (s, against) in &rows {
+    print_round_trips(&rows, base_p50);
+    // Every start and resume through the API pays at least what a refused one does (the HTTP
+    // hop, authentication, the checks) on top of what Temporal and the workflow take, none of
+    // which the floor has: the closest a ratio to the floor can come on this machine.
+    if let (Some(own), Some(fs), Some(fr)) = (own, floor_start, floor_resume) {
+        println!(
+            "A refused resume, {}, is what every call costs before Temporal: the floor plus that \
+             alone is {:.2}x for a start, {:.2}x for a resume",
+            ms(own),
+            1.0 + own.as_secs_f64() / fs,
+            1.0 + own.as_secs_f64() / fr
+        );
+    }
+    Ok(rows)
+}
+
+/// One round through the API: a bare `GET /healthz`, a start to its first screen, a resume to
+/// the next screen, and the same resume again (refused: the screen was answered).
+async fn drift_round(client: &crate::client::Client) -> anyhow::Result<[std::time::Duration; 4]> {
+    let (http, base, auth) = (&client.http, &client.base, &client.auth);
+    let start = |body: Value| async move {
+        let r: Value = http
+            .post(format!("{base}{}", routes::START.template()))
+            .header("authorization", auth)
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(r)
+    };
+    let resume = |id: String, body: Value| {
+        http.put(format!("{base}{}", routes::RESUME.to(&id)))
+            .header("authorization", auth)
+            .json(&body)
+            .send()
+    };
+    let t = Instant::now();
+    http.get(format!("{base}/healthz")).send().await?.error_for_status()?;
+    let h = t.elapsed();
+
+    let t = Instant::now();
+    let r = start(json!({"workflow": "bank_account"})).await?;
+    let s = t.elapsed();
+    if r["workflowStatus"] != "WAITING" {
+        bail!("expected a first screen, got {r}");
+    }
+
+    // A resume whose next screen needs no activity: refund's reason → confirm.
+    let r = start(json!({"workflow": "refund", "params": {"orderId": "o-bench"}})).await?;
+    let Some(id) = r["workflowId"].as_str() else {
+        bail!("start failed: {r}")
+    };
+    // As the floor does: the screen is answered after the workflow task that showed it has
+    // completed (the start is answered from inside that task), as a person answers it.
+    tokio::time::sleep(crate::temporal::floor::SETTLE).await;
+    let t = Instant::now();
+    let mut body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
+    let r: Value = resume(id.to_string(), body.clone()).await?.json().await?;
+    let rs = t.elapsed();
+    if r["seq"] != 2 {
+        bail!("expected the next screen, got {r}");
+    }
+    // The same call for the screen just left: Drift's own work on every call (the HTTP
+    // hop, authentication, the checks' Redis round trip) and nothing sent to Temporal.
+    tokio::time::sleep(crate::temporal::floor::SETTLE).await;
+    body["seq"] = json!(1);
+    let t = Instant::now();
+    let r = resume(id.to_string(), body).await?;
+    let rf = t.elapsed();
+    if r.status() != reqwest::StatusCode::CONFLICT {
+        bail!("expected 409 for a screen already answered, got {}", r.status());
+    }
+    Ok([h, s, rs, rf])
+}
+
+/// The report's table: percentiles, each against `GET /healthz` and, where there is one, the
+/// floor's p50.
+fn print_round_trips(rows: &[(Series, Option<f64>)], base_p50: f64) {
+    println!(
+        "{:<32} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "round trip", "p50", "p90", "p99", "x healthz", "x floor"
+    );
+    for (s, against) in rows {
         if s.samples.is_empty() {
             continue;
         }
@@ -388,17 +409,4 @@ async fn round_trips(
             against.map(|f| format!("{:.2}x", p50 / f)).unwrap_or_default()
         );
     }
-    // Every start and resume through the API pays at least what a refused one does (the HTTP
-    // hop, authentication, the checks) on top of what Temporal and the workflow take, none of
-    // which the floor has: the closest a ratio to the floor can come on this machine.
-    if let (Some(own), Some(fs), Some(fr)) = (own, floor_start, floor_resume) {
-        println!(
-            "A refused resume, {}, is what every call costs before Temporal: the floor plus that \
-             alone is {:.2}x for a start, {:.2}x for a resume",
-            ms(own),
-            1.0 + own.as_secs_f64() / fs,
-            1.0 + own.as_secs_f64() / fr
-        );
-    }
-    Ok(rows)
 }

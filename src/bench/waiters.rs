@@ -112,6 +112,53 @@ impl Peaks {
     }
 }
 
+/// The waiters sent, finished (answered or not) and answered with their first screen.
+#[derive(Default)]
+struct Counts {
+    sent: AtomicUsize,
+    finished: AtomicUsize,
+    answered: AtomicUsize,
+}
+
+/// One sync start held until its first screen, `delay` behind a slow stand-in call.
+async fn one_waiter(
+    http: reqwest::Client,
+    c: Arc<Client>,
+    wait: Duration,
+    delay: Duration,
+    counts: Arc<Counts>,
+) -> anyhow::Result<Duration> {
+    let t = Instant::now();
+    counts.sent.fetch_add(1, Ordering::Relaxed);
+    let r = http
+        .post(format!("{}{}", c.base, routes::START.template()))
+        .header("authorization", &c.auth)
+        .header("prefer", format!("wait={}", wait.as_secs()))
+        .json(&json!({"workflow": "bench_slow_start", "params": {"ms": delay.as_millis() as u64}}))
+        .send()
+        .await;
+    counts.finished.fetch_add(1, Ordering::Relaxed);
+    let r = r?;
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or_default();
+    if status != reqwest::StatusCode::OK || body["workflowStatus"] != "WAITING" {
+        bail!("{status}: {body}");
+    }
+    counts.answered.fetch_add(1, Ordering::Relaxed);
+    Ok(t.elapsed())
+}
+
+fn report_failures(failures: &[String]) {
+    if let Some(f) = failures.first() {
+        eprintln!("waiters: {} failed; first: {f}", failures.len());
+        if f.contains("429") {
+            eprintln!(
+                "waiters: the gateway's per-credential rate limit refused some; run it with --rate-limit 0 for this benchmark"
+            );
+        }
+    }
+}
+
 pub async fn run(
     c: Arc<Client>,
     ends: &Endpoints,
@@ -148,9 +195,8 @@ pub async fn run(
     let http = reqwest::Client::builder()
         .timeout(wait + Duration::from_secs(10))
         .build()?;
-    let answered = Arc::new(AtomicUsize::new(0));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let finished = Arc::new(AtomicUsize::new(0));
+    let counts = Arc::new(Counts::default());
+    let (answered, sent, finished) = (&counts.answered, &counts.sent, &counts.finished);
     let mut tasks = tokio::task::JoinSet::new();
     let t0 = Instant::now();
     let mut peak_blocked = 0;
@@ -165,34 +211,7 @@ pub async fn run(
                 eprintln!("  {i} sent; {} answered", answered.load(Ordering::Relaxed));
             }
         }
-        let (http, c, answered, sent, finished) = (
-            http.clone(),
-            c.clone(),
-            answered.clone(),
-            sent.clone(),
-            finished.clone(),
-        );
-        let ms = delay.as_millis() as u64;
-        tasks.spawn(async move {
-            let t = Instant::now();
-            sent.fetch_add(1, Ordering::Relaxed);
-            let r = http
-                .post(format!("{}{}", c.base, routes::START.template()))
-                .header("authorization", &c.auth)
-                .header("prefer", format!("wait={}", wait.as_secs()))
-                .json(&json!({"workflow": "bench_slow_start", "params": {"ms": ms}}))
-                .send()
-                .await;
-            finished.fetch_add(1, Ordering::Relaxed);
-            let r = r?;
-            let status = r.status();
-            let body: Value = r.json().await.unwrap_or_default();
-            if status != reqwest::StatusCode::OK || body["workflowStatus"] != "WAITING" {
-                bail!("{status}: {body}");
-            }
-            answered.fetch_add(1, Ordering::Relaxed);
-            anyhow::Ok(t.elapsed())
-        });
+        tasks.spawn(one_waiter(http.clone(), c.clone(), wait, delay, counts.clone()));
     }
     let mut samples = Vec::with_capacity(n);
     let mut failures = Vec::new();
@@ -217,14 +236,7 @@ pub async fn run(
             break;
         }
     }
-    if let Some(f) = failures.first() {
-        eprintln!("waiters: {} failed; first: {f}", failures.len());
-        if f.contains("429") {
-            eprintln!(
-                "waiters: the gateway's per-credential rate limit refused some; run it with --rate-limit 0 for this benchmark"
-            );
-        }
-    }
+    report_failures(&failures);
     // The growth at its peak over the most held at once: what one blocked request costs.
     let kb_per_waiter = match (rss_before, peaks.rss) {
         (Some(b), Some(p)) if peak_blocked > 0 => Some(p.saturating_sub(b) as f64 / peak_blocked as f64),

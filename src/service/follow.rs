@@ -41,6 +41,33 @@ fn state_out(st: &Stored) -> Out {
     }
 }
 
+/// Whether the catch-up of a follower past some `seq` must read the latest state too: when the
+/// history after it is incomplete (trimmed), or empty for a follower that was not given
+/// anything here (its client may have named a `seq` beyond what exists).
+fn needs_latest(items: &[Stored], complete: bool, delivered: bool) -> bool {
+    match items.is_empty() {
+        true => !delivered,
+        false => !complete,
+    }
+}
+
+/// What a follower past `after` gets from the store's history after it (`complete`: reaching
+/// back to `after + 1`) and its latest state (read when `needs_latest`).
+fn caught_up(after: u64, delivered: bool, items: Vec<Stored>, latest: Option<&Stored>) -> Vec<Out> {
+    let behind = match items.is_empty() {
+        // A store behind what this follower was given (a Redis failover took a state before it
+        // reached the replica) is catching up: its publish is repeated.
+        true if delivered => None,
+        // Nothing after `after`: fine, unless the client named a `seq` beyond what exists.
+        true => latest.filter(|st| st.seq < after),
+        false => latest,
+    };
+    match behind {
+        Some(st) => vec![Out::Gap { after, latest: st.seq }, state_out(st)],
+        None => items.iter().map(state_out).collect(),
+    }
+}
+
 impl Follow {
     pub(super) fn new(sub: Subscription, keys: RedisKeys, since: Option<u64>) -> Self {
         Self {
@@ -58,23 +85,11 @@ impl Follow {
             None => out.extend(store.latest(&self.keys).await?.as_ref().map(state_out)),
             Some(after) => {
                 let (items, complete) = store.history_after(&self.keys, after).await?;
-                let behind = match items.is_empty() {
-                    // A store behind what this follower was given (a Redis failover took a state
-                    // before it reached the replica) is catching up: its publish is repeated.
-                    true if self.delivered => None,
-                    // Nothing after `after`: fine, unless the client named a `seq` beyond what
-                    // exists.
-                    true => store.latest(&self.keys).await?.filter(|st| st.seq < after),
-                    false if complete => None,
-                    false => store.latest(&self.keys).await?,
+                let latest = match needs_latest(&items, complete, self.delivered) {
+                    true => store.latest(&self.keys).await?,
+                    false => None,
                 };
-                match behind {
-                    Some(st) => {
-                        out.push(Out::Gap { after, latest: st.seq });
-                        out.push(state_out(&st));
-                    }
-                    None => out.extend(items.iter().map(state_out)),
-                }
+                out = caught_up(after, self.delivered, items, latest.as_ref());
             }
         }
         if let Some(seq) = out.iter().rev().find_map(|o| match o {
@@ -207,5 +222,52 @@ impl Service {
             ended: false,
         };
         futures::stream::unfold(state, |mut st| async move { st.next().await.map(|d| (d, st)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{WorkflowState, WorkflowStatus};
+
+    fn stored(seq: u64) -> Stored {
+        Stored {
+            seq,
+            request_id: None,
+            state: WorkflowState::bare("w", WorkflowStatus::Waiting, seq),
+        }
+    }
+
+    fn seqs(out: &[Out]) -> Vec<String> {
+        out.iter()
+            .map(|o| match o {
+                Out::State { seq, .. } => seq.to_string(),
+                Out::Gap { after, latest } => format!("gap {after}..{latest}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_catches_up_from_history_or_is_told_of_the_gap_and_given_the_latest() {
+        // History reaches back: every state after `after`, no latest read.
+        let items = vec![stored(3), stored(4)];
+        assert!(!needs_latest(&items, true, false));
+        assert_eq!(seqs(&caught_up(2, false, items, None)), ["3", "4"]);
+
+        // Trimmed: the gap, then the latest only.
+        let items = vec![stored(7), stored(8)];
+        assert!(needs_latest(&items, false, false));
+        assert_eq!(seqs(&caught_up(2, false, items, Some(&stored(8)))), ["gap 2..8", "8"]);
+
+        // Nothing after a seq the client named: up to date, unless it named one beyond the
+        // latest (then the gap and the latest: its client is ahead of what exists).
+        assert!(needs_latest(&[], true, false));
+        assert!(caught_up(5, false, vec![], Some(&stored(5))).is_empty());
+        assert_eq!(seqs(&caught_up(9, false, vec![], Some(&stored(5)))), ["gap 9..5", "5"]);
+
+        // Nothing after a seq this follower was given: the store is behind it (a failover took
+        // a state before the replica had it) and is catching up; no gap, nothing older.
+        assert!(!needs_latest(&[], true, true));
+        assert!(caught_up(5, true, vec![], Some(&stored(4))).is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! The gateway's calls into Temporal, with errors sorted into what callers can act on.
 
-use super::delivery::{self, Delivery, DeliveryWorkflow};
+use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
 use super::workflow::{DriftWorkflow, WorkflowInput};
 use crate::domain::{Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState};
 use std::time::Duration;
@@ -256,6 +256,30 @@ impl Temporal {
         {
             tracing::warn!(error = %e, deliveries_id, "could not hand the state to the delivery workflow");
         }
+    }
+
+    /// Where a workflow's webhook deliveries stand, from its delivery workflow, and whether they
+    /// are over (its terminal state handled: nothing more will be attempted). None: it has no
+    /// delivery workflow (it was never async).
+    pub async fn deliveries(&self, id: &ScopedWorkflowId) -> Result<Option<(DeliveryState, bool)>, TemporalError> {
+        use temporalio_client::{WorkflowDescribeOptions, WorkflowExecutionStatus as S};
+        let client = self.client().await?;
+        let handle = client.get_workflow_handle::<DeliveryWorkflow>(&delivery::workflow_id(id));
+        let description = match handle.describe(WorkflowDescribeOptions::default()).await {
+            Ok(d) => d,
+            Err(e) => match from_interaction(e) {
+                TemporalError::NotFound => return Ok(None),
+                other => return Err(other),
+            },
+        };
+        let state = handle
+            .query(DeliveryWorkflow::status, (), WorkflowQueryOptions::default())
+            .await
+            .map_err(|e| match e {
+                WorkflowQueryError::NotFound(s) | WorkflowQueryError::Rpc(s) => from_status(&s),
+                other => TemporalError::Other(other.to_string()),
+            })?;
+        Ok(Some((state, description.status() == S::Completed)))
     }
 
     /// How the workflow ended, if it ended without publishing its end itself: terminated from

@@ -9,4 +9,5 @@ mod worker;
 mod workflow;
 
 pub use client::{EndedAs, START_TURN_WAIT, STARTS_IN_FLIGHT, Temporal, TemporalConfig, TemporalError, connect};
+pub use delivery::DeliveryState;
 pub use worker::{WorkerConfig, spawn as spawn_worker};

@@ -83,20 +83,9 @@ impl Gw {
         self.moved("evicted").await + self.moved("slot map").await
     }
 
-    /// A counter of this gateway's `/metrics` (0 when absent).
+    /// One series of this gateway's `/metrics` (0 when absent).
     async fn metric(&self, series: &str) -> f64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0.0)
+        metric_at(&self.http, &self.base, series).await
     }
 }
 

@@ -447,30 +447,6 @@ async fn start_params_over_the_command_cap_get_413_and_start_nothing() {
     assert_eq!(status_of(&ok), "WAITING", "{ok:?}");
 }
 
-/// One series of a gateway's /metrics (0 when absent).
-async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app.call(Method::GET, "/metrics", None, &[]).await.body;
-    let prefix = format!("{series} ");
-    text.as_str()
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// The series' value once it is `value`, or its last value when `within` ran out.
-async fn metric_reaches(app: &TestApp, series: &str, value: f64, within: Duration) -> f64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let now = metric(app, series).await;
-        if now == value || Instant::now() > deadline {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_callers_that_leave_mid_wait_are_not_counted_as_waiting() {
     // Its own process: the gauge is process-wide, and other tests' apps wait in this one.
@@ -490,7 +466,9 @@ async fn sync_callers_that_leave_mid_wait_are_not_counted_as_waiting() {
         assert!(r.is_err(), "the client gave up before the answer: {r:?}");
     }
     // Waiters still counted while others wait, and none once they have all gone.
-    let waiting = metric_reaches(&app, "drift_sync_waiters", 0.0, Duration::from_secs(5)).await;
+    let waiting = app
+        .metric_reaches("drift_sync_waiters", 0.0, Duration::from_secs(5))
+        .await;
     assert_eq!(waiting, 0.0, "callers that left are not waiting");
     let waiter = tokio::spawn({
         let (base, auth) = (app.base.clone(), bearer(&app.token("tests")));
@@ -505,8 +483,10 @@ async fn sync_callers_that_leave_mid_wait_are_not_counted_as_waiting() {
                 .map(|r| r.status())
         }
     });
-    let seen = metric_reaches(&app, "drift_sync_waiters", 1.0, Duration::from_secs(2)).await;
+    let seen = app
+        .metric_reaches("drift_sync_waiters", 1.0, Duration::from_secs(2))
+        .await;
     assert_eq!(seen, 1.0, "a caller still waiting is counted");
     assert_eq!(waiter.await.unwrap().ok(), Some(StatusCode::OK));
-    assert_eq!(metric(&app, "drift_sync_waiters").await, 0.0);
+    assert_eq!(app.metric("drift_sync_waiters").await, 0.0);
 }

@@ -414,6 +414,28 @@ impl TestApp {
         self.call(Method::GET, &format!("/v3/workflow/{id}"), None, &[]).await
     }
 
+    /// Waits (bounded) until the workflow's delivery workflow has handled its terminal state:
+    /// from then on no webhook attempt can come, so a test may assert what did not arrive.
+    pub async fn deliveries_over(&self, id: &str, within: Duration) -> drift::temporal::DeliveryState {
+        let temporal = drift::temporal::Temporal::new(tcfg(&self.temporal_address, &self.task_queue));
+        let scoped = drift::ScopedWorkflowId::new(
+            &drift::TenantId::parse(&self.tenant).unwrap(),
+            &drift::WorkflowId::parse(id).unwrap(),
+        );
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let now = temporal.deliveries(&scoped).await;
+            if let Ok(Some((state, true))) = now {
+                return state;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deliveries of {id} not over; last: {now:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Polls the state until `pred` holds (bounded).
     pub async fn eventually(&self, id: &str, within: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + within;
@@ -427,6 +449,41 @@ impl TestApp {
                 "state never matched; last: {:?}",
                 r
             );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One series of a gateway's `/metrics` (its name and labels as printed; 0 when absent).
+pub async fn metric_at(http: &reqwest::Client, base: &str, series: &str) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+impl TestApp {
+    /// One series of this app's `/metrics` (0 when absent). Gauges are per process: an app of
+    /// the test binary shares them with the other tests' apps.
+    pub async fn metric(&self, series: &str) -> f64 {
+        metric_at(&self.http, &self.base, series).await
+    }
+
+    /// The series' value once it is `value`, or its last value when `within` ran out.
+    pub async fn metric_reaches(&self, series: &str, value: f64, within: Duration) -> f64 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let now = self.metric(series).await;
+            if now == value || tokio::time::Instant::now() > deadline {
+                return now;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

@@ -498,7 +498,8 @@ async fn a_corpus_of_hostile_requests_gets_4xx_every_time_with_no_panic_and_no_h
         "a 16 MiB frame closes the socket"
     );
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // No wait needed: every call above has been answered, and a signal is in the history
+    // before Temporal answers it; a handler's panic is counted before its connection ends.
     assert_eq!(
         SERVER_PANICS.load(Ordering::SeqCst),
         panics_before,

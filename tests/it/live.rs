@@ -367,23 +367,9 @@ async fn shutdown_closes_streams_and_sockets_within_a_bounded_time() {
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
 
-/// The value of one series (name and labels, as printed) on this app's /metrics, if shown.
-async fn metric(app: &TestApp, series: &str) -> Option<String> {
-    let text = app.call(reqwest::Method::GET, "/metrics", None, &[]).await.body;
-    let prefix = format!("{series} ");
-    text.as_str()
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .map(|v| v.trim().to_string())
-}
-
 /// This app's hub channels, as its /metrics reports them.
 async fn hub_channels(app: &TestApp) -> u64 {
-    metric(app, "drift_hub_channels")
-        .await
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(-1.0) as u64
+    app.metric("drift_hub_channels").await as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,7 +674,7 @@ async fn channel_messages(mut sub: redis::aio::PubSub) -> Vec<(String, u64)> {
 /// `drift_workflow_replays_total` for the app's task queue.
 async fn replays(app: &TestApp) -> u64 {
     let series = format!("drift_workflow_replays_total{{task_queue=\"{}\"}}", app.task_queue);
-    metric(app, &series).await.map_or(0, |n| n.parse().unwrap())
+    app.metric(&series).await as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -311,7 +311,9 @@ async fn gone_410_stops_deliveries_to_that_callback() {
     app.resume(&id, json!({"reason": "damaged"})).await;
     let r = app.resume(&id, json!({"action": "cancel"})).await;
     assert_eq!(status_of(&r), "COMPLETED");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let over = app.deliveries_over(&id, Duration::from_secs(30)).await;
+    assert!(over.gone.contains(&url), "{over:?}");
+    assert_eq!((over.delivered, over.last_seq), (0, 1), "{over:?}");
     assert_eq!(rx.hits().len(), 1, "nothing after the 410: {:?}", rx.hits());
 }
 
@@ -497,7 +499,7 @@ async fn a_worker_killed_during_an_http_node_and_during_a_publish_loses_and_repe
     .map(|m| m["seq"].as_u64().unwrap());
     assert_eq!(ws_seqs, [1, 2], "WebSocket: every state once, in order");
     let delivered = rx.wait_delivered(2, Duration::from_secs(60)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.deliveries_over(&id, Duration::from_secs(60)).await;
     let delivered_now = rx.delivered();
     assert_eq!(delivered_now, delivered, "no late duplicates");
     assert_eq!(
@@ -541,7 +543,7 @@ async fn a_receiver_down_for_two_minutes_gets_every_state_once_in_order_when_it_
     let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
     rx.serve_on(listener);
     let delivered = rx.wait_delivered(2, Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    app.deliveries_over(&id, Duration::from_secs(60)).await;
     assert_eq!(rx.delivered(), delivered, "no duplicates after the outage");
     assert_eq!(
         delivered,
