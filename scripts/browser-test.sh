@@ -19,6 +19,10 @@ for _ in $(seq 1 180); do
   sleep 0.5
 done
 curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "drift dev never became ready" >&2; exit 1; }
+# The page's modules: formatted (Prettier) and linted (ESLint), with the tools tests/browser installs.
+(cd web-demo && ../tests/browser/node_modules/.bin/prettier --check "*.js" "*.mjs" \
+  && ../tests/browser/node_modules/.bin/eslint --config eslint.config.mjs .) \
+  || { echo "the demo page's modules need formatting or fixes (see above)" >&2; exit 1; }
 mkdir -p test-artifacts
 (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test demo.test.mjs) || { tail -50 "$log"; exit 1; }
 bash scripts/readme-examples.sh "$port" "$data" || { tail -50 "$log"; exit 1; }

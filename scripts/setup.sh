@@ -36,8 +36,9 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
   command -v node >/dev/null 2>&1 || { echo "setup: node (Node.js 18+) is needed for the browser tests" >&2; exit 1; }
-  if [ ! -d tests/browser/node_modules/playwright-core ]; then
-    echo "setup: installing playwright-core for the browser tests (npm; the browser is Debian's chromium)"
+  if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -x tests/browser/node_modules/.bin/eslint ] \
+    || [ ! -x tests/browser/node_modules/.bin/prettier ]; then
+    echo "setup: installing playwright-core, ESLint and Prettier for the browser tests (npm; the browser is Debian's chromium)"
     (cd tests/browser && npm ci --no-audit --no-fund --silent)
   fi
 fi

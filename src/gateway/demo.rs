@@ -1,9 +1,9 @@
 //! The demo page, compiled into the binary so `drift serve` needs no extra files.
 
 use super::AppState;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 pub async fn index() -> impl IntoResponse {
     (
@@ -12,11 +12,22 @@ pub async fn index() -> impl IntoResponse {
     )
 }
 
-pub async fn script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../../web-demo/app.js"),
-    )
+/// The page's ES modules, by file name.
+const MODULES: &[(&str, &str)] = &[
+    ("app.js", include_str!("../../web-demo/app.js")),
+    ("api.js", include_str!("../../web-demo/api.js")),
+    ("live.js", include_str!("../../web-demo/live.js")),
+    ("screen.js", include_str!("../../web-demo/screen.js")),
+    ("graph.js", include_str!("../../web-demo/graph.js")),
+    ("definitions.js", include_str!("../../web-demo/definitions.js")),
+    ("dom.js", include_str!("../../web-demo/dom.js")),
+];
+
+pub async fn module(Path(file): Path<String>) -> Response {
+    match MODULES.iter().find(|(name, _)| *name == file) {
+        Some((_, text)) => ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], *text).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 pub async fn style() -> impl IntoResponse {

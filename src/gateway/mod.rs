@@ -89,7 +89,7 @@ pub fn app(state: AppState) -> Router {
         .merge(definitions::routes("/v3/nodes", Kind::Node))
         .route(routes::TICKET.template(), post(http::ticket))
         .route("/", get(demo::index))
-        .route("/demo/app.js", get(demo::script))
+        .route("/demo/{file}", get(demo::module))
         .route("/demo/style.css", get(demo::style))
         .route("/demo/config.js", get(demo::config))
         .route("/healthz", get(|| async { "ok" }))

@@ -60,11 +60,15 @@ test("after a dropped socket the page reconnects by itself and catches up from s
   await page.selectOption("#workflow", "refund");
   await page.click("#start");
   await page.locator('form[data-layout="refund_reason"]').waitFor();
+  await page.locator("#wfid", { hasText: "workflow " }).waitFor();
   // Drop the socket and answer the screen while it is down (over plain HTTP, outside the page's view).
   const status = await page.evaluate(async () => {
-    ws.close();
-    const r = await fetch(`/v3/workflow/resume/${encodeURIComponent(current.id)}`, {
-      method: "PUT", headers: HEADERS, body: JSON.stringify({ viewResponse: { selectedOptions: { reason: "wrong_item" } } }),
+    window.driftDemo.dropSocket();
+    const id = document.getElementById("wfid").textContent.replace(/^workflow /, "");
+    const r = await fetch(`/v3/workflow/resume/${encodeURIComponent(id)}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json", authorization: `Bearer ${window.DRIFT_DEMO.apiKey}` },
+      body: JSON.stringify({ viewResponse: { selectedOptions: { reason: "wrong_item" } } }),
     });
     return r.status;
   });

@@ -13,25 +13,22 @@ async fn refund_example_completes_through_blocking_calls_and_ran_on_temporal() {
     let r = app.start("refund", json!({"orderId": "o-1"})).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
     assert_eq!(status_of(&r), "WAITING");
-    assert_eq!(r.body["view"]["layoutId"], "refund_reason");
-    assert_eq!(
-        r.body["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["orderId"],
-        "o-1"
-    );
-    assert_eq!(r.body["seq"], 1);
-    assert!(r.body["requestId"].is_string());
+    let a = r.answer();
+    assert_eq!(a.workflow_id, id_of(&r));
+    assert_eq!(a.node.as_deref(), Some("refund_reason"));
+    assert_eq!(a.screen().layout_id, "refund_reason");
+    assert_eq!(a.var("orderId"), "o-1");
+    assert_eq!(a.seq, 1);
+    assert!(a.request_id.is_some());
     let id = id_of(&r);
 
     let r = app
         .resume(&id, json!({"reason": "damaged", "comment": "box crushed"}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    assert_eq!(r.body["view"]["layoutId"], "refund_confirm");
-    assert_eq!(
-        r.body["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["reason"],
-        "damaged"
-    );
-    assert_eq!(r.body["seq"], 2);
+    let a = r.answer();
+    assert_eq!((a.screen().layout_id.as_str(), a.seq), ("refund_confirm", 2));
+    assert_eq!(a.var("reason"), "damaged");
 
     let r = app.resume(&id, json!({"action": "confirm"})).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
@@ -76,17 +73,11 @@ async fn child_node_starts_a_child_workflow_and_the_parent_goes_on() {
     let r = app.start("parent_child", json!({"topic": "taxes"})).await;
     assert_eq!(status_of(&r), "WAITING", "{r:?}");
     let parent = id_of(&r);
-    let child_id = r.body["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["childId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let child_id = r.answer().var("childId").as_str().unwrap().to_string();
     let child = app
         .eventually(&child_id, Duration::from_secs(20), |b| b["workflowStatus"] == "WAITING")
         .await;
-    assert_eq!(
-        child["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["topic"],
-        "taxes"
-    );
+    assert_eq!(Answer::of(&child).var("topic"), "taxes");
     let r = app.resume(&child_id, json!({"ok": "ok"})).await;
     assert_eq!(status_of(&r), "COMPLETED", "{r:?}");
     let r = app.resume(&parent, json!({"ok": "ok"})).await;
@@ -98,8 +89,9 @@ async fn failing_http_node_routes_to_default_failure_node_with_its_error() {
     let app = spawn_app().await;
     let r = app.start("refund", json!({"orderId": "missing-7"})).await;
     assert_eq!(r.status, StatusCode::OK, "{r:?}");
-    assert_eq!(status_of(&r), "FAILED");
-    let msg = r.body["errorMessage"].as_str().unwrap();
+    let a = r.answer();
+    assert_eq!(a.workflow_status, "FAILED", "{a:?}");
+    let msg = a.error_message.unwrap_or_default();
     assert!(msg.starts_with("Refund failed:") && msg.contains("404"), "{msg}");
 }
 
@@ -372,11 +364,9 @@ async fn two_hundred_concurrent_starts_get_their_own_screens_on_the_same_redis_c
         peak = peak.max(counter.count().await);
         let (n, status, body) = t.await.unwrap();
         assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["requestId"], format!("req-{n}"));
-        assert_eq!(
-            body["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["n"], n,
-            "cross-talk: {body}"
-        );
+        let a = Answer::of(&body);
+        assert_eq!(a.request_id, Some(format!("req-{n}")));
+        assert_eq!(*a.var("n"), json!(n), "cross-talk: {body}");
         assert!(ids.insert(body["workflowId"].as_str().unwrap().to_string()));
     }
     assert_eq!(ids.len(), 200);

@@ -500,6 +500,58 @@ pub async fn send(req: reqwest::RequestBuilder) -> Resp {
     }
 }
 
+/// A workflow answer as a client reads it (the fields tests look at), parsed from JSON: a
+/// misspelt field fails at the parse, not as a silent `null` in a comparison.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Answer {
+    pub workflow_id: String,
+    pub workflow_status: String,
+    pub seq: u64,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub view: Option<Screen>,
+    #[serde(default)]
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Screen {
+    pub layout_id: String,
+    pub input_options: Vec<Value>,
+}
+
+impl Answer {
+    pub fn of(body: &Value) -> Self {
+        serde_json::from_value(body.clone()).unwrap_or_else(|e| panic!("not a workflow answer ({e}): {body}"))
+    }
+
+    pub fn screen(&self) -> &Screen {
+        self.view.as_ref().unwrap_or_else(|| panic!("no screen in {self:?}"))
+    }
+
+    /// A template variable of the screen's instructions (the first widget that has it).
+    pub fn var(&self, name: &str) -> &Value {
+        self.screen()
+            .input_options
+            .iter()
+            .flat_map(|w| w["instructions"].as_array().into_iter().flatten())
+            .find_map(|i| i["templateVariables"].get(name))
+            .unwrap_or_else(|| panic!("no template variable {name:?} on {self:?}"))
+    }
+}
+
+impl Resp {
+    /// The body as a workflow answer (panics, naming the body, when it is not one).
+    pub fn answer(&self) -> Answer {
+        Answer::of(&self.body)
+    }
+}
+
 pub fn id_of(r: &Resp) -> String {
     r.body["workflowId"]
         .as_str()

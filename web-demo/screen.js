@@ -1,0 +1,167 @@
+// Screens: each state's `view` rendered as a form (widgets by their `ui.*` tags), its answer
+// collected back as `selectedOptions`, and a refused answer's details shown on its widgets.
+
+import { $, el, TERMINAL } from "./dom.js";
+
+const TEMPLATES = {
+  "refund.summary": "Order {orderId}: {amount} {currency}. What went wrong?",
+  "refund.confirm": "Refund {amount} for the reason “{reason}”?",
+  "refund.manual_review": "This order ({amount}) is above the automatic refund limit; a colleague will review it.",
+  "bank.intro": "Enter your 8-digit account number. Use “Verify” to check it before saving.",
+};
+
+function fill(templateId, vars) {
+  const t = TEMPLATES[templateId];
+  if (!t) {
+    const shown = Object.entries(vars || {}).map(([k, v]) => `${k} = ${typeof v === "object" ? JSON.stringify(v) : v}`);
+    return `${templateId}: ${shown.join(", ")}`;
+  }
+  return t.replace(/\{(\w+)\}/g, (_, k) => (vars && vars[k] !== undefined && vars[k] !== null ? vars[k] : ""));
+}
+
+const tags = (w) => (w.tags && w.tags.values) || [];
+
+function findVerifyNode(view) {
+  for (const w of view.inputOptions) {
+    for (const i of w.instructions || []) {
+      if (i.templateVariables && i.templateVariables.verifyNode) return i.templateVariables.verifyNode;
+    }
+  }
+  return null;
+}
+
+function dropdown(w, id, label) {
+  const pv = w.possibleValues || [];
+  const sel = el("select", { id, name: w.id, "data-json": "1" });
+  const options = () => {
+    let list = pv;
+    if (w.parentId && w.possibleDependentValues) {
+      const parent = document.getElementById(`w-${w.parentId}`);
+      const key = parent ? JSON.parse(parent.value || "null") : null;
+      list = w.possibleDependentValues[key] || [];
+    }
+    const shown = list.map((v) => el("option", { value: JSON.stringify(v.value ?? v) }, v.displayValue ?? v));
+    sel.replaceChildren(el("option", { value: "" }, "— choose —"), ...shown);
+  };
+  options();
+  if (w.parentId) {
+    // The parent is in the same form, added after this widget when it comes later.
+    setTimeout(() => {
+      const p = document.getElementById(`w-${w.parentId}`);
+      if (p) p.addEventListener("change", options);
+    });
+  }
+  return [el("label", { for: id }, label), sel];
+}
+
+function widget(w, verifyNode, onVerify) {
+  const t = tags(w);
+  const id = `w-${w.id}`;
+  const wrap = el("div", { class: "widget", "data-widget": w.id });
+  const label = w.description || w.id;
+  const text = (w.instructions || []).map((i) => fill(i.templateId, i.templateVariables)).join(" ");
+  if (t.includes("ui.static_text")) {
+    wrap.append(el("p", { class: "static" }, text || label));
+    return wrap;
+  }
+  if (t.includes("ui.complete")) {
+    wrap.append(el("div", { class: "banner" }, text || label));
+    return wrap;
+  }
+  if (text) wrap.append(el("p", { class: "muted" }, text));
+  if (t.includes("ui.button")) {
+    const group = el("div", { role: "group", "aria-label": label });
+    for (const v of w.possibleValues || []) {
+      const click = (e) => {
+        e.currentTarget.form.dataset.clicked = w.id;
+        e.currentTarget.form.dataset.value = e.currentTarget.value;
+      };
+      group.append(
+        el("button", { type: "submit", name: w.id, value: JSON.stringify(v.value), onclick: click }, v.displayValue),
+      );
+    }
+    wrap.append(group);
+  } else if (t.includes("ui.dropdown")) {
+    wrap.append(...dropdown(w, id, label));
+  } else if (t.includes("ui.date_picker")) {
+    wrap.append(el("label", { for: id }, label), el("input", { id, name: w.id, type: "date" }));
+  } else if (t.includes("ui.free_text")) {
+    wrap.append(el("label", { for: id }, label), el("input", { id, name: w.id, type: "text", autocomplete: "off" }));
+    if (verifyNode) {
+      const out = el("div", { class: "result", "data-testid": "verify-result", role: "status", "aria-live": "polite" });
+      const verify = () => onVerify(verifyNode, w.id, document.getElementById(id).value, out);
+      wrap.append(el("button", { type: "button", class: "secondary", onclick: verify }, "Verify"), out);
+    }
+  } else {
+    // Unknown tag: a readable generic input.
+    wrap.append(
+      el("label", { for: id }, `${label} (${t.join(", ") || "input"})`),
+      el("input", { id, name: w.id, type: "text" }),
+    );
+  }
+  wrap.append(el("div", { class: "field-error", id: `err-${w.id}`, role: "alert" }));
+  return wrap;
+}
+
+function collect(form) {
+  const selected = {};
+  for (const e of form.querySelectorAll("select, input")) {
+    if (!e.value) continue;
+    selected[e.name] = e.dataset.json ? JSON.parse(e.value) : e.value;
+  }
+  if (form.dataset.clicked) selected[form.dataset.clicked] = JSON.parse(form.dataset.value);
+  return selected;
+}
+
+/**
+ * Shows a state: its end, a timer's wait, or its screen as a form.
+ * `on`: `{ answer(selectedOptions), verify(node, param, value, out) }`.
+ */
+export function render(st, on) {
+  const box = $("screen");
+  box.replaceChildren();
+  if (TERMINAL.includes(st.workflowStatus)) {
+    const msg = st.errorMessage || (st.disposition && st.disposition.message) || st.workflowStatus;
+    const cls = "banner" + (st.workflowStatus === "COMPLETED" ? "" : " failed");
+    const text = msg === st.workflowStatus ? msg : `${st.workflowStatus}: ${msg}`;
+    box.append(el("div", { class: cls, role: "status", "data-testid": "complete" }, text));
+    if (st.disposition) box.append(el("pre", { class: "muted" }, JSON.stringify(st.disposition, null, 2)));
+    return;
+  }
+  if (st.workflowStatus === "SCHEDULER_WAITING") {
+    box.append(el("p", { class: "static" }, "Waiting on a durable timer… the next state will arrive by itself."));
+    return;
+  }
+  if (!st.view) {
+    box.append(el("p", { class: "muted" }, `Status ${st.workflowStatus}`));
+    return;
+  }
+  const form = el("form", { id: "answer", "data-layout": st.view.layoutId });
+  form.append(el("h3", {}, st.view.layoutId.replace(/_/g, " ")));
+  const verifyNode = findVerifyNode(st.view);
+  for (const w of st.view.inputOptions) form.append(widget(w, verifyNode, on.verify));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    on.answer(collect(form));
+  });
+  if (!st.view.inputOptions.some((w) => tags(w).includes("ui.button"))) {
+    form.append(el("button", { type: "submit" }, "Continue"));
+  }
+  box.append(form);
+  const first = form.querySelector("select, input, button");
+  if (first) first.focus();
+}
+
+export function clearFieldErrors() {
+  for (const e of document.querySelectorAll(".field-error")) e.textContent = "";
+}
+
+/** A refused answer: each widget's message beside it, or the message above the screen. */
+export function showRefusal(m) {
+  const details = m.details || [];
+  for (const d of details) {
+    const e = $(`err-${d.widgetId}`);
+    if (e) e.textContent = d.message === "required" ? "This field is required." : d.message;
+  }
+  if (!details.length) $("screen").prepend(el("p", { class: "field-error", role: "alert" }, m.message || "error"));
+}
