@@ -1,36 +1,6 @@
-//! Drift: a Temporal-powered low-code workflow platform with a real-time gateway.
-//!
-//! Layers, each depending only on those before it:
-//! `expr` ← `dsl` ← `engine` (the `drift-core` crate, pure) ← `domain` ← `bus`, `temporal`
-//! (adapters) ← `service` ← `gateway` (transports) ← `startup`. Modules are private; what the
-//! binary and the integration tests need is public below.
+//! Drift: a Temporal-powered low-code workflow platform with a real-time gateway. The library
+//! is `drift-server` (on the pure core, `drift-core`); `drift bench` is `drift-bench`. This crate
+//! holds the binary and the integration tests, and names both libraries as `drift`.
 
-mod admin;
-mod bus;
-mod client;
-mod db;
-mod definitions_cli;
-mod digest;
-mod domain;
-mod egress;
-mod gateway;
-mod service;
-mod standins;
-pub mod temporal;
-mod webhook;
-
-pub mod bench;
-pub mod config;
-pub mod dev;
-pub mod startup;
-pub mod telemetry;
-
-// The pure core, under the names the rest of the crate has always used.
-use drift_core::{dsl, engine};
-
-pub use admin::keys;
-pub use bus::{Layout, RedisKeys};
-pub use definitions_cli::run as definitions;
-pub use domain::{ScopedWorkflowId, TenantId, WorkflowId};
-pub use service::Tokens;
-pub use temporal::TemporalConfig;
+pub use drift_bench as bench;
+pub use drift_server::*;

@@ -3,9 +3,9 @@
 //! connections; reports memory per waiter.
 
 use super::{Endpoints, Series, cell, kb};
-use crate::client::Client;
-use crate::domain::routes;
 use anyhow::{Context, bail};
+use drift_server::client::Client;
+use drift_server::domain::routes;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -166,11 +166,11 @@ pub async fn run(
     delay: Duration,
     ramp_per_sec: u64,
 ) -> anyhow::Result<WaitersResult> {
-    if delay > Duration::from_millis(crate::standins::SLOWEST_MS) {
+    if delay > Duration::from_millis(drift_server::standins::SLOWEST_MS) {
         bail!(
             "the slow stand-in holds a call at most {} ms (--delay-ms {})",
-            crate::standins::SLOWEST_MS,
-            crate::standins::SLOWEST_MS
+            drift_server::standins::SLOWEST_MS,
+            drift_server::standins::SLOWEST_MS
         );
     }
     ensure_definition(&c, delay).await?;

@@ -1,14 +1,16 @@
 //! `drift bench`: latency of the sync round trips against a running gateway (e.g. `drift dev`),
 //! reported next to a bare HTTP round trip to the same gateway and next to the raw-SDK floor
-//! (`temporal::floor`) on the same Temporal and Redis, all measured in the same process.
+//! (`floor`) on the same Temporal and Redis, all measured in the same process. A crate of its
+//! own: nothing here is part of the gateway or the worker.
 
 mod fanout;
+pub mod floor;
 mod report;
 mod waiters;
 
-use crate::config::{BenchArgs, BenchCmd};
-use crate::domain::routes;
 use anyhow::{Context, bail};
+use drift_server::config::{BenchArgs, BenchCmd};
+use drift_server::domain::routes;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -51,7 +53,7 @@ pub fn kb(v: Option<f64>) -> String {
 pub struct Endpoints {
     pub temporal_address: Option<String>,
     /// The gateway's Redis: one server or a cluster.
-    pub redis: Option<crate::bus::RedisTarget>,
+    pub redis: Option<drift_server::bus::RedisTarget>,
     /// The measured gateways' processes.
     pub pids: Vec<u32>,
     pub tenant: String,
@@ -65,13 +67,13 @@ impl Endpoints {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         let s = |k: &str| e[k].as_str().map(String::from);
-        let flags = crate::bus::RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster)
+        let flags = drift_server::bus::RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster)
             .map_err(|e| anyhow::anyhow!(e))?;
         let written = || {
             let cluster: Vec<String> = s("redisCluster")
                 .map(|c| c.split(',').map(String::from).collect())
                 .unwrap_or_default();
-            crate::bus::RedisTarget::from_flags(s("redisUrl").as_deref(), &cluster)
+            drift_server::bus::RedisTarget::from_flags(s("redisUrl").as_deref(), &cluster)
                 .ok()
                 .flatten()
         };
@@ -108,7 +110,7 @@ impl Endpoints {
     /// The gateway's Redis when it is one server (whose clients can be counted in one place).
     pub fn standalone_redis(&self) -> Option<&str> {
         match &self.redis {
-            Some(crate::bus::RedisTarget::Standalone(u)) => Some(u),
+            Some(drift_server::bus::RedisTarget::Standalone(u)) => Some(u),
             _ => None,
         }
     }
@@ -128,7 +130,7 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
 struct Floor {
     client: temporalio_client::Client,
     /// The floor's screens reach it through a subscription hub, as Drift's do.
-    hub: crate::bus::Hub,
+    hub: drift_server::bus::Hub,
     task_queue: String,
     stop: tokio_util::sync::CancellationToken,
     worker: std::thread::JoinHandle<anyhow::Result<()>>,
@@ -139,18 +141,17 @@ async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
     let temporal = ends.temporal_address.clone().context(hint)?;
     let redis = ends.redis.clone().context(hint)?;
     let task_queue = format!("drift-floor-{}", std::process::id());
-    let cfg = crate::temporal::TemporalConfig {
+    let cfg = drift_server::temporal::TemporalConfig {
         address: temporal.clone(),
         namespace: "default".into(),
         task_queue: task_queue.clone(),
     };
-    let client = crate::temporal::connect(&cfg)
+    let client = drift_server::temporal::connect(&cfg)
         .await
         .with_context(|| format!("connecting to Temporal at {temporal} for the floor"))?;
     let stop = tokio_util::sync::CancellationToken::new();
-    let worker =
-        crate::temporal::floor::spawn_floor_worker(client.clone(), redis.clone(), task_queue.clone(), stop.clone())?;
-    let hub = crate::bus::Hub::start(&redis, 1, stop.clone())?;
+    let worker = crate::floor::spawn_floor_worker(client.clone(), redis.clone(), task_queue.clone(), stop.clone())?;
+    let hub = drift_server::bus::Hub::start(&redis, 1, stop.clone())?;
     Ok(Floor {
         client,
         hub,
@@ -162,7 +163,7 @@ async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
 
 pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let ends = Endpoints::of(&a)?;
-    let client = std::sync::Arc::new(crate::client::Client::new(&a.gateway)?);
+    let client = std::sync::Arc::new(drift_server::client::Client::new(&a.gateway)?);
     match a.what.clone() {
         None => {
             let rows = round_trips(&a, &ends, &client).await?;
@@ -229,7 +230,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
 async fn round_trips(
     a: &BenchArgs,
     ends: &Endpoints,
-    client: &crate::client::Client,
+    client: &drift_server::client::Client,
 ) -> anyhow::Result<Vec<(Series, Option<f64>)>> {
     let base = client.base.clone();
     let mut floor = match a.no_floor {
@@ -268,7 +269,7 @@ async fn round_trips(
             refused.samples.push(rf);
         }
         if let Some(f) = floor.as_mut() {
-            use crate::temporal::floor::floor_round;
+            use crate::floor::floor_round;
             let (s, r) = floor_round(&f.client, &f.hub, &f.task_queue, false).await?;
             let (se, re) = floor_round(&f.client, &f.hub, &f.task_queue, true).await?;
             if keep {
@@ -329,7 +330,7 @@ async fn round_trips(
 
 /// One round through the API: a bare `GET /healthz`, a start to its first screen, a resume to
 /// the next screen, and the same resume again (refused: the screen was answered).
-async fn drift_round(client: &crate::client::Client) -> anyhow::Result<[std::time::Duration; 4]> {
+async fn drift_round(client: &drift_server::client::Client) -> anyhow::Result<[std::time::Duration; 4]> {
     let (http, base, auth) = (&client.http, &client.base, &client.auth);
     let start = |body: Value| async move {
         let r: Value = http
@@ -366,7 +367,7 @@ async fn drift_round(client: &crate::client::Client) -> anyhow::Result<[std::tim
     };
     // As the floor does: the screen is answered after the workflow task that showed it has
     // completed (the start is answered from inside that task), as a person answers it.
-    tokio::time::sleep(crate::temporal::floor::SETTLE).await;
+    tokio::time::sleep(crate::floor::SETTLE).await;
     let t = Instant::now();
     let mut body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
     let r: Value = resume(id.to_string(), body.clone()).await?.json().await?;
@@ -376,7 +377,7 @@ async fn drift_round(client: &crate::client::Client) -> anyhow::Result<[std::tim
     }
     // The same call for the screen just left: Drift's own work on every call (the HTTP
     // hop, authentication, the checks' Redis round trip) and nothing sent to Temporal.
-    tokio::time::sleep(crate::temporal::floor::SETTLE).await;
+    tokio::time::sleep(crate::floor::SETTLE).await;
     body["seq"] = json!(1);
     let t = Instant::now();
     let r = resume(id.to_string(), body).await?;

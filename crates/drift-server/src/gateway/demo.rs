@@ -8,19 +8,19 @@ use axum::response::{IntoResponse, Response};
 pub async fn index() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        include_str!("../../web-demo/index.html"),
+        include_str!("../../../../web-demo/index.html"),
     )
 }
 
 /// The page's ES modules, by file name.
 const MODULES: &[(&str, &str)] = &[
-    ("app.js", include_str!("../../web-demo/app.js")),
-    ("api.js", include_str!("../../web-demo/api.js")),
-    ("live.js", include_str!("../../web-demo/live.js")),
-    ("screen.js", include_str!("../../web-demo/screen.js")),
-    ("graph.js", include_str!("../../web-demo/graph.js")),
-    ("definitions.js", include_str!("../../web-demo/definitions.js")),
-    ("dom.js", include_str!("../../web-demo/dom.js")),
+    ("app.js", include_str!("../../../../web-demo/app.js")),
+    ("api.js", include_str!("../../../../web-demo/api.js")),
+    ("live.js", include_str!("../../../../web-demo/live.js")),
+    ("screen.js", include_str!("../../../../web-demo/screen.js")),
+    ("graph.js", include_str!("../../../../web-demo/graph.js")),
+    ("definitions.js", include_str!("../../../../web-demo/definitions.js")),
+    ("dom.js", include_str!("../../../../web-demo/dom.js")),
 ];
 
 pub async fn module(Path(file): Path<String>) -> Response {
@@ -33,7 +33,7 @@ pub async fn module(Path(file): Path<String>) -> Response {
 pub async fn style() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../../web-demo/style.css"),
+        include_str!("../../../../web-demo/style.css"),
     )
 }
 

@@ -4,10 +4,9 @@
 mod activities;
 mod client;
 mod delivery;
-pub mod floor;
 mod worker;
 mod workflow;
 
 pub use client::{EndedAs, START_TURN_WAIT, STARTS_IN_FLIGHT, Temporal, TemporalConfig, TemporalError, connect};
 pub use delivery::DeliveryState;
-pub use worker::{WorkerConfig, spawn as spawn_worker};
+pub use worker::{WorkerConfig, on_own_thread, spawn as spawn_worker};

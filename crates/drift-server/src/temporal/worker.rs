@@ -80,7 +80,7 @@ pub fn spawn(
 /// Runs an SDK worker on a thread of its own, named `thread`, with a single-threaded runtime
 /// (`Worker::run` is not `Send`). `setup` builds the worker there; this returns once setup has
 /// succeeded or failed. The thread ends when the worker has drained after `shutdown`.
-pub(crate) fn on_own_thread<F, Fut>(
+pub fn on_own_thread<F, Fut>(
     thread: &str,
     what: &'static str,
     shutdown: CancellationToken,
