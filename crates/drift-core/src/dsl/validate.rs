@@ -1,4 +1,4 @@
-use super::{BranchNode, Definition, HttpNode, InstructionNode, Node, Registry, WaitNode};
+use super::{BranchNode, Definition, HttpNode, InstructionNode, Node, Registry, StateEntry, WaitNode};
 use crate::expr::{jsonpath, script};
 use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
@@ -53,91 +53,108 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
     {
         e.push(None, "defaultFailureNode", format!("names no state: {f:?}"));
     }
-
     for (name, entry) in &original.states {
-        let n = Some(name.as_str());
-        if name.contains(':') || name.starts_with('_') || name == "params" || name == "threadContext" {
-            e.push(
-                n,
-                "name",
-                "instance names may not contain ':', start with '_', or be 'params'/'threadContext'",
-            );
-        }
-        let node = match (&entry.node, &entry.resource_id) {
-            (Some(node), None) => Some(node.clone()),
-            (None, Some(id)) => match reg.node(id, entry.resource_version.as_deref()) {
-                Some(res) => Some(res.node.clone()),
-                None => {
-                    e.push(
-                        n,
-                        "resourceId",
-                        format!(
-                            "unknown node resource {id:?} (version {:?})",
-                            entry.resource_version.as_deref().unwrap_or("ACTIVE")
-                        ),
-                    );
-                    None
-                }
-            },
-            (Some(_), Some(_)) => {
-                e.push(n, "node", "give either an inline node or a resourceId, not both");
-                None
-            }
-            (None, None) => {
-                e.push(n, "node", "missing: give an inline node or a resourceId");
-                None
-            }
-        };
-        for (p, v) in &entry.parameters {
-            if let Some(path) = v.as_str().filter(|s| s.starts_with('$'))
-                && let Err(err) = jsonpath::parse(path)
-            {
-                e.push(n, format!("parameters.{p}"), format!("bad JSONPath {path:?}: {err}"));
-            }
-        }
-        if let Some(next) = &entry.next_node
-            && !exists(next)
-        {
-            e.push(n, "nextNode", format!("names no state: {next:?}"));
-        }
-        let Some(node) = node else { continue };
-        let terminal = matches!(node, Node::Success(_) | Node::Failure(_));
-        let branch = matches!(node, Node::Branch(_));
-        if terminal && entry.next_node.is_some() {
-            e.push(
-                n,
-                "nextNode",
-                format!("a {} node ends the workflow and takes no nextNode", node.type_name()),
-            );
-        }
-        if !terminal && !branch && entry.next_node.is_none() && reach.contains(name.as_str()) {
-            e.push(
-                n,
-                "nextNode",
-                format!("a {} node on the flow needs a nextNode", node.type_name()),
-            );
-        }
-        check_node(&mut e, name, &node, &exists);
+        check_state(&mut e, name, entry, reg, &exists, reach.contains(name.as_str()));
     }
-
-    // A node nobody reaches is fine as a disconnected node (an HTTP or SCRIPT node run by
-    // execute-node); anything else unreachable is almost certainly a wiring mistake.
     if exists(&def.start_node) {
-        for (name, entry) in &def.states {
-            if reach.contains(name.as_str()) {
-                continue;
-            }
-            let kind = entry.node.as_ref().map(Node::type_name);
-            let executable = matches!(kind, Some("HTTP") | Some("SCRIPT"));
-            if !executable || entry.next_node.is_some() {
-                e.push(Some(name), "nextNode", format!(
-                    "unreachable from startNode {:?}; only HTTP or SCRIPT nodes without nextNode may be disconnected",
-                    def.start_node
-                ));
-            }
-        }
+        check_unreachable(&mut e, def, &reach);
     }
     e.0
+}
+
+/// One state as written: its name, its node (inline or a resource), its parameters, its
+/// `nextNode` against its kind, then the node itself.
+fn check_state(
+    e: &mut Errors,
+    name: &str,
+    entry: &StateEntry,
+    reg: &Registry,
+    exists: &dyn Fn(&str) -> bool,
+    reached: bool,
+) {
+    let n = Some(name);
+    if name.contains(':') || name.starts_with('_') || name == "params" || name == "threadContext" {
+        e.push(
+            n,
+            "name",
+            "instance names may not contain ':', start with '_', or be 'params'/'threadContext'",
+        );
+    }
+    let node = match (&entry.node, &entry.resource_id) {
+        (Some(node), None) => Some(node.clone()),
+        (None, Some(id)) => match reg.node(id, entry.resource_version.as_deref()) {
+            Some(res) => Some(res.node.clone()),
+            None => {
+                let version = entry.resource_version.as_deref().unwrap_or("ACTIVE");
+                e.push(
+                    n,
+                    "resourceId",
+                    format!("unknown node resource {id:?} (version {version:?})"),
+                );
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            e.push(n, "node", "give either an inline node or a resourceId, not both");
+            None
+        }
+        (None, None) => {
+            e.push(n, "node", "missing: give an inline node or a resourceId");
+            None
+        }
+    };
+    for (p, v) in &entry.parameters {
+        if let Some(path) = v.as_str().filter(|s| s.starts_with('$'))
+            && let Err(err) = jsonpath::parse(path)
+        {
+            e.push(n, format!("parameters.{p}"), format!("bad JSONPath {path:?}: {err}"));
+        }
+    }
+    if let Some(next) = &entry.next_node
+        && !exists(next)
+    {
+        e.push(n, "nextNode", format!("names no state: {next:?}"));
+    }
+    let Some(node) = node else { return };
+    let terminal = matches!(node, Node::Success(_) | Node::Failure(_));
+    let branch = matches!(node, Node::Branch(_));
+    if terminal && entry.next_node.is_some() {
+        e.push(
+            n,
+            "nextNode",
+            format!("a {} node ends the workflow and takes no nextNode", node.type_name()),
+        );
+    }
+    if !terminal && !branch && entry.next_node.is_none() && reached {
+        e.push(
+            n,
+            "nextNode",
+            format!("a {} node on the flow needs a nextNode", node.type_name()),
+        );
+    }
+    check_node(e, name, &node, exists);
+}
+
+/// A node nobody reaches is fine as a disconnected node (an HTTP or SCRIPT node run by
+/// execute-node); anything else unreachable is almost certainly a wiring mistake.
+fn check_unreachable(e: &mut Errors, def: &Definition, reach: &BTreeSet<&str>) {
+    for (name, entry) in &def.states {
+        if reach.contains(name.as_str()) {
+            continue;
+        }
+        let kind = entry.node.as_ref().map(Node::type_name);
+        let executable = matches!(kind, Some("HTTP") | Some("SCRIPT"));
+        if !executable || entry.next_node.is_some() {
+            e.push(
+                Some(name),
+                "nextNode",
+                format!(
+                    "unreachable from startNode {:?}; only HTTP or SCRIPT nodes without nextNode may be disconnected",
+                    def.start_node
+                ),
+            );
+        }
+    }
 }
 
 fn check_node(e: &mut Errors, name: &str, node: &Node, exists: &dyn Fn(&str) -> bool) {

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -46,104 +46,132 @@ fn checked(id: &str) -> Result<&str, ApiError> {
     Ok(id)
 }
 
-/// The routes for one kind under `base` (`/v3/definitions` or `/v3/nodes`).
+/// The routes for one kind under `base` (`/v3/definitions` or `/v3/nodes`); each handler reads
+/// the kind from the request's extensions.
 pub fn routes(base: &str, kind: Kind) -> Router<AppState> {
-    let mut r =
-        Router::new()
-            .route(
-                base,
-                get(move |State(s): State<AppState>, c: Caller| async move {
-                    Ok::<_, ApiError>(Json(s.service.list_definitions(&c, kind).await?))
-                })
-                .post(
-                    move |State(s): State<AppState>, c: Caller, JsonBody(body): JsonBody<Value>| async move {
-                        let saved = s.service.save_definition(&c, kind, None, body).await?;
-                        Ok::<_, ApiError>((StatusCode::CREATED, Json(saved)))
-                    },
-                ),
-            )
-            .route(
-                &format!("{base}/{{id}}"),
-                get(
-                    move |State(s): State<AppState>,
-                          c: Caller,
-                          Path(id): Path<String>,
-                          Query(q): Query<VersionQuery>| async move {
-                        let body = s
-                            .service
-                            .get_definition(&c, kind, checked(&id)?, q.version.as_deref())
-                            .await?;
-                        Ok::<_, ApiError>(Json(body))
-                    },
-                )
-                .put(
-                    move |State(s): State<AppState>,
-                          c: Caller,
-                          Path(id): Path<String>,
-                          JsonBody(body): JsonBody<Value>| async move {
-                        let saved = s.service.save_definition(&c, kind, Some(checked(&id)?), body).await?;
-                        Ok::<_, ApiError>(Json(saved))
-                    },
-                )
-                .delete(
-                    move |State(s): State<AppState>,
-                          c: Caller,
-                          Path(id): Path<String>,
-                          Query(q): Query<VersionQuery>| async move {
-                        if q.version.as_deref().is_some_and(|v| v != "SNAPSHOT") {
-                            return Err(ApiError::new(
-                                StatusCode::CONFLICT,
-                                "conflict",
-                                "published versions are immutable and cannot be deleted; only the SNAPSHOT can",
-                            ));
-                        }
-                        s.service.delete_snapshot(&c, kind, checked(&id)?).await?;
-                        Ok(StatusCode::NO_CONTENT)
-                    },
-                ),
-            )
-            .route(
-                &format!("{base}/{{id}}/publish"),
-                post(
-                    move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| async move {
-                        Ok::<_, ApiError>(Json(s.service.publish_definition(&c, kind, checked(&id)?).await?))
-                    },
-                ),
-            )
-            .route(
-                &format!("{base}/{{id}}/activate"),
-                post(
-                    move |State(s): State<AppState>,
-                          c: Caller,
-                          Path(id): Path<String>,
-                          JsonBody(b): JsonBody<ActivateBody>| async move {
-                        Ok::<_, ApiError>(Json(
-                            s.service
-                                .activate_definition(&c, kind, checked(&id)?, b.version)
-                                .await?,
-                        ))
-                    },
-                ),
-            )
-            .route(
-                &format!("{base}/{{id}}/versions"),
-                get(
-                    move |State(s): State<AppState>, c: Caller, Path(id): Path<String>| async move {
-                        Ok::<_, ApiError>(Json(s.service.definition_versions(&c, kind, checked(&id)?).await?))
-                    },
-                ),
-            );
+    let mut r = Router::new()
+        .route(base, get(list).post(create))
+        .route(&format!("{base}/{{id}}"), get(read).put(save).delete(delete_snapshot))
+        .route(&format!("{base}/{{id}}/publish"), post(publish))
+        .route(&format!("{base}/{{id}}/activate"), post(activate))
+        .route(&format!("{base}/{{id}}/versions"), get(versions));
     if kind == Kind::Workflow {
-        r = r.route(&format!("{base}/{{id}}/graph"), get(graph)).route(
-            &format!("{base}/validate"),
-            post(
-                |State(s): State<AppState>, c: Caller, JsonBody(b): JsonBody<ValidateBody>| async move {
-                    Ok::<_, ApiError>(Json(s.service.validate_definitions(&c, b.workflows, b.nodes).await?))
-                },
-            ),
-        );
+        r = r
+            .route(&format!("{base}/{{id}}/graph"), get(graph))
+            .route(&format!("{base}/validate"), post(validate));
     }
-    r
+    r.layer(Extension(kind))
+}
+
+/// `GET {base}`: the kind's definitions, with their ACTIVE and LATEST versions.
+async fn list(
+    State(s): State<AppState>,
+    Extension(kind): Extension<Kind>,
+    c: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.service.list_definitions(&c, kind).await?))
+}
+
+/// `POST {base}`: a new definition's SNAPSHOT.
+async fn create(
+    State(s): State<AppState>,
+    Extension(kind): Extension<Kind>,
+    c: Caller,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    let saved = s.service.save_definition(&c, kind, None, body).await?;
+    Ok((StatusCode::CREATED, Json(saved)))
+}
+
+/// `GET {base}/{id}?version=`: one version (ACTIVE by default, LATEST, SNAPSHOT or a number).
+async fn read(
+    State(s): State<AppState>,
+    Extension(kind): Extension<Kind>,
+    c: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = s
+        .service
+        .get_definition(&c, kind, checked(&id)?, q.version.as_deref())
+        .await?;
+    Ok(Json(body))
+}
+
+/// `PUT {base}/{id}`: saves the SNAPSHOT.
+async fn save(
+    State(s): State<AppState>,
+    Extension(kind): Extension<Kind>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        s.service.save_definition(&c, kind, Some(checked(&id)?), body).await?,
+    ))
+}
+
+/// `DELETE {base}/{id}`: the SNAPSHOT only; published versions are immutable.
+async fn delete_snapshot(
+    State(s): State<AppState>,
+    Extension(kind): Extension<Kind>,
+    c: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<VersionQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    if q.version.as_deref().is_some_and(|v| v != "SNAPSHOT") {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "published versions are immutable and cannot be deleted; only the SNAPSHOT can",
+        ));
+    }
+    s.service.delete_snapshot(&c, kind, checked(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST {base}/{id}/publish`: the SNAPSHOT becomes the next version (unless unchanged).
+async fn publish(
+    State(s): State<AppState>,
+    Extension(kind): Extension<Kind>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.service.publish_definition(&c, kind, checked(&id)?).await?))
+}
+
+/// `POST {base}/{id}/activate`: new starts use this version.
+async fn activate(
+    State(s): State<AppState>,
+    Extension(kind): Extension<Kind>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<ActivateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(
+        s.service
+            .activate_definition(&c, kind, checked(&id)?, b.version)
+            .await?,
+    ))
+}
+
+/// `GET {base}/{id}/versions`: who published each version, when, and which is ACTIVE.
+async fn versions(
+    State(s): State<AppState>,
+    Extension(kind): Extension<Kind>,
+    c: Caller,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.service.definition_versions(&c, kind, checked(&id)?).await?))
+}
+
+/// `POST /v3/definitions/validate`: checks workflows (and the nodes they use) without saving.
+async fn validate(
+    State(s): State<AppState>,
+    c: Caller,
+    JsonBody(b): JsonBody<ValidateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(s.service.validate_definitions(&c, b.workflows, b.nodes).await?))
 }
 
 /// `GET /v3/definitions/{id}/graph?version=&format=svg|json`.
