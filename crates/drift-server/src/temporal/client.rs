@@ -46,6 +46,8 @@ pub const START_TURN_WAIT: Duration = Duration::from_secs(30);
 
 fn from_status(s: &tonic::Status) -> TemporalError {
     match s.code() {
+        // The server says a workflow has ended only in this message: its status carries no
+        // detail that does (checked against the dev server; a test holds the mapping).
         Code::NotFound if s.message().contains("already completed") => TemporalError::Ended,
         Code::NotFound => TemporalError::NotFound,
         Code::FailedPrecondition => TemporalError::Ended,
