@@ -44,6 +44,13 @@ pub const STARTS_IN_FLIGHT: usize = 128;
 /// How long a start may wait for its turn; it is then refused, with nothing started.
 pub const START_TURN_WAIT: Duration = Duration::from_secs(30);
 
+fn from_query(e: WorkflowQueryError) -> TemporalError {
+    match e {
+        WorkflowQueryError::NotFound(s) | WorkflowQueryError::Rpc(s) => from_status(&s),
+        other => TemporalError::Other(other.to_string()),
+    }
+}
+
 fn from_status(s: &tonic::Status) -> TemporalError {
     match s.code() {
         // The server says a workflow has ended only in this message: its status carries no
@@ -225,10 +232,7 @@ impl Temporal {
             .get_workflow_handle::<DriftWorkflow>(id.as_str())
             .query(DriftWorkflow::state, (), WorkflowQueryOptions::default())
             .await
-            .map_err(|e| match e {
-                WorkflowQueryError::NotFound(s) | WorkflowQueryError::Rpc(s) => from_status(&s),
-                other => TemporalError::Other(other.to_string()),
-            })
+            .map_err(from_query)
     }
 
     pub async fn terminate(&self, id: &ScopedWorkflowId, reason: &str) -> Result<(), TemporalError> {
@@ -277,10 +281,7 @@ impl Temporal {
         let state = handle
             .query(DeliveryWorkflow::status, (), WorkflowQueryOptions::default())
             .await
-            .map_err(|e| match e {
-                WorkflowQueryError::NotFound(s) | WorkflowQueryError::Rpc(s) => from_status(&s),
-                other => TemporalError::Other(other.to_string()),
-            })?;
+            .map_err(from_query)?;
         Ok(Some((state, description.status() == S::Completed)))
     }
 
