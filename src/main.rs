@@ -8,7 +8,7 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         match cli.cmd {
             Cmd::Dev(a) => drift::dev::run(a).await,
-            Cmd::Serve(a) => drift::startup::serve(a).await,
+            Cmd::Serve(a) => drift::startup::serve(drift::dev::serve_settings(a)).await,
             Cmd::Worker(a) => drift::startup::worker(a).await,
             Cmd::Bench(a) => drift::bench::run(a).await,
             Cmd::Keys(a) => drift::keys(a).await,

@@ -8,7 +8,7 @@ use clap::Parser;
 use drift::TemporalConfig;
 use drift::config::{Cli, Cmd};
 use drift::dev::{Supervised, free_port, start_redis, start_temporal, wait_redis, wait_temporal};
-use drift::startup::{Application, Settings};
+use drift::startup::Application;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -266,7 +266,7 @@ pub async fn spawn_app_with(o: Opts) -> TestApp {
     let Cmd::Serve(serve) = Cli::try_parse_from(&planned.args).expect("test flags parse").cmd else {
         unreachable!("parsed a serve command")
     };
-    let settings = Settings::from(serve);
+    let settings = drift::dev::serve_settings(serve);
     let shutdown = CancellationToken::new();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let token = shutdown.clone();

@@ -166,11 +166,11 @@ pub async fn run(
     delay: Duration,
     ramp_per_sec: u64,
 ) -> anyhow::Result<WaitersResult> {
-    if delay > Duration::from_millis(drift_server::standins::SLOWEST_MS) {
+    if delay > Duration::from_millis(drift_dev::standins::SLOWEST_MS) {
         bail!(
             "the slow stand-in holds a call at most {} ms (--delay-ms {})",
-            drift_server::standins::SLOWEST_MS,
-            drift_server::standins::SLOWEST_MS
+            drift_dev::standins::SLOWEST_MS,
+            drift_dev::standins::SLOWEST_MS
         );
     }
     ensure_definition(&c, delay).await?;

@@ -6,7 +6,7 @@ use crate::domain::{Caller, Scopes};
 use anyhow::Context;
 
 /// Creates an API key in `db` and returns it (the only time it is seen).
-pub async fn create_key(
+async fn create_key(
     db: &Db,
     tenant: &str,
     client: &str,
@@ -29,6 +29,25 @@ pub async fn create_key(
     };
     db.insert_key(&rec, &new.hash).await?;
     Ok((new.id, new.key))
+}
+
+/// A key kept from an earlier run (`drift dev`'s, in its data folder) if the key store at
+/// `database_url` still has it; else a new one for `tenant` with every scope. Returns the key,
+/// and its id when it is new.
+pub async fn key_to_keep(
+    database_url: &str,
+    kept: Option<&str>,
+    tenant: &str,
+    description: &str,
+) -> anyhow::Result<(String, Option<String>)> {
+    let db = Db::connect(database_url).await?;
+    if let Some(k) = kept
+        && db.key_by_hash(&crate::service::hash_key(k)).await?.is_some()
+    {
+        return Ok((k.to_string(), None));
+    }
+    let (id, key) = create_key(&db, tenant, "web-demo", None, "admin", Some(description)).await?;
+    Ok((key, Some(id)))
 }
 
 pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {

@@ -1,4 +1,5 @@
-//! Drift's server library: the gateway and the worker (`drift serve`, `drift worker`, `drift dev`).
+//! Drift's server library: the gateway and the worker (`drift serve`, `drift worker`), which
+//! `drift dev` (the `drift-dev` crate) builds on.
 //!
 //! Layers, each depending only on those before it:
 //! `expr` ← `dsl` ← `engine` (the `drift-core` crate, pure) ← `domain` ← `bus`, `temporal`
@@ -15,21 +16,20 @@ pub mod domain;
 mod egress;
 mod gateway;
 mod service;
-pub mod standins;
 pub mod temporal;
 mod webhook;
 
 pub mod config;
-pub mod dev;
 pub mod startup;
 pub mod telemetry;
 
 // The pure core, under the names the rest of the crate has always used.
 use drift_core::{dsl, engine};
 
-pub use admin::keys;
+pub use admin::{key_to_keep, keys};
 pub use bus::{Layout, RedisKeys};
 pub use definitions_cli::run as definitions;
 pub use domain::{ScopedWorkflowId, TenantId, WorkflowId};
+pub use gateway::Outage;
 pub use service::Tokens;
 pub use temporal::TemporalConfig;

@@ -27,10 +27,11 @@ pub struct Settings {
     pub gateway: GatewayArgs,
     /// Run a worker in this process too; starts then use Eager Workflow Start.
     pub embed_worker: bool,
-    /// Serve the examples' API stand-ins under `/stand-ins` and point `apiBase` at them.
-    pub stand_ins: bool,
-    /// Serve the demo page's webhook receiver (`drift dev`).
-    pub demo_receiver: bool,
+    /// Served beside the API: what a tool adds (`drift dev`'s API stand-ins and demo receiver).
+    pub routes: axum::Router,
+    /// `enumStore` values set to a path on this gateway's own address, known once it is bound
+    /// (`apiBase` → `/stand-ins`); applied after `--enum`.
+    pub own_enums: Vec<(String, String)>,
     /// The API key the demo page uses (`drift dev`'s own key).
     pub demo_key: Option<String>,
     /// Set while a process this application depends on is down (`drift dev`'s children).
@@ -43,8 +44,8 @@ impl From<ServeArgs> for Settings {
             common: a.common,
             gateway: a.gateway,
             embed_worker: a.embed_worker,
-            stand_ins: a.stand_ins,
-            demo_receiver: false,
+            routes: axum::Router::new(),
+            own_enums: Vec::new(),
             demo_key: None,
             outage: Default::default(),
         }
@@ -67,7 +68,7 @@ fn retention(c: &Common) -> Retention {
     }
 }
 
-pub(crate) fn temporal_config(c: &Common, address: &str) -> TemporalConfig {
+pub fn temporal_config(c: &Common, address: &str) -> TemporalConfig {
     TemporalConfig {
         address: address.to_string(),
         namespace: c.namespace.clone(),
@@ -76,7 +77,7 @@ pub(crate) fn temporal_config(c: &Common, address: &str) -> TemporalConfig {
 }
 
 /// The Redis the flags name (one server or a cluster), if any.
-pub(crate) fn redis_target(c: &Common) -> anyhow::Result<Option<RedisTarget>> {
+pub fn redis_target(c: &Common) -> anyhow::Result<Option<RedisTarget>> {
     RedisTarget::from_flags(c.redis_url.as_deref(), &c.redis_cluster).map_err(|e| anyhow::anyhow!(e))
 }
 
@@ -249,8 +250,8 @@ impl Application {
             common,
             gateway: g,
             embed_worker,
-            stand_ins,
-            demo_receiver,
+            routes,
+            own_enums,
             demo_key,
             outage,
         } = settings;
@@ -271,10 +272,10 @@ impl Application {
             )
         })?;
         let base = format!("http://{}", listener.local_addr()?);
-        let mut extra = Vec::new();
-        if stand_ins {
-            extra.push(("apiBase".to_string(), format!("{base}/stand-ins")));
-        }
+        let extra: Vec<(String, String)> = own_enums
+            .into_iter()
+            .map(|(k, path)| (k, format!("{base}{path}")))
+            .collect();
         let catalog = catalog(db, &common, &g, &extra).await?;
         let (temporal, worker) = temporal_for_gateway(&common, &g, &address, &redis, embed_worker, &shutdown).await?;
         let store = Store::connect(&redis, retention(&common), layout(&common)?, common.redis_replica_acks)
@@ -318,13 +319,7 @@ impl Application {
             outage,
             shutdown: shutdown.clone(),
         };
-        let mut router = app(state);
-        if stand_ins {
-            router = router.merge(crate::standins::router());
-        }
-        if demo_receiver {
-            router = router.merge(crate::standins::demo_receiver(common.webhook_secret.clone()));
-        }
+        let router = app(state).merge(routes);
         let connections = crate::gateway::Connections::new(crate::gateway::ConnConfig {
             head_timeout: Duration::from_millis(g.head_timeout_ms),
             idle_timeout: Duration::from_millis(g.idle_timeout_ms),
@@ -370,14 +365,14 @@ impl Application {
 }
 
 /// `drift serve`.
-pub async fn serve(a: ServeArgs) -> anyhow::Result<()> {
-    if a.gateway.stream_secret.is_none() {
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    if settings.gateway.stream_secret.is_none() {
         tracing::warn!(
             "no --stream-secret (DRIFT_STREAM_SECRET): stream tokens will only work on this gateway process"
         );
     }
     let shutdown = CancellationToken::new();
-    let app = Application::build(a.into(), shutdown.clone()).await?;
+    let app = Application::build(settings, shutdown.clone()).await?;
     tracing::info!(listen = %app.local_addr(), "gateway serving");
     spawn_signal(shutdown);
     app.run_until_stopped().await
