@@ -3,6 +3,7 @@
 mod auth;
 mod bus;
 mod cluster;
+mod contract;
 mod definitions;
 mod dev;
 mod edge;

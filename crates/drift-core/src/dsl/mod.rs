@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub mod graph;
+pub mod schema;
 
 pub use validate::{ValidationError, is_definition_id, validate, validate_node};
 
 /// A workflow definition: a graph of named node instances.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Definition {
     pub id: String,
@@ -39,7 +40,7 @@ fn default_version() -> String {
 }
 
 /// One node instance: an inline node or a reference to a stored node definition.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StateEntry {
     #[serde(default)]
@@ -57,7 +58,7 @@ pub struct StateEntry {
 }
 
 /// A stored, reusable node definition (referenced by `resourceId` + `resourceVersion`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeResource {
     pub id: String,
@@ -66,7 +67,7 @@ pub struct NodeResource {
     pub node: Node,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Node {
     Http(HttpNode),
@@ -96,7 +97,7 @@ impl Node {
 
 /// An HTTP call. String fields may hold `{{ expression }}` templates (Rhai); a body string that
 /// is exactly one template is replaced by the expression's value, keeping its JSON type.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpNode {
     #[serde(default = "default_method")]
@@ -127,7 +128,7 @@ fn default_http_timeout_ms() -> u64 {
     10_000
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
     #[serde(default = "default_attempts")]
@@ -164,20 +165,20 @@ impl Default for RetryPolicy {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScriptNode {
     pub script: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BranchNode {
     pub choices: Vec<Choice>,
     pub default_node: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Choice {
     pub rule: String,
@@ -186,7 +187,7 @@ pub struct Choice {
 
 /// A screen. `possibleDynamicValues` maps a widget id to a script that yields its
 /// `possibleValues` (a list of `{displayValue, value}` or of plain values).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InstructionNode {
     pub layout_id: String,
@@ -204,7 +205,7 @@ pub struct InstructionNode {
     pub on_timeout: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Widget {
     pub id: String,
@@ -240,13 +241,13 @@ impl Widget {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Tags {
     #[serde(default)]
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Instruction {
     pub template_id: String,
@@ -254,7 +255,7 @@ pub struct Instruction {
     pub template_variables: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PossibleValue {
     pub display_value: String,
@@ -264,7 +265,7 @@ pub struct PossibleValue {
 }
 
 /// A durable timer: `durationMs`, or `until` (an RFC 3339 time, or a `$` JSONPath to one).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WaitNode {
     #[serde(default)]
@@ -273,7 +274,7 @@ pub struct WaitNode {
     pub until: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SuccessNode {
     #[serde(default)]
@@ -282,7 +283,7 @@ pub struct SuccessNode {
 
 /// Terminal failure. `errorMessage` may use `{{ }}` templates; without one the error that
 /// routed here (`ctx._error.message`) is reported.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FailureNode {
     #[serde(default)]
@@ -291,7 +292,7 @@ pub struct FailureNode {
     pub disposition: Option<Value>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChildNode {
     pub workflow: String,

@@ -77,7 +77,7 @@ pub struct HttpResponse {
 }
 
 /// A screen as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct View {
     pub layout_id: String,
@@ -127,7 +127,7 @@ pub enum Effect {
 }
 
 /// One answer problem, for a 422.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FieldError {
     pub widget_id: String,

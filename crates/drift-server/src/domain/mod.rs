@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum WorkflowStatus {
     Running,
@@ -33,7 +33,7 @@ impl WorkflowStatus {
 }
 
 /// Relative links a client can follow to poll, stream or answer a workflow.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Links {
     #[serde(rename = "self")]
     pub self_: String,
@@ -54,7 +54,7 @@ impl Links {
 }
 
 /// The one shape of every workflow answer (sync body, published state, SSE event, webhook).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowState {
     pub workflow_id: String,
@@ -171,7 +171,7 @@ pub struct Callback {
 }
 
 /// Where a webhook's delivery stands, as operators read it.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AttemptState {
     Delivered,
@@ -186,7 +186,7 @@ pub enum AttemptState {
 /// The last webhook attempt of a workflow: recorded by the worker, read back by the gateway
 /// (`GET /v3/workflow/{id}/deliveries`). Stored as one Redis hash; its fields are written and
 /// read here only.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptRecord {
     pub url: String,

@@ -2,15 +2,16 @@
 //! versions, graph). The same routes serve both kinds; the service validates and authorises.
 
 use super::AppState;
-use super::error::ApiError;
+use super::api_doc::Refused;
+use super::error::{ApiError, ErrorBody};
 use super::extract::JsonBody;
 use crate::domain::Caller;
+use crate::dsl::Definition;
 use crate::service::{Kind, is_definition_id};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -21,17 +22,20 @@ pub struct VersionQuery {
     format: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateBody {
+    /// A published version number.
     version: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
+    /// Workflow definitions to check together.
     #[serde(default)]
     workflows: Vec<Value>,
+    /// Node definitions they may use (beside the stored ones).
     #[serde(default)]
     nodes: Vec<Value>,
 }
@@ -48,23 +52,39 @@ fn checked(id: &str) -> Result<&str, ApiError> {
 
 /// The routes for one kind under `base` (`/v3/definitions` or `/v3/nodes`); each handler reads
 /// the kind from the request's extensions.
-pub fn routes(base: &str, kind: Kind) -> Router<AppState> {
-    let mut r = Router::new()
-        .route(base, get(list).post(create))
-        .route(&format!("{base}/{{id}}"), get(read).put(save).delete(delete_snapshot))
-        .route(&format!("{base}/{{id}}/publish"), post(publish))
-        .route(&format!("{base}/{{id}}/activate"), post(activate))
-        .route(&format!("{base}/{{id}}/versions"), get(versions));
+pub(super) fn routes(base: &str, kind: Kind) -> super::Mounted {
+    use axum::http::Method as M;
+    let id = format!("{base}/{{id}}");
+    let mut r = super::Mounted::default()
+        .on(M::GET, base, list)
+        .on(M::POST, base, create)
+        .on(M::GET, &id, read)
+        .on(M::PUT, &id, save)
+        .on(M::DELETE, &id, delete_snapshot)
+        .on(M::POST, &format!("{id}/publish"), publish)
+        .on(M::POST, &format!("{id}/activate"), activate)
+        .on(M::GET, &format!("{id}/versions"), versions);
     if kind == Kind::Workflow {
         r = r
-            .route(&format!("{base}/{{id}}/graph"), get(graph))
-            .route(&format!("{base}/validate"), post(validate));
+            .on(M::GET, &format!("{id}/graph"), graph)
+            .on(M::POST, &format!("{base}/validate"), validate);
     }
-    r.layer(Extension(kind))
+    r.layer_extension(kind)
 }
 
-/// `GET {base}`: the kind's definitions, with their ACTIVE and LATEST versions.
-async fn list(
+/// List definitions with their ACTIVE and LATEST versions
+#[utoipa::path(
+    get,
+    path = "/v3/definitions",
+    tag = "definitions",
+    operation_id = "listDefinitions",
+    responses(
+        (status = 200, description = "`{definitions: [{id, latest, active, snapshot, version, description, startNode}]}`", body = Object),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub(super) async fn list(
     State(s): State<AppState>,
     Extension(kind): Extension<Kind>,
     c: Caller,
@@ -72,8 +92,22 @@ async fn list(
     Ok(Json(s.service.list_definitions(&c, kind).await?))
 }
 
-/// `POST {base}`: a new definition's SNAPSHOT.
-async fn create(
+/// Create a definition (its SNAPSHOT)
+#[utoipa::path(
+    post,
+    path = "/v3/definitions",
+    tag = "definitions",
+    operation_id = "createDefinition",
+    request_body = Definition,
+    responses(
+        (status = 201, description = "Saved as the SNAPSHOT", body = Object),
+        (status = 409, description = "`already_exists`", body = ErrorBody),
+        (status = 422, description = "`invalid_definition`: `details.errors` names each node and field", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["definitions:write"]), ("jwt" = ["definitions:write"]))
+)]
+pub(super) async fn create(
     State(s): State<AppState>,
     Extension(kind): Extension<Kind>,
     c: Caller,
@@ -83,8 +117,21 @@ async fn create(
     Ok((StatusCode::CREATED, Json(saved)))
 }
 
-/// `GET {base}/{id}?version=`: one version (ACTIVE by default, LATEST, SNAPSHOT or a number).
-async fn read(
+/// Read one version of a definition
+#[utoipa::path(
+    get,
+    path = "/v3/definitions/{id}",
+    tag = "definitions",
+    operation_id = "getDefinition",
+    params(("id" = String, Path, description = "The definition id"), ("version" = Option<String>, Query, description = "A version number, `LATEST`, `ACTIVE` or `SNAPSHOT` (default: ACTIVE, else LATEST, else the SNAPSHOT)")),
+    responses(
+        (status = 200, description = "The definition as written", body = Definition),
+        (status = 404, description = "No such definition (or version)", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub(super) async fn read(
     State(s): State<AppState>,
     Extension(kind): Extension<Kind>,
     c: Caller,
@@ -98,8 +145,22 @@ async fn read(
     Ok(Json(body))
 }
 
-/// `PUT {base}/{id}`: saves the SNAPSHOT.
-async fn save(
+/// Save the SNAPSHOT
+#[utoipa::path(
+    put,
+    path = "/v3/definitions/{id}",
+    tag = "definitions",
+    operation_id = "saveDefinition",
+    request_body = Definition,
+    params(("id" = String, Path, description = "The definition id")),
+    responses(
+        (status = 200, description = "Saved", body = Object),
+        (status = 422, description = "`invalid_definition`: `details.errors` names each node and field", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["definitions:write"]), ("jwt" = ["definitions:write"]))
+)]
+pub(super) async fn save(
     State(s): State<AppState>,
     Extension(kind): Extension<Kind>,
     c: Caller,
@@ -111,8 +172,22 @@ async fn save(
     ))
 }
 
-/// `DELETE {base}/{id}`: the SNAPSHOT only; published versions are immutable.
-async fn delete_snapshot(
+/// Delete the SNAPSHOT (published versions are immutable)
+#[utoipa::path(
+    delete,
+    path = "/v3/definitions/{id}",
+    tag = "definitions",
+    operation_id = "deleteSnapshot",
+    params(("id" = String, Path, description = "The definition id"), ("version" = Option<String>, Query, description = "A version number, `LATEST`, `ACTIVE` or `SNAPSHOT` (default: ACTIVE, else LATEST, else the SNAPSHOT)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 409, description = "A published version cannot be deleted", body = ErrorBody),
+        (status = 404, description = "No such definition (or version)", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["definitions:write"]), ("jwt" = ["definitions:write"]))
+)]
+pub(super) async fn delete_snapshot(
     State(s): State<AppState>,
     Extension(kind): Extension<Kind>,
     c: Caller,
@@ -130,8 +205,22 @@ async fn delete_snapshot(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST {base}/{id}/publish`: the SNAPSHOT becomes the next version (unless unchanged).
-async fn publish(
+/// Publish the SNAPSHOT as the next version (unless unchanged)
+#[utoipa::path(
+    post,
+    path = "/v3/definitions/{id}/publish",
+    tag = "definitions",
+    operation_id = "publishDefinition",
+    params(("id" = String, Path, description = "The definition id")),
+    responses(
+        (status = 200, description = "`{id, version, published}`", body = Object),
+        (status = 404, description = "No such definition (or version)", body = ErrorBody),
+        (status = 422, description = "`invalid_definition`: `details.errors` names each node and field", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["definitions:write"]), ("jwt" = ["definitions:write"]))
+)]
+pub(super) async fn publish(
     State(s): State<AppState>,
     Extension(kind): Extension<Kind>,
     c: Caller,
@@ -140,8 +229,22 @@ async fn publish(
     Ok(Json(s.service.publish_definition(&c, kind, checked(&id)?).await?))
 }
 
-/// `POST {base}/{id}/activate`: new starts use this version.
-async fn activate(
+/// Make a version ACTIVE: new starts use it
+#[utoipa::path(
+    post,
+    path = "/v3/definitions/{id}/activate",
+    tag = "definitions",
+    operation_id = "activateDefinition",
+    request_body = ActivateBody,
+    params(("id" = String, Path, description = "The definition id")),
+    responses(
+        (status = 200, description = "`{id, active}`", body = Object),
+        (status = 404, description = "No such definition (or version)", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["definitions:write"]), ("jwt" = ["definitions:write"]))
+)]
+pub(super) async fn activate(
     State(s): State<AppState>,
     Extension(kind): Extension<Kind>,
     c: Caller,
@@ -155,8 +258,21 @@ async fn activate(
     ))
 }
 
-/// `GET {base}/{id}/versions`: who published each version, when, and which is ACTIVE.
-async fn versions(
+/// Who published each version, when, and which is ACTIVE
+#[utoipa::path(
+    get,
+    path = "/v3/definitions/{id}/versions",
+    tag = "definitions",
+    operation_id = "definitionVersions",
+    params(("id" = String, Path, description = "The definition id")),
+    responses(
+        (status = 200, description = "`{id, versions: [{version, publishedBy, publishedAt, active}], active, snapshot}`", body = Object),
+        (status = 404, description = "No such definition (or version)", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub(super) async fn versions(
     State(s): State<AppState>,
     Extension(kind): Extension<Kind>,
     c: Caller,
@@ -165,8 +281,20 @@ async fn versions(
     Ok(Json(s.service.definition_versions(&c, kind, checked(&id)?).await?))
 }
 
-/// `POST /v3/definitions/validate`: checks workflows (and the nodes they use) without saving.
-async fn validate(
+/// Check workflows (and the nodes they use) without saving
+#[utoipa::path(
+    post,
+    path = "/v3/definitions/validate",
+    tag = "definitions",
+    operation_id = "validateDefinitions",
+    request_body = ValidateBody,
+    responses(
+        (status = 200, description = "`{valid, errors: [...]}`", body = Object),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub(super) async fn validate(
     State(s): State<AppState>,
     c: Caller,
     JsonBody(b): JsonBody<ValidateBody>,
@@ -174,8 +302,22 @@ async fn validate(
     Ok(Json(s.service.validate_definitions(&c, b.workflows, b.nodes).await?))
 }
 
-/// `GET /v3/definitions/{id}/graph?version=&format=svg|json`.
-async fn graph(
+/// The definition as a graph: nodes, edges, disconnected nodes (JSON), or drawn (SVG)
+#[utoipa::path(
+    get,
+    path = "/v3/definitions/{id}/graph",
+    tag = "definitions",
+    operation_id = "definitionGraph",
+    params(("id" = String, Path, description = "The definition id"), ("version" = Option<String>, Query, description = "A version number, `LATEST`, `ACTIVE` or `SNAPSHOT` (default: ACTIVE, else LATEST, else the SNAPSHOT)"), ("format" = Option<String>, Query, description = "`svg` or `json` (default: by `Accept`, else JSON)")),
+    responses(
+        (status = 200, description = "The graph", content((Object = "application/json"), (String = "image/svg+xml"))),
+        (status = 404, description = "No such definition (or version)", body = ErrorBody),
+        (status = 422, description = "`layout_failed`: the SVG could not be drawn; the JSON form still lists nodes and edges", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub(super) async fn graph(
     State(s): State<AppState>,
     c: Caller,
     Path(id): Path<String>,

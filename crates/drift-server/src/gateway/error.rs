@@ -6,7 +6,7 @@ use crate::domain::{IdError, Rejection};
 use crate::service::ServiceError;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -53,12 +53,28 @@ impl ApiError {
     }
 }
 
+/// Every error's body.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for programs: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
+    /// `stale_screen`, `not_waiting`, `invalid_answer`, `not_executable`, `callback_not_allowed`,
+    /// `idempotency_key_reused`, `already_exists`, `conflict`, `invalid_definition`,
+    /// `too_large`, `rate_limited`, `busy`, `unavailable`, `outcome_unknown`, `internal`…
+    pub code: &'static str,
+    /// What went wrong and what to do, for people.
+    pub message: String,
+    /// `invalid_answer`: `[{widgetId, message}]`; `invalid_definition`: `{errors: [...]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if let Some(d) = self.details {
-            body["details"] = d;
-        }
+        let body = ErrorBody {
+            code: self.code,
+            message: self.message,
+            details: self.details,
+        };
         let mut r = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());

@@ -2,10 +2,11 @@
 //! parsed request to the service, then waits on the answer (sync) or answers 202 (async).
 
 use super::AppState;
-use super::error::ApiError;
+use super::api_doc::Refused;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, OnWorkflow};
-use crate::domain::{Caller, WorkflowState, WorkflowStatus, routes};
-use crate::service::{CommandBody, Dispatched, Outcome, StartBody};
+use crate::domain::{AttemptRecord, Caller, Links, WorkflowState, WorkflowStatus, routes};
+use crate::service::{CommandBody, Dispatched, ExecuteBody, Outcome, ResumeBody, StartBody};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
@@ -14,7 +15,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -78,32 +78,64 @@ fn observe(endpoint: &'static str, mode: &'static str, started: Instant, status:
         .record(started.elapsed().as_secs_f64());
 }
 
-/// A start answer: the body plus the `streamToken` to follow the workflow live.
-#[derive(Serialize)]
+/// A start's answer: the state plus the token to follow the workflow live.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct WithToken<'a, T> {
+pub struct Started {
     #[serde(flatten)]
-    body: T,
-    stream_token: &'a str,
+    pub state: WorkflowState,
+    /// Follows this workflow live (`?token=` on the events stream, `subscribe` on the socket).
+    pub stream_token: String,
+}
+
+/// 202: the answer is not there yet (async mode, or the wait ran out), and where to look next.
+/// Never an error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    pub workflow_id: String,
+    pub workflow_status: WorkflowStatus,
+    pub request_id: String,
+    pub links: Links,
+    /// The latest state's `seq`, when a sync call's wait ran out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Starts and async calls: follows the workflow live.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_token: Option<String>,
+}
+
+/// `POST /v3/auth/ticket`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ticket {
+    /// Opens one WebSocket as the caller: `/v3/ws?ticket=…`, once.
+    pub ticket: String,
+    /// Seconds it stays valid.
+    pub expires_in: u64,
+}
+
+/// `GET /v3/workflow/{id}/deliveries`' answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Deliveries {
+    pub workflow_id: String,
+    pub last_attempt: AttemptRecord,
 }
 
 fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// The 202 when an answer is not there yet (async mode, or the wait ran out): where to look
-/// next. Never an error.
-fn accepted(d: &Dispatched, latest: Option<&WorkflowState>) -> Value {
-    let mut body = json!({
-        "workflowId": d.id.as_str(),
-        "workflowStatus": latest.map(|l| l.workflow_status).unwrap_or(WorkflowStatus::Running),
-        "requestId": d.request_id.as_str(),
-        "links": crate::domain::Links::for_workflow(d.id.as_str()),
-    });
-    if !d.is_async {
-        body["seq"] = json!(latest.map(|l| l.seq).unwrap_or(0));
+fn accepted(d: &Dispatched, latest: Option<&WorkflowState>) -> Accepted {
+    Accepted {
+        workflow_id: d.id.as_str().to_string(),
+        workflow_status: latest.map(|l| l.workflow_status).unwrap_or(WorkflowStatus::Running),
+        request_id: d.request_id.as_str().to_string(),
+        links: Links::for_workflow(d.id.as_str()),
+        seq: (!d.is_async).then(|| latest.map(|l| l.seq).unwrap_or(0)),
+        stream_token: None,
     }
-    body
 }
 
 /// Turns what the call produced into the HTTP answer; starts also get their stream token.
@@ -115,26 +147,20 @@ fn answer(d: &Dispatched, outcome: Outcome, with_token: bool) -> Result<Response
             let state: WorkflowState = serde_json::from_str(body.as_str()).map_err(|e| ApiError::internal(&e))?;
             json_response(
                 StatusCode::OK,
-                &WithToken {
-                    body: state,
-                    stream_token: &d.stream_token,
+                &Started {
+                    state,
+                    stream_token: d.stream_token.clone(),
                 },
             )
         }
         (Outcome::NodeResult(_), true) => return Err(ApiError::internal(&"a start answered with a node result")),
         (Outcome::Pending(latest), _) => {
-            let body = accepted(d, latest.as_deref());
+            let mut body = accepted(d, latest.as_deref());
             // Async callers follow the workflow live with the token, whatever they called.
-            let mut r = match with_token || d.is_async {
-                true => json_response(
-                    StatusCode::ACCEPTED,
-                    &WithToken {
-                        body,
-                        stream_token: &d.stream_token,
-                    },
-                ),
-                false => json_response(StatusCode::ACCEPTED, &body),
-            };
+            if with_token || d.is_async {
+                body.stream_token = Some(d.stream_token.clone());
+            }
+            let mut r = json_response(StatusCode::ACCEPTED, &body);
             if !d.is_async {
                 let location = HeaderValue::from_str(&routes::WORKFLOW.to(d.id.as_str())).expect("ids are header-safe");
                 r.headers_mut().insert(header::LOCATION, location);
@@ -179,6 +205,35 @@ impl Wait {
     }
 }
 
+/// Start a workflow
+///
+/// Sync (default): answers when the run shows its first screen or ends. Async
+/// (`mode: "async"`): answers 202 at once, and every state goes to `callbackUrl` as a signed
+/// webhook. Either way the answer carries a `streamToken` to follow the run live.
+#[utoipa::path(
+    post,
+    path = routes::START.template(),
+    tag = "workflows",
+    operation_id = "start",
+    request_body = StartBody,
+    params(
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: wait at most N seconds for the answer (capped by the gateway's `--max-wait-ms`)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retried start with the same key names the same workflow and gets the same answer"),
+    ),
+    responses(
+        (status = 200, description = "The first screen, or the end", body = Started,
+            headers(("Drift-Stream-Token" = String, description = "The same token as `streamToken`"))),
+        (status = 202, description = "Async, or the wait ran out: where to look next", body = Accepted,
+            headers(("Location" = String, description = "The workflow's state (sync calls)"))),
+        (status = 404, description = "No such definition, or no such version", body = ErrorBody),
+        (status = 409, description = "`already_exists`: a workflow with this `workflowId` is running", body = ErrorBody),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+        (status = 422, description = "`callback_not_allowed`, or `idempotency_key_reused` with another body", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: retry with the same requestId", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:start"]), ("jwt" = ["workflows:start"]))
+)]
 pub async fn start(
     State(s): State<AppState>,
     caller: Caller,
@@ -202,24 +257,139 @@ pub async fn command<B: CommandBody + DeserializeOwned>(
     wait.settle(&s, B::NAME, d, false).await
 }
 
+/// Answer the current screen
+///
+/// Sync (default): answers with the next screen or the end. A wrong answer gets 422 with each
+/// widget's problem in `details`; nothing is changed.
+#[utoipa::path(
+    put,
+    path = routes::RESUME.template(),
+    tag = "workflows",
+    operation_id = "resume",
+    request_body = ResumeBody,
+    params(("id" = String, Path, description = "The workflow id"), ("Prefer" = Option<String>, Header, description = "`wait=N`: wait at most N seconds for the answer (capped by the gateway's `--max-wait-ms`)")),
+    responses(
+        (status = 200, description = "The next screen, or the end", body = WorkflowState),
+        (status = 202, description = "Async, or the wait ran out: where to look next", body = Accepted,
+            headers(("Location" = String, description = "The workflow's state (sync calls)"))),
+        (status = 404, description = "No such workflow (or another tenant's)", body = ErrorBody),
+        (status = 409, description = "`stale_screen` (the answer is for an older screen) or `not_waiting`", body = ErrorBody),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+        (status = 422, description = "`invalid_answer` (`details`: `[{widgetId, message}]`) or `callback_not_allowed`", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: retry with the same requestId", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:drive"]), ("jwt" = ["workflows:drive"]))
+)]
+#[allow(dead_code)]
+fn resume_doc() {}
+
+/// Run a disconnected node
+///
+/// Runs an HTTP or SCRIPT node that no edge leads to (a lookup, a recalculation) while the
+/// workflow waits; answers with the node's output.
+#[utoipa::path(
+    post,
+    path = routes::EXECUTE.template(),
+    tag = "workflows",
+    operation_id = "executeNode",
+    request_body = ExecuteBody,
+    params(("id" = String, Path, description = "The workflow id"), ("Prefer" = Option<String>, Header, description = "`wait=N`: wait at most N seconds for the answer (capped by the gateway's `--max-wait-ms`)")),
+    responses(
+        (status = 200, description = "The node's result", body = Object),
+        (status = 202, description = "The wait ran out: where to look next", body = Accepted),
+        (status = 404, description = "No such workflow (or another tenant's)", body = ErrorBody),
+        (status = 409, description = "`not_waiting`: the workflow has ended", body = ErrorBody),
+        (status = 413, description = "The body is larger than `--max-body-bytes`", body = ErrorBody),
+        (status = 422, description = "`not_executable`: not an HTTP or SCRIPT node of this workflow", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: retry with the same requestId", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:drive"]), ("jwt" = ["workflows:drive"]))
+)]
+#[allow(dead_code)]
+fn execute_doc() {}
+
+/// Terminate a workflow
+#[utoipa::path(
+    delete,
+    path = routes::TERMINATE.template(),
+    tag = "workflows",
+    operation_id = "terminate",
+    params(("id" = String, Path, description = "The workflow id")),
+    responses(
+        (status = 200, description = "The final state (TERMINATED, or how it had already ended)", body = WorkflowState),
+        (status = 404, description = "No such workflow (or another tenant's)", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:drive"]), ("jwt" = ["workflows:drive"]))
+)]
 pub async fn terminate(State(s): State<AppState>, on: OnWorkflow) -> Result<Json<WorkflowState>, ApiError> {
     Ok(Json(s.service.terminate(&on.caller, &on.id).await?))
 }
 
+/// Read a workflow's current state
+#[utoipa::path(
+    get,
+    path = routes::WORKFLOW.template(),
+    tag = "workflows",
+    operation_id = "get",
+    params(("id" = String, Path, description = "The workflow id")),
+    responses(
+        (status = 200, description = "The latest state", body = WorkflowState),
+        (status = 404, description = "No such workflow (or another tenant's)", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
 pub async fn get_state(State(s): State<AppState>, on: OnWorkflow) -> Result<Json<WorkflowState>, ApiError> {
     Ok(Json(s.service.current(&on.caller, &on.id).await?))
 }
 
-/// `GET /v3/workflow/{id}/deliveries`: the last webhook attempt (url, seq, attempt, state,
-/// lastError, nextRetryAt), for operators.
-pub async fn deliveries(State(s): State<AppState>, on: OnWorkflow) -> Result<Json<Value>, ApiError> {
-    let last = s.service.deliveries(&on.caller, &on.id).await?;
-    Ok(Json(json!({"workflowId": on.id.as_str(), "lastAttempt": last})))
+/// The last webhook attempt
+///
+/// For operators: the URL, the state's `seq`, the attempt number, whether it was delivered,
+/// is retrying (and when), or stopped (410 Gone, or the schedule ran out).
+#[utoipa::path(
+    get,
+    path = routes::DELIVERIES.template(),
+    tag = "workflows",
+    operation_id = "deliveries",
+    params(("id" = String, Path, description = "The workflow id")),
+    responses(
+        (status = 200, description = "The last attempt", body = Deliveries),
+        (status = 404, description = "No such workflow, or no webhook attempted yet", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub async fn deliveries(State(s): State<AppState>, on: OnWorkflow) -> Result<Json<Deliveries>, ApiError> {
+    let last_attempt = s.service.deliveries(&on.caller, &on.id).await?;
+    Ok(Json(Deliveries {
+        workflow_id: on.id.as_str().to_string(),
+        last_attempt,
+    }))
 }
 
-/// `POST /v3/auth/ticket`: a one-minute ticket to open a WebSocket as the caller, for browsers
-/// (which cannot set headers on one) — so no long-lived credential goes into a URL.
-pub async fn ticket(State(s): State<AppState>, caller: Caller) -> Json<Value> {
+/// A ticket to open a WebSocket
+///
+/// One minute, one use: browsers cannot set headers on a WebSocket, so no long-lived credential
+/// goes into a URL.
+#[utoipa::path(
+    post,
+    path = routes::TICKET.template(),
+    tag = "live",
+    operation_id = "ticket",
+    responses(
+        (status = 200, description = "The ticket", body = Ticket),
+        Refused,
+    ),
+    security(("apiKey" = []), ("jwt" = []))
+)]
+pub async fn ticket(State(s): State<AppState>, caller: Caller) -> Json<Ticket> {
     let (ticket, ttl) = s.service.issue_ticket(&caller);
-    Json(json!({"ticket": ticket, "expiresIn": ttl.as_secs()}))
+    Json(Ticket {
+        ticket,
+        expires_in: ttl.as_secs(),
+    })
 }

@@ -2,6 +2,7 @@
 //! plus the demo page, health, readiness and metrics. Handlers parse and check what arrives,
 //! hand it to the service layer, and turn its answers into their own wire format.
 
+mod api_doc;
 mod conn;
 mod definitions;
 mod demo;
@@ -18,9 +19,10 @@ use crate::domain::routes;
 use crate::service::{ExecuteBody, Kind, ResumeBody, Service};
 use axum::Router;
 use axum::extract::State;
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 pub use conn::{ConnConfig, Connections};
 pub use limits::{Limits, LimitsConfig};
 pub use listener::Listener;
@@ -76,25 +78,8 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let max_body = state.cfg.max_body_bytes;
     let cors = cors(&state.cfg.allowed_origins);
-    Router::new()
-        .route(routes::START.template(), post(http::start))
-        .route(routes::RESUME.template(), put(http::command::<ResumeBody>))
-        .route(routes::EXECUTE.template(), post(http::command::<ExecuteBody>))
-        .route(routes::TERMINATE.template(), delete(http::terminate))
-        .route(routes::WORKFLOW.template(), get(http::get_state))
-        .route(routes::EVENTS.template(), get(sse::events))
-        .route(routes::DELIVERIES.template(), get(http::deliveries))
-        .route(routes::WS.template(), get(ws::upgrade))
-        .merge(definitions::routes("/v3/definitions", Kind::Workflow))
-        .merge(definitions::routes("/v3/nodes", Kind::Node))
-        .route(routes::TICKET.template(), post(http::ticket))
-        .route("/", get(demo::index))
-        .route("/demo/{file}", get(demo::module))
-        .route("/demo/style.css", get(demo::style))
-        .route("/demo/config.js", get(demo::config))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+    mounted()
+        .router
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn(edge::checks))
         .layer(cors)
@@ -105,6 +90,82 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// Every route, recorded as it is mounted, so the API document can be held to the router.
+fn mounted() -> Mounted {
+    use Method as M;
+    Mounted::default()
+        .on(M::POST, routes::START.template(), http::start)
+        .on(M::PUT, routes::RESUME.template(), http::command::<ResumeBody>)
+        .on(M::POST, routes::EXECUTE.template(), http::command::<ExecuteBody>)
+        .on(M::DELETE, routes::TERMINATE.template(), http::terminate)
+        .on(M::GET, routes::WORKFLOW.template(), http::get_state)
+        .on(M::GET, routes::EVENTS.template(), sse::events)
+        .on(M::GET, routes::DELIVERIES.template(), http::deliveries)
+        .on(M::GET, routes::WS.template(), ws::upgrade)
+        .merge(definitions::routes("/v3/definitions", Kind::Workflow))
+        .merge(definitions::routes("/v3/nodes", Kind::Node))
+        .on(M::POST, routes::TICKET.template(), http::ticket)
+        .on(M::GET, "/v3/openapi.json", api_doc::openapi_json)
+        .on(M::GET, "/v3/schemas/definition.json", api_doc::definition_schema)
+        .on(M::GET, "/healthz", healthz)
+        .on(M::GET, "/readyz", readyz)
+        .on(M::GET, "/metrics", metrics_text)
+        .page("/", get(demo::index))
+        .page("/demo/{file}", get(demo::module))
+        .page("/demo/style.css", get(demo::style))
+        .page("/demo/config.js", get(demo::config))
+        .pages(api_doc::reference_page())
+}
+
+/// A router with the `(method, path)` of each API route it serves. Pages (the demo, `/docs`)
+/// are served but are not API routes.
+#[derive(Default)]
+struct Mounted {
+    router: Router<AppState>,
+    routes: Vec<(Method, String)>,
+}
+
+impl Mounted {
+    fn on<H, T>(mut self, method: Method, path: &str, handler: H) -> Self
+    where
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = axum::routing::MethodFilter::try_from(method.clone()).expect("a routable method");
+        self.router = self.router.route(path, axum::routing::on(filter, handler));
+        self.routes.push((method, path.to_string()));
+        self
+    }
+
+    fn page(mut self, path: &str, route: axum::routing::MethodRouter<AppState>) -> Self {
+        self.router = self.router.route(path, route);
+        self
+    }
+
+    fn pages(mut self, pages: Router<AppState>) -> Self {
+        self.router = self.router.merge(pages);
+        self
+    }
+
+    fn merge(mut self, other: Mounted) -> Self {
+        self.router = self.router.merge(other.router);
+        self.routes.extend(other.routes);
+        self
+    }
+
+    fn layer_extension<X: Clone + Send + Sync + 'static>(mut self, x: X) -> Self {
+        self.router = self.router.layer(axum::Extension(x));
+        self
+    }
+}
+
+/// Alive (the process answers)
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "`ok`", body = String)))]
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 /// CORS for browser pages on the configured origins (none: same-origin pages only).
@@ -137,6 +198,9 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(600))
 }
 
+/// Ready (Redis and Temporal reachable)
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready, and why", body = Object)))]
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let (redis, temporal) = s.service.probe().await;
     let outage = s.outage.get();
@@ -153,6 +217,9 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     (status, axum::Json(body))
 }
 
+/// Prometheus metrics
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("drift_hub_channels").set(s.service.hub_channels() as f64);
     s.metrics.as_ref().map(|h| h.render()).unwrap_or_default()

@@ -38,6 +38,32 @@ fn event(o: Out) -> Event {
     }
 }
 
+/// Follow a workflow live (Server-Sent Events)
+///
+/// The current state, then every state as it happens, as `state` events whose `id:` is the
+/// state's `seq`; reconnecting with `Last-Event-ID` (or `?lastEventId=`) resumes after it. A
+/// `gap` event says the history no longer reaches back (the latest state follows). The stream
+/// ends after the terminal state; a reconnect after it gets 204 (do not reconnect). Browsers
+/// pass the start's `streamToken` as `?token=`.
+#[utoipa::path(
+    get,
+    path = crate::domain::routes::EVENTS.template(),
+    tag = "live",
+    operation_id = "events",
+    params(
+        ("id" = String, Path, description = "The workflow id"),
+        ("token" = Option<String>, Query, description = "A stream token (from a start's answer)"),
+        ("lastEventId" = Option<u64>, Query, description = "Resume after this seq (as `Last-Event-ID`)"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq"),
+    ),
+    responses(
+        (status = 200, description = "`text/event-stream` of `state` and `gap` events (see the AsyncAPI document)", content_type = "text/event-stream", body = String),
+        (status = 204, description = "The workflow ended at or before `Last-Event-ID`: do not reconnect"),
+        (status = 404, description = "No such workflow (or another tenant's)", body = crate::gateway::error::ErrorBody),
+        crate::gateway::api_doc::Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]), ("streamToken" = []))
+)]
 pub async fn events(
     State(s): State<AppState>,
     _: AllowedOrigin,

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// How a call's later states reach the caller: it waits for them (sync, or live), or they go to
 /// a callback (async).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Sync,
@@ -16,46 +16,61 @@ pub enum Mode {
 }
 
 /// `POST /v3/workflow/start`, and the WebSocket's `start`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartBody {
+    /// The definition to run (its id).
     pub workflow: String,
+    /// A published version number, `LATEST` or `ACTIVE` (default: ACTIVE).
     #[serde(default)]
     pub version: Option<String>,
+    /// Your own id for the run (letters, digits, `_`, `-`, `.`; default: generated).
     #[serde(default)]
     pub workflow_id: Option<String>,
+    /// The run's input, readable by the definition as `$.params`.
     #[serde(default)]
     pub params: Option<Value>,
+    /// Where every later state is POSTed as a signed webhook (must be allowed by the gateway).
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// `sync` (default) waits for the first screen or the end; `async` answers 202 at once.
     #[serde(default)]
     pub mode: Option<Mode>,
+    /// Makes the call safe to retry: the same id gets the same answer (default: generated).
     #[serde(default)]
     pub request_id: Option<String>,
 }
 
 /// `PUT /v3/workflow/resume/{id}`, and the WebSocket's `resume`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResumeBody {
+    /// The answer to the current screen: widget id → value.
     pub view_response: Value,
+    /// The `seq` of the screen answered; an answer to an older screen gets 409 `stale_screen`.
     #[serde(default)]
     pub seq: Option<u64>,
+    /// Makes the call safe to retry: the same id gets the same answer (default: generated).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// Where every later state is POSTed as a signed webhook.
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// `sync` (default) waits for the next screen or the end; `async` answers 202 at once.
     #[serde(default)]
     pub mode: Option<Mode>,
 }
 
 /// `POST /v3/workflow/{id}/disconnected-node/execute`, and the WebSocket's `execute-node`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecuteBody {
+    /// An HTTP or SCRIPT node of the workflow that no edge leads to.
     pub node: String,
+    /// The node's parameters for this run (literals, or `$` JSONPaths into the context).
     #[serde(default)]
     pub parameters: Option<Value>,
+    /// Makes the call safe to retry: the same id gets the same answer (default: generated).
     #[serde(default)]
     pub request_id: Option<String>,
 }

@@ -40,6 +40,28 @@ pub struct WsQuery {
 /// every idle socket holds), and a larger message grows it to that message's length.
 const WS_READ_BUFFER: usize = 512;
 
+/// The WebSocket
+///
+/// One socket for many workflows: `subscribe` with a stream token or as the caller, `start`,
+/// `resume` and `execute-node` acknowledged by `requestId`, states pushed as they happen. The
+/// messages are in the AsyncAPI document (`/v3/asyncapi.json`).
+#[utoipa::path(
+    get,
+    path = crate::domain::routes::WS.template(),
+    tag = "live",
+    operation_id = "websocket",
+    params(
+        ("ticket" = Option<String>, Query, description = "A one-minute ticket from `POST /v3/auth/ticket` (browsers)"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Not a WebSocket upgrade", body = crate::gateway::error::ErrorBody),
+        (status = 401, description = "A ticket that is unknown, used or expired", body = crate::gateway::error::ErrorBody),
+        (status = 403, description = "An `Origin` that is not allowed", body = crate::gateway::error::ErrorBody),
+        (status = 503, description = "Too many streams; see Retry-After", body = crate::gateway::error::ErrorBody),
+    ),
+    security((), ("apiKey" = []), ("jwt" = []))
+)]
 pub async fn upgrade(
     State(s): State<AppState>,
     _: AllowedOrigin,
