@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the demo page's browser tests: starts `drift dev` on a free port with a throwaway data
 # folder, drives it with Debian's chromium through playwright-core, then stops it.
-# Screenshots land in test-artifacts/. Then runs the README's curl examples against it.
+# Screenshots land in test-artifacts/. Before them, the TypeScript client's checks and tests
+# (scripts/client-test.sh); after them, the README's curl examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q --bin drift
@@ -20,9 +21,16 @@ for _ in $(seq 1 180); do
 done
 curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "drift dev never became ready" >&2; exit 1; }
 # The page's modules: formatted (Prettier) and linted (ESLint), with the tools tests/browser installs.
-(cd web-demo && ../tests/browser/node_modules/.bin/prettier --check "*.js" "*.mjs" \
+(cd web-demo && ../tests/browser/node_modules/.bin/prettier --check "*.js" "*.mjs" "editor/src.js" \
   && ../tests/browser/node_modules/.bin/eslint --config eslint.config.mjs .) \
   || { echo "the demo page's modules need formatting or fixes (see above)" >&2; exit 1; }
+# The editor's bundle is committed (the binary embeds it): it must be what its source builds to.
+fresh=$(mktemp -d)
+(cd web-demo/editor && npm run -s build -- --outfile="$fresh/editor.js" --log-level=warning)
+cmp -s "$fresh/editor.js" web-demo/vendor/editor.js \
+  || { rm -rf "$fresh"; echo "web-demo/vendor/editor.js is stale: run 'npm run build' in web-demo/editor and commit it" >&2; exit 1; }
+rm -rf "$fresh"
+bash scripts/client-test.sh "http://127.0.0.1:$port" "$data/dev-api-key" || { tail -50 "$log"; exit 1; }
 mkdir -p test-artifacts
 (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test demo.test.mjs) || { tail -50 "$log"; exit 1; }
 bash scripts/readme-examples.sh "$port" "$data" || { tail -50 "$log"; exit 1; }

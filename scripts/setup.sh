@@ -41,5 +41,13 @@ if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
     echo "setup: installing playwright-core, ESLint and Prettier for the browser tests (npm; the browser is Debian's chromium)"
     (cd tests/browser && npm ci --no-audit --no-fund --silent)
   fi
+  if [ ! -x web-demo/editor/node_modules/.bin/esbuild ]; then
+    echo "setup: installing CodeMirror and esbuild for the demo's editor bundle (npm)"
+    (cd web-demo/editor && npm ci --no-audit --no-fund --silent)
+  fi
+  if [ ! -x clients/typescript/node_modules/.bin/tsc ] || [ ! -x clients/typescript/node_modules/.bin/openapi-typescript ]; then
+    echo "setup: installing TypeScript and openapi-typescript for clients/typescript (npm)"
+    (cd clients/typescript && npm ci --no-audit --no-fund --silent)
+  fi
 fi
 echo "setup: ok (protoc $(protoc --version | cut -d' ' -f2), $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1 | awk '{print $3}'), postgres $(ls -d /usr/lib/postgresql/*/bin | head -1 | cut -d/ -f5))"

@@ -26,6 +26,22 @@ const NEW_DEFINITION = {
 const path = (id, rest = "") => `/v3/definitions/${encodeURIComponent(id)}${rest}`;
 
 /**
+ * The JSON editor (CodeMirror, checked against the gateway's definition schema), loaded when the
+ * tab is first used: it is the page's one large module. Resolves to the element whose `value`
+ * is the text.
+ */
+let editor;
+function jsonEditor(api) {
+  editor ??= Promise.all([import("./editor.js"), api.call("GET", "/v3/schemas/definition.json")]).then(
+    ([{ mountEditor }, schema]) => {
+      mountEditor($("def-json"), { schema: schema.ok ? schema.body : undefined, labelledBy: "def-json-label" });
+      return $("def-json");
+    },
+  );
+  return editor;
+}
+
+/**
  * `onWorkflows(defs)`: the startable definitions changed; `onStart(id, version)`: start one.
  */
 export function definitionsTab(api, { onWorkflows, onStart }) {
@@ -90,7 +106,7 @@ export function definitionsTab(api, { onWorkflows, onStart }) {
     if (!shown.ok) return showErrors(shown);
     const json = { ...shown.body };
     delete json.version;
-    $("def-json").value = JSON.stringify(json, null, 2);
+    (await jsonEditor(api)).value = JSON.stringify(json, null, 2);
     const list = (versions.ok && versions.body.versions) || [];
     $("def-activate-version").replaceChildren(
       ...list
@@ -105,11 +121,11 @@ export function definitionsTab(api, { onWorkflows, onStart }) {
     await showGraph(api, $("def-graph"), $("defgraph-caption"), id, snapshot.ok ? "SNAPSHOT" : "ACTIVE");
   }
 
-  function create() {
+  async function create() {
     editing = { id: null, isNew: true };
     $("def-title").textContent = "(new)";
     $("def-meta").textContent = "Save creates its SNAPSHOT.";
-    $("def-json").value = JSON.stringify(NEW_DEFINITION, null, 2);
+    (await jsonEditor(api)).value = JSON.stringify(NEW_DEFINITION, null, 2);
     $("def-errors").replaceChildren();
     $("def-graph").replaceChildren();
     $("def-activate-version").replaceChildren();
@@ -118,7 +134,7 @@ export function definitionsTab(api, { onWorkflows, onStart }) {
   async function save() {
     let body;
     try {
-      body = JSON.parse($("def-json").value);
+      body = JSON.parse((await jsonEditor(api)).value);
     } catch (e) {
       showErrors({ status: 400, body: { message: `Not JSON: ${e.message}` } });
       return false;

@@ -137,6 +137,45 @@ test("the running workflow's graph highlights the node of each state and the pat
   await page.close();
 });
 
+test("the definition editor completes from the schema and marks a misspelt field where it is", async () => {
+  const page = await open();
+  await page.click("#tab-defs");
+  await page.click("#def-new");
+  await page.locator("#def-json .cm-content").waitFor();
+  // Misspell the new screen's layoutId: the schema (served by the gateway) refuses it.
+  await page.evaluate(() => {
+    const d = JSON.parse(document.getElementById("def-json").value);
+    const n = d.states.ask.node;
+    n.layoutID = n.layoutId;
+    delete n.layoutId;
+    document.getElementById("def-json").value = JSON.stringify(d, null, 2);
+  });
+  const marked = page.locator("#def-json .cm-lintRange-error");
+  await marked.first().waitFor();
+  await marked.first().hover(); // the marked text's tooltip says what is wrong
+  const tip = page.locator(".cm-tooltip-lint");
+  await tip.waitFor();
+  assert.match(await tip.textContent(), /layoutID/);
+  await page.screenshot({ path: SHOTS + "editor-1-schema-error.png", fullPage: true });
+
+  // Completion: inside a node, Ctrl-Space offers the fields its type allows.
+  await page.evaluate(() => {
+    const box = document.getElementById("def-json");
+    const text = '{"id": "x", "startNode": "a", "states": {"a": {"node": {"type": "INSTRUCTION", ""}}}}';
+    box.value = text;
+    const at = text.indexOf('""') + 1;
+    box.editorView.dispatch({ selection: { anchor: at } });
+    box.editorView.focus();
+  });
+  await page.keyboard.press("Control+Space");
+  const options = page.locator(".cm-tooltip-autocomplete li");
+  await options.first().waitFor();
+  const offered = await options.allTextContents();
+  assert.ok(offered.some((o) => o.includes("layoutId")), offered.join(" | "));
+  await page.screenshot({ path: SHOTS + "editor-2-completion.png", fullPage: true });
+  await page.close();
+});
+
 test("the definitions tab shows a validation error next to its node, then publishes, activates and starts a new version", async () => {
   const page = await open();
   await page.click("#tab-defs");
@@ -175,5 +214,19 @@ test("the definitions tab shows a validation error next to its node, then publis
   await page.locator('form[data-layout="from_the_editor"]').waitFor();
   await page.locator('#graph g.node.current[data-node="ask"]').waitFor();
   await page.screenshot({ path: SHOTS + "definitions-3-started.png", fullPage: true });
+  await page.close();
+});
+
+test("the API reference page renders the gateway's OpenAPI document from assets inside the binary", async () => {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const elsewhere = [];
+  page.on("request", (r) => {
+    if (!r.url().startsWith(BASE)) elsewhere.push(r.url());
+  });
+  await page.goto(BASE + "/docs/");
+  await page.locator(".opblock-summary-path", { hasText: "/v3/workflow/start" }).first().waitFor();
+  assert.ok((await page.locator(".opblock").count()) >= 30, "every operation is listed");
+  assert.deepEqual(elsewhere, [], "nothing is loaded from another origin");
+  await page.screenshot({ path: SHOTS + "docs-1-reference.png" });
   await page.close();
 });

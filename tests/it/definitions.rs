@@ -509,6 +509,33 @@ async fn definitions_push_pull_and_validate_a_folder_against_a_running_gateway()
         .await;
     assert_eq!(r.body["versions"].as_array().unwrap().len(), 2, "{r:?}");
 
+    // A misspelt field is named where it is by the definition schema, before the gateway is
+    // asked; `--offline` checks the same with no gateway at all.
+    let mut misspelt = greeting(&id, "v3");
+    misspelt["states"]["ask"]["node"]["layoutID"] = json!("greet-v3");
+    std::fs::write(dir.join(format!("{id}.json")), misspelt.to_string()).unwrap();
+    let (ok, out) = cli(&app, &["validate", d]).await;
+    assert!(
+        !ok && out.contains("SCHEMA  workflow") && out.contains("at /states/ask/node"),
+        "{out}"
+    );
+    assert!(out.contains("layoutID"), "{out}");
+    let offline = std::process::Command::new(drift_bin())
+        .args(["definitions", "validate", "--offline", d, "--url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&offline.stdout);
+    assert!(
+        !offline.status.success() && text.contains("at /states/ask/node"),
+        "{text}"
+    );
+    std::fs::write(dir.join(format!("{id}.json")), greeting(&id, "v3").to_string()).unwrap();
+    let offline = std::process::Command::new(drift_bin())
+        .args(["definitions", "validate", "--offline", d, "--url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert!(offline.status.success(), "{}", String::from_utf8_lossy(&offline.stdout));
+
     // Pull writes what serves.
     let pulled = infra().dir.join(format!("pulled-{}", uid()));
     let (ok, out) = cli(&app, &["pull", pulled.to_str().unwrap()]).await;

@@ -99,6 +99,19 @@ async fn a_reconnect_beyond_the_history_log_is_told_so_and_gets_the_latest_state
         (Some(1), Some(latest))
     );
     assert_eq!(sse.next(T).await.unwrap().data["seq"], latest);
+
+    // The socket says the same, in the shape the AsyncAPI document gives both.
+    let live = crate::contract::LiveContract::fetch(&app).await;
+    live.fits("sse.gap", &gap.data);
+    let mut ws = Ws::connect_with(&app.ws_url(""), &[("authorization", &bearer(&app.token("t")))])
+        .await
+        .unwrap();
+    ws.send(json!({"type": "subscribe", "workflowId": id, "since": 1}))
+        .await;
+    let gap = ws.next_of("gap", T).await;
+    live.fits("server.gap", &gap);
+    assert_eq!((gap["after"].as_u64(), gap["latest"].as_u64()), (Some(1), Some(latest)));
+    assert_eq!(ws.next_of("state", T).await["seq"], latest);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -55,10 +55,16 @@ pub struct DefinitionsArgs {
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum DefinitionsCmd {
-    /// Checks a folder (`*.json` workflows, `nodes/*.json` node definitions) against the
-    /// gateway's published nodes; prints each error with its node and field. Exit 1 if any.
+    /// Checks a folder (`*.json` workflows, `nodes/*.json` node definitions): each file
+    /// against the definition language's JSON Schema (each mistake with its place), then all
+    /// of them on the gateway (references, published nodes), each error with its node and
+    /// field. Exit 1 if any.
     Validate {
         dir: PathBuf,
+        /// Only the schema check, with the schema built into this binary: no gateway needed
+        /// (e.g. a pre-commit hook). References and node inputs are not checked.
+        #[arg(long)]
+        offline: bool,
         #[command(flatten)]
         gateway: GatewayClientArgs,
     },

@@ -1,5 +1,6 @@
 //! `drift definitions validate|push|pull DIR`: definitions kept in git, brought to a running
-//! gateway through its API (so CI needs a key, not database access).
+//! gateway through its API (so CI needs a key, not database access). Each file is first held
+//! to the definition language's JSON Schema, so a misspelt field is named where it is.
 
 use crate::client::Client;
 use crate::config::{DefinitionsArgs, DefinitionsCmd};
@@ -70,8 +71,48 @@ fn fail(what: &str, status: StatusCode, body: &Value) -> anyhow::Error {
     anyhow::anyhow!("{what}: {status}: {msg}")
 }
 
-/// Validates the folder on the gateway; prints every error; true if all are valid.
+/// The definition language's schema as the gateway serves it, so the check matches the
+/// gateway's version.
+async fn gateway_schema(c: &Client) -> anyhow::Result<Value> {
+    let (status, schema) = c.call(Method::GET, "/v3/schemas/definition.json", None).await?;
+    if !status.is_success() {
+        return Err(fail("reading the definition schema", status, &schema));
+    }
+    Ok(schema)
+}
+
+/// Holds each file to the schema; prints every mistake with its place in the file (a JSON
+/// pointer); true if all fit.
+fn fits_schema(schema: &Value, f: &Folder) -> anyhow::Result<bool> {
+    let validator = |root: &str| {
+        let mut s = schema.clone();
+        s["$ref"] = json!(format!("#/$defs/{root}"));
+        jsonschema::draft202012::new(&s).map_err(|e| anyhow::anyhow!("the definition schema does not compile: {e}"))
+    };
+    let mut fits = true;
+    for (kind, root, items) in [
+        ("node", "NodeResource", &f.nodes),
+        ("workflow", "Definition", &f.workflows),
+    ] {
+        let v = validator(root)?;
+        for (file, def) in items {
+            for e in v.iter_errors(def) {
+                fits = false;
+                let at = e.instance_path().to_string();
+                let at = if at.is_empty() { "/".to_string() } else { at };
+                println!("SCHEMA  {kind} {} ({}): at {at}: {e}", id_of(def), file.display());
+            }
+        }
+    }
+    Ok(fits)
+}
+
+/// Validates the folder: each file against the schema, then all of them on the gateway
+/// (references between them, the published nodes); prints every error; true if all are valid.
 async fn validate(c: &Client, f: &Folder) -> anyhow::Result<bool> {
+    if !fits_schema(&gateway_schema(c).await?, f)? {
+        return Ok(false);
+    }
     let body = json!({
         "workflows": f.workflows.iter().map(|(_, v)| v).collect::<Vec<_>>(),
         "nodes": f.nodes.iter().map(|(_, v)| v).collect::<Vec<_>>(),
@@ -182,7 +223,21 @@ async fn pull(c: &Client, dir: &Path, version: &str) -> anyhow::Result<()> {
 
 pub async fn run(a: DefinitionsArgs) -> anyhow::Result<()> {
     match a.action {
-        DefinitionsCmd::Validate { dir, gateway } => {
+        DefinitionsCmd::Validate { dir, offline: true, .. } => {
+            let f = load(&dir)?;
+            if !fits_schema(&crate::dsl::schema::definition_json_schema(), &f)? {
+                bail!(
+                    "{} has definitions that do not fit the schema (listed above)",
+                    dir.display()
+                );
+            }
+            println!(
+                "ok      {} files fit the definition schema",
+                f.workflows.len() + f.nodes.len()
+            );
+            Ok(())
+        }
+        DefinitionsCmd::Validate { dir, gateway, .. } => {
             let f = load(&dir)?;
             if !validate(&Client::new(&gateway)?, &f).await? {
                 bail!("{} has invalid definitions (listed above)", dir.display());

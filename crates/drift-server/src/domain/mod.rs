@@ -145,17 +145,19 @@ impl Rejection {
 }
 
 /// The answer of an execute-node command.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeResult {
     pub workflow_id: String,
+    /// The node instance that ran.
     pub node: String,
     pub status: NodeOutcome,
+    /// The node's output, or `{"error": …}` when it failed.
     pub response: Value,
 }
 
 /// Whether an executed node succeeded (`response` is its output) or failed (`{"error": …}`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum NodeOutcome {
     Success,

@@ -69,6 +69,7 @@ pub enum Refused {
         super::readyz,
         super::metrics_text,
         openapi_json,
+        super::asyncapi::asyncapi_json,
         definition_schema,
     ),
     components(schemas(
@@ -218,6 +219,19 @@ pub fn documented() -> Vec<(axum::http::Method, String)> {
     out
 }
 
+/// Every `$ref` in a document.
+#[cfg(test)]
+pub fn refs_in(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(o) => {
+            let own = o.get("$ref").and_then(Value::as_str).map(str::to_string);
+            own.into_iter().chain(o.values().flat_map(refs_in)).collect()
+        }
+        Value::Array(a) => a.iter().flat_map(refs_in).collect(),
+        _ => Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,9 +260,7 @@ mod tests {
         let doc = document();
         assert_eq!(doc["openapi"], "3.1.0");
         let schemas = doc["components"]["schemas"].as_object().unwrap();
-        let mut refs = Vec::new();
-        collect_refs(doc, &mut refs);
-        for r in &refs {
+        for r in &refs_in(doc) {
             let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{r}"));
             assert!(schemas.contains_key(name), "{r} does not resolve");
         }
@@ -273,18 +285,5 @@ mod tests {
             ids.contains("listNodes") && ids.contains("deleteNodeSnapshot"),
             "{ids:?}"
         );
-    }
-
-    fn collect_refs(v: &Value, out: &mut Vec<String>) {
-        match v {
-            Value::Object(o) => {
-                if let Some(Value::String(r)) = o.get("$ref") {
-                    out.push(r.clone());
-                }
-                o.values().for_each(|v| collect_refs(v, out));
-            }
-            Value::Array(a) => a.iter().for_each(|v| collect_refs(v, out)),
-            _ => {}
-        }
     }
 }

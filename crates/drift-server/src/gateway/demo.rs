@@ -21,6 +21,9 @@ const MODULES: &[(&str, &str)] = &[
     ("graph.js", include_str!("../../../../web-demo/graph.js")),
     ("definitions.js", include_str!("../../../../web-demo/definitions.js")),
     ("dom.js", include_str!("../../../../web-demo/dom.js")),
+    // CodeMirror and the JSON Schema support, bundled (web-demo/editor); loaded by the
+    // Definitions tab when it is first used.
+    ("editor.js", include_str!("../../../../web-demo/vendor/editor.js")),
 ];
 
 pub async fn module(Path(file): Path<String>) -> Response {

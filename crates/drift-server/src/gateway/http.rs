@@ -296,7 +296,7 @@ fn resume_doc() {}
     request_body = ExecuteBody,
     params(("id" = String, Path, description = "The workflow id"), ("Prefer" = Option<String>, Header, description = "`wait=N`: wait at most N seconds for the answer (capped by the gateway's `--max-wait-ms`)")),
     responses(
-        (status = 200, description = "The node's result", body = Object),
+        (status = 200, description = "The node's result", body = crate::domain::NodeResult),
         (status = 202, description = "The wait ran out: where to look next", body = Accepted),
         (status = 404, description = "No such workflow (or another tenant's)", body = ErrorBody),
         (status = 409, description = "`not_waiting`: the workflow has ended", body = ErrorBody),

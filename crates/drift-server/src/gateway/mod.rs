@@ -3,6 +3,7 @@
 //! hand it to the service layer, and turn its answers into their own wire format.
 
 mod api_doc;
+mod asyncapi;
 mod conn;
 mod definitions;
 mod demo;
@@ -108,6 +109,7 @@ fn mounted() -> Mounted {
         .merge(definitions::routes("/v3/nodes", Kind::Node))
         .on(M::POST, routes::TICKET.template(), http::ticket)
         .on(M::GET, "/v3/openapi.json", api_doc::openapi_json)
+        .on(M::GET, "/v3/asyncapi.json", asyncapi::asyncapi_json)
         .on(M::GET, "/v3/schemas/definition.json", api_doc::definition_schema)
         .on(M::GET, "/healthz", healthz)
         .on(M::GET, "/readyz", readyz)

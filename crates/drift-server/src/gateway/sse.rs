@@ -11,8 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -25,15 +24,25 @@ pub struct EventsQuery {
     last_event_id: Option<u64>,
 }
 
+/// The data of a `gap` event: the states after `after` are no longer kept; the latest state
+/// (`latest`) follows as the next `state` event.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GapEvent {
+    pub after: u64,
+    pub latest: u64,
+    pub message: &'static str,
+}
+
 fn event(o: Out) -> Event {
     match o {
-        Out::State { seq, body, .. } => Event::default()
-            .event("state")
-            .id(seq.to_string())
-            .data(body.as_str()),
+        Out::State { seq, body, .. } => Event::default().event("state").id(seq.to_string()).data(body.as_str()),
         Out::Gap { after, latest } => Event::default().event("gap").data(
-            json!({"after": after, "latest": latest, "message": "history no longer reaches back; the latest state follows"})
-                .to_string(),
+            serde_json::to_string(&GapEvent {
+                after,
+                latest,
+                message: "history no longer reaches back; the latest state follows",
+            })
+            .expect("a gap serializes"),
         ),
     }
 }

@@ -2,7 +2,7 @@
 //! resume, execute-node) through the same service calls as HTTP. One task per socket reads,
 //! drives the socket's follower streams and writes.
 
-mod protocol;
+pub(super) mod protocol;
 
 use super::AppState;
 use super::error::ApiError;

@@ -8,35 +8,49 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-#[derive(Deserialize)]
+/// What a client sends: one JSON object per text frame, tagged by `type`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ClientMsg {
+    /// Follow a workflow: its current state (or every state after `since`), then each new
+    /// one. Authorised by the socket's caller or by the start's `token`.
     #[serde(rename_all = "camelCase")]
     Subscribe {
         workflow_id: String,
+        /// Resume after this seq: the states after it are sent, or a `gap` when history no
+        /// longer reaches back.
         since: Option<u64>,
+        /// A stream token (a start's `streamToken`) for a socket opened without a caller.
         token: Option<String>,
     },
+    /// Stop following a workflow.
     #[serde(rename_all = "camelCase")]
-    Unsubscribe {
-        workflow_id: String,
-    },
+    Unsubscribe { workflow_id: String },
+    /// Start a workflow (a `POST /v3/workflow/start` body): answered by an `ack` carrying its
+    /// id and stream token; the socket follows it, so its states arrive as `state` messages.
     #[serde(rename_all = "camelCase")]
     Start {
         #[serde(flatten)]
         body: StartBody,
+        /// As the HTTP `Idempotency-Key` header.
         idempotency_key: Option<String>,
     },
+    /// Answer the screen (a resume body plus `workflowId`): the next state arrives as a `state`
+    /// message with this `requestId`; a refusal as an `error` with the same `details` as HTTP.
     Resume(Targeted<ResumeBody>),
+    /// Run an HTTP or SCRIPT node of the workflow (an execute body plus `workflowId`):
+    /// answered by a `result`.
     ExecuteNode(Targeted<ExecuteBody>),
+    /// Answered by `pong`.
     Ping {},
 }
 
 /// A command body addressed to one workflow, with the stream token that may authorise it.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Targeted<B> {
     pub workflow_id: String,
+    /// A stream token, for a socket opened without a caller.
     pub token: Option<String>,
     #[serde(flatten)]
     pub body: B,
@@ -50,35 +64,44 @@ pub struct RequestIdOnly {
     pub request_id: Option<String>,
 }
 
-#[derive(Serialize)]
+/// What the gateway sends: one JSON object per text frame, tagged by `type`.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMsg<'a> {
-    /// A workflow state; its body embedded as it is (checked JSON, not serialized again).
+    /// A state of a followed workflow; `state` is the workflow's answer, as HTTP gives it.
     #[serde(rename_all = "camelCase")]
     State {
         workflow_id: &'a str,
         seq: u64,
+        // Embedded as it is (checked JSON, not serialized again).
+        #[schema(value_type = crate::domain::WorkflowState)]
         state: &'a RawValue,
     },
+    /// The states after `after` are no longer kept; the latest (`latest`) follows.
     #[serde(rename_all = "camelCase")]
     Gap {
         workflow_id: &'a str,
         after: u64,
         latest: u64,
     },
+    /// A `start` or `subscribe` was accepted.
     #[serde(rename_all = "camelCase")]
     Ack {
         request_id: Option<&'a str>,
         workflow_id: &'a str,
+        /// After a `start`: the token that reads this workflow (as HTTP's `streamToken`).
         #[serde(skip_serializing_if = "Option::is_none")]
         stream_token: Option<&'a str>,
     },
+    /// The answer to an `execute-node`.
     #[serde(rename_all = "camelCase")]
     Result {
         #[serde(flatten)]
         result: NodeResult,
         request_id: &'a str,
     },
+    /// A command or message was refused: the status, code, message and `details` HTTP would
+    /// answer, tagged with the request it answers.
     #[serde(rename_all = "camelCase")]
     Error {
         request_id: Option<&'a str>,
@@ -86,8 +109,10 @@ pub enum ServerMsg<'a> {
         code: &'a str,
         message: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<serde_json::Value>)]
         details: Option<&'a Value>,
     },
+    /// The answer to `ping`.
     Pong,
 }
 
