@@ -16,6 +16,7 @@ const browser = Object.fromEntries(
     "setInterval",
     "clearInterval",
     "console",
+    "structuredClone",
   ].map((name) => [name, "readonly"]),
 );
 
