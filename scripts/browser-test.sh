@@ -24,11 +24,14 @@ curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "drift
 (cd web-demo && ../tests/browser/node_modules/.bin/prettier --check "*.js" "*.mjs" "editor/src.js" \
   && ../tests/browser/node_modules/.bin/eslint --config eslint.config.mjs .) \
   || { echo "the demo page's modules need formatting or fixes (see above)" >&2; exit 1; }
-# The editor's bundle is committed (the binary embeds it): it must be what its source builds to.
+# The page's built modules are committed (the binary embeds them): each must be what its source
+# builds to today.
 fresh=$(mktemp -d)
-(cd web-demo/editor && npm run -s build -- --outfile="$fresh/editor.js" --log-level=warning)
-cmp -s "$fresh/editor.js" web-demo/vendor/editor.js \
-  || { rm -rf "$fresh"; echo "web-demo/vendor/editor.js is stale: run 'npm run build' in web-demo/editor and commit it" >&2; exit 1; }
+(cd web-demo/editor && OUT="$fresh" npm run -s build)
+for f in editor.js drift-client.js; do
+  cmp -s "$fresh/$f" "web-demo/vendor/$f" \
+    || { rm -rf "$fresh"; echo "web-demo/vendor/$f is stale: run 'npm run build' in web-demo/editor and commit it" >&2; exit 1; }
+done
 rm -rf "$fresh"
 bash scripts/client-test.sh "http://127.0.0.1:$port" "$data/dev-api-key" || { tail -50 "$log"; exit 1; }
 mkdir -p test-artifacts

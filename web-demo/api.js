@@ -1,28 +1,22 @@
-// HTTP calls to the gateway: every one authenticated with the page's key, every answer checked
-// (status and body), errors as values the caller shows.
+// The page's calls, all through Drift's TypeScript client (clients/typescript, bundled into
+// vendor/drift-client.js): the workflow calls and the live socket directly, the rest (definitions,
+// the graph, the demo receiver) through its `call`, as `{ ok, status, body }` values the page shows.
 
-let seq = 0;
-/** A request id, so a retried or echoed call can be matched to what sent it. */
-export const requestId = () => `demo-${Date.now().toString(36)}-${++seq}`;
+import { createClient, DriftError } from "./drift-client.js";
+
+export { DriftError };
 
 export function createApi(key) {
-  const headers = { "content-type": "application/json", authorization: `Bearer ${key}` };
+  const client = createClient({ baseUrl: location.origin, token: key });
   /** `{ ok, status, body }`: the body parsed as JSON when it is, else its text. Never throws. */
   async function call(method, path, body) {
-    let r;
     try {
-      r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      const r = await client.call(method, path, body);
+      return { ok: true, status: r.status, body: r.body ?? null };
     } catch (e) {
-      return { ok: false, status: 0, body: { message: `network error: ${e.message}` } };
+      if (!(e instanceof DriftError)) throw e;
+      return { ok: false, status: e.status, body: { code: e.code, message: e.message, details: e.details } };
     }
-    const text = await r.text();
-    let parsed = text;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      // Not JSON (an SVG, or a proxy's error page): the text as it is.
-    }
-    return { ok: r.ok, status: r.status, body: parsed };
   }
-  return { call, headers };
+  return { call, client };
 }

@@ -2,11 +2,10 @@
 // workflow live over one WebSocket (no polling for screens) and lights up its graph as states
 // arrive; the Definitions tab edits, publishes and activates definitions.
 
-import { createApi, requestId } from "./api.js";
+import { createApi } from "./api.js";
 import { definitionsTab } from "./definitions.js";
 import { $, el, TERMINAL } from "./dom.js";
 import { highlight, showGraph } from "./graph.js";
-import { Live } from "./live.js";
 import { clearFieldErrors, render, showRefusal } from "./screen.js";
 
 const DEFAULT_PARAMS = { refund: { orderId: "o-1001" }, bank_account: {}, monthly_report: { month: "2026-11" } };
@@ -34,13 +33,13 @@ function timeline(seq, status, mode, extra) {
   $("timeline").prepend(el("li", { class: status || "" }, text));
 }
 
-const live = new Live(api, {
-  state: (m) => onState(m.state, "ws"),
-  gap: (m) => timeline(m.latest, "GAP", "ws", `history missed after #${m.after}`),
-  error: (m) => showError(m),
-  status: (text, ok) => {
-    $("conn").textContent = text;
-    $("conn").className = ok ? "conn ok" : "conn bad";
+/** One WebSocket for every workflow the page follows; it reconnects and catches up by itself. */
+const live = api.client.connect({
+  state: (st) => onState(st, "ws"),
+  gap: (g) => timeline(g.latest, "GAP", "ws", `history missed after #${g.after}`),
+  status: (up) => {
+    $("conn").textContent = up ? "live: connected" : "live: reconnecting…";
+    $("conn").className = up ? "conn ok" : "conn bad";
   },
 });
 
@@ -68,13 +67,12 @@ async function runGraph(workflow, version) {
   for (const st of run.states) run.lastNode = highlight($("graph"), st, run.lastNode);
 }
 
-/** The workflow is known: show its id and follow it live (again after every reconnect). */
+/** The workflow is known: show its id and follow it live (the socket follows what it started). */
 function following(id, token, subscribed) {
   run.id = id;
   run.token = token;
   $("wfid").textContent = `workflow ${id}`;
-  const shown = run;
-  live.follow({ workflowId: id, token, since: () => shown.seq }, subscribed);
+  if (!subscribed) live.follow(id, { token, since: run.seq || undefined });
 }
 
 async function start(e) {
@@ -89,53 +87,60 @@ async function start(e) {
   const workflow = $("workflow").value;
   const mode = $("mode").value;
   const version = ($("version").value || "ACTIVE").trim();
-  live.unfollow();
+  if (run && run.id) live.unfollow(run.id);
   run = { id: null, token: null, seq: 0, mode, states: [], lastNode: null };
   $("timeline").replaceChildren();
   $("screen").replaceChildren(el("p", { class: "muted" }, "Starting…"));
   if (hookTimer) clearInterval(hookTimer);
   runGraph(workflow, version);
-  const body = { workflow, params, ...(version !== "ACTIVE" ? { version } : {}) };
-  if (mode === "ws") {
-    const shown = run;
-    const m = await live.request({ type: "start", ...body });
+  const opts = version !== "ACTIVE" ? { version } : {};
+  const shown = run;
+  try {
+    if (mode === "ws") {
+      const { workflowId, streamToken } = await live.start(workflow, params, opts);
+      if (shown === run) following(workflowId, streamToken, true);
+      return;
+    }
+    if (mode === "async") Object.assign(opts, { mode: "async", callbackUrl: WEBHOOKS });
+    const r = await api.client.start(workflow, params, opts);
     if (shown !== run) return;
-    if (m.type === "error") return showError(m);
-    return following(m.workflowId, m.streamToken, true);
-  }
-  if (mode === "async") body.callbackUrl = WEBHOOKS;
-  const r = await api.call("POST", "/v3/workflow/start", body);
-  if (!r.ok) return showError({ ...r.body, status: r.status });
-  following(r.body.workflowId, r.body.streamToken, false);
-  if (r.status === 200) onState(r.body, "http");
-  if (mode === "async") {
-    timeline(null, "ACCEPTED", "http", "202");
-    hookTimer = setInterval(pollHooks, 1000);
+    following(r.workflowId, r.streamToken, false);
+    if (!r.accepted) onState(r, "http");
+    if (mode === "async") {
+      timeline(null, "ACCEPTED", "http", "202");
+      hookTimer = setInterval(pollHooks, 1000);
+    }
+  } catch (err) {
+    if (shown === run) showError(err);
   }
 }
 
 async function answer(selected) {
   clearFieldErrors();
   const viewResponse = { selectedOptions: selected };
-  if (run.mode === "ws") {
-    // The next state arrives on the socket; a refusal comes back as an error by request id.
-    live.send({ type: "resume", requestId: requestId(), workflowId: run.id, viewResponse, seq: run.seq });
-    return;
+  try {
+    if (run.mode === "ws") {
+      // The next state arrives on the socket (onState); a refusal comes back by request id.
+      await live.resume(run.id, viewResponse, { seq: run.seq });
+      return;
+    }
+    const opts = { seq: run.seq };
+    if (run.mode === "async") Object.assign(opts, { mode: "async", callbackUrl: WEBHOOKS });
+    const r = await api.client.resume(run.id, viewResponse, opts);
+    if (!r.accepted) onState(r, "http");
+  } catch (e) {
+    showError(e);
   }
-  const body = { viewResponse, seq: run.seq };
-  if (run.mode === "async") Object.assign(body, { mode: "async", callbackUrl: WEBHOOKS });
-  const r = await api.call("PUT", `/v3/workflow/resume/${encodeURIComponent(run.id)}`, body);
-  if (r.status === 200) onState(r.body, "http");
-  else if (r.status !== 202) showError({ ...r.body, status: r.status });
 }
 
 /** Runs the screen's disconnected check (e.g. an account number) and shows its answer. */
 async function verify(node, param, value, out) {
   out.textContent = "verifying…";
-  const msg = { type: "execute-node", workflowId: run.id, node, parameters: { [param]: value } };
-  const m = await live.request(msg, ["result"]);
-  if (m.type === "error") {
-    out.textContent = m.message;
+  let m;
+  try {
+    m = await live.executeNode(run.id, node, { [param]: value });
+  } catch (e) {
+    out.textContent = e.message;
     return;
   }
   const r = m.response || {};
@@ -205,7 +210,6 @@ async function init() {
   $("start-form").addEventListener("submit", start);
   // For the browser tests and the console: drop the socket to watch it reconnect and catch up.
   window.driftDemo = { dropSocket: () => live.drop() };
-  live.connect();
 }
 
 init();

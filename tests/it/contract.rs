@@ -35,6 +35,15 @@ async fn the_gateway_serves_its_openapi_document_the_definition_schema_and_an_of
     assert!(init.contains("/v3/openapi.json"), "{init}");
 }
 
+/// What in `value` does not fit `schema`, whose references point into `doc`'s components.
+fn misfits(doc: &Value, schema: Value, value: &Value) -> Vec<String> {
+    let root = serde_json::json!({"allOf": [schema], "components": doc["components"]});
+    let v = jsonschema::draft202012::new(&root).expect("the document's schemas compile");
+    v.iter_errors(value)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
 /// The AsyncAPI document's messages, checked against what really crosses a socket or stream.
 pub struct LiveContract(Value);
 
@@ -57,15 +66,8 @@ impl LiveContract {
             self.0["components"]["messages"][message].is_object(),
             "no message {message} in the AsyncAPI document"
         );
-        let schema = serde_json::json!({
-            "$ref": format!("#/components/messages/{message}/payload"),
-            "components": self.0["components"],
-        });
-        let v = jsonschema::draft202012::new(&schema).expect("the payload is valid JSON Schema");
-        let errors: Vec<String> = v
-            .iter_errors(value)
-            .map(|e| format!("{e} at {}", e.instance_path()))
-            .collect();
+        let payload = serde_json::json!({"$ref": format!("#/components/messages/{message}/payload")});
+        let errors = misfits(&self.0, payload, value);
         assert!(
             errors.is_empty(),
             "{message} {value} does not fit its schema: {errors:?}"
@@ -138,4 +140,118 @@ async fn what_the_socket_and_the_event_stream_carry_fits_the_asyncapi_messages()
         states += 1;
     }
     assert_eq!(states, 2, "both states, then the end");
+}
+
+/// The OpenAPI document's answers, checked against what a real gateway answers.
+struct ApiContract(Value);
+
+impl ApiContract {
+    /// Fails naming the operation, status and what in `body` does not fit the schema the
+    /// document gives for it.
+    fn fits(&self, method: &str, path: &str, status: u16, body: &Value) {
+        let at = format!(
+            "/paths/{}/{method}/responses/{status}/content/application~1json/schema",
+            path.replace('~', "~0").replace('/', "~1")
+        );
+        let schema = self
+            .0
+            .pointer(&at)
+            .unwrap_or_else(|| panic!("{method} {path} documents no {status} body"));
+        let errors = misfits(&self.0, schema.clone(), body);
+        assert!(
+            errors.is_empty(),
+            "{method} {path} {status}: {body} does not fit: {errors:?}"
+        );
+    }
+}
+
+/// Clients generated from the document read the gateway's real answers: each answer of the
+/// workflow and definitions calls fits the schema documented for its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_answers_fit_the_schemas_the_openapi_document_gives_them() {
+    use crate::helpers::{id_of, spawn_app, uid};
+    use reqwest::Method;
+    use serde_json::json;
+    let app = spawn_app().await;
+    let doc: Value = reqwest::get(format!("{}/v3/openapi.json", app.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api = ApiContract(doc);
+    let check = |method: &str, path: &str, r: &crate::helpers::Resp| api.fits(method, path, r.status.as_u16(), &r.body);
+
+    let started = app.start("refund", json!({"orderId": "o-contract"})).await;
+    check("post", "/v3/workflow/start", &started);
+    let id = id_of(&started);
+    let refused = app.resume(&id, json!({})).await;
+    assert_eq!(refused.status, 422);
+    check("put", "/v3/workflow/resume/{id}", &refused);
+    check(
+        "put",
+        "/v3/workflow/resume/{id}",
+        &app.resume(&id, json!({"reason": "damaged"})).await,
+    );
+    check("get", "/v3/workflow/{id}", &app.get(&id).await);
+    let wf = format!("/v3/workflow/terminate/{id}");
+    check(
+        "delete",
+        "/v3/workflow/terminate/{id}",
+        &app.call(Method::DELETE, &wf, None, &[]).await,
+    );
+    check("get", "/v3/workflow/{id}", &app.get("wf-no-such").await);
+    let account = id_of(&app.start("bank_account", json!({})).await);
+    let exec = format!("/v3/workflow/{account}/disconnected-node/execute");
+    let body = json!({"node": "verify_account", "parameters": {"accountNumber": "12345678"}});
+    check(
+        "post",
+        "/v3/workflow/{id}/disconnected-node/execute",
+        &app.call(Method::POST, &exec, Some(body), &[]).await,
+    );
+    check(
+        "post",
+        "/v3/auth/ticket",
+        &app.call(Method::POST, "/v3/auth/ticket", None, &[]).await,
+    );
+
+    let def = format!("contract-{}", uid());
+    let flow = json!({"id": def, "startNode": "done", "states": {"done": {"node": {"type": "SUCCESS"}}}});
+    let created = app.call(Method::POST, "/v3/definitions", Some(flow.clone()), &[]).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    check("post", "/v3/definitions", &created);
+    let base = format!("/v3/definitions/{def}");
+    check(
+        "post",
+        "/v3/definitions/{id}/publish",
+        &app.call(Method::POST, &format!("{base}/publish"), None, &[]).await,
+    );
+    let activate = app
+        .call(
+            Method::POST,
+            &format!("{base}/activate"),
+            Some(json!({"version": 1})),
+            &[],
+        )
+        .await;
+    check("post", "/v3/definitions/{id}/activate", &activate);
+    check(
+        "get",
+        "/v3/definitions/{id}/versions",
+        &app.call(Method::GET, &format!("{base}/versions"), None, &[]).await,
+    );
+    check(
+        "get",
+        "/v3/definitions",
+        &app.call(Method::GET, "/v3/definitions", None, &[]).await,
+    );
+    check("get", "/v3/nodes", &app.call(Method::GET, "/v3/nodes", None, &[]).await);
+    let mut broken = flow;
+    broken["states"]["done"]["nextNode"] = json!("nowhere");
+    let validate = json!({"workflows": [broken], "nodes": []});
+    let validated = app
+        .call(Method::POST, "/v3/definitions/validate", Some(validate), &[])
+        .await;
+    assert_eq!(validated.body["valid"], false, "{validated:?}");
+    check("post", "/v3/definitions/validate", &validated);
 }

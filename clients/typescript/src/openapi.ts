@@ -536,6 +536,18 @@ export interface components {
              */
             version: number;
         };
+        /** @description `POST …/activate`. */
+        Activated: {
+            /** Format: int64 */
+            active: number;
+            id: string;
+        };
+        Activation: {
+            activatedAt: string;
+            activatedBy: string;
+            /** Format: int64 */
+            version: number;
+        };
         /**
          * @description The last webhook attempt of a workflow: recorded by the worker, read back by the gateway
          *     (`GET /v3/workflow/{id}/deliveries`). Stored as one Redis hash; its fields are written and
@@ -562,6 +574,12 @@ export interface components {
         BranchNode: {
             choices: components["schemas"]["Choice"][];
             defaultNode: string;
+        };
+        Checked: {
+            errors: components["schemas"]["ValidationError"][];
+            id: string;
+            /** @description `node` or `workflow`. */
+            kind: string;
         };
         ChildNode: {
             version?: string | null;
@@ -591,6 +609,44 @@ export interface components {
                 [key: string]: components["schemas"]["StateEntry"];
             };
             version?: string;
+        };
+        /** @description `GET /v3/definitions` (`definitions`) and `GET /v3/nodes` (`nodes`). */
+        DefinitionList: {
+            definitions: components["schemas"]["DefinitionSummary"][];
+        } | {
+            nodes: components["schemas"]["DefinitionSummary"][];
+        };
+        /**
+         * @description One definition in a list: its published versions and, for a workflow, what its serving
+         *     version (ACTIVE, else LATEST) says of itself.
+         */
+        DefinitionSummary: {
+            /**
+             * Format: int64
+             * @description The version new starts use.
+             */
+            active?: number | null;
+            /** @description Workflows: the serving version's description. */
+            description?: string | null;
+            id: string;
+            /**
+             * Format: int64
+             * @description The newest published version.
+             */
+            latest?: number | null;
+            /** @description Whether a SNAPSHOT (a draft) exists. */
+            snapshot: boolean;
+            /** @description Workflows: the serving version's first node. */
+            startNode?: string | null;
+            /** @description Workflows: the serving version. */
+            version?: string | null;
+        };
+        /** @description `GET /v3/definitions/{id}/versions`. */
+        DefinitionVersions: {
+            active?: components["schemas"]["Activation"] | null;
+            id: string;
+            snapshot?: components["schemas"]["SnapshotInfo"] | null;
+            versions: components["schemas"]["PublishedVersion"][];
         };
         /** @description `GET /v3/workflow/{id}/deliveries`' answer. */
         Deliveries: {
@@ -717,6 +773,23 @@ export interface components {
             metaData?: unknown;
             value: unknown;
         };
+        /**
+         * @description `POST …/publish`: the version that serves now, and whether this call made it (false: the
+         *     SNAPSHOT was the same as the latest version).
+         */
+        Publication: {
+            id: string;
+            published: boolean;
+            /** Format: int64 */
+            version: number;
+        };
+        PublishedVersion: {
+            active: boolean;
+            publishedAt: string;
+            publishedBy: string;
+            /** Format: int64 */
+            version: number;
+        };
         /** @description `PUT /v3/workflow/resume/{id}`, and the WebSocket's `resume`. */
         ResumeBody: {
             /** @description Where every later state is POSTed as a signed webhook. */
@@ -744,6 +817,10 @@ export interface components {
         };
         ScriptNode: {
             script: string;
+        };
+        SnapshotInfo: {
+            updatedAt: string;
+            updatedBy: string;
         };
         /** @description `POST /v3/workflow/start`, and the WebSocket's `start`. */
         StartBody: {
@@ -801,6 +878,18 @@ export interface components {
             nodes?: unknown[];
             /** @description Workflow definitions to check together. */
             workflows?: unknown[];
+        };
+        /** @description `POST /v3/definitions/validate`: one result per definition given, nodes first. */
+        Validation: {
+            results: components["schemas"]["Checked"][];
+            valid: boolean;
+        };
+        /** @description One problem in a definition, naming the node instance and the field. */
+        ValidationError: {
+            field: string;
+            message: string;
+            /** @description The node instance (the key under `states`), when the problem is in one. */
+            node?: string | null;
         };
         /** @description A screen as clients see it. */
         View: {
@@ -1022,13 +1111,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `{definitions: [{id, latest, active, snapshot, version, description, startNode}]}` */
+            /** @description Every definition (`nodes` for `/v3/nodes`) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DefinitionList"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -1094,13 +1183,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Saved as the SNAPSHOT */
+            /** @description Saved as the SNAPSHOT: the definition as stored */
             201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Definition"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -1184,13 +1273,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description `{valid, errors: [...]}` */
+            /** @description One result per definition, nodes first; `valid` when none has errors */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Validation"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -1342,13 +1431,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Saved */
+            /** @description Saved: the definition as stored */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Definition"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -1516,13 +1605,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description `{id, active}` */
+            /** @description The version new starts use */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Activated"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -1691,13 +1780,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `{id, version, published}` */
+            /** @description The version that serves now; `published: false` when the SNAPSHOT was the latest version already */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Publication"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -1780,13 +1869,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `{id, versions: [{version, publishedBy, publishedAt, active}], active, snapshot}` */
+            /** @description Who published what, when; which version is ACTIVE; the SNAPSHOT */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DefinitionVersions"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -1857,13 +1946,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `{definitions: [{id, latest, active, snapshot, version, description, startNode}]}` */
+            /** @description Every definition (`nodes` for `/v3/nodes`) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DefinitionList"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -1929,13 +2018,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Saved as the SNAPSHOT */
+            /** @description Saved as the SNAPSHOT: the definition as stored */
             201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["NodeResource"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -2105,13 +2194,13 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Saved */
+            /** @description Saved: the definition as stored */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["NodeResource"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -2275,17 +2364,17 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["NodeResource"];
+                "application/json": components["schemas"]["ActivateBody"];
             };
         };
         responses: {
-            /** @description `{id, active}` */
+            /** @description The version new starts use */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Activated"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -2359,13 +2448,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `{id, version, published}` */
+            /** @description The version that serves now; `published: false` when the SNAPSHOT was the latest version already */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["Publication"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
@@ -2448,13 +2537,13 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description `{id, versions: [{version, publishedBy, publishedAt, active}], active, snapshot}` */
+            /** @description Who published what, when; which version is ACTIVE; the SNAPSHOT */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": components["schemas"]["DefinitionVersions"];
                 };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */

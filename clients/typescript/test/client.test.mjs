@@ -208,3 +208,30 @@ function cutAfterFirstEvent(body) {
     },
   });
 }
+
+test("one socket starts, answers and follows a workflow; refusals and node results come back by request id", async () => {
+  const states = [];
+  const status = [];
+  const socket = client.connect({ state: (s) => states.push(s.seq), status: (up) => status.push(up) });
+  try {
+    const { workflowId, streamToken } = await socket.start("bank_account", {});
+    assert.equal(typeof streamToken, "string");
+    await waitFor(() => states.includes(1));
+    const checked = await socket.executeNode(workflowId, "verify_account", { accountNumber: "12345678" });
+    assert.equal(checked.response.valid, true);
+    const refused = await socket.resume(workflowId, { selectedOptions: { save: "save" } }).catch((e) => e);
+    assert.ok(refused instanceof DriftError && refused.status === 422, String(refused));
+    assert.equal(refused.details[0].widgetId, "accountNumber");
+
+    // Dropped: it reopens with a fresh ticket and catches up on what it missed.
+    socket.drop();
+    await client.resume(workflowId, { selectedOptions: { accountNumber: "1", save: "save" } }); // seq 2, over HTTP
+    await waitFor(() => states.includes(2));
+    assert.deepEqual(status, [true, false, true]);
+    const done = await socket.resume(workflowId, { selectedOptions: { accountNumber: "11112222", save: "save" } });
+    assert.equal(done.seq, 3);
+    assert.deepEqual(states, [1, 2, 3], "each state once, in order");
+  } finally {
+    socket.close();
+  }
+});

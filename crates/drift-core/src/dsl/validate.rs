@@ -4,8 +4,9 @@ use serde::Serialize;
 use std::collections::{BTreeSet, VecDeque};
 
 /// One problem in a definition, naming the node instance and the field.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct ValidationError {
+    /// The node instance (the key under `states`), when the problem is in one.
     pub node: Option<String>,
     pub field: String,
     pub message: String,

@@ -155,8 +155,11 @@ fn nodes_like_definitions(doc: &mut Value) {
                 for at in [
                     "/requestBody/content/application~1json/schema/$ref",
                     "/responses/200/content/application~1json/schema/$ref",
+                    "/responses/201/content/application~1json/schema/$ref",
                 ] {
-                    if let Some(r) = op.pointer_mut(at) {
+                    if let Some(r) = op.pointer_mut(at)
+                        && r == "#/components/schemas/Definition"
+                    {
                         *r = "#/components/schemas/NodeResource".into();
                     }
                 }

@@ -79,7 +79,7 @@ pub(super) fn routes(base: &str, kind: Kind) -> super::Mounted {
     tag = "definitions",
     operation_id = "listDefinitions",
     responses(
-        (status = 200, description = "`{definitions: [{id, latest, active, snapshot, version, description, startNode}]}`", body = Object),
+        (status = 200, description = "Every definition (`nodes` for `/v3/nodes`)", body = crate::service::DefinitionList),
         Refused,
     ),
     security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
@@ -100,7 +100,7 @@ pub(super) async fn list(
     operation_id = "createDefinition",
     request_body = Definition,
     responses(
-        (status = 201, description = "Saved as the SNAPSHOT", body = Object),
+        (status = 201, description = "Saved as the SNAPSHOT: the definition as stored", body = Definition),
         (status = 409, description = "`already_exists`", body = ErrorBody),
         (status = 422, description = "`invalid_definition`: `details.errors` names each node and field", body = ErrorBody),
         Refused,
@@ -154,7 +154,7 @@ pub(super) async fn read(
     request_body = Definition,
     params(("id" = String, Path, description = "The definition id")),
     responses(
-        (status = 200, description = "Saved", body = Object),
+        (status = 200, description = "Saved: the definition as stored", body = Definition),
         (status = 422, description = "`invalid_definition`: `details.errors` names each node and field", body = ErrorBody),
         Refused,
     ),
@@ -213,7 +213,7 @@ pub(super) async fn delete_snapshot(
     operation_id = "publishDefinition",
     params(("id" = String, Path, description = "The definition id")),
     responses(
-        (status = 200, description = "`{id, version, published}`", body = Object),
+        (status = 200, description = "The version that serves now; `published: false` when the SNAPSHOT was the latest version already", body = crate::service::Publication),
         (status = 404, description = "No such definition (or version)", body = ErrorBody),
         (status = 422, description = "`invalid_definition`: `details.errors` names each node and field", body = ErrorBody),
         Refused,
@@ -238,7 +238,7 @@ pub(super) async fn publish(
     request_body = ActivateBody,
     params(("id" = String, Path, description = "The definition id")),
     responses(
-        (status = 200, description = "`{id, active}`", body = Object),
+        (status = 200, description = "The version new starts use", body = crate::service::Activated),
         (status = 404, description = "No such definition (or version)", body = ErrorBody),
         Refused,
     ),
@@ -266,7 +266,7 @@ pub(super) async fn activate(
     operation_id = "definitionVersions",
     params(("id" = String, Path, description = "The definition id")),
     responses(
-        (status = 200, description = "`{id, versions: [{version, publishedBy, publishedAt, active}], active, snapshot}`", body = Object),
+        (status = 200, description = "Who published what, when; which version is ACTIVE; the SNAPSHOT", body = crate::service::DefinitionVersions),
         (status = 404, description = "No such definition (or version)", body = ErrorBody),
         Refused,
     ),
@@ -289,7 +289,7 @@ pub(super) async fn versions(
     operation_id = "validateDefinitions",
     request_body = ValidateBody,
     responses(
-        (status = 200, description = "`{valid, errors: [...]}`", body = Object),
+        (status = 200, description = "One result per definition, nodes first; `valid` when none has errors", body = crate::service::Validation),
         Refused,
     ),
     security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))

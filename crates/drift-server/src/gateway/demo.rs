@@ -16,13 +16,16 @@ pub async fn index() -> impl IntoResponse {
 const MODULES: &[(&str, &str)] = &[
     ("app.js", include_str!("../../../../web-demo/app.js")),
     ("api.js", include_str!("../../../../web-demo/api.js")),
-    ("live.js", include_str!("../../../../web-demo/live.js")),
     ("screen.js", include_str!("../../../../web-demo/screen.js")),
     ("graph.js", include_str!("../../../../web-demo/graph.js")),
     ("definitions.js", include_str!("../../../../web-demo/definitions.js")),
     ("dom.js", include_str!("../../../../web-demo/dom.js")),
-    // CodeMirror and the JSON Schema support, bundled (web-demo/editor); loaded by the
-    // Definitions tab when it is first used.
+    // Built by web-demo/editor (esbuild): the TypeScript client the page calls with, and
+    // CodeMirror with the JSON Schema support, which the Definitions tab loads when first used.
+    (
+        "drift-client.js",
+        include_str!("../../../../web-demo/vendor/drift-client.js"),
+    ),
     ("editor.js", include_str!("../../../../web-demo/vendor/editor.js")),
 ];
 

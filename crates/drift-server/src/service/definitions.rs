@@ -8,7 +8,103 @@ use crate::db::{DbError, Kind, Stored};
 use crate::domain::{Caller, Scope};
 use crate::dsl::graph::Graph;
 use crate::dsl::{Definition, NodeResource, Registry, ValidationError, VersionSel, validate, validate_node};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
+
+/// `GET /v3/definitions` (`definitions`) and `GET /v3/nodes` (`nodes`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum DefinitionList {
+    Workflows { definitions: Vec<DefinitionSummary> },
+    Nodes { nodes: Vec<DefinitionSummary> },
+}
+
+/// One definition in a list: its published versions and, for a workflow, what its serving
+/// version (ACTIVE, else LATEST) says of itself.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DefinitionSummary {
+    pub id: String,
+    /// The newest published version.
+    pub latest: Option<u64>,
+    /// The version new starts use.
+    pub active: Option<u64>,
+    /// Whether a SNAPSHOT (a draft) exists.
+    pub snapshot: bool,
+    /// Workflows: the serving version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Workflows: the serving version's description.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Workflows: the serving version's first node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_node: Option<String>,
+}
+
+/// `GET /v3/definitions/{id}/versions`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DefinitionVersions {
+    pub id: String,
+    pub versions: Vec<PublishedVersion>,
+    pub active: Option<Activation>,
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedVersion {
+    pub version: u64,
+    pub published_by: String,
+    pub published_at: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Activation {
+    pub version: u64,
+    pub activated_by: String,
+    pub activated_at: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotInfo {
+    pub updated_by: String,
+    pub updated_at: String,
+}
+
+/// `POST …/publish`: the version that serves now, and whether this call made it (false: the
+/// SNAPSHOT was the same as the latest version).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Publication {
+    pub id: String,
+    pub version: u64,
+    pub published: bool,
+}
+
+/// `POST …/activate`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Activated {
+    pub id: String,
+    pub active: u64,
+}
+
+/// `POST /v3/definitions/validate`: one result per definition given, nodes first.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Validation {
+    pub valid: bool,
+    pub results: Vec<Checked>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Checked {
+    /// `node` or `workflow`.
+    pub kind: &'static str,
+    pub id: String,
+    pub errors: Vec<ValidationError>,
+}
 
 impl From<DbError> for ServiceError {
     fn from(e: DbError) -> Self {
@@ -100,27 +196,31 @@ impl Service {
 
     /// Every definition of a kind: LATEST, ACTIVE, whether a SNAPSHOT exists, and what the
     /// serving version says of itself.
-    pub async fn list_definitions(&self, caller: &Caller, kind: Kind) -> Result<Value, ServiceError> {
+    pub async fn list_definitions(&self, caller: &Caller, kind: Kind) -> Result<DefinitionList, ServiceError> {
         require(caller, Scope::Read)?;
         let summaries = self.catalog().db().summaries(kind).await?;
         let reg = self.catalog().registry();
-        let items: Vec<Value> = summaries
+        let items = summaries
             .into_iter()
             .map(|(id, s)| {
-                let mut item = json!({"id": id, "latest": s.latest, "active": s.active, "snapshot": s.snapshot});
-                if kind == Kind::Workflow
-                    && let Some(d) = reg.workflow(&id, None).or_else(|| reg.workflow(&id, Some("LATEST")))
-                {
-                    item["version"] = json!(d.version);
-                    item["description"] = json!(d.description);
-                    item["startNode"] = json!(d.start_node);
+                let serving = match kind {
+                    Kind::Workflow => reg.workflow(&id, None).or_else(|| reg.workflow(&id, Some("LATEST"))),
+                    Kind::Node => None,
+                };
+                DefinitionSummary {
+                    id,
+                    latest: s.latest,
+                    active: s.active,
+                    snapshot: s.snapshot,
+                    version: serving.as_ref().map(|d| d.version.clone()),
+                    description: serving.as_ref().and_then(|d| d.description.clone()),
+                    start_node: serving.as_ref().map(|d| d.start_node.clone()),
                 }
-                item
             })
             .collect();
         Ok(match kind {
-            Kind::Workflow => json!({"definitions": items}),
-            Kind::Node => json!({"nodes": items}),
+            Kind::Workflow => DefinitionList::Workflows { definitions: items },
+            Kind::Node => DefinitionList::Nodes { nodes: items },
         })
     }
 
@@ -173,7 +273,12 @@ impl Service {
     }
 
     /// Who published what, when, and which version is ACTIVE.
-    pub async fn definition_versions(&self, caller: &Caller, kind: Kind, id: &str) -> Result<Value, ServiceError> {
+    pub async fn definition_versions(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        id: &str,
+    ) -> Result<DefinitionVersions, ServiceError> {
         require(caller, Scope::Read)?;
         let db = self.catalog().db();
         let versions = db.versions(kind, id).await?;
@@ -182,15 +287,27 @@ impl Service {
             return Err(ServiceError::NotFound(format!("no {} {id:?}", noun(kind))));
         }
         let active = db.active(kind, id).await?;
-        Ok(json!({
-            "id": id,
-            "versions": versions.iter().map(|v| json!({
-                "version": v.version, "publishedBy": v.published_by, "publishedAt": v.published_at,
-                "active": active.as_ref().is_some_and(|a| a.0 == v.version),
-            })).collect::<Vec<_>>(),
-            "active": active.as_ref().map(|(v, by, at)| json!({"version": v, "activatedBy": by, "activatedAt": at})),
-            "snapshot": snapshot.map(|s| json!({"updatedBy": s.by, "updatedAt": s.at})),
-        }))
+        Ok(DefinitionVersions {
+            id: id.to_string(),
+            versions: versions
+                .into_iter()
+                .map(|v| PublishedVersion {
+                    active: active.as_ref().is_some_and(|a| a.0 == v.version),
+                    version: v.version,
+                    published_by: v.published_by,
+                    published_at: v.published_at,
+                })
+                .collect(),
+            active: active.map(|(version, activated_by, activated_at)| Activation {
+                version,
+                activated_by,
+                activated_at,
+            }),
+            snapshot: snapshot.map(|s| SnapshotInfo {
+                updated_by: s.by,
+                updated_at: s.at,
+            }),
+        })
     }
 
     /// Creates (`path_id` None) or replaces the SNAPSHOT, after validating it.
@@ -281,7 +398,7 @@ impl Service {
 
     /// Freezes the SNAPSHOT as the next version (LATEST). A SNAPSHOT identical to LATEST
     /// publishes nothing and answers LATEST, so a retried or repeated publish is harmless.
-    pub async fn publish_definition(&self, caller: &Caller, kind: Kind, id: &str) -> Result<Value, ServiceError> {
+    pub async fn publish_definition(&self, caller: &Caller, kind: Kind, id: &str) -> Result<Publication, ServiceError> {
         require(caller, Scope::DefinitionsWrite)?;
         let db = self.catalog().db();
         let snap = db.snapshot(kind, id).await?.ok_or_else(|| {
@@ -298,7 +415,11 @@ impl Service {
             && let Some(stored) = db.version(kind, id, latest.version).await?
             && same_definition(kind, &stored.body, &body)
         {
-            return Ok(json!({"id": id, "version": latest.version, "published": false}));
+            return Ok(Publication {
+                id: id.to_string(),
+                version: latest.version,
+                published: false,
+            });
         }
         let mut out = body;
         let version = loop {
@@ -318,7 +439,11 @@ impl Service {
         };
         self.catalog().changed(self.store()).await;
         tracing::info!(kind = kind.as_str(), id, version, by = %who(caller), "definition published");
-        Ok(json!({"id": id, "version": version, "published": true}))
+        Ok(Publication {
+            id: id.to_string(),
+            version,
+            published: true,
+        })
     }
 
     /// Makes a published version ACTIVE: new starts use it from now on, on every gateway.
@@ -328,7 +453,7 @@ impl Service {
         kind: Kind,
         id: &str,
         version: u64,
-    ) -> Result<Value, ServiceError> {
+    ) -> Result<Activated, ServiceError> {
         require(caller, Scope::DefinitionsWrite)?;
         if !self
             .catalog()
@@ -343,7 +468,10 @@ impl Service {
         }
         self.catalog().changed(self.store()).await;
         tracing::info!(kind = kind.as_str(), id, version, by = %who(caller), "definition activated");
-        Ok(json!({"id": id, "active": version}))
+        Ok(Activated {
+            id: id.to_string(),
+            active: version,
+        })
     }
 
     /// Checks definitions without storing them: each workflow against the published nodes
@@ -353,7 +481,7 @@ impl Service {
         caller: &Caller,
         workflows: Vec<Value>,
         nodes: Vec<Value>,
-    ) -> Result<Value, ServiceError> {
+    ) -> Result<Validation, ServiceError> {
         require(caller, Scope::Read)?;
         self.catalog().refresh().await?;
         let mut reg = (*self.catalog().registry()).clone();
@@ -375,17 +503,23 @@ impl Service {
                     reg.activate_node(&id, v);
                 }
             }
-            results.push(json!({"kind": "node", "id": id, "errors": errors}));
+            results.push(Checked {
+                kind: "node",
+                id,
+                errors,
+            });
         }
         for w in &workflows {
             let id = w.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
             let errors = check(Kind::Workflow, w, &reg).err().unwrap_or_default();
-            results.push(json!({"kind": "workflow", "id": id, "errors": errors}));
+            results.push(Checked {
+                kind: "workflow",
+                id,
+                errors,
+            });
         }
-        let valid = results
-            .iter()
-            .all(|r| r["errors"].as_array().is_none_or(|a| a.is_empty()));
-        Ok(json!({"valid": valid, "results": results}))
+        let valid = results.iter().all(|r| r.errors.is_empty());
+        Ok(Validation { valid, results })
     }
 
     /// The graph of one version (default ACTIVE; SNAPSHOT too), node references resolved.

@@ -19,6 +19,7 @@ pub use crate::db::Kind;
 pub use crate::dsl::is_definition_id;
 pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
 pub use catalog::Catalog;
+pub use definitions::{Activated, DefinitionList, DefinitionVersions, Publication, Validation};
 pub use dispatch::Dispatched;
 pub use error::ServiceError;
 pub use follow::{Follow, Followed, Out};
