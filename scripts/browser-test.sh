@@ -5,7 +5,9 @@
 # (scripts/client-test.sh); after them, the README's curl examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q --bin drift
+# The binary the test command has just built with its tests: `cargo build --bin` alone resolves
+# dependency features without the dev-dependencies and would compile much of the tree again.
+cargo test --release -q --workspace --all-targets --no-run
 port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 data=$(mktemp -d)
 log="$data/drift-dev.log"

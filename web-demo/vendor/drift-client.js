@@ -26,6 +26,12 @@ var sleep = (ms, signal) => new Promise((resolve) => {
 var backoff = (attempt) => Math.min(250 * 2 ** attempt, 5e3) * (0.5 + Math.random() / 2);
 
 // ../../clients/typescript/src/live.ts
+function socketClass(t) {
+  const WS = t.WebSocket ?? globalThis.WebSocket;
+  if (!WS) throw new Error("no WebSocket here: pass `WebSocket` to createClient (Node 20: the `ws` package)");
+  return WS;
+}
+var socketUrl = (t, query) => `${t.base.replace(/^http/, "ws")}/v3/ws${query}`;
 var Follow = class {
   constructor(workflowId, o, t) {
     this.workflowId = workflowId;
@@ -111,15 +117,12 @@ var Follow = class {
     if (!this.snapshot.done) this.update({ done: true });
   }
   async overEvents() {
-    const token = this.o.streamToken;
-    const query = token ? `?token=${encodeURIComponent(token)}` : "";
     const extra = {
       accept: "text/event-stream",
       "last-event-id": this.since === void 0 ? void 0 : String(this.since)
     };
-    const headers = await this.t.headers(extra, token);
-    if (token) delete headers.authorization;
-    const path = `/v3/workflow/${encodeURIComponent(this.workflowId)}/events${query}`;
+    const headers = await this.t.headers(extra, this.o.streamToken);
+    const path = `/v3/workflow/${encodeURIComponent(this.workflowId)}/events`;
     const r = await this.t.doFetch(`${this.t.base}${path}`, { headers, signal: this.stop.signal });
     if (r.status === 204) return "done";
     if (!r.ok || !r.body) {
@@ -152,11 +155,10 @@ var Follow = class {
     }
   }
   async overSocket() {
-    const WS = this.t.WebSocket ?? globalThis.WebSocket;
-    if (!WS) throw new Error("no WebSocket here: pass `WebSocket` to createClient (Node 20: the `ws` package)");
+    const WS = socketClass(this.t);
     const token = this.o.streamToken;
     const query = token ? "" : `?ticket=${encodeURIComponent(await this.t.ticket())}`;
-    const ws = new WS(`${this.t.base.replace(/^http/, "ws")}/v3/ws${query}`);
+    const ws = new WS(socketUrl(this.t, query));
     return await new Promise((resolve) => {
       const finish = (e) => {
         this.stop.signal.removeEventListener("abort", abort);
@@ -184,6 +186,7 @@ var Socket = class {
   constructor(t, events = {}) {
     this.t = t;
     this.events = events;
+    this.WS = socketClass(t);
     this.reset();
     void this.open();
   }
@@ -196,6 +199,7 @@ var Socket = class {
   markOpen;
   closed = false;
   failures = 0;
+  WS;
   /** Follows a workflow (again after every reconnect) from after `since`. */
   follow(workflowId, o = {}) {
     this.followed.set(workflowId, { since: o.since, token: o.token });
@@ -249,7 +253,6 @@ var Socket = class {
   }
   async open() {
     if (this.closed) return;
-    const WS = this.t.WebSocket ?? globalThis.WebSocket;
     let ticket;
     try {
       ticket = await this.t.ticket();
@@ -257,7 +260,7 @@ var Socket = class {
       if (e instanceof DriftError && !RETRYABLE.has(e.status)) return this.failAll(e.message, e);
       return this.retry();
     }
-    const ws = new WS(`${this.t.base.replace(/^http/, "ws")}/v3/ws?ticket=${encodeURIComponent(ticket)}`);
+    const ws = new this.WS(socketUrl(this.t, `?ticket=${encodeURIComponent(ticket)}`));
     this.ws = ws;
     ws.onopen = () => {
       this.failures = 0;
@@ -285,13 +288,16 @@ var Socket = class {
   }
   /** Sends once the socket is open; settles with the first `answer` (or `error`) naming it. */
   async request(msg, answer) {
-    const within = new Promise(
-      (_, reject) => setTimeout(
-        () => reject(new DriftError(0, { code: "network", message: "the socket did not open" })),
-        ANSWER_WITHIN_MS
-      )
-    );
-    await Promise.race([this.opened, within]);
+    let opening;
+    const within = new Promise((_, reject) => {
+      const late = () => reject(new DriftError(0, { code: "network", message: "the socket did not open" }));
+      opening = setTimeout(late, ANSWER_WITHIN_MS);
+    });
+    try {
+      await Promise.race([this.opened, within]);
+    } finally {
+      clearTimeout(opening);
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(msg.requestId);
@@ -299,18 +305,18 @@ var Socket = class {
           new DriftError(0, { code: "network", message: "no answer in time; send again with the same requestId" })
         );
       }, ANSWER_WITHIN_MS);
-      this.pending.set(msg.requestId, { answers: [answer], resolve, reject, timer });
+      this.pending.set(msg.requestId, { answer, resolve, reject, timer });
       this.send(msg);
     });
   }
+  /** Settles the request `requestId` names, when `type` is its answer or an error. */
   settle(requestId, type, m) {
     const p = typeof requestId === "string" ? this.pending.get(requestId) : void 0;
-    if (!p || !(p.answers.includes(type) || type === "error")) return false;
+    if (!p || type !== p.answer && type !== "error") return;
     this.pending.delete(requestId);
     clearTimeout(p.timer);
     if (type === "error") p.reject(new DriftError(m.status, m));
     else p.resolve(m);
-    return true;
   }
   failAll(message, error) {
     for (const [id, p] of this.pending) {

@@ -27,6 +27,15 @@ export interface Transport {
   WebSocket?: typeof WebSocket;
 }
 
+/** The WebSocket class to use: the one given to `createClient`, else the global one. */
+function socketClass(t: Transport): typeof WebSocket {
+  const WS = t.WebSocket ?? globalThis.WebSocket;
+  if (!WS) throw new Error("no WebSocket here: pass `WebSocket` to createClient (Node 20: the `ws` package)");
+  return WS;
+}
+
+const socketUrl = (t: Transport, query: string) => `${t.base.replace(/^http/, "ws")}/v3/ws${query}`;
+
 /** Why a connection ended: the workflow ended, the stream broke (reconnect), or it was refused. */
 type Ended = "done" | "retry" | DriftError;
 
@@ -128,15 +137,13 @@ export class Follow implements AsyncIterable<WorkflowState> {
   }
 
   private async overEvents(): Promise<Ended> {
-    const token = this.o.streamToken;
-    const query = token ? `?token=${encodeURIComponent(token)}` : "";
     const extra = {
       accept: "text/event-stream",
       "last-event-id": this.since === undefined ? undefined : String(this.since),
     };
-    const headers = await this.t.headers(extra, token);
-    if (token) delete headers.authorization;
-    const path = `/v3/workflow/${encodeURIComponent(this.workflowId)}/events${query}`;
+    // A stream token, when given, is the bearer (fetch can set headers, unlike EventSource).
+    const headers = await this.t.headers(extra, this.o.streamToken);
+    const path = `/v3/workflow/${encodeURIComponent(this.workflowId)}/events`;
     const r = await this.t.doFetch(`${this.t.base}${path}`, { headers, signal: this.stop.signal });
     if (r.status === 204) return "done"; // ended at or before the last state seen
     if (!r.ok || !r.body) {
@@ -170,13 +177,12 @@ export class Follow implements AsyncIterable<WorkflowState> {
   }
 
   private async overSocket(): Promise<Ended> {
-    const WS = this.t.WebSocket ?? globalThis.WebSocket;
-    if (!WS) throw new Error("no WebSocket here: pass `WebSocket` to createClient (Node 20: the `ws` package)");
+    const WS = socketClass(this.t);
     const token = this.o.streamToken;
     // A socket cannot carry headers: the credential is traded for a one-use ticket, so it never
     // goes into a URL. With a stream token, the socket opens as nobody and subscribes with it.
     const query = token ? "" : `?ticket=${encodeURIComponent(await this.t.ticket())}`;
-    const ws = new WS(`${this.t.base.replace(/^http/, "ws")}/v3/ws${query}`);
+    const ws = new WS(socketUrl(this.t, query));
     return await new Promise<Ended>((resolve) => {
       const finish = (e: Ended) => {
         this.stop.signal.removeEventListener("abort", abort);
@@ -212,7 +218,7 @@ export interface SocketEvents {
 }
 
 interface Pending {
-  answers: string[];
+  answer: string;
   resolve: (m: any) => void;
   reject: (e: DriftError) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -238,10 +244,13 @@ export class Socket {
   private closed = false;
   private failures = 0;
 
+  private readonly WS: typeof WebSocket;
+
   constructor(
     private readonly t: Transport,
     private readonly events: SocketEvents = {},
   ) {
+    this.WS = socketClass(t);
     this.reset();
     void this.open();
   }
@@ -307,7 +316,6 @@ export class Socket {
 
   private async open() {
     if (this.closed) return;
-    const WS = this.t.WebSocket ?? globalThis.WebSocket;
     let ticket: string;
     try {
       ticket = await this.t.ticket();
@@ -315,7 +323,7 @@ export class Socket {
       if (e instanceof DriftError && !RETRYABLE.has(e.status)) return this.failAll(e.message, e);
       return this.retry();
     }
-    const ws = new WS(`${this.t.base.replace(/^http/, "ws")}/v3/ws?ticket=${encodeURIComponent(ticket)}`);
+    const ws = new this.WS(socketUrl(this.t, `?ticket=${encodeURIComponent(ticket)}`));
     this.ws = ws;
     ws.onopen = () => {
       this.failures = 0;
@@ -346,13 +354,16 @@ export class Socket {
 
   /** Sends once the socket is open; settles with the first `answer` (or `error`) naming it. */
   private async request(msg: { requestId: string } & object, answer: string): Promise<any> {
-    const within = new Promise<never>((_, reject) =>
-      setTimeout(
-        () => reject(new DriftError(0, { code: "network", message: "the socket did not open" })),
-        ANSWER_WITHIN_MS,
-      ),
-    );
-    await Promise.race([this.opened, within]);
+    let opening: ReturnType<typeof setTimeout> | undefined;
+    const within = new Promise<never>((_, reject) => {
+      const late = () => reject(new DriftError(0, { code: "network", message: "the socket did not open" }));
+      opening = setTimeout(late, ANSWER_WITHIN_MS);
+    });
+    try {
+      await Promise.race([this.opened, within]);
+    } finally {
+      clearTimeout(opening);
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(msg.requestId);
@@ -360,19 +371,19 @@ export class Socket {
           new DriftError(0, { code: "network", message: "no answer in time; send again with the same requestId" }),
         );
       }, ANSWER_WITHIN_MS);
-      this.pending.set(msg.requestId, { answers: [answer], resolve, reject, timer });
+      this.pending.set(msg.requestId, { answer, resolve, reject, timer });
       this.send(msg);
     });
   }
 
-  private settle(requestId: unknown, type: string, m: any): boolean {
+  /** Settles the request `requestId` names, when `type` is its answer or an error. */
+  private settle(requestId: unknown, type: string, m: any) {
     const p = typeof requestId === "string" ? this.pending.get(requestId) : undefined;
-    if (!p || !(p.answers.includes(type) || type === "error")) return false;
+    if (!p || (type !== p.answer && type !== "error")) return;
     this.pending.delete(requestId as string);
     clearTimeout(p.timer);
     if (type === "error") p.reject(new DriftError(m.status, m));
     else p.resolve(m);
-    return true;
   }
 
   private failAll(message: string, error?: DriftError) {
