@@ -19,9 +19,12 @@ RAMP="${3:-40}"
 REPORT="${4:-}"
 bash scripts/setup.sh
 export PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))'):$PATH"
-echo "bench-waiters: building drift (release)"
-cargo build -q --release
-DRIFT="$PWD/target/release/drift"
+# DRIFT_BIN: a drift already built (e.g. by the test command, target/release/drift).
+if [ -z "${DRIFT_BIN:-}" ]; then
+    echo "bench-waiters: building drift (release)"
+    cargo build -q --release --bin drift
+fi
+DRIFT="${DRIFT_BIN:-$PWD/target/release/drift}"
 ulimit -n "$(ulimit -Hn)"
 WORK="$(mktemp -d /tmp/drift-bench-waiters.XXXXXX)"
 PIDS=()

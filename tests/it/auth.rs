@@ -10,13 +10,27 @@ const T: Duration = Duration::from_secs(20);
 
 /// Runs the real `drift keys` command against `app`'s key store; stdout and stderr.
 fn drift_keys(app: &TestApp, args: &[&str]) -> (String, String) {
-    let out = std::process::Command::new(drift_bin())
-        .arg("keys")
+    drift_keys_on(app, args, Some(&app.redis_url))
+}
+
+/// `drift keys` on the app's key store; a revocation is announced on `redis` when given.
+fn drift_keys_on(app: &TestApp, args: &[&str], redis: Option<&str>) -> (String, String) {
+    let mut cmd = std::process::Command::new(drift_bin());
+    cmd.arg("keys")
         .arg("--database-url")
         .arg(&app.database_url)
-        .args(args)
-        .output()
-        .unwrap();
+        .args(["--key-prefix", &app.key_prefix])
+        // No `drift dev` data folder to take a Redis from.
+        .env(
+            "DRIFT_DATA_DIR",
+            std::env::temp_dir().join(format!("drift-keys-{}", app.key_prefix)),
+        )
+        .env_remove("DRIFT_REDIS_URL")
+        .env_remove("DRIFT_REDIS_CLUSTER");
+    if let Some(r) = redis {
+        cmd.args(["--redis-url", r]);
+    }
+    let out = cmd.args(args).output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
@@ -79,7 +93,8 @@ async fn no_credential_a_revoked_key_and_an_expired_or_forged_jwt_get_401_and_st
         "list shows ids, never keys:\n{list}"
     );
 
-    drift_keys(&app, &["revoke", &key_id]);
+    let (_, said) = drift_keys(&app, &["revoke", &key_id]);
+    assert!(said.contains("every gateway refuses it now"), "{said}");
     let expired = jwt(&app.tenant, "tests", ALL_SCOPES, -3600);
     let forged = {
         let claims = json!({"tenant": app.tenant, "client": "tests", "scope": ALL_SCOPES, "exp": chrono::Utc::now().timestamp() + 600});
@@ -105,6 +120,40 @@ async fn no_credential_a_revoked_key_and_an_expired_or_forged_jwt_get_401_and_st
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {r:?}");
         assert_eq!(r.body["code"], "unauthorized", "{what}");
         assert!(!exists_in_temporal(&app, &id), "{what}: nothing is started");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_without_telling_redis_is_refused_after_the_gateways_next_revocation_check() {
+    let app = spawn_app().await;
+    let (key, stderr) = drift_keys(&app, &["create", "--tenant", &app.tenant, "--client", "ops"]);
+    let (key, key_id) = (
+        key.trim().to_string(),
+        stderr.split_whitespace().nth(1).unwrap().to_string(),
+    );
+    let auth = bearer(&key);
+    let headers = [("authorization", auth.as_str())];
+    let get = || raw(&app, Method::GET, "/v3/definitions", None, &headers);
+    // Twice: the second is answered from the gateway's cache of looked-up keys.
+    for _ in 0..2 {
+        assert_eq!(get().await.status, StatusCode::OK);
+    }
+    let (_, said) = drift_keys_on(&app, &["revoke", &key_id], None);
+    assert!(said.contains("no Redis given"), "{said}");
+    // The gateway checks the key store every 2 s by default.
+    let deadline = std::time::Instant::now() + Duration::from_secs(6);
+    loop {
+        let r = get().await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(r.body["code"], "unauthorized");
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK, "{r:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked key is still accepted after 6 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

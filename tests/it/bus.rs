@@ -49,6 +49,11 @@ async fn the_publish_script_keeps_the_newest_state_a_bounded_history_and_each_an
     // The answer to r3 is kept by its request id.
     assert_eq!(store.answer(&keys, "r3").await.unwrap().unwrap().seq, 3);
     assert!(store.answer(&keys, "r-unknown").await.unwrap().is_none());
+    // A command's two reads in one round trip: the answer by request id, and the latest.
+    let (answer, latest) = store.answer_and_latest(&keys, "r3").await.unwrap();
+    assert_eq!((answer.map(|a| a.seq), latest.map(|l| l.seq)), (Some(3), Some(3)));
+    let (answer, latest) = store.answer_and_latest(&keys, "r-unknown").await.unwrap();
+    assert_eq!((answer.map(|a| a.seq), latest.map(|l| l.seq)), (None, Some(3)));
 
     // The history keeps the last three; a follower from before them is told it is incomplete.
     for seq in 4..=7 {

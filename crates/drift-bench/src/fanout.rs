@@ -8,7 +8,7 @@ use super::{Endpoints, Series, kb};
 use anyhow::{Context, bail};
 use drift_server::bus::{Conn, Layout, Publication, Publisher, Retention};
 use drift_server::client::Client;
-use drift_server::config::Transport;
+use drift_server::config::{Connect, Transport};
 use drift_server::domain::routes;
 use drift_server::domain::{ScopedWorkflowId, TenantId, WorkflowId, WorkflowState, WorkflowStatus};
 use futures::{SinkExt, StreamExt};
@@ -20,6 +20,9 @@ use tokio::sync::Mutex;
 
 pub struct FanoutResult {
     pub subscribers: usize,
+    pub connect: Connect,
+    /// The gateways' RSS growth at its highest while the subscribers connected, per connection.
+    pub peak_kb_per_connection: Option<f64>,
     pub delivered: usize,
     pub expected: usize,
     pub in_order: bool,
@@ -211,6 +214,7 @@ pub async fn run_once(
     states: u64,
     interval: Duration,
     transport: Transport,
+    connect: Connect,
 ) -> anyhow::Result<FanoutResult> {
     let c = gateways[0].clone();
     let (publisher, tenant) = publisher_as_workers(ends).await?;
@@ -221,10 +225,32 @@ pub async fn run_once(
         Transport::Sse => "all SSE",
         Transport::Ws => "all WebSocket",
     };
-    eprintln!("fanout: connecting {n} subscribers ({kind}) over {workflows} workflows");
+    let how = match connect {
+        Connect::Waves => "in waves of 250".to_string(),
+        Connect::Burst => "all at once".to_string(),
+        Connect::PerSecond(r) => format!("at {r}/s"),
+    };
+    eprintln!("fanout: connecting {n} subscribers ({kind}) over {workflows} workflows, {how}");
     let ready = Arc::new(AtomicUsize::new(0));
     let mut seen = Vec::with_capacity(n);
     let mut tasks = tokio::task::JoinSet::new();
+    // The gateways' RSS at its highest while connections are set up (a storm's high-water mark).
+    let peak = Arc::new(AtomicUsize::new(0));
+    let sampling = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let (peak, pids, stop) = (peak.clone(), ends.pids.clone(), sampling.clone());
+        async move {
+            while !pids.is_empty() {
+                if let Some(kb) = pids.iter().map(|p| crate::rss_kb(*p)).sum::<Option<u64>>() {
+                    peak.fetch_max(kb as usize, Ordering::Relaxed);
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    });
     let t_connect = Instant::now();
     for i in 0..n {
         let (id, token) = flows[i % workflows].clone();
@@ -241,8 +267,11 @@ pub async fn run_once(
         } else {
             tasks.spawn(ws_client(c, id, token, s, r));
         }
-        // Open connections in waves, so the gateway's accept queue is not the thing measured.
-        if i % 250 == 249 {
+        if let Connect::PerSecond(r) = connect {
+            tokio::time::sleep_until((t_connect + Duration::from_secs_f64((i + 1) as f64 / r)).into()).await;
+        }
+        // Waves: connections opened so that the gateway's accept queue is not the thing measured.
+        if connect == Connect::Waves && i % 250 == 249 {
             while ready.load(Ordering::Relaxed) + 100 < i {
                 if t_connect.elapsed() > Duration::from_secs(120) {
                     bail!(
@@ -272,6 +301,7 @@ pub async fn run_once(
     // Idle: every connection open, nothing moving.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = ends.gateways_rss_kb();
+    sampling.cancel();
     let kb_per_connection = match (before, after) {
         (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / n as f64),
         _ => None,
@@ -311,6 +341,11 @@ pub async fn run_once(
     let expected = n * (states as usize + 1);
     Ok(FanoutResult {
         subscribers: n,
+        connect,
+        peak_kb_per_connection: match (before, peak.load(Ordering::Relaxed)) {
+            (Some(b), p) if p > 0 => Some(p.saturating_sub(b as usize) as f64 / n as f64),
+            _ => None,
+        },
         delivered,
         expected,
         in_order,
@@ -325,21 +360,31 @@ pub async fn run_once(
 
 pub fn print(results: &[FanoutResult]) {
     println!(
-        "{:>12} {:>14} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10}",
-        "subscribers", "delivered", "in order", "states/s", "p50", "p99", "max", "KB/conn"
+        "{:>12} {:>8} {:>14} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "subscribers", "connect", "delivered", "in order", "states/s", "p50", "p99", "max", "KB/conn", "peak KB"
     );
     for r in results {
         let l = &r.latency;
         println!(
-            "{:>12} {:>14} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10}",
+            "{:>12} {:>8} {:>14} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>10}",
             r.subscribers,
+            connect_cell(r.connect),
             format!("{}/{}", r.delivered, r.expected),
             if r.in_order { "yes" } else { "NO" },
             r.rate_per_sec,
             l.cell(0.5),
             l.cell(0.99),
             l.cell(1.0),
-            kb(r.kb_per_connection)
+            kb(r.kb_per_connection),
+            kb(r.peak_kb_per_connection)
         );
+    }
+}
+
+pub fn connect_cell(c: Connect) -> String {
+    match c {
+        Connect::Waves => "waves".into(),
+        Connect::Burst => "burst".into(),
+        Connect::PerSecond(r) => format!("{r}/s"),
     }
 }

@@ -106,13 +106,15 @@ pub fn spawn_floor_worker(
 /// How long the floor waits after a screen before answering it.
 pub const SETTLE: Duration = Duration::from_millis(20);
 
-/// One floor round: start → first screen, then signal → next screen, as seen by a subscriber
-/// on a shared subscription hub (the way Drift's gateway sees states).
+/// One floor round: start → first screen, then, `settle` later, signal → next screen (and the
+/// end), as seen by a subscriber on a shared subscription hub (the way Drift's gateway sees
+/// states).
 pub async fn floor_round(
     client: &Client,
     hub: &Hub,
     task_queue: &str,
     eager: bool,
+    settle: Duration,
 ) -> anyhow::Result<(Duration, Duration)> {
     let id = format!("floor-{}", uuid::Uuid::now_v7().simple());
     let channel = format!("floor:{id}");
@@ -136,7 +138,9 @@ pub async fn floor_round(
     // A person answers a screen after the workflow task that showed it has completed; so does
     // a Drift resume in `drift bench`. Signalling at once would instead land inside that task
     // and be handed back with its completion, a path no real resume takes.
-    tokio::time::sleep(SETTLE).await;
+    if !settle.is_zero() {
+        tokio::time::sleep(settle).await;
+    }
     let t = Instant::now();
     client
         .get_workflow_handle::<FloorWorkflow>(&id)

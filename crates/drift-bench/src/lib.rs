@@ -5,6 +5,7 @@
 
 mod fanout;
 pub mod floor;
+mod load;
 mod report;
 mod waiters;
 
@@ -178,6 +179,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             interval_ms,
             transport,
             gateways,
+            connect,
         }) => {
             let gateways = match gateways.is_empty() {
                 true => vec![client.clone()],
@@ -193,6 +195,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                     states.max(1),
                     Duration::from_millis(interval_ms.max(1)),
                     transport,
+                    connect,
                 )
                 .await?;
                 results.push(r);
@@ -202,6 +205,24 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             fanout::print(&results);
             if let Some(dir) = &a.report {
                 report::fanout(dir, &results)?;
+            }
+        }
+        Some(BenchCmd::Load {
+            concurrency,
+            seconds,
+            warmup_seconds,
+        }) => {
+            let r = load::run(
+                client.clone(),
+                &ends,
+                &concurrency,
+                Duration::from_secs(seconds.max(1)),
+                Duration::from_secs(warmup_seconds),
+                a.no_floor,
+            )
+            .await?;
+            if let Some(dir) = &a.report {
+                report::load(dir, &r)?;
             }
         }
         Some(BenchCmd::Waiters {
@@ -270,8 +291,8 @@ async fn round_trips(
         }
         if let Some(f) = floor.as_mut() {
             use crate::floor::floor_round;
-            let (s, r) = floor_round(&f.client, &f.hub, &f.task_queue, false).await?;
-            let (se, re) = floor_round(&f.client, &f.hub, &f.task_queue, true).await?;
+            let (s, r) = floor_round(&f.client, &f.hub, &f.task_queue, false, crate::floor::SETTLE).await?;
+            let (se, re) = floor_round(&f.client, &f.hub, &f.task_queue, true, crate::floor::SETTLE).await?;
             if keep {
                 f_start.samples.push(s);
                 f_resume.samples.push(r);
@@ -410,4 +431,26 @@ fn print_round_trips(rows: &[(Series, Option<f64>)], base_p50: f64) {
             against.map(|f| format!("{:.2}x", p50 / f)).unwrap_or_default()
         );
     }
+}
+
+/// Saves a benchmark's own definition on the gateway, publishes it and makes it ACTIVE.
+pub async fn install(c: &drift_server::client::Client, definition: &Value) -> anyhow::Result<()> {
+    use reqwest::Method;
+    let id = definition["id"].as_str().context("a definition has an id")?;
+    let path = format!("/v3/definitions/{id}");
+    let (status, r) = c.call(Method::PUT, &path, Some(definition)).await?;
+    if !status.is_success() {
+        bail!("saving the benchmark's definition {id} (the key needs definitions:write): {status} {r}");
+    }
+    let (status, r) = c.call(Method::POST, &format!("{path}/publish"), None).await?;
+    let v = r["version"]
+        .as_u64()
+        .with_context(|| format!("publishing {id}: {status} {r}"))?;
+    let (status, r) = c
+        .call(Method::POST, &format!("{path}/activate"), Some(&json!({"version": v})))
+        .await?;
+    if !status.is_success() {
+        bail!("activating {id}: {status} {r}");
+    }
+    Ok(())
 }

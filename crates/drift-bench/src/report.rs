@@ -2,6 +2,7 @@
 //! plotters), so a run can be kept, compared and shown in the README.
 
 use super::fanout::FanoutResult;
+use super::load::SideResult;
 use super::waiters::WaitersResult;
 use super::{Series, cell, kb, ms};
 use anyhow::Context;
@@ -116,13 +117,14 @@ pub fn round_trips(dir: &Path, rows: &[(Series, Option<f64>)]) -> anyhow::Result
 /// Fan-out latency and memory against subscriber count.
 pub fn fanout(dir: &Path, results: &[FanoutResult]) -> anyhow::Result<()> {
     let mut md = String::from(
-        "# drift bench fanout\n\n| subscribers | delivered | in order | states/s | p50 | p99 | max | KB per connection |\n|---|---|---|---|---|---|---|---|\n",
+        "# drift bench fanout\n\n| subscribers | connect | delivered | in order | states/s | p50 | p99 | max | KB per connection | peak KB per connection |\n|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in results {
         let l = &r.latency;
         md += &format!(
-            "| {} | {}/{} | {} | {:.0} | {} | {} | {} | {} |\n",
+            "| {} | {} | {}/{} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
             r.subscribers,
+            super::fanout::connect_cell(r.connect),
             r.delivered,
             r.expected,
             if r.in_order { "yes" } else { "no" },
@@ -130,7 +132,8 @@ pub fn fanout(dir: &Path, results: &[FanoutResult]) -> anyhow::Result<()> {
             l.cell(0.5),
             l.cell(0.99),
             l.cell(1.0),
-            kb(r.kb_per_connection)
+            kb(r.kb_per_connection),
+            kb(r.peak_kb_per_connection)
         );
     }
     md += "\n![fan-out latency](fanout-latency.svg) ![memory per connection](fanout-memory.svg)\n";
@@ -247,4 +250,26 @@ pub fn waiters(dir: &Path, r: &WaitersResult) -> anyhow::Result<()> {
         kb(r.kb_per_waiter)
     );
     write(dir, "waiters.md", &md)
+}
+
+pub fn load(dir: &Path, results: &[SideResult]) -> anyhow::Result<()> {
+    let mut md = String::from(
+        "# drift bench load\n\n| callers | side | rounds | failed | rounds/s | p50 | p99 | CPU per round | Temporal + Redis per round |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in results {
+        let cpu = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".into());
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
+            r.concurrency,
+            r.name,
+            r.rounds,
+            r.failed,
+            r.per_sec(),
+            r.latency.cell(0.5),
+            r.latency.cell(0.99),
+            cpu(r.cpu_per_round),
+            cpu(r.others_per_round)
+        ));
+    }
+    write(dir, "load.md", &md)
 }

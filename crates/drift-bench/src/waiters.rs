@@ -3,10 +3,9 @@
 //! connections; reports memory per waiter.
 
 use super::{Endpoints, Series, cell, kb};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use drift_server::client::Client;
 use drift_server::domain::routes;
-use reqwest::Method;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,33 +42,6 @@ fn definition(delay: Duration) -> Value {
             "done": {"node": {"type": "SUCCESS"}}
         }
     })
-}
-
-async fn ensure_definition(c: &Client, delay: Duration) -> anyhow::Result<()> {
-    let d = definition(delay);
-    let (status, r) = c
-        .call(Method::PUT, "/v3/definitions/bench_slow_start", Some(&d))
-        .await?;
-    if !status.is_success() {
-        bail!("saving the benchmark's definition: {status} {r}");
-    }
-    let (status, r) = c
-        .call(Method::POST, "/v3/definitions/bench_slow_start/publish", None)
-        .await?;
-    let v = r["version"]
-        .as_u64()
-        .with_context(|| format!("publish: {status} {r}"))?;
-    let (status, r) = c
-        .call(
-            Method::POST,
-            "/v3/definitions/bench_slow_start/activate",
-            Some(&json!({"version": v})),
-        )
-        .await?;
-    if !status.is_success() {
-        bail!("activate: {status} {r}");
-    }
-    Ok(())
 }
 
 async fn redis_clients(url: &str) -> Option<usize> {
@@ -173,7 +145,7 @@ pub async fn run(
             drift_dev::standins::SLOWEST_MS
         );
     }
-    ensure_definition(&c, delay).await?;
+    crate::install(&c, &definition(delay)).await?;
     let redis_before = match ends.standalone_redis() {
         Some(u) => redis_clients(u).await,
         None => None,

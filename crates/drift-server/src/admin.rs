@@ -1,5 +1,6 @@
 //! Admin subcommands that work on the database directly: `drift keys create|list|revoke`.
 
+use crate::bus::{Layout, Notice, RedisTarget, Store};
 use crate::config::{KeysArgs, KeysCmd};
 use crate::db::{Db, KeyRecord};
 use crate::domain::{Caller, Scopes};
@@ -56,7 +57,7 @@ pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
         std::fs::create_dir_all(&a.data_dir).ok();
     }
     let db = Db::connect(&url).await.context("opening the key store")?;
-    match a.action {
+    match a.action.clone() {
         KeysCmd::Create {
             tenant,
             client,
@@ -86,7 +87,47 @@ pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
                 anyhow::bail!("no active key {id:?} (see `drift keys list`)");
             }
             eprintln!("revoked {id}");
+            let later = "gateways refuse it within their next revocation check (--revocation-check-ms, 2 s by default)";
+            match announce_revocation(&a).await {
+                Ok(Some(redis)) => eprintln!("announced on {redis}: every gateway refuses it now"),
+                Ok(None) => eprintln!("no Redis given (--redis-url or --redis-cluster): {later}"),
+                Err(e) => eprintln!("could not announce the revocation over Redis ({e:#}): {later}"),
+            }
         }
     }
     Ok(())
+}
+
+/// Tells every gateway on the deployment's Redis to forget its cached keys. Answers where, or
+/// None when no Redis is known (neither flags nor `drift dev`'s endpoints.json).
+async fn announce_revocation(a: &KeysArgs) -> anyhow::Result<Option<String>> {
+    let dev: serde_json::Value = std::fs::read_to_string(a.data_dir.join("endpoints.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    let dev_cluster: Vec<String> = dev["redisCluster"]
+        .as_str()
+        .map(|c| c.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    let target =
+        match RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster).map_err(|e| anyhow::anyhow!(e))? {
+            Some(t) => t,
+            None => match RedisTarget::from_flags(dev["redisUrl"].as_str(), &dev_cluster)
+                .ok()
+                .flatten()
+            {
+                Some(t) => t,
+                None => return Ok(None),
+            },
+        };
+    let prefix = a
+        .key_prefix
+        .clone()
+        .or_else(|| dev["keyPrefix"].as_str().map(String::from))
+        .unwrap_or_else(|| "drift".into());
+    let channel = Layout::new(&prefix)
+        .map_err(|e| anyhow::anyhow!("--key-prefix: {e}"))?
+        .keys_channel();
+    Store::announce(&target, &channel, Notice::KeysRevoked).await?;
+    Ok(Some(target.describe()))
 }

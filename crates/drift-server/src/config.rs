@@ -98,6 +98,17 @@ pub struct KeysArgs {
     /// Local data folder (where the default SQLite key store lives).
     #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
     pub data_dir: PathBuf,
+    /// The gateways' Redis, on which `revoke` tells every gateway to forget its cached keys
+    /// at once (without it they notice within --revocation-check-ms). Default: `drift dev`'s,
+    /// from the data folder.
+    #[arg(long, env = "DRIFT_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// The gateways' Redis Cluster instead (host:port,…).
+    #[arg(long, env = "DRIFT_REDIS_CLUSTER", value_delimiter = ',', hide_env_values = true)]
+    pub redis_cluster: Vec<String>,
+    /// The gateways' Redis key prefix. Default: `drift dev`'s, else "drift".
+    #[arg(long, env = "DRIFT_KEY_PREFIX")]
+    pub key_prefix: Option<String>,
     #[command(subcommand)]
     pub action: KeysCmd,
 }
@@ -197,6 +208,27 @@ pub enum Transport {
     Ws,
 }
 
+/// How `drift bench fanout`'s subscribers connect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Connect {
+    Waves,
+    Burst,
+    PerSecond(f64),
+}
+
+fn parse_connect(s: &str) -> Result<Connect, String> {
+    match s {
+        "waves" => Ok(Connect::Waves),
+        "burst" => Ok(Connect::Burst),
+        n => match n.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Connect::PerSecond(r)),
+            _ => Err(format!(
+                "{n:?}: expected waves, burst or connections per second (e.g. 1000)"
+            )),
+        },
+    }
+}
+
 /// Benchmarks other than the sync round trips.
 #[derive(Subcommand, Debug, Clone)]
 pub enum BenchCmd {
@@ -221,6 +253,26 @@ pub enum BenchCmd {
         /// workflows are started on the first). Default: --url.
         #[arg(long, value_delimiter = ',')]
         gateways: Vec<String>,
+        /// How the subscribers connect: `waves` (250 at a time, each wave once most of the
+        /// last has its first state), `burst` (all at once: a reconnect storm, as after a
+        /// gateway restart), or a number per second.
+        #[arg(long, default_value = "waves", value_parser = parse_connect)]
+        connect: Connect,
+    },
+    /// Throughput under load: N callers each doing start → screen → answer → end back to
+    /// back, first on the raw-SDK floor, then through the gateway, on the same Temporal and
+    /// Redis; rounds/s, latency and CPU per round of each side, and the ratios. Serve the
+    /// gateway with --rate-limit 0 (`drift dev --rate-limit 0`).
+    Load {
+        /// Concurrent callers, comma-separated (each count is a run of both sides).
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        concurrency: Vec<usize>,
+        /// Measured seconds per side and count.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Unmeasured seconds before each.
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
     },
     /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
     /// all must be answered, on the gateway's fixed Redis connections.
@@ -333,6 +385,11 @@ pub struct GatewayArgs {
     /// over Redis (a notice lost while Redis was away), in milliseconds.
     #[arg(long, env = "DRIFT_DEFINITIONS_CHECK_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub definitions_check_ms: u64,
+    /// How often a gateway checks the key store for revocations it was not told about over
+    /// Redis, in milliseconds: the longest a revoked API key can still be accepted from this
+    /// gateway's cache when `drift keys revoke` could not reach Redis.
+    #[arg(long, env = "DRIFT_REVOCATION_CHECK_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub revocation_check_ms: u64,
     /// Sync wait when the request has no `Prefer: wait=N`, in milliseconds.
     #[arg(long, env = "DRIFT_DEFAULT_WAIT_MS", default_value_t = 10_000)]
     pub default_wait_ms: u64,

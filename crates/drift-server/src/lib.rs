@@ -15,6 +15,7 @@ mod digest;
 pub mod domain;
 mod egress;
 mod gateway;
+mod memory;
 mod service;
 pub mod temporal;
 mod webhook;

@@ -276,6 +276,7 @@ impl Application {
             .into_iter()
             .map(|(k, path)| (k, format!("{base}{path}")))
             .collect();
+        let key_store = db.clone();
         let catalog = catalog(db, &common, &g, &extra).await?;
         let (temporal, worker) = temporal_for_gateway(&common, &g, &address, &redis, embed_worker, &shutdown).await?;
         let store = Store::connect(&redis, retention(&common), layout(&common)?, common.redis_replica_acks)
@@ -289,6 +290,15 @@ impl Application {
                 shutdown.clone(),
             )
             .await;
+        crate::service::watch_revocations(
+            auth.key_cache(),
+            key_store,
+            hub.clone(),
+            layout(&common)?.keys_channel(),
+            Duration::from_millis(g.revocation_check_ms),
+            shutdown.clone(),
+        )
+        .await;
         let service = Service::new(Parts {
             catalog,
             temporal,
@@ -305,6 +315,7 @@ impl Application {
             },
         });
         service.spawn_reconciler(Duration::from_secs(g.reconcile_secs), shutdown.clone());
+        crate::memory::spawn_trimmer(shutdown.clone());
         let state = AppState {
             service,
             cfg: std::sync::Arc::new(gateway_config(&g, demo_key)),

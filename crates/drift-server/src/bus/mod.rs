@@ -72,6 +72,11 @@ impl Layout {
     pub fn definitions_channel(&self) -> String {
         format!("{}:definitions", self.prefix)
     }
+
+    /// The channel on which a revocation is announced to every gateway.
+    pub fn keys_channel(&self) -> String {
+        format!("{}:keys", self.prefix)
+    }
 }
 
 /// Where one workflow's Redis data lives (see `Layout`).
@@ -104,6 +109,8 @@ pub enum MessageKind {
 #[serde(tag = "notice", rename_all = "camelCase")]
 pub enum Notice {
     DefinitionsChanged,
+    /// An API key was revoked: gateways forget the keys they have cached.
+    KeysRevoked,
 }
 
 /// What travels on a workflow's channel. `body` is a `WorkflowState`, `Rejection` or

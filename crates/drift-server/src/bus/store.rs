@@ -92,6 +92,25 @@ impl Store {
             .transpose()
     }
 
+    /// A command's reads in one round trip: the published answer to `request_id`, if any
+    /// (`answer`), and the latest state (`latest`).
+    pub async fn answer_and_latest(
+        &self,
+        keys: &RedisKeys,
+        request_id: &str,
+    ) -> Result<(Option<super::Event>, Option<Stored>), StoreError> {
+        let mut c = self.conn.clone();
+        let (answer, latest): (Option<Vec<u8>>, Option<String>) = redis::pipe()
+            .hget(&keys.answers, request_id)
+            .hget(&keys.latest, "msg")
+            .query_async(&mut c)
+            .await?;
+        let answer = answer
+            .map(|r| super::Event::parse(&r).ok_or_else(|| StoreError::Corrupt("an unreadable answer".into())))
+            .transpose()?;
+        Ok((answer, latest.as_deref().map(parse).transpose()?))
+    }
+
     /// The highest `seq` ever published for the workflow id (0: none), across runs.
     pub async fn high_seq(&self, keys: &RedisKeys) -> Result<u64, StoreError> {
         let mut c = self.conn.clone();
@@ -138,6 +157,17 @@ impl Store {
     pub async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: i64 = redis::cmd(super::publish::publish_command(&self.conn))
+            .arg(channel)
+            .arg(serde_json::to_string(&notice).expect("notices serialize"))
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Publishes one notice from a process that is not a gateway (e.g. `drift keys revoke`).
+    pub async fn announce(target: &RedisTarget, channel: &str, notice: Notice) -> Result<(), StoreError> {
+        let mut c = Conn::connect(target, std::time::Duration::from_secs(3), 1).await?;
+        let _: i64 = redis::cmd(super::publish::publish_command(&c))
             .arg(channel)
             .arg(serde_json::to_string(&notice).expect("notices serialize"))
             .query_async(&mut c)

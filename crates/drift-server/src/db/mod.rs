@@ -136,6 +136,16 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
+    /// How many keys are revoked, and when the latest was: a gateway that caches keys
+    /// compares this between checks.
+    pub async fn revocations(&self) -> Result<(i64, Option<String>), DbError> {
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n, MAX(revoked_at) AS latest FROM api_keys WHERE revoked_at IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok((row.try_get("n")?, row.try_get("latest")?))
+    }
+
     pub async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -26,10 +26,19 @@ pub struct Limits {
     waiters: Arc<Semaphore>,
     streams: Arc<Semaphore>,
     per_tenant: Arc<Mutex<HashMap<String, usize>>>,
+    /// Follows set up at once over WebSockets (see `follow_setup`).
+    setups: Semaphore,
     rate: Option<DefaultKeyedRateLimiter<String>>,
     /// Checks since the rate limiter last forgot idle credentials.
     checks: std::sync::atomic::AtomicU32,
 }
+
+/// Follows a gateway's WebSockets set up at once (the subscription and the catch-up read).
+/// After a gateway restart every socket reconnects and subscribes at the same moment; set up
+/// all at once, their transient allocations would all be alive together and leave the
+/// allocator fragmented at that high-water mark. A set-up waits for no client, so the rest
+/// queue only briefly. (Event streams have the same bound in the listener.)
+const FOLLOW_SETUPS_AT_ONCE: usize = 64;
 
 /// Every this many checks, credentials whose limit has fully recovered are forgotten, so the
 /// limiter holds only recently active ones.
@@ -58,6 +67,14 @@ impl Drop for StreamSlot {
 }
 
 impl Limits {
+    /// A turn to set up a follow (see `FOLLOW_SETUPS_AT_ONCE`); hold it until the follow exists.
+    pub async fn follow_setup(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.setups
+            .acquire()
+            .await
+            .expect("the set-up semaphore is never closed")
+    }
+
     pub fn new(cfg: LimitsConfig) -> Self {
         let rate = NonZeroU32::new(cfg.rate_per_sec).map(|per_sec| {
             let burst = NonZeroU32::new(cfg.rate_burst).unwrap_or(per_sec);
@@ -67,6 +84,7 @@ impl Limits {
             waiters: Arc::new(Semaphore::new(cfg.max_waiters)),
             streams: Arc::new(Semaphore::new(cfg.max_streams)),
             per_tenant: Arc::default(),
+            setups: Semaphore::new(FOLLOW_SETUPS_AT_ONCE),
             rate,
             checks: Default::default(),
             cfg,

@@ -35,12 +35,18 @@ const HEADERS_MAX: usize = 100;
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long a refused connection gets to take its refusal.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
+/// Event streams set up at once (authentication, the subscription, the catch-up read). In a
+/// reconnect storm every client asks at the same moment; set up all at once, their transient
+/// buffers and futures would all be alive together and leave the allocator fragmented at the
+/// storm's high-water mark. A set-up waits for no client, so the rest queue only briefly.
+const SETUPS_AT_ONCE: usize = 64;
 
 /// The gateway's listener: serves event streams itself and hands hyper every other connection.
 pub struct Listener {
     tcp: TcpListener,
     router: Router,
     connections: Arc<Connections>,
+    setups: Arc<tokio::sync::Semaphore>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -58,6 +64,7 @@ impl Listener {
             tcp,
             router,
             connections,
+            setups: Arc::new(tokio::sync::Semaphore::new(SETUPS_AT_ONCE)),
             tasks,
             shutdown,
         }
@@ -83,6 +90,7 @@ impl Listener {
                 Ok(held) => {
                     let conn = Connection {
                         router: self.router.clone(),
+                        setups: self.setups.clone(),
                         cfg: self.connections.config().clone(),
                         shutdown: self.shutdown.clone(),
                     };
@@ -101,6 +109,7 @@ impl Listener {
 /// One accepted connection until it is either answered here or handed to hyper.
 struct Connection {
     router: Router,
+    setups: Arc<tokio::sync::Semaphore>,
     cfg: ConnConfig,
     shutdown: CancellationToken,
 }
@@ -151,8 +160,14 @@ impl Connection {
                     .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
             });
             let mut router = self.router.clone();
+            // Taken once the whole head is here, so a slow client cannot hold one.
+            let setup = tokio::select! {
+                p = self.setups.acquire() => p.expect("the set-up semaphore is never closed"),
+                _ = self.shutdown.cancelled() => return,
+            };
             // Boxed so the router's future is freed once the response head exists.
             let response = Box::pin(router.call(request)).await.unwrap_or_else(|e| match e {});
+            drop(setup);
             match respond(&mut tcp, response, close).await {
                 Ok(Sent::Whole) if !close && !self.shutdown.is_cancelled() => {}
                 Ok(_) => return,

@@ -2,11 +2,17 @@
 //! the key store, or a JWT), what it allows, and whether the compatibility headers agree.
 
 use super::ServiceError;
+use crate::bus::{Hub, HubMsg, Notice};
 use crate::db::{Db, KeyRecord};
 use crate::domain::{Caller, Scopes};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// API keys start with this, so a credential's kind is plain from its text.
 const KEY_PREFIX: &str = "drift_";
@@ -30,6 +36,69 @@ pub enum Mode {
 
 pub struct Authenticator {
     mode: Mode,
+    keys: Arc<KeyCache>,
+}
+
+/// API keys this gateway has looked up, so a call does not wait on the key store each time.
+/// A revocation empties it on every gateway at once: `drift keys revoke` announces it over
+/// Redis, and each gateway also checks the key store's revocations every few seconds (see
+/// `watch_revocations`) in case the notice was missed; an entry lives `KEY_TTL` at most.
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, (Caller, Instant)>>,
+    /// Bumped by every revocation: a lookup that began before one is not kept.
+    generation: AtomicU64,
+}
+
+/// The longest a looked-up key is trusted without asking the key store again.
+const KEY_TTL: Duration = Duration::from_secs(60);
+/// Keys kept at once; a gateway with more callers than this looks the rest up each time.
+const KEY_CACHE_CAPACITY: usize = 10_000;
+
+impl KeyCache {
+    fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    fn get(&self, hash: &str) -> Option<Caller> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(hash)
+            .filter(|(_, at)| at.elapsed() < KEY_TTL)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn keep(&self, hash: String, caller: &Caller, looked_up_at: u64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock `forget_all` takes too, so a revocation cannot slip between.
+        if self.generation.load(Ordering::Acquire) != looked_up_at {
+            return;
+        }
+        if entries.len() >= KEY_CACHE_CAPACITY {
+            entries.retain(|_, (_, at)| at.elapsed() < KEY_TTL);
+            if entries.len() >= KEY_CACHE_CAPACITY {
+                return;
+            }
+        }
+        entries.insert(hash, (caller.clone(), Instant::now()));
+    }
+
+    /// A key was revoked somewhere: every key is looked up again from now on.
+    pub fn forget_all(&self) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A new API key: the key (shown once), its public id and the hash that is stored.
@@ -65,7 +134,35 @@ fn unauthorized(why: &str) -> ServiceError {
 
 impl Authenticator {
     pub fn new(mode: Mode) -> Self {
-        Self { mode }
+        Self {
+            mode,
+            keys: Arc::new(KeyCache::new()),
+        }
+    }
+
+    /// The API keys this gateway trusts without asking the key store (see `KeyCache`).
+    pub fn key_cache(&self) -> Arc<KeyCache> {
+        self.keys.clone()
+    }
+
+    /// The caller an API key names: from the cache, else from the key store (and then kept).
+    async fn key_caller(&self, store: &Db, credential: &str) -> Result<Caller, ServiceError> {
+        let hash = hash_key(credential);
+        if let Some(c) = self.keys.get(&hash) {
+            return Ok(c);
+        }
+        let generation = self.keys.generation.load(Ordering::Acquire);
+        let rec = store
+            .key_by_hash(&hash)
+            .await
+            .map_err(|e| ServiceError::Unavailable {
+                dependency: "the key store",
+                cause: e.to_string(),
+            })?
+            .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
+        let caller = caller_of_key(&rec)?;
+        self.keys.keep(hash, &caller, generation);
+        Ok(caller)
     }
 
     /// The caller a bearer credential names, with the compatibility headers checked against it.
@@ -80,15 +177,7 @@ impl Authenticator {
             let keys = keys
                 .as_ref()
                 .ok_or_else(|| unauthorized("API keys are not accepted here"))?;
-            let rec = keys
-                .key_by_hash(&hash_key(credential))
-                .await
-                .map_err(|e| ServiceError::Unavailable {
-                    dependency: "the key store",
-                    cause: e.to_string(),
-                })?
-                .ok_or_else(|| unauthorized("unknown or revoked API key"))?;
-            caller_of_key(&rec)?
+            self.key_caller(keys, credential).await?
         } else if credential.matches('.').count() == 2 {
             let jwt = jwt.as_ref().ok_or_else(|| unauthorized("JWTs are not accepted here"))?;
             jwt.verify(credential)?
@@ -114,6 +203,63 @@ impl Authenticator {
         }
         Ok(caller)
     }
+}
+
+/// Keeps a gateway's cached keys honest until `shutdown`: forgets them all on a revocation
+/// notice over the hub (and on a resync, when one may have been missed), and whenever the key
+/// store's revocations differ from the last check, every `poll`. Subscribes before it returns.
+pub async fn watch_revocations(
+    cache: Arc<KeyCache>,
+    store: Db,
+    hub: Hub,
+    channel: String,
+    poll: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut sub = hub.subscribe(&channel).await.ok();
+    let mut seen = store.revocations().await.ok();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(poll);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if sub.is_none() {
+                match hub.subscribe(&channel).await {
+                    Ok(s) => {
+                        sub = Some(s);
+                        cache.forget_all();
+                    }
+                    Err(e) => tracing::debug!(error = %e, "revocation notices unavailable; checking the key store"),
+                }
+            }
+            let notice = async {
+                match sub.as_mut() {
+                    Some(s) => match s.recv().await {
+                        HubMsg::Notice(Notice::KeysRevoked) | HubMsg::Resync => {}
+                        HubMsg::Notice(_) | HubMsg::Event(_) => std::future::pending::<()>().await,
+                    },
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = notice => {
+                    cache.forget_all();
+                    tracing::debug!("a key was revoked: cached keys forgotten");
+                }
+                _ = tick.tick() => match store.revocations().await {
+                    Ok(now) if seen.as_ref() != Some(&now) => {
+                        if seen.is_some() {
+                            cache.forget_all();
+                            tracing::debug!("the key store has a new revocation: cached keys forgotten");
+                        }
+                        seen = Some(now);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "checking the key store for revocations failed; retrying at the next check"),
+                },
+            }
+        }
+    });
 }
 
 fn headers_only(legacy: Legacy<'_>) -> Result<Caller, ServiceError> {
@@ -240,6 +386,20 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs()
+    }
+
+    #[test]
+    fn a_cached_key_is_forgotten_on_revocation_and_a_lookup_begun_before_one_is_not_kept() {
+        let cache = KeyCache::new();
+        let caller = Caller::new("acme", "web", None, Scopes::all()).unwrap();
+        let before = cache.generation.load(Ordering::Acquire);
+        cache.forget_all();
+        cache.keep("h".into(), &caller, before);
+        assert_eq!(cache.get("h"), None, "looked up before the revocation");
+        cache.keep("h".into(), &caller, cache.generation.load(Ordering::Acquire));
+        assert_eq!(cache.get("h"), Some(caller));
+        cache.forget_all();
+        assert!(cache.is_empty());
     }
 
     #[test]

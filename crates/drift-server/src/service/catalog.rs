@@ -126,7 +126,7 @@ impl Catalog {
                     match sub.as_mut() {
                         Some(s) => match s.recv().await {
                             HubMsg::Notice(Notice::DefinitionsChanged) | HubMsg::Resync => {}
-                            HubMsg::Event(_) => std::future::pending::<()>().await,
+                            HubMsg::Notice(_) | HubMsg::Event(_) => std::future::pending::<()>().await,
                         },
                         None => std::future::pending::<()>().await,
                     }

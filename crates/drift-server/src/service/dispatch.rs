@@ -198,8 +198,10 @@ impl Service {
     pub(super) fn pin_children(&self, def: &Definition) -> Result<BTreeMap<String, Definition>, ServiceError> {
         let reg = self.0.catalog.registry();
         let mut out = BTreeMap::new();
-        let mut todo = vec![def.clone()];
-        while let Some(d) = todo.pop() {
+        // `def` is searched where it is; only the children found are copied to be searched in
+        // turn (most definitions have none, and this runs on every start).
+        let mut todo: Vec<Definition> = vec![];
+        let search = |d: &Definition, out: &mut BTreeMap<String, Definition>, todo: &mut Vec<Definition>| {
             for entry in d.states.values() {
                 if let Some(Node::Child(c)) = &entry.node
                     && !out.contains_key(&c.workflow)
@@ -212,6 +214,11 @@ impl Service {
                     todo.push(compiled);
                 }
             }
+            Ok::<(), ServiceError>(())
+        };
+        search(def, &mut out, &mut todo)?;
+        while let Some(d) = todo.pop() {
+            search(&d, &mut out, &mut todo)?;
         }
         Ok(out)
     }
@@ -342,9 +349,8 @@ impl Service {
         let is_async = callback.is_some();
         // The checks' reads and the subscription are independent round trips, all before the
         // dispatch: done at once. (A retried command drops its subscription unused.)
-        let (first, latest, subscription) = tokio::try_join!(
-            riding_out(|| self.0.store.answer(&keys, req.request_id().as_str())),
-            self.state_of(caller, id),
+        let ((first, latest), subscription) = tokio::try_join!(
+            riding_out(|| self.0.store.answer_and_latest(&keys, req.request_id().as_str())),
             self.subscribe_unless(is_async, &keys)
         )?;
         if let Some(first) = first {
@@ -361,6 +367,10 @@ impl Service {
                 answered: Some(first),
             });
         }
+        let latest = match latest {
+            Some(st) => st.state,
+            None => self.restored_state(caller, id).await?,
+        };
         let cmd = checked_command(req, &latest, callback)?;
         let request_id = cmd.request_id().clone();
         let t0 = std::time::Instant::now();

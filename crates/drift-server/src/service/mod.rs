@@ -17,7 +17,7 @@ mod wait;
 
 pub use crate::db::Kind;
 pub use crate::dsl::is_definition_id;
-pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key};
+pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key, watch_revocations};
 pub use catalog::Catalog;
 pub use definitions::{Activated, DefinitionList, DefinitionVersions, Publication, Validation};
 pub use dispatch::Dispatched;

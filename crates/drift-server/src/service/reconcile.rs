@@ -35,9 +35,16 @@ impl Service {
     pub(super) async fn state_of(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
         let scoped = caller.scoped(id);
         let keys = self.keys(&scoped);
-        if let Some(st) = riding_out(|| self.0.store.latest(&keys)).await? {
-            return Ok(st.state);
+        match riding_out(|| self.0.store.latest(&keys)).await? {
+            Some(st) => Ok(st.state),
+            None => self.restored_state(caller, id).await,
         }
+    }
+
+    /// The state Redis does not have (expired, or lost with a Redis), read from Temporal and
+    /// stored again.
+    pub(super) async fn restored_state(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
+        let scoped = caller.scoped(id);
         let st = self.queried(caller, id).await?;
         if st.seq > 0 {
             match self

@@ -58,12 +58,11 @@ async fn missed(
     request_id: &str,
     any_state: bool,
 ) -> Result<Option<Found>, StoreError> {
-    if let Some(e) = store.answer(keys, request_id).await? {
+    let (answer, latest) = store.answer_and_latest(keys, request_id).await?;
+    if let Some(e) = answer {
         return Ok(Some(Found::Event(Arc::new(e))));
     }
-    Ok(store
-        .latest(keys)
-        .await?
+    Ok(latest
         .filter(|s| s.request_id.as_deref() == Some(request_id) || s.state.workflow_status.is_terminal() || any_state)
         .map(|s| Found::Stored(Box::new(s))))
 }

@@ -286,7 +286,10 @@ impl Session {
                 let id = WorkflowId::parse(&workflow_id)?;
                 let caller = self.authorize(&id, token.as_deref())?;
                 self.make_room(Some(&id))?;
-                let follow = self.s.service.follow(&caller, &id, since).await?;
+                let follow = {
+                    let _turn = self.s.limits.follow_setup().await;
+                    self.s.service.follow(&caller, &id, since).await?
+                };
                 self.add_follower(&id, follow);
                 self.ack(request_id, &id, None).await;
             }
