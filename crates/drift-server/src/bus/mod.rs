@@ -7,11 +7,13 @@ mod conn;
 mod hub;
 mod publish;
 mod store;
+mod watch;
 
 pub use conn::{Conn, RedisTarget, explain};
 pub use hub::{Event, Hub, HubError, HubMsg, Subscription};
 pub use publish::{Publication, Publisher, Retention};
 pub use store::{Store, StoreError, Stored};
+pub use watch::{Watch, Woke};
 
 use crate::domain::{ScopedWorkflowId, TenantId, WorkflowId};
 use serde::{Deserialize, Serialize};

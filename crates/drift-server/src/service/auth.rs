@@ -2,7 +2,7 @@
 //! the key store, or a JWT), what it allows, and whether the compatibility headers agree.
 
 use super::ServiceError;
-use crate::bus::{Hub, HubMsg, Notice};
+use crate::bus::{Hub, Notice, Watch, Woke};
 use crate::db::{Db, KeyRecord};
 use crate::domain::{Caller, Scopes};
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
@@ -216,37 +216,17 @@ pub async fn watch_revocations(
     poll: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut sub = hub.subscribe(&channel).await.ok();
+    let mut watch = Watch::new(hub, channel, poll).await;
     let mut seen = store.revocations().await.ok();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            if sub.is_none() {
-                match hub.subscribe(&channel).await {
-                    Ok(s) => {
-                        sub = Some(s);
-                        cache.forget_all();
-                    }
-                    Err(e) => tracing::debug!(error = %e, "revocation notices unavailable; checking the key store"),
-                }
-            }
-            let notice = async {
-                match sub.as_mut() {
-                    Some(s) => match s.recv().await {
-                        HubMsg::Notice(Notice::KeysRevoked) | HubMsg::Resync => {}
-                        HubMsg::Notice(_) | HubMsg::Event(_) => std::future::pending::<()>().await,
-                    },
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = notice => {
+        while let Some(woke) = watch.next(&shutdown).await {
+            match woke {
+                Woke::Notice(Notice::KeysRevoked) | Woke::Resync => {
                     cache.forget_all();
-                    tracing::debug!("a key was revoked: cached keys forgotten");
+                    tracing::debug!("a key was revoked (or a notice may have been missed): cached keys forgotten");
                 }
-                _ = tick.tick() => match store.revocations().await {
+                Woke::Notice(_) => {}
+                Woke::Tick => match store.revocations().await {
                     Ok(now) if seen.as_ref() != Some(&now) => {
                         if seen.is_some() {
                             cache.forget_all();
@@ -255,7 +235,9 @@ pub async fn watch_revocations(
                         seen = Some(now);
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "checking the key store for revocations failed; retrying at the next check"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checking the key store for revocations failed; retrying at the next check")
+                    }
                 },
             }
         }

@@ -3,7 +3,7 @@
 //! change. A gateway that publishes or activates reloads at once and tells the others over the
 //! Redis hub; a periodic revision check covers a missed notice.
 
-use crate::bus::{Hub, HubMsg, Notice, Store};
+use crate::bus::{Hub, Notice, Store, Watch, Woke};
 use crate::db::{Db, DbError, Kind, Stored};
 use crate::dsl::{Definition, NodeResource, Registry};
 use serde_json::Value;
@@ -110,31 +110,12 @@ impl Catalog {
     /// Subscribes before it returns, so a change announced once the gateway serves is heard.
     pub async fn spawn_watcher(self: &Arc<Self>, hub: Hub, poll: Duration, shutdown: CancellationToken) {
         let me = self.clone();
-        let mut sub = hub.subscribe(&me.channel).await.ok();
+        let mut watch = Watch::new(hub, me.channel.clone(), poll).await;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(poll);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                if sub.is_none() {
-                    match hub.subscribe(&me.channel).await {
-                        Ok(s) => sub = Some(s),
-                        Err(e) => tracing::debug!(error = %e, "definitions notices unavailable; polling"),
-                    }
-                }
-                // A notice, or a resync (one may have been missed): either way, check.
-                let notice = async {
-                    match sub.as_mut() {
-                        Some(s) => match s.recv().await {
-                            HubMsg::Notice(Notice::DefinitionsChanged) | HubMsg::Resync => {}
-                            HubMsg::Notice(_) | HubMsg::Event(_) => std::future::pending::<()>().await,
-                        },
-                        None => std::future::pending::<()>().await,
-                    }
-                };
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = notice => {}
-                    _ = tick.tick() => {}
+            while let Some(woke) = watch.next(&shutdown).await {
+                // Another source's notice on this channel says nothing about definitions.
+                if matches!(woke, Woke::Notice(n) if n != Notice::DefinitionsChanged) {
+                    continue;
                 }
                 if let Err(e) = me.refresh().await {
                     tracing::warn!(error = %e, "checking for definition changes failed; retrying at the next check");
