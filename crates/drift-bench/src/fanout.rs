@@ -241,7 +241,7 @@ pub async fn run_once(
         let (peak, pids, stop) = (peak.clone(), ends.pids.clone(), sampling.clone());
         async move {
             while !pids.is_empty() {
-                if let Some(kb) = pids.iter().map(|p| crate::rss_kb(*p)).sum::<Option<u64>>() {
+                if let Some(kb) = crate::summed(&pids, crate::rss_kb) {
                     peak.fetch_max(kb as usize, Ordering::Relaxed);
                 }
                 tokio::select! {

@@ -63,24 +63,13 @@ pub struct Endpoints {
 
 impl Endpoints {
     fn of(a: &BenchArgs) -> anyhow::Result<Self> {
-        let e: Value = std::fs::read_to_string(a.gateway.data_dir.join("endpoints.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let e = drift_server::client::dev_endpoints(&a.gateway.data_dir);
         let s = |k: &str| e[k].as_str().map(String::from);
         let flags = drift_server::bus::RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster)
             .map_err(|e| anyhow::anyhow!(e))?;
-        let written = || {
-            let cluster: Vec<String> = s("redisCluster")
-                .map(|c| c.split(',').map(String::from).collect())
-                .unwrap_or_default();
-            drift_server::bus::RedisTarget::from_flags(s("redisUrl").as_deref(), &cluster)
-                .ok()
-                .flatten()
-        };
         Ok(Self {
             temporal_address: a.temporal_address.clone().or_else(|| s("temporalAddress")),
-            redis: flags.or_else(written),
+            redis: flags.or_else(|| drift_server::client::dev_redis(&e)),
             pids: match a.pid.is_empty() {
                 false => a.pid.clone(),
                 true => e["pid"].as_u64().map(|p| p as u32).into_iter().collect(),
@@ -102,10 +91,7 @@ impl Endpoints {
 impl Endpoints {
     /// The measured gateways' resident memory together, in KB (None: no gateway process known).
     pub fn gateways_rss_kb(&self) -> Option<u64> {
-        match self.pids.is_empty() {
-            true => None,
-            false => self.pids.iter().map(|p| rss_kb(*p)).sum(),
-        }
+        summed(&self.pids, rss_kb)
     }
 
     /// The gateway's Redis when it is one server (whose clients can be counted in one place).
@@ -114,6 +100,14 @@ impl Endpoints {
             Some(drift_server::bus::RedisTarget::Standalone(u)) => Some(u),
             _ => None,
         }
+    }
+}
+
+/// A figure of each process in `pids`, summed; None when there is none or one is unreadable.
+pub fn summed<T: std::iter::Sum>(pids: &[u32], of: impl Fn(u32) -> Option<T>) -> Option<T> {
+    match pids.is_empty() {
+        true => None,
+        false => pids.iter().map(|p| of(*p)).sum(),
     }
 }
 

@@ -4,7 +4,7 @@
 //! (its client, its worker and the callers) against the gateway's (`drift dev`: gateway and
 //! worker), with Temporal's and Redis's CPU beside them.
 
-use super::{Endpoints, Series, ms};
+use super::{Endpoints, Series, ms, summed};
 use anyhow::{Context, bail};
 use drift_server::client::Client;
 use drift_server::domain::routes;
@@ -46,6 +46,22 @@ impl SideResult {
     pub fn per_sec(&self) -> f64 {
         self.rounds as f64 / self.seconds
     }
+
+    /// The row of the printed table and of the report, one cell per `COLUMNS`.
+    pub fn cells(&self) -> [String; 9] {
+        let cpu = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".into());
+        [
+            self.concurrency.to_string(),
+            self.name.to_string(),
+            self.rounds.to_string(),
+            self.failed.to_string(),
+            format!("{:.1}", self.per_sec()),
+            self.latency.cell(0.5),
+            self.latency.cell(0.99),
+            cpu(self.cpu_per_round),
+            cpu(self.others_per_round),
+        ]
+    }
 }
 
 /// CPU time a process has used so far (user + system).
@@ -58,13 +74,6 @@ fn cpu_of(pid: u32) -> Option<Duration> {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Some(Duration::from_micros(ticks * 1_000_000 / hz))
-}
-
-fn cpu_sum(pids: &[u32]) -> Option<Duration> {
-    match pids.is_empty() {
-        true => None,
-        false => pids.iter().map(|p| cpu_of(*p)).sum(),
-    }
 }
 
 /// The Temporal dev server and the Redis server(s) on this machine, by their command lines:
@@ -103,7 +112,7 @@ fn shared_pids(ends: &Endpoints) -> Vec<u32> {
         let has = |s: &str| args.iter().any(|a| a.contains(s));
         let temporal = has("start-dev") && temporal_port.as_deref().is_some_and(&has);
         // redis-server shows its address in its process title ("redis-server 127.0.0.1:P").
-        let redis = has("redis-server") && ports.iter().any(|p| has(&format!(":{p}")) || has(p));
+        let redis = has("redis-server") && ports.iter().any(|p| has(p));
         if temporal || redis {
             pids.push(pid);
         }
@@ -126,9 +135,9 @@ where
             while Instant::now() < end {
                 let t = Instant::now();
                 let r = tokio::time::timeout(Duration::from_secs(30), round()).await;
-                let took = t.elapsed();
+                let done = Instant::now();
                 match r {
-                    Ok(Ok(())) if Instant::now() >= from && Instant::now() <= end => lat.push(took),
+                    Ok(Ok(())) if done >= from && done <= end => lat.push(done - t),
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => {
                         failed += 1;
@@ -169,7 +178,7 @@ async fn side<F, Fut>(
     warmup: Duration,
     seconds: Duration,
     own: Vec<u32>,
-    shared: &[u32],
+    shared: Vec<u32>,
     round: F,
 ) -> SideResult
 where
@@ -178,12 +187,11 @@ where
 {
     let from = Instant::now() + warmup;
     let end = from + seconds;
-    let shared_pids = shared.to_vec();
     let meter = tokio::spawn(async move {
         tokio::time::sleep_until(from.into()).await;
-        let before = (cpu_sum(&own), cpu_sum(&shared_pids));
+        let before = (summed(&own, cpu_of), summed(&shared, cpu_of));
         tokio::time::sleep_until(end.into()).await;
-        let after = (cpu_sum(&own), cpu_sum(&shared_pids));
+        let after = (summed(&own, cpu_of), summed(&shared, cpu_of));
         let diff = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
         (diff(after.0, before.0), diff(after.1, before.1))
     });
@@ -256,7 +264,7 @@ pub async fn run(
                 warmup.as_secs_f64()
             );
             let f = f.clone();
-            let r = side("floor", n, warmup, seconds, vec![me], &shared, move || {
+            let r = side("floor", n, warmup, seconds, vec![me], shared.clone(), move || {
                 let f = f.clone();
                 async move {
                     crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, true, Duration::ZERO).await?;
@@ -273,9 +281,15 @@ pub async fn run(
             warmup.as_secs_f64()
         );
         let c = client.clone();
-        let r = side("drift", n, warmup, seconds, ends.pids.clone(), &shared, move || {
-            drift_round(c.clone())
-        })
+        let r = side(
+            "drift",
+            n,
+            warmup,
+            seconds,
+            ends.pids.clone(),
+            shared.clone(),
+            move || drift_round(c.clone()),
+        )
         .await;
         print(std::slice::from_ref(&r));
         results.push(r);
@@ -289,28 +303,28 @@ pub async fn run(
     Ok(results)
 }
 
-fn cpu_cell(d: Option<Duration>) -> String {
-    d.map(ms).unwrap_or_else(|| "-".into())
-}
+pub const COLUMNS: [&str; 9] = [
+    "callers",
+    "side",
+    "rounds",
+    "failed",
+    "rounds/s",
+    "p50",
+    "p99",
+    "CPU per round",
+    "Temporal + Redis per round",
+];
 
 pub fn print(results: &[SideResult]) {
-    println!(
-        "{:>6} {:<6} {:>8} {:>7} {:>10} {:>10} {:>10} {:>14} {:>18}",
-        "callers", "side", "rounds", "failed", "rounds/s", "p50", "p99", "CPU/round", "Temporal+Redis/round"
-    );
-    for r in results {
+    let line = |c: &[String]| {
         println!(
-            "{:>6} {:<6} {:>8} {:>7} {:>10.1} {:>10} {:>10} {:>14} {:>18}",
-            r.concurrency,
-            r.name,
-            r.rounds,
-            r.failed,
-            r.per_sec(),
-            r.latency.cell(0.5),
-            r.latency.cell(0.99),
-            cpu_cell(r.cpu_per_round),
-            cpu_cell(r.others_per_round)
-        );
+            "{:>7} {:<6} {:>7} {:>6} {:>9} {:>10} {:>10} {:>13} {:>26}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+        )
+    };
+    line(&COLUMNS.map(String::from));
+    for r in results {
+        line(&r.cells());
     }
 }
 

@@ -2,7 +2,7 @@
 //! plotters), so a run can be kept, compared and shown in the README.
 
 use super::fanout::FanoutResult;
-use super::load::SideResult;
+use super::load::{COLUMNS, SideResult};
 use super::waiters::WaitersResult;
 use super::{Series, cell, kb, ms};
 use anyhow::Context;
@@ -253,23 +253,11 @@ pub fn waiters(dir: &Path, r: &WaitersResult) -> anyhow::Result<()> {
 }
 
 pub fn load(dir: &Path, results: &[SideResult]) -> anyhow::Result<()> {
-    let mut md = String::from(
-        "# drift bench load\n\n| callers | side | rounds | failed | rounds/s | p50 | p99 | CPU per round | Temporal + Redis per round |\n|---|---|---|---|---|---|---|---|---|\n",
-    );
+    let row = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+    let mut md = format!("# drift bench load\n\n{}", row(&COLUMNS.map(String::from)));
+    md += &row(&COLUMNS.map(|_| "---".to_string()));
     for r in results {
-        let cpu = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".into());
-        md.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
-            r.concurrency,
-            r.name,
-            r.rounds,
-            r.failed,
-            r.per_sec(),
-            r.latency.cell(0.5),
-            r.latency.cell(0.99),
-            cpu(r.cpu_per_round),
-            cpu(r.others_per_round)
-        ));
+        md += &row(&r.cells());
     }
     write(dir, "load.md", &md)
 }

@@ -101,25 +101,11 @@ pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
 /// Tells every gateway on the deployment's Redis to forget its cached keys. Answers where, or
 /// None when no Redis is known (neither flags nor `drift dev`'s endpoints.json).
 async fn announce_revocation(a: &KeysArgs) -> anyhow::Result<Option<String>> {
-    let dev: serde_json::Value = std::fs::read_to_string(a.data_dir.join("endpoints.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let dev_cluster: Vec<String> = dev["redisCluster"]
-        .as_str()
-        .map(|c| c.split(',').map(String::from).collect())
-        .unwrap_or_default();
-    let target =
-        match RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster).map_err(|e| anyhow::anyhow!(e))? {
-            Some(t) => t,
-            None => match RedisTarget::from_flags(dev["redisUrl"].as_str(), &dev_cluster)
-                .ok()
-                .flatten()
-            {
-                Some(t) => t,
-                None => return Ok(None),
-            },
-        };
+    let dev = crate::client::dev_endpoints(&a.data_dir);
+    let flags = RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster).map_err(|e| anyhow::anyhow!(e))?;
+    let Some(target) = flags.or_else(|| crate::client::dev_redis(&dev)) else {
+        return Ok(None);
+    };
     let prefix = a
         .key_prefix
         .clone()

@@ -61,3 +61,23 @@ impl Client {
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
 }
+
+/// What `drift dev` wrote in its data folder (`endpoints.json`) for the tools: where its
+/// Temporal and Redis are, its process, tenant and key prefix. Null when there is none.
+pub fn dev_endpoints(data_dir: &std::path::Path) -> Value {
+    std::fs::read_to_string(data_dir.join("endpoints.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+/// The Redis in `dev_endpoints`' answer: one server or a cluster.
+pub fn dev_redis(endpoints: &Value) -> Option<crate::bus::RedisTarget> {
+    let cluster: Vec<String> = endpoints["redisCluster"]
+        .as_str()
+        .map(|c| c.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    crate::bus::RedisTarget::from_flags(endpoints["redisUrl"].as_str(), &cluster)
+        .ok()
+        .flatten()
+}

@@ -155,24 +155,12 @@ impl Store {
 
     /// Publishes a notice (not a workflow state) on a channel.
     pub async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError> {
-        let mut c = self.conn.clone();
-        let _: i64 = redis::cmd(super::publish::publish_command(&self.conn))
-            .arg(channel)
-            .arg(serde_json::to_string(&notice).expect("notices serialize"))
-            .query_async(&mut c)
-            .await?;
-        Ok(())
+        publish_notice(self.conn.clone(), channel, notice).await
     }
 
     /// Publishes one notice from a process that is not a gateway (e.g. `drift keys revoke`).
     pub async fn announce(target: &RedisTarget, channel: &str, notice: Notice) -> Result<(), StoreError> {
-        let mut c = Conn::connect(target, std::time::Duration::from_secs(3), 1).await?;
-        let _: i64 = redis::cmd(super::publish::publish_command(&c))
-            .arg(channel)
-            .arg(serde_json::to_string(&notice).expect("notices serialize"))
-            .query_async(&mut c)
-            .await?;
-        Ok(())
+        publish_notice(Conn::connect(target, Duration::from_secs(3), 1).await?, channel, notice).await
     }
 
     /// Reachable, and of the kind configured (a cluster node given as one server is not ready).
@@ -180,4 +168,13 @@ impl Store {
         let mut c = self.conn.clone();
         c.check_kind().await
     }
+}
+
+async fn publish_notice(mut c: Conn, channel: &str, notice: Notice) -> Result<(), StoreError> {
+    let _: i64 = redis::cmd(super::publish::publish_command(&c))
+        .arg(channel)
+        .arg(serde_json::to_string(&notice).expect("notices serialize"))
+        .query_async(&mut c)
+        .await?;
+    Ok(())
 }

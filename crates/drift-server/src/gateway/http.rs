@@ -129,7 +129,7 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn accepted<'a>(d: &Dispatched, latest: Option<&WorkflowState>) -> Accepted<'a> {
+fn accepted<'a>(d: &'a Dispatched, latest: Option<&WorkflowState>) -> Accepted<'a> {
     Accepted {
         workflow_id: d.id.as_str().to_string(),
         workflow_status: latest.map(|l| l.workflow_status).unwrap_or(WorkflowStatus::Running),

@@ -26,19 +26,21 @@ pub struct Limits {
     waiters: Arc<Semaphore>,
     streams: Arc<Semaphore>,
     per_tenant: Arc<Mutex<HashMap<String, usize>>>,
-    /// Follows set up at once over WebSockets (see `follow_setup`).
+    /// WebSocket follows being set up (see `SETUPS_AT_ONCE`).
     setups: Semaphore,
     rate: Option<DefaultKeyedRateLimiter<String>>,
     /// Checks since the rate limiter last forgot idle credentials.
     checks: std::sync::atomic::AtomicU32,
 }
 
-/// Follows a gateway's WebSockets set up at once (the subscription and the catch-up read).
-/// After a gateway restart every socket reconnects and subscribes at the same moment; set up
-/// all at once, their transient allocations would all be alive together and leave the
-/// allocator fragmented at that high-water mark. A set-up waits for no client, so the rest
-/// queue only briefly. (Event streams have the same bound in the listener.)
-const FOLLOW_SETUPS_AT_ONCE: usize = 64;
+/// Live follows (event streams and WebSocket subscriptions) set up at once: authentication,
+/// the subscription, the catch-up read. After a gateway restart or a network blip every client
+/// reconnects at the same moment; set up all at once, their transient buffers and futures
+/// would all be alive together and leave the allocator fragmented at that high-water mark. A
+/// set-up waits for no client (the request is already read), so the rest queue only briefly.
+/// WebSockets take their turn here (`follow_setup`); event streams in the listener, which
+/// serves them.
+pub(super) const SETUPS_AT_ONCE: usize = 64;
 
 /// Every this many checks, credentials whose limit has fully recovered are forgotten, so the
 /// limiter holds only recently active ones.
@@ -67,7 +69,7 @@ impl Drop for StreamSlot {
 }
 
 impl Limits {
-    /// A turn to set up a follow (see `FOLLOW_SETUPS_AT_ONCE`); hold it until the follow exists.
+    /// A turn to set up a follow (see `SETUPS_AT_ONCE`); hold it until the follow exists.
     pub async fn follow_setup(&self) -> tokio::sync::SemaphorePermit<'_> {
         self.setups
             .acquire()
@@ -84,7 +86,7 @@ impl Limits {
             waiters: Arc::new(Semaphore::new(cfg.max_waiters)),
             streams: Arc::new(Semaphore::new(cfg.max_streams)),
             per_tenant: Arc::default(),
-            setups: Semaphore::new(FOLLOW_SETUPS_AT_ONCE),
+            setups: Semaphore::new(SETUPS_AT_ONCE),
             rate,
             checks: Default::default(),
             cfg,

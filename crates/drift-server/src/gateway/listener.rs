@@ -35,11 +35,6 @@ const HEADERS_MAX: usize = 100;
 const WRITE_BATCH: usize = 64 * 1024;
 /// How long a refused connection gets to take its refusal.
 const REFUSAL_WRITE: Duration = Duration::from_secs(1);
-/// Event streams set up at once (authentication, the subscription, the catch-up read). In a
-/// reconnect storm every client asks at the same moment; set up all at once, their transient
-/// buffers and futures would all be alive together and leave the allocator fragmented at the
-/// storm's high-water mark. A set-up waits for no client, so the rest queue only briefly.
-const SETUPS_AT_ONCE: usize = 64;
 
 /// The gateway's listener: serves event streams itself and hands hyper every other connection.
 pub struct Listener {
@@ -64,7 +59,7 @@ impl Listener {
             tcp,
             router,
             connections,
-            setups: Arc::new(tokio::sync::Semaphore::new(SETUPS_AT_ONCE)),
+            setups: Arc::new(tokio::sync::Semaphore::new(super::limits::SETUPS_AT_ONCE)),
             tasks,
             shutdown,
         }
@@ -160,7 +155,8 @@ impl Connection {
                     .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
             });
             let mut router = self.router.clone();
-            // Taken once the whole head is here, so a slow client cannot hold one.
+            // Event streams take their turn (`limits::SETUPS_AT_ONCE`) here, around the whole
+            // request, once the head is here, so a slow client cannot hold one.
             let setup = tokio::select! {
                 p = self.setups.acquire() => p.expect("the set-up semaphore is never closed"),
                 _ = self.shutdown.cancelled() => return,

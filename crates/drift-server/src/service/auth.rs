@@ -92,12 +92,9 @@ impl KeyCache {
         entries.clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
     }
 }
 
