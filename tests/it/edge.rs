@@ -455,19 +455,20 @@ async fn sync_callers_that_leave_mid_wait_are_not_counted_as_waiting() {
         .timeout(Duration::from_millis(700))
         .build()
         .unwrap();
+    // Each first screen is 9 s away: only a wait dropped when its caller leaves ends sooner.
     for _ in 0..5 {
         let r = impatient
             .post(format!("{}/v3/workflow/start", app.base))
             .header("authorization", bearer(&app.token("tests")))
             .header("prefer", "wait=20")
-            .json(&json!({"workflow": "slow_call", "params": {"ms": 2500}}))
+            .json(&json!({"workflow": "slow_start", "params": {"ms": 9000}}))
             .send()
             .await;
         assert!(r.is_err(), "the client gave up before the answer: {r:?}");
     }
     // Waiters still counted while others wait, and none once they have all gone.
     let waiting = app
-        .metric_reaches("drift_sync_waiters", 0.0, Duration::from_secs(5))
+        .metric_reaches("drift_sync_waiters", 0.0, Duration::from_secs(3))
         .await;
     assert_eq!(waiting, 0.0, "callers that left are not waiting");
     let waiter = tokio::spawn({

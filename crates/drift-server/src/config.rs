@@ -409,8 +409,9 @@ pub struct GatewayArgs {
     /// A request body must arrive whole within this many milliseconds, or the call gets 408.
     #[arg(long, env = "DRIFT_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_ms: u64,
-    /// Serve event streams through hyper like every other request, instead of the listener's
-    /// own lighter path (about 8 KB more per idle stream; for comparison and diagnosis).
+    /// Serve every request through hyper, instead of the listener's own lighter path for plain
+    /// requests (about 16 KB more per idle stream or blocked sync call; for comparison and
+    /// diagnosis).
     #[arg(long, env = "DRIFT_HYPER_ONLY")]
     pub hyper_only: bool,
     /// A kept-alive connection may wait this many milliseconds for its next request.

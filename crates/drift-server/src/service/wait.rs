@@ -77,7 +77,7 @@ impl Service {
             return outcome;
         }
         if !d.fresh
-            && let Some(st) = store.latest(&d.keys).await?
+            && let Some(st) = Box::pin(store.latest(&d.keys)).await?
         {
             return Outcome::stored(&st);
         }
@@ -105,7 +105,8 @@ impl Service {
                 HubMsg::Resync | HubMsg::Notice(_) => {
                     let mut pause = RESYNC_FIRST;
                     let read = loop {
-                        match missed(store, &d.keys, request_id, any_state).await {
+                        // Boxed: a Redis read's future is large, and a waiter rarely needs it.
+                        match Box::pin(missed(store, &d.keys, request_id, any_state)).await {
                             Ok(found) => break found,
                             Err(_) if Instant::now() + pause >= deadline => break Some(Found::TimedOut),
                             Err(e) => tracing::debug!(error = %e, "waiter's resync failed; trying again"),
@@ -124,7 +125,11 @@ impl Service {
             Found::Event(e) => Outcome::of(&e),
             Found::Stored(s) => Outcome::stored(&s),
             Found::TimedOut => Ok(Outcome::Pending(
-                store.latest(&d.keys).await.ok().flatten().map(|s| Box::new(s.state)),
+                Box::pin(store.latest(&d.keys))
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|s| Box::new(s.state)),
             )),
         }
     }

@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use tokio::sync::broadcast;
 
 /// Per-channel fan-out buffer. States supersede each other, so a subscriber that falls this
-/// far behind is told to resync from the latest state instead of getting a backlog.
-const CHANNEL_BUFFER: usize = 64;
+/// far behind is told to resync from the latest state instead of getting a backlog. Every
+/// blocked sync caller has a channel of its own, and each slot costs about 48 bytes.
+const CHANNEL_BUFFER: usize = 16;
 
 struct Entry {
     tx: broadcast::Sender<HubMsg>,
