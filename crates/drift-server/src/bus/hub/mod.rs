@@ -19,7 +19,7 @@ use crate::domain::JsonText;
 use link::{Flavor, LinkCmd, Report};
 use registry::Registry;
 use serde_json::value::RawValue;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -36,6 +36,11 @@ const TOPOLOGY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Waits between attempts to subscribe channels whose node could not be reached.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+/// How long a channel stays subscribed after its last local subscriber left. A caller driving
+/// a workflow sends its next call soon after the last answer (a system at once, a person in
+/// seconds); within this it finds the channel subscribed, and Redis sees no UNSUBSCRIBE and
+/// SUBSCRIBE in between.
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 
 /// One message from a workflow channel.
 #[derive(Debug)]
@@ -152,6 +157,7 @@ impl Hub {
             lost: HashSet::new(),
             waiters: HashMap::new(),
             retry_at: None,
+            lingering: VecDeque::new(),
             backoff: RETRY_FIRST,
             refreshing: false,
             reports,
@@ -236,6 +242,8 @@ struct Manager {
     lost: HashSet<String>,
     waiters: HashMap<String, Vec<oneshot::Sender<Result<(), String>>>>,
     retry_at: Option<Instant>,
+    /// Channels whose last subscriber left, with when they may be forgotten, oldest first.
+    lingering: VecDeque<(Instant, String)>,
     backoff: Duration,
     refreshing: bool,
     reports: mpsc::UnboundedSender<Report>,
@@ -258,16 +266,20 @@ impl Manager {
         }
         loop {
             let retry = self.retry_at;
+            let forget_at = self.lingering.front().map(|(at, _)| *at);
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 c = ctl.recv() => match c {
                     Some(Ctl::Want(channel, reply)) => self.want(channel, reply),
-                    Some(Ctl::Release(channel)) => self.release(&channel),
+                    Some(Ctl::Release(channel)) => self.lingering.push_back((Instant::now() + LINGER, channel)),
                     None => return,
                 },
                 Some(r) = reports.recv() => self.report(r),
                 Some(t) = topo.recv() => self.topology_read(t),
                 _ = tick.tick(), if self.flavor == Flavor::Sharded => self.refresh(),
+                _ = async { tokio::time::sleep_until(forget_at.expect("guarded")).await }, if forget_at.is_some() => {
+                    self.forget_lingering();
+                }
                 _ = async { tokio::time::sleep_until(retry.expect("guarded")).await }, if retry.is_some() => {
                     self.retry_at = None;
                     self.backoff = (self.backoff * 2).min(RETRY_MAX);
@@ -298,6 +310,19 @@ impl Manager {
         self.waiters.entry(channel.clone()).or_default().push(reply);
         if !self.placed.contains_key(&channel) && !self.homeless.contains(&channel) {
             self.place(vec![channel]);
+        }
+    }
+
+    /// Unsubscribes the channels that lingered their time with no subscriber joining.
+    fn forget_lingering(&mut self) {
+        let now = Instant::now();
+        while let Some((at, _)) = self.lingering.front()
+            && *at <= now
+        {
+            let (_, channel) = self.lingering.pop_front().expect("a front");
+            if self.registry.forget_idle(&channel, LINGER) {
+                self.release(&channel);
+            }
         }
     }
 

@@ -4,7 +4,9 @@
 use super::HubMsg;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 /// Per-channel fan-out buffer. States supersede each other, so a subscriber that falls this
 /// far behind is told to resync from the latest state instead of getting a backlog. Every
@@ -16,6 +18,10 @@ struct Entry {
     refs: usize,
     /// Redis confirmed the subscription and it has not been lost since.
     live: bool,
+    /// When its last local subscriber left (None while it has one): it stays subscribed for a
+    /// while (`hub::LINGER`), so a call right after another on the same workflow needs no
+    /// SUBSCRIBE and no UNSUBSCRIBE.
+    idle_since: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -37,12 +43,15 @@ impl Registry {
             tx: broadcast::channel(CHANNEL_BUFFER).0,
             refs: 0,
             live: false,
+            idle_since: None,
         });
         e.refs += 1;
+        e.idle_since = None;
         (e.tx.subscribe(), e.live)
     }
 
-    /// One local subscriber fewer; true when it was the last (the channel is forgotten).
+    /// One local subscriber fewer; true when it was the last (the channel is then idle, kept
+    /// until `forget_idle` forgets it).
     pub fn leave(&self, channel: &str) -> bool {
         let mut map = self.lock();
         let Some(e) = map.get_mut(channel) else { return false };
@@ -50,8 +59,20 @@ impl Registry {
         if e.refs > 0 {
             return false;
         }
-        map.remove(channel);
+        e.idle_since = Some(Instant::now());
         true
+    }
+
+    /// Forgets a channel no local subscriber has joined for `linger`; true if it did.
+    pub fn forget_idle(&self, channel: &str, linger: Duration) -> bool {
+        let mut map = self.lock();
+        let idle = map
+            .get(channel)
+            .is_some_and(|e| e.refs == 0 && e.idle_since.is_some_and(|t| t.elapsed() >= linger));
+        if idle {
+            map.remove(channel);
+        }
+        idle
     }
 
     pub fn wanted(&self, channel: &str) -> bool {
@@ -82,5 +103,30 @@ impl Registry {
 
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_whose_last_subscriber_left_stays_until_it_was_idle_for_the_linger() {
+        let r = Registry::default();
+        let (rx, _) = r.join("c");
+        assert!(r.set_live("c", true).is_some());
+        drop(rx);
+        assert!(r.leave("c"), "the last subscriber left");
+        assert!(r.wanted("c") && r.is_live("c"), "still subscribed while it lingers");
+        assert!(!r.forget_idle("c", Duration::from_secs(60)), "not idle for long enough");
+        let (_rx, live) = r.join("c");
+        assert!(live, "a subscriber joining a lingering channel needs no SUBSCRIBE");
+        assert!(
+            !r.forget_idle("c", Duration::ZERO),
+            "a channel with a subscriber is kept"
+        );
+        assert!(r.leave("c"));
+        assert!(r.forget_idle("c", Duration::ZERO));
+        assert!(!r.wanted("c"));
     }
 }
