@@ -340,30 +340,101 @@ async fn round_trips(
             1.0 + own.as_secs_f64() / fr
         );
     }
+    if let Some((health, refused)) = gateway_cpu(client, ends, CPU_CALLS).await? {
+        println!(
+            "The gateway's CPU per call ({CPU_CALLS} calls each, its processes): GET /healthz {} µs, a refused \
+             resume {} µs, so {} µs of its own work before Temporal on every call",
+            health.as_micros(),
+            refused.as_micros(),
+            refused.saturating_sub(health).as_micros()
+        );
+    }
     Ok(rows)
+}
+
+/// Calls of each kind whose CPU is measured: enough for the process's 10 ms clock ticks.
+const CPU_CALLS: u32 = 3000;
+
+/// The gateways' CPU per call (their processes' user + system time over `n` calls on one
+/// connection): a bare `GET /healthz`, and a resume refused because its screen was answered,
+/// which is everything a call does before Temporal (the HTTP hop, authentication, the
+/// subscription, the checks' Redis round trip). None without the gateways' process ids.
+async fn gateway_cpu(
+    client: &drift_server::client::Client,
+    ends: &Endpoints,
+    n: u32,
+) -> anyhow::Result<Option<(Duration, Duration)>> {
+    if ends.pids.is_empty() {
+        return Ok(None);
+    }
+    let r = api_start(
+        client,
+        json!({"workflow": "refund", "params": {"orderId": "o-bench-cpu"}}),
+    )
+    .await?;
+    let Some(id) = r["workflowId"].as_str() else {
+        bail!("start failed: {r}")
+    };
+    let mut body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
+    let r: Value = api_resume(client, id, &body).await?.json().await?;
+    if r["seq"] != 2 {
+        bail!("expected the next screen, got {r}");
+    }
+    body["seq"] = json!(1);
+    let cpu = || summed(&ends.pids, load::cpu_of);
+    let before = cpu();
+    for _ in 0..n {
+        let healthz = format!("{}/healthz", client.base);
+        client.http.get(healthz).send().await?.error_for_status()?;
+    }
+    let between = cpu();
+    for _ in 0..n {
+        let r = api_resume(client, id, &body).await?;
+        if r.status() != reqwest::StatusCode::CONFLICT {
+            bail!("expected 409 for a screen already answered, got {}", r.status());
+        }
+    }
+    let after = cpu();
+    Ok(match (before, between, after) {
+        (Some(b), Some(m), Some(a)) => Some(((m - b) / n, (a - m) / n)),
+        _ => None,
+    })
+}
+
+/// `POST /v3/workflow/start` with `body`; its answer's JSON.
+async fn api_start(client: &drift_server::client::Client, body: Value) -> anyhow::Result<Value> {
+    Ok(client
+        .http
+        .post(format!("{}{}", client.base, routes::START.template()))
+        .header("authorization", &client.auth)
+        .json(&body)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// `PUT /v3/workflow/resume/{id}` with `body`.
+async fn api_resume(
+    client: &drift_server::client::Client,
+    id: &str,
+    body: &Value,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .http
+        .put(format!("{}{}", client.base, routes::RESUME.to(id)))
+        .header("authorization", &client.auth)
+        .json(body)
+        .send()
+        .await
 }
 
 /// One round through the API: a bare `GET /healthz`, a start to its first screen, a resume to
 /// the next screen, and the same resume again (refused: the screen was answered).
 async fn drift_round(client: &drift_server::client::Client) -> anyhow::Result<[std::time::Duration; 4]> {
-    let (http, base, auth) = (&client.http, &client.base, &client.auth);
-    let start = |body: Value| async move {
-        let r: Value = http
-            .post(format!("{base}{}", routes::START.template()))
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        anyhow::Ok(r)
-    };
-    let resume = |id: String, body: Value| {
-        http.put(format!("{base}{}", routes::RESUME.to(&id)))
-            .header("authorization", auth)
-            .json(&body)
-            .send()
-    };
+    let (http, base) = (&client.http, &client.base);
+    let start = |body: Value| api_start(client, body);
+    let resume = |id: String, body: Value| async move { api_resume(client, &id, &body).await };
     let t = Instant::now();
     http.get(format!("{base}/healthz")).send().await?.error_for_status()?;
     let h = t.elapsed();

@@ -65,7 +65,7 @@ impl SideResult {
 }
 
 /// CPU time a process has used so far (user + system).
-fn cpu_of(pid: u32) -> Option<Duration> {
+pub(crate) fn cpu_of(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces; the fields after its ')' are fixed.
     let rest = &stat[stat.rfind(')')? + 2..];
