@@ -10,44 +10,14 @@ cd "$(dirname "$0")/.."
 CONCURRENCY="${1:-8,32}"
 SECONDS_EACH="${2:-20}"
 REPORT="${3:-}"
-bash scripts/setup.sh
-export PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))'):$PATH"
-# DRIFT_BIN: a drift already built (e.g. by the test command, target/release/drift).
-if [ -z "${DRIFT_BIN:-}" ]; then
-    echo "bench-load: building drift (release)"
-    cargo build -q --release --bin drift
-fi
-DRIFT="${DRIFT_BIN:-$PWD/target/release/drift}"
-WORK="$(mktemp -d /tmp/drift-bench-load.XXXXXX)"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 3
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-
-TEMPORAL_PORT="$(free_port)"
-temporal server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$(free_port)" \
-    --log-level warn --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \
-    --dynamic-config-value history.timerProcessorMaxPollRPS=1000 >"$WORK/temporal.log" 2>&1 &
-PIDS+=($!)
-REDIS_PORT="$(free_port)"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
+NAME=bench-load DRAIN=3
+source scripts/bench-lib.sh
 PORT="$(free_port)"
 echo "bench-load: Temporal (in memory) on $TEMPORAL_PORT, Redis on $REDIS_PORT, drift dev on $PORT"
 DRIFT_LOG=warn "$DRIFT" dev --temporal-address "127.0.0.1:$TEMPORAL_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
     --listen "127.0.0.1:$PORT" --data-dir "$WORK/dev" --rate-limit 0 >"$WORK/dev.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 240); do
-    curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-    sleep 0.5
-done
-curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null || { echo "bench-load: drift dev did not start; see $WORK/dev.log" >&2; cat "$WORK/dev.log" >&2; exit 1; }
+wait_http "http://127.0.0.1:$PORT/healthz"
 
 BENCH=("$DRIFT" bench --url "http://127.0.0.1:$PORT" --data-dir "$WORK/dev")
 [ -n "$REPORT" ] && BENCH+=(--report "$REPORT")

@@ -17,46 +17,10 @@ WAITERS="${1:-10000}"
 DELAY_MS="${2:-290000}"
 RAMP="${3:-40}"
 REPORT="${4:-}"
-bash scripts/setup.sh
-export PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))'):$PATH"
-# DRIFT_BIN: a drift already built (e.g. by the test command, target/release/drift).
-if [ -z "${DRIFT_BIN:-}" ]; then
-    echo "bench-waiters: building drift (release)"
-    cargo build -q --release --bin drift
-fi
-DRIFT="${DRIFT_BIN:-$PWD/target/release/drift}"
 ulimit -n "$(ulimit -Hn)"
-WORK="$(mktemp -d /tmp/drift-bench-waiters.XXXXXX)"
-PIDS=()
-cleanup() {
-    # Drift drains for a bounded time; what is left after that is not worth waiting for.
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 15
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_http() {
-    for _ in $(seq 1 240); do
-        curl -fsS "$1" >/dev/null 2>&1 && return 0
-        sleep 0.5
-    done
-    echo "bench-waiters: $1 did not answer in 120 s; logs in $WORK" >&2
-    exit 1
-}
-
-# Temporal's in-memory dev server (the SQLite one gets through fewer starts a second), tuned as
-# `drift dev` tunes its own.
-TEMPORAL_PORT="$(free_port)"
-temporal server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$(free_port)" \
-    --log-level warn --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \
-    --dynamic-config-value history.timerProcessorMaxPollRPS=1000 >"$WORK/temporal.log" 2>&1 &
-PIDS+=($!)
-REDIS_PORT="$(free_port)"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
+# Drift drains for a bounded time; what is left after that is not worth waiting for.
+NAME=bench-waiters DRAIN=15
+source scripts/bench-lib.sh
 TEMPORAL="127.0.0.1:$TEMPORAL_PORT"
 REDIS="redis://127.0.0.1:$REDIS_PORT"
 SHARED=(--temporal-address "$TEMPORAL" --redis-url "$REDIS" --task-queue bench-waiters --key-prefix bench-waiters)
