@@ -1,6 +1,6 @@
 //! Checks every request passes before routing, whichever path it came by (hyper or the
-//! event-stream listener): a request whose target host or credential is ambiguous is refused
-//! here with a 400, before authentication reads either.
+//! listener's own): a request whose target host or credential is ambiguous is refused here
+//! with a 400, before authentication reads either.
 
 use super::error::ApiError;
 use axum::extract::Request;
