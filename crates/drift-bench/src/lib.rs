@@ -367,32 +367,15 @@ async fn gateway_cpu(
     if ends.pids.is_empty() {
         return Ok(None);
     }
-    let r = api_start(
-        client,
-        json!({"workflow": "refund", "params": {"orderId": "o-bench-cpu"}}),
-    )
-    .await?;
-    let Some(id) = r["workflowId"].as_str() else {
-        bail!("start failed: {r}")
-    };
-    let mut body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
-    let r: Value = api_resume(client, id, &body).await?.json().await?;
-    if r["seq"] != 2 {
-        bail!("expected the next screen, got {r}");
-    }
-    body["seq"] = json!(1);
+    let (id, _, refused) = refund_answered(client).await?;
     let cpu = || summed(&ends.pids, load::cpu_of);
     let before = cpu();
     for _ in 0..n {
-        let healthz = format!("{}/healthz", client.base);
-        client.http.get(healthz).send().await?.error_for_status()?;
+        healthz(client).await?;
     }
     let between = cpu();
     for _ in 0..n {
-        let r = api_resume(client, id, &body).await?;
-        if r.status() != reqwest::StatusCode::CONFLICT {
-            bail!("expected 409 for a screen already answered, got {}", r.status());
-        }
+        refused_again(client, &id, &refused).await?;
     }
     let after = cpu();
     Ok(match (before, between, after) {
@@ -401,76 +384,81 @@ async fn gateway_cpu(
     })
 }
 
-/// `POST /v3/workflow/start` with `body`; its answer's JSON.
-async fn api_start(client: &drift_server::client::Client, body: Value) -> anyhow::Result<Value> {
-    Ok(client
-        .http
-        .post(format!("{}{}", client.base, routes::START.template()))
-        .header("authorization", &client.auth)
-        .json(&body)
-        .send()
-        .await?
-        .json()
-        .await?)
-}
-
-/// `PUT /v3/workflow/resume/{id}` with `body`.
-async fn api_resume(
-    client: &drift_server::client::Client,
-    id: &str,
-    body: &Value,
-) -> reqwest::Result<reqwest::Response> {
+/// A bare `GET /healthz` (no credential: the baseline of an HTTP round trip).
+async fn healthz(client: &drift_server::client::Client) -> anyhow::Result<()> {
     client
         .http
-        .put(format!("{}{}", client.base, routes::RESUME.to(id)))
-        .header("authorization", &client.auth)
-        .json(body)
+        .get(format!("{}/healthz", client.base))
         .send()
-        .await
+        .await?
+        .error_for_status()?;
+    Ok(())
 }
 
-/// One round through the API: a bare `GET /healthz`, a start to its first screen, a resume to
-/// the next screen, and the same resume again (refused: the screen was answered).
-async fn drift_round(client: &drift_server::client::Client) -> anyhow::Result<[std::time::Duration; 4]> {
-    let (http, base) = (&client.http, &client.base);
-    let start = |body: Value| api_start(client, body);
-    let resume = |id: String, body: Value| async move { api_resume(client, &id, &body).await };
-    let t = Instant::now();
-    http.get(format!("{base}/healthz")).send().await?.error_for_status()?;
-    let h = t.elapsed();
+/// A sync start's answer.
+async fn start(client: &drift_server::client::Client, body: Value) -> anyhow::Result<Value> {
+    Ok(client
+        .call(reqwest::Method::POST, routes::START.template(), Some(&body))
+        .await?
+        .1)
+}
 
-    let t = Instant::now();
-    let r = start(json!({"workflow": "bank_account"})).await?;
-    let s = t.elapsed();
-    if r["workflowStatus"] != "WAITING" {
-        bail!("expected a first screen, got {r}");
-    }
-
-    // A resume whose next screen needs no activity: refund's reason → confirm.
-    let r = start(json!({"workflow": "refund", "params": {"orderId": "o-bench"}})).await?;
-    let Some(id) = r["workflowId"].as_str() else {
+/// A refund started and its first screen answered (a resume whose next screen needs no
+/// activity: reason → confirm): its id, how long the answer took, and that answer again, which
+/// is now refused.
+async fn refund_answered(client: &drift_server::client::Client) -> anyhow::Result<(String, Duration, Value)> {
+    let r = start(client, json!({"workflow": "refund", "params": {"orderId": "o-bench"}})).await?;
+    let Some(id) = r["workflowId"].as_str().map(String::from) else {
         bail!("start failed: {r}")
     };
     // As the floor does: the screen is answered after the workflow task that showed it has
     // completed (the start is answered from inside that task), as a person answers it.
     tokio::time::sleep(crate::floor::SETTLE).await;
-    let t = Instant::now();
     let mut body = json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}});
-    let r: Value = resume(id.to_string(), body.clone()).await?.json().await?;
-    let rs = t.elapsed();
+    let t = Instant::now();
+    let (_, r) = client
+        .call(reqwest::Method::PUT, &routes::RESUME.to(&id), Some(&body))
+        .await?;
+    let took = t.elapsed();
     if r["seq"] != 2 {
         bail!("expected the next screen, got {r}");
     }
+    body["seq"] = json!(1);
+    Ok((id, took, body))
+}
+
+/// The answer to a screen already answered, which must be refused (409).
+async fn refused_again(client: &drift_server::client::Client, id: &str, body: &Value) -> anyhow::Result<()> {
+    let (status, _) = client
+        .call(reqwest::Method::PUT, &routes::RESUME.to(id), Some(body))
+        .await?;
+    if status != reqwest::StatusCode::CONFLICT {
+        bail!("expected 409 for a screen already answered, got {status}");
+    }
+    Ok(())
+}
+
+/// One round through the API: a bare `GET /healthz`, a start to its first screen, a resume to
+/// the next screen, and the same resume again (refused: the screen was answered).
+async fn drift_round(client: &drift_server::client::Client) -> anyhow::Result<[std::time::Duration; 4]> {
+    let t = Instant::now();
+    healthz(client).await?;
+    let h = t.elapsed();
+
+    let t = Instant::now();
+    let r = start(client, json!({"workflow": "bank_account"})).await?;
+    let s = t.elapsed();
+    if r["workflowStatus"] != "WAITING" {
+        bail!("expected a first screen, got {r}");
+    }
+
+    let (id, rs, refused) = refund_answered(client).await?;
     // The same call for the screen just left: Drift's own work on every call (the HTTP
     // hop, authentication, the checks' Redis round trip) and nothing sent to Temporal.
     tokio::time::sleep(crate::floor::SETTLE).await;
-    body["seq"] = json!(1);
     let t = Instant::now();
-    let r = resume(id.to_string(), body).await?;
+    refused_again(client, &id, &refused).await?;
     let rf = t.elapsed();
-    if r.status() != reqwest::StatusCode::CONFLICT {
-        bail!("expected 409 for a screen already answered, got {}", r.status());
-    }
     Ok([h, s, rs, rf])
 }
 

@@ -84,14 +84,6 @@ impl Store {
         raw.as_deref().map(parse).transpose()
     }
 
-    /// The published answer to request `request_id`, if there is one.
-    pub async fn answer(&self, keys: &RedisKeys, request_id: &str) -> Result<Option<super::Event>, StoreError> {
-        let mut c = self.conn.clone();
-        let raw: Option<Vec<u8>> = c.hget(&keys.answers, request_id).await?;
-        raw.map(|r| super::Event::parse(&r).ok_or_else(|| StoreError::Corrupt("an unreadable answer".into())))
-            .transpose()
-    }
-
     /// A command's reads in one round trip: the published answer to `request_id`, if any
     /// (`answer`), and the latest state (`latest`).
     pub async fn answer_and_latest(

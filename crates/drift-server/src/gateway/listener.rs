@@ -151,7 +151,7 @@ impl Connection {
                 Ok(Ok(Some(request))) => Some(request),
                 Ok(Ok(None)) => None,
                 // A whole head whose body is late (`BODY_GRACE` covers most): hyper's too.
-                Err(_) if has_head(&buf) => None,
+                Err(_) if head_len(&buf).is_some() => None,
                 // Closed, failed or too slow before a whole request head: nothing to answer.
                 Ok(Err(_)) | Err(_) => return,
             };
@@ -221,8 +221,9 @@ async fn hung_up(tcp: &TcpStream) {
     }
 }
 
-fn has_head(buf: &[u8]) -> bool {
-    buf.windows(4).any(|w| w == b"\r\n\r\n")
+/// The length of the request head at the start of `buf`, once it is whole.
+fn head_len(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|end| end + 4)
 }
 
 /// Reads until it is known whether the connection's next request is one this listener answers:
@@ -264,10 +265,9 @@ async fn read_request(tcp: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Opt
             if !is_ours_line(&buf[..line_end]) {
                 return Ok(None);
             }
-            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            let Some(head) = head_len(buf) else {
                 continue;
             };
-            let head = end + 4;
             let Some((request, body)) = parse(&buf[..head]) else {
                 return Ok(None);
             };
