@@ -547,3 +547,230 @@ async fn definitions_push_pull_and_validate_a_folder_against_a_running_gateway()
     assert!(pulled.join("nodes").join(format!("{node_id}.json")).is_file());
     assert!(pulled.join("refund.json").is_file(), "the examples are there too");
 }
+
+/// The examples' scripted refund: both screens answered, both HTTP calls stubbed.
+fn refund_scenario() -> Value {
+    json!({
+        "params": {"orderId": "o-1"},
+        "answers": [
+            {"node": "refund_reason", "viewResponse": {"selectedOptions": {"reason": "damaged"}}},
+            {"node": "confirm", "viewResponse": {"selectedOptions": {"action": "confirm"}}}
+        ],
+        "responses": {
+            "fetch_order": {"status": 200, "body": {"orderId": "o-1", "amount": 120, "currency": "EUR"}},
+            "issue_refund": {"status": 201, "body": {"refundId": "rf-1", "status": "issued"}}
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulating_refund_with_the_examples_answers_lists_its_path_screens_and_end() {
+    let app = spawn_app().await;
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/definitions/refund/simulate",
+            Some(refund_scenario()),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    eprintln!("simulate refund: {}", serde_json::to_string_pretty(&r.body).unwrap());
+    let path: Vec<&str> = r.body["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "fetch_order",
+            "check_amount",
+            "refund_reason",
+            "confirm",
+            "decide",
+            "issue_refund",
+            "refunded"
+        ]
+    );
+    assert_eq!(r.body["path"][0]["type"], "HTTP");
+    assert_eq!(r.body["path"][0]["output"]["amount"], 120);
+    assert_eq!(
+        r.body["path"][5]["output"],
+        json!({"refundId": "rf-1", "status": "issued"})
+    );
+    assert_eq!(r.body["screens"][0]["view"]["layoutId"], "refund_reason");
+    assert_eq!(r.body["screens"][1]["seq"], 2);
+    assert_eq!(r.body["finalState"]["workflowStatus"], "COMPLETED");
+    assert_eq!(r.body["finalState"]["disposition"]["refundId"], "rf-1");
+    // Nothing ran on Temporal for it: the tenant has no workflows.
+    let list = temporal_cli(&[
+        "workflow",
+        "list",
+        "--query",
+        &format!("WorkflowId STARTS_WITH '{}/'", app.tenant),
+    ]);
+    assert_eq!(list.as_array().map_or(0, Vec::len), 0, "{list}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_a_simulated_screen_refuses_carries_the_422_a_real_resume_gets() {
+    let app = spawn_app().await;
+    let wrong = json!({"selectedOptions": {"reason": "bored"}});
+    // The real one: refund on the stand-ins, answered with a reason the dropdown lacks.
+    let started = app.start("refund", json!({"orderId": "o-1"})).await;
+    assert_eq!(started.status, StatusCode::OK, "{started:?}");
+    let real = app
+        .call(
+            Method::PUT,
+            &format!("/v3/workflow/resume/{}", id_of(&started)),
+            Some(json!({"viewResponse": wrong})),
+            &[],
+        )
+        .await;
+    assert_eq!(real.status, StatusCode::UNPROCESSABLE_ENTITY, "{real:?}");
+    let mut sc = refund_scenario();
+    sc["answers"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, json!({"node": "refund_reason", "viewResponse": wrong}));
+    let r = app
+        .call(Method::POST, "/v3/definitions/refund/simulate", Some(sc), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let rejected = &r.body["rejections"][0];
+    assert_eq!(
+        (rejected["answer"].clone(), rejected["node"].clone()),
+        (json!(0), json!("refund_reason"))
+    );
+    assert_eq!(rejected["status"], 422);
+    assert_eq!(rejected["error"], real.body, "the same body as the real resume's");
+    assert_eq!(
+        r.body["finalState"]["workflowStatus"], "COMPLETED",
+        "the next answer was taken"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsaved_definition_is_simulated_and_bad_ones_are_refused_with_what_is_wrong() {
+    let app = spawn_app().await;
+    let id = format!("draft-{}", uid());
+    let mut draft = greeting(&id, "draft");
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v3/definitions/{id}/simulate"),
+            Some(json!({"definition": draft, "answers": [{"node": "ask", "viewResponse": {"selectedOptions": {"ok": "ok"}}}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(r.body["finalState"]["disposition"], json!({"ranOn": "draft"}));
+    // Nothing was saved by it.
+    let saved = app.call(Method::GET, &format!("/v3/definitions/{id}"), None, &[]).await;
+    assert_eq!(saved.status, StatusCode::NOT_FOUND, "{saved:?}");
+
+    draft["states"]["ask"]["nextNode"] = json!("gone");
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v3/definitions/{id}/simulate"),
+            Some(json!({"definition": draft})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_definition")),
+        "{r:?}"
+    );
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/definitions/other/simulate",
+            Some(json!({"definition": greeting(&id, "x")})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{r:?}");
+    assert!(r.body["message"].as_str().unwrap().contains("the path names"), "{r:?}");
+    let r = app
+        .call(
+            Method::POST,
+            "/v3/definitions/refund/simulate",
+            Some(json!({"answer": []})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "an unknown field: {r:?}");
+    let r = app
+        .call(Method::POST, "/v3/definitions/nope/simulate", Some(json!({})), &[])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    // A flow that never settles comes back stopped, in bounded time.
+    let spin = json!({"id": id, "startNode": "a", "states": {
+        "a": {"node": {"type": "SCRIPT", "script": "let x = 0; while x < 20000 { x += 1; } x"}, "nextNode": "a"}
+    }});
+    let t0 = std::time::Instant::now();
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v3/definitions/{id}/simulate"),
+            Some(json!({"definition": spin})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert!(r.body["stopped"]["reason"].is_string(), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definition_tests_pass_for_the_examples_and_a_changed_branch_rule_fails_them_and_push() {
+    let app = spawn_app().await;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let (ok, out) = cli(&app, &["test", examples]).await;
+    assert!(ok && out.contains("8 passed, 0 failed"), "{out}");
+    let (ok, out) = cli(&app, &["test", "--remote", examples]).await;
+    assert!(ok && out.contains("8 passed, 0 failed"), "on the gateway: {out}");
+
+    let dir = infra().dir.join(format!("changed-{}", uid()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["refund.json", "refund.test.json"] {
+        std::fs::copy(format!("{examples}/{f}"), dir.join(f)).unwrap();
+    }
+    let refund = std::fs::read_to_string(dir.join("refund.json")).unwrap();
+    let changed = refund.replace(
+        "ctx.fetch_order.amount > enums.autoRefundLimit",
+        "ctx.fetch_order.amount < enums.autoRefundLimit",
+    );
+    assert_ne!(refund, changed);
+    std::fs::write(dir.join("refund.json"), changed).unwrap();
+    let d = dir.to_str().unwrap();
+    let (ok, out) = cli(&app, &["test", d]).await;
+    eprintln!("{out}");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL    refund: a small order is refunded after the reason and the confirmation"),
+        "{out}"
+    );
+    assert!(
+        out.contains("path (at step 3): expected \"refund_reason\", got the end of the path"),
+        "{out}"
+    );
+    assert!(
+        out.contains("4 passed, 4 failed") || out.contains("1 passed, 4 failed"),
+        "{out}"
+    );
+    let (ok, out) = cli(&app, &["push", d]).await;
+    assert!(!ok && out.contains("nothing was pushed"), "{out}");
+    let r = app
+        .call(Method::GET, "/v3/definitions/refund/versions", None, &[])
+        .await;
+    assert_eq!(
+        r.body["versions"].as_array().unwrap().len(),
+        1,
+        "refund is as it was: {r:?}"
+    );
+}

@@ -201,6 +201,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v3/definitions/{id}/simulate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Run a definition on scripted answers and stubbed responses, without Temporal
+         * @description The workflow's own interpreter runs the flow: every node it passes (`path`), every screen
+         *     shown, every answer a screen refused (with the 422 a real resume gets), and where the run
+         *     was left (ended, or waiting on a screen no answer was given for). WAIT nodes elapse at once;
+         *     nothing is started, stored or sent. Bounded in steps and time: a run that does not end
+         *     comes back with `stopped`.
+         */
+        post: operations["simulateDefinition"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v3/definitions/{id}/versions": {
         parameters: {
             query?: never;
@@ -548,6 +572,15 @@ export interface components {
             /** Format: int64 */
             version: number;
         };
+        /** @description One scripted answer. */
+        Answer: {
+            /** @description The screen (INSTRUCTION node instance) it is meant for. */
+            node: string;
+            /** @description Instead of answering, let the screen's `timeoutMs` pass. */
+            timedOut?: boolean;
+            /** @description As a resume's `viewResponse`: `{"selectedOptions": {...}}`. */
+            viewResponse?: unknown;
+        };
         /**
          * @description The last webhook attempt of a workflow: recorded by the worker, read back by the gateway
          *     (`GET /v3/workflow/{id}/deliveries`). Stored as one Redis hash; its fields are written and
@@ -684,6 +717,23 @@ export interface components {
             disposition?: unknown;
             errorMessage?: string | null;
         };
+        /** @description One answer problem, for a 422. */
+        FieldError: {
+            message: string;
+            widgetId: string;
+        };
+        FinalState: {
+            /** @description The run's `_global` context (without the definition's `_enum_store`). */
+            context: unknown;
+            disposition?: unknown;
+            errorMessage?: string | null;
+            node?: string | null;
+            /** Format: int64 */
+            seq: number;
+            view?: components["schemas"]["View"] | null;
+            /** @description `WAITING`, `COMPLETED` or `FAILED` (or `RUNNING` when the simulation stopped). */
+            workflowStatus: string;
+        };
         /**
          * @description An HTTP call. String fields may hold `{{ expression }}` templates (Rhai); a body string that
          *     is exactly one template is replaced by the expression's value, keeping its JSON type.
@@ -790,6 +840,33 @@ export interface components {
             /** Format: int64 */
             version: number;
         };
+        /** @description An answer a screen refused. */
+        Rejected: {
+            /** @description Its index in `answers`. */
+            answer: number;
+            details: components["schemas"]["FieldError"][];
+            /** @description The error body a real resume gets (filled in by the gateway, which owns that format). */
+            error?: unknown;
+            node: string;
+            /** Format: int32 */
+            status?: number | null;
+        };
+        /** @description What a simulation found. */
+        Report: {
+            /** @description CHILD nodes' runs, by instance (simulated when no response was stubbed for them). */
+            children?: Record<string, never>;
+            /** @description Where the run was left: ended, or waiting on a screen no answer was given for. */
+            finalState: components["schemas"]["FinalState"];
+            /** @description Every node the run passed, in order. */
+            path: components["schemas"]["Step"][];
+            /** @description Answers a screen refused, with the error the real call would get. */
+            rejections: components["schemas"]["Rejected"][];
+            /** @description Every screen shown, with the `seq` its state would have. */
+            screens: components["schemas"]["Screen"][];
+            stopped?: components["schemas"]["Stopped"] | null;
+            /** @description Answers left over once the run ended or stopped. */
+            unusedAnswers?: number;
+        };
         /** @description `PUT /v3/workflow/resume/{id}`, and the WebSocket's `resume`. */
         ResumeBody: {
             /** @description Where every later state is POSTed as a signed webhook. */
@@ -815,8 +892,46 @@ export interface components {
             /** Format: int64 */
             maxIntervalMs?: number;
         };
+        Screen: {
+            node: string;
+            /** Format: int64 */
+            seq: number;
+            view: components["schemas"]["View"];
+        };
         ScriptNode: {
             script: string;
+        };
+        /**
+         * @description What `POST /v3/definitions/{id}/simulate` runs: a stored version (or an unsaved definition)
+         *     and a scenario.
+         */
+        SimulateBody: {
+            /**
+             * @description Given in turn to the screens that come up, `{node, viewResponse}` (or `{node, timedOut:
+             *     true}`); an answer a screen refuses is followed by the next one for the same screen.
+             */
+            answers?: components["schemas"]["Answer"][];
+            /** @description An unsaved definition to run instead (its `id` is the path's), checked as a save is. */
+            definition?: Record<string, never> | null;
+            /**
+             * Format: date-time
+             * @description When the run starts (RFC 3339), for WAIT nodes; default: now.
+             */
+            now?: string | null;
+            /** @description The start's `params`. */
+            params?: Record<string, never>;
+            /**
+             * @description By HTTP node instance: `{status, body, headers}` (or `{error}`: no answer), or a list of
+             *     them used one per call attempt, the last repeating. A CHILD node's instance: its output.
+             */
+            responses?: Record<string, never>;
+            /** @description What the credential would put in `threadContext` (default: the caller's). */
+            threadContext?: Record<string, never>;
+            /**
+             * @description A version number, `LATEST`, `ACTIVE` or `SNAPSHOT` (default: ACTIVE, else LATEST, else
+             *     the SNAPSHOT). Not with `definition`.
+             */
+            version?: string | null;
         };
         SnapshotInfo: {
             updatedAt: string;
@@ -856,6 +971,33 @@ export interface components {
             };
             resourceId?: string | null;
             resourceVersion?: string | null;
+        };
+        /** @description One node passed. */
+        Step: {
+            /**
+             * Format: int32
+             * @description HTTP call attempts (retries included).
+             */
+            attempts?: number | null;
+            /** @description The node failed with this message (the run went on at the failure node, or ended). */
+            error?: string | null;
+            node: string;
+            /**
+             * @description What it left in the context: a script's value, an HTTP node's (transformed) body, a
+             *     screen's answer, a timer's `firedAt`, a BRANCH's chosen node.
+             */
+            output?: unknown;
+            type: string;
+        };
+        /** @description Why a simulation stopped early. */
+        Stopped: {
+            message: string;
+            node: string;
+            /**
+             * @description `answer_for_another_screen`, `no_response`, `not_answered_on_time`, `limit`, `time`,
+             *     `no_child_definition`.
+             */
+            reason: string;
         };
         SuccessNode: {
             disposition?: unknown;
@@ -1826,6 +1968,99 @@ export interface operations {
                 };
             };
             /** @description `invalid_definition`: `details.errors` names each node and field */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the rate limit; `Retry-After` says when to come back. Nothing was done. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `busy` (every waiter place taken) or `unavailable` (Redis or Temporal down); nothing
+             *     was changed; `Retry-After` says when to retry.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    simulateDefinition: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The definition id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SimulateBody"];
+            };
+        };
+        responses: {
+            /** @description What the run did */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Report"];
+                };
+            };
+            /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No credential, or one that is revoked, expired or forged. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential lacks the scope the call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such definition (or version) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_definition`: the unsaved definition does not validate */
             422: {
                 headers: {
                     [name: string]: unknown;

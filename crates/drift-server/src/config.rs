@@ -68,13 +68,27 @@ pub enum DefinitionsCmd {
         #[command(flatten)]
         gateway: GatewayClientArgs,
     },
-    /// Validates the whole folder, then saves each definition as its SNAPSHOT, publishes
-    /// those that changed and activates them. Nothing is changed if anything is invalid.
+    /// Runs the folder's definition tests and validates the whole folder, then saves each
+    /// definition as its SNAPSHOT, publishes those that changed and activates them. Nothing is
+    /// changed if a test fails or anything is invalid.
     Push {
         dir: PathBuf,
         /// Publish, but leave ACTIVE where it is.
         #[arg(long)]
         no_activate: bool,
+        #[command(flatten)]
+        gateway: GatewayClientArgs,
+    },
+    /// Runs the folder's definition tests (`ID.test.json` beside `ID.json`: cases of params,
+    /// answers and stubbed responses, and what must hold) through the workflow's interpreter,
+    /// here (the default) or on the gateway's `simulate` (`--remote`). Prints each case; exit
+    /// 1 naming the case, step and expectation of each failure.
+    Test {
+        dir: PathBuf,
+        /// Simulate on the gateway (its published nodes, its version of the interpreter)
+        /// instead of here.
+        #[arg(long)]
+        remote: bool,
         #[command(flatten)]
         gateway: GatewayClientArgs,
     },

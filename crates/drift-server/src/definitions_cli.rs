@@ -1,9 +1,11 @@
-//! `drift definitions validate|push|pull DIR`: definitions kept in git, brought to a running
+//! `drift definitions validate|test|push|pull DIR`: definitions kept in git, tested, brought to a running
 //! gateway through its API (so CI needs a key, not database access). Each file is first held
 //! to the definition language's JSON Schema, so a misspelt field is named where it is.
 
 use crate::client::Client;
 use crate::config::{DefinitionsArgs, DefinitionsCmd};
+use crate::engine::simulate::cases::{Case, TestFile, check};
+use crate::engine::simulate::{Limits, Report, simulate};
 use anyhow::{Context, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -19,7 +21,7 @@ fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json") && !crate::dsl::is_test_file(p))
         .collect();
     files.sort();
     Ok(files)
@@ -221,6 +223,121 @@ async fn pull(c: &Client, dir: &Path, version: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One test file and the definition it tests.
+struct TestSet {
+    file: PathBuf,
+    id: String,
+    tests: TestFile,
+}
+
+fn test_sets(dir: &Path) -> anyhow::Result<Vec<TestSet>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && crate::dsl::is_test_file(p))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let tests: TestFile = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a definition test file", file.display()))?;
+            let stem = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".test.json"))
+                .unwrap_or_default()
+                .to_string();
+            let id = tests.definition.clone().unwrap_or(stem);
+            Ok(TestSet { file, id, tests })
+        })
+        .collect()
+}
+
+/// Where the cases are simulated.
+enum Simulator<'a> {
+    /// Here, on the folder's definitions.
+    Local(crate::dsl::Registry),
+    /// On a gateway, each case with the folder's definition as an unsaved one.
+    Remote(&'a Client, &'a Folder),
+}
+
+impl Simulator<'_> {
+    async fn report(&self, id: &str, case: &Case) -> anyhow::Result<Report> {
+        match self {
+            Simulator::Local(reg) => {
+                let def = reg
+                    .workflow(id, None)
+                    .with_context(|| format!("no definition {id:?} in the folder"))?;
+                let def = reg.compile(def).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+                let children = reg.children_of(&def).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+                Ok(simulate(&def, &children, &case.scenario(), Limits::default()))
+            }
+            Simulator::Remote(c, folder) => {
+                let def = folder
+                    .workflows
+                    .iter()
+                    .map(|(_, v)| v)
+                    .find(|v| id_of(v) == id)
+                    .with_context(|| format!("no definition {id:?} in the folder"))?;
+                let mut body = serde_json::to_value(case.scenario())?;
+                body["definition"] = def.clone();
+                let (status, r) = c
+                    .call(Method::POST, &format!("/v3/definitions/{id}/simulate"), Some(&body))
+                    .await?;
+                if !status.is_success() {
+                    return Err(fail(&format!("simulating {id}"), status, &r));
+                }
+                serde_json::from_value(r).context("the gateway's simulation answer")
+            }
+        }
+    }
+}
+
+/// Runs every case of the folder's test files; prints each; the number that failed.
+async fn run_tests(dir: &Path, sim: &Simulator<'_>) -> anyhow::Result<usize> {
+    let (mut passed, mut failed) = (0, 0);
+    for set in test_sets(dir)? {
+        for case in &set.tests.cases {
+            let report = sim.report(&set.id, case).await?;
+            let failures = check(&report, &case.expect);
+            if failures.is_empty() {
+                passed += 1;
+                println!("ok      {}: {}", set.id, case.name);
+                continue;
+            }
+            failed += 1;
+            println!("FAIL    {}: {} ({})", set.id, case.name, set.file.display());
+            for f in failures {
+                println!("          {f}");
+            }
+        }
+    }
+    if passed + failed == 0 {
+        println!("no definition tests in {} (*.test.json)", dir.display());
+    } else {
+        println!("{passed} passed, {failed} failed");
+    }
+    Ok(failed)
+}
+
+/// Runs the folder's tests here; an error naming how many failed.
+async fn tests_pass(dir: &Path, what: &str) -> anyhow::Result<()> {
+    if test_sets(dir)?.is_empty() {
+        println!("no definition tests in {} (*.test.json)", dir.display());
+        return Ok(());
+    }
+    let reg = crate::dsl::Registry::load_dirs(&[dir.to_path_buf()])?;
+    match run_tests(dir, &Simulator::Local(reg)).await? {
+        0 => Ok(()),
+        n => bail!(
+            "{what}{n} definition test case(s) in {} failed (listed above)",
+            dir.display()
+        ),
+    }
+}
+
 pub async fn run(a: DefinitionsArgs) -> anyhow::Result<()> {
     match a.action {
         DefinitionsCmd::Validate { dir, offline: true, .. } => {
@@ -250,6 +367,7 @@ pub async fn run(a: DefinitionsArgs) -> anyhow::Result<()> {
             gateway,
         } => {
             let f = load(&dir)?;
+            tests_pass(&dir, "nothing was pushed: ").await?;
             let c = Client::new(&gateway)?;
             if !validate(&c, &f).await? {
                 bail!(
@@ -258,6 +376,14 @@ pub async fn run(a: DefinitionsArgs) -> anyhow::Result<()> {
                 );
             }
             push(&c, &f, !no_activate).await
+        }
+        DefinitionsCmd::Test { dir, remote: false, .. } => tests_pass(&dir, "").await,
+        DefinitionsCmd::Test { dir, gateway, .. } => {
+            let (c, f) = (Client::new(&gateway)?, load(&dir)?);
+            match run_tests(&dir, &Simulator::Remote(&c, &f)).await? {
+                0 => Ok(()),
+                n => bail!("{n} definition test case(s) in {} failed (listed above)", dir.display()),
+            }
         }
         DefinitionsCmd::Pull { dir, version, gateway } => pull(&Client::new(&gateway)?, &dir, &version).await,
     }

@@ -366,20 +366,22 @@ impl Registry {
                 }
             }
         }
+        // In a folder, the newest file of each id is the one that serves; the nodes' are
+        // known before the workflows are checked, so a reference to a node's ACTIVE version
+        // resolves.
+        reg.active_nodes = reg
+            .nodes
+            .iter()
+            .filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?)))
+            .collect();
         for dir in dirs {
             for path in json_files(dir)? {
                 let def: Definition = read_json(&path)?;
                 reg.add_workflow(&path.display().to_string(), def)?;
             }
         }
-        // In a folder, the newest file of each id is the one that serves.
         reg.active_workflows = reg
             .workflows
-            .iter()
-            .filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?)))
-            .collect();
-        reg.active_nodes = reg
-            .nodes
             .iter()
             .filter_map(|(id, v)| Some((id.clone(), *v.keys().next_back()?)))
             .collect();
@@ -522,6 +524,46 @@ impl Registry {
     }
 }
 
+/// Why `Registry::children_of` found no pinned set.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChildError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Compile(String),
+}
+
+impl Registry {
+    /// Every definition a CHILD node of `def` (or of its children) may start, compiled: what
+    /// a start pins, so a run's children never change under it.
+    pub fn children_of(&self, def: &Definition) -> Result<BTreeMap<String, Definition>, ChildError> {
+        let mut out = BTreeMap::new();
+        // `def` is searched where it is; only the children found are copied to be searched in
+        // turn (most definitions have none, and this runs on every start).
+        let mut todo: Vec<Definition> = vec![];
+        let search = |d: &Definition, out: &mut BTreeMap<String, Definition>, todo: &mut Vec<Definition>| {
+            for entry in d.states.values() {
+                if let Some(Node::Child(c)) = &entry.node
+                    && !out.contains_key(&c.workflow)
+                {
+                    let child = self.workflow(&c.workflow, c.version.as_deref()).ok_or_else(|| {
+                        ChildError::NotFound(format!("child workflow definition {:?} not found", c.workflow))
+                    })?;
+                    let compiled = self.compile(child).map_err(ChildError::Compile)?;
+                    out.insert(c.workflow.clone(), compiled.clone());
+                    todo.push(compiled);
+                }
+            }
+            Ok::<(), ChildError>(())
+        };
+        search(def, &mut out, &mut todo)?;
+        while let Some(d) = todo.pop() {
+            search(&d, &mut out, &mut todo)?;
+        }
+        Ok(out)
+    }
+}
+
 fn pick<'a, T>(versions: &'a BTreeMap<u64, T>, active: Option<&u64>, version: Option<&str>) -> Option<&'a T> {
     match VersionSel::parse(version)? {
         VersionSel::Active => versions.get(active?),
@@ -538,10 +580,17 @@ fn json_files(dir: &Path) -> Result<Vec<std::path::PathBuf>, LoadError> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(io)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json") && !is_test_file(p))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// Definition tests (`refund.test.json`) sit beside the definitions they test.
+pub fn is_test_file(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.json"))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LoadError> {

@@ -3,6 +3,7 @@
 //! the results back. That keeps it deterministic for replay and unit-testable without Temporal.
 
 mod error;
+pub mod simulate;
 
 pub use error::{NodeError, Where};
 
@@ -14,6 +15,7 @@ use crate::expr::{jsonpath, script};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 
 /// Pure steps (SCRIPT, BRANCH) allowed in a row before the flow must reach a stable state.
 pub const MAX_PURE_STEPS: usize = 1_000;
@@ -74,6 +76,29 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
     pub body: Value,
+}
+
+/// An upstream status that fails an HTTP node's call attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    /// Tried again under the node's retry policy (5xx, 429); other 4xx and 3xx are final.
+    pub retryable: bool,
+    pub message: String,
+}
+
+/// Whether an upstream's status fails the call: the HTTP activity and the simulator both
+/// decide by this, with the same message.
+pub fn status_failure(status: u16) -> Option<UpstreamFailure> {
+    let retryable = match status {
+        429 | 500..=599 => true,
+        300..=499 => false,
+        _ => return None,
+    };
+    let shown = http::StatusCode::from_u16(status).map_or_else(|_| status.to_string(), |s| s.to_string());
+    Some(UpstreamFailure {
+        retryable,
+        message: format!("the upstream answered {shown}"),
+    })
 }
 
 /// A screen as clients see it.
@@ -195,21 +220,44 @@ impl<'a> Machine<'a> {
 
     /// Runs pure nodes from `cur.node` until the flow needs an effect.
     pub fn advance(&self, cur: &mut Cursor) -> Effect {
+        self.advance_observed(cur, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// `advance`, telling `on` about each pure node it passes (the simulator lists them); `on`
+    /// may stop the run (`Break`), which then ends as failed.
+    pub fn advance_observed(&self, cur: &mut Cursor, on: &mut dyn FnMut(Passed<'_>) -> ControlFlow<()>) -> Effect {
         let mut failing = false;
         for _ in 0..MAX_PURE_STEPS {
-            match self.step(cur) {
+            let seen = match self.step(cur) {
                 Ok(Some(effect)) => return effect,
-                Ok(None) => {}
+                // `step` entered the node it ran last on the trail.
+                Ok(None) => on(Passed::Ran {
+                    node: cur.trail.last().map_or("", String::as_str),
+                    cursor: cur,
+                }),
                 Err(e) => {
                     let node = cur.node.clone();
+                    let message = e.to_string();
+                    if on(Passed::Failed {
+                        node: &node,
+                        message: &message,
+                    })
+                    .is_break()
+                    {
+                        return end_failed(STOPPED.into());
+                    }
                     if failing {
                         return end_failed(format!("{e} (while handling an earlier failure)"));
                     }
                     failing = true;
-                    if let Some(effect) = self.fail(cur, &node, e.to_string()) {
+                    if let Some(effect) = self.fail(cur, &node, message) {
                         return effect;
                     }
+                    ControlFlow::Continue(())
                 }
+            };
+            if seen.is_break() {
+                return end_failed(STOPPED.into());
             }
         }
         let node = cur.node.clone();
@@ -432,6 +480,11 @@ const LEGACY_END_FAILED: &str = "_end_failed";
 impl Machine<'_> {
     /// `advance`, also honouring a parked failure.
     pub fn next_effect(&self, cur: &mut Cursor) -> Effect {
+        self.next_effect_observed(cur, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// `next_effect` with `advance_observed`'s observer.
+    pub fn next_effect_observed(&self, cur: &mut Cursor, on: &mut dyn FnMut(Passed<'_>) -> ControlFlow<()>) -> Effect {
         if cur.failed.is_none() && cur.node == LEGACY_END_FAILED {
             let msg = cur.ctx.pointer("/_error/message").and_then(Value::as_str);
             cur.failed = Some(msg.unwrap_or("workflow failed").to_string());
@@ -439,8 +492,20 @@ impl Machine<'_> {
         if let Some(msg) = &cur.failed {
             return end_failed(msg.clone());
         }
-        self.advance(cur)
+        self.advance_observed(cur, on)
     }
+}
+
+/// The message of a run an observer stopped.
+pub const STOPPED: &str = "stopped by its observer";
+
+/// A pure node `advance_observed` passed.
+#[derive(Debug, Clone, Copy)]
+pub enum Passed<'c> {
+    /// A SCRIPT or BRANCH node ran; the cursor is at the node it led to.
+    Ran { node: &'c str, cursor: &'c Cursor },
+    /// A node failed; the failure goes to the failure node, or ends the run.
+    Failed { node: &'c str, message: &'c str },
 }
 
 fn end_failed(msg: String) -> Effect {

@@ -3,7 +3,7 @@
 //! `/v3/schemas/definition.json`, and the reference page at `/docs` (Swagger UI, inside the
 //! binary). The router records what it mounts, and a test holds the two together.
 
-use super::definitions::{ActivateBody, ValidateBody};
+use super::definitions::{ActivateBody, SimulateBody, ValidateBody};
 use super::error::ErrorBody;
 use super::http::{Accepted, Deliveries, Started, Ticket};
 use crate::domain::{AttemptRecord, AttemptState, Links, WorkflowState, WorkflowStatus};
@@ -65,6 +65,7 @@ pub enum Refused {
         super::definitions::versions,
         super::definitions::graph,
         super::definitions::validate,
+        super::definitions::simulate,
         super::healthz,
         super::readyz,
         super::metrics_text,
@@ -74,13 +75,13 @@ pub enum Refused {
     ),
     components(schemas(
         WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, AttemptRecord,
-        AttemptState, StartBody, ResumeBody, ExecuteBody, Mode, ErrorBody, ActivateBody, ValidateBody,
+        AttemptState, StartBody, ResumeBody, ExecuteBody, Mode, ErrorBody, ActivateBody, ValidateBody, SimulateBody,
     )),
     modifiers(&Security),
     tags(
         (name = "workflows", description = "Start, answer, read and end workflows"),
         (name = "live", description = "Follow workflows as they change: SSE, WebSocket, tickets"),
-        (name = "definitions", description = "Workflow definitions: SNAPSHOT, publish, activate, versions, graph"),
+        (name = "definitions", description = "Workflow definitions: SNAPSHOT, publish, activate, versions, graph, simulate"),
         (name = "nodes", description = "Reusable node definitions, managed like workflow definitions"),
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
@@ -138,13 +139,15 @@ pub fn document() -> &'static Value {
     })
 }
 
-/// `/v3/nodes` works as `/v3/definitions` does (without graph and validate): the same
+/// `/v3/nodes` works as `/v3/definitions` does (without graph, validate and simulate): the same
 /// operations under the `nodes` tag, with their own operation ids.
 fn nodes_like_definitions(doc: &mut Value) {
     let paths = doc["paths"].as_object_mut().expect("paths");
     let copies: Vec<(String, Value)> = paths
         .iter()
-        .filter(|(p, _)| p.starts_with("/v3/definitions") && !p.ends_with("/graph") && !p.ends_with("/validate"))
+        .filter(|(p, _)| {
+            p.starts_with("/v3/definitions") && !["/graph", "/validate", "/simulate"].iter().any(|s| p.ends_with(s))
+        })
         .map(|(p, item)| {
             let mut item = item.clone();
             for op in item.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {

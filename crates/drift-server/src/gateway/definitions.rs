@@ -40,6 +40,41 @@ pub struct ValidateBody {
     nodes: Vec<Value>,
 }
 
+/// What `POST /v3/definitions/{id}/simulate` runs: a stored version (or an unsaved definition)
+/// and a scenario.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SimulateBody {
+    /// A version number, `LATEST`, `ACTIVE` or `SNAPSHOT` (default: ACTIVE, else LATEST, else
+    /// the SNAPSHOT). Not with `definition`.
+    #[serde(default)]
+    version: Option<String>,
+    /// An unsaved definition to run instead (its `id` is the path's), checked as a save is.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    definition: Option<Value>,
+    /// The start's `params`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    params: Value,
+    /// What the credential would put in `threadContext` (default: the caller's).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    thread_context: Value,
+    /// Given in turn to the screens that come up, `{node, viewResponse}` (or `{node, timedOut:
+    /// true}`); an answer a screen refuses is followed by the next one for the same screen.
+    #[serde(default)]
+    answers: Vec<crate::engine::simulate::Answer>,
+    /// By HTTP node instance: `{status, body, headers}` (or `{error}`: no answer), or a list of
+    /// them used one per call attempt, the last repeating. A CHILD node's instance: its output.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    responses: std::collections::BTreeMap<String, crate::engine::simulate::Stub>,
+    /// When the run starts (RFC 3339), for WAIT nodes; default: now.
+    #[serde(default)]
+    now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Definition ids are short names; anything else is refused before it reaches the database.
 fn checked(id: &str) -> Result<&str, ApiError> {
     if id.len() > 128 || !is_definition_id(id) {
@@ -67,6 +102,7 @@ pub(super) fn routes(base: &str, kind: Kind) -> super::Mounted {
     if kind == Kind::Workflow {
         r = r
             .on(M::GET, &format!("{id}/graph"), graph)
+            .on(M::POST, &format!("{id}/simulate"), simulate)
             .on(M::POST, &format!("{base}/validate"), validate);
     }
     r.layer_extension(kind)
@@ -350,4 +386,54 @@ pub(super) async fn graph(
         return Ok(([(header::CONTENT_TYPE, "image/svg+xml")], g.svg).into_response());
     }
     Ok(Json(g).into_response())
+}
+
+/// Run a definition on scripted answers and stubbed responses, without Temporal
+///
+/// The workflow's own interpreter runs the flow: every node it passes (`path`), every screen
+/// shown, every answer a screen refused (with the 422 a real resume gets), and where the run
+/// was left (ended, or waiting on a screen no answer was given for). WAIT nodes elapse at once;
+/// nothing is started, stored or sent. Bounded in steps and time: a run that does not end
+/// comes back with `stopped`.
+#[utoipa::path(
+    post,
+    path = "/v3/definitions/{id}/simulate",
+    tag = "definitions",
+    operation_id = "simulateDefinition",
+    params(("id" = String, Path, description = "The definition id")),
+    request_body = SimulateBody,
+    responses(
+        (status = 200, description = "What the run did", body = crate::engine::simulate::Report),
+        (status = 404, description = "No such definition (or version)", body = ErrorBody),
+        (status = 422, description = "`invalid_definition`: the unsaved definition does not validate", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub(super) async fn simulate(
+    State(s): State<AppState>,
+    c: Caller,
+    Path(id): Path<String>,
+    JsonBody(b): JsonBody<SimulateBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let scenario = crate::engine::simulate::Scenario {
+        params: b.params,
+        thread_context: b.thread_context,
+        answers: b.answers,
+        responses: b.responses,
+        now: b.now,
+    };
+    let mut report = s
+        .service
+        .simulate_definition(&c, checked(&id)?, b.version.as_deref(), b.definition, scenario)
+        .await?;
+    // Each refused answer with the error a real resume gets for it.
+    for r in &mut report.rejections {
+        let e = ApiError::from(crate::domain::Rejection::InvalidAnswer {
+            details: r.details.clone(),
+        });
+        r.status = Some(e.status.as_u16());
+        r.error = Some(serde_json::to_value(e.body()).unwrap_or_default());
+    }
+    Ok(Json(report))
 }

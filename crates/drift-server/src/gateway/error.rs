@@ -68,14 +68,20 @@ pub struct ErrorBody {
     pub details: Option<Value>,
 }
 
+impl ApiError {
+    /// The body a client gets for this error.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code,
+            message: self.message.clone(),
+            details: self.details.clone(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code,
-            message: self.message,
-            details: self.details,
-        };
-        let mut r = (self.status, axum::Json(body)).into_response();
+        let mut r = (self.status, axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }

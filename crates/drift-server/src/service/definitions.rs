@@ -8,6 +8,7 @@ use crate::db::{DbError, Kind, Stored};
 use crate::domain::{Caller, Scope};
 use crate::dsl::graph::Graph;
 use crate::dsl::{Definition, NodeResource, Registry, ValidationError, VersionSel, validate, validate_node};
+use crate::engine::simulate::{Limits, Report, Scenario, simulate};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -520,6 +521,52 @@ impl Service {
         }
         let valid = results.iter().all(|r| r.errors.is_empty());
         Ok(Validation { valid, results })
+    }
+
+    /// Runs a definition (a stored version, or `unsaved`) on scripted answers and stubbed
+    /// responses through the workflow's interpreter, without Temporal, Redis or the network.
+    pub async fn simulate_definition(
+        &self,
+        caller: &Caller,
+        id: &str,
+        version: Option<&str>,
+        unsaved: Option<Value>,
+        mut scenario: Scenario,
+    ) -> Result<Report, ServiceError> {
+        require(caller, Scope::Read)?;
+        let reg = self.catalog().registry();
+        let def: Definition = match unsaved {
+            Some(body) => {
+                if version.is_some() {
+                    return Err(ServiceError::Invalid(
+                        "give a `definition` or a `version` to simulate, not both".into(),
+                    ));
+                }
+                let named = body.get("id").and_then(Value::as_str).unwrap_or_default();
+                if named != id {
+                    return Err(ServiceError::Invalid(format!(
+                        "the definition's id is {named:?}; the path names {id:?}"
+                    )));
+                }
+                check(Kind::Workflow, &body, &reg).map_err(ServiceError::InvalidDefinition)?;
+                let mut b = body;
+                b["version"] = Value::String("SNAPSHOT".into());
+                serde_json::from_value(b).map_err(|e| ServiceError::Invalid(e.to_string()))?
+            }
+            None => {
+                let stored = self.stored(Kind::Workflow, id, which(version)?).await?;
+                serde_json::from_str(&stored.body).map_err(|e| ServiceError::Internal(format!("stored {id}: {e}")))?
+            }
+        };
+        let def = reg.compile(&def).map_err(ServiceError::Invalid)?;
+        let children = self.pin_children(&def)?;
+        if scenario.thread_context.is_null() {
+            scenario.thread_context = caller.thread_context();
+        }
+        // The interpreter is CPU work, bounded in steps and time: off the async workers.
+        tokio::task::spawn_blocking(move || simulate(&def, &children, &scenario, Limits::default()))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("simulation: {e}")))
     }
 
     /// The graph of one version (default ACTIVE; SNAPSHOT too), node references resolved.

@@ -7,7 +7,7 @@ use crate::bus::{RedisKeys, Subscription};
 use crate::domain::{
     Callback, Caller, Command, Rejection, RequestId, Scope, WorkflowId, WorkflowStart, WorkflowState, WorkflowStatus,
 };
-use crate::dsl::{Definition, Node};
+use crate::dsl::Definition;
 use crate::temporal::TemporalError;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -196,31 +196,10 @@ impl Service {
 
     /// Every definition a CHILD node of `def` (or of its children) may start, pinned now.
     pub(super) fn pin_children(&self, def: &Definition) -> Result<BTreeMap<String, Definition>, ServiceError> {
-        let reg = self.0.catalog.registry();
-        let mut out = BTreeMap::new();
-        // `def` is searched where it is; only the children found are copied to be searched in
-        // turn (most definitions have none, and this runs on every start).
-        let mut todo: Vec<Definition> = vec![];
-        let search = |d: &Definition, out: &mut BTreeMap<String, Definition>, todo: &mut Vec<Definition>| {
-            for entry in d.states.values() {
-                if let Some(Node::Child(c)) = &entry.node
-                    && !out.contains_key(&c.workflow)
-                {
-                    let child = reg.workflow(&c.workflow, c.version.as_deref()).ok_or_else(|| {
-                        ServiceError::NotFound(format!("child workflow definition {:?} not found", c.workflow))
-                    })?;
-                    let compiled = reg.compile(child).map_err(ServiceError::Internal)?;
-                    out.insert(c.workflow.clone(), compiled.clone());
-                    todo.push(compiled);
-                }
-            }
-            Ok::<(), ServiceError>(())
-        };
-        search(def, &mut out, &mut todo)?;
-        while let Some(d) = todo.pop() {
-            search(&d, &mut out, &mut todo)?;
-        }
-        Ok(out)
+        self.0.catalog.registry().children_of(def).map_err(|e| match e {
+            crate::dsl::ChildError::NotFound(m) => ServiceError::NotFound(m),
+            crate::dsl::ChildError::Compile(m) => ServiceError::Internal(m),
+        })
     }
 
     /// Subscribes to `keys`' channel unless the answer goes to a callback.

@@ -225,11 +225,8 @@ impl DriftActivities {
                 "HTTP node: upstream answered an error"
             );
         }
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(upstream_failure(true, format!("the upstream answered {status}")));
-        }
-        if status.is_client_error() || status.is_redirection() {
-            return Err(upstream_failure(false, format!("the upstream answered {status}")));
+        if let Some(f) = crate::engine::status_failure(status.as_u16()) {
+            return Err(upstream_failure(f.retryable, f.message));
         }
         let body = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()));

@@ -1,0 +1,304 @@
+use super::*;
+use crate::dsl::{Registry, validate};
+
+fn example(name: &str) -> Definition {
+    let path = format!("{}/../../examples/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let d: Definition = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert!(validate(&d, &Registry::default()).is_empty());
+    d
+}
+
+fn scenario(v: Value) -> Scenario {
+    serde_json::from_value(v).unwrap()
+}
+
+fn run(d: &Definition, v: Value) -> Report {
+    simulate(d, &BTreeMap::new(), &scenario(v), Limits::default())
+}
+
+fn refund_answers() -> Value {
+    json!({
+        "params": {"orderId": "o-1"},
+        "answers": [
+            {"node": "refund_reason", "viewResponse": {"selectedOptions": {"reason": "damaged"}}},
+            {"node": "confirm", "viewResponse": {"selectedOptions": {"action": "confirm"}}}
+        ],
+        "responses": {
+            "fetch_order": {"status": 200, "body": {"orderId": "o-1", "amount": 120, "currency": "EUR"}},
+            "issue_refund": {"status": 201, "body": {"refundId": "rf-9", "status": "issued"}}
+        }
+    })
+}
+
+fn path(r: &Report) -> Vec<&str> {
+    r.path.iter().map(|s| s.node.as_str()).collect()
+}
+
+#[test]
+fn refund_with_the_examples_answers_runs_to_completed_through_both_screens() {
+    let r = run(&example("refund"), refund_answers());
+    assert_eq!(
+        path(&r),
+        [
+            "fetch_order",
+            "check_amount",
+            "refund_reason",
+            "confirm",
+            "decide",
+            "issue_refund",
+            "refunded"
+        ]
+    );
+    assert_eq!(
+        r.path[0].output,
+        Some(json!({"orderId": "o-1", "amount": 120, "currency": "EUR"}))
+    );
+    assert_eq!(
+        r.path[1].output,
+        Some(json!("refund_reason")),
+        "a branch's output is where it went"
+    );
+    assert_eq!(r.path[2].output, Some(json!({"reason": "damaged"})));
+    assert_eq!(r.path[5].output, Some(json!({"refundId": "rf-9", "status": "issued"})));
+    let screens: Vec<_> = r
+        .screens
+        .iter()
+        .map(|s| (s.seq, s.node.as_str(), s.view.layout_id.as_str()))
+        .collect();
+    assert_eq!(
+        screens,
+        [(1, "refund_reason", "refund_reason"), (2, "confirm", "refund_confirm")]
+    );
+    assert_eq!(r.final_state.workflow_status, "COMPLETED");
+    assert_eq!(r.final_state.seq, 3);
+    assert_eq!(
+        r.final_state.disposition,
+        Some(json!({"refundId": "rf-9", "message": "Refund issued"}))
+    );
+    assert_eq!(r.final_state.context["refund_reason:viewResponse"]["reason"], "damaged");
+    assert!(r.final_state.context.get("_enum_store").is_none());
+    assert!(
+        r.rejections.is_empty() && r.stopped.is_none() && r.unused_answers == 0,
+        "{r:?}"
+    );
+}
+
+#[test]
+fn an_answer_the_screen_refuses_is_listed_and_the_next_one_is_given_to_the_same_screen() {
+    let mut sc = refund_answers();
+    sc["answers"].as_array_mut().unwrap().insert(
+        0,
+        json!({"node": "refund_reason", "viewResponse": {"selectedOptions": {"reason": "bored"}}}),
+    );
+    let r = run(&example("refund"), sc);
+    assert_eq!(r.rejections.len(), 1, "{r:?}");
+    assert_eq!(
+        (r.rejections[0].answer, r.rejections[0].node.as_str()),
+        (0, "refund_reason")
+    );
+    assert_eq!(r.rejections[0].details[0].widget_id, "reason");
+    assert_eq!(r.final_state.workflow_status, "COMPLETED");
+    assert_eq!(r.screens.len(), 2, "a rejection shows no new screen");
+}
+
+#[test]
+fn a_run_out_of_answers_is_left_waiting_on_its_screen() {
+    let mut sc = refund_answers();
+    sc["answers"].as_array_mut().unwrap().truncate(1);
+    let r = run(&example("refund"), sc);
+    assert_eq!(r.final_state.workflow_status, "WAITING");
+    assert_eq!(r.final_state.node.as_deref(), Some("confirm"));
+    assert_eq!(r.final_state.view.as_ref().unwrap().layout_id, "refund_confirm");
+    assert_eq!(r.final_state.seq, 2);
+    assert!(r.stopped.is_none());
+}
+
+#[test]
+fn an_answer_for_another_screen_stops_the_simulation_naming_both() {
+    let mut sc = refund_answers();
+    sc["answers"].as_array_mut().unwrap().remove(0);
+    let r = run(&example("refund"), sc);
+    let s = r.stopped.expect("stopped");
+    assert_eq!(
+        (s.reason.as_str(), s.node.as_str()),
+        ("answer_for_another_screen", "refund_reason")
+    );
+    assert!(s.message.contains("\"confirm\""), "{}", s.message);
+    assert_eq!(r.unused_answers, 1);
+}
+
+#[test]
+fn a_large_order_goes_to_manual_review() {
+    let mut sc = refund_answers();
+    sc["responses"]["fetch_order"]["body"]["amount"] = json!(900);
+    sc["answers"] = json!([{"node": "manual_review", "viewResponse": {"selectedOptions": {"ack": "ok"}}}]);
+    let r = run(&example("refund"), sc);
+    assert_eq!(path(&r), ["fetch_order", "check_amount", "manual_review", "in_review"]);
+    assert_eq!(
+        r.final_state.disposition,
+        Some(json!({"message": "Sent to manual review"}))
+    );
+}
+
+#[test]
+fn responses_listed_per_attempt_are_retried_as_the_activity_would_and_a_client_error_is_final() {
+    // maxAttempts 2: a 503 then a 200 succeeds on the second attempt.
+    let mut sc = refund_answers();
+    sc["responses"]["fetch_order"] = json!([
+        {"status": 503},
+        {"status": 200, "body": {"orderId": "o-1", "amount": 10, "currency": "EUR"}}
+    ]);
+    let r = run(&example("refund"), sc.clone());
+    assert_eq!(r.path[0].attempts, Some(2));
+    assert_eq!(r.final_state.workflow_status, "COMPLETED");
+    // Two 503s use up the attempts: the failure node ends the run with the upstream's status.
+    sc["responses"]["fetch_order"] = json!([{"status": 503}]);
+    let r = run(&example("refund"), sc.clone());
+    assert_eq!(
+        r.path[0].error.as_deref(),
+        Some("the upstream answered 503 Service Unavailable")
+    );
+    assert_eq!(path(&r), ["fetch_order", "failed"]);
+    assert_eq!(r.final_state.workflow_status, "FAILED");
+    assert!(r.final_state.error_message.as_deref().unwrap().contains("503"));
+    // A 404 is not tried again.
+    sc["responses"]["fetch_order"] = json!([{"status": 404}, {"status": 200}]);
+    let r = run(&example("refund"), sc);
+    assert_eq!(r.path[0].attempts, Some(1));
+    assert_eq!(r.final_state.workflow_status, "FAILED");
+}
+
+#[test]
+fn an_http_node_with_no_stubbed_response_stops_the_simulation_by_name() {
+    let mut sc = refund_answers();
+    sc["responses"].as_object_mut().unwrap().remove("issue_refund");
+    let r = run(&example("refund"), sc);
+    let s = r.stopped.expect("stopped");
+    assert_eq!((s.reason.as_str(), s.node.as_str()), ("no_response", "issue_refund"));
+    assert_eq!(r.final_state.workflow_status, "RUNNING");
+}
+
+fn looping() -> Definition {
+    serde_json::from_value(json!({
+        "id": "loop", "startNode": "a",
+        "states": {
+            "a": {"node": {"type": "SCRIPT", "script": "1"}, "nextNode": "b"},
+            "b": {"node": {"type": "WAIT", "durationMs": 1000}, "nextNode": "a"}
+        }
+    }))
+    .unwrap()
+}
+
+#[test]
+fn an_endless_flow_is_stopped_at_the_effect_limit_and_a_slow_one_by_time() {
+    let d = looping();
+    let r = simulate(&d, &BTreeMap::new(), &Scenario::default(), Limits::default());
+    let s = r.stopped.expect("stopped");
+    assert_eq!(s.reason, "limit", "{s:?}");
+    assert_eq!(r.path.len(), 2 * MAX_EFFECTS);
+    let limits = Limits {
+        time: Duration::ZERO,
+        ..Limits::default()
+    };
+    let r = simulate(&d, &BTreeMap::new(), &Scenario::default(), limits);
+    assert_eq!(r.stopped.expect("stopped").reason, "time");
+}
+
+#[test]
+fn a_wait_elapses_at_once_on_the_simulated_clock() {
+    let d: Definition = serde_json::from_value(json!({
+        "id": "w", "startNode": "pause",
+        "states": {
+            "pause": {"node": {"type": "WAIT", "durationMs": 90000}, "nextNode": "done"},
+            "done": {"node": {"type": "SUCCESS"}}
+        }
+    }))
+    .unwrap();
+    let r = run(&d, json!({"now": "2026-01-01T00:00:00Z"}));
+    assert_eq!(r.path[0].output, Some(json!({"firedAt": "2026-01-01T00:01:30+00:00"})));
+    assert_eq!(
+        (r.final_state.workflow_status.as_str(), r.final_state.seq),
+        ("COMPLETED", 2)
+    );
+}
+
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+/// Each case of `examples/ID.test.json` against `def`: the failures, as printed.
+fn example_cases(id: &str, def: &Definition) -> Vec<(String, Vec<String>)> {
+    use cases::{TestFile, check};
+    let file = examples_dir().join(format!("{id}.test.json"));
+    let tests: TestFile = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let reg = Registry::load_dirs(&[examples_dir()]).unwrap();
+    let def = reg.compile(def).unwrap();
+    tests
+        .cases
+        .iter()
+        .map(|c| {
+            let r = simulate(&def, &BTreeMap::new(), &c.scenario(), Limits::default());
+            (
+                c.name.clone(),
+                check(&r, &c.expect).iter().map(ToString::to_string).collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_example_passes_its_definition_tests() {
+    let reg = Registry::load_dirs(&[examples_dir()]).unwrap();
+    for id in ["refund", "bank_account", "monthly_report"] {
+        for (name, failures) in example_cases(id, reg.workflow(id, None).unwrap()) {
+            assert!(failures.is_empty(), "{id}: {name}: {failures:#?}");
+        }
+    }
+}
+
+#[test]
+fn a_changed_branch_rule_fails_refunds_tests_naming_the_case_step_and_expectation() {
+    let mut def = example("refund");
+    let Some(Node::Branch(b)) = &mut def.states.get_mut("check_amount").unwrap().node else {
+        panic!("check_amount is a branch")
+    };
+    b.choices[0].rule = "ctx.fetch_order.amount < enums.autoRefundLimit".into();
+    let results = example_cases("refund", &def);
+    let (name, failures) = &results[0];
+    assert_eq!(name, "a small order is refunded after the reason and the confirmation");
+    assert!(
+        failures.contains(&"path (at step 3): expected \"refund_reason\", got the end of the path; the path was fetch_order → check_amount".to_string()),
+        "{failures:#?}"
+    );
+    assert!(
+        failures.contains(
+            &"screens[0].layoutId (at screen seq 1 (manual_review)): expected \"refund_reason\", got \"manual_review\""
+                .to_string()
+        ),
+        "{failures:#?}"
+    );
+    // The case that fetches nothing but a failure does not pass the branch: it still passes.
+    assert!(results.last().unwrap().1.is_empty(), "{results:#?}");
+}
+
+#[test]
+fn a_hostile_script_cannot_hold_the_simulation_past_its_time() {
+    // A script that never ends is cut off by the interpreter's operation limit; a loop of
+    // scripts that each stay just under it, by the simulation's clock.
+    let d: Definition = serde_json::from_value(json!({
+        "id": "hostile", "startNode": "spin", "defaultFailureNode": "failed",
+        "states": {
+            "spin": {"node": {"type": "SCRIPT", "script": "let x = 0; while x < 20000 { x += 1; } x"}, "nextNode": "spin"},
+            "failed": {"node": {"type": "FAILURE"}}
+        }
+    }))
+    .unwrap();
+    let limits = Limits {
+        time: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let t0 = Instant::now();
+    let r = simulate(&d, &BTreeMap::new(), &Scenario::default(), limits);
+    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    assert_eq!(r.stopped.map(|s| s.reason).as_deref(), Some("time"));
+}
