@@ -747,3 +747,81 @@ async fn a_timer_wait_taking_many_commands_continues_as_new_and_still_fires_on_t
         "it continued as new during the wait"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_on_refunds_confirm_returns_to_the_reason_with_its_answer_and_forward_goes_on() {
+    let app = spawn_app().await;
+    let r = app.start("refund", json!({"orderId": "o-1"})).await;
+    assert_eq!((r.status, r.body["seq"].clone()), (StatusCode::OK, json!(1)), "{r:?}");
+    let id = id_of(&r);
+    // Its first screen comes after the order was fetched: Back cannot cross that call.
+    assert_eq!(r.body["canGoBack"], Value::Null, "{r:?}");
+    assert_eq!(r.body["backBlockedBy"], "fetch_order");
+    let back = |id: String| {
+        let app = &app;
+        async move {
+            app.call(Method::POST, &format!("/v3/workflow/{id}/back"), Some(json!({})), &[])
+                .await
+        }
+    };
+    let refused = back(id.clone()).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
+    assert_eq!(refused.body["code"], "cannot_go_back");
+    assert_eq!(refused.body["details"]["node"], "fetch_order");
+    eprintln!("back from refund's first screen: {} {}", refused.status, refused.body);
+
+    let r = app.resume(&id, json!({"reason": "damaged"})).await;
+    assert_eq!(
+        (r.body["seq"].clone(), r.body["node"].clone()),
+        (json!(2), json!("confirm")),
+        "{r:?}"
+    );
+    assert_eq!(r.body["canGoBack"], true);
+    let once = json!({"requestId": "back-1"});
+    let path = format!("/v3/workflow/{id}/back");
+    let r = app.call(Method::POST, &path, Some(once.clone()), &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    eprintln!("back on confirm: {}", r.body);
+    // The same Back sent again (a retry) gets the same answer and goes back no further.
+    let again = app.call(Method::POST, &path, Some(once), &[]).await;
+    assert_eq!(
+        (again.status, again.body["seq"].clone()),
+        (StatusCode::OK, json!(3)),
+        "{again:?}"
+    );
+    assert_eq!(r.body["seq"], 3);
+    assert_eq!(r.body["node"], "refund_reason");
+    assert_eq!(r.body["view"]["layoutId"], "refund_reason");
+    assert_eq!(r.body["previousAnswer"], json!({"reason": "damaged"}));
+    // Forward again with another answer: the branch and templates run again with it.
+    let r = app.resume(&id, json!({"reason": "wrong_item"})).await;
+    eprintln!("forward again: {}", r.body);
+    assert_eq!(
+        (r.body["seq"].clone(), r.body["node"].clone()),
+        (json!(4), json!("confirm")),
+        "{r:?}"
+    );
+    let recap = r.body["view"]["inputOptions"][0]["instructions"][0]["templateVariables"]["reason"].clone();
+    assert_eq!(recap, "wrong_item", "{r:?}");
+    let r = app.resume(&id, json!({"action": "confirm"})).await;
+    assert_eq!(r.body["workflowStatus"], "COMPLETED", "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_from_a_flows_first_screen_is_refused_naming_it_and_nothing_reaches_the_workflow() {
+    let app = spawn_app().await;
+    let r = app.start("bank_account", json!({})).await;
+    let id = id_of(&r);
+    let refused = app
+        .call(Method::POST, &format!("/v3/workflow/{id}/back"), Some(json!({})), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
+    assert_eq!(refused.body["details"]["node"], "account_form");
+    assert!(
+        refused.body["message"].as_str().unwrap().contains("first screen"),
+        "{refused:?}"
+    );
+    // Nothing reached the workflow: it is still at seq 1.
+    let now = app.call(Method::GET, &format!("/v3/workflow/{id}"), None, &[]).await;
+    assert_eq!(now.body["seq"], 1, "{now:?}");
+}

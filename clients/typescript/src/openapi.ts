@@ -444,6 +444,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v3/workflow/{id}/back": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Go back to the previous screen
+         * @description Returns to the screen before the current one when no HTTP or CHILD node ran since it
+         *     (those are not undone): a new state with the next `seq` at that screen, its earlier answer
+         *     in `previousAnswer`. Answering it again runs the flow forward from there. The state says
+         *     whether Back is possible (`canGoBack`).
+         */
+        post: operations["back"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v3/workflow/{id}/deliveries": {
         parameters: {
             query?: never;
@@ -604,6 +627,16 @@ export interface components {
          * @enum {string}
          */
         AttemptState: "delivered" | "retrying" | "gone" | "failed";
+        /** @description `POST /v3/workflow/{id}/back`: return to the previous screen. */
+        BackBody: {
+            /** @description Makes the call safe to retry: the same id gets the same answer (default: generated). */
+            requestId?: string | null;
+            /**
+             * Format: int64
+             * @description The `seq` of the screen left; from an older screen, 409 `stale_screen`.
+             */
+            seq?: number | null;
+        };
         BranchNode: {
             choices: components["schemas"]["Choice"][];
             defaultNode: string;
@@ -1059,6 +1092,13 @@ export interface components {
         };
         /** @description The one shape of every workflow answer (sync body, published state, SSE event, webhook). */
         WorkflowState: {
+            /**
+             * @description On a screen that cannot go back: the HTTP or CHILD node that ran since the previous
+             *     screen (it is not undone). Absent on the first screen.
+             */
+            backBlockedBy?: string | null;
+            /** @description On a screen: `POST /v3/workflow/{id}/back` may return to the previous screen. */
+            canGoBack?: boolean;
             disposition?: unknown;
             errorMessage?: string | null;
             links: components["schemas"]["Links"];
@@ -1069,6 +1109,8 @@ export interface components {
              *     the path taken).
              */
             path?: string[];
+            /** @description On a screen returned to with Back: the answer it had, to prefill. */
+            previousAnswer?: unknown;
             requestId?: string | null;
             /** Format: int64 */
             seq: number;
@@ -3300,6 +3342,120 @@ export interface operations {
              *     was changed; `Retry-After` says when to retry.
              */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    back: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description `wait=N`: wait at most N seconds for the answer (capped by the gateway's `--max-wait-ms`) */
+                Prefer?: string | null;
+            };
+            path: {
+                /** @description The workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackBody"];
+            };
+        };
+        responses: {
+            /** @description The previous screen, again */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkflowState"];
+                };
+            };
+            /** @description The wait ran out: where to look next */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Accepted"];
+                };
+            };
+            /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No credential, or one that is revoked, expired or forged. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential lacks the scope the call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such workflow (or another tenant's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `cannot_go_back` (`details.node`: the HTTP or CHILD node in the way, or the first screen), `stale_screen` or `not_waiting` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the rate limit; `Retry-After` says when to come back. Nothing was done. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `busy` (every waiter place taken) or `unavailable` (Redis or Temporal down); nothing
+             *     was changed; `Retry-After` says when to retry.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `outcome_unknown`: retry with the same requestId */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -75,6 +75,16 @@ pub struct WorkflowState {
     /// the path taken).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub path: Vec<String>,
+    /// On a screen: `POST /v3/workflow/{id}/back` may return to the previous screen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub can_go_back: bool,
+    /// On a screen that cannot go back: the HTTP or CHILD node that ran since the previous
+    /// screen (it is not undone). Absent on the first screen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back_blocked_by: Option<String>,
+    /// On a screen returned to with Back: the answer it had, to prefill.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_answer: Option<Value>,
     pub links: Links,
 }
 
@@ -91,6 +101,9 @@ impl WorkflowState {
             request_id: None,
             node: None,
             path: Vec::new(),
+            can_go_back: false,
+            back_blocked_by: None,
+            previous_answer: None,
             links: Links::for_workflow(workflow_id),
         }
     }
@@ -110,9 +123,20 @@ pub enum Rejection {
     /// The answer does not fit the screen.
     #[error("the answer does not fit the screen")]
     InvalidAnswer { details: Vec<FieldError> },
+    /// Back from a screen with no earlier screen to return to (`first`), or with an HTTP or
+    /// CHILD node run since it.
+    #[error("{}", cannot_go_back_message(node, *first))]
+    CannotGoBack { node: String, first: bool },
     /// execute-node named something that is not a runnable node of this workflow.
     #[error("{node:?} is not an HTTP or SCRIPT node of this workflow")]
     NotExecutable { node: String },
+}
+
+fn cannot_go_back_message(node: &str, first: bool) -> String {
+    match first {
+        true => format!("{node:?} is the first screen: there is no earlier screen to go back to"),
+        false => format!("{node:?} ran before this screen and is not undone: cannot go back across it"),
+    }
 }
 
 fn not_waiting_message(status: WorkflowStatus) -> String {
@@ -254,12 +278,17 @@ pub enum Command {
         node: String,
         parameters: Option<Value>,
     },
+    /// Return to the previous screen.
+    #[serde(rename_all = "camelCase")]
+    Back { request_id: RequestId, seq: Option<u64> },
 }
 
 impl Command {
     pub fn request_id(&self) -> &RequestId {
         match self {
-            Command::Resume { request_id, .. } | Command::Execute { request_id, .. } => request_id,
+            Command::Resume { request_id, .. }
+            | Command::Execute { request_id, .. }
+            | Command::Back { request_id, .. } => request_id,
         }
     }
 }

@@ -7,7 +7,7 @@ use super::definitions::{ActivateBody, SimulateBody, ValidateBody};
 use super::error::ErrorBody;
 use super::http::{Accepted, Deliveries, Started, Ticket};
 use crate::domain::{AttemptRecord, AttemptState, Links, WorkflowState, WorkflowStatus};
-use crate::service::{ExecuteBody, Mode, ResumeBody, StartBody};
+use crate::service::{BackBody, ExecuteBody, Mode, ResumeBody, StartBody};
 use axum::Json;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -48,6 +48,7 @@ pub enum Refused {
     paths(
         super::http::start,
         super::http::resume_doc,
+        super::http::back_doc,
         super::http::execute_doc,
         super::http::get_state,
         super::http::terminate,
@@ -75,7 +76,7 @@ pub enum Refused {
     ),
     components(schemas(
         WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, AttemptRecord,
-        AttemptState, StartBody, ResumeBody, ExecuteBody, Mode, ErrorBody, ActivateBody, ValidateBody, SimulateBody,
+        AttemptState, StartBody, ResumeBody, BackBody, ExecuteBody, Mode, ErrorBody, ActivateBody, ValidateBody, SimulateBody,
     )),
     modifiers(&Security),
     tags(

@@ -95,6 +95,10 @@ impl From<Rejection> for ApiError {
         match r {
             Rejection::StaleScreen { .. } => Self::new(StatusCode::CONFLICT, "stale_screen", message),
             Rejection::NotWaiting { .. } => Self::new(StatusCode::CONFLICT, "not_waiting", message),
+            Rejection::CannotGoBack { node, .. } => ApiError {
+                details: Some(serde_json::json!({ "node": node })),
+                ..Self::new(StatusCode::CONFLICT, "cannot_go_back", message)
+            },
             Rejection::NotExecutable { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "not_executable", message),
             Rejection::InvalidAnswer { details } => ApiError {
                 details: Some(serde_json::to_value(details).unwrap_or_default()),

@@ -6,7 +6,7 @@ use super::api_doc::Refused;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JsonBody, OnWorkflow};
 use crate::domain::{AttemptRecord, Caller, JsonText, Links, WorkflowState, WorkflowStatus, routes};
-use crate::service::{CommandBody, Dispatched, ExecuteBody, Outcome, ResumeBody, StartBody};
+use crate::service::{BackBody, CommandBody, Dispatched, ExecuteBody, Outcome, ResumeBody, StartBody};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
@@ -297,6 +297,32 @@ pub async fn command<B: CommandBody + DeserializeOwned>(
 )]
 #[allow(dead_code)]
 fn resume_doc() {}
+
+/// Go back to the previous screen
+///
+/// Returns to the screen before the current one when no HTTP or CHILD node ran since it
+/// (those are not undone): a new state with the next `seq` at that screen, its earlier answer
+/// in `previousAnswer`. Answering it again runs the flow forward from there. The state says
+/// whether Back is possible (`canGoBack`).
+#[utoipa::path(
+    post,
+    path = routes::BACK.template(),
+    tag = "workflows",
+    operation_id = "back",
+    request_body = BackBody,
+    params(("id" = String, Path, description = "The workflow id"), ("Prefer" = Option<String>, Header, description = "`wait=N`: wait at most N seconds for the answer (capped by the gateway's `--max-wait-ms`)")),
+    responses(
+        (status = 200, description = "The previous screen, again", body = WorkflowState),
+        (status = 202, description = "The wait ran out: where to look next", body = Accepted),
+        (status = 404, description = "No such workflow (or another tenant's)", body = ErrorBody),
+        (status = 409, description = "`cannot_go_back` (`details.node`: the HTTP or CHILD node in the way, or the first screen), `stale_screen` or `not_waiting`", body = ErrorBody),
+        (status = 504, description = "`outcome_unknown`: retry with the same requestId", body = ErrorBody),
+        Refused,
+    ),
+    security(("apiKey" = ["workflows:drive"]), ("jwt" = ["workflows:drive"]))
+)]
+#[allow(dead_code)]
+fn back_doc() {}
 
 /// Run a disconnected node
 ///

@@ -17,7 +17,7 @@ mod sse;
 mod ws;
 
 use crate::domain::routes;
-use crate::service::{ExecuteBody, Kind, ResumeBody, Service};
+use crate::service::{BackBody, ExecuteBody, Kind, ResumeBody, Service};
 use axum::Router;
 use axum::extract::State;
 use axum::http::Method;
@@ -100,6 +100,7 @@ fn mounted() -> Mounted {
     Mounted::default()
         .on(M::POST, routes::START.template(), http::start)
         .on(M::PUT, routes::RESUME.template(), http::command::<ResumeBody>)
+        .on(M::POST, routes::BACK.template(), http::command::<BackBody>)
         .on(M::POST, routes::EXECUTE.template(), http::command::<ExecuteBody>)
         .on(M::DELETE, routes::TERMINATE.template(), http::terminate)
         .on(M::GET, routes::WORKFLOW.template(), http::get_state)

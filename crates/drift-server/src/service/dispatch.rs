@@ -88,6 +88,22 @@ fn checked_command(
                 callback,
             }
         }
+        CommandRequest::Back { request_id, seq } => {
+            Rejection::check_resume(latest.workflow_status, latest.seq, seq)?;
+            if !latest.can_go_back {
+                let first = latest.back_blocked_by.is_none();
+                let node = latest
+                    .back_blocked_by
+                    .clone()
+                    .or(latest.node.clone())
+                    .unwrap_or_default();
+                return Err(Rejection::CannotGoBack { node, first }.into());
+            }
+            Command::Back {
+                request_id,
+                seq: Some(seq.unwrap_or(latest.seq)),
+            }
+        }
         CommandRequest::Execute {
             request_id,
             node,
@@ -311,6 +327,7 @@ impl Service {
         let payload = match &req {
             CommandRequest::Resume { view_response, .. } => json_len(view_response),
             CommandRequest::Execute { parameters, .. } => parameters.as_ref().map_or(0, json_len),
+            CommandRequest::Back { .. } => 0,
         };
         if payload > self.0.cfg.max_command_bytes {
             return Err(ServiceError::TooLarge(format!(
@@ -320,7 +337,7 @@ impl Service {
         }
         let callback = match &req {
             CommandRequest::Resume { delivery, .. } => self.resolve_callback(caller, delivery).await?,
-            CommandRequest::Execute { .. } => None,
+            CommandRequest::Execute { .. } | CommandRequest::Back { .. } => None,
         };
         // A retried command (same request id) gets its first answer and is not sent again.
         let scoped = caller.scoped(id);

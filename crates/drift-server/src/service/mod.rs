@@ -24,7 +24,9 @@ pub use dispatch::Dispatched;
 pub use error::ServiceError;
 pub use follow::{Follow, Followed, Out};
 pub use identify::{Anonymous, Identity, Presented};
-pub use requests::{CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest};
+pub use requests::{
+    BackBody, CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest,
+};
 pub use token::{Tokens, is_token};
 pub use wait::Outcome;
 

@@ -61,6 +61,29 @@ pub struct ResumeBody {
     pub mode: Option<Mode>,
 }
 
+/// `POST /v3/workflow/{id}/back`: return to the previous screen.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackBody {
+    /// The `seq` of the screen left; from an older screen, 409 `stale_screen`.
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// Makes the call safe to retry: the same id gets the same answer (default: generated).
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+impl CommandBody for BackBody {
+    const NAME: &'static str = "back";
+
+    fn into_request(self) -> Result<CommandRequest, ServiceError> {
+        Ok(CommandRequest::Back {
+            request_id: RequestId::parse_or_new(self.request_id.as_deref())?,
+            seq: self.seq,
+        })
+    }
+}
+
 /// `POST /v3/workflow/{id}/disconnected-node/execute`, and the WebSocket's `execute-node`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -105,12 +128,18 @@ pub enum CommandRequest {
         node: String,
         parameters: Option<Value>,
     },
+    Back {
+        request_id: RequestId,
+        seq: Option<u64>,
+    },
 }
 
 impl CommandRequest {
     pub fn request_id(&self) -> &RequestId {
         match self {
-            Self::Resume { request_id, .. } | Self::Execute { request_id, .. } => request_id,
+            Self::Resume { request_id, .. } | Self::Execute { request_id, .. } | Self::Back { request_id, .. } => {
+                request_id
+            }
         }
     }
 }

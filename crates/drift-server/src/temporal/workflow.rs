@@ -52,7 +52,27 @@ pub struct Carry {
     /// A timer the run was waiting on (already published), with when it fires (ms since epoch).
     #[serde(default)]
     open_timer: Option<(String, i64)>,
+    /// The screens Back may return to.
+    #[serde(default)]
+    back: Vec<BackPoint>,
+    #[serde(default)]
+    back_blocked_by: Option<String>,
 }
+
+/// A screen answered since the last HTTP or CHILD node: where Back returns to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BackPoint {
+    instance: String,
+    view: View,
+    /// The run as it was when the screen was shown.
+    cursor: Cursor,
+    /// The answer it was given, for the client to prefill.
+    answer: Value,
+}
+
+/// How many screens Back can go through.
+const BACK_KEPT: usize = 32;
 
 /// How many recent request ids a workflow remembers.
 const TAKEN_KEPT: usize = 256;
@@ -80,6 +100,11 @@ struct Run {
     deliveries_started: bool,
     open_screen: Option<(String, View)>,
     open_timer: Option<(String, i64)>,
+    back: Vec<BackPoint>,
+    /// The HTTP or CHILD node run since the last screen answered (Back cannot cross it).
+    back_blocked_by: Option<String>,
+    /// The answer the next published screen had before (it was returned to with Back).
+    prefill: Option<Value>,
 }
 
 /// Whether the history is as long as a run should get: time to continue as new.
@@ -112,6 +137,8 @@ impl Run {
             taken: start.request_id.iter().cloned().collect(),
             open_screen: None,
             open_timer: None,
+            back: vec![],
+            back_blocked_by: None,
         });
         let run = Run {
             scoped,
@@ -122,6 +149,9 @@ impl Run {
             deliveries_started: carry.deliveries_started,
             open_screen: carry.open_screen,
             open_timer: carry.open_timer,
+            back: carry.back,
+            back_blocked_by: carry.back_blocked_by,
+            prefill: None,
             start,
         };
         (run, carry.inbox, carry.taken)
@@ -143,6 +173,8 @@ impl Run {
                 taken,
                 open_screen: self.open_screen.clone(),
                 open_timer: self.open_timer.clone(),
+                back: self.back.clone(),
+                back_blocked_by: self.back_blocked_by.clone(),
             }),
         }
     }
@@ -182,6 +214,7 @@ impl DriftWorkflow {
                     let opts = http_activity_options(&request, &retry);
                     let result = ctx.execute_activity(DriftActivities::http_call, request, opts).await;
                     machine.http_done(&mut run.cursor, &instance, result.map_err(|e| activity_message(&e)));
+                    run.past_no_return(instance);
                 }
                 Effect::Screen {
                     instance,
@@ -208,10 +241,13 @@ impl DriftWorkflow {
                     workflow,
                     params,
                     ..
-                } => match start_child(ctx, &run, &instance, &workflow, params).await {
-                    Ok(out) => machine.effect_done(&mut run.cursor, &instance, out),
-                    Err(msg) => machine.effect_failed(&mut run.cursor, &instance, NodeError::Child(msg)),
-                },
+                } => {
+                    match start_child(ctx, &run, &instance, &workflow, params).await {
+                        Ok(out) => machine.effect_done(&mut run.cursor, &instance, out),
+                        Err(msg) => machine.effect_failed(&mut run.cursor, &instance, NodeError::Child(msg)),
+                    }
+                    run.past_no_return(instance);
+                }
                 Effect::End {
                     status,
                     disposition,
@@ -348,6 +384,12 @@ async fn publish_state(
         node: path.last().cloned(),
         path,
         request_id: run.answering.take().map(String::from),
+        can_go_back: status == WorkflowStatus::Waiting && !run.back.is_empty(),
+        back_blocked_by: match status == WorkflowStatus::Waiting && run.back.is_empty() {
+            true => run.back_blocked_by.clone(),
+            false => None,
+        },
+        previous_answer: run.prefill.take(),
         ..WorkflowState::bare(run.start.workflow_id.as_str(), status, run.seq)
     };
     ctx.state_mut(|s| s.last = Some(state.clone()));
@@ -392,6 +434,12 @@ async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, state: &Wor
 }
 
 impl Run {
+    /// An HTTP or CHILD node ran: it is not undone, so Back cannot cross it.
+    fn past_no_return(&mut self, node: String) {
+        self.back.clear();
+        self.back_blocked_by = Some(node);
+    }
+
     /// The next effect: a screen or timer carried over from the previous run (still open and
     /// published, so `true`), or what the machine asks for.
     fn next_effect(&mut self, machine: &Machine<'_>) -> (Effect, bool) {
@@ -440,6 +488,8 @@ async fn on_screen(
     }
     .fuse();
     futures::pin_mut!(deadline);
+    // Where Back returns to, if this screen is answered and a later one goes back.
+    let shown = run.cursor.clone();
     loop {
         // Many commands on one screen (execute-node calls) must not exhaust the history:
         // continue as new, still waiting on this screen.
@@ -473,6 +523,44 @@ async fn on_screen(
                         if callback.is_some() {
                             run.callback = callback;
                         }
+                        if run.back.len() >= BACK_KEPT {
+                            run.back.remove(0);
+                        }
+                        run.back.push(BackPoint {
+                            instance,
+                            view,
+                            cursor: shown,
+                            answer: view_response.get("selectedOptions").cloned().unwrap_or(Value::Null),
+                        });
+                        return Ok(());
+                    }
+                    Err(r) => reject(ctx, run, &request_id, &r).await,
+                }
+            }
+            Command::Back { request_id, seq } => {
+                let checked = Rejection::check_resume(WorkflowStatus::Waiting, run.seq, seq).and_then(|()| {
+                    match (run.back.is_empty(), &run.back_blocked_by) {
+                        (false, _) => Ok(()),
+                        (true, Some(node)) => Err(Rejection::CannotGoBack {
+                            node: node.clone(),
+                            first: false,
+                        }),
+                        (true, None) => Err(Rejection::CannotGoBack {
+                            node: instance.clone(),
+                            first: true,
+                        }),
+                    }
+                });
+                match checked {
+                    Ok(()) => {
+                        let p = run.back.pop().expect("checked: not empty");
+                        run.cursor = p.cursor;
+                        run.cursor.trail = vec![p.instance.clone()];
+                        run.answering = Some(request_id);
+                        run.prefill = Some(p.answer);
+                        publish_state(ctx, run, WorkflowStatus::Waiting, Some(p.view.clone()), None, None).await;
+                        // The main loop waits on it again, as published.
+                        run.open_screen = Some((p.instance, p.view));
                         return Ok(());
                     }
                     Err(r) => reject(ctx, run, &request_id, &r).await,
@@ -522,7 +610,7 @@ async fn on_timer(
                 node,
                 parameters,
             }) => execute_node(ctx, machine, run, request_id, node, parameters).await,
-            Some(Command::Resume { request_id, .. }) => {
+            Some(Command::Resume { request_id, .. } | Command::Back { request_id, .. }) => {
                 let status = WorkflowStatus::SchedulerWaiting;
                 reject(ctx, run, &request_id, &Rejection::NotWaiting { status }).await
             }
