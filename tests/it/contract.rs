@@ -109,6 +109,8 @@ async fn what_the_socket_and_the_event_stream_carry_fits_the_asyncapi_messages()
     let token = ack["streamToken"].as_str().unwrap().to_string();
     send(&mut ws, json!({"type": "execute-node", "requestId": "x1", "workflowId": id, "node": "verify_account", "parameters": {"accountNumber": "12345678"}})).await;
     send(&mut ws, json!({"type": "resume", "requestId": "bad", "workflowId": id, "viewResponse": {"selectedOptions": {"save": "save"}}})).await;
+    // Back from the first screen: refused as HTTP refuses it.
+    send(&mut ws, json!({"type": "back", "requestId": "b1", "workflowId": id})).await;
     send(&mut ws, json!({"type": "ping"})).await;
     send(
         &mut ws,
@@ -117,10 +119,19 @@ async fn what_the_socket_and_the_event_stream_carry_fits_the_asyncapi_messages()
     .await;
     send(&mut ws, json!({"type": "resume", "requestId": "good", "workflowId": id, "seq": 1, "viewResponse": {"selectedOptions": {"accountNumber": "11112222", "save": "save"}}})).await;
     let mut seen = std::collections::BTreeSet::new();
-    while !(seen.contains("pong") && seen.contains("result") && seen.contains("error") && seen.contains("completed")) {
+    while !(seen.contains("pong")
+        && seen.contains("result")
+        && seen.contains("error")
+        && seen.contains("completed")
+        && seen.contains("back refused"))
+    {
         let m = ws.next(T).await.expect("the socket stays open");
         live.fits_typed("server", &m);
         let kind = m["type"].as_str().unwrap().to_string();
+        if kind == "error" && m["requestId"] == "b1" {
+            assert_eq!(m["code"], "cannot_go_back", "{m}");
+            seen.insert("back refused".to_string());
+        }
         if kind == "state" && m["state"]["workflowStatus"] == "COMPLETED" {
             seen.insert("completed".to_string());
         }

@@ -72,7 +72,7 @@ fn build() -> Value {
             "title": "Drift live",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Follow and drive workflows live. The WebSocket (`/v3/ws`) carries JSON text frames tagged \
-                            by `type`: a client subscribes to workflows and starts, resumes and executes nodes; the \
+                            by `type`: a client subscribes to workflows and starts, resumes, goes back and executes nodes; the \
                             gateway acknowledges by `requestId` and pushes each state. Server-Sent Events \
                             (`/v3/workflow/{id}/events`) push one workflow's states. Both resume after a seq \
                             (`since`, `Last-Event-ID`) and say `gap` when the history no longer reaches back. The \
@@ -263,6 +263,7 @@ mod tests {
             "client.unsubscribe",
             "client.start",
             "client.resume",
+            "client.back",
             "client.execute-node",
             "client.ping",
             "server.state",
@@ -276,7 +277,7 @@ mod tests {
         ] {
             assert!(messages.contains_key(name), "{name} missing: {:?}", messages.keys());
         }
-        assert_eq!(messages.len(), 14, "{:?}", messages.keys());
+        assert_eq!(messages.len(), 15, "{:?}", messages.keys());
         for (name, m) in messages.iter().filter(|(n, _)| !n.starts_with("sse.")) {
             let p = &m["payload"];
             assert!(

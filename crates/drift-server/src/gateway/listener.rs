@@ -402,6 +402,9 @@ async fn respond(tcp: &mut TcpStream, response: Response<Body>, close: bool) -> 
     let mut probe = [0u8; 1];
     loop {
         tokio::select! {
+            // The body first: once it has ended, the client's next request (it may come as
+            // soon as the last bytes are out) is the next request, not a spoilt stream.
+            biased;
             next = data.next() => {
                 // Whatever else is ready goes out in the same write: a burst of states, or the
                 // stream's end right after its last state.

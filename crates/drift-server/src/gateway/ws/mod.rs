@@ -313,6 +313,7 @@ impl Session {
                 self.ack(Some(rid.as_str()), &id, Some(&token)).await;
             }
             ClientMsg::Resume(t) => self.command(t).await?,
+            ClientMsg::Back(t) => self.command(t).await?,
             ClientMsg::ExecuteNode(t) => self.command(t).await?,
         }
         Ok(())

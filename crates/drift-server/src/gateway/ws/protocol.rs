@@ -3,7 +3,7 @@
 
 use crate::domain::NodeResult;
 use crate::gateway::error::ApiError;
-use crate::service::{ExecuteBody, ResumeBody, StartBody};
+use crate::service::{BackBody, ExecuteBody, ResumeBody, StartBody};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -38,6 +38,10 @@ pub enum ClientMsg {
     /// Answer the screen (a resume body plus `workflowId`): the next state arrives as a `state`
     /// message with this `requestId`; a refusal as an `error` with the same `details` as HTTP.
     Resume(Targeted<ResumeBody>),
+    /// Go back to the previous screen (a back body plus `workflowId`): the screen returned to
+    /// arrives as a `state` message with this `requestId`; a refusal (`cannot_go_back`) as an
+    /// `error`.
+    Back(Targeted<BackBody>),
     /// Run an HTTP or SCRIPT node of the workflow (an execute body plus `workflowId`):
     /// answered by a `result`.
     ExecuteNode(Targeted<ExecuteBody>),
