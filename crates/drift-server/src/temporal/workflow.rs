@@ -488,8 +488,6 @@ async fn on_screen(
     }
     .fuse();
     futures::pin_mut!(deadline);
-    // Where Back returns to, if this screen is answered and a later one goes back.
-    let shown = run.cursor.clone();
     loop {
         // Many commands on one screen (execute-node calls) must not exhaust the history:
         // continue as new, still waiting on this screen.
@@ -512,6 +510,9 @@ async fn on_screen(
                 view_response,
                 callback,
             } => {
+                // Where Back returns to: the run as it is on this screen, outputs of nodes run
+                // from it (execute-node) included.
+                let shown = run.cursor.clone();
                 let checked = Rejection::check_resume(WorkflowStatus::Waiting, run.seq, seq).and_then(|()| {
                     machine
                         .answer(&mut run.cursor, &instance, &view, &view_response)
