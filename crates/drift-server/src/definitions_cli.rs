@@ -296,9 +296,9 @@ impl Simulator<'_> {
 }
 
 /// Runs every case of the folder's test files; prints each; the number that failed.
-async fn run_tests(dir: &Path, sim: &Simulator<'_>) -> anyhow::Result<usize> {
+async fn run_tests(dir: &Path, sets: &[TestSet], sim: &Simulator<'_>) -> anyhow::Result<usize> {
     let (mut passed, mut failed) = (0, 0);
-    for set in test_sets(dir)? {
+    for set in sets {
         for case in &set.tests.cases {
             let report = sim.report(&set.id, case).await?;
             let failures = check(&report, &case.expect);
@@ -324,12 +324,13 @@ async fn run_tests(dir: &Path, sim: &Simulator<'_>) -> anyhow::Result<usize> {
 
 /// Runs the folder's tests here; an error naming how many failed.
 async fn tests_pass(dir: &Path, what: &str) -> anyhow::Result<()> {
-    if test_sets(dir)?.is_empty() {
+    let sets = test_sets(dir)?;
+    if sets.is_empty() {
         println!("no definition tests in {} (*.test.json)", dir.display());
         return Ok(());
     }
     let reg = crate::dsl::Registry::load_dirs(&[dir.to_path_buf()])?;
-    match run_tests(dir, &Simulator::Local(reg)).await? {
+    match run_tests(dir, &sets, &Simulator::Local(reg)).await? {
         0 => Ok(()),
         n => bail!(
             "{what}{n} definition test case(s) in {} failed (listed above)",
@@ -380,7 +381,7 @@ pub async fn run(a: DefinitionsArgs) -> anyhow::Result<()> {
         DefinitionsCmd::Test { dir, remote: false, .. } => tests_pass(&dir, "").await,
         DefinitionsCmd::Test { dir, gateway, .. } => {
             let (c, f) = (Client::new(&gateway)?, load(&dir)?);
-            match run_tests(&dir, &Simulator::Remote(&c, &f)).await? {
+            match run_tests(&dir, &test_sets(&dir)?, &Simulator::Remote(&c, &f)).await? {
                 0 => Ok(()),
                 n => bail!("{n} definition test case(s) in {} failed (listed above)", dir.display()),
             }
