@@ -825,3 +825,57 @@ async fn back_from_a_flows_first_screen_is_refused_naming_it_and_nothing_reaches
     let now = app.call(Method::GET, &format!("/v3/workflow/{id}"), None, &[]).await;
     assert_eq!(now.body["seq"], 1, "{now:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_whose_definition_says_back_false_refuses_back_and_can_still_be_returned_to() {
+    let app = spawn_app().await;
+    let r = app.start("no_back", json!({})).await;
+    let id = id_of(&r);
+    let back = |body: Value| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            app.call(Method::POST, &format!("/v3/workflow/{id}/back"), Some(body), &[])
+                .await
+        }
+    };
+    let r = app.resume(&id, json!({"pick": "b"})).await;
+    assert_eq!(r.body["node"], "receipt", "{r:?}");
+    // The screen itself is what stands in the way.
+    assert_eq!(r.body["canGoBack"], Value::Null, "{r:?}");
+    assert_eq!(r.body["backBlockedBy"], "receipt", "{r:?}");
+    let refused = back(json!({})).await;
+    eprintln!("back from a back:false screen: {} {}", refused.status, refused.body);
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{refused:?}");
+    assert_eq!(refused.body["code"], "cannot_go_back");
+    assert_eq!(refused.body["details"]["node"], "receipt");
+    assert!(
+        refused.body["message"].as_str().unwrap().contains("\"back\": false"),
+        "{refused:?}"
+    );
+    assert_eq!(app.get(&id).await.body["seq"], 2, "nothing reached the workflow");
+
+    // The next screen may go back to it; there it forbids Back again.
+    let r = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(
+        (r.body["node"].clone(), r.body["canGoBack"].clone()),
+        (json!("finish"), json!(true)),
+        "{r:?}"
+    );
+    let r = back(json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (r.body["seq"].clone(), r.body["node"].clone()),
+        (json!(4), json!("receipt")),
+        "{r:?}"
+    );
+    assert_eq!(r.body["backBlockedBy"], "receipt", "{r:?}");
+    assert_eq!(r.body["previousAnswer"], json!({"ok": "ok"}));
+    let r = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(
+        (r.body["seq"].clone(), r.body["node"].clone()),
+        (json!(5), json!("finish")),
+        "{r:?}"
+    );
+    let r = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(r.body["disposition"]["picked"], "b", "{r:?}");
+}

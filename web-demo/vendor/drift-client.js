@@ -233,6 +233,12 @@ var Socket = class {
     const state = await this.request(msg, "state");
     return state;
   }
+  /** Returns to the previous screen; resolves with the state at it (see the client's `back`). */
+  async back(workflowId, o = {}) {
+    const msg = { type: "back", requestId: o.requestId ?? newId(), workflowId, seq: o.seq, token: o.token };
+    const state = await this.request(msg, "state");
+    return state;
+  }
   /** Runs an HTTP or SCRIPT node of the workflow that no edge leads to. */
   async executeNode(workflowId, node, parameters, o = {}) {
     const msg = { type: "execute-node", requestId: o.requestId ?? newId(), workflowId, node, parameters };
@@ -415,6 +421,12 @@ function createClient(options) {
     const path = `/v3/workflow/resume/${encodeURIComponent(id)}`;
     return answer(await call("PUT", path, body, { prefer: prefer(o.wait) }, o.signal));
   }
+  async function back(id, o = {}) {
+    const body = { seq: o.seq, requestId: o.requestId ?? newId() };
+    return answer(
+      await call("POST", workflowPath(id, "/back"), body, { prefer: prefer(o.wait) }, o.signal)
+    );
+  }
   async function executeNode(id, node, parameters, o = {}) {
     const body = { node, parameters, requestId: o.requestId ?? newId() };
     const path = workflowPath(id, "/disconnected-node/execute");
@@ -436,7 +448,7 @@ function createClient(options) {
   function follow(id, o = {}) {
     return new Follow(id, o, { base, doFetch, headers, ticket, WebSocket: options.WebSocket });
   }
-  return { start, resume, executeNode, get, terminate, ticket, follow, connect, call };
+  return { start, resume, back, executeNode, get, terminate, ticket, follow, connect, call };
 }
 export {
   DriftError,

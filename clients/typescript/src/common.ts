@@ -13,6 +13,7 @@ export type NodeResult = Schemas["NodeResult"];
 export type ErrorBody = Schemas["ErrorBody"];
 export type StartBody = Schemas["StartBody"];
 export type ResumeBody = Schemas["ResumeBody"];
+export type BackBody = Schemas["BackBody"];
 export type Mode = Schemas["Mode"];
 
 /** A credential: an API key or a JWT, or a function returning a fresh one for each call. */
@@ -75,6 +76,11 @@ export interface StartOptions extends DeliveryOptions {
 
 export interface ResumeOptions extends DeliveryOptions {
   /** The `seq` of the screen answered: an answer to an older screen is refused (409). */
+  seq?: number;
+}
+
+export interface BackOptions extends CallOptions {
+  /** The `seq` of the screen left: Back from an older screen is refused (409 `stale_screen`). */
   seq?: number;
 }
 

@@ -10,6 +10,8 @@ import {
   newId,
   sleep,
   type Answer,
+  type BackBody,
+  type BackOptions,
   type CallOptions,
   type ClientOptions,
   type FollowOptions,
@@ -123,6 +125,18 @@ export function createClient(options: ClientOptions) {
     return answer<WorkflowState>(await call("PUT", path, body, { prefer: prefer(o.wait) }, o.signal));
   }
 
+  /**
+   * Returns to the previous screen (a new state with the next `seq`, its earlier answer in
+   * `previousAnswer`); refused with 409 `cannot_go_back` when the state says `canGoBack` is not
+   * so (`backBlockedBy` names what is in the way).
+   */
+  async function back(id: string, o: BackOptions = {}) {
+    const body: BackBody = { seq: o.seq, requestId: o.requestId ?? newId() };
+    return answer<WorkflowState>(
+      await call("POST", workflowPath(id, "/back"), body, { prefer: prefer(o.wait) }, o.signal),
+    );
+  }
+
   /** Runs an HTTP or SCRIPT node of the workflow that no edge leads to. */
   async function executeNode(id: string, node: string, parameters?: unknown, o: CallOptions = {}) {
     const body = { node, parameters, requestId: o.requestId ?? newId() };
@@ -156,5 +170,5 @@ export function createClient(options: ClientOptions) {
     return new Follow(id, o, { base, doFetch, headers, ticket, WebSocket: options.WebSocket });
   }
 
-  return { start, resume, executeNode, get, terminate, ticket, follow, connect, call };
+  return { start, resume, back, executeNode, get, terminate, ticket, follow, connect, call };
 }

@@ -228,7 +228,7 @@ interface Pending {
 const ANSWER_WITHIN_MS = 30_000;
 
 /**
- * One WebSocket for many workflows: `start`, `resume` and `executeNode` over it (each answered
+ * One WebSocket for many workflows: `start`, `resume`, `back` and `executeNode` over it (each answered
  * by its request id), and the states of every workflow it follows pushed to `events.state`.
  * It opens with a one-use ticket (the credential never goes into a URL), and after a drop it
  * reopens with a fresh one and subscribes again after each workflow's last state seen. Commands
@@ -288,6 +288,13 @@ export class Socket {
   async resume(workflowId: string, viewResponse: unknown, o: ResumeOptions & { token?: string } = {}) {
     const requestId = o.requestId ?? newId();
     const msg = { type: "resume", requestId, workflowId, viewResponse, seq: o.seq, token: o.token };
+    const state: WorkflowState = await this.request(msg, "state");
+    return state;
+  }
+
+  /** Returns to the previous screen; resolves with the state at it (see the client's `back`). */
+  async back(workflowId: string, o: { seq?: number; requestId?: string; token?: string } = {}) {
+    const msg = { type: "back", requestId: o.requestId ?? newId(), workflowId, seq: o.seq, token: o.token };
     const state: WorkflowState = await this.request(msg, "state");
     return state;
   }

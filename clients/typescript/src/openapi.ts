@@ -800,6 +800,11 @@ export interface components {
          *     `possibleValues` (a list of `{displayValue, value}` or of plain values).
          */
         InstructionNode: {
+            /**
+             * @description Whether the user may go Back from this screen to the one before (default true);
+             *     `false` for a screen whose earlier answers must stand once it is shown.
+             */
+            back?: boolean | null;
             disposition?: unknown;
             inputOptions?: components["schemas"]["Widget"][];
             layoutId: string;
@@ -1094,7 +1099,8 @@ export interface components {
         WorkflowState: {
             /**
              * @description On a screen that cannot go back: the HTTP or CHILD node that ran since the previous
-             *     screen (it is not undone). Absent on the first screen.
+             *     screen (it is not undone), or the screen itself when its definition forbids Back
+             *     (`"back": false`). Absent on the first screen.
              */
             backBlockedBy?: string | null;
             /** @description On a screen: `POST /v3/workflow/{id}/back` may return to the previous screen. */

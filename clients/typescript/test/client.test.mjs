@@ -235,3 +235,32 @@ test("one socket starts, answers and follows a workflow; refusals and node resul
     socket.close();
   }
 });
+
+test("back returns to the previous screen with its answer, over HTTP and over the socket; a blocked one is refused", async () => {
+  const first = await client.start("refund", order());
+  const id = first.workflowId;
+  assert.equal(first.backBlockedBy, "fetch_order");
+  const blocked = await client.back(id, { seq: 1 }).catch((e) => e);
+  assert.ok(blocked instanceof DriftError && blocked.status === 409, String(blocked));
+  assert.equal(blocked.code, "cannot_go_back");
+  assert.equal(blocked.details.node, "fetch_order");
+
+  const confirm = await client.resume(id, { selectedOptions: { reason: "damaged" } }, { seq: 1 });
+  assert.equal(confirm.canGoBack, true);
+  const back = await client.back(id, { seq: 2 });
+  assert.equal(back.seq, 3);
+  assert.equal(back.view.layoutId, "refund_reason");
+  assert.deepEqual(back.previousAnswer, { reason: "damaged" });
+
+  const socket = client.connect();
+  try {
+    await client.resume(id, { selectedOptions: { reason: "wrong_item" } }, { seq: 3 });
+    const again = await socket.back(id, { seq: 4 });
+    assert.equal(again.seq, 5);
+    assert.deepEqual(again.previousAnswer, { reason: "wrong_item" });
+    const refused = await socket.back(id, { seq: 5 }).catch((e) => e);
+    assert.ok(refused instanceof DriftError && refused.code === "cannot_go_back", String(refused));
+  } finally {
+    socket.close();
+  }
+});

@@ -203,6 +203,10 @@ pub struct InstructionNode {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub on_timeout: Option<String>,
+    /// Whether the user may go Back from this screen to the one before (default true);
+    /// `false` for a screen whose earlier answers must stand once it is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]

@@ -79,7 +79,8 @@ pub struct WorkflowState {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub can_go_back: bool,
     /// On a screen that cannot go back: the HTTP or CHILD node that ran since the previous
-    /// screen (it is not undone). Absent on the first screen.
+    /// screen (it is not undone), or the screen itself when its definition forbids Back
+    /// (`"back": false`). Absent on the first screen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub back_blocked_by: Option<String>,
     /// On a screen returned to with Back: the answer it had, to prefill.
@@ -123,19 +124,44 @@ pub enum Rejection {
     /// The answer does not fit the screen.
     #[error("the answer does not fit the screen")]
     InvalidAnswer { details: Vec<FieldError> },
-    /// Back from a screen with no earlier screen to return to (`first`), or with an HTTP or
-    /// CHILD node run since it.
-    #[error("{}", cannot_go_back_message(node, *first))]
-    CannotGoBack { node: String, first: bool },
+    /// Back that cannot apply: `node` is what stands in the way (see [`BackBlock`]).
+    #[error("{}", cannot_go_back_message(node, *why))]
+    CannotGoBack { node: String, why: BackBlock },
     /// execute-node named something that is not a runnable node of this workflow.
     #[error("{node:?} is not an HTTP or SCRIPT node of this workflow")]
     NotExecutable { node: String },
 }
 
-fn cannot_go_back_message(node: &str, first: bool) -> String {
-    match first {
-        true => format!("{node:?} is the first screen: there is no earlier screen to go back to"),
-        false => format!("{node:?} ran before this screen and is not undone: cannot go back across it"),
+/// Why Back cannot apply on a screen.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BackBlock {
+    /// The screen is the flow's first: nothing to return to.
+    First,
+    /// An HTTP or CHILD node ran since the previous screen.
+    Crossed,
+    /// The screen's definition says `"back": false`.
+    Forbidden,
+}
+
+impl BackBlock {
+    /// Why a screen's state says it cannot go back: `blocked_by` is its `backBlockedBy`.
+    pub fn of(screen: &str, blocked_by: Option<&str>) -> (String, Self) {
+        match blocked_by {
+            None => (screen.to_string(), Self::First),
+            Some(b) if b == screen => (screen.to_string(), Self::Forbidden),
+            Some(b) => (b.to_string(), Self::Crossed),
+        }
+    }
+}
+
+fn cannot_go_back_message(node: &str, why: BackBlock) -> String {
+    match why {
+        BackBlock::First => format!("{node:?} is the first screen: there is no earlier screen to go back to"),
+        BackBlock::Crossed => format!("{node:?} ran before this screen and is not undone: cannot go back across it"),
+        BackBlock::Forbidden => {
+            format!("screen {node:?} does not allow going back (its definition says \"back\": false)")
+        }
     }
 }
 

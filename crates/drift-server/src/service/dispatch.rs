@@ -5,7 +5,8 @@ use super::wait::Outcome;
 use super::{CommandRequest, Delivery, Follow, Mode, Service, ServiceError, StartRequest, require, riding_out};
 use crate::bus::{RedisKeys, Subscription};
 use crate::domain::{
-    Callback, Caller, Command, Rejection, RequestId, Scope, WorkflowId, WorkflowStart, WorkflowState, WorkflowStatus,
+    BackBlock, Callback, Caller, Command, Rejection, RequestId, Scope, WorkflowId, WorkflowStart, WorkflowState,
+    WorkflowStatus,
 };
 use crate::dsl::Definition;
 use crate::temporal::TemporalError;
@@ -91,13 +92,9 @@ fn checked_command(
         CommandRequest::Back { request_id, seq } => {
             Rejection::check_resume(latest.workflow_status, latest.seq, seq)?;
             if !latest.can_go_back {
-                let first = latest.back_blocked_by.is_none();
-                let node = latest
-                    .back_blocked_by
-                    .clone()
-                    .or(latest.node.clone())
-                    .unwrap_or_default();
-                return Err(Rejection::CannotGoBack { node, first }.into());
+                let screen = latest.node.as_deref().unwrap_or_default();
+                let (node, why) = BackBlock::of(screen, latest.back_blocked_by.as_deref());
+                return Err(Rejection::CannotGoBack { node, why }.into());
             }
             Command::Back {
                 request_id,

@@ -6,15 +6,15 @@ use super::activities::DriftActivities;
 use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
 use crate::bus::{Publication, Publisher};
 use crate::domain::{
-    Callback, Command, NodeOutcome, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowId, WorkflowStart,
-    WorkflowState, WorkflowStatus,
+    BackBlock, Callback, Command, NodeOutcome, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowId,
+    WorkflowStart, WorkflowState, WorkflowStatus,
 };
 use crate::dsl::Definition;
 use crate::engine::{Cursor, Effect, EndStatus, Machine, NodeError, Prepared, View, initial_context};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 use temporalio_common::{ActivityCloseTimeouts, RetryPolicy as TRetry};
 use temporalio_macros::{workflow, workflow_methods};
@@ -105,6 +105,8 @@ struct Run {
     back_blocked_by: Option<String>,
     /// The answer the next published screen had before (it was returned to with Back).
     prefill: Option<Value>,
+    /// The screens whose definition forbids Back from them (`"back": false`).
+    no_back: BTreeSet<String>,
 }
 
 /// Whether the history is as long as a run should get: time to continue as new.
@@ -152,6 +154,13 @@ impl Run {
             back: carry.back,
             back_blocked_by: carry.back_blocked_by,
             prefill: None,
+            no_back: start
+                .definition
+                .states
+                .iter()
+                .filter(|(_, e)| matches!(&e.node, Some(crate::dsl::Node::Instruction(i)) if i.back == Some(false)))
+                .map(|(name, _)| name.clone())
+                .collect(),
             start,
         };
         (run, carry.inbox, carry.taken)
@@ -377,6 +386,11 @@ async fn publish_state(
 ) {
     run.seq += 1;
     let path = std::mem::take(&mut run.cursor.trail);
+    // On a screen: whether Back can apply, or what stands in the way.
+    let block = match (status, &view) {
+        (WorkflowStatus::Waiting, Some(v)) => Some(run.back_block(&v.node)),
+        _ => None,
+    };
     let state = WorkflowState {
         view,
         disposition,
@@ -384,10 +398,10 @@ async fn publish_state(
         node: path.last().cloned(),
         path,
         request_id: run.answering.take().map(String::from),
-        can_go_back: status == WorkflowStatus::Waiting && !run.back.is_empty(),
-        back_blocked_by: match status == WorkflowStatus::Waiting && run.back.is_empty() {
-            true => run.back_blocked_by.clone(),
-            false => None,
+        can_go_back: block.as_ref().is_some_and(Option::is_none),
+        back_blocked_by: match block {
+            Some(Some((node, why))) if why != BackBlock::First => Some(node),
+            _ => None,
         },
         previous_answer: run.prefill.take(),
         ..WorkflowState::bare(run.start.workflow_id.as_str(), status, run.seq)
@@ -438,6 +452,17 @@ impl Run {
     fn past_no_return(&mut self, node: String) {
         self.back.clear();
         self.back_blocked_by = Some(node);
+    }
+
+    /// Why Back cannot apply on `screen` (what stands in the way), or `None` when it can.
+    fn back_block(&self, screen: &str) -> Option<(String, BackBlock)> {
+        if self.no_back.contains(screen) {
+            return Some((screen.to_string(), BackBlock::Forbidden));
+        }
+        match self.back.is_empty() {
+            true => Some(BackBlock::of(screen, self.back_blocked_by.as_deref())),
+            false => None,
+        }
     }
 
     /// The next effect: a screen or timer carried over from the previous run (still open and
@@ -540,16 +565,9 @@ async fn on_screen(
             }
             Command::Back { request_id, seq } => {
                 let checked = Rejection::check_resume(WorkflowStatus::Waiting, run.seq, seq).and_then(|()| {
-                    match (run.back.is_empty(), &run.back_blocked_by) {
-                        (false, _) => Ok(()),
-                        (true, Some(node)) => Err(Rejection::CannotGoBack {
-                            node: node.clone(),
-                            first: false,
-                        }),
-                        (true, None) => Err(Rejection::CannotGoBack {
-                            node: instance.clone(),
-                            first: true,
-                        }),
+                    match run.back_block(&instance) {
+                        None => Ok(()),
+                        Some((node, why)) => Err(Rejection::CannotGoBack { node, why }),
                     }
                 });
                 match checked {
