@@ -6,9 +6,9 @@ import { createApi } from "./api.js";
 import { definitionsTab } from "./definitions.js";
 import { $, el, TERMINAL } from "./dom.js";
 import { highlight, showGraph } from "./graph.js";
+import { sampleParams } from "./samples.js";
 import { clearFieldErrors, render, showRefusal } from "./screen.js";
 
-const DEFAULT_PARAMS = { refund: { orderId: "o-1001" }, bank_account: {}, monthly_report: { month: "2026-11" } };
 const WEBHOOKS = `${location.origin}/demo/webhooks`;
 
 /** `drift dev` hands the page its dev API key; elsewhere the page asks for one (kept for this tab). */
@@ -48,8 +48,9 @@ function onState(st, mode) {
   if (run.seq && st.seq <= run.seq) return; // already shown (deduplicated by seq)
   run.seq = st.seq;
   run.states.push(st);
-  timeline(st.seq, st.workflowStatus, mode, st.node ? `at ${st.node}` : "");
-  render(st, { answer, verify });
+  const back = st.previousAnswer ? " (back)" : "";
+  timeline(st.seq, st.workflowStatus, mode, st.node ? `at ${st.node}${back}` : "");
+  render(st, { answer, verify, back: goBack });
   run.lastNode = highlight($("graph"), st, run.lastNode);
 }
 
@@ -133,6 +134,21 @@ async function answer(selected) {
   }
 }
 
+/** Back to the previous screen: it comes as a new state, its earlier answer prefilled. */
+async function goBack() {
+  clearFieldErrors();
+  try {
+    if (run.mode === "ws") {
+      await live.back(run.id, { seq: run.seq });
+      return;
+    }
+    const r = await api.client.back(run.id, { seq: run.seq });
+    if (!r.accepted) onState(r, "http");
+  } catch (e) {
+    showError(e);
+  }
+}
+
 /** Runs the screen's disconnected check (e.g. an account number) and shows its answer. */
 async function verify(node, param, value, out) {
   out.textContent = "verifying…";
@@ -172,7 +188,7 @@ function showWorkflows(defs) {
 }
 
 function pickDefaults() {
-  $("params").value = JSON.stringify(DEFAULT_PARAMS[$("workflow").value] || {});
+  $("params").value = JSON.stringify(sampleParams($("workflow").value));
 }
 
 function showTab(which) {

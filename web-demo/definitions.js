@@ -3,6 +3,7 @@
 
 import { $, el } from "./dom.js";
 import { markErrors, showGraph } from "./graph.js";
+import { tryIt } from "./tryit.js";
 
 const NEW_DEFINITION = {
   id: "my_flow",
@@ -46,6 +47,16 @@ function jsonEditor(api) {
  */
 export function definitionsTab(api, { onWorkflows, onStart }) {
   let editing = null; // { id, isNew }
+  // The editor's text, parsed; loaded by then (Try it is reset when a definition is opened).
+  let editorBox = null;
+  const definition = () => {
+    if (!editorBox) throw new Error("Open a definition first.");
+    try {
+      return JSON.parse(editorBox.value);
+    } catch (e) {
+      throw new Error(`The definition is not JSON: ${e.message}`);
+    }
+  };
 
   function status(text) {
     $("def-status").textContent = text;
@@ -66,6 +77,7 @@ export function definitionsTab(api, { onWorkflows, onStart }) {
     );
     markErrors($("def-graph"), errors);
   }
+  const trial = tryIt(api, { definition, showErrors, graph: $("def-graph") });
 
   async function load(select) {
     const r = await api.call("GET", "/v3/definitions");
@@ -106,7 +118,9 @@ export function definitionsTab(api, { onWorkflows, onStart }) {
     if (!shown.ok) return showErrors(shown);
     const json = { ...shown.body };
     delete json.version;
-    (await jsonEditor(api)).value = JSON.stringify(json, null, 2);
+    editorBox = await jsonEditor(api);
+    editorBox.value = JSON.stringify(json, null, 2);
+    trial.reset(id);
     const list = (versions.ok && versions.body.versions) || [];
     $("def-activate-version").replaceChildren(
       ...list
@@ -125,7 +139,9 @@ export function definitionsTab(api, { onWorkflows, onStart }) {
     editing = { id: null, isNew: true };
     $("def-title").textContent = "(new)";
     $("def-meta").textContent = "Save creates its SNAPSHOT.";
-    (await jsonEditor(api)).value = JSON.stringify(NEW_DEFINITION, null, 2);
+    editorBox = await jsonEditor(api);
+    editorBox.value = JSON.stringify(NEW_DEFINITION, null, 2);
+    trial.reset(null);
     $("def-errors").replaceChildren();
     $("def-graph").replaceChildren();
     $("def-activate-version").replaceChildren();

@@ -17,6 +17,7 @@ const browser = Object.fromEntries(
     "clearInterval",
     "console",
     "structuredClone",
+    "Event",
   ].map((name) => [name, "readonly"]),
 );
 

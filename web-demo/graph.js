@@ -38,6 +38,11 @@ export function highlight(box, st, lastNode) {
   return st.node;
 }
 
+/** Unlights a graph: no path taken, no current node. */
+export function clearHighlight(box) {
+  box.querySelectorAll("g.visited, g.current").forEach((g) => g.classList.remove("visited", "current"));
+}
+
 /** Marks each node a definition's validation named, with its message beside it. */
 export function markErrors(box, errors) {
   const svg = box.querySelector("svg");

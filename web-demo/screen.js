@@ -1,5 +1,7 @@
 // Screens: each state's `view` rendered as a form (widgets by their `ui.*` tags), its answer
-// collected back as `selectedOptions`, and a refused answer's details shown on its widgets.
+// collected back as `selectedOptions` (an earlier answer prefilled after Back), and a refused
+// answer's details shown on its widgets. A screen renders into a box; `ns` keeps its element ids
+// apart from another box's (the Run tab's screen and the Definitions tab's Try it).
 
 import { $, el, TERMINAL } from "./dom.js";
 
@@ -30,13 +32,13 @@ function findVerifyNode(view) {
   return null;
 }
 
-function dropdown(w, id, label) {
+function dropdown(w, id, label, ns) {
   const pv = w.possibleValues || [];
   const sel = el("select", { id, name: w.id, "data-json": "1" });
   const options = () => {
     let list = pv;
     if (w.parentId && w.possibleDependentValues) {
-      const parent = document.getElementById(`w-${w.parentId}`);
+      const parent = document.getElementById(`${ns}w-${w.parentId}`);
       const key = parent ? JSON.parse(parent.value || "null") : null;
       list = w.possibleDependentValues[key] || [];
     }
@@ -47,16 +49,16 @@ function dropdown(w, id, label) {
   if (w.parentId) {
     // The parent is in the same form, added after this widget when it comes later.
     setTimeout(() => {
-      const p = document.getElementById(`w-${w.parentId}`);
+      const p = document.getElementById(`${ns}w-${w.parentId}`);
       if (p) p.addEventListener("change", options);
     });
   }
   return [el("label", { for: id }, label), sel];
 }
 
-function widget(w, verifyNode, onVerify) {
+function widget(w, verifyNode, onVerify, ns) {
   const t = tags(w);
-  const id = `w-${w.id}`;
+  const id = `${ns}w-${w.id}`;
   const wrap = el("div", { class: "widget", "data-widget": w.id });
   const label = w.description || w.id;
   const text = (w.instructions || []).map((i) => fill(i.templateId, i.templateVariables)).join(" ");
@@ -82,12 +84,12 @@ function widget(w, verifyNode, onVerify) {
     }
     wrap.append(group);
   } else if (t.includes("ui.dropdown")) {
-    wrap.append(...dropdown(w, id, label));
+    wrap.append(...dropdown(w, id, label, ns));
   } else if (t.includes("ui.date_picker")) {
     wrap.append(el("label", { for: id }, label), el("input", { id, name: w.id, type: "date" }));
   } else if (t.includes("ui.free_text")) {
     wrap.append(el("label", { for: id }, label), el("input", { id, name: w.id, type: "text", autocomplete: "off" }));
-    if (verifyNode) {
+    if (verifyNode && onVerify) {
       const out = el("div", { class: "result", "data-testid": "verify-result", role: "status", "aria-live": "polite" });
       const verify = () => onVerify(verifyNode, w.id, document.getElementById(id).value, out);
       wrap.append(el("button", { type: "button", class: "secondary", onclick: verify }, "Verify"), out);
@@ -99,8 +101,34 @@ function widget(w, verifyNode, onVerify) {
       el("input", { id, name: w.id, type: "text" }),
     );
   }
-  wrap.append(el("div", { class: "field-error", id: `err-${w.id}`, role: "alert" }));
+  wrap.append(el("div", { class: "field-error", id: `${ns}err-${w.id}`, role: "alert" }));
   return wrap;
+}
+
+/** Puts an earlier answer back into the form: inputs and dropdowns hold it, its button is marked. */
+function prefill(form, answer) {
+  for (const [widgetId, value] of Object.entries(answer || {})) {
+    const wrap = form.querySelector(`[data-widget="${CSS.escape(widgetId)}"]`);
+    if (!wrap) continue;
+    const input = wrap.querySelector("select, input");
+    if (input) {
+      input.value = input.dataset.json ? JSON.stringify(value) : String(value);
+      input.dispatchEvent(new Event("change"));
+    }
+    for (const b of wrap.querySelectorAll("button[type=submit]")) {
+      if (b.value === JSON.stringify(value)) {
+        b.classList.add("earlier");
+        b.title = "your earlier answer";
+      }
+    }
+  }
+}
+
+/** Why Back is not offered on a screen, from its `backBlockedBy`. */
+function noBack(st) {
+  if (!st.backBlockedBy) return null;
+  if (st.backBlockedBy === st.node) return "Back: this screen does not allow going back.";
+  return `Back: not from here — ${st.backBlockedBy} ran since the previous screen and is not undone.`;
 }
 
 function collect(form) {
@@ -114,11 +142,11 @@ function collect(form) {
 }
 
 /**
- * Shows a state: its end, a timer's wait, or its screen as a form.
- * `on`: `{ answer(selectedOptions), verify(node, param, value, out) }`.
+ * Shows a state in `box`: its end, a timer's wait, or its screen as a form.
+ * `on`: `{ answer(selectedOptions), verify?(node, param, value, out), back?() }`; a Back button
+ * where the state says `canGoBack`.
  */
-export function render(st, on) {
-  const box = $("screen");
+export function render(st, on, box = $("screen"), ns = "") {
   box.replaceChildren();
   if (TERMINAL.includes(st.workflowStatus)) {
     const msg = st.errorMessage || (st.disposition && st.disposition.message) || st.workflowStatus;
@@ -136,10 +164,10 @@ export function render(st, on) {
     box.append(el("p", { class: "muted" }, `Status ${st.workflowStatus}`));
     return;
   }
-  const form = el("form", { id: "answer", "data-layout": st.view.layoutId });
+  const form = el("form", { id: `${ns}answer`, class: "answer", "data-layout": st.view.layoutId });
   form.append(el("h3", {}, st.view.layoutId.replace(/_/g, " ")));
   const verifyNode = findVerifyNode(st.view);
-  for (const w of st.view.inputOptions) form.append(widget(w, verifyNode, on.verify));
+  for (const w of st.view.inputOptions) form.append(widget(w, verifyNode, on.verify, ns));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     on.answer(collect(form));
@@ -147,21 +175,30 @@ export function render(st, on) {
   if (!st.view.inputOptions.some((w) => tags(w).includes("ui.button"))) {
     form.append(el("button", { type: "submit" }, "Continue"));
   }
+  if (st.canGoBack && on.back) {
+    form.append(
+      el("button", { type: "button", class: "secondary", "data-testid": "back", onclick: on.back }, "← Back"),
+    );
+  } else if (noBack(st)) {
+    form.append(el("p", { class: "muted", "data-testid": "no-back" }, noBack(st)));
+  }
   box.append(form);
+  // After the dropdowns' dependent lists are wired (they wait a tick for their parent).
+  if (st.previousAnswer) setTimeout(() => prefill(form, st.previousAnswer));
   const first = form.querySelector("select, input, button");
   if (first) first.focus();
 }
 
-export function clearFieldErrors() {
-  for (const e of document.querySelectorAll(".field-error")) e.textContent = "";
+export function clearFieldErrors(box = $("screen")) {
+  for (const e of box.querySelectorAll(".field-error")) e.textContent = "";
 }
 
 /** A refused answer: each widget's message beside it, or the message above the screen. */
-export function showRefusal(m) {
-  const details = m.details || [];
+export function showRefusal(m, box = $("screen"), ns = "") {
+  const details = Array.isArray(m.details) ? m.details : [];
   for (const d of details) {
-    const e = $(`err-${d.widgetId}`);
+    const e = $(`${ns}err-${d.widgetId}`);
     if (e) e.textContent = d.message === "required" ? "This field is required." : d.message;
   }
-  if (!details.length) $("screen").prepend(el("p", { class: "field-error", role: "alert" }, m.message || "error"));
+  if (!details.length) box.prepend(el("p", { class: "field-error", role: "alert" }, m.message || "error"));
 }

@@ -217,6 +217,93 @@ test("the definitions tab shows a validation error next to its node, then publis
   await page.close();
 });
 
+test("Back on refund's confirm screen returns to the reason with its answer, and forward goes on", async () => {
+  const page = await open();
+  await page.selectOption("#workflow", "refund");
+  await page.selectOption("#mode", "ws");
+  await page.click("#start");
+  const reason = page.locator('form[data-layout="refund_reason"]');
+  await reason.waitFor();
+  // The order was fetched before this screen: no Back, and the page says why.
+  assert.equal(await page.getByTestId("back").count(), 0);
+  assert.match(await page.getByTestId("no-back").textContent(), /fetch_order ran since the previous screen/);
+  await page.selectOption("#w-reason", { label: "Arrived damaged" });
+  await reason.locator("button[type=submit]").click();
+  await page.locator('form[data-layout="refund_confirm"]').waitFor();
+  await page.screenshot({ path: SHOTS + "back-1-confirm.png", fullPage: true });
+
+  await page.getByTestId("back").click();
+  await reason.waitFor();
+  // The earlier answer is back in its widget, and the timeline shows the new state (seq 3).
+  await page.waitForFunction(() => document.getElementById("w-reason").value === '"damaged"');
+  await page.locator("#timeline li", { hasText: "#3 WAITING" }).filter({ hasText: "(back)" }).waitFor();
+  await page.locator('#graph g.node.current[data-node="refund_reason"]').waitFor();
+  await page.screenshot({ path: SHOTS + "back-2-reason-again.png", fullPage: true });
+
+  await page.selectOption("#w-reason", { label: "Wrong item" });
+  await reason.locator("button[type=submit]").click();
+  const confirm = page.locator('form[data-layout="refund_confirm"]');
+  await confirm.waitFor();
+  assert.match(await confirm.textContent(), /wrong_item/);
+  await page.locator("#timeline li", { hasText: "#4 WAITING" }).waitFor();
+  await page.getByRole("button", { name: "Confirm refund" }).click();
+  await page.getByTestId("complete").waitFor();
+  await page.close();
+});
+
+test("Try it simulates refund on typed answers and stubbed responses and lights the path on the graph", async () => {
+  const page = await open();
+  await page.click("#tab-defs");
+  await page.locator('#def-list button[data-def="refund"]').click();
+  await page.locator('#def-graph g.node[data-node="confirm"]').waitFor();
+  // The examples' sample responses are filled in; run to the first screen.
+  assert.match(await page.inputValue("#try-responses"), /fetch_order/);
+  await page.click("#try-run");
+  const reason = page.locator('#try-screen form[data-layout="refund_reason"]');
+  await reason.waitFor();
+  assert.match(await page.textContent("#try-end"), /Waiting at screen refund_reason/);
+  await page.locator('#def-graph g.node.visited[data-node="check_amount"]').waitFor();
+  await page.locator('#def-graph g.node.current[data-node="refund_reason"]').waitFor();
+
+  // An answer the screen refuses is shown on its widget, the same 422 a real run gives, and not kept.
+  await reason.locator("button[type=submit]").click();
+  await page.locator("#try-err-reason").getByText("required").waitFor();
+  assert.equal(await page.locator("#try-answers li").count(), 0);
+
+  await page.selectOption("#try-w-reason", { label: "Arrived damaged" });
+  await reason.locator("button[type=submit]").click();
+  const confirm = page.locator('#try-screen form[data-layout="refund_confirm"]');
+  await confirm.waitFor();
+  await confirm.getByRole("button", { name: "Confirm refund" }).click();
+  await page.locator('#try-end[data-status="COMPLETED"]').waitFor();
+  assert.match(await page.textContent("#try-end"), /Refund issued/);
+  assert.deepEqual(
+    await page.locator("#try-path li").evaluateAll((l) => l.map((e) => e.dataset.step)),
+    ["fetch_order", "check_amount", "refund_reason", "confirm", "decide", "issue_refund", "refunded"],
+  );
+  assert.equal(await page.locator("#try-answers li").count(), 2);
+  await page.locator('#def-graph g.edge.visited[data-from="decide"][data-to="issue_refund"]').waitFor();
+  await page.locator('#def-graph g.node.current[data-node="refunded"]').waitFor();
+  await page.screenshot({ path: SHOTS + "tryit-1-refunded.png", fullPage: true });
+
+  // A bigger order (an edited stub) takes the other branch: the given answers no longer fit.
+  await page.evaluate(() => {
+    const box = document.getElementById("try-responses");
+    const r = JSON.parse(box.value);
+    r.fetch_order.body.amount = 900;
+    box.value = JSON.stringify(r);
+  });
+  await page.click("#try-run");
+  await page.locator('#try-end[data-status="STOPPED"]').waitFor();
+  assert.match(await page.textContent("#try-end"), /manual_review/);
+  await page.click("#try-clear");
+  await page.locator('#try-screen form[data-layout="manual_review"]').waitFor();
+  await page.locator('#def-graph g.node.current[data-node="manual_review"]').waitFor();
+  assert.equal(await page.locator('#def-graph g.node.visited[data-node="issue_refund"]').count(), 0);
+  await page.screenshot({ path: SHOTS + "tryit-2-manual-review.png", fullPage: true });
+  await page.close();
+});
+
 test("the API reference page renders the gateway's OpenAPI document from assets inside the binary", async () => {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const elsewhere = [];

@@ -181,6 +181,7 @@ async fn another_tenants_credential_finds_nothing_and_a_disagreeing_tenant_heade
             None,
         ),
         ("deliveries", Method::GET, format!("/v3/workflow/{id}/deliveries"), None),
+        ("back", Method::POST, format!("/v3/workflow/{id}/back"), Some(json!({}))),
     ] {
         let r = raw(&app, method, &path, body, &h).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{what}: {r:?}");
@@ -194,6 +195,9 @@ async fn another_tenants_credential_finds_nothing_and_a_disagreeing_tenant_heade
     ws.send(json!({"type": "resume", "requestId": "r", "workflowId": id, "viewResponse": {"selectedOptions": {}}}))
         .await;
     assert_eq!(ws.next_of("error", T).await["status"], 404, "WS resume");
+    ws.send(json!({"type": "back", "requestId": "b", "workflowId": id}))
+        .await;
+    assert_eq!(ws.next_of("error", T).await["status"], 404, "WS back");
 
     let mine = bearer(&app.token("tests"));
     for (header, value) in [("X_TENANT_ID", "other-tenant"), ("X_CLIENT_ID", "someone-else")] {
@@ -253,6 +257,7 @@ async fn a_read_only_credential_and_a_stream_token_cannot_drive_a_workflow() {
                 format!("/v3/workflow/terminate/{id}"),
                 None,
             ),
+            ("back", Method::POST, format!("/v3/workflow/{id}/back"), Some(json!({}))),
             (
                 "start",
                 Method::POST,

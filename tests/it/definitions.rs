@@ -774,3 +774,45 @@ async fn definition_tests_pass_for_the_examples_and_a_changed_branch_rule_fails_
         "refund is as it was: {r:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_needs_a_credential_that_reads_and_runs_as_the_callers_own_tenant() {
+    let app = spawn_app().await;
+    let stream = app.start("quick_screen", json!({"n": 1})).await.body["streamToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let simulate = |auth: Option<String>| {
+        let mut req = app
+            .http
+            .post(format!("{}/v3/definitions/refund/simulate", app.base))
+            .json(&refund_scenario());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        send(req)
+    };
+    let r = simulate(None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "no credential: {r:?}");
+    let r = simulate(Some(bearer(&stream))).await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a stream token reads one workflow only: {r:?}"
+    );
+    let starter = jwt(&app.tenant, "tests", "workflows:start workflows:drive", 600);
+    let r = simulate(Some(bearer(&starter))).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "no workflows:read: {r:?}");
+    // Another tenant's reader simulates (definitions are shared), as itself: its own thread
+    // context, and nothing of this tenant's.
+    let other = jwt("other-tenant", "someone", "workflows:read", 600);
+    let r = simulate(Some(bearer(&other))).await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    let tc = &r.body["finalState"]["context"]["threadContext"];
+    assert_eq!(
+        (tc["tenant"].as_str(), tc["client"].as_str()),
+        (Some("other-tenant"), Some("someone")),
+        "{r:?}"
+    );
+    assert!(!r.body.to_string().contains(&app.tenant), "{r:?}");
+}

@@ -20,6 +20,8 @@ const MODULES: &[(&str, &str)] = &[
     ("graph.js", include_str!("../../../../web-demo/graph.js")),
     ("definitions.js", include_str!("../../../../web-demo/definitions.js")),
     ("dom.js", include_str!("../../../../web-demo/dom.js")),
+    ("tryit.js", include_str!("../../../../web-demo/tryit.js")),
+    ("samples.js", include_str!("../../../../web-demo/samples.js")),
     // Built by web-demo/editor (esbuild): the TypeScript client the page calls with, and
     // CodeMirror with the JSON Schema support, which the Definitions tab loads when first used.
     (

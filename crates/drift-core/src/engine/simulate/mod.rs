@@ -223,20 +223,13 @@ pub fn simulate(
 ) -> Report {
     let deadline = Instant::now() + limits.time;
     let now = scenario.now.unwrap_or_else(chrono::Utc::now);
-    let mut sim = Sim {
-        machine: Machine::new(def),
+    let world = World {
         children,
+        responses: &scenario.responses,
         limits,
         deadline,
-        now,
-        depth: 0,
-        answers: &scenario.answers,
-        next_answer: 0,
-        responses: &scenario.responses,
-        calls: BTreeMap::new(),
-        steps: 0,
-        report: Report::empty(),
     };
+    let mut sim = Sim::new(def, world, now, 0, &scenario.answers);
     let cursor = Cursor::new(
         initial_context(def, scenario.params.clone(), scenario.thread_context.clone()),
         def.start_node.clone(),
@@ -268,16 +261,22 @@ impl Report {
     }
 }
 
-struct Sim<'a> {
-    machine: Machine<'a>,
+/// What a simulation and the children it runs share: their definitions, the stubs and the bounds.
+#[derive(Clone, Copy)]
+struct World<'a> {
     children: &'a BTreeMap<String, Definition>,
+    responses: &'a BTreeMap<String, Stub>,
     limits: Limits,
     deadline: Instant,
+}
+
+struct Sim<'a> {
+    machine: Machine<'a>,
+    world: World<'a>,
     now: chrono::DateTime<chrono::Utc>,
     depth: usize,
     answers: &'a [Answer],
     next_answer: usize,
-    responses: &'a BTreeMap<String, Stub>,
     /// Calls made so far per HTTP node (a list of stubs is used in turn).
     calls: BTreeMap<String, usize>,
     steps: usize,
@@ -292,7 +291,27 @@ enum Next {
     End(EndStatus, Option<Value>, Option<String>),
 }
 
-impl Sim<'_> {
+impl<'a> Sim<'a> {
+    fn new(
+        def: &'a Definition,
+        world: World<'a>,
+        now: chrono::DateTime<chrono::Utc>,
+        depth: usize,
+        answers: &'a [Answer],
+    ) -> Self {
+        Sim {
+            machine: Machine::new(def),
+            world,
+            now,
+            depth,
+            answers,
+            next_answer: 0,
+            calls: BTreeMap::new(),
+            steps: 0,
+            report: Report::empty(),
+        }
+    }
+
     fn node_type(&self, node: &str) -> String {
         self.machine
             .definition()
@@ -320,15 +339,15 @@ impl Sim<'_> {
         let mut effects = 0usize;
         let next = loop {
             effects += 1;
-            if effects > self.limits.max_effects {
+            if effects > self.world.limits.max_effects {
                 break Next::Stop(self.stop(
                     "limit",
                     &cur.node,
-                    format!("more than {} effects", self.limits.max_effects),
+                    format!("more than {} effects", self.world.limits.max_effects),
                 ));
             }
-            if Instant::now() >= self.deadline {
-                break Next::Stop(self.stop("time", &cur.node, format!("longer than {:?}", self.limits.time)));
+            if Instant::now() >= self.world.deadline {
+                break Next::Stop(self.stop("time", &cur.node, format!("longer than {:?}", self.world.limits.time)));
             }
             let effect = self.advance(&mut cur);
             if let Some(stopped) = self.report.stopped.take() {
@@ -438,7 +457,7 @@ impl Sim<'_> {
     /// The machine's `next_effect`, listing the pure nodes it passes and stopping at the
     /// bounds.
     fn advance(&mut self, cur: &mut Cursor) -> Effect {
-        let (max_steps, deadline) = (self.limits.max_steps, self.deadline);
+        let (max_steps, deadline) = (self.world.limits.max_steps, self.world.deadline);
         let mut passed: Vec<Step> = vec![];
         let mut steps = self.steps;
         let mut stopped = None;
@@ -489,7 +508,7 @@ impl Sim<'_> {
     }
 
     fn http(&mut self, cur: &mut Cursor, instance: &str, retry: &crate::dsl::RetryPolicy) -> Next {
-        let Some(stub) = self.responses.get(instance) else {
+        let Some(stub) = self.world.responses.get(instance) else {
             return Next::Stop(self.stop(
                 "no_response",
                 instance,
@@ -585,13 +604,13 @@ impl Sim<'_> {
 
     fn child(&mut self, cur: &mut Cursor, instance: &str, workflow: &str, params: Value) -> Next {
         // A stubbed child: its response body is what starting it gave.
-        if let Some(stub) = self.responses.get(instance) {
+        if let Some(stub) = self.world.responses.get(instance) {
             let out = stub.nth(0).map(|r| r.body.clone()).unwrap_or(Value::Null);
             self.step(instance, Some(out.clone()), None);
             self.machine.effect_done(cur, instance, out);
             return Next::Go;
         }
-        let Some(def) = self.children.get(workflow) else {
+        let Some(def) = self.world.children.get(workflow) else {
             return Next::Stop(self.stop(
                 "no_child_definition",
                 instance,
@@ -601,20 +620,7 @@ impl Sim<'_> {
         let child_id = format!("sim-{instance}-{}", self.report.path.len());
         if self.depth < MAX_CHILD_DEPTH {
             // The child runs on its own (the parent does not wait for it), with no answers.
-            let mut child = Sim {
-                machine: Machine::new(def),
-                children: self.children,
-                limits: self.limits,
-                deadline: self.deadline,
-                now: self.now,
-                depth: self.depth + 1,
-                answers: &[],
-                next_answer: 0,
-                responses: self.responses,
-                calls: BTreeMap::new(),
-                steps: 0,
-                report: Report::empty(),
-            };
+            let mut child = Sim::new(def, self.world, self.now, self.depth + 1, &[]);
             let ctx = initial_context(def, params, cur.ctx.get("threadContext").cloned().unwrap_or_default());
             child.run(Cursor::new(ctx, def.start_node.clone()));
             self.report.children.insert(instance.to_string(), child.report);
