@@ -553,3 +553,55 @@ async fn a_receiver_down_for_two_minutes_gets_every_state_once_in_order_when_it_
     assert!(rx.hits().iter().all(|h| h.verified));
     eprintln!("faults: receiver down 120 s ({refused} connections dropped), then up: delivered {delivered:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_back_in_an_async_run_reaches_its_webhook_and_an_sse_follower_as_the_next_state() {
+    let app = spawn_app().await;
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let (r, _) = start_async(&app, "refund", json!({"orderId": "o-back"}), &url).await;
+    assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{r:?}");
+    let id = id_of(&r);
+    let mut sse = SseClient::connect(
+        &app.events_url(&id, ""),
+        &[("authorization", &bearer(&app.token("tests")))],
+    )
+    .await
+    .unwrap();
+    rx.wait_delivered(1, Duration::from_secs(20)).await;
+    let answer =
+        json!({"viewResponse": {"selectedOptions": {"reason": "damaged"}}, "mode": "async", "callbackUrl": url});
+    let r = app
+        .call(Method::PUT, &format!("/v3/workflow/resume/{id}"), Some(answer), &[])
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{r:?}");
+    rx.wait_delivered(2, Duration::from_secs(20)).await;
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v3/workflow/{id}/back"),
+            Some(json!({"seq": 2})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.body["seq"], 3, "{r:?}");
+    let d = rx.wait_delivered(3, Duration::from_secs(20)).await;
+    assert_eq!(
+        d,
+        vec![(1, "WAITING".into()), (2, "WAITING".into()), (3, "WAITING".into())],
+        "the Back state delivered as the next"
+    );
+    assert!(rx.hits().iter().all(|h| h.verified));
+    let mut seen = vec![];
+    while seen.last() != Some(&3) {
+        let ev = sse.next(Duration::from_secs(10)).await.expect("the stream goes on");
+        if ev.event == "state" {
+            if ev.data["seq"] == 3 {
+                assert_eq!(ev.data["node"], "refund_reason", "{:?}", ev.data);
+                assert_eq!(ev.data["previousAnswer"], json!({"reason": "damaged"}));
+            }
+            seen.push(ev.data["seq"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(seen, vec![1, 2, 3], "each state once, in order, over SSE");
+}
