@@ -7,6 +7,7 @@ mod fanout;
 pub mod floor;
 mod load;
 mod report;
+mod simulate;
 mod waiters;
 
 use anyhow::{Context, bail};
@@ -219,6 +220,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 report::load(dir, &r)?;
             }
         }
+        Some(BenchCmd::Simulate) => simulate::run(&client, a.rounds.max(4), a.warmup).await?,
         Some(BenchCmd::Waiters {
             waiters,
             delay_ms,
@@ -385,7 +387,7 @@ async fn gateway_cpu(
 }
 
 /// A bare `GET /healthz` (no credential: the baseline of an HTTP round trip).
-async fn healthz(client: &drift_server::client::Client) -> anyhow::Result<()> {
+pub(crate) async fn healthz(client: &drift_server::client::Client) -> anyhow::Result<()> {
     client
         .http
         .get(format!("{}/healthz", client.base))

@@ -246,6 +246,11 @@ fn parse_connect(s: &str) -> Result<Connect, String> {
 /// Benchmarks other than the sync round trips.
 #[derive(Subcommand, Debug, Clone)]
 pub enum BenchCmd {
+    /// Simulation: refund simulated to its end (`POST /v3/definitions/refund/simulate`, the
+    /// examples' answers and stubbed responses) against the same flow run for real (start and
+    /// two answers through Temporal), and a looping flow failed at its step bound; `--rounds`
+    /// each (the real runs: a quarter of them).
+    Simulate,
     /// Live fan-out: N subscribers (SSE and WebSocket) over C workflows, states published at a
     /// fixed cadence through Drift's publish path; delivery, latency and memory per connection.
     Fanout {
