@@ -879,3 +879,46 @@ async fn a_screen_whose_definition_says_back_false_refuses_back_and_can_still_be
     let r = app.resume(&id, json!({"ok": "ok"})).await;
     assert_eq!(r.body["disposition"]["picked"], "b", "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_still_returns_to_the_previous_screen_after_the_run_continued_as_new() {
+    let app = spawn_app().await;
+    let r = app.start("no_back", json!({})).await;
+    let id = id_of(&r);
+    app.resume(&id, json!({"pick": "a"})).await;
+    let r = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(
+        (r.body["node"].clone(), r.body["seq"].clone()),
+        (json!("finish"), json!(3)),
+        "{r:?}"
+    );
+    // Node runs on this screen grow the history past the harness's limit (100 events): the run
+    // continues as new while it waits here, carrying the screens Back may return to.
+    for n in 0..40 {
+        let x = app.execute(&id, "note", json!({"n": n})).await;
+        assert_eq!(x.body["response"]["noted"], n, "{x:?}");
+    }
+    let d = temporal_cli(&["workflow", "describe", "--workflow-id", &format!("{}/{id}", app.tenant)]);
+    assert_ne!(
+        d["workflowExecutionInfo"]["firstRunId"], d["workflowExecutionInfo"]["execution"]["runId"],
+        "it continued as new on the screen"
+    );
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v3/workflow/{id}/back"),
+            Some(json!({"seq": 3})),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (r.body["node"].clone(), r.body["seq"].clone()),
+        (json!("receipt"), json!(4)),
+        "{r:?}"
+    );
+    assert_eq!(r.body["previousAnswer"], json!({"ok": "ok"}));
+    app.resume(&id, json!({"ok": "ok"})).await;
+    let r = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(r.body["disposition"]["picked"], "a", "{r:?}");
+}
