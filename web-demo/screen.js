@@ -105,16 +105,23 @@ function widget(w, verifyNode, onVerify, ns) {
   return wrap;
 }
 
-/** Puts an earlier answer back into the form: inputs and dropdowns hold it, its button is marked. */
+/**
+ * Puts an earlier answer back into the form: inputs and dropdowns hold it, its button is marked.
+ * Set twice: a parent dropdown's change refills its dependents' options, which the second pass
+ * then selects in.
+ */
 function prefill(form, answer) {
+  for (const pass of [1, 2]) {
+    for (const [widgetId, value] of Object.entries(answer || {})) {
+      const input = form.querySelector(`[data-widget="${CSS.escape(widgetId)}"] :is(select, input)`);
+      if (!input) continue;
+      input.value = input.dataset.json ? JSON.stringify(value) : String(value);
+      if (pass === 1) input.dispatchEvent(new Event("change"));
+    }
+  }
   for (const [widgetId, value] of Object.entries(answer || {})) {
     const wrap = form.querySelector(`[data-widget="${CSS.escape(widgetId)}"]`);
     if (!wrap) continue;
-    const input = wrap.querySelector("select, input");
-    if (input) {
-      input.value = input.dataset.json ? JSON.stringify(value) : String(value);
-      input.dispatchEvent(new Event("change"));
-    }
     for (const b of wrap.querySelectorAll("button[type=submit]")) {
       if (b.value === JSON.stringify(value)) {
         b.classList.add("earlier");

@@ -251,6 +251,51 @@ test("Back on refund's confirm screen returns to the reason with its answer, and
   await page.close();
 });
 
+test("Back prefills a dependent dropdown: the parent's choice refills it and the earlier value is selected again", async () => {
+  const page = await open();
+  const id = `dep_${Date.now().toString(36)}`;
+  const status = await page.evaluate(async (id) => {
+    const call = (method, path, body) =>
+      fetch(path, {
+        method,
+        headers: { "content-type": "application/json", authorization: `Bearer ${window.DRIFT_DEMO.apiKey}` },
+        body: body && JSON.stringify(body),
+      }).then((r) => r.status);
+    const choose = { id: "country", tags: { values: ["ui.dropdown"] },
+      possibleValues: [{ displayValue: "France", value: "fr" }, { displayValue: "Japan", value: "jp" }] };
+    const city = { id: "city", parentId: "country", tags: { values: ["ui.dropdown"] },
+      possibleDependentValues: { fr: [{ displayValue: "Paris", value: "paris" }], jp: [{ displayValue: "Tokyo", value: "tokyo" }] } };
+    const ok = { id: "ok", tags: { values: ["ui.button"] }, possibleValues: [{ displayValue: "OK", value: "ok" }] };
+    const def = { id, startNode: "where", states: {
+      where: { node: { type: "INSTRUCTION", layoutId: "where", inputOptions: [city, choose] }, nextNode: "sure" },
+      sure: { node: { type: "INSTRUCTION", layoutId: "sure", inputOptions: [ok] }, nextNode: "done" },
+      done: { node: { type: "SUCCESS", disposition: { message: "Done" } } } } };
+    return [
+      await call("POST", "/v3/definitions", def),
+      await call("POST", `/v3/definitions/${id}/publish`),
+      await call("POST", `/v3/definitions/${id}/activate`, { version: 1 }),
+    ];
+  }, id);
+  assert.deepEqual(status, [201, 200, 200]);
+  await page.reload();
+  await page.getByText("live: connected").waitFor();
+  await page.selectOption("#workflow", id);
+  await page.click("#start");
+  const where = page.locator('form[data-layout="where"]');
+  await where.waitFor();
+  await page.selectOption("#w-country", { label: "Japan" });
+  await page.selectOption("#w-city", { label: "Tokyo" });
+  await where.locator("button[type=submit]").click();
+  await page.locator('form[data-layout="sure"]').waitFor();
+  await page.getByTestId("back").click();
+  await where.waitFor();
+  await page.waitForFunction(() => document.getElementById("w-city").value === '"tokyo"');
+  assert.equal(await page.inputValue("#w-country"), '"jp"');
+  await where.locator("button[type=submit]").click();
+  await page.locator('form[data-layout="sure"]').waitFor();
+  await page.close();
+});
+
 test("Try it simulates refund on typed answers and stubbed responses and lights the path on the graph", async () => {
   const page = await open();
   await page.click("#tab-defs");
