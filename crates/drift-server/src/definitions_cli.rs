@@ -4,11 +4,13 @@
 
 use crate::client::Client;
 use crate::config::{DefinitionsArgs, DefinitionsCmd};
+use crate::dsl::Definition;
 use crate::engine::simulate::cases::{Case, TestFile, check};
 use crate::engine::simulate::{Limits, Report, simulate};
 use anyhow::{Context, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A folder's definitions as written, each with the file it came from.
@@ -17,14 +19,22 @@ struct Folder {
     nodes: Vec<(PathBuf, Value)>,
 }
 
-fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The files of `dir` that `keep` takes, in name order.
+fn files(dir: &Path, keep: impl Fn(&Path) -> bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "json") && !crate::dsl::is_test_file(p))
+        .filter(|p| p.is_file() && keep(p))
         .collect();
     files.sort();
     Ok(files)
+}
+
+/// A folder's definition files (its tests aside).
+fn json_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    files(dir, |p| {
+        p.extension().is_some_and(|e| e == "json") && !crate::dsl::is_test_file(p)
+    })
 }
 
 fn read(path: &Path) -> anyhow::Result<Value> {
@@ -231,13 +241,7 @@ struct TestSet {
 }
 
 fn test_sets(dir: &Path) -> anyhow::Result<Vec<TestSet>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && crate::dsl::is_test_file(p))
-        .collect();
-    files.sort();
-    files
+    files(dir, crate::dsl::is_test_file)?
         .into_iter()
         .map(|file| {
             let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -263,26 +267,40 @@ enum Simulator<'a> {
     Remote(&'a Client, &'a Folder),
 }
 
-impl Simulator<'_> {
-    async fn report(&self, id: &str, case: &Case) -> anyhow::Result<Report> {
+/// One definition, ready for its cases.
+enum Target<'a> {
+    /// Compiled, with the children its CHILD nodes start.
+    Local(Definition, BTreeMap<String, Definition>),
+    /// As written in the folder, sent to the gateway with each case.
+    Remote(&'a Client, &'a Value),
+}
+
+impl<'a> Simulator<'a> {
+    /// The folder's definition `id`, found (and compiled) once for all its cases.
+    fn target(&self, id: &str) -> anyhow::Result<Target<'a>> {
+        let missing = || format!("no definition {id:?} in the folder");
         match self {
             Simulator::Local(reg) => {
-                let def = reg
-                    .workflow(id, None)
-                    .with_context(|| format!("no definition {id:?} in the folder"))?;
+                let def = reg.workflow(id, None).with_context(missing)?;
                 let def = reg.compile(def).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
                 let children = reg.children_of(&def).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
-                Ok(simulate(&def, &children, &case.scenario(), Limits::default()))
+                Ok(Target::Local(def, children))
             }
             Simulator::Remote(c, folder) => {
-                let def = folder
-                    .workflows
-                    .iter()
-                    .map(|(_, v)| v)
-                    .find(|v| id_of(v) == id)
-                    .with_context(|| format!("no definition {id:?} in the folder"))?;
+                let def = folder.workflows.iter().map(|(_, v)| v).find(|v| id_of(v) == id);
+                Ok(Target::Remote(c, def.with_context(missing)?))
+            }
+        }
+    }
+}
+
+impl Target<'_> {
+    async fn report(&self, id: &str, case: &Case) -> anyhow::Result<Report> {
+        match self {
+            Target::Local(def, children) => Ok(simulate(def, children, &case.scenario(), Limits::default())),
+            Target::Remote(c, def) => {
                 let mut body = serde_json::to_value(case.scenario())?;
-                body["definition"] = def.clone();
+                body["definition"] = (*def).clone();
                 let (status, r) = c
                     .call(Method::POST, &format!("/v3/definitions/{id}/simulate"), Some(&body))
                     .await?;
@@ -295,12 +313,14 @@ impl Simulator<'_> {
     }
 }
 
-/// Runs every case of the folder's test files; prints each; the number that failed.
-async fn run_tests(dir: &Path, sets: &[TestSet], sim: &Simulator<'_>) -> anyhow::Result<usize> {
+/// Runs every case of the folder's test files and prints each; an error (after `what`)
+/// naming how many failed.
+async fn run_tests(dir: &Path, sets: &[TestSet], sim: &Simulator<'_>, what: &str) -> anyhow::Result<()> {
     let (mut passed, mut failed) = (0, 0);
-    for set in sets {
+    for set in sets.iter().filter(|s| !s.tests.cases.is_empty()) {
+        let target = sim.target(&set.id)?;
         for case in &set.tests.cases {
-            let report = sim.report(&set.id, case).await?;
+            let report = target.report(&set.id, case).await?;
             let failures = check(&report, &case.expect);
             if failures.is_empty() {
                 passed += 1;
@@ -319,24 +339,23 @@ async fn run_tests(dir: &Path, sets: &[TestSet], sim: &Simulator<'_>) -> anyhow:
     } else {
         println!("{passed} passed, {failed} failed");
     }
-    Ok(failed)
-}
-
-/// Runs the folder's tests here; an error naming how many failed.
-async fn tests_pass(dir: &Path, what: &str) -> anyhow::Result<()> {
-    let sets = test_sets(dir)?;
-    if sets.is_empty() {
-        println!("no definition tests in {} (*.test.json)", dir.display());
-        return Ok(());
-    }
-    let reg = crate::dsl::Registry::load_dirs(&[dir.to_path_buf()])?;
-    match run_tests(dir, &sets, &Simulator::Local(reg)).await? {
+    match failed {
         0 => Ok(()),
         n => bail!(
             "{what}{n} definition test case(s) in {} failed (listed above)",
             dir.display()
         ),
     }
+}
+
+/// Runs the folder's tests here (its definitions are loaded only when it has tests).
+async fn tests_pass(dir: &Path, what: &str) -> anyhow::Result<()> {
+    let sets = test_sets(dir)?;
+    let reg = match sets.is_empty() {
+        true => crate::dsl::Registry::default(),
+        false => crate::dsl::Registry::load_dirs(&[dir.to_path_buf()])?,
+    };
+    run_tests(dir, &sets, &Simulator::Local(reg), what).await
 }
 
 pub async fn run(a: DefinitionsArgs) -> anyhow::Result<()> {
@@ -381,10 +400,7 @@ pub async fn run(a: DefinitionsArgs) -> anyhow::Result<()> {
         DefinitionsCmd::Test { dir, remote: false, .. } => tests_pass(&dir, "").await,
         DefinitionsCmd::Test { dir, gateway, .. } => {
             let (c, f) = (Client::new(&gateway)?, load(&dir)?);
-            match run_tests(&dir, &test_sets(&dir)?, &Simulator::Remote(&c, &f)).await? {
-                0 => Ok(()),
-                n => bail!("{n} definition test case(s) in {} failed (listed above)", dir.display()),
-            }
+            run_tests(&dir, &test_sets(&dir)?, &Simulator::Remote(&c, &f), "").await
         }
         DefinitionsCmd::Pull { dir, version, gateway } => pull(&Client::new(&gateway)?, &dir, &version).await,
     }
