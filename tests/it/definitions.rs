@@ -548,19 +548,15 @@ async fn definitions_push_pull_and_validate_a_folder_against_a_running_gateway()
     assert!(pulled.join("refund.json").is_file(), "the examples are there too");
 }
 
-/// The examples' scripted refund: both screens answered, both HTTP calls stubbed.
+/// The examples' scripted refund (the first case of `examples/refund.test.json`): both screens
+/// answered, both HTTP calls stubbed.
 fn refund_scenario() -> Value {
-    json!({
-        "params": {"orderId": "o-1"},
-        "answers": [
-            {"node": "refund_reason", "viewResponse": {"selectedOptions": {"reason": "damaged"}}},
-            {"node": "confirm", "viewResponse": {"selectedOptions": {"action": "confirm"}}}
-        ],
-        "responses": {
-            "fetch_order": {"status": 200, "body": {"orderId": "o-1", "amount": 120, "currency": "EUR"}},
-            "issue_refund": {"status": 201, "body": {"refundId": "rf-1", "status": "issued"}}
-        }
-    })
+    let file: Value = serde_json::from_str(include_str!("../../examples/refund.test.json")).unwrap();
+    let mut case = file["cases"][0].clone();
+    let o = case.as_object_mut().unwrap();
+    o.remove("name");
+    o.remove("expect");
+    case
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,26 +3,23 @@
 //! bare HTTP round trip, and how soon a flow that loops is ended.
 
 use crate::{Series, ms};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use drift_server::client::Client;
 use drift_server::domain::routes;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-/// The examples' refund test's first case: reason, confirm, refunded.
-fn refund_scenario() -> Value {
-    json!({
-        "params": {"orderId": "o-bench"},
-        "answers": [
-            {"node": "refund_reason", "viewResponse": {"selectedOptions": {"reason": "damaged"}}},
-            {"node": "confirm", "viewResponse": {"selectedOptions": {"action": "confirm"}}}
-        ],
-        "responses": {
-            "fetch_order": {"status": 200, "body": {"orderId": "o-bench", "amount": 120, "currency": "EUR"}},
-            "issue_refund": {"status": 201, "body": {"refundId": "rf-1", "status": "issued"}}
-        }
-    })
+/// The examples' refund test's first case (reason, confirm, refunded): its scenario.
+fn refund_scenario() -> anyhow::Result<Value> {
+    let file: Value = serde_json::from_str(include_str!("../../../examples/refund.test.json"))?;
+    let mut case = file["cases"][0].clone();
+    let o = case
+        .as_object_mut()
+        .context("examples/refund.test.json has a first case")?;
+    o.remove("name");
+    o.remove("expect");
+    Ok(case)
 }
 
 /// A flow that never settles (a SCRIPT node looping on itself), sent unsaved: the interpreter
@@ -87,7 +84,7 @@ async fn real(client: &Client) -> anyhow::Result<Duration> {
 }
 
 pub async fn run(client: &Client, rounds: usize, warmup: usize) -> anyhow::Result<()> {
-    let scenario = refund_scenario();
+    let scenario = refund_scenario()?;
     let spin = spinning();
     let series = |name: &'static str| Series { name, samples: vec![] };
     let (mut health, mut sim, mut stop, mut live) = (
