@@ -3430,7 +3430,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `cannot_go_back` (`details.node`: the HTTP or CHILD node in the way, or the first screen), `stale_screen` or `not_waiting` */
+            /** @description `cannot_go_back` (`details.node`: the HTTP or CHILD node in the way, the first screen, or the screen itself when its definition says `"back": false`), `stale_screen` or `not_waiting` */
             409: {
                 headers: {
                     [name: string]: unknown;

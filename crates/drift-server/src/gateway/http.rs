@@ -315,7 +315,7 @@ fn resume_doc() {}
         (status = 200, description = "The previous screen, again", body = WorkflowState),
         (status = 202, description = "The wait ran out: where to look next", body = Accepted),
         (status = 404, description = "No such workflow (or another tenant's)", body = ErrorBody),
-        (status = 409, description = "`cannot_go_back` (`details.node`: the HTTP or CHILD node in the way, or the first screen), `stale_screen` or `not_waiting`", body = ErrorBody),
+        (status = 409, description = "`cannot_go_back` (`details.node`: the HTTP or CHILD node in the way, the first screen, or the screen itself when its definition says `\"back\": false`), `stale_screen` or `not_waiting`", body = ErrorBody),
         (status = 504, description = "`outcome_unknown`: retry with the same requestId", body = ErrorBody),
         Refused,
     ),
