@@ -922,3 +922,52 @@ async fn back_still_returns_to_the_previous_screen_after_the_run_continued_as_ne
     let r = app.resume(&id, json!({"ok": "ok"})).await;
     assert_eq!(r.body["disposition"]["picked"], "a", "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_or_stale_back_is_refused_and_nothing_reaches_the_workflow() {
+    let app = spawn_app().await;
+    let id = id_of(&app.start("no_back", json!({})).await);
+    let r = app.resume(&id, json!({"pick": "a"})).await;
+    let r2 = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(
+        (r.body["seq"].clone(), r2.body["canGoBack"].clone()),
+        (json!(2), json!(true)),
+        "{r2:?}"
+    );
+    let path = format!("/v3/workflow/{id}/back");
+    for (what, body, status) in [
+        (
+            "an unknown field",
+            json!({"seq": 3, "answer": {}}),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("seq not a number", json!({"seq": "3"}), StatusCode::BAD_REQUEST),
+        (
+            "a request id that is not one",
+            json!({"requestId": "bad id\n!"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        ("a body that is not an object", json!([1, 2]), StatusCode::BAD_REQUEST),
+        ("an older screen's seq", json!({"seq": 2}), StatusCode::CONFLICT),
+    ] {
+        let r = app.call(Method::POST, &path, Some(body), &[]).await;
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        assert!(r.body["message"].is_string(), "{what}: a JSON error: {r:?}");
+    }
+    let r = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .header("authorization", bearer(&app.token("tests")))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "not JSON");
+    let now = app.get(&id).await;
+    assert_eq!(
+        (now.body["seq"].clone(), now.body["node"].clone()),
+        (json!(3), json!("finish")),
+        "untouched: {now:?}"
+    );
+}
