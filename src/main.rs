@@ -5,7 +5,7 @@ fn main() -> anyhow::Result<()> {
     drift::telemetry::init_tracing();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match cli.cmd {
             Cmd::Dev(a) => drift::dev::run(a).await,
             Cmd::Serve(a) => drift::startup::serve(drift::dev::serve_settings(a)).await,
@@ -14,5 +14,9 @@ fn main() -> anyhow::Result<()> {
             Cmd::Keys(a) => drift::keys(a).await,
             Cmd::Definitions(a) => drift::definitions(a).await,
         }
-    })
+    });
+    // A worker thread still busy after the drain must not hold the process: its join was given
+    // up, and the runtime does not wait for it either.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

@@ -21,7 +21,7 @@ fn real(program: &str) -> PathBuf {
 
 /// Processes whose working folder or command line mentions `data` (Redis runs in its data
 /// folder; Temporal names its database file).
-fn children_of(data: &Path) -> Vec<String> {
+pub(crate) fn children_of(data: &Path) -> Vec<String> {
     let data = data.to_string_lossy().to_string();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

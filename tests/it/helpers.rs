@@ -301,18 +301,74 @@ pub async fn spawn_app_process(o: Opts) -> (Supervised, TestApp) {
     let planned = plan(&o, &format!("127.0.0.1:{port}"));
     let log = infra().dir.join(format!("serve-{port}.log"));
     let child = Supervised::spawn("drift serve", drift_bin(), &planned.args[1..], &log).expect("drift serve starts");
+    let addr = answering(port, &log).await;
+    (child, planned.app(addr, CancellationToken::new()))
+}
+
+/// The application as a `drift serve` process of its own that signals reach directly (no
+/// supervisor between), for tests of how it stops.
+pub async fn spawn_app_signalled(o: Opts) -> (Proc, TestApp) {
+    let port = free_port().unwrap();
+    let planned = plan(&o, &format!("127.0.0.1:{port}"));
+    let log = infra().dir.join(format!("serve-{port}.log"));
+    let child = std::process::Command::new(drift_bin())
+        .args(&planned.args[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("drift serve starts");
+    let proc = Proc(child);
+    let addr = answering(port, &log).await;
+    (proc, planned.app(addr, CancellationToken::new()))
+}
+
+/// Waits until a gateway on `port` answers `/healthz`; its address.
+async fn answering(port: u16, log: &std::path::Path) -> std::net::SocketAddr {
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let http = reqwest::Client::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while http.get(format!("http://{addr}/healthz")).send().await.is_err() {
         assert!(
             std::time::Instant::now() < deadline,
-            "drift serve did not answer: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            "drift did not answer: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    (child, planned.app(addr, CancellationToken::new()))
+    addr
+}
+
+/// A Drift process a test signals itself; killed if the test ends before it exits.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on a child this test spawned, with a valid signal number.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, signal);
+        }
+    }
+
+    /// How long the process takes to exit from now (bounded by `within`), and how it ended.
+    pub async fn exit_within(&mut self, within: Duration) -> (Duration, Option<std::process::ExitStatus>) {
+        let t0 = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return (t0.elapsed(), Some(status));
+            }
+            if t0.elapsed() > within {
+                return (t0.elapsed(), None);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A parsed answer.
@@ -327,6 +383,11 @@ impl TestApp {
     /// as the app's embedded worker would be: loopback reachable, the tests' webhook secret and
     /// schedule. For tests that kill workers.
     pub fn spawn_worker(&self) -> std::process::Child {
+        self.spawn_worker_with(&[])
+    }
+
+    /// `spawn_worker` with more flags.
+    pub fn spawn_worker_with(&self, flags: &[&str]) -> std::process::Child {
         std::process::Command::new(drift_bin())
             .args([
                 "worker",
@@ -343,6 +404,7 @@ impl TestApp {
                 "--webhook-schedule",
                 WEBHOOK_SCHEDULE,
             ])
+            .args(flags)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

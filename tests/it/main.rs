@@ -14,4 +14,6 @@ mod helpers;
 mod hostile;
 mod limits;
 mod live;
+mod shutdown;
+mod stuck;
 mod webhooks;

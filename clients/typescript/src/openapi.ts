@@ -725,10 +725,14 @@ export interface components {
              * @description What went wrong, for programs: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
              *     `stale_screen`, `not_waiting`, `invalid_answer`, `not_executable`, `callback_not_allowed`,
              *     `idempotency_key_reused`, `already_exists`, `conflict`, `invalid_definition`,
-             *     `too_large`, `rate_limited`, `busy`, `unavailable`, `outcome_unknown`, `internal`…
+             *     `too_large`, `rate_limited`, `busy`, `unavailable`, `outcome_unknown`,
+             *     `workflow_task_failing`, `internal`…
              */
             code: string;
-            /** @description `invalid_answer`: `[{widgetId, message}]`; `invalid_definition`: `{errors: [...]}`. */
+            /**
+             * @description `invalid_answer`: `[{widgetId, message}]`; `invalid_definition`: `{errors: [...]}`;
+             *     `workflow_task_failing`: `{attempts, cause, message}`.
+             */
             details?: unknown;
             /** @description What went wrong and what to do, for people. */
             message: string;
@@ -1043,6 +1047,25 @@ export interface components {
         Tags: {
             values?: string[];
         };
+        /**
+         * @description Workflow tasks that failed (or timed out) one after another, and Temporal's reason for the
+         *     first of them: the run cannot move until a worker can run its task (a fixed worker, more
+         *     room in Temporal's limits) or it is terminated.
+         */
+        TaskFailing: {
+            /**
+             * Format: int32
+             * @description The attempt Temporal is on.
+             */
+            attempts: number;
+            /**
+             * @description Temporal's cause, e.g. `payloads_too_large`, `workflow_worker_unhandled_failure`, or
+             *     `timed_out` for tasks no worker finished in time.
+             */
+            cause: string;
+            /** @description Temporal's (or the worker's) message. */
+            message: string;
+        };
         /** @description `POST /v3/auth/ticket`'s answer. */
         Ticket: {
             /**
@@ -1103,6 +1126,11 @@ export interface components {
              *     (`"back": false`). Absent on the first screen.
              */
             backBlockedBy?: string | null;
+            /**
+             * @description On a screen that cannot go back because older screens were let go: Back keeps at most
+             *     32, and fewer when what continue-as-new carries would go over the run's carry budget.
+             */
+            backDropped?: boolean;
             /** @description On a screen: `POST /v3/workflow/{id}/back` may return to the previous screen. */
             canGoBack?: boolean;
             disposition?: unknown;
@@ -1123,6 +1151,7 @@ export interface components {
             view?: components["schemas"]["View"] | null;
             workflowId: string;
             workflowStatus: components["schemas"]["WorkflowStatus"];
+            workflowTaskFailing?: components["schemas"]["TaskFailing"] | null;
         };
         /** @enum {string} */
         WorkflowStatus: "RUNNING" | "WAITING" | "SCHEDULER_WAITING" | "COMPLETED" | "FAILED" | "TERMINATED";

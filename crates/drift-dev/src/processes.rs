@@ -98,12 +98,12 @@ stop
         &self.log
     }
 
-    /// Asks the child to stop and waits (bounded) for it.
+    /// Asks the child to stop and waits (bounded) for it: its supervisor kills it after 5 s.
     pub async fn stop(mut self) {
         if let Some(pid) = self.child.id() {
             terminate(pid);
         }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+        if tokio::time::timeout(Duration::from_secs(6), self.child.wait())
             .await
             .is_err()
         {

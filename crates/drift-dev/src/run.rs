@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    startup::spawn_signal(shutdown.clone());
+    // The drain, then the children's stop (each within its supervisor's 5 s).
+    let drain = Duration::from_secs(a.common.drain_secs);
+    startup::spawn_signal(shutdown.clone(), drain + startup::EXIT_GRACE);
     let data = a.common.data_dir.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("creating data folder {}", data.display()))?;
     // Local callbacks (the demo receiver, your own test server) are fine on a dev machine.
@@ -54,10 +56,20 @@ pub async fn run(mut a: DevArgs) -> anyhow::Result<()> {
         }
     };
     let outage = Outage::default();
-    let supervisor = tokio::spawn(supervise(children, outage.clone(), shutdown.clone()));
+    // The children outlive the gateway and worker: a worker finishing its tasks still needs
+    // Temporal and Redis.
+    let stop_children = CancellationToken::new();
+    let supervisor = tokio::spawn(supervise(
+        children,
+        outage.clone(),
+        shutdown.clone(),
+        stop_children.clone(),
+    ));
     let result = run_with(&a, dev_key, &redis, &temporal_address, outage, shutdown.clone()).await;
-    // Whatever ended the run, every child stops.
+    eprintln!("drift dev: gateway and worker stopped");
+    // Whatever ended the run, every child stops, after the gateway and worker did.
     shutdown.cancel();
+    stop_children.cancel();
     match supervisor.await {
         Ok(Some(why)) => Err(anyhow::anyhow!(why)),
         _ => result,
@@ -88,8 +100,14 @@ impl Ready {
 
 /// A child that exits makes `/readyz` fail at once; it is started again on its port with its
 /// data, and `drift dev` stops (non-zero) if one exits three times within a minute. Returns why
-/// it gave up, if it did; every child is stopped either way.
-async fn supervise(mut children: Vec<Managed>, outage: Outage, shutdown: CancellationToken) -> Option<String> {
+/// it gave up, if it did; every child is stopped either way, once `stop` is cancelled (after
+/// the gateway and worker ended) or when supervision gives up.
+async fn supervise(
+    mut children: Vec<Managed>,
+    outage: Outage,
+    shutdown: CancellationToken,
+    stop: CancellationToken,
+) -> Option<String> {
     const EXITS: usize = 3;
     let mut exits: Vec<std::time::Instant> = Vec::new();
     let mut failed = None;
@@ -98,10 +116,14 @@ async fn supervise(mut children: Vec<Managed>, outage: Outage, shutdown: Cancell
             let any = futures::future::select_all(children.iter_mut().map(|c| Box::pin(c.proc.exited())));
             tokio::select! {
                 (_, i, _) = any => Some(i),
-                _ = shutdown.cancelled() => None,
+                _ = stop.cancelled() => None,
             }
         };
         let Some(i) = exited else { break };
+        if shutdown.is_cancelled() {
+            // Stopping anyway: a child that ends now is not started again.
+            break;
+        }
         let c = &mut children[i];
         let name = c.proc.name;
         outage.set(Some(format!("{name} (started by drift dev) exited; restarting it")));
@@ -141,10 +163,12 @@ async fn supervise(mut children: Vec<Managed>, outage: Outage, shutdown: Cancell
             Err(e) => eprintln!("drift dev: {name} did not come back yet: {e:#}"),
         }
     }
-    for c in children {
+    // Stopped side by side: each takes up to its supervisor's 5 s.
+    futures::future::join_all(children.into_iter().map(|c| {
         eprintln!("drift dev: stopping {}", c.proc.name);
-        c.proc.stop().await;
-    }
+        c.proc.stop()
+    }))
+    .await;
     failed
 }
 

@@ -24,6 +24,7 @@ pub fn router() -> Router {
         .route("/stand-ins/reports", post(report))
         .route("/stand-ins/slow/{ms}", get(slow))
         .route("/stand-ins/bytes/{n}", get(bytes))
+        .route("/stand-ins/items/{n}", get(items))
         .route("/stand-ins/redirect", get(redirect))
         .with_state(Arc::new(Counters::default()))
 }
@@ -35,6 +36,15 @@ async fn bytes(Path(n): Path<usize>) -> impl IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         format!("\"{}\"", "x".repeat(n - 2)),
     )
+}
+
+/// A catalog of `n` items (at most 200,000) as dropdown values, `{displayValue, value}`: a
+/// large list an API might hand a screen.
+async fn items(Path(n): Path<usize>) -> impl IntoResponse {
+    let list: Vec<Value> = (0..n.min(200_000))
+        .map(|i| json!({"displayValue": format!("Item {i}"), "value": format!("i{i}")}))
+        .collect();
+    Json(Value::Array(list))
 }
 
 /// A redirect to an order, for redirect policies.

@@ -1,6 +1,7 @@
 //! Command line and `DRIFT_*` environment configuration.
 
 use clap::{Args, Parser, Subcommand};
+use drift_core::engine::{Budgets, TEMPORAL_PAYLOAD_LIMIT};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -384,6 +385,11 @@ pub struct Common {
     /// one that waits on a screen while more than this many others run is resumed more slowly.
     #[arg(long, env = "DRIFT_WORKER_CACHED_WORKFLOWS", default_value_t = 1_000)]
     pub worker_cached_workflows: usize,
+    /// After SIGTERM or Ctrl-C, how long open requests, streams and the worker's tasks get to
+    /// finish, in seconds. The process exits within this plus a few seconds whatever is still
+    /// running; a second signal exits at once.
+    #[arg(long, env = "DRIFT_DRAIN_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub drain_secs: u64,
     /// The database holding API keys and definitions: `sqlite://FILE` or `postgres://…`
     /// (several gateways share one). Default: the SQLite file `drift.db` in the data folder.
     #[arg(long, env = "DRIFT_DATABASE_URL", hide_env_values = true)]
@@ -418,6 +424,28 @@ pub struct GatewayArgs {
     /// A workflow continues as new once its Temporal history has this many events.
     #[arg(long, env = "DRIFT_HISTORY_LIMIT", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(100..))]
     pub history_limit: u32,
+    /// A run's context (its start parameters, node outputs and answers) may hold at most this
+    /// many bytes of JSON; the node that would take it over fails the run, naming this flag.
+    /// Below Temporal's 2 MiB payload limit, with room for what continue-as-new carries.
+    #[arg(long, env = "DRIFT_MAX_CONTEXT_BYTES", default_value_t = Budgets::default().context_bytes, value_parser = clap::value_parser!(u64).range(64 * 1024..))]
+    pub max_context_bytes: u64,
+    /// One published state (a screen's view, an end's disposition) may be at most this many
+    /// bytes; a larger one fails the run, naming its node and this flag.
+    #[arg(long, env = "DRIFT_MAX_STATE_BYTES", default_value_t = Budgets::default().state_bytes, value_parser = clap::value_parser!(u64).range(16 * 1024..))]
+    pub max_state_bytes: u64,
+    /// One node's output (an HTTP response, a script's value), an HTTP node's request or a
+    /// CHILD node's parameters may be at most this many bytes; more fails the node.
+    #[arg(long, env = "DRIFT_MAX_NODE_OUTPUT_BYTES", default_value_t = Budgets::default().node_output_bytes, value_parser = clap::value_parser!(u64).range(16 * 1024..))]
+    pub max_node_output_bytes: u64,
+    /// What a run hands Temporal whole (continue-as-new's input: definition, children, context,
+    /// Back's screens, pending commands; a CHILD's start) may be at most this many bytes: Back
+    /// lets its oldest screens go to fit, and a run that still would not fit ends FAILED.
+    #[arg(long, env = "DRIFT_MAX_CARRY_BYTES", default_value_t = Budgets::default().carry_bytes, value_parser = clap::value_parser!(u64).range(64 * 1024..))]
+    pub max_carry_bytes: u64,
+    /// How deep CHILD nodes may nest; the run that would start a deeper one fails (a cycle
+    /// through definitions published later ends here).
+    #[arg(long, env = "DRIFT_MAX_CHILD_DEPTH", default_value_t = Budgets::default().max_child_depth, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_child_depth: u32,
     /// Redis pub/sub connections the subscription hub spreads channels over.
     #[arg(long, env = "DRIFT_HUB_SHARDS", default_value_t = 2)]
     pub hub_shards: usize,
@@ -556,6 +584,39 @@ pub struct ServeArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub common: Common,
+}
+
+impl GatewayArgs {
+    /// The budgets every run this gateway starts gets. Refuses a context budget that leaves
+    /// no room to continue as new; warns of a carry budget over Temporal's default payload
+    /// limit (a cluster may raise its own).
+    pub fn budgets(&self) -> anyhow::Result<Budgets> {
+        let b = Budgets {
+            context_bytes: self.max_context_bytes,
+            state_bytes: self.max_state_bytes,
+            node_output_bytes: self.max_node_output_bytes,
+            carry_bytes: self.max_carry_bytes,
+            max_child_depth: self.max_child_depth,
+        };
+        if b.context_bytes >= b.carry_bytes {
+            anyhow::bail!(
+                "--max-context-bytes ({}) must be below --max-carry-bytes ({}): a run carries its context, its \
+                 definition and more when it continues as new",
+                b.context_bytes,
+                b.carry_bytes
+            );
+        }
+        if b.carry_bytes > TEMPORAL_PAYLOAD_LIMIT || b.state_bytes > TEMPORAL_PAYLOAD_LIMIT {
+            tracing::warn!(
+                carry = b.carry_bytes,
+                state = b.state_bytes,
+                limit = TEMPORAL_PAYLOAD_LIMIT,
+                "a budget is over Temporal's default payload limit: unless your cluster's limit.blobSize.error is \
+                 above it, runs that reach it stop with workflow_task_failing"
+            );
+        }
+        Ok(b)
+    }
 }
 
 /// A URL fit for logs and messages: any password replaced.

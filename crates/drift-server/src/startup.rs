@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How long open connections get to finish after a shutdown signal.
-const DRAIN: Duration = Duration::from_secs(10);
+/// What a process may take beyond its drain time to end (the runtime's last tasks, `drift
+/// dev`'s children) before the watchdog ends it.
+pub const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// What an application is built from: `drift serve`'s configuration, plus what `drift dev`
 /// adds around it.
@@ -59,6 +60,7 @@ pub struct Application {
     connections: Arc<crate::gateway::Connections>,
     worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     shutdown: CancellationToken,
+    drain: Duration,
 }
 
 fn retention(c: &Common) -> Retention {
@@ -154,6 +156,7 @@ fn worker_config(c: &Common, redis: &RedisTarget) -> anyhow::Result<WorkerConfig
         max_response_bytes: c.max_response_bytes,
         activity_slots: c.worker_activities,
         cached_workflows: c.worker_cached_workflows,
+        drain: Duration::from_secs(c.drain_secs),
     })
 }
 
@@ -312,6 +315,7 @@ impl Application {
                 client_callbacks: pairs(&g.client_callbacks, "--client-callback")?,
                 max_command_bytes: g.max_command_bytes,
                 execution_timeout: Duration::from_secs(g.execution_timeout_secs),
+                budgets: g.budgets()?,
             },
         });
         service.spawn_reconciler(Duration::from_secs(g.reconcile_secs), shutdown.clone());
@@ -344,6 +348,7 @@ impl Application {
             connections,
             worker,
             shutdown,
+            drain: Duration::from_secs(common.drain_secs),
         })
     }
 
@@ -351,8 +356,13 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until the shutdown token is cancelled, then drains for at most `DRAIN` and
-    /// waits (bounded) for the embedded worker.
+    /// The drain time this application was built with (`--drain-secs`).
+    pub fn drain(&self) -> Duration {
+        self.drain
+    }
+
+    /// Serves until the shutdown token is cancelled, then gives open connections and the
+    /// embedded worker (both told at once) the drain time to finish, and returns.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let connections = tokio_util::task::TaskTracker::new();
         let listener = Listener::new(
@@ -363,14 +373,21 @@ impl Application {
             self.shutdown.clone(),
         );
         listener.run().await;
-        // Shutdown: connections finish their requests (streams and sockets end themselves).
+        // Shutdown: connections finish their requests (streams and sockets end themselves)
+        // while the worker finishes its tasks; one deadline for both.
+        let deadline = tokio::time::Instant::now() + self.drain;
         connections.close();
-        if tokio::time::timeout(DRAIN, connections.wait()).await.is_err() {
-            tracing::warn!("drain time over; closing remaining connections");
-        }
-        if let Some(t) = self.worker {
-            join_worker(t).await;
-        }
+        let drained = async {
+            if tokio::time::timeout_at(deadline, connections.wait()).await.is_err() {
+                tracing::warn!("drain time over; closing remaining connections");
+            }
+        };
+        let worker = async {
+            if let Some(t) = self.worker {
+                join_worker(t, deadline).await;
+            }
+        };
+        tokio::join!(drained, worker);
         Ok(())
     }
 }
@@ -385,7 +402,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let app = Application::build(settings, shutdown.clone()).await?;
     tracing::info!(listen = %app.local_addr(), "gateway serving");
-    spawn_signal(shutdown);
+    spawn_signal(shutdown, app.drain() + EXIT_GRACE);
     app.run_until_stopped().await
 }
 
@@ -398,9 +415,10 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("connecting to Temporal at {address}"))?;
     let t = spawn_worker(client, worker_config(&a.common, &redis)?, shutdown.clone())?;
     tracing::info!(task_queue = %a.common.task_queue, "worker started");
-    spawn_signal(shutdown.clone());
+    let drain = Duration::from_secs(a.common.drain_secs);
+    spawn_signal(shutdown.clone(), drain + EXIT_GRACE);
     shutdown.cancelled().await;
-    join_worker(t).await;
+    join_worker(t, tokio::time::Instant::now() + drain).await;
     Ok(())
 }
 
@@ -423,21 +441,43 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-pub fn spawn_signal(shutdown: CancellationToken) {
+/// Cancels `shutdown` on the first SIGINT or SIGTERM. From then on the process has `limit` to
+/// end before a watchdog ends it (whatever a stuck task or thread is doing), and a second
+/// signal ends it at once.
+pub fn spawn_signal(shutdown: CancellationToken, limit: Duration) {
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutdown signal received; draining");
+        tracing::info!(limit_secs = limit.as_secs(), "shutdown signal received; draining");
+        eprintln!(
+            "drift: stopping (at most {}s; press Ctrl-C again to exit at once)",
+            limit.as_secs()
+        );
         shutdown.cancel();
+        // A thread of its own: the runtime may be what is stuck.
+        std::thread::Builder::new()
+            .name("drift-exit-watchdog".into())
+            .spawn(move || {
+                std::thread::sleep(limit);
+                eprintln!(
+                    "drift: still running {}s after the shutdown signal; exiting now",
+                    limit.as_secs()
+                );
+                std::process::exit(1);
+            })
+            .ok();
+        shutdown_signal().await;
+        eprintln!("drift: second signal; exiting at once");
+        std::process::exit(130);
     });
 }
 
-/// Waits (bounded) for the worker thread to finish its in-flight tasks.
-async fn join_worker(t: std::thread::JoinHandle<anyhow::Result<()>>) {
-    let waited = tokio::time::timeout(DRAIN, tokio::task::spawn_blocking(move || t.join())).await;
+/// Waits until `deadline` for the worker thread to finish its in-flight tasks; a worker still
+/// busy then is left behind (the process exits without it).
+async fn join_worker(t: std::thread::JoinHandle<anyhow::Result<()>>, deadline: tokio::time::Instant) {
+    let waited = tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || t.join())).await;
     match waited {
         Ok(Ok(Ok(Ok(())))) => tracing::info!("worker stopped"),
         Ok(Ok(Ok(Err(e)))) => tracing::error!(error = %e, "worker ended with an error"),
-        _ => tracing::warn!("worker did not stop within the drain time"),
+        _ => tracing::warn!("worker did not stop within the drain time; leaving it"),
     }
 }

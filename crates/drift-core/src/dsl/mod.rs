@@ -5,7 +5,7 @@ mod validate;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 pub mod graph;
@@ -565,6 +565,113 @@ impl Registry {
             search(&d, &mut out, &mut todo)?;
         }
         Ok(out)
+    }
+}
+
+/// A cycle of CHILD nodes: a run of the first workflow would start runs without end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildCycle {
+    /// The CHILD node instance of the checked definition the cycle goes through.
+    pub instance: String,
+    /// The workflow ids along the cycle, the first repeated at the end (`a → b → a`).
+    pub path: Vec<String>,
+}
+
+impl std::fmt::Display for ChildCycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "starts a cycle of CHILD workflows: {}; a run would start runs without end",
+            self.path.join(" → ")
+        )
+    }
+}
+
+impl Registry {
+    /// A CHILD cycle reachable from `root`, a definition about to be saved or published: a
+    /// reference to its own id at ACTIVE or LATEST is taken to be `root` itself (what those
+    /// will name once it serves), other references the published versions they name now (the
+    /// newest, for a definition with none active yet).
+    pub fn child_cycle(&self, root: &Definition) -> Option<ChildCycle> {
+        let root_key = (root.id.clone(), "(this version)".to_string());
+        let mut walk = Walk {
+            reg: self,
+            root,
+            done: BTreeSet::new(),
+            path: vec![root_key.clone()],
+        };
+        for (instance, child) in walk.children(root) {
+            if let Some(path) = walk.visit(child) {
+                return Some(ChildCycle { instance, path });
+            }
+        }
+        None
+    }
+}
+
+type WorkflowKey = (String, String);
+
+/// A depth-first walk of CHILD references from a root definition.
+struct Walk<'r> {
+    reg: &'r Registry,
+    root: &'r Definition,
+    /// Definitions fully walked without finding a cycle.
+    done: BTreeSet<WorkflowKey>,
+    /// The definitions on the way here.
+    path: Vec<WorkflowKey>,
+}
+
+impl<'r> Walk<'r> {
+    /// The definitions `d`'s CHILD nodes (inline or node references) start, by instance.
+    fn children(&self, d: &Definition) -> Vec<(String, (WorkflowKey, &'r Definition))> {
+        let mut out = Vec::new();
+        for (instance, entry) in &d.states {
+            let node = entry.node.as_ref().or_else(|| {
+                let res = self
+                    .reg
+                    .node(entry.resource_id.as_deref()?, entry.resource_version.as_deref())?;
+                Some(&res.node)
+            });
+            let Some(Node::Child(c)) = node else { continue };
+            let sel = VersionSel::parse(c.version.as_deref());
+            let own = c.workflow == self.root.id && matches!(sel, Some(VersionSel::Active | VersionSel::Latest));
+            let target = match own {
+                true => Some((self.path[0].clone(), self.root)),
+                // A definition not activated yet counts as its newest version: activating it
+                // would close the cycle with no publish to refuse.
+                false => self
+                    .reg
+                    .workflow(&c.workflow, c.version.as_deref())
+                    .or_else(|| match sel {
+                        Some(VersionSel::Active) => self.reg.workflow(&c.workflow, Some("LATEST")),
+                        _ => None,
+                    })
+                    .map(|t| ((t.id.clone(), t.version.clone()), t)),
+            };
+            out.extend(target.map(|t| (instance.clone(), t)));
+        }
+        out
+    }
+
+    /// The cycle through `(key, d)`, as workflow ids, if one is reachable.
+    fn visit(&mut self, (key, d): (WorkflowKey, &'r Definition)) -> Option<Vec<String>> {
+        if let Some(at) = self.path.iter().position(|k| *k == key) {
+            let mut ids: Vec<String> = self.path[at..].iter().map(|(id, _)| id.clone()).collect();
+            ids.push(key.0);
+            return Some(ids);
+        }
+        if self.done.contains(&key) {
+            return None;
+        }
+        self.path.push(key.clone());
+        for (_, child) in self.children(d) {
+            if let Some(cycle) = self.visit(child) {
+                return Some(cycle);
+            }
+        }
+        self.path.pop();
+        self.done.insert(key);
+        None
     }
 }
 

@@ -60,6 +60,9 @@ pub fn validate(original: &Definition, reg: &Registry) -> Vec<ValidationError> {
     if exists(&def.start_node) {
         check_unreachable(&mut e, def, &reach);
     }
+    if let Some(cycle) = reg.child_cycle(original) {
+        e.push(Some(&cycle.instance), "node.workflow", cycle.to_string());
+    }
     e.0
 }
 

@@ -21,14 +21,17 @@ pub enum NodeError {
     #[error("screen {0:?} was not answered in time")]
     ScreenTimedOut(String),
     /// The HTTP activity failed (its message is already safe to show).
-    #[error("HTTP call failed: {0}")]
-    Http(String),
+    #[error("HTTP node {node:?} failed: {message}")]
+    Http { node: String, message: String },
     /// A CHILD node's workflow did not start (the message says why).
     #[error("{0}")]
     Child(String),
     /// An expression (script, rule, template, JSONPath) or a value it produced was refused.
     #[error("{at}{message}")]
     Expression { at: Where, message: String },
+    /// The node would take the run over one of its byte budgets.
+    #[error("{0}")]
+    OverBudget(super::OverBudget),
 }
 
 /// Which part of a node an expression belongs to.

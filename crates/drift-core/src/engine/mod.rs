@@ -2,9 +2,12 @@
 //! workflow performs the effects it asks for (HTTP calls, screens, timers, children) and feeds
 //! the results back. That keeps it deterministic for replay and unit-testable without Temporal.
 
+pub mod back;
+mod budget;
 mod error;
 pub mod simulate;
 
+pub use budget::{Budget, Budgets, Measured, OverBudget, TEMPORAL_PAYLOAD_LIMIT, check_definition, grouped, json_len};
 pub use error::{NodeError, Where};
 
 use crate::dsl::{
@@ -21,9 +24,10 @@ use std::ops::ControlFlow;
 pub const MAX_PURE_STEPS: usize = 1_000;
 
 /// Where a run is: the `_global` context and the node to run next.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cursor {
-    pub ctx: Value,
+    /// Changed only through `put` and `remove`, which keep `ctx_bytes` current.
+    ctx: Value,
     pub node: String,
     /// The nodes entered since the last published state, oldest first (bounded), so a
     /// state can say which path led to it.
@@ -33,6 +37,16 @@ pub struct Cursor {
     /// with this message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<String>,
+    /// The context's length as JSON once measured, kept current by every change after, so the
+    /// context budget costs a full measure once per cursor, not once per node.
+    #[serde(skip)]
+    ctx_bytes: Option<u64>,
+}
+
+impl PartialEq for Cursor {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.ctx, &self.node, &self.trail, &self.failed) == (&other.ctx, &other.node, &other.trail, &other.failed)
+    }
 }
 
 /// Longest trail a state carries; a long loop keeps its most recent steps.
@@ -45,7 +59,51 @@ impl Cursor {
             node,
             trail: Vec::new(),
             failed: None,
+            ctx_bytes: None,
         }
+    }
+
+    /// The run's `_global` context.
+    pub fn ctx(&self) -> &Value {
+        &self.ctx
+    }
+
+    /// The context's length as JSON.
+    pub fn ctx_bytes(&mut self) -> u64 {
+        match self.ctx_bytes {
+            Some(n) => n,
+            None => *self.ctx_bytes.insert(json_len(&self.ctx)),
+        }
+    }
+
+    /// Sets a top-level context field, keeping the measured length current; the old value.
+    pub fn put(&mut self, key: &str, value: Value) -> Option<Value> {
+        if !self.ctx.is_object() {
+            self.ctx = Value::Object(Map::new());
+            self.ctx_bytes = None;
+        }
+        let map = self.ctx.as_object_mut().expect("made an object above");
+        let (entries, new_len) = (map.len(), self.ctx_bytes.map(|_| json_len(&value)));
+        let old = map.insert(key.to_string(), value);
+        if let (Some(total), Some(new_len)) = (self.ctx_bytes.as_mut(), new_len) {
+            match &old {
+                Some(o) => *total = *total + new_len - json_len(o),
+                // `"key":value`, with a comma unless it is the first field.
+                None => *total += json_len(key) + 1 + new_len + u64::from(entries > 0),
+            }
+        }
+        old
+    }
+
+    /// Removes a top-level context field, keeping the measured length current.
+    pub fn remove(&mut self, key: &str) -> Option<Value> {
+        let map = self.ctx.as_object_mut()?;
+        let old = map.remove(key)?;
+        let left = map.len();
+        if let Some(total) = self.ctx_bytes.as_mut() {
+            *total -= json_len(key) + 1 + json_len(&old) + u64::from(left > 0);
+        }
+        Some(old)
     }
 
     fn entered(&mut self, node: &str) {
@@ -67,6 +125,9 @@ pub struct HttpRequest {
     pub timeout_ms: u64,
     #[serde(default)]
     pub follow_redirects: bool,
+    /// The run's node output budget: a larger response fails the node, naming the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_response_bytes: Option<u64>,
 }
 
 /// What the activity saw.
@@ -177,15 +238,51 @@ pub fn initial_context(def: &Definition, params: Value, thread_context: Value) -
 
 pub struct Machine<'a> {
     def: &'a Definition,
+    budgets: Budgets,
 }
 
 impl<'a> Machine<'a> {
+    /// A machine for `def` with the default budgets.
     pub fn new(def: &'a Definition) -> Self {
-        Self { def }
+        Self {
+            def,
+            budgets: Budgets::default(),
+        }
+    }
+
+    /// The same machine held to `budgets` (a run's, as decided at its start).
+    pub fn with_budgets(self, budgets: Budgets) -> Self {
+        Self { budgets, ..self }
     }
 
     pub fn definition(&self) -> &'a Definition {
         self.def
+    }
+
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
+    }
+
+    /// Stores `value` as `key` of the context, unless that would take the context over its
+    /// budget: then the context stays as it was and the error names `node`.
+    fn store(&self, cur: &mut Cursor, node: &str, key: &str, value: Value) -> Result<(), NodeError> {
+        let old = cur.put(key, value);
+        let size = cur.ctx_bytes();
+        if let Err(e) = self.budgets.check(Budget::Context, node, Measured::Context, size) {
+            match old {
+                Some(v) => cur.put(key, v),
+                None => cur.remove(key),
+            };
+            return Err(NodeError::OverBudget(e));
+        }
+        Ok(())
+    }
+
+    /// A node's output, within the node output budget.
+    fn checked_output(&self, node: &str, out: &Value) -> Result<(), NodeError> {
+        self.budgets
+            .check(Budget::NodeOutput, node, Measured::Output, json_len(out))
+            .map_err(NodeError::OverBudget)
     }
 
     /// An effect the workflow ran (a child's start) failed: route it as a node failure.
@@ -204,7 +301,13 @@ impl<'a> Machine<'a> {
     }
 
     /// Resolves a node's parameters and stores them as `nodeParameters`.
-    fn enter(&self, cur: &mut Cursor, entry: &StateEntry, overrides: Option<&Value>) -> Result<Value, NodeError> {
+    fn enter(
+        &self,
+        cur: &mut Cursor,
+        node: &str,
+        entry: &StateEntry,
+        overrides: Option<&Value>,
+    ) -> Result<Value, NodeError> {
         let mut params = Map::new();
         for (k, v) in &entry.parameters {
             let value = jsonpath::resolve(v, &cur.ctx).map_err(|e| Where::Parameter(k.clone()).err(e))?;
@@ -214,7 +317,7 @@ impl<'a> Machine<'a> {
             params.extend(o.clone());
         }
         let params = Value::Object(params);
-        obj(&mut cur.ctx).insert("nodeParameters".into(), params.clone());
+        self.store(cur, node, "nodeParameters", params.clone())?;
         Ok(params)
     }
 
@@ -268,7 +371,7 @@ impl<'a> Machine<'a> {
     /// Routes a failure to `defaultFailureNode` (returns None, the cursor moved there) or ends
     /// the run as FAILED when there is none.
     fn fail(&self, cur: &mut Cursor, node: &str, msg: String) -> Option<Effect> {
-        obj(&mut cur.ctx).insert("_error".into(), json!({"node": node, "message": msg}));
+        cur.put("_error", json!({"node": node, "message": msg}));
         match &self.def.default_failure_node {
             Some(f) if f != node => {
                 cur.node = f.clone();
@@ -283,7 +386,7 @@ impl<'a> Machine<'a> {
         let name = cur.node.clone();
         cur.entered(&name);
         let (entry, node) = self.entry(&name)?;
-        let input = self.enter(cur, entry, None)?;
+        let input = self.enter(cur, &name, entry, None)?;
         let vars = script::Vars {
             ctx: &cur.ctx,
             input: &input,
@@ -298,7 +401,8 @@ impl<'a> Machine<'a> {
         let effect = match node {
             Node::Script(s) => {
                 let out = script::eval(&s.script, &vars).map_err(|e| Where::Script.err(e))?;
-                obj(&mut cur.ctx).insert(name.clone(), out);
+                self.checked_output(&name, &out)?;
+                self.store(cur, &name, &name, out)?;
                 cur.node = next()?;
                 return Ok(None);
             }
@@ -307,20 +411,26 @@ impl<'a> Machine<'a> {
                 return Ok(None);
             }
             Node::Http(h) => Effect::Http {
-                request: build_request(h, &vars)?,
+                request: build_request(h, &vars, &name, &self.budgets)?,
                 retry: h.retry.clone(),
                 instance: name,
             },
-            Node::Instruction(i) => screen(i, name, &vars)?,
+            Node::Instruction(i) => screen(i, name, &vars, &self.budgets)?,
             Node::Wait(w) => wait(w, name, &cur.ctx)?,
-            Node::Child(c) => Effect::Child {
-                instance: name,
-                workflow: c.workflow.clone(),
-                version: c.version.clone(),
-                params: input.clone(),
-            },
-            Node::Success(s) => success(s, &vars)?,
-            Node::Failure(f) => failure(f, &vars)?,
+            Node::Child(c) => {
+                let at = json_len(&input);
+                self.budgets
+                    .check(Budget::NodeOutput, &name, Measured::ChildParams, at)
+                    .map_err(NodeError::OverBudget)?;
+                Effect::Child {
+                    instance: name,
+                    workflow: c.workflow.clone(),
+                    version: c.version.clone(),
+                    params: input.clone(),
+                }
+            }
+            Node::Success(s) => success(s, &vars, &name, &self.budgets)?,
+            Node::Failure(f) => failure(f, &vars, &name, &self.budgets)?,
         };
         Ok(Some(effect))
     }
@@ -349,7 +459,10 @@ impl<'a> Machine<'a> {
         result: Result<HttpResponse, String>,
     ) -> Result<Value, NodeError> {
         let (_, node) = self.entry(instance)?;
-        let resp = result.map_err(NodeError::Http)?;
+        let resp = result.map_err(|message| NodeError::Http {
+            node: instance.to_string(),
+            message,
+        })?;
         let Node::Http(h) = node else {
             return Err(NodeError::NotHttp(instance.into()));
         };
@@ -372,7 +485,12 @@ impl<'a> Machine<'a> {
     }
 
     fn store_and_next(&self, cur: &mut Cursor, instance: &str, out: Value) {
-        obj(&mut cur.ctx).insert(instance.to_string(), out);
+        let stored = self
+            .checked_output(instance, &out)
+            .and_then(|()| self.store(cur, instance, instance, out));
+        if let Err(e) = stored {
+            return self.fail_or_park(cur, instance, e);
+        }
         match self.def.states.get(instance).and_then(|e| e.next_node.clone()) {
             Some(n) => cur.node = n,
             None => self.fail_or_park(cur, instance, NodeError::NoNextNode(instance.into())),
@@ -381,15 +499,24 @@ impl<'a> Machine<'a> {
 
     /// With no failure node to go to, the run ends; `next_effect` reports it.
     fn park_failure(&self, cur: &mut Cursor, msg: String) {
-        obj(&mut cur.ctx).insert("_error".into(), json!({"node": cur.node, "message": msg}));
+        let node = cur.node.clone();
+        cur.put("_error", json!({"node": node, "message": msg}));
         cur.failed = Some(msg);
     }
 
-    /// Checks an answer against the view; on success stores it and moves on.
+    /// Checks an answer against the view; on success stores it and moves on. An answer the
+    /// run's context has no room for is refused like one that does not fit the screen (the
+    /// run stays on it).
     pub fn answer(&self, cur: &mut Cursor, instance: &str, view: &View, answer: &Value) -> Result<(), Vec<FieldError>> {
         validate_answer(view, answer)?;
         let selected = answer.get("selectedOptions").cloned().unwrap_or(Value::Null);
-        obj(&mut cur.ctx).insert(format!("{instance}:viewResponse"), selected);
+        self.store(cur, instance, &format!("{instance}:viewResponse"), selected)
+            .map_err(|e| {
+                vec![FieldError {
+                    widget_id: String::new(),
+                    message: e.to_string(),
+                }]
+            })?;
         match self.def.states.get(instance).and_then(|e| e.next_node.clone()) {
             Some(next) => cur.node = next,
             None => self.fail_or_park(cur, instance, NodeError::NoNextNode(instance.into())),
@@ -400,7 +527,7 @@ impl<'a> Machine<'a> {
     /// Nobody answered the screen in time: note it and go on at `onTimeout` (or the default
     /// failure node).
     pub fn screen_timed_out(&self, cur: &mut Cursor, instance: &str) {
-        obj(&mut cur.ctx).insert(format!("{instance}:timedOut"), Value::Bool(true));
+        cur.put(&format!("{instance}:timedOut"), Value::Bool(true));
         let on_timeout = match self.def.states.get(instance).and_then(|e| e.node.as_ref()) {
             Some(Node::Instruction(i)) => i.on_timeout.clone(),
             _ => None,
@@ -425,7 +552,7 @@ impl<'a> Machine<'a> {
     ) -> Result<Prepared, NodeError> {
         let (entry, n) = self.entry(node)?;
         let saved = cur.ctx.get("nodeParameters").cloned();
-        let input = self.enter(cur, entry, parameters)?;
+        let input = self.enter(cur, node, entry, parameters)?;
         let vars = script::Vars {
             ctx: &cur.ctx,
             input: &input,
@@ -435,7 +562,7 @@ impl<'a> Machine<'a> {
             Node::Script(s) => script::eval(&s.script, &vars)
                 .map(Prepared::Done)
                 .map_err(|e| Where::Template.err(e)),
-            Node::Http(h) => build_request(h, &vars).map(|request| Prepared::Http {
+            Node::Http(h) => build_request(h, &vars, node, &self.budgets).map(|request| Prepared::Http {
                 request,
                 retry: h.retry.clone(),
             }),
@@ -446,11 +573,12 @@ impl<'a> Machine<'a> {
         };
         // A disconnected run leaves the flow's own parameters as they were.
         match saved {
-            Some(p) => obj(&mut cur.ctx).insert("nodeParameters".into(), p),
-            None => obj(&mut cur.ctx).remove("nodeParameters"),
+            Some(p) => cur.put("nodeParameters", p),
+            None => cur.remove("nodeParameters"),
         };
         if let Ok(Prepared::Done(out)) = &result {
-            obj(&mut cur.ctx).insert(node.to_string(), out.clone());
+            self.checked_output(node, out)?;
+            self.store(cur, node, node, out.clone())?;
         }
         result
     }
@@ -463,7 +591,8 @@ impl<'a> Machine<'a> {
         result: Result<HttpResponse, String>,
     ) -> Result<Value, NodeError> {
         let out = self.http_output(cur, node, result)?;
-        obj(&mut cur.ctx).insert(node.to_string(), out.clone());
+        self.checked_output(node, &out)?;
+        self.store(cur, node, node, out.clone())?;
         Ok(out)
     }
 
@@ -516,13 +645,6 @@ fn end_failed(msg: String) -> Effect {
     }
 }
 
-fn obj(v: &mut Value) -> &mut Map<String, Value> {
-    if !v.is_object() {
-        *v = Value::Object(Map::new());
-    }
-    v.as_object_mut().expect("object")
-}
-
 /// The first choice whose rule holds, or the default.
 fn branch_target(b: &BranchNode, vars: &script::Vars) -> Result<String, NodeError> {
     for (i, c) in b.choices.iter().enumerate() {
@@ -533,8 +655,9 @@ fn branch_target(b: &BranchNode, vars: &script::Vars) -> Result<String, NodeErro
     Ok(b.default_node.clone())
 }
 
-/// A screen's view: dynamic values evaluated, template variables resolved.
-fn screen(i: &InstructionNode, name: String, v: &script::Vars) -> Result<Effect, NodeError> {
+/// A screen's view: dynamic values evaluated, template variables resolved; within the state
+/// budget, since it is published.
+fn screen(i: &InstructionNode, name: String, v: &script::Vars, budgets: &Budgets) -> Result<Effect, NodeError> {
     let mut widgets = i.input_options.clone();
     for w in widgets.iter_mut() {
         if let Some(src) = i.possible_dynamic_values.get(&w.id) {
@@ -552,15 +675,19 @@ fn screen(i: &InstructionNode, name: String, v: &script::Vars) -> Result<Effect,
         }
     }
     let disposition = i.disposition.as_ref().map(|d| script::render_value(d, v)).transpose()?;
+    let view = View {
+        layout_id: i.layout_id.clone(),
+        node: name.clone(),
+        input_options: widgets,
+        disposition,
+    };
+    budgets
+        .check(Budget::State, &name, Measured::View, json_len(&view))
+        .map_err(NodeError::OverBudget)?;
     Ok(Effect::Screen {
-        instance: name.clone(),
+        instance: name,
         timeout_ms: i.timeout_ms,
-        view: View {
-            layout_id: i.layout_id.clone(),
-            node: name,
-            input_options: widgets,
-            disposition,
-        },
+        view,
     })
 }
 
@@ -588,8 +715,24 @@ fn wait(w: &WaitNode, name: String, ctx: &Value) -> Result<Effect, NodeError> {
     })
 }
 
-fn success(s: &SuccessNode, v: &script::Vars) -> Result<Effect, NodeError> {
-    let disposition = s.disposition.as_ref().map(|d| script::render_value(d, v)).transpose()?;
+/// An end's disposition is published: within the state budget.
+fn end_disposition(
+    d: Option<&Value>,
+    v: &script::Vars,
+    node: &str,
+    budgets: &Budgets,
+) -> Result<Option<Value>, NodeError> {
+    let disposition = d.map(|d| script::render_value(d, v)).transpose()?;
+    if let Some(d) = &disposition {
+        budgets
+            .check(Budget::State, node, Measured::Disposition, json_len(d))
+            .map_err(NodeError::OverBudget)?;
+    }
+    Ok(disposition)
+}
+
+fn success(s: &SuccessNode, v: &script::Vars, node: &str, budgets: &Budgets) -> Result<Effect, NodeError> {
+    let disposition = end_disposition(s.disposition.as_ref(), v, node, budgets)?;
     Ok(Effect::End {
         status: EndStatus::Completed,
         disposition,
@@ -598,7 +741,7 @@ fn success(s: &SuccessNode, v: &script::Vars) -> Result<Effect, NodeError> {
 }
 
 /// A FAILURE node's message: its own template, or the failure that led here.
-fn failure(f: &FailureNode, v: &script::Vars) -> Result<Effect, NodeError> {
+fn failure(f: &FailureNode, v: &script::Vars, node: &str, budgets: &Budgets) -> Result<Effect, NodeError> {
     let message = match &f.error_message {
         Some(t) => script::render(t, v)?,
         None => v
@@ -608,7 +751,7 @@ fn failure(f: &FailureNode, v: &script::Vars) -> Result<Effect, NodeError> {
             .unwrap_or("workflow failed")
             .to_string(),
     };
-    let disposition = f.disposition.as_ref().map(|d| script::render_value(d, v)).transpose()?;
+    let disposition = end_disposition(f.disposition.as_ref(), v, node, budgets)?;
     Ok(Effect::End {
         status: EndStatus::Failed,
         disposition,
@@ -616,7 +759,9 @@ fn failure(f: &FailureNode, v: &script::Vars) -> Result<Effect, NodeError> {
     })
 }
 
-fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, NodeError> {
+/// An HTTP node's request, within the node output budget (it is the activity's input); its
+/// response is held to the same budget.
+fn build_request(h: &HttpNode, vars: &script::Vars, node: &str, budgets: &Budgets) -> Result<HttpRequest, NodeError> {
     let mut url = url::Url::parse(&script::render_url(&h.url, vars)?).map_err(|e| Where::Url.err(e))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Where::Url.err(format!("scheme {:?} is not http or https", url.scheme())));
@@ -633,14 +778,19 @@ fn build_request(h: &HttpNode, vars: &script::Vars) -> Result<HttpRequest, NodeE
         .map(|(k, v)| Ok((k.clone(), script::render(v, vars)?)))
         .collect::<Result<_, NodeError>>()?;
     let body = h.body.as_ref().map(|b| script::render_value(b, vars)).transpose()?;
-    Ok(HttpRequest {
+    let request = HttpRequest {
         method: h.method.clone(),
         url: url.to_string(),
         headers,
         body,
         timeout_ms: h.timeout_ms,
         follow_redirects: h.follow_redirects,
-    })
+        max_response_bytes: Some(budgets.node_output_bytes).filter(|&b| b != u64::MAX),
+    };
+    budgets
+        .check(Budget::NodeOutput, node, Measured::Request, json_len(&request))
+        .map_err(NodeError::OverBudget)?;
+    Ok(request)
 }
 
 fn to_possible_values(v: Value) -> Result<Vec<PossibleValue>, String> {

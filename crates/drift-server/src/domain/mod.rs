@@ -10,7 +10,7 @@ pub use ids::{Caller, IdError, RequestId, Scope, ScopedWorkflowId, Scopes, Tenan
 pub use json::JsonText;
 
 use crate::dsl::Definition;
-use crate::engine::{FieldError, View};
+use crate::engine::{Budgets, FieldError, View};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -83,10 +83,33 @@ pub struct WorkflowState {
     /// (`"back": false`). Absent on the first screen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub back_blocked_by: Option<String>,
+    /// On a screen that cannot go back because older screens were let go: Back keeps at most
+    /// 32, and fewer when what continue-as-new carries would go over the run's carry budget.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub back_dropped: bool,
     /// On a screen returned to with Back: the answer it had, to prefill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_answer: Option<Value>,
+    /// In `GET /v3/workflow/{id}` only: the run cannot move because its workflow task keeps
+    /// failing in the worker (this state is the last it published).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_task_failing: Option<TaskFailing>,
     pub links: Links,
+}
+
+/// Workflow tasks that failed (or timed out) one after another, and Temporal's reason for the
+/// first of them: the run cannot move until a worker can run its task (a fixed worker, more
+/// room in Temporal's limits) or it is terminated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskFailing {
+    /// The attempt Temporal is on.
+    pub attempts: u32,
+    /// Temporal's cause, e.g. `payloads_too_large`, `workflow_worker_unhandled_failure`, or
+    /// `timed_out` for tasks no worker finished in time.
+    pub cause: String,
+    /// Temporal's (or the worker's) message.
+    pub message: String,
 }
 
 impl WorkflowState {
@@ -104,7 +127,9 @@ impl WorkflowState {
             path: Vec::new(),
             can_go_back: false,
             back_blocked_by: None,
+            back_dropped: false,
             previous_answer: None,
+            workflow_task_failing: None,
             links: Links::for_workflow(workflow_id),
         }
     }
@@ -142,15 +167,19 @@ pub enum BackBlock {
     Crossed,
     /// The screen's definition says `"back": false`.
     Forbidden,
+    /// The screens before it were let go to keep the run within its bounds.
+    Dropped,
 }
 
 impl BackBlock {
-    /// Why a screen's state says it cannot go back: `blocked_by` is its `backBlockedBy`.
-    pub fn of(screen: &str, blocked_by: Option<&str>) -> (String, Self) {
-        match blocked_by {
-            None => (screen.to_string(), Self::First),
-            Some(b) if b == screen => (screen.to_string(), Self::Forbidden),
-            Some(b) => (b.to_string(), Self::Crossed),
+    /// Why a screen's state says it cannot go back: `blocked_by` is its `backBlockedBy`,
+    /// `dropped` its `backDropped`.
+    pub fn of(screen: &str, blocked_by: Option<&str>, dropped: bool) -> (String, Self) {
+        match (blocked_by, dropped) {
+            (Some(b), _) if b == screen => (screen.to_string(), Self::Forbidden),
+            (_, true) => (screen.to_string(), Self::Dropped),
+            (None, false) => (screen.to_string(), Self::First),
+            (Some(b), false) => (b.to_string(), Self::Crossed),
         }
     }
 }
@@ -162,6 +191,11 @@ fn cannot_go_back_message(node: &str, why: BackBlock) -> String {
         BackBlock::Forbidden => {
             format!("screen {node:?} does not allow going back (its definition says \"back\": false)")
         }
+        BackBlock::Dropped => format!(
+            "Back reaches no further than {node:?}: the screens before it were let go (Back keeps at most {} \
+             screens, fewer when they would not fit the run's carry budget, --max-carry-bytes)",
+            crate::engine::back::BACK_KEPT
+        ),
     }
 }
 
@@ -351,6 +385,21 @@ pub struct WorkflowStart {
     /// How long the workflow may last in all, in milliseconds.
     #[serde(default)]
     pub execution_timeout_ms: Option<u64>,
+    /// The run's byte budgets and child depth bound (absent in starts from before budgets:
+    /// those runs keep deciding as they did).
+    #[serde(default = "unbounded")]
+    pub budgets: Budgets,
+    /// How many CHILD nodes deep this run is (0: started by a caller).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub depth: u32,
+}
+
+fn unbounded() -> Budgets {
+    Budgets::UNBOUNDED
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl WorkflowStart {
@@ -373,6 +422,8 @@ impl WorkflowStart {
             run: format!("{}/{}", self.run, self.workflow_id),
             seq_base: 0,
             execution_timeout_ms: self.execution_timeout_ms,
+            budgets: self.budgets,
+            depth: self.depth + 1,
         }
     }
 }

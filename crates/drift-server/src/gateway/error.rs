@@ -59,11 +59,13 @@ pub struct ErrorBody {
     /// What went wrong, for programs: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
     /// `stale_screen`, `not_waiting`, `invalid_answer`, `not_executable`, `callback_not_allowed`,
     /// `idempotency_key_reused`, `already_exists`, `conflict`, `invalid_definition`,
-    /// `too_large`, `rate_limited`, `busy`, `unavailable`, `outcome_unknown`, `internal`…
+    /// `too_large`, `rate_limited`, `busy`, `unavailable`, `outcome_unknown`,
+    /// `workflow_task_failing`, `internal`…
     pub code: &'static str,
     /// What went wrong and what to do, for people.
     pub message: String,
-    /// `invalid_answer`: `[{widgetId, message}]`; `invalid_definition`: `{errors: [...]}`.
+    /// `invalid_answer`: `[{widgetId, message}]`; `invalid_definition`: `{errors: [...]}`;
+    /// `workflow_task_failing`: `{attempts, cause, message}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Value>,
 }
@@ -159,6 +161,19 @@ impl From<ServiceError> for ApiError {
                 )
                 .retry_after(2)
             }
+            S::TaskFailing(f) => ApiError {
+                details: serde_json::to_value(&f).ok(),
+                ..Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "workflow_task_failing",
+                    format!(
+                        "the workflow cannot move: its workflow task keeps failing in the worker (attempt {}, {}: \
+                         {}). A command sent to it was delivered and is applied if the worker recovers; fix the \
+                         cause, or terminate the workflow",
+                        f.attempts, f.cause, f.message
+                    ),
+                )
+            },
             S::Internal(m) => Self::internal(&m),
         }
     }

@@ -204,7 +204,7 @@ impl Wait {
     ) -> Result<Response, ApiError> {
         let (mode, outcome) = match d.is_async {
             true => ("async", Outcome::Pending(None)),
-            false => ("sync", s.service.wait(&mut d, self.deadline).await?),
+            false => ("sync", s.service.wait(&mut d, self.deadline, &s.shutdown).await?),
         };
         let resp = answer(&d, outcome, with_token);
         let status = resp.as_ref().map(|r| r.status()).unwrap_or_else(|e| e.status);

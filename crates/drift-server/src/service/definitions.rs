@@ -9,6 +9,7 @@ use crate::domain::{Caller, Scope};
 use crate::dsl::graph::Graph;
 use crate::dsl::{Definition, NodeResource, Registry, ValidationError, VersionSel, validate, validate_node};
 use crate::engine::simulate::{Limits, Report, Scenario, simulate};
+use crate::engine::{Budgets, check_definition};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -178,13 +179,25 @@ fn parse(kind: Kind, body: &Value) -> Result<(), Vec<ValidationError>> {
     }
 }
 
-/// Checks a body against the published nodes; `Ok` carries the normalised body to store.
-fn check(kind: Kind, body: &Value, reg: &Registry) -> Result<(), Vec<ValidationError>> {
+/// Checks a body against the published nodes, and a workflow against the budgets its runs
+/// would have (what it shows of its size before it runs).
+fn check(kind: Kind, body: &Value, reg: &Registry, budgets: &Budgets) -> Result<(), Vec<ValidationError>> {
     parse(kind, body)?;
     let mut b = body.clone();
     b["version"] = Value::String("1".into());
     let errors = match kind {
-        Kind::Workflow => validate(&serde_json::from_value::<Definition>(b).expect("parsed above"), reg),
+        Kind::Workflow => {
+            let def = serde_json::from_value::<Definition>(b).expect("parsed above");
+            let mut errors = validate(&def, reg);
+            if errors.is_empty()
+                && let Ok(compiled) = reg.compile(&def)
+            {
+                // Children not published yet are refused at start, not here.
+                let children = reg.children_of(&compiled).unwrap_or_default();
+                errors = check_definition(&compiled, &children, budgets);
+            }
+            errors
+        }
         Kind::Node => validate_node(&serde_json::from_value::<NodeResource>(b).expect("parsed above")),
     };
     if errors.is_empty() { Ok(()) } else { Err(errors) }
@@ -366,7 +379,7 @@ impl Service {
         body["version"] = Value::String("SNAPSHOT".into());
         // Validate against what is published now.
         self.catalog().refresh().await?;
-        check(kind, &body, &self.catalog().registry()).map_err(ServiceError::InvalidDefinition)?;
+        check(kind, &body, &self.catalog().registry(), &self.0.cfg.budgets).map_err(ServiceError::InvalidDefinition)?;
         let stored = Stored {
             body: body.to_string(),
             by: who(caller),
@@ -411,7 +424,7 @@ impl Service {
         let body: Value = serde_json::from_str(&snap.body).map_err(|e| ServiceError::Internal(e.to_string()))?;
         // Node references must resolve against what is published now, not when it was saved.
         self.catalog().refresh().await?;
-        check(kind, &body, &self.catalog().registry()).map_err(ServiceError::InvalidDefinition)?;
+        check(kind, &body, &self.catalog().registry(), &self.0.cfg.budgets).map_err(ServiceError::InvalidDefinition)?;
         if let Some(latest) = db.versions(kind, id).await?.last()
             && let Some(stored) = db.version(kind, id, latest.version).await?
             && same_definition(kind, &stored.body, &body)
@@ -489,7 +502,9 @@ impl Service {
         let mut results = Vec::new();
         for n in &nodes {
             let id = n.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-            let errors = check(Kind::Node, n, &reg).err().unwrap_or_default();
+            let errors = check(Kind::Node, n, &reg, &self.0.cfg.budgets)
+                .err()
+                .unwrap_or_default();
             if errors.is_empty() {
                 let mut b = n.clone();
                 b["version"] = Value::String("1".into());
@@ -512,7 +527,9 @@ impl Service {
         }
         for w in &workflows {
             let id = w.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
-            let errors = check(Kind::Workflow, w, &reg).err().unwrap_or_default();
+            let errors = check(Kind::Workflow, w, &reg, &self.0.cfg.budgets)
+                .err()
+                .unwrap_or_default();
             results.push(Checked {
                 kind: "workflow",
                 id,
@@ -548,7 +565,7 @@ impl Service {
                         "the definition's id is {named:?}; the path names {id:?}"
                     )));
                 }
-                check(Kind::Workflow, &body, &reg).map_err(ServiceError::InvalidDefinition)?;
+                check(Kind::Workflow, &body, &reg, &self.0.cfg.budgets).map_err(ServiceError::InvalidDefinition)?;
                 let mut b = body;
                 b["version"] = Value::String("SNAPSHOT".into());
                 serde_json::from_value(b).map_err(|e| ServiceError::Invalid(e.to_string()))?
@@ -564,7 +581,11 @@ impl Service {
             scenario.thread_context = caller.thread_context();
         }
         // The interpreter is CPU work, bounded in steps and time: off the async workers.
-        tokio::task::spawn_blocking(move || simulate(&def, &children, &scenario, Limits::default()))
+        let limits = Limits {
+            budgets: self.0.cfg.budgets,
+            ..Limits::default()
+        };
+        tokio::task::spawn_blocking(move || simulate(&def, &children, &scenario, limits))
             .await
             .map_err(|e| ServiceError::Internal(format!("simulation: {e}")))
     }

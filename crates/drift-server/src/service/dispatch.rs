@@ -5,8 +5,8 @@ use super::wait::Outcome;
 use super::{CommandRequest, Delivery, Follow, Mode, Service, ServiceError, StartRequest, require, riding_out};
 use crate::bus::{RedisKeys, Subscription};
 use crate::domain::{
-    BackBlock, Callback, Caller, Command, Rejection, RequestId, Scope, WorkflowId, WorkflowStart, WorkflowState,
-    WorkflowStatus,
+    BackBlock, Callback, Caller, Command, Rejection, RequestId, Scope, ScopedWorkflowId, WorkflowId, WorkflowStart,
+    WorkflowState, WorkflowStatus,
 };
 use crate::dsl::Definition;
 use crate::temporal::TemporalError;
@@ -15,19 +15,7 @@ use std::collections::BTreeMap;
 
 /// The size of a value's JSON, counted without building it.
 fn json_len(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
+    crate::engine::json_len(v) as usize
 }
 
 /// A command or start on its way: subscribed (unless async) and dispatched.
@@ -39,6 +27,8 @@ pub struct Dispatched {
     /// Async mode: later states go to the callback, nobody waits here.
     pub is_async: bool,
     pub(super) keys: RedisKeys,
+    /// The workflow in Temporal, for asking why an answer is not coming.
+    pub(super) scoped: ScopedWorkflowId,
     /// Subscribed before dispatch; None in async mode.
     pub(super) subscription: Option<Subscription>,
     /// The `seq` the service's check saw (0: nothing published yet).
@@ -93,7 +83,7 @@ fn checked_command(
             Rejection::check_resume(latest.workflow_status, latest.seq, seq)?;
             if !latest.can_go_back {
                 let screen = latest.node.as_deref().unwrap_or_default();
-                let (node, why) = BackBlock::of(screen, latest.back_blocked_by.as_deref());
+                let (node, why) = BackBlock::of(screen, latest.back_blocked_by.as_deref(), latest.back_dropped);
                 return Err(Rejection::CannotGoBack { node, why }.into());
             }
             Command::Back {
@@ -261,6 +251,8 @@ impl Service {
             run: uuid::Uuid::now_v7().simple().to_string(),
             seq_base: 0,
             execution_timeout_ms: Some(execution_timeout),
+            budgets: self.0.cfg.budgets,
+            depth: 0,
         };
         let keys = self.keys(&start.scoped_id());
         // A reused id goes on from its earlier runs' seq, so readers see the new run. The read
@@ -301,6 +293,7 @@ impl Service {
         tracing::debug!(request_id = %req.request_id, started = ?t0.elapsed(), "start dispatched");
         Ok(Dispatched {
             stream_token: self.0.tokens.issue(&caller.tenant, &id),
+            scoped: caller.scoped(&id),
             id,
             request_id: req.request_id,
             is_async,
@@ -349,6 +342,7 @@ impl Service {
         if let Some(first) = first {
             metrics::counter!("drift_commands_deduplicated_total").increment(1);
             return Ok(Dispatched {
+                scoped: caller.scoped(id),
                 id: id.clone(),
                 request_id: req.request_id().clone(),
                 stream_token: self.0.tokens.issue(&caller.tenant, id),
@@ -372,8 +366,8 @@ impl Service {
             // Drift still showed it waiting, but it ended outside Drift: publish how.
             Err(TemporalError::Ended) => {
                 let status = match self.reconcile(&caller.tenant, id).await {
-                    Some(end) => end.workflow_status,
-                    None => WorkflowStatus::Terminated,
+                    super::reconcile::Checked::Ended(end) => end.workflow_status,
+                    _ => WorkflowStatus::Terminated,
                 };
                 return Err(Rejection::NotWaiting { status }.into());
             }
@@ -381,6 +375,7 @@ impl Service {
         }
         tracing::debug!(%request_id, signalled = ?t0.elapsed(), "command dispatched");
         Ok(Dispatched {
+            scoped: caller.scoped(id),
             id: id.clone(),
             request_id,
             stream_token: self.0.tokens.issue(&caller.tenant, id),

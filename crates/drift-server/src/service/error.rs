@@ -50,6 +50,10 @@ pub enum ServiceError {
     /// The call may or may not have been applied (a timeout after it was sent).
     #[error("outcome unknown: {0}")]
     Uncertain(String),
+    /// The workflow cannot move: its workflow task keeps failing in the worker. A command sent
+    /// to it was delivered and is applied if the task recovers.
+    #[error("the workflow's task keeps failing ({}, attempt {}): {}", .0.cause, .0.attempts, .0.message)]
+    TaskFailing(crate::domain::TaskFailing),
     #[error("{0}")]
     Internal(String),
 }

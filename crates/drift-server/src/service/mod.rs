@@ -50,6 +50,9 @@ pub struct ServiceConfig {
     pub max_command_bytes: usize,
     /// How long a workflow may last when its definition does not say.
     pub execution_timeout: std::time::Duration,
+    /// The byte budgets and child depth bound of every run started here; definitions that
+    /// visibly cannot keep to them are refused at publish.
+    pub budgets: crate::engine::Budgets,
 }
 
 /// Whatever authority a transport has for a call on one workflow.

@@ -3,9 +3,29 @@
 //! is published for the workflow, on demand and by a background sweep.
 
 use super::{Service, ServiceError, require, riding_out};
-use crate::domain::{Caller, Scope, ScopedWorkflowId, TenantId, WorkflowId, WorkflowState, WorkflowStatus};
+use crate::domain::{
+    Caller, Scope, ScopedWorkflowId, TaskFailing, TenantId, WorkflowId, WorkflowState, WorkflowStatus,
+};
 use crate::temporal::{EndedAs, TemporalError};
 use futures::StreamExt;
+
+/// What Temporal says of a workflow Drift shows running.
+pub(super) enum Checked {
+    /// It ended outside Drift: its end, now published.
+    Ended(Box<WorkflowState>),
+    TaskFailing(TaskFailing),
+    Fine,
+}
+
+/// Counts and logs a run found stuck on a failing workflow task.
+fn task_failing_seen(scoped: &ScopedWorkflowId, f: TaskFailing) -> TaskFailing {
+    metrics::counter!("drift_workflow_task_failing_total").increment(1);
+    tracing::warn!(
+        workflow = %scoped, attempts = f.attempts, cause = %f.cause, message = %f.message,
+        "workflow task keeps failing"
+    );
+    f
+}
 
 impl Service {
     /// Terminates a workflow and publishes its end for it (it can no longer publish itself).
@@ -62,7 +82,7 @@ impl Service {
 
     /// The latest state as readers should see it: a workflow Drift still shows running that
     /// ended outside Drift (Temporal's CLI or UI, a timeout, a server limit) gets that end
-    /// published now.
+    /// published now; one whose workflow task keeps failing says so.
     pub(super) async fn reconciled_state(
         &self,
         caller: &Caller,
@@ -72,24 +92,53 @@ impl Service {
         if st.workflow_status.is_terminal() {
             return Ok(st);
         }
-        Ok(self.reconcile(&caller.tenant, id).await.unwrap_or(st))
+        Ok(match self.reconcile(&caller.tenant, id).await {
+            Checked::Ended(end) => *end,
+            Checked::TaskFailing(f) => WorkflowState {
+                workflow_task_failing: Some(f),
+                ..st
+            },
+            Checked::Fine => st,
+        })
     }
 
-    /// Publishes the end of a workflow that ended outside Drift, if it did.
-    pub(super) async fn reconcile(&self, tenant: &TenantId, id: &WorkflowId) -> Option<WorkflowState> {
-        let ended = match self.0.temporal.ended(&ScopedWorkflowId::new(tenant, id)).await {
-            Ok(e) => e?,
+    /// What Temporal says of a workflow Drift shows running. An end outside Drift is
+    /// published now.
+    pub(super) async fn reconcile(&self, tenant: &TenantId, id: &WorkflowId) -> Checked {
+        let scoped = ScopedWorkflowId::new(tenant, id);
+        let seen = match self.0.temporal.inspect(&scoped).await {
+            Ok(seen) => seen,
             Err(e) => {
-                tracing::debug!(error = %e, "could not check whether the workflow ended");
-                return None;
+                tracing::debug!(error = %e, "could not check the workflow in Temporal");
+                return Checked::Fine;
             }
+        };
+        if let Some(f) = seen.task_failing {
+            return Checked::TaskFailing(task_failing_seen(&scoped, f));
+        }
+        let Some(ended) = seen.ended else {
+            return Checked::Fine;
         };
         let status = match ended.status {
             EndedAs::Terminated => WorkflowStatus::Terminated,
             EndedAs::TimedOut | EndedAs::Failed => WorkflowStatus::Failed,
         };
         metrics::counter!("drift_external_ends_total").increment(1);
-        self.publish_end(tenant, id, status, Some(ended.reason)).await.ok()
+        match self.publish_end(tenant, id, status, Some(ended.reason)).await {
+            Ok(end) => Checked::Ended(Box::new(end)),
+            Err(_) => Checked::Fine,
+        }
+    }
+
+    /// Why an answer has not come, when it is that the workflow's task keeps failing.
+    pub(super) async fn task_failing(&self, scoped: &ScopedWorkflowId) -> Option<TaskFailing> {
+        match self.0.temporal.inspect(scoped).await {
+            Ok(seen) => seen.task_failing.map(|f| task_failing_seen(scoped, f)),
+            Err(e) => {
+                tracing::debug!(error = %e, "could not check the workflow in Temporal");
+                None
+            }
+        }
     }
 
     /// Publishes an end the workflow cannot publish itself, above every seq its id ever had

@@ -43,8 +43,15 @@ impl Outcome {
 enum Found {
     Event(Arc<Event>),
     Stored(Box<Stored>),
+    TaskFailing(crate::domain::TaskFailing),
     TimedOut,
+    /// The gateway is stopping: the caller hears where things stand now.
+    Stopping,
 }
+
+/// How long a waiter waits for its answer before it asks Temporal whether the workflow's task
+/// keeps failing (then the answer will not come, and the caller hears why at once).
+const PROBE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Waits between a waiter's attempts to read what it may have missed.
 const RESYNC_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
@@ -70,8 +77,13 @@ async fn missed(
 impl Service {
     /// Waits until `deadline` for the answer to a dispatched call: the message for its request
     /// id, a terminal state, or — for a start that found its workflow already running — the
-    /// latest state.
-    pub async fn wait(&self, d: &mut Dispatched, deadline: Instant) -> Result<Outcome, ServiceError> {
+    /// latest state. A gateway stopping (`stop`) answers at once with where things stand.
+    pub async fn wait(
+        &self,
+        d: &mut Dispatched,
+        deadline: Instant,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<Outcome, ServiceError> {
         let store = self.store();
         if let Some((_, outcome)) = d.take_answer() {
             return outcome;
@@ -86,10 +98,19 @@ impl Service {
         };
         let (request_id, any_state) = (d.request_id.as_str(), !d.fresh);
         let waiting = crate::telemetry::GaugeGuard::new("drift_sync_waiters");
+        let mut probe = Some(Instant::now() + PROBE_AFTER).filter(|at| *at < deadline);
         let found = loop {
             let msg = tokio::select! {
                 m = sub.recv() => m,
+                _ = tokio::time::sleep_until(probe.unwrap_or(deadline)), if probe.is_some() => {
+                    probe = None;
+                    match Box::pin(self.task_failing(&d.scoped)).await {
+                        Some(f) => break Found::TaskFailing(f),
+                        None => continue,
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => break Found::TimedOut,
+                _ = stop.cancelled() => break Found::Stopping,
             };
             match msg {
                 HubMsg::Event(e) => {
@@ -124,13 +145,20 @@ impl Service {
         match found {
             Found::Event(e) => Outcome::of(&e),
             Found::Stored(s) => Outcome::stored(&s),
-            Found::TimedOut => Ok(Outcome::Pending(
-                Box::pin(store.latest(&d.keys))
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|s| Box::new(s.state)),
-            )),
+            Found::TaskFailing(f) => Err(ServiceError::TaskFailing(f)),
+            Found::TimedOut => {
+                if let Some(f) = Box::pin(self.task_failing(&d.scoped)).await {
+                    return Err(ServiceError::TaskFailing(f));
+                }
+                self.pending(d).await
+            }
+            Found::Stopping => self.pending(d).await,
         }
+    }
+
+    /// The latest state known, for a caller whose wait ran out.
+    async fn pending(&self, d: &Dispatched) -> Result<Outcome, ServiceError> {
+        let latest = Box::pin(self.store().latest(&d.keys)).await.ok().flatten();
+        Ok(Outcome::Pending(latest.map(|s| Box::new(s.state))))
     }
 }

@@ -152,14 +152,31 @@ impl DriftActivities {
     }
 
     /// One HTTP call. Network errors, 5xx and 429 are retried by Temporal with the node's
-    /// policy; other 4xx, refused addresses and oversized bodies fail at once.
+    /// policy; other 4xx, refused addresses and oversized bodies fail at once. A worker that
+    /// is shutting down cancels it (see `graceful_shutdown_period`).
     #[activity(name = "http_call")]
     pub async fn http_call(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         req: HttpRequest,
     ) -> Result<HttpResponse, ActivityError> {
+        tokio::select! {
+            r = self.call(&req) => r,
+            _ = ctx.cancelled() => Err(ActivityError::cancelled()),
+        }
+    }
+}
+
+impl DriftActivities {
+    async fn call(&self, req: &HttpRequest) -> Result<HttpResponse, ActivityError> {
         let out = &self.outbound;
+        // The run's node output budget, when it is below the worker's own cap, names itself.
+        let (limit, which) = match req.max_response_bytes {
+            Some(b) if b < out.max_response_bytes as u64 => {
+                (b as usize, "the run's node output budget (--max-node-output-bytes)")
+            }
+            _ => (out.max_response_bytes, "the worker's --max-response-bytes"),
+        };
         let method = reqwest::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| upstream_failure(false, format!("{:?} is not an HTTP method", req.method)))?;
         let url = url::Url::parse(&req.url).map_err(|_| upstream_failure(false, "the node's URL is invalid".into()))?;
@@ -209,11 +226,14 @@ impl DriftActivities {
             tracing::warn!(url = %req.url, error = %e, "reading an HTTP node's response failed");
             upstream_failure(true, "reading the upstream's answer failed".into())
         })? {
-            if bytes.len() + chunk.len() > out.max_response_bytes {
-                tracing::warn!(url = %req.url, limit = out.max_response_bytes, "HTTP node response too large");
+            if bytes.len() + chunk.len() > limit {
+                tracing::warn!(url = %req.url, limit, "HTTP node response too large");
                 return Err(upstream_failure(
                     false,
-                    format!("the upstream's answer is larger than {} bytes", out.max_response_bytes),
+                    format!(
+                        "the upstream's answer is larger than {} bytes, {which}",
+                        crate::engine::grouped(limit as u64)
+                    ),
                 ));
             }
             bytes.extend_from_slice(&chunk);

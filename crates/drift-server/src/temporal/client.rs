@@ -2,7 +2,7 @@
 
 use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
 use super::workflow::{DriftWorkflow, WorkflowInput};
-use crate::domain::{Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState};
+use crate::domain::{Command, ScopedWorkflowId, TaskFailing, TenantId, WorkflowStart, WorkflowState};
 use std::time::Duration;
 use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, GrpcCompression, RetryOptions, WorkflowFetchHistoryOptions,
@@ -121,6 +121,20 @@ pub enum EndedAs {
     TimedOut,
     Failed,
 }
+
+/// What Temporal says of a workflow Drift still shows running.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inspection {
+    /// It ended without publishing its end (terminated, timed out, failed outside Drift).
+    pub ended: Option<Ended>,
+    /// Its workflow task keeps failing: it cannot move until the worker can run it.
+    pub task_failing: Option<TaskFailing>,
+}
+
+/// The attempt from which a failing workflow task counts as stuck. A task that timed out may
+/// be a worker restarting, so it takes one more.
+const FAILED_ATTEMPTS: i32 = 2;
+const TIMED_OUT_ATTEMPTS: i32 = 3;
 
 /// A lazily (re)connecting Temporal client for the gateway.
 pub struct Temporal {
@@ -285,10 +299,11 @@ impl Temporal {
         Ok(Some((state, description.status() == S::Completed)))
     }
 
-    /// How the workflow ended, if it ended without publishing its end itself: terminated from
-    /// Temporal's CLI or UI, timed out, or failed (e.g. a server limit). None while it runs, and
-    /// for the ends Drift publishes (completion, and the workflow's own failure states).
-    pub async fn ended(&self, id: &ScopedWorkflowId) -> Result<Option<Ended>, TemporalError> {
+    /// How the workflow stands in Temporal, for a workflow Drift still shows running: whether
+    /// it ended without publishing its end itself (terminated from Temporal's CLI or UI, timed
+    /// out, failed on a server limit), or keeps failing its workflow task. Nothing for the ends
+    /// Drift publishes (completion, the workflow's own failure states).
+    pub async fn inspect(&self, id: &ScopedWorkflowId) -> Result<Inspection, TemporalError> {
         use temporalio_client::{HistoryEventFilterType, WorkflowDescribeOptions, WorkflowExecutionStatus as S};
         use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
         let client = self.client().await?;
@@ -301,7 +316,21 @@ impl Temporal {
             S::Terminated | S::Canceled => EndedAs::Terminated,
             S::TimedOut => EndedAs::TimedOut,
             S::Failed => EndedAs::Failed,
-            _ => return Ok(None),
+            _ => {
+                let attempt = description
+                    .raw_description
+                    .pending_workflow_task
+                    .as_ref()
+                    .map_or(0, |t| t.attempt);
+                let task_failing = match attempt >= FAILED_ATTEMPTS {
+                    true => self.task_failure(id, attempt).await?,
+                    false => None,
+                };
+                return Ok(Inspection {
+                    ended: None,
+                    task_failing,
+                });
+            }
         };
         let close = handle
             .fetch_history(
@@ -323,7 +352,63 @@ impl Temporal {
             (EndedAs::Terminated, None) => "terminated outside Drift".to_string(),
             (_, None) => "the workflow failed outside Drift".to_string(),
         };
-        Ok(Some(Ended { status, reason }))
+        Ok(Inspection {
+            ended: Some(Ended { status, reason }),
+            task_failing: None,
+        })
+    }
+
+    /// Why a workflow task on its `attempt`th try keeps failing: the newest task failure (or
+    /// timeout) in the history, read from its end.
+    async fn task_failure(&self, id: &ScopedWorkflowId, attempt: i32) -> Result<Option<TaskFailing>, TemporalError> {
+        use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+        use temporalio_common::protos::temporal::api::enums::v1::WorkflowTaskFailedCause;
+        use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryReverseRequest;
+        let client = self.client().await?;
+        let request = GetWorkflowExecutionHistoryReverseRequest {
+            namespace: self.cfg.namespace.clone(),
+            execution: Some(WorkflowExecution {
+                workflow_id: id.to_string(),
+                run_id: String::new(),
+            }),
+            maximum_page_size: 200,
+            next_page_token: vec![],
+        };
+        let history = client
+            .connection()
+            .workflow_service()
+            .get_workflow_execution_history_reverse(tonic::Request::new(request))
+            .await
+            .map_err(|s| from_status(&s))?
+            .into_inner()
+            .history
+            .unwrap_or_default();
+        let found = history.events.iter().find_map(|e| match e.attributes.as_ref()? {
+            Attributes::WorkflowTaskFailedEventAttributes(f) => {
+                let cause = WorkflowTaskFailedCause::try_from(f.cause)
+                    .map(|c| c.as_str_name())
+                    .unwrap_or("WORKFLOW_TASK_FAILED_CAUSE_UNSPECIFIED");
+                let cause = cause
+                    .trim_start_matches("WORKFLOW_TASK_FAILED_CAUSE_")
+                    .to_ascii_lowercase();
+                let message = f.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default();
+                Some((FAILED_ATTEMPTS, cause, message))
+            }
+            Attributes::WorkflowTaskTimedOutEventAttributes(_) => Some((
+                TIMED_OUT_ATTEMPTS,
+                "timed_out".to_string(),
+                "no worker finished the workflow task in time".to_string(),
+            )),
+            _ => None,
+        });
+        Ok(found
+            .filter(|(from, ..)| attempt >= *from)
+            .map(|(_, cause, message)| TaskFailing {
+                attempts: attempt as u32,
+                cause,
+                message,
+            }))
     }
 
     /// Probes the server (for `/readyz`).

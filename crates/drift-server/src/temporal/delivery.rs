@@ -38,6 +38,34 @@ pub struct DeliveryState {
     /// The `webhook-id` of the last state, for states published on the workflow's behalf.
     #[serde(default)]
     pub last_id: Option<String>,
+    /// Queued states let go before they were attempted, because a newer one superseded them
+    /// and the queue would not fit what continue-as-new may carry.
+    #[serde(default)]
+    pub superseded: u64,
+}
+
+/// What a delivery workflow may carry into its next history: under Temporal's payload limit
+/// (2 MiB), however many large states queue up while a receiver is down.
+pub const CARRY_BYTES: u64 = 1792 * 1024;
+
+impl DeliveryState {
+    /// Lets the oldest queued states go, never the newest nor an end, until the state fits
+    /// `limit` bytes; how many went. The receiver still gets every later state, in order.
+    pub fn fit(&mut self, limit: u64) -> usize {
+        let (mut let_go, mut size) = (0, crate::engine::json_len(self));
+        while size > limit {
+            let newest = self.queue.len().saturating_sub(1);
+            let Some(i) = self.queue.iter().take(newest).position(|d| !d.terminal) else {
+                break;
+            };
+            let gone = self.queue.remove(i).expect("found above");
+            // Its JSON and the comma before the next one.
+            size = size.saturating_sub(crate::engine::json_len(&gone) + 1);
+            self.superseded += 1;
+            let_go += 1;
+        }
+        let_go
+    }
 }
 
 #[workflow]
@@ -107,7 +135,14 @@ impl DeliveryWorkflow {
                 return Ok(ctx.state(|s| s.st.clone()));
             }
             if ctx.history_length() >= HISTORY_LIMIT || ctx.continue_as_new_suggested() {
-                let carried = ctx.state_mut(|s| std::mem::take(&mut s.st));
+                let mut carried = ctx.state_mut(|s| std::mem::take(&mut s.st));
+                let let_go = carried.fit(CARRY_BYTES);
+                if let_go > 0 {
+                    tracing::warn!(
+                        let_go,
+                        "superseded webhook states let go to fit the delivery workflow's carry"
+                    );
+                }
                 ctx.continue_as_new(carried, ContinueAsNewOptions::default())?;
             }
         }
@@ -127,6 +162,27 @@ impl DeliveryWorkflow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_queue_too_large_to_carry_lets_its_oldest_superseded_states_go_never_the_newest_or_an_end() {
+        let state = |seq: u64, terminal: bool| Delivery {
+            callback: None,
+            webhook_id: format!("w/{seq}"),
+            seq,
+            terminal,
+            body: "x".repeat(100_000),
+            workflow: None,
+        };
+        let mut st = DeliveryState {
+            queue: (1..=30).map(|seq| state(seq, seq == 30)).collect(),
+            ..Default::default()
+        };
+        let let_go = st.fit(1_000_000);
+        assert!(crate::engine::json_len(&st) <= 1_000_000);
+        assert_eq!((let_go as u64, st.superseded), (21, 21));
+        let seqs: Vec<u64> = st.queue.iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, (22..=30).collect::<Vec<_>>(), "the newest kept, in order");
+    }
 
     #[test]
     fn a_delivery_handed_over_before_the_layout_change_still_reads() {

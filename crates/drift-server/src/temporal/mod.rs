@@ -7,6 +7,8 @@ mod delivery;
 mod worker;
 mod workflow;
 
-pub use client::{EndedAs, START_TURN_WAIT, STARTS_IN_FLIGHT, Temporal, TemporalConfig, TemporalError, connect};
+pub use client::{
+    EndedAs, Inspection, START_TURN_WAIT, STARTS_IN_FLIGHT, Temporal, TemporalConfig, TemporalError, connect,
+};
 pub use delivery::DeliveryState;
 pub use worker::{WorkerConfig, on_own_thread, spawn as spawn_worker};

@@ -27,6 +27,9 @@ pub struct WorkerConfig {
     pub max_response_bytes: usize,
     pub activity_slots: usize,
     pub cached_workflows: usize,
+    /// The drain time after a shutdown signal: activities still running after half of it are
+    /// cancelled, so the worker can end within it.
+    pub drain: std::time::Duration,
 }
 
 /// Starts the worker thread. It stops when `shutdown` is cancelled; the returned handle ends
@@ -70,6 +73,7 @@ pub fn spawn(
                     .build(),
             )
             .max_cached_workflows(cfg.cached_workflows)
+            .graceful_shutdown_period(cfg.drain / 2)
             .build();
         let worker = Worker::new(&runtime, client, opts)?;
         tracing::info!(task_queue = %cfg.task_queue, cached_workflows = cfg.cached_workflows, "worker running");

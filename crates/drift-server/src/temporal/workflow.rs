@@ -10,7 +10,11 @@ use crate::domain::{
     WorkflowStart, WorkflowState, WorkflowStatus,
 };
 use crate::dsl::Definition;
-use crate::engine::{Cursor, Effect, EndStatus, Machine, NodeError, Prepared, View, initial_context};
+use crate::engine::back::{BackPoint, BackStack, drop_to_fit};
+use crate::engine::{
+    Budget, Cursor, Effect, EndStatus, Machine, Measured, NodeError, OverBudget, Prepared, View, initial_context,
+    json_len,
+};
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -52,27 +56,15 @@ pub struct Carry {
     /// A timer the run was waiting on (already published), with when it fires (ms since epoch).
     #[serde(default)]
     open_timer: Option<(String, i64)>,
-    /// The screens Back may return to.
+    /// The screens Back may return to, each as what changed (see `BackStack::carried`).
     #[serde(default)]
     back: Vec<BackPoint>,
+    /// Older screens were let go: Back stops short of the first one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    back_dropped: bool,
     #[serde(default)]
     back_blocked_by: Option<String>,
 }
-
-/// A screen answered since the last HTTP or CHILD node: where Back returns to.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct BackPoint {
-    instance: String,
-    view: View,
-    /// The run as it was when the screen was shown.
-    cursor: Cursor,
-    /// The answer it was given, for the client to prefill.
-    answer: Value,
-}
-
-/// How many screens Back can go through.
-const BACK_KEPT: usize = 32;
 
 /// How many recent request ids a workflow remembers.
 const TAKEN_KEPT: usize = 256;
@@ -100,7 +92,7 @@ struct Run {
     deliveries_started: bool,
     open_screen: Option<(String, View)>,
     open_timer: Option<(String, i64)>,
-    back: Vec<BackPoint>,
+    back: BackStack,
     /// The HTTP or CHILD node run since the last screen answered (Back cannot cross it).
     back_blocked_by: Option<String>,
     /// The answer the next published screen had before (it was returned to with Back).
@@ -115,11 +107,32 @@ fn over_budget(ctx: &WorkflowContext<DriftWorkflow>, run: &Run) -> bool {
 }
 
 /// Continues as new, carrying the run's definition and position, unhandled commands and recent
-/// request ids.
-fn continue_as_new(ctx: &WorkflowContext<DriftWorkflow>, run: &Run, def: &Definition) -> WorkflowResult<()> {
-    let (inbox, taken) = ctx.state_mut(|s| (s.inbox.drain(..).collect(), s.taken.iter().cloned().collect()));
-    ctx.continue_as_new(run.carry_over(def, inbox, taken), ContinueAsNewOptions::default())?;
-    Ok(())
+/// request ids, within the run's carry budget: the oldest of Back's screens are let go until it
+/// fits. Returns, instead of continuing, why the run cannot go on when it would not fit even
+/// without them (Temporal would refuse the input, and the run would never move again).
+fn continue_as_new(ctx: &WorkflowContext<DriftWorkflow>, run: &Run, def: &Definition) -> WorkflowResult<OverBudget> {
+    let (inbox, taken) = ctx.state(|s| (s.inbox.iter().cloned().collect(), s.taken.iter().cloned().collect()));
+    let mut input = run.carry_over(def, inbox, taken);
+    let carry = input.carry.as_mut().expect("carry_over carries");
+    let mut back = std::mem::take(&mut carry.back);
+    let base = json_len(&input);
+    let budgets = &run.start.budgets;
+    if let Err(over) = budgets.check(Budget::Carry, &run.cursor.node, Measured::Carry, base) {
+        return Ok(over);
+    }
+    let let_go = drop_to_fit(&mut back, |points| base + json_len(points) <= budgets.carry_bytes);
+    if let_go > 0 {
+        tracing::warn!(
+            workflow = %run.scoped, let_go, kept = back.len(),
+            "Back's oldest screens let go to fit the carry budget"
+        );
+    }
+    let carry = input.carry.as_mut().expect("carry_over carries");
+    carry.back = back;
+    carry.back_dropped |= let_go > 0;
+    // Carried: the next run takes them.
+    ctx.state_mut(|s| s.inbox.clear());
+    match ctx.continue_as_new(input, ContinueAsNewOptions::default())? {}
 }
 
 impl Run {
@@ -140,10 +153,13 @@ impl Run {
             open_screen: None,
             open_timer: None,
             back: vec![],
+            back_dropped: false,
             back_blocked_by: None,
         });
+        let back = BackStack::carried_in(carry.back, carry.back_dropped, &carry.cursor);
         let run = Run {
             scoped,
+            back,
             cursor: carry.cursor,
             seq: carry.seq,
             answering: carry.answering,
@@ -151,7 +167,6 @@ impl Run {
             deliveries_started: carry.deliveries_started,
             open_screen: carry.open_screen,
             open_timer: carry.open_timer,
-            back: carry.back,
             back_blocked_by: carry.back_blocked_by,
             prefill: None,
             no_back: start
@@ -182,7 +197,8 @@ impl Run {
                 taken,
                 open_screen: self.open_screen.clone(),
                 open_timer: self.open_timer.clone(),
-                back: self.back.clone(),
+                back: self.back.carried(&self.cursor),
+                back_dropped: self.back.dropped(),
                 back_blocked_by: self.back_blocked_by.clone(),
             }),
         }
@@ -208,10 +224,11 @@ impl DriftWorkflow {
         // The machine borrows the definition while the run changes around it. Taken out of the
         // start rather than copied: it is most of what a cached workflow holds in memory.
         let def = std::mem::take(&mut run.start.definition);
-        let machine = Machine::new(&def);
+        let machine = Machine::new(&def).with_budgets(run.start.budgets);
         loop {
             if over_budget(ctx, &run) {
-                continue_as_new(ctx, &run, &def)?;
+                let over = continue_as_new(ctx, &run, &def)?;
+                return Ok(fail(ctx, &mut run, over).await);
             }
             let (effect, reopened) = run.next_effect(&machine);
             match effect {
@@ -230,20 +247,34 @@ impl DriftWorkflow {
                     view,
                     timeout_ms,
                 } => {
-                    if !reopened {
-                        publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone()), None, None).await;
+                    let shown = match reopened {
+                        true => Ok(()),
+                        false => publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone())).await,
+                    };
+                    let over = match shown {
+                        Ok(()) => on_screen(ctx, &machine, &mut run, instance, view, timeout_ms).await?,
+                        Err(over) => Some(over),
+                    };
+                    if let Some(over) = over {
+                        return Ok(fail(ctx, &mut run, over).await);
                     }
-                    on_screen(ctx, &machine, &mut run, instance, view, timeout_ms).await?;
                 }
                 Effect::Wait {
                     instance,
                     duration_ms,
                     until_ms,
                 } => {
-                    if !reopened {
-                        publish_state(ctx, &mut run, WorkflowStatus::SchedulerWaiting, None, None, None).await;
+                    let shown = match reopened {
+                        true => Ok(()),
+                        false => publish_state(ctx, &mut run, WorkflowStatus::SchedulerWaiting, None).await,
+                    };
+                    let over = match shown {
+                        Ok(()) => on_timer(ctx, &machine, &mut run, instance, duration_ms, until_ms).await?,
+                        Err(over) => Some(over),
+                    };
+                    if let Some(over) = over {
+                        return Ok(fail(ctx, &mut run, over).await);
                     }
-                    on_timer(ctx, &machine, &mut run, instance, duration_ms, until_ms).await?;
                 }
                 Effect::Child {
                     instance,
@@ -376,36 +407,30 @@ async fn send(ctx: &WorkflowContext<DriftWorkflow>, p: Publication) {
         .await;
 }
 
+/// Publishes a stable state (and hands it to the webhook deliveries), unless it is over the
+/// run's state budget: then nothing is published, and the caller ends the run.
 async fn publish_state(
     ctx: &WorkflowContext<DriftWorkflow>,
     run: &mut Run,
     status: WorkflowStatus,
     view: Option<View>,
-    disposition: Option<Value>,
-    error_message: Option<String>,
-) {
-    run.seq += 1;
-    let path = std::mem::take(&mut run.cursor.trail);
-    // On a screen: whether Back can apply, or what stands in the way.
-    let block = match (status, &view) {
-        (WorkflowStatus::Waiting, Some(v)) => Some(run.back_block(&v.node)),
-        _ => None,
-    };
-    let state = WorkflowState {
-        view,
-        disposition,
-        error_message,
-        node: path.last().cloned(),
-        path,
-        request_id: run.answering.take().map(String::from),
-        can_go_back: block.as_ref().is_some_and(Option::is_none),
-        back_blocked_by: match block {
-            Some(Some((node, why))) if why != BackBlock::First => Some(node),
-            _ => None,
-        },
-        previous_answer: run.prefill.take(),
-        ..WorkflowState::bare(run.start.workflow_id.as_str(), status, run.seq)
-    };
+) -> Result<(), OverBudget> {
+    let state = run.next_state(status, view, None, None);
+    let node = state.node.clone().unwrap_or_else(|| run.cursor.node.clone());
+    run.start
+        .budgets
+        .check(Budget::State, &node, Measured::State, json_len(&state))?;
+    publish(ctx, run, state).await;
+    Ok(())
+}
+
+/// Publishes `state` as the run's next one: it takes the next seq and answers the pending
+/// command.
+async fn publish(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, state: WorkflowState) {
+    run.seq = state.seq;
+    run.cursor.trail.clear();
+    run.answering = None;
+    run.prefill = None;
     ctx.state_mut(|s| s.last = Some(state.clone()));
     send(ctx, Publication::state(&run.scoped, &state)).await;
     if run.callback.is_some() {
@@ -460,8 +485,47 @@ impl Run {
             return Some((screen.to_string(), BackBlock::Forbidden));
         }
         match self.back.is_empty() {
-            true => Some(BackBlock::of(screen, self.back_blocked_by.as_deref())),
+            true => Some(BackBlock::of(
+                screen,
+                self.back_blocked_by.as_deref(),
+                self.back.dropped(),
+            )),
             false => None,
+        }
+    }
+
+    /// The state the run would publish next (with the next seq), answering the pending command.
+    fn next_state(
+        &self,
+        status: WorkflowStatus,
+        view: Option<View>,
+        disposition: Option<Value>,
+        error_message: Option<String>,
+    ) -> WorkflowState {
+        let path = self.cursor.trail.clone();
+        // On a screen: whether Back can apply, or what stands in the way.
+        let block = match (status, &view) {
+            (WorkflowStatus::Waiting, Some(v)) => Some(self.back_block(&v.node)),
+            _ => None,
+        };
+        let can_go_back = block.as_ref().is_some_and(Option::is_none);
+        let (back_blocked_by, back_dropped) = match block {
+            Some(Some((node, BackBlock::Crossed | BackBlock::Forbidden))) => (Some(node), false),
+            Some(Some((_, BackBlock::Dropped))) => (None, true),
+            _ => (None, false),
+        };
+        WorkflowState {
+            view,
+            disposition,
+            error_message,
+            node: path.last().cloned(),
+            path,
+            request_id: self.answering.clone().map(String::from),
+            can_go_back,
+            back_blocked_by,
+            back_dropped,
+            previous_answer: self.prefill.clone(),
+            ..WorkflowState::bare(self.start.workflow_id.as_str(), status, self.seq + 1)
         }
     }
 
@@ -494,7 +558,8 @@ impl Run {
 }
 
 /// Waits on a published screen for a valid answer (rejecting the others), running execute-node
-/// commands meanwhile, until it is answered or its `timeoutMs` (a durable timer) passes.
+/// commands meanwhile, until it is answered or its `timeoutMs` (a durable timer) passes. `Some`
+/// when the run cannot go on within its budgets (the caller ends it).
 async fn on_screen(
     ctx: &WorkflowContext<DriftWorkflow>,
     machine: &Machine<'_>,
@@ -502,7 +567,7 @@ async fn on_screen(
     instance: String,
     view: View,
     timeout_ms: Option<u64>,
-) -> WorkflowResult<()> {
+) -> WorkflowResult<Option<OverBudget>> {
     let deadline = async {
         match timeout_ms {
             Some(ms) => {
@@ -518,7 +583,7 @@ async fn on_screen(
         // continue as new, still waiting on this screen.
         if over_budget(ctx, run) {
             run.open_screen = Some((instance.clone(), view.clone()));
-            continue_as_new(ctx, run, machine.definition())?;
+            return Ok(Some(continue_as_new(ctx, run, machine.definition())?));
         }
         let cmd = temporalio_sdk::workflows::select! {
             _ = &mut deadline => None,
@@ -526,7 +591,7 @@ async fn on_screen(
         };
         let Some(cmd) = cmd else {
             machine.screen_timed_out(&mut run.cursor, &instance);
-            return Ok(());
+            return Ok(None);
         };
         match cmd {
             Command::Resume {
@@ -549,16 +614,9 @@ async fn on_screen(
                         if callback.is_some() {
                             run.callback = callback;
                         }
-                        if run.back.len() >= BACK_KEPT {
-                            run.back.remove(0);
-                        }
-                        run.back.push(BackPoint {
-                            instance,
-                            view,
-                            cursor: shown,
-                            answer: view_response.get("selectedOptions").cloned().unwrap_or(Value::Null),
-                        });
-                        return Ok(());
+                        let answer = view_response.get("selectedOptions").cloned().unwrap_or(Value::Null);
+                        run.back.push(instance, view, answer, shown);
+                        return Ok(None);
                     }
                     Err(r) => reject(ctx, run, &request_id, &r).await,
                 }
@@ -577,10 +635,13 @@ async fn on_screen(
                         run.cursor.trail = vec![p.instance.clone()];
                         run.answering = Some(request_id);
                         run.prefill = Some(p.answer);
-                        publish_state(ctx, run, WorkflowStatus::Waiting, Some(p.view.clone()), None, None).await;
+                        if let Err(over) = publish_state(ctx, run, WorkflowStatus::Waiting, Some(p.view.clone())).await
+                        {
+                            return Ok(Some(over));
+                        }
                         // The main loop waits on it again, as published.
                         run.open_screen = Some((p.instance, p.view));
-                        return Ok(());
+                        return Ok(None);
                     }
                     Err(r) => reject(ctx, run, &request_id, &r).await,
                 }
@@ -595,7 +656,8 @@ async fn on_screen(
 }
 
 /// Waits on a published timer (a duration, or until a time), running execute-node commands
-/// meanwhile; an answer to a screen is refused.
+/// meanwhile; an answer to a screen is refused. `Some` when the run cannot go on within its
+/// budgets.
 async fn on_timer(
     ctx: &WorkflowContext<DriftWorkflow>,
     machine: &Machine<'_>,
@@ -603,7 +665,7 @@ async fn on_timer(
     instance: String,
     duration_ms: Option<u64>,
     until_ms: Option<i64>,
-) -> WorkflowResult<()> {
+) -> WorkflowResult<Option<OverBudget>> {
     let now_ms = ctx
         .workflow_time()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -616,7 +678,7 @@ async fn on_timer(
         // Commands during a long wait must not exhaust the history either.
         if over_budget(ctx, run) {
             run.open_timer = Some((instance.clone(), fires_at));
-            continue_as_new(ctx, run, machine.definition())?;
+            return Ok(Some(continue_as_new(ctx, run, machine.definition())?));
         }
         let cmd = temporalio_sdk::workflows::select! {
             _ = &mut timer => None,
@@ -639,7 +701,7 @@ async fn on_timer(
         .workflow_time()
         .map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
     machine.effect_done(&mut run.cursor, &instance, json!({ "firedAt": fired_at }));
-    Ok(())
+    Ok(None)
 }
 
 /// Publishes the end state, answers commands that raced it, and gives the run's result.
@@ -655,11 +717,38 @@ async fn end(
         EndStatus::Failed => WorkflowStatus::Failed,
     };
     let pending: Vec<Command> = ctx.state_mut(|s| s.inbox.drain(..).collect());
-    publish_state(ctx, run, st, None, disposition.clone(), error_message.clone()).await;
+    let state = run.next_state(st, None, disposition, error_message);
+    let node = state.node.clone().unwrap_or_else(|| run.cursor.node.clone());
+    let size = json_len(&state);
+    // An end too large to publish ends the run all the same, as FAILED, saying why.
+    let state = match run.start.budgets.check(Budget::State, &node, Measured::State, size) {
+        Ok(()) => state,
+        Err(over) => {
+            over_budget_seen(run, &over);
+            run.next_state(WorkflowStatus::Failed, None, None, Some(over.to_string()))
+        }
+    };
+    let result = json!({
+        "status": state.workflow_status,
+        "disposition": state.disposition,
+        "errorMessage": state.error_message,
+    });
+    let st = state.workflow_status;
+    publish(ctx, run, state).await;
     for c in pending {
         reject(ctx, run, c.request_id(), &Rejection::NotWaiting { status: st }).await;
     }
-    json!({"status": st, "disposition": disposition, "errorMessage": error_message})
+    result
+}
+
+/// Ends a run that would go over one of its budgets: FAILED, naming the node and the budget.
+async fn fail(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Run, over: OverBudget) -> Value {
+    over_budget_seen(run, &over);
+    end(ctx, run, EndStatus::Failed, None, Some(over.to_string())).await
+}
+
+fn over_budget_seen(run: &Run, over: &OverBudget) {
+    tracing::warn!(workflow = %run.scoped, error = %over, "run ends: over a budget");
 }
 
 async fn reject(ctx: &WorkflowContext<DriftWorkflow>, run: &Run, request_id: &RequestId, r: &Rejection) {
@@ -715,12 +804,20 @@ async fn start_child(
         .get(workflow)
         .cloned()
         .ok_or_else(|| format!("child workflow definition {workflow:?} was not pinned at start"))?;
+    let budgets = &run.start.budgets;
+    let depth = u64::from(run.start.depth) + 1;
+    budgets
+        .check(Budget::ChildDepth, instance, Measured::ChildDepth, depth)
+        .map_err(|e| e.to_string())?;
     let n = ctx.history_length();
     let child_id = WorkflowId::derived(&run.start.workflow_id, instance, n as u64);
     let input = WorkflowInput {
         start: run.start.child(child_id.clone(), def, params),
         carry: None,
     };
+    budgets
+        .check(Budget::Carry, instance, Measured::ChildStart, json_len(&input))
+        .map_err(|e| e.to_string())?;
     let opts = ChildWorkflowOptions::builder()
         .workflow_id(ScopedWorkflowId::new(&run.start.tenant, &child_id).to_string())
         .parent_close_policy(ParentClosePolicy::Abandon)
@@ -756,6 +853,8 @@ mod tests {
                 run: "r".into(),
                 seq_base: 0,
                 execution_timeout_ms: None,
+                budgets: crate::engine::Budgets::default(),
+                depth: 0,
             },
             carry: None,
         };

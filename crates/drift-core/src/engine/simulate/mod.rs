@@ -6,8 +6,8 @@
 pub mod cases;
 
 use super::{
-    Cursor, Effect, EndStatus, FieldError, HttpResponse, Machine, Passed, UpstreamFailure, View, initial_context,
-    status_failure,
+    Budgets, Cursor, Effect, EndStatus, FieldError, HttpResponse, Machine, Passed, UpstreamFailure, View,
+    initial_context, status_failure,
 };
 use crate::dsl::{Definition, Node};
 use serde::{Deserialize, Serialize};
@@ -201,6 +201,8 @@ pub struct Limits {
     pub max_steps: usize,
     /// Wall-clock time the simulation (children included) may take.
     pub time: Duration,
+    /// The byte budgets a real run would have (the gateway's).
+    pub budgets: Budgets,
 }
 
 impl Default for Limits {
@@ -209,6 +211,7 @@ impl Default for Limits {
             max_effects: MAX_EFFECTS,
             max_steps: MAX_STEPS,
             time: Duration::from_secs(2),
+            budgets: Budgets::default(),
         }
     }
 }
@@ -300,7 +303,7 @@ impl<'a> Sim<'a> {
         answers: &'a [Answer],
     ) -> Self {
         Sim {
-            machine: Machine::new(def),
+            machine: Machine::new(def).with_budgets(world.limits.budgets),
             world,
             now,
             depth,
@@ -410,7 +413,7 @@ impl<'a> Sim<'a> {
                 other => break other,
             }
         };
-        let mut context = cur.ctx.clone();
+        let mut context = cur.ctx().clone();
         if let Some(o) = context.as_object_mut() {
             o.remove("_enum_store");
         }
@@ -465,7 +468,7 @@ impl<'a> Sim<'a> {
             steps += 1;
             let (node, output, error) = match p {
                 Passed::Ran { node, cursor } => {
-                    let output = match cursor.ctx.get(node) {
+                    let output = match cursor.ctx().get(node) {
                         Some(v) => Some(v.clone()),
                         // A BRANCH stores nothing: its output is where it went.
                         None => Some(Value::String(cursor.node.clone())),
@@ -551,7 +554,7 @@ impl<'a> Sim<'a> {
         };
         let error = result.as_ref().err().cloned();
         self.machine.http_done(cur, instance, result);
-        let output = cur.ctx.get(instance).cloned().filter(|_| error.is_none());
+        let output = cur.ctx().get(instance).cloned().filter(|_| error.is_none());
         self.step(instance, output, error).attempts = Some(attempts);
         Next::Go
     }
@@ -587,7 +590,7 @@ impl<'a> Sim<'a> {
             }
             match self.machine.answer(cur, &instance, &view, &answer.view_response) {
                 Ok(()) => {
-                    let output = cur.ctx.get(format!("{instance}:viewResponse")).cloned();
+                    let output = cur.ctx().get(format!("{instance}:viewResponse")).cloned();
                     self.step(&instance, output, None);
                     return Next::Go;
                 }
@@ -621,7 +624,7 @@ impl<'a> Sim<'a> {
         if self.depth < MAX_CHILD_DEPTH {
             // The child runs on its own (the parent does not wait for it), with no answers.
             let mut child = Sim::new(def, self.world, self.now, self.depth + 1, &[]);
-            let ctx = initial_context(def, params, cur.ctx.get("threadContext").cloned().unwrap_or_default());
+            let ctx = initial_context(def, params, cur.ctx().get("threadContext").cloned().unwrap_or_default());
             child.run(Cursor::new(ctx, def.start_node.clone()));
             self.report.children.insert(instance.to_string(), child.report);
         }
