@@ -78,6 +78,7 @@ async fn a_context_outgrowing_its_budget_ends_the_run_failed_naming_node_and_bud
     let r = app.start("fetch3", json!({"bytes": 600_000})).await;
     assert_eq!((r.status, status_of(&r)), (StatusCode::OK, "FAILED"), "{r:?}");
     let message = r.body["errorMessage"].as_str().unwrap().to_string();
+    eprintln!("fetch3 ended: {message}");
     assert!(
         message.starts_with("node \"c\": the run's context would be")
             && message.ends_with("over the context budget of 1,310,720 bytes (--max-context-bytes)"),
@@ -124,6 +125,7 @@ async fn a_screen_over_the_state_budget_and_a_response_over_the_node_budget_each
     let r = app.start("catalog_pick", json!({"n": 20_000})).await;
     assert_eq!(status_of(&r), "FAILED", "{r:?}");
     let m = r.body["errorMessage"].as_str().unwrap();
+    eprintln!("catalog_pick ended: {m}");
     assert!(
         m.starts_with("node \"pick\": its screen is")
             && m.ends_with("over the state budget of 524,288 bytes (--max-state-bytes)"),

@@ -118,9 +118,24 @@ async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, Str
         .cloned()
         .collect();
     if !folders.is_empty() {
-        // Checked as a whole first (workflows against the folders' nodes), stored as written.
-        Registry::load_dirs(&folders)
+        // Checked as a whole first (workflows against the folders' nodes, and against the
+        // budgets their runs will have), stored as written.
+        let reg = Registry::load_dirs(&folders)
             .with_context(|| format!("loading workflow definitions from {folders:?} (--definitions)"))?;
+        let budgets = g.budgets()?;
+        for id in reg.workflow_ids() {
+            for def in reg.workflow_versions(id) {
+                let compiled = reg.compile(def).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+                let children = reg.children_of(&compiled).unwrap_or_default();
+                let errors = crate::engine::check_definition(&compiled, &children, &budgets);
+                if let Some(e) = errors.first() {
+                    anyhow::bail!(
+                        "{id} (version {}) in {folders:?} (--definitions) cannot keep to its runs' budgets: {e}",
+                        def.version
+                    );
+                }
+            }
+        }
         let files = Registry::raw_files(&folders).with_context(|| format!("reading {folders:?}"))?;
         let done = catalog
             .import(files, "drift (--definitions)")
