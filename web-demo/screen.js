@@ -131,8 +131,10 @@ function prefill(form, answer) {
   }
 }
 
-/** Why Back is not offered on a screen, from its `backBlockedBy`. */
+/** Why Back is not offered on a screen, from its `backBlockedBy` (or `backDropped`). */
 function noBack(st) {
+  if (st.backDropped)
+    return "Back: reaches no further — the screens before this one were let go (Back keeps 32 at most).";
   if (!st.backBlockedBy) return null;
   if (st.backBlockedBy === st.node) return "Back: this screen does not allow going back.";
   return `Back: not from here — ${st.backBlockedBy} ran since the previous screen and is not undone.`;
