@@ -19,7 +19,7 @@ if ! cmp -s "$tmp/openapi.ts" src/openapi.ts; then
   exit 1
 fi
 echo "client: generated types match /v3/openapi.json"
-../../tests/browser/node_modules/.bin/prettier --check src/index.ts src/common.ts src/live.ts "test/*.mjs" \
+../../tests/browser/node_modules/.bin/prettier --check src/index.ts src/common.ts src/live.ts src/screen.ts "test/*.mjs" \
   || { echo "client: run prettier --write on clients/typescript (see above)" >&2; exit 1; }
 node_modules/.bin/tsc -p tsconfig.json
 DRIFT_URL="$base" DRIFT_API_KEY="$key" node --experimental-websocket --test test/
