@@ -168,12 +168,13 @@ var Follow = class {
       };
       const abort = () => finish("done");
       this.stop.signal.addEventListener("abort", abort, { once: true });
-      ws.onopen = () => ws.send(JSON.stringify({ type: "subscribe", workflowId: this.workflowId, since: this.since, token }));
+      const subscribe = { type: "subscribe", workflowId: this.workflowId, since: this.since, token };
+      ws.onopen = () => ws.send(JSON.stringify(subscribe));
       ws.onerror = () => finish("retry");
       ws.onclose = () => finish("retry");
       ws.onmessage = (ev) => {
         const m = JSON.parse(String(ev.data));
-        if (m.workflowId !== void 0 && m.workflowId !== this.workflowId) return;
+        if ("workflowId" in m && m.workflowId !== this.workflowId) return;
         if (m.type === "gap") this.gap({ after: m.after, latest: m.latest });
         else if (m.type === "state" && this.state(m.state)) finish("done");
         else if (m.type === "error") finish(new DriftError(m.status, m));
@@ -222,27 +223,31 @@ var Socket = class {
       callbackUrl: o.callbackUrl,
       idempotencyKey: o.idempotencyKey ?? requestId
     };
-    const ack = await this.request(msg, "ack");
+    const ack = await this.request(requestId, msg, "ack");
     this.followed.set(ack.workflowId, {});
-    return { workflowId: ack.workflowId, streamToken: ack.streamToken, requestId };
+    return { workflowId: ack.workflowId, streamToken: ack.streamToken ?? "", requestId };
   }
   /** Answers the current screen; resolves with the state that answers it. */
   async resume(workflowId, viewResponse, o = {}) {
     const requestId = o.requestId ?? newId();
     const msg = { type: "resume", requestId, workflowId, viewResponse, seq: o.seq, token: o.token };
-    const state = await this.request(msg, "state");
+    const answer = await this.request(requestId, msg, "state");
+    const state = answer.state;
     return state;
   }
   /** Returns to the previous screen; resolves with the state at it (see the client's `back`). */
   async back(workflowId, o = {}) {
-    const msg = { type: "back", requestId: o.requestId ?? newId(), workflowId, seq: o.seq, token: o.token };
-    const state = await this.request(msg, "state");
+    const requestId = o.requestId ?? newId();
+    const msg = { type: "back", requestId, workflowId, seq: o.seq, token: o.token };
+    const state = (await this.request(requestId, msg, "state")).state;
     return state;
   }
   /** Runs an HTTP or SCRIPT node of the workflow that no edge leads to. */
   async executeNode(workflowId, node, parameters, o = {}) {
-    const msg = { type: "execute-node", requestId: o.requestId ?? newId(), workflowId, node, parameters };
-    const result = await this.request(msg, "result");
+    const requestId = o.requestId ?? newId();
+    const msg = { type: "execute-node", requestId, workflowId, node, parameters };
+    const { workflowId: id, node: ran, status, response } = await this.request(requestId, msg, "result");
+    const result = { workflowId: id, node: ran, status, response };
     return result;
   }
   /** Drops the connection (it reopens by itself and catches up): for tests and demos. */
@@ -293,7 +298,7 @@ var Socket = class {
     if (this.ws?.readyState === 1) this.ws.send(JSON.stringify(msg));
   }
   /** Sends once the socket is open; settles with the first `answer` (or `error`) naming it. */
-  async request(msg, answer) {
+  async request(requestId, msg, answer) {
     let opening;
     const within = new Promise((_, reject) => {
       const late = () => reject(new DriftError(0, { code: "network", message: "the socket did not open" }));
@@ -306,22 +311,22 @@ var Socket = class {
     }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(msg.requestId);
+        this.pending.delete(requestId);
         reject(
           new DriftError(0, { code: "network", message: "no answer in time; send again with the same requestId" })
         );
       }, ANSWER_WITHIN_MS);
-      this.pending.set(msg.requestId, { answer, resolve, reject, timer });
+      this.pending.set(requestId, { answer, resolve: (m) => resolve(m), reject, timer });
       this.send(msg);
     });
   }
-  /** Settles the request `requestId` names, when `type` is its answer or an error. */
-  settle(requestId, type, m) {
-    const p = typeof requestId === "string" ? this.pending.get(requestId) : void 0;
-    if (!p || type !== p.answer && type !== "error") return;
+  /** Settles the request `requestId` names, when `m` is its answer or an error. */
+  settle(requestId, m) {
+    const p = requestId ? this.pending.get(requestId) : void 0;
+    if (!requestId || !p || m.type !== p.answer && m.type !== "error") return;
     this.pending.delete(requestId);
     clearTimeout(p.timer);
-    if (type === "error") p.reject(new DriftError(m.status, m));
+    if (m.type === "error") p.reject(new DriftError(m.status, m));
     else p.resolve(m);
   }
   failAll(message, error) {
@@ -336,11 +341,11 @@ var Socket = class {
       const f = this.followed.get(m.workflowId);
       if (f && (f.since === void 0 || m.seq > f.since)) f.since = m.seq;
       this.events.state?.(m.state, m.workflowId);
-      this.settle(m.state?.requestId, "state", m.state);
+      this.settle(m.state.requestId, m);
     } else if (m.type === "gap") {
       this.events.gap?.({ after: m.after, latest: m.latest }, m.workflowId);
-    } else {
-      this.settle(m.requestId, m.type, m);
+    } else if (m.type !== "pong") {
+      this.settle(m.requestId, m);
     }
   }
 };

@@ -26,7 +26,15 @@ import {
 import { Follow, Socket, type SocketEvents } from "./live.js";
 
 export * from "./common.js";
-export { Follow, Socket, type SocketEvents } from "./live.js";
+export {
+  Follow,
+  Socket,
+  type SocketEvents,
+  type ServerMessage,
+  type ClientMessage,
+  type SseState,
+  type SseGap,
+} from "./live.js";
 
 export type DriftClient = ReturnType<typeof createClient>;
 

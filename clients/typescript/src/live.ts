@@ -18,6 +18,28 @@ import {
   type ResumeOptions,
   type WorkflowState,
 } from "./common.js";
+import type { components as Live } from "./asyncapi.js";
+
+type M = Live["schemas"];
+/** A message the gateway sends over the WebSocket (types generated from `/v3/asyncapi.json`). */
+export type ServerMessage =
+  M["ServerState"] | M["ServerAck"] | M["ServerResult"] | M["ServerError"] | M["ServerGap"] | M["ServerPong"];
+/** A message a client sends over the WebSocket. */
+export type ClientMessage =
+  | M["ClientStart"]
+  | M["ClientResume"]
+  | M["ClientBack"]
+  | M["ClientExecuteNode"]
+  | M["ClientSubscribe"]
+  | M["ClientUnsubscribe"]
+  | M["ClientPing"];
+/** The server messages that answer a command. */
+type Answering = "state" | "ack" | "result";
+type AnswerTo<T extends Answering> = Extract<ServerMessage, { type: T }>;
+
+/** An SSE `state` event's data, and a `gap` event's. */
+export type SseState = M["SseState"];
+export type SseGap = M["SseGap"];
 
 export interface Transport {
   base: string;
@@ -167,8 +189,8 @@ export class Follow implements AsyncIterable<WorkflowState> {
           else if (line.startsWith("data:")) data += (data ? "\n" : "") + line.slice(5).replace(/^ /, "");
         }
         if (!data) continue; // a keep-alive comment
-        if (event === "gap") this.gap(JSON.parse(data));
-        else if (event === "state" && this.state(JSON.parse(data))) {
+        if (event === "gap") this.gap(JSON.parse(data) as SseGap);
+        else if (event === "state" && this.state(JSON.parse(data) as SseState)) {
           await reader.cancel().catch(() => undefined);
           return "done";
         }
@@ -192,13 +214,13 @@ export class Follow implements AsyncIterable<WorkflowState> {
       };
       const abort = () => finish("done");
       this.stop.signal.addEventListener("abort", abort, { once: true });
-      ws.onopen = () =>
-        ws.send(JSON.stringify({ type: "subscribe", workflowId: this.workflowId, since: this.since, token }));
+      const subscribe: ClientMessage = { type: "subscribe", workflowId: this.workflowId, since: this.since, token };
+      ws.onopen = () => ws.send(JSON.stringify(subscribe));
       ws.onerror = () => finish("retry");
       ws.onclose = () => finish("retry");
       ws.onmessage = (ev) => {
-        const m = JSON.parse(String(ev.data));
-        if (m.workflowId !== undefined && m.workflowId !== this.workflowId) return;
+        const m = JSON.parse(String(ev.data)) as ServerMessage;
+        if ("workflowId" in m && m.workflowId !== this.workflowId) return;
         if (m.type === "gap") this.gap({ after: m.after, latest: m.latest });
         else if (m.type === "state" && this.state(m.state)) finish("done");
         else if (m.type === "error") finish(new DriftError(m.status, m));
@@ -218,8 +240,8 @@ export interface SocketEvents {
 }
 
 interface Pending {
-  answer: string;
-  resolve: (m: any) => void;
+  answer: Answering;
+  resolve: (m: ServerMessage) => void;
   reject: (e: DriftError) => void;
   timer: ReturnType<typeof setTimeout>;
 }
@@ -268,7 +290,7 @@ export class Socket {
   /** Starts a workflow, which this socket then follows; resolves with its id and stream token. */
   async start(workflow: string, params: unknown = {}, o: StartOptions = {}) {
     const requestId = o.requestId ?? newId();
-    const msg = {
+    const msg: ClientMessage = {
       type: "start",
       requestId,
       workflow,
@@ -279,30 +301,34 @@ export class Socket {
       callbackUrl: o.callbackUrl,
       idempotencyKey: o.idempotencyKey ?? requestId,
     };
-    const ack = await this.request(msg, "ack");
+    const ack = await this.request(requestId, msg, "ack");
     this.followed.set(ack.workflowId, {});
-    return { workflowId: ack.workflowId as string, streamToken: ack.streamToken as string, requestId };
+    return { workflowId: ack.workflowId, streamToken: ack.streamToken ?? "", requestId };
   }
 
   /** Answers the current screen; resolves with the state that answers it. */
   async resume(workflowId: string, viewResponse: unknown, o: ResumeOptions & { token?: string } = {}) {
     const requestId = o.requestId ?? newId();
-    const msg = { type: "resume", requestId, workflowId, viewResponse, seq: o.seq, token: o.token };
-    const state: WorkflowState = await this.request(msg, "state");
+    const msg: ClientMessage = { type: "resume", requestId, workflowId, viewResponse, seq: o.seq, token: o.token };
+    const answer = await this.request(requestId, msg, "state");
+    const state: WorkflowState = answer.state;
     return state;
   }
 
   /** Returns to the previous screen; resolves with the state at it (see the client's `back`). */
   async back(workflowId: string, o: { seq?: number; requestId?: string; token?: string } = {}) {
-    const msg = { type: "back", requestId: o.requestId ?? newId(), workflowId, seq: o.seq, token: o.token };
-    const state: WorkflowState = await this.request(msg, "state");
+    const requestId = o.requestId ?? newId();
+    const msg: ClientMessage = { type: "back", requestId, workflowId, seq: o.seq, token: o.token };
+    const state: WorkflowState = (await this.request(requestId, msg, "state")).state;
     return state;
   }
 
   /** Runs an HTTP or SCRIPT node of the workflow that no edge leads to. */
   async executeNode(workflowId: string, node: string, parameters?: unknown, o: { requestId?: string } = {}) {
-    const msg = { type: "execute-node", requestId: o.requestId ?? newId(), workflowId, node, parameters };
-    const result: NodeResult = await this.request(msg, "result");
+    const requestId = o.requestId ?? newId();
+    const msg: ClientMessage = { type: "execute-node", requestId, workflowId, node, parameters };
+    const { workflowId: id, node: ran, status, response } = await this.request(requestId, msg, "result");
+    const result: NodeResult = { workflowId: id, node: ran, status, response };
     return result;
   }
 
@@ -339,7 +365,7 @@ export class Socket {
       this.markOpen?.();
       this.events.status?.(true);
     };
-    ws.onmessage = (ev) => this.receive(JSON.parse(String(ev.data)));
+    ws.onmessage = (ev) => this.receive(JSON.parse(String(ev.data)) as ServerMessage);
     ws.onclose = () => {
       if (this.ws !== ws) return;
       this.ws = undefined;
@@ -355,12 +381,12 @@ export class Socket {
     setTimeout(() => void this.open(), backoff(this.failures++));
   }
 
-  private send(msg: object) {
+  private send(msg: ClientMessage) {
     if (this.ws?.readyState === 1) this.ws.send(JSON.stringify(msg));
   }
 
   /** Sends once the socket is open; settles with the first `answer` (or `error`) naming it. */
-  private async request(msg: { requestId: string } & object, answer: string): Promise<any> {
+  private async request<T extends Answering>(requestId: string, msg: ClientMessage, answer: T): Promise<AnswerTo<T>> {
     let opening: ReturnType<typeof setTimeout> | undefined;
     const within = new Promise<never>((_, reject) => {
       const late = () => reject(new DriftError(0, { code: "network", message: "the socket did not open" }));
@@ -373,23 +399,24 @@ export class Socket {
     }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.pending.delete(msg.requestId);
+        this.pending.delete(requestId);
         reject(
           new DriftError(0, { code: "network", message: "no answer in time; send again with the same requestId" }),
         );
       }, ANSWER_WITHIN_MS);
-      this.pending.set(msg.requestId, { answer, resolve, reject, timer });
+      // `settle` resolves only with a message of the `answer` type.
+      this.pending.set(requestId, { answer, resolve: (m) => resolve(m as AnswerTo<T>), reject, timer });
       this.send(msg);
     });
   }
 
-  /** Settles the request `requestId` names, when `type` is its answer or an error. */
-  private settle(requestId: unknown, type: string, m: any) {
-    const p = typeof requestId === "string" ? this.pending.get(requestId) : undefined;
-    if (!p || (type !== p.answer && type !== "error")) return;
-    this.pending.delete(requestId as string);
+  /** Settles the request `requestId` names, when `m` is its answer or an error. */
+  private settle(requestId: string | null | undefined, m: ServerMessage) {
+    const p = requestId ? this.pending.get(requestId) : undefined;
+    if (!requestId || !p || (m.type !== p.answer && m.type !== "error")) return;
+    this.pending.delete(requestId);
     clearTimeout(p.timer);
-    if (type === "error") p.reject(new DriftError(m.status, m));
+    if (m.type === "error") p.reject(new DriftError(m.status, m));
     else p.resolve(m);
   }
 
@@ -401,17 +428,17 @@ export class Socket {
     }
   }
 
-  private receive(m: any) {
+  private receive(m: ServerMessage) {
     if (m.type === "state") {
       const f = this.followed.get(m.workflowId);
       if (f && (f.since === undefined || m.seq > f.since)) f.since = m.seq;
       this.events.state?.(m.state, m.workflowId);
       // A state answers the resume whose request id it carries.
-      this.settle(m.state?.requestId, "state", m.state);
+      this.settle(m.state.requestId, m);
     } else if (m.type === "gap") {
       this.events.gap?.({ after: m.after, latest: m.latest }, m.workflowId);
-    } else {
-      this.settle(m.requestId, m.type, m);
+    } else if (m.type !== "pong") {
+      this.settle(m.requestId, m);
     }
   }
 }
