@@ -30,7 +30,7 @@ curl -fs "http://127.0.0.1:$port/readyz" >/dev/null || { cat "$log"; echo "drift
 # builds to today.
 fresh=$(mktemp -d)
 (cd web-demo/editor && OUT="$fresh" npm run -s build)
-for f in editor.js drift-client.js; do
+for f in editor.js drift-client.js drift-screen.js; do
   cmp -s "$fresh/$f" "web-demo/vendor/$f" \
     || { rm -rf "$fresh"; echo "web-demo/vendor/$f is stale: run 'npm run build' in web-demo/editor and commit it" >&2; exit 1; }
 done

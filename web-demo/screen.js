@@ -1,9 +1,11 @@
-// Screens: each state's `view` rendered as a form (widgets by their `ui.*` tags), its answer
-// collected back as `selectedOptions` (an earlier answer prefilled after Back), and a refused
-// answer's details shown on its widgets. A screen renders into a box; `ns` keeps its element ids
-// apart from another box's (the Run tab's screen and the Definitions tab's Try it).
+// Screens: each state's `view` rendered as a form through the screen kit's core
+// (vendor/drift-screen.js, from clients/typescript/src/screen.ts): the core says what each widget
+// is, offers, holds (an earlier answer after Back) and got wrong; this module only draws it and
+// reads it back. A screen renders into a box; `ns` keeps its element ids apart from another box's
+// (the Run tab's screen and the Definitions tab's Try it).
 
 import { $, el, TERMINAL } from "./dom.js";
+import { answerOf, emptyDraft, firstError, screenModel, setValue } from "./drift-screen.js";
 
 const TEMPLATES = {
   "refund.summary": "Order {orderId}: {amount} {currency}. What went wrong?",
@@ -12,18 +14,13 @@ const TEMPLATES = {
   "bank.intro": "Enter your 8-digit account number. Use “Verify” to check it before saving.",
 };
 
-function fill(templateId, vars) {
-  const t = TEMPLATES[templateId];
-  if (!t) {
-    const shown = Object.entries(vars || {}).map(([k, v]) => `${k} = ${typeof v === "object" ? JSON.stringify(v) : v}`);
-    return `${templateId}: ${shown.join(", ")}`;
-  }
-  return t.replace(/\{(\w+)\}/g, (_, k) => (vars && vars[k] !== undefined && vars[k] !== null ? vars[k] : ""));
-}
+/** What each box shows: its state, the draft typed into it, and how its screen is drawn. */
+const shown = new WeakMap();
 
-const tags = (w) => (w.tags && w.tags.values) || [];
+const modelOf = (s) => screenModel(s.st, s.draft, { templates: TEMPLATES, idPrefix: `${s.ns}w-` });
 
-function findVerifyNode(view) {
+/** The disconnected node a screen's instructions offer to run (the bank example's "Verify"). */
+function nodeToRun(view) {
   for (const w of view.inputOptions) {
     for (const i of w.instructions || []) {
       if (i.templateVariables && i.templateVariables.verifyNode) return i.templateVariables.verifyNode;
@@ -32,132 +29,109 @@ function findVerifyNode(view) {
   return null;
 }
 
-function dropdown(w, id, label, ns) {
-  const pv = w.possibleValues || [];
-  const sel = el("select", { id, name: w.id, "data-json": "1" });
-  const options = () => {
-    let list = pv;
-    if (w.parentId && w.possibleDependentValues) {
-      const parent = document.getElementById(`${ns}w-${w.parentId}`);
-      const key = parent ? JSON.parse(parent.value || "null") : null;
-      list = w.possibleDependentValues[key] || [];
-    }
-    const shown = list.map((v) => el("option", { value: JSON.stringify(v.value ?? v) }, v.displayValue ?? v));
-    sel.replaceChildren(el("option", { value: "" }, "— choose —"), ...shown);
+/** The input element of a widget model, tied to its label, text and error. */
+function control(w, s, onVerify, verifyNode) {
+  const described = [w.text ? w.ids.text : null, w.ids.error].filter(Boolean).join(" ");
+  const common = { id: w.ids.input, name: w.id, "aria-describedby": described };
+  if (w.required) common["aria-required"] = "true";
+  const set = (value) => {
+    s.draft = setValue(s.st, s.draft, w.id, value);
+    sync(s);
   };
-  options();
-  if (w.parentId) {
-    // The parent is in the same form, added after this widget when it comes later.
-    setTimeout(() => {
-      const p = document.getElementById(`${ns}w-${w.parentId}`);
-      if (p) p.addEventListener("change", options);
-    });
+  if (w.kind === "dropdown") {
+    const sel = el("select", common);
+    sel.addEventListener("change", () => set(choiceOf(s, w.id, sel.value)));
+    return [el("label", { for: w.ids.input, id: w.ids.label }, w.label), sel];
   }
-  return [el("label", { for: id }, label), sel];
+  const type = w.kind === "date" ? "date" : "text";
+  const label = w.kind === "other" ? `${w.label} (${w.tags.join(", ") || "input"})` : w.label;
+  const input = el("input", { ...common, type, autocomplete: "off" });
+  input.addEventListener("input", () => set(input.value));
+  const out = [el("label", { for: w.ids.input, id: w.ids.label }, label), input];
+  if (w.kind === "free_text" && verifyNode && onVerify) {
+    const result = el("div", {
+      class: "result",
+      "data-testid": "verify-result",
+      role: "status",
+      "aria-live": "polite",
+    });
+    const verify = () => onVerify(verifyNode, w.id, input.value, result);
+    out.push(el("button", { type: "button", class: "secondary", onclick: verify }, "Verify"), result);
+  }
+  return out;
 }
 
-function widget(w, verifyNode, onVerify, ns) {
-  const t = tags(w);
-  const id = `${ns}w-${w.id}`;
+/** The value of the choice whose key (its JSON) a select or button holds. */
+function choiceOf(s, widgetId, key) {
+  const w = modelOf(s).widgets.find((x) => x.id === widgetId);
+  const c = w && w.choices.find((x) => x.key === key);
+  return c ? c.value : undefined;
+}
+
+function widget(w, s, on, verifyNode) {
   const wrap = el("div", { class: "widget", "data-widget": w.id });
-  const label = w.description || w.id;
-  const text = (w.instructions || []).map((i) => fill(i.templateId, i.templateVariables)).join(" ");
-  if (t.includes("ui.static_text")) {
-    wrap.append(el("p", { class: "static" }, text || label));
-    return wrap;
-  }
-  if (t.includes("ui.complete")) {
-    wrap.append(el("div", { class: "banner" }, text || label));
-    return wrap;
-  }
-  if (text) wrap.append(el("p", { class: "muted" }, text));
-  if (t.includes("ui.button")) {
-    const group = el("div", { role: "group", "aria-label": label });
-    for (const v of w.possibleValues || []) {
-      const click = (e) => {
-        e.currentTarget.form.dataset.clicked = w.id;
-        e.currentTarget.form.dataset.value = e.currentTarget.value;
-      };
-      group.append(
-        el("button", { type: "submit", name: w.id, value: JSON.stringify(v.value), onclick: click }, v.displayValue),
-      );
+  if (w.kind === "text") return (wrap.append(el("p", { class: "static" }, w.text || w.label)), wrap);
+  if (w.kind === "complete") return (wrap.append(el("div", { class: "banner" }, w.text || w.label)), wrap);
+  if (w.text) wrap.append(el("p", { class: "muted", id: w.ids.text }, w.text));
+  if (w.kind === "buttons") {
+    const group = el("div", { role: "group", "aria-label": w.label });
+    for (const c of w.choices) {
+      const press = () => (s.draft = setValue(s.st, s.draft, w.id, c.value));
+      group.append(el("button", { type: "submit", name: w.id, value: c.key, onclick: press }, c.label));
     }
     wrap.append(group);
-  } else if (t.includes("ui.dropdown")) {
-    wrap.append(...dropdown(w, id, label, ns));
-  } else if (t.includes("ui.date_picker")) {
-    wrap.append(el("label", { for: id }, label), el("input", { id, name: w.id, type: "date" }));
-  } else if (t.includes("ui.free_text")) {
-    wrap.append(el("label", { for: id }, label), el("input", { id, name: w.id, type: "text", autocomplete: "off" }));
-    if (verifyNode && onVerify) {
-      const out = el("div", { class: "result", "data-testid": "verify-result", role: "status", "aria-live": "polite" });
-      const verify = () => onVerify(verifyNode, w.id, document.getElementById(id).value, out);
-      wrap.append(el("button", { type: "button", class: "secondary", onclick: verify }, "Verify"), out);
-    }
   } else {
-    // Unknown tag: a readable generic input.
-    wrap.append(
-      el("label", { for: id }, `${label} (${t.join(", ") || "input"})`),
-      el("input", { id, name: w.id, type: "text" }),
-    );
+    wrap.append(...control(w, s, on.verify, verifyNode));
   }
-  wrap.append(el("div", { class: "field-error", id: `${ns}err-${w.id}`, role: "alert" }));
+  wrap.append(el("div", { class: "field-error", id: w.ids.error, role: "alert" }));
   return wrap;
 }
 
-/**
- * Puts an earlier answer back into the form: inputs and dropdowns hold it, its button is marked.
- * Set twice: a parent dropdown's change refills its dependents' options, which the second pass
- * then selects in.
- */
-function prefill(form, answer) {
-  for (const pass of [1, 2]) {
-    for (const [widgetId, value] of Object.entries(answer || {})) {
-      const input = form.querySelector(`[data-widget="${CSS.escape(widgetId)}"] :is(select, input)`);
-      if (!input) continue;
-      input.value = input.dataset.json ? JSON.stringify(value) : String(value);
-      if (pass === 1) input.dispatchEvent(new Event("change"));
-    }
-  }
-  for (const [widgetId, value] of Object.entries(answer || {})) {
-    const wrap = form.querySelector(`[data-widget="${CSS.escape(widgetId)}"]`);
+/** Brings the form in line with the model: dependent choices, values, earlier answers, errors. */
+function sync(s) {
+  const m = modelOf(s);
+  for (const w of m.widgets) {
+    const wrap = s.form.querySelector(`[data-widget="${CSS.escape(w.id)}"]`);
     if (!wrap) continue;
-    for (const b of wrap.querySelectorAll("button[type=submit]")) {
-      if (b.value === JSON.stringify(value)) {
-        b.classList.add("earlier");
-        b.title = "your earlier answer";
+    const input = wrap.querySelector("select, input");
+    if (input && input.tagName === "SELECT") {
+      const keys = [...input.options].map((o) => o.value).join("\n");
+      if (keys !== ["", ...w.choices.map((c) => c.key)].join("\n")) {
+        const options = w.choices.map((c) => el("option", { value: c.key }, c.label));
+        input.replaceChildren(el("option", { value: "" }, "— choose —"), ...options);
       }
+      input.value = w.value === undefined ? "" : JSON.stringify(w.value);
+    } else if (input && document.activeElement !== input) {
+      input.value = w.value === undefined ? "" : String(w.value);
+    }
+    for (const b of wrap.querySelectorAll("button[type=submit]")) {
+      const earlier = w.choices.some((c) => c.key === b.value && c.earlier);
+      b.classList.toggle("earlier", earlier);
+      b.title = earlier ? "your earlier answer" : "";
+    }
+    const error = wrap.querySelector(".field-error");
+    if (error) error.textContent = w.error || "";
+    if (input) {
+      if (w.error) input.setAttribute("aria-invalid", "true");
+      else input.removeAttribute("aria-invalid");
     }
   }
-}
-
-/** Why Back is not offered on a screen, from its `backBlockedBy` (or `backDropped`). */
-function noBack(st) {
-  if (st.backDropped)
-    return "Back: reaches no further — the screens before this one were let go (Back keeps 32 at most).";
-  if (!st.backBlockedBy) return null;
-  if (st.backBlockedBy === st.node) return "Back: this screen does not allow going back.";
-  return `Back: not from here — ${st.backBlockedBy} ran since the previous screen and is not undone.`;
-}
-
-function collect(form) {
-  const selected = {};
-  for (const e of form.querySelectorAll("select, input")) {
-    if (!e.value) continue;
-    selected[e.name] = e.dataset.json ? JSON.parse(e.value) : e.value;
-  }
-  if (form.dataset.clicked) selected[form.dataset.clicked] = JSON.parse(form.dataset.value);
-  return selected;
+  const general = s.form.querySelector(".form-error");
+  if (general) general.textContent = m.error || "";
+  return m;
 }
 
 /**
  * Shows a state in `box`: its end, a timer's wait, or its screen as a form.
  * `on`: `{ answer(selectedOptions), verify?(node, param, value, out), back?() }`; a Back button
- * where the state says `canGoBack`.
+ * where the state says `canGoBack`, else why not (but on a first screen).
  */
 export function render(st, on, box = $("screen"), ns = "") {
   box.replaceChildren();
-  if (TERMINAL.includes(st.workflowStatus)) {
+  const s = { st, draft: emptyDraft(), ns, form: null };
+  shown.set(box, s);
+  const m = modelOf(s);
+  if (m.phase === "ended" || TERMINAL.includes(st.workflowStatus)) {
     const msg = st.errorMessage || (st.disposition && st.disposition.message) || st.workflowStatus;
     const cls = "banner" + (st.workflowStatus === "COMPLETED" ? "" : " failed");
     const text = msg === st.workflowStatus ? msg : `${st.workflowStatus}: ${msg}`;
@@ -165,49 +139,55 @@ export function render(st, on, box = $("screen"), ns = "") {
     if (st.disposition) box.append(el("pre", { class: "muted" }, JSON.stringify(st.disposition, null, 2)));
     return;
   }
-  if (st.workflowStatus === "SCHEDULER_WAITING") {
+  if (m.phase === "timer") {
     box.append(el("p", { class: "static" }, "Waiting on a durable timer… the next state will arrive by itself."));
     return;
   }
-  if (!st.view) {
+  if (m.phase !== "screen") {
     box.append(el("p", { class: "muted" }, `Status ${st.workflowStatus}`));
     return;
   }
-  const form = el("form", { id: `${ns}answer`, class: "answer", "data-layout": st.view.layoutId });
-  form.append(el("h3", {}, st.view.layoutId.replace(/_/g, " ")));
-  const verifyNode = findVerifyNode(st.view);
-  for (const w of st.view.inputOptions) form.append(widget(w, verifyNode, on.verify, ns));
+  const form = el("form", { id: `${ns}answer`, class: "answer", "data-layout": m.layoutId, novalidate: "" });
+  s.form = form;
+  form.append(el("h3", {}, m.title), el("p", { class: "field-error form-error", role: "alert" }));
+  const verifyNode = nodeToRun(st.view);
+  for (const w of m.widgets) form.append(widget(w, s, on, verifyNode));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    on.answer(collect(form));
+    // The workflow checks the answer (the page shows its 422 on the widgets).
+    on.answer(answerOf(s.st, s.draft).selectedOptions);
   });
-  if (!st.view.inputOptions.some((w) => tags(w).includes("ui.button"))) {
-    form.append(el("button", { type: "submit" }, "Continue"));
-  }
-  if (st.canGoBack && on.back) {
+  if (m.needsSubmit) form.append(el("button", { type: "submit" }, "Continue"));
+  if (m.canGoBack && on.back) {
     form.append(
       el("button", { type: "button", class: "secondary", "data-testid": "back", onclick: on.back }, "← Back"),
     );
-  } else if (noBack(st)) {
-    form.append(el("p", { class: "muted", "data-testid": "no-back" }, noBack(st)));
+  } else if (m.backBlocked && m.backBlocked.reason !== "first") {
+    form.append(el("p", { class: "muted", "data-testid": "no-back" }, m.backBlocked.message));
   }
   box.append(form);
-  // After the dropdowns' dependent lists are wired (they wait a tick for their parent).
-  if (st.previousAnswer) setTimeout(() => prefill(form, st.previousAnswer));
+  sync(s);
   const first = form.querySelector("select, input, button");
   if (first) first.focus();
 }
 
 export function clearFieldErrors(box = $("screen")) {
-  for (const e of box.querySelectorAll(".field-error")) e.textContent = "";
+  const s = shown.get(box);
+  if (!s || !s.form) return;
+  s.draft = { values: s.draft.values };
+  sync(s);
 }
 
-/** A refused answer: each widget's message beside it, or the message above the screen. */
-export function showRefusal(m, box = $("screen"), ns = "") {
-  const details = Array.isArray(m.details) ? m.details : [];
-  for (const d of details) {
-    const e = $(`${ns}err-${d.widgetId}`);
-    if (e) e.textContent = d.message === "required" ? "This field is required." : d.message;
+/** A refused answer: each widget's message beside it (focus on the first), or above the screen. */
+export function showRefusal(m, box = $("screen")) {
+  const s = shown.get(box);
+  if (!s || !s.form) {
+    box.prepend(el("p", { class: "field-error", role: "alert" }, m.message || "error"));
+    return;
   }
-  if (!details.length) box.prepend(el("p", { class: "field-error", role: "alert" }, m.message || "error"));
+  s.draft = { values: s.draft.values, refusal: { message: m.message || "error", details: m.details } };
+  const model = sync(s);
+  const w = firstError(model);
+  const input = w && document.getElementById(w.ids.input);
+  if (input) input.focus();
 }

@@ -37,7 +37,7 @@ test("the refund flow completes by clicking through its screens, each pushed ove
 
   // A missing required answer shows the error next to its widget.
   await page.click('form[data-layout="refund_reason"] button[type=submit]');
-  await page.locator("#err-reason").getByText("required").waitFor();
+  await page.locator("#w-reason-error").getByText("required").waitFor();
   await page.screenshot({ path: SHOTS + "refund-2-field-error.png", fullPage: true });
 
   await page.selectOption("#w-reason", { label: "Arrived damaged" });
@@ -312,7 +312,7 @@ test("Try it simulates refund on typed answers and stubbed responses and lights 
 
   // An answer the screen refuses is shown on its widget, the same 422 a real run gives, and not kept.
   await reason.locator("button[type=submit]").click();
-  await page.locator("#try-err-reason").getByText("required").waitFor();
+  await page.locator("#try-w-reason-error").getByText("required").waitFor();
   assert.equal(await page.locator("#try-answers li").count(), 0);
 
   await page.selectOption("#try-w-reason", { label: "Arrived damaged" });

@@ -22,11 +22,16 @@ const MODULES: &[(&str, &str)] = &[
     ("dom.js", include_str!("../../../../web-demo/dom.js")),
     ("tryit.js", include_str!("../../../../web-demo/tryit.js")),
     ("samples.js", include_str!("../../../../web-demo/samples.js")),
-    // Built by web-demo/editor (esbuild): the TypeScript client the page calls with, and
-    // CodeMirror with the JSON Schema support, which the Definitions tab loads when first used.
+    // Built by web-demo/editor (esbuild): the TypeScript client the page calls with, the screen
+    // kit's core it renders screens with, and CodeMirror with the JSON Schema support, which the
+    // Definitions tab loads when first used.
     (
         "drift-client.js",
         include_str!("../../../../web-demo/vendor/drift-client.js"),
+    ),
+    (
+        "drift-screen.js",
+        include_str!("../../../../web-demo/vendor/drift-screen.js"),
     ),
     ("editor.js", include_str!("../../../../web-demo/vendor/editor.js")),
 ];
