@@ -9,25 +9,23 @@ base="$1"
 key=$(cat "$2")
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# fresh NAME WHAT: src/NAME.ts must be what openapi-typescript makes of $tmp/NAME.json now.
+fresh() {
+  node_modules/.bin/openapi-typescript "$tmp/$1.json" -o "$tmp/$1.ts" >/dev/null 2>&1 \
+    || { node_modules/.bin/openapi-typescript "$tmp/$1.json" -o "$tmp/$1.ts"; exit 1; }
+  if ! cmp -s "$tmp/$1.ts" "src/$1.ts"; then
+    diff -u "src/$1.ts" "$tmp/$1.ts" | head -40 || true
+    echo "client: clients/typescript/src/$1.ts is stale: $2 changed. With drift dev running," >&2
+    echo "        run 'npm run types' in clients/typescript, check the client still fits, and commit it." >&2
+    exit 1
+  fi
+}
 curl -fs "$base/v3/openapi.json" >"$tmp/openapi.json"
-node_modules/.bin/openapi-typescript "$tmp/openapi.json" -o "$tmp/openapi.ts" >/dev/null 2>&1 \
-  || { node_modules/.bin/openapi-typescript "$tmp/openapi.json" -o "$tmp/openapi.ts"; exit 1; }
-if ! cmp -s "$tmp/openapi.ts" src/openapi.ts; then
-  diff -u src/openapi.ts "$tmp/openapi.ts" | head -40 || true
-  echo "client: clients/typescript/src/openapi.ts is stale: the API document changed. With drift dev running," >&2
-  echo "        run 'npm run types' in clients/typescript, check the client still fits, and commit it." >&2
-  exit 1
-fi
-curl -fs "$base/v3/asyncapi.json" >"$tmp/asyncapi.json"
-node scripts/asyncapi-types.mjs "$tmp/asyncapi.json" "$tmp/live.json"
-node_modules/.bin/openapi-typescript "$tmp/live.json" -o "$tmp/asyncapi.ts" >/dev/null 2>&1 \
-  || { node_modules/.bin/openapi-typescript "$tmp/live.json" -o "$tmp/asyncapi.ts"; exit 1; }
-if ! cmp -s "$tmp/asyncapi.ts" src/asyncapi.ts; then
-  diff -u src/asyncapi.ts "$tmp/asyncapi.ts" | head -40 || true
-  echo "client: clients/typescript/src/asyncapi.ts is stale: the live protocol's document changed. With drift dev" >&2
-  echo "        running, run 'npm run types' in clients/typescript, check the client still fits, and commit it." >&2
-  exit 1
-fi
+fresh openapi "the API document"
+curl -fs "$base/v3/asyncapi.json" >"$tmp/live.json"
+# The live protocol's schemas and payloads, wrapped as an OpenAPI document for the same generator.
+node scripts/asyncapi-types.mjs "$tmp/live.json" "$tmp/asyncapi.json"
+fresh asyncapi "the live protocol's document"
 echo "client: generated types match /v3/openapi.json and /v3/asyncapi.json"
 ../../tests/browser/node_modules/.bin/prettier --check src/index.ts src/common.ts src/live.ts src/screen.ts "test/*.mjs" "scripts/*.mjs" \
   || { echo "client: run prettier --write on clients/typescript (see above)" >&2; exit 1; }

@@ -125,10 +125,8 @@ async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, Str
         let budgets = g.budgets()?;
         for id in reg.workflow_ids() {
             for def in reg.workflow_versions(id) {
-                let compiled = reg.compile(def).map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
-                let children = reg.children_of(&compiled).unwrap_or_default();
-                let errors = crate::engine::check_definition(&compiled, &children, &budgets);
-                if let Some(e) = errors.first() {
+                // The load above validated every reference, so nothing goes unchecked here.
+                if let Some(e) = crate::engine::check_in(def, &reg, &budgets).first() {
                     anyhow::bail!(
                         "{id} (version {}) in {folders:?} (--definitions) cannot keep to its runs' budgets: {e}",
                         def.version

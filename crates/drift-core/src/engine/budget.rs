@@ -4,13 +4,16 @@
 //! checked where the bytes are made (node outputs, the context, states, what continue-as-new
 //! carries), so a run that would exceed one ends FAILED, naming the node and the budget.
 
-use crate::dsl::{Definition, Node, ValidationError};
+use crate::dsl::{Definition, Node, Registry, ValidationError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// Temporal's default limit on one payload (`limit.blobSize.error`).
 pub const TEMPORAL_PAYLOAD_LIMIT: u64 = 2 * 1024 * 1024;
+
+/// The default carry budget: what continue-as-new may hand Temporal, with room below its limit.
+pub const DEFAULT_CARRY_BYTES: u64 = 1792 * 1024;
 
 /// The budgets of one run, decided at its start (so every replay decides alike).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -36,7 +39,7 @@ impl Default for Budgets {
             context_bytes: 1280 * 1024,
             state_bytes: 512 * 1024,
             node_output_bytes: 1024 * 1024,
-            carry_bytes: 1792 * 1024,
+            carry_bytes: DEFAULT_CARRY_BYTES,
             max_child_depth: 8,
         }
     }
@@ -90,14 +93,6 @@ pub enum Budget {
 }
 
 impl Budget {
-    pub const ALL: [Budget; 5] = [
-        Budget::Context,
-        Budget::State,
-        Budget::NodeOutput,
-        Budget::Carry,
-        Budget::ChildDepth,
-    ];
-
     /// The gateway flag that sets it.
     pub fn flag(self) -> &'static str {
         match self {
@@ -233,12 +228,8 @@ pub fn check_definition(
     for (name, entry) in &def.states {
         let (field, size, budget) = match &entry.node {
             Some(Node::Instruction(i)) => {
-                let at_least = (
-                    json_len(&i.layout_id),
-                    json_len(&i.input_options),
-                    json_len(&i.disposition),
-                );
-                ("node.inputOptions", at_least.0 + at_least.1 + at_least.2, Budget::State)
+                let at_least = json_len(&i.layout_id) + json_len(&i.input_options) + json_len(&i.disposition);
+                ("node.inputOptions", at_least, Budget::State)
             }
             Some(Node::Success(s)) => ("node.disposition", json_len(&s.disposition), Budget::State),
             Some(Node::Failure(f)) => ("node.disposition", json_len(&f.disposition), Budget::State),
@@ -261,6 +252,18 @@ pub fn check_definition(
         }
     }
     errors
+}
+
+/// `check_definition` for a definition as it would be published among `reg`'s: node
+/// references inlined, the children it would pin alongside (a child not published yet is
+/// refused at start, not here).
+pub fn check_in(def: &Definition, reg: &Registry, b: &Budgets) -> Vec<ValidationError> {
+    let Ok(compiled) = reg.compile(def) else {
+        // An unresolved node reference: validation names it.
+        return vec![];
+    };
+    let children = reg.children_of(&compiled).unwrap_or_default();
+    check_definition(&compiled, &children, b)
 }
 
 /// `1234567` as `1,234,567`.

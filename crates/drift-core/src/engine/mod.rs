@@ -7,7 +7,10 @@ mod budget;
 mod error;
 pub mod simulate;
 
-pub use budget::{Budget, Budgets, Measured, OverBudget, TEMPORAL_PAYLOAD_LIMIT, check_definition, grouped, json_len};
+pub use budget::{
+    Budget, Budgets, DEFAULT_CARRY_BYTES, Measured, OverBudget, TEMPORAL_PAYLOAD_LIMIT, check_definition, check_in,
+    grouped, json_len,
+};
 pub use error::{NodeError, Where};
 
 use crate::dsl::{
@@ -257,10 +260,6 @@ impl<'a> Machine<'a> {
 
     pub fn definition(&self) -> &'a Definition {
         self.def
-    }
-
-    pub fn budgets(&self) -> &Budgets {
-        &self.budgets
     }
 
     /// Stores `value` as `key` of the context, unless that would take the context over its

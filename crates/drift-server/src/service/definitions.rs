@@ -9,7 +9,7 @@ use crate::domain::{Caller, Scope};
 use crate::dsl::graph::Graph;
 use crate::dsl::{Definition, NodeResource, Registry, ValidationError, VersionSel, validate, validate_node};
 use crate::engine::simulate::{Limits, Report, Scenario, simulate};
-use crate::engine::{Budgets, check_definition};
+use crate::engine::{Budgets, check_in};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -188,15 +188,12 @@ fn check(kind: Kind, body: &Value, reg: &Registry, budgets: &Budgets) -> Result<
     let errors = match kind {
         Kind::Workflow => {
             let def = serde_json::from_value::<Definition>(b).expect("parsed above");
-            let mut errors = validate(&def, reg);
-            if errors.is_empty()
-                && let Ok(compiled) = reg.compile(&def)
-            {
-                // Children not published yet are refused at start, not here.
-                let children = reg.children_of(&compiled).unwrap_or_default();
-                errors = check_definition(&compiled, &children, budgets);
+            let errors = validate(&def, reg);
+            if errors.is_empty() {
+                check_in(&def, reg, budgets)
+            } else {
+                errors
             }
-            errors
         }
         Kind::Node => validate_node(&serde_json::from_value::<NodeResource>(b).expect("parsed above")),
     };

@@ -6,7 +6,7 @@ use super::{Service, ServiceError, require, riding_out};
 use crate::domain::{
     Caller, Scope, ScopedWorkflowId, TaskFailing, TenantId, WorkflowId, WorkflowState, WorkflowStatus,
 };
-use crate::temporal::{EndedAs, TemporalError};
+use crate::temporal::{EndedAs, Inspection, TemporalError};
 use futures::StreamExt;
 
 /// What Temporal says of a workflow Drift shows running.
@@ -106,12 +106,8 @@ impl Service {
     /// published now.
     pub(super) async fn reconcile(&self, tenant: &TenantId, id: &WorkflowId) -> Checked {
         let scoped = ScopedWorkflowId::new(tenant, id);
-        let seen = match self.0.temporal.inspect(&scoped).await {
-            Ok(seen) => seen,
-            Err(e) => {
-                tracing::debug!(error = %e, "could not check the workflow in Temporal");
-                return Checked::Fine;
-            }
+        let Some(seen) = self.inspected(&scoped).await else {
+            return Checked::Fine;
         };
         if let Some(f) = seen.task_failing {
             return Checked::TaskFailing(task_failing_seen(&scoped, f));
@@ -132,13 +128,19 @@ impl Service {
 
     /// Why an answer has not come, when it is that the workflow's task keeps failing.
     pub(super) async fn task_failing(&self, scoped: &ScopedWorkflowId) -> Option<TaskFailing> {
-        match self.0.temporal.inspect(scoped).await {
-            Ok(seen) => seen.task_failing.map(|f| task_failing_seen(scoped, f)),
-            Err(e) => {
-                tracing::debug!(error = %e, "could not check the workflow in Temporal");
-                None
-            }
-        }
+        let seen = self.inspected(scoped).await?;
+        seen.task_failing.map(|f| task_failing_seen(scoped, f))
+    }
+
+    /// What Temporal says of the workflow, or nothing if it cannot say now (the caller goes
+    /// on with what Drift shows; the next look asks again).
+    async fn inspected(&self, scoped: &ScopedWorkflowId) -> Option<Inspection> {
+        self.0
+            .temporal
+            .inspect(scoped)
+            .await
+            .inspect_err(|e| tracing::debug!(error = %e, "could not check the workflow in Temporal"))
+            .ok()
     }
 
     /// Publishes an end the workflow cannot publish itself, above every seq its id ever had

@@ -46,7 +46,7 @@ pub struct DeliveryState {
 
 /// What a delivery workflow may carry into its next history: under Temporal's payload limit
 /// (2 MiB), however many large states queue up while a receiver is down.
-pub const CARRY_BYTES: u64 = 1792 * 1024;
+pub const CARRY_BYTES: u64 = crate::engine::DEFAULT_CARRY_BYTES;
 
 impl DeliveryState {
     /// Lets the oldest queued states go, never the newest nor an end, until the state fits

@@ -416,10 +416,7 @@ async fn publish_state(
     view: Option<View>,
 ) -> Result<(), OverBudget> {
     let state = run.next_state(status, view, None, None);
-    let node = state.node.clone().unwrap_or_else(|| run.cursor.node.clone());
-    run.start
-        .budgets
-        .check(Budget::State, &node, Measured::State, json_len(&state))?;
+    run.fits(&state)?;
     publish(ctx, run, state).await;
     Ok(())
 }
@@ -492,6 +489,15 @@ impl Run {
             )),
             false => None,
         }
+    }
+
+    /// Whether `state` keeps to the run's state budget (a backstop: the engine measures
+    /// screens and ends before they get here).
+    fn fits(&self, state: &WorkflowState) -> Result<(), OverBudget> {
+        let node = state.node.as_deref().unwrap_or(&self.cursor.node);
+        self.start
+            .budgets
+            .check(Budget::State, node, Measured::State, json_len(state))
     }
 
     /// The state the run would publish next (with the next seq), answering the pending command.
@@ -718,10 +724,8 @@ async fn end(
     };
     let pending: Vec<Command> = ctx.state_mut(|s| s.inbox.drain(..).collect());
     let state = run.next_state(st, None, disposition, error_message);
-    let node = state.node.clone().unwrap_or_else(|| run.cursor.node.clone());
-    let size = json_len(&state);
     // An end too large to publish ends the run all the same, as FAILED, saying why.
-    let state = match run.start.budgets.check(Budget::State, &node, Measured::State, size) {
+    let state = match run.fits(&state) {
         Ok(()) => state,
         Err(over) => {
             over_budget_seen(run, &over);
