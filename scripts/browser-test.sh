@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the demo page's browser tests: starts `drift dev` on a free port with a throwaway data
-# folder, drives it with Debian's chromium through playwright-core, then stops it.
+# Runs the browser tests of the demo page and of the screen kit (examples/react): starts
+# `drift dev` on a free port with a throwaway data folder, drives it with Debian's chromium
+# through playwright-core, then stops it.
 # Screenshots land in test-artifacts/. Before them, the TypeScript client's checks and tests
 # (scripts/client-test.sh); after them, the README's curl examples.
 set -euo pipefail
@@ -8,12 +9,20 @@ cd "$(dirname "$0")/.."
 # The binary the test command has just built with its tests: `cargo build --bin` alone resolves
 # dependency features without the dev-dependencies and would compile much of the tree again.
 cargo test --release -q --workspace --all-targets --no-run
-port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+port=$(free_port)
+# examples/react is served from its own origin, which the gateway must allow.
+example_port=$(free_port)
 data=$(mktemp -d)
 log="$data/drift-dev.log"
-"${CARGO_TARGET_DIR:-target}/release/drift" dev --data-dir "$data" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+"${CARGO_TARGET_DIR:-target}/release/drift" dev --data-dir "$data" --listen "127.0.0.1:$port" \
+  --allowed-origins "http://127.0.0.1:$example_port" >"$log" 2>&1 &
 dev=$!
-cleanup() { kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$data"; }
+example=""
+cleanup() {
+  [ -z "$example" ] || { kill "$example" 2>/dev/null || true; wait "$example" 2>/dev/null || true; }
+  kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$data"
+}
 trap cleanup EXIT
 echo "browser tests: waiting for drift dev on 127.0.0.1:$port"
 for _ in $(seq 1 180); do
@@ -36,8 +45,21 @@ for f in editor.js drift-client.js drift-screen.js; do
 done
 rm -rf "$fresh"
 bash scripts/client-test.sh "http://127.0.0.1:$port" "$data/dev-api-key" || { tail -50 "$log"; exit 1; }
+bash scripts/react-test.sh
 mkdir -p test-artifacts
 (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test demo.test.mjs) || { tail -50 "$log"; exit 1; }
+# The screen kit through examples/react, served by esbuild as its README says.
+(cd examples/react && DRIFT_URL="http://127.0.0.1:$port" DRIFT_API_KEY_FILE="$data/dev-api-key" PORT="$example_port" \
+  exec node build.mjs --serve) >"$data/example.log" 2>&1 &
+example=$!
+for _ in $(seq 1 60); do
+  if curl -fs "http://127.0.0.1:$example_port/" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$example" 2>/dev/null; then cat "$data/example.log"; echo "examples/react did not start" >&2; exit 1; fi
+  sleep 0.5
+done
+(cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_EXAMPLE_URL="http://127.0.0.1:$example_port" \
+  DRIFT_API_KEY_FILE="$data/dev-api-key" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test react.test.mjs) \
+  || { tail -50 "$log"; cat "$data/example.log"; exit 1; }
 bash scripts/readme-examples.sh "$port" "$data" || { tail -50 "$log"; exit 1; }
 # The dev key goes only to a page reached by address or as localhost, never through another name
 # (a DNS-rebinding page would otherwise be handed it).

@@ -37,8 +37,8 @@ fi
 if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
   command -v node >/dev/null 2>&1 || { echo "setup: node (Node.js 18+) is needed for the browser tests" >&2; exit 1; }
   if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -x tests/browser/node_modules/.bin/eslint ] \
-    || [ ! -x tests/browser/node_modules/.bin/prettier ]; then
-    echo "setup: installing playwright-core, ESLint and Prettier for the browser tests (npm; the browser is Debian's chromium)"
+    || [ ! -x tests/browser/node_modules/.bin/prettier ] || [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
+    echo "setup: installing playwright-core, axe-core, ESLint and Prettier for the browser tests (npm; the browser is Debian's chromium)"
     (cd tests/browser && npm ci --no-audit --no-fund --silent)
   fi
   if [ ! -x web-demo/editor/node_modules/.bin/esbuild ]; then
@@ -48,6 +48,14 @@ if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
   if [ ! -x clients/typescript/node_modules/.bin/tsc ] || [ ! -x clients/typescript/node_modules/.bin/openapi-typescript ]; then
     echo "setup: installing TypeScript and openapi-typescript for clients/typescript (npm)"
     (cd clients/typescript && npm ci --no-audit --no-fund --silent)
+  fi
+  if [ ! -x clients/react/node_modules/.bin/vitest ] || [ ! -d clients/react/node_modules/happy-dom ]; then
+    echo "setup: installing React, vitest and happy-dom for the screen kit (clients/react, npm)"
+    (cd clients/react && npm ci --no-audit --no-fund --silent)
+  fi
+  if [ ! -x examples/react/node_modules/.bin/esbuild ] || [ ! -d examples/react/node_modules/react-dom ]; then
+    echo "setup: installing React and esbuild for the React example (examples/react, npm)"
+    (cd examples/react && npm ci --no-audit --no-fund --silent)
   fi
 fi
 echo "setup: ok (protoc $(protoc --version | cut -d' ' -f2), $(redis-server --version | cut -d' ' -f3), temporal $(temporal --version 2>/dev/null | head -1 | awk '{print $3}'), postgres $(ls -d /usr/lib/postgresql/*/bin | head -1 | cut -d/ -f5))"

@@ -1,25 +1,13 @@
 // Browser test of the demo page: real chromium, real `drift dev` (URL in DRIFT_DEMO_URL).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
-import { chromium } from "playwright-core";
+import { SHOTS, useChromium } from "./chromium.mjs";
 
 const BASE = process.env.DRIFT_DEMO_URL || "http://127.0.0.1:8080";
-const SHOTS = process.env.DRIFT_ARTIFACTS || new URL("../../test-artifacts/", import.meta.url).pathname;
-mkdirSync(SHOTS, { recursive: true });
-let browser;
-
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-           "--no-first-run", "--disable-component-update", "--disable-sync"],
-  });
-});
-after(async () => { await browser?.close(); });
+const chromium = useChromium();
 
 async function open(width = 1280) {
-  const page = await browser.newPage({ viewport: { width, height: 900 } });
+  const page = await chromium.get().newPage({ viewport: { width, height: 900 } });
   page.on("pageerror", (e) => { throw e; });
   await page.goto(BASE + "/");
   await page.getByText("live: connected").waitFor();
@@ -226,7 +214,7 @@ test("Back on refund's confirm screen returns to the reason with its answer, and
   await reason.waitFor();
   // The order was fetched before this screen: no Back, and the page says why.
   assert.equal(await page.getByTestId("back").count(), 0);
-  assert.match(await page.getByTestId("no-back").textContent(), /fetch_order ran since the previous screen/);
+  assert.match(await page.getByTestId("no-back").textContent(), /fetch_order ran before this screen and cannot be undone/);
   await page.selectOption("#w-reason", { label: "Arrived damaged" });
   await reason.locator("button[type=submit]").click();
   await page.locator('form[data-layout="refund_confirm"]').waitFor();
@@ -350,7 +338,7 @@ test("Try it simulates refund on typed answers and stubbed responses and lights 
 });
 
 test("the API reference page renders the gateway's OpenAPI document from assets inside the binary", async () => {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await chromium.get().newPage({ viewport: { width: 1280, height: 900 } });
   const elsewhere = [];
   page.on("request", (r) => {
     if (!r.url().startsWith(BASE)) elsewhere.push(r.url());

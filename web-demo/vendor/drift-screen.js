@@ -17,6 +17,7 @@ function screenModel(state, draft = emptyDraft(), options = {}) {
     node: state.node ?? void 0,
     widgets: [],
     needsSubmit: false,
+    nodes: [],
     canGoBack: false
   };
   const s = state.workflowStatus;
@@ -38,11 +39,26 @@ function screenModel(state, draft = emptyDraft(), options = {}) {
     title: view.layoutId.replace(/[_.]/g, " "),
     widgets,
     needsSubmit: !widgets.some((w) => w.kind === "buttons" && w.input),
+    nodes: nodeActions(widgets),
     canGoBack: state.canGoBack === true,
     backBlocked: state.canGoBack ? void 0 : backBlocked(state),
     error: general
   };
   return model;
+}
+function nodeActions(widgets) {
+  const out = [];
+  for (const w of widgets) {
+    for (const i of w.instructions) {
+      const vars = isObject(i.templateVariables) ? i.templateVariables : {};
+      for (const [k, v] of Object.entries(vars)) {
+        const m = /^(\w+)Node$/.exec(k);
+        if (!m || typeof v !== "string" || out.some((a) => a.node === v)) continue;
+        out.push({ node: v, label: m[1].charAt(0).toUpperCase() + m[1].slice(1), widgetId: w.id });
+      }
+    }
+  }
+  return out;
 }
 function earlierValues(widgets, earlier) {
   const out = {};
@@ -126,7 +142,7 @@ function backBlocked(state) {
     return {
       reason: "crossed",
       node: state.backBlockedBy,
-      message: `Back is not possible: ${state.backBlockedBy} ran since the previous screen and is not undone.`
+      message: `Back is not possible: ${state.backBlockedBy} ran before this screen and cannot be undone.`
     };
   }
   return { reason: "first", node, message: "This is the first screen." };

@@ -68,6 +68,15 @@ export interface BackBlocked {
   message: string;
 }
 
+/** A node the screen offers to run on its own (no edge leads to it): an instruction's variable
+ * named `…Node` (`"verifyNode": "verify_account"`) names it, and the part before `Node` labels it. */
+export interface NodeAction {
+  node: string;
+  label: string;
+  /** The widget whose instruction offers it. */
+  widgetId: string;
+}
+
 export interface ScreenModel {
   workflowId: string;
   seq: number;
@@ -80,6 +89,8 @@ export interface ScreenModel {
   widgets: WidgetModel[];
   /** No button group answers the screen: a submit button is needed. */
   needsSubmit: boolean;
+  /** Nodes the screen offers to run (with the answers so far as their parameters). */
+  nodes: NodeAction[];
   canGoBack: boolean;
   backBlocked?: BackBlocked;
   /** A refusal not about one widget. */
@@ -125,6 +136,7 @@ export function screenModel(
     node: state.node ?? undefined,
     widgets: [] as WidgetModel[],
     needsSubmit: false,
+    nodes: [] as NodeAction[],
     canGoBack: false,
   };
   const s = state.workflowStatus;
@@ -146,11 +158,27 @@ export function screenModel(
     title: view.layoutId.replace(/[_.]/g, " "),
     widgets,
     needsSubmit: !widgets.some((w) => w.kind === "buttons" && w.input),
+    nodes: nodeActions(widgets),
     canGoBack: state.canGoBack === true,
     backBlocked: state.canGoBack ? undefined : backBlocked(state),
     error: general,
   };
   return model;
+}
+
+function nodeActions(widgets: WidgetModel[]): NodeAction[] {
+  const out: NodeAction[] = [];
+  for (const w of widgets) {
+    for (const i of w.instructions) {
+      const vars = isObject(i.templateVariables) ? i.templateVariables : {};
+      for (const [k, v] of Object.entries(vars)) {
+        const m = /^(\w+)Node$/.exec(k);
+        if (!m || typeof v !== "string" || out.some((a) => a.node === v)) continue;
+        out.push({ node: v, label: m[1].charAt(0).toUpperCase() + m[1].slice(1), widgetId: w.id });
+      }
+    }
+  }
+  return out;
 }
 
 /** The earlier answer's values for the widgets that are still on the screen. */
@@ -249,7 +277,7 @@ function backBlocked(state: WorkflowState): BackBlocked | undefined {
     return {
       reason: "crossed",
       node: state.backBlockedBy,
-      message: `Back is not possible: ${state.backBlockedBy} ran since the previous screen and is not undone.`,
+      message: `Back is not possible: ${state.backBlockedBy} ran before this screen and cannot be undone.`,
     };
   }
   return { reason: "first", node, message: "This is the first screen." };

@@ -243,3 +243,20 @@ test("a screen's actions send its seq, and the same answer twice with the same r
     ["execute", "wf-1", "verify_account", { accountNumber: "12345678" }, { requestId: "r5" }],
   ]);
 });
+
+test("a node an instruction names as …Node is offered once, labelled by the part before Node", () => {
+  const intro = (vars) => ({
+    id: "intro",
+    tags: tag("ui.static_text"),
+    instructions: [{ templateId: "t", templateVariables: vars }],
+  });
+  const m = screenModel(
+    waiting([
+      intro({ verifyNode: "verify_account", other: "x" }),
+      { ...intro({ verifyNode: "verify_account", lookupNode: 7 }), id: "again" },
+      { id: "accountNumber", tags: tag("ui.free_text") },
+    ]),
+  );
+  assert.deepEqual(m.nodes, [{ node: "verify_account", label: "Verify", widgetId: "intro" }]);
+  assert.deepEqual(screenModel(waiting([{ id: "a", tags: tag("ui.free_text") }])).nodes, []);
+});
