@@ -82,6 +82,13 @@ async function api(method, path, body) {
   return { status: r.status, body: await r.json().catch(() => undefined) };
 }
 
+/** Stores, publishes and activates a workflow definition. */
+async function publish(def) {
+  assert.equal((await api("POST", "/v3/definitions", def)).status, 201);
+  assert.equal((await api("POST", `/v3/definitions/${def.id}/publish`)).status, 200);
+  assert.equal((await api("POST", `/v3/definitions/${def.id}/activate`, { version: 1 })).status, 200);
+}
+
 test("refund end to end with only the keyboard: a missing reason refused on its widget, then confirmed", async () => {
   const page = await open();
   await tabTo(page, "workflow");
@@ -185,9 +192,7 @@ test("a dependent dropdown follows its parent, and Back returns with both earlie
     where: { node: { type: "INSTRUCTION", layoutId: "where", inputOptions: [country, city] }, nextNode: "sure" },
     sure: { node: { type: "INSTRUCTION", layoutId: "sure", inputOptions: [ok] }, nextNode: "done" },
     done: { node: { type: "SUCCESS", disposition: { message: "Done" } } } } };
-  assert.equal((await api("POST", "/v3/definitions", def)).status, 201);
-  assert.equal((await api("POST", `/v3/definitions/${id}/publish`)).status, 200);
-  assert.equal((await api("POST", `/v3/definitions/${id}/activate`, { version: 1 })).status, 200);
+  await publish(def);
 
   const page = await open();
   await page.fill("#workflow", id);
@@ -244,5 +249,28 @@ test("in sync mode, monthly_report's timer is waited out and its end arrives", a
   const done = page.getByTestId("drift-end");
   await done.waitFor({ timeout: 30_000 });
   assert.equal(await done.textContent(), "COMPLETED");
+  await finish(page);
+});
+
+test("a timed screen counts down, and when nobody answers the run goes on by itself", async () => {
+  const id = `react_timed_${Date.now().toString(36)}`;
+  const ok = { id: "ok", description: "Still there?", tags: { values: ["ui.button"] },
+    possibleValues: [{ displayValue: "Yes", value: "yes" }] };
+  await publish({ id, startNode: "ask", states: {
+    ask: { node: { type: "INSTRUCTION", layoutId: "ask", timeoutMs: 4000, onTimeout: "late", inputOptions: [ok] },
+      nextNode: "done" },
+    done: { node: { type: "SUCCESS", disposition: { message: "Answered" } } },
+    late: { node: { type: "SUCCESS", disposition: { message: "Nobody answered in time" } } } } });
+  const page = await open();
+  await page.fill("#workflow", id);
+  await page.click("#start");
+  const timer = page.getByRole("timer");
+  await timer.waitFor();
+  assert.match(await timer.textContent(), /^Time left to answer: 0:0[1-4]$/);
+  await accessible(page, "a timed screen");
+  await page.screenshot({ path: SHOTS + "react-timed.png", fullPage: true });
+  const done = page.getByTestId("drift-end");
+  await done.waitFor({ timeout: 15_000 });
+  assert.equal(await done.textContent(), "COMPLETED: Nobody answered in time");
   await finish(page);
 });

@@ -701,8 +701,19 @@ async fn a_screen_with_a_timeout_goes_on_at_its_on_timeout_node_when_nobody_answ
     let r = app.resume(&answered, json!({"ok": "ok"})).await;
     assert_eq!(r.body["disposition"]["answered"], true, "{r:?}");
 
+    let before = chrono::Utc::now();
     let r = app.start("timed_screen", json!({})).await;
     assert_eq!((status_of(&r), r.body["seq"].as_u64()), ("WAITING", Some(1)));
+    // The screen says when it stops waiting, so a page can show it: 1.5 s after it was shown.
+    let expires = r.body["expiresAt"].as_str().expect("a timed screen has expiresAt");
+    let expires = chrono::DateTime::parse_from_rfc3339(expires)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let left = expires - before;
+    assert!(
+        left >= chrono::Duration::milliseconds(1_000) && left <= chrono::Duration::milliseconds(1_500 + 1_000),
+        "expiresAt {expires} is 1.5 s after the start at {before}"
+    );
     let id = id_of(&r);
     let token = r.body["streamToken"].as_str().unwrap().to_string();
     let mut sse = SseClient::connect(&app.events_url(&id, &format!("?token={token}")), &[])
@@ -712,6 +723,7 @@ async fn a_screen_with_a_timeout_goes_on_at_its_on_timeout_node_when_nobody_answ
     assert_eq!(seqs, vec![1, 2], "the timeout's outcome is published");
     let st = app.get(&id).await;
     assert_eq!(st.body["disposition"]["reason"], "no answer in time", "{st:?}");
+    assert_eq!(st.body["expiresAt"], Value::Null, "an end has no deadline: {st:?}");
     let late = app.resume(&id, json!({"ok": "ok"})).await;
     assert_eq!(late.status, StatusCode::CONFLICT, "too late: {late:?}");
 }
@@ -746,6 +758,58 @@ async fn a_timer_wait_taking_many_commands_continues_as_new_and_still_fires_on_t
         d["workflowExecutionInfo"]["firstRunId"], d["workflowExecutionInfo"]["execution"]["runId"],
         "it continued as new during the wait"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_screen_taking_many_commands_continues_as_new_and_keeps_its_deadline() {
+    let app = spawn_app().await;
+    let r = app.start("waiting_screen", json!({})).await;
+    let id = id_of(&r);
+    let expires = r.body["expiresAt"].as_str().expect("expiresAt").to_string();
+    for _ in 0..40 {
+        let r = app.execute(&id, "ping", json!({})).await;
+        assert_eq!(r.body["response"], "pong", "{r:?}");
+    }
+    let st = app.get(&id).await;
+    assert_eq!(
+        (st.body["seq"].as_u64(), st.body["expiresAt"].as_str()),
+        (Some(1), Some(expires.as_str()))
+    );
+    let wf = format!("{}/{id}", app.tenant);
+    let d = temporal_cli(&["workflow", "describe", "--workflow-id", &wf]);
+    assert_ne!(
+        d["workflowExecutionInfo"]["firstRunId"], d["workflowExecutionInfo"]["execution"]["runId"],
+        "it continued as new on the screen"
+    );
+    // The new run's timer runs to the deadline published, not a full timeout from now (its
+    // first workflow task may still be on its way: wait for the timer to show).
+    let started = std::time::Instant::now();
+    let timers = loop {
+        let history = temporal_cli(&["workflow", "show", "--workflow-id", &wf]);
+        let timers: Vec<f64> = history["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["timerStartedEventAttributes"]["startToFireTimeout"].as_str())
+            .map(|t| t.trim_end_matches('s').parse().unwrap())
+            .collect();
+        if !timers.is_empty() {
+            break timers;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no timer in the new run: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(timers.len(), 1, "{timers:?}");
+    assert!(
+        timers[0] < 19.9,
+        "the carried screen waits {}s, less than its 20s timeout",
+        timers[0]
+    );
+    let done = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(done.body["disposition"]["answered"], true, "{done:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,7 @@ function screenModel(state, draft = emptyDraft(), options = {}) {
     nodes: nodeActions(widgets),
     canGoBack: state.canGoBack === true,
     backBlocked: state.canGoBack ? void 0 : backBlocked(state),
+    expiresAt: state.expiresAt ?? void 0,
     error: general
   };
   return model;
@@ -200,6 +201,16 @@ function answerOf(state, draft) {
   }
   return { selectedOptions, errors };
 }
+function timeLeft(m, now) {
+  if (!m.expiresAt) return void 0;
+  const at = Date.parse(m.expiresAt);
+  if (Number.isNaN(at)) return void 0;
+  const s = Math.max(0, Math.ceil((at - now) / 1e3));
+  const two = (n) => String(n).padStart(2, "0");
+  const h = Math.floor(s / 3600);
+  const text = h ? `${h}:${two(Math.floor(s / 60) % 60)}:${two(s % 60)}` : `${Math.floor(s / 60)}:${two(s % 60)}`;
+  return { text, up: s === 0 };
+}
 var firstError = (m) => m.widgets.find((w) => w.error);
 var empty = (v) => v === void 0 || v === null || v === "";
 function isObject(v) {
@@ -234,5 +245,6 @@ export {
   firstError,
   screenActions,
   screenModel,
-  setValue
+  setValue,
+  timeLeft
 };

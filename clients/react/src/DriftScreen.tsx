@@ -6,7 +6,7 @@
 
 import { useEffect, useId, useRef, useState, type FormEvent, type ReactNode } from "react";
 import type { NodeResult } from "@drift/client";
-import { firstError, type NodeAction, type ScreenModel } from "@drift/client/screen";
+import { firstError, timeLeft, type NodeAction, type ScreenModel } from "@drift/client/screen";
 import type { DriftFlow } from "./useDriftFlow.js";
 import { widgetFor, type WidgetRegistry } from "./widgets.js";
 
@@ -31,6 +31,8 @@ const WORDS = {
   timer: "Waiting on a timer… the next screen will appear by itself.",
   starting: "Starting…",
   running: "Running",
+  timeLeft: "Time left to answer:",
+  timeUp: "Time is up: the run goes on by itself.",
 };
 
 const cls = (...names: (string | false | undefined)[]) => names.filter(Boolean).join(" ");
@@ -44,6 +46,28 @@ function defaultEnded(screen: ScreenModel): ReactNode {
 
 function defaultNodeResult(r: NodeResult): ReactNode {
   return `${r.node}: ${r.status} ${JSON.stringify(r.response)}`;
+}
+
+/** A timed screen's time left, each second; silent to screen readers but when it is up. */
+function Deadline({ screen, say }: { screen: ScreenModel; say: typeof WORDS }) {
+  const [now, setNow] = useState(() => Date.now());
+  const left = timeLeft(screen, now);
+  const up = left?.up ?? true;
+  useEffect(() => {
+    if (up) return;
+    const tick = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(tick);
+  }, [up]);
+  if (!left) return null;
+  return left.up ? (
+    <p className="drift-deadline drift-deadline--up" role="status">
+      {say.timeUp}
+    </p>
+  ) : (
+    <p className="drift-deadline" role="timer" aria-label={`${say.timeLeft} ${left.text}`}>
+      {say.timeLeft} <span className="drift-deadline-left">{left.text}</span>
+    </p>
+  );
 }
 
 export function DriftScreen({ flow, widgets = {}, nodeResult, ended, words, className }: DriftScreenProps) {
@@ -132,6 +156,7 @@ export function DriftScreen({ flow, widgets = {}, nodeResult, ended, words, clas
       <h2 className="drift-title" id={titleId}>
         {screen.title}
       </h2>
+      <Deadline key={screen.seq} screen={screen} say={say} />
       <p className="drift-error drift-form-error" role="alert">
         {screen.error ?? ""}
       </p>

@@ -257,3 +257,14 @@ test("a refused start is shown, and nothing else", async () => {
   render(<App client={client} />);
   expect((await dom.findByRole("alert")).textContent).toBe("refused: not_found");
 });
+
+test("a timed screen counts down the time it has left, and says when it is up", async () => {
+  const soon = new Date(Date.now() + 1_500).toISOString();
+  const { client } = fakeClient([confirmScreen(1, { expiresAt: soon })]);
+  render(<App client={client} />);
+  const timer = await dom.findByRole("timer");
+  expect(timer.textContent).toMatch(/^Time left to answer: 0:0[12]$/);
+  const up = await dom.findByText("Time is up: the run goes on by itself.", {}, { timeout: 3000 });
+  expect(up.getAttribute("role")).toBe("status");
+  expect(dom.queryByRole("timer")).toBeNull();
+});

@@ -175,6 +175,12 @@ export interface components {
             canGoBack?: boolean;
             disposition?: unknown;
             errorMessage?: string | null;
+            /**
+             * @description On a screen with a `timeoutMs`: when it stops waiting for an answer and the run goes on
+             *     at its `onTimeout` node (RFC 3339, the workflow's clock). Continue-as-new keeps it; a
+             *     screen returned to with Back waits its full timeout again.
+             */
+            expiresAt?: string | null;
             links: components["schemas"]["Links"];
             /** @description The node this state is at (the screen, timer or end node). */
             node?: string | null;

@@ -93,6 +93,8 @@ export interface ScreenModel {
   nodes: NodeAction[];
   canGoBack: boolean;
   backBlocked?: BackBlocked;
+  /** A screen with a timeout: when it stops waiting (RFC 3339); the run then goes on by itself. */
+  expiresAt?: string;
   /** A refusal not about one widget. */
   error?: string;
   /** Ended: the outcome. */
@@ -161,6 +163,7 @@ export function screenModel(
     nodes: nodeActions(widgets),
     canGoBack: state.canGoBack === true,
     backBlocked: state.canGoBack ? undefined : backBlocked(state),
+    expiresAt: state.expiresAt ?? undefined,
     error: general,
   };
   return model;
@@ -360,6 +363,19 @@ export function answerOf(
     selectedOptions[w.id] = w.value;
   }
   return { selectedOptions, errors };
+}
+
+/** The time a screen has left at `now` (ms since epoch) as `m:ss` (`h:mm:ss` past an hour), and
+ * whether it is up; undefined for a screen without a timeout. */
+export function timeLeft(m: Pick<ScreenModel, "expiresAt">, now: number): { text: string; up: boolean } | undefined {
+  if (!m.expiresAt) return undefined;
+  const at = Date.parse(m.expiresAt);
+  if (Number.isNaN(at)) return undefined;
+  const s = Math.max(0, Math.ceil((at - now) / 1000));
+  const two = (n: number) => String(n).padStart(2, "0");
+  const h = Math.floor(s / 3600);
+  const text = h ? `${h}:${two(Math.floor(s / 60) % 60)}:${two(s % 60)}` : `${Math.floor(s / 60)}:${two(s % 60)}`;
+  return { text, up: s === 0 };
 }
 
 /** The first widget with an error, to move the focus to. */

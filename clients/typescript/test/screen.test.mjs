@@ -3,7 +3,16 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { WIDGET_TAGS, answerOf, emptyDraft, firstError, screenActions, screenModel, setValue } from "../dist/screen.js";
+import {
+  WIDGET_TAGS,
+  answerOf,
+  emptyDraft,
+  firstError,
+  screenActions,
+  screenModel,
+  setValue,
+  timeLeft,
+} from "../dist/screen.js";
 
 const links = { self: "/w", events: "/e", resume: "/r", terminate: "/t" };
 const waiting = (inputOptions, extra = {}) => ({
@@ -259,4 +268,14 @@ test("a node an instruction names as …Node is offered once, labelled by the pa
   );
   assert.deepEqual(m.nodes, [{ node: "verify_account", label: "Verify", widgetId: "intro" }]);
   assert.deepEqual(screenModel(waiting([{ id: "a", tags: tag("ui.free_text") }])).nodes, []);
+});
+
+test("a timed screen says when it stops waiting and how long it has left", () => {
+  const m = screenModel(waiting([{ id: "a", tags: tag("ui.free_text") }], { expiresAt: "2026-12-04T10:00:00.000Z" }));
+  assert.equal(m.expiresAt, "2026-12-04T10:00:00.000Z");
+  const at = Date.parse(m.expiresAt);
+  assert.deepEqual(timeLeft(m, at - 65_500), { text: "1:06", up: false });
+  assert.deepEqual(timeLeft(m, at - 3_725_000), { text: "1:02:05", up: false });
+  assert.deepEqual(timeLeft(m, at + 1), { text: "0:00", up: true });
+  assert.equal(timeLeft(screenModel(waiting([])), at), undefined);
 });

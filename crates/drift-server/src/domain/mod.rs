@@ -90,6 +90,11 @@ pub struct WorkflowState {
     /// On a screen returned to with Back: the answer it had, to prefill.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_answer: Option<Value>,
+    /// On a screen with a `timeoutMs`: when it stops waiting for an answer and the run goes on
+    /// at its `onTimeout` node (RFC 3339, the workflow's clock). Continue-as-new keeps it; a
+    /// screen returned to with Back waits its full timeout again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
     /// In `GET /v3/workflow/{id}` only: the run cannot move because its workflow task keeps
     /// failing in the worker (this state is the last it published).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,6 +134,7 @@ impl WorkflowState {
             back_blocked_by: None,
             back_dropped: false,
             previous_answer: None,
+            expires_at: None,
             workflow_task_failing: None,
             links: Links::for_workflow(workflow_id),
         }

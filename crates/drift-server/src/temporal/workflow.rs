@@ -53,6 +53,9 @@ pub struct Carry {
     /// A screen the run was waiting on (already published): the next run waits on it again.
     #[serde(default)]
     open_screen: Option<(String, View)>,
+    /// When that screen's `timeoutMs` runs out (ms since epoch): its deadline, not restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open_screen_deadline: Option<i64>,
     /// A timer the run was waiting on (already published), with when it fires (ms since epoch).
     #[serde(default)]
     open_timer: Option<(String, i64)>,
@@ -91,6 +94,8 @@ struct Run {
     callback: Option<Callback>,
     deliveries_started: bool,
     open_screen: Option<(String, View)>,
+    /// When the screen shown now stops waiting for an answer (its `timeoutMs`), ms since epoch.
+    screen_deadline: Option<i64>,
     open_timer: Option<(String, i64)>,
     back: BackStack,
     /// The HTTP or CHILD node run since the last screen answered (Back cannot cross it).
@@ -151,6 +156,7 @@ impl Run {
             deliveries_started: false,
             taken: start.request_id.iter().cloned().collect(),
             open_screen: None,
+            open_screen_deadline: None,
             open_timer: None,
             back: vec![],
             back_dropped: false,
@@ -166,6 +172,7 @@ impl Run {
             callback: carry.callback,
             deliveries_started: carry.deliveries_started,
             open_screen: carry.open_screen,
+            screen_deadline: carry.open_screen_deadline,
             open_timer: carry.open_timer,
             back_blocked_by: carry.back_blocked_by,
             prefill: None,
@@ -196,6 +203,7 @@ impl Run {
                 deliveries_started: self.deliveries_started,
                 taken,
                 open_screen: self.open_screen.clone(),
+                open_screen_deadline: self.open_screen.as_ref().and(self.screen_deadline),
                 open_timer: self.open_timer.clone(),
                 back: self.back.carried(&self.cursor),
                 back_dropped: self.back.dropped(),
@@ -247,12 +255,18 @@ impl DriftWorkflow {
                     view,
                     timeout_ms,
                 } => {
+                    // A screen shown again after continue-as-new or Back keeps the deadline it
+                    // was published with (one carried from before deadlines were kept starts
+                    // its timeout again, as it used to).
+                    if !reopened || run.screen_deadline.is_none() {
+                        run.screen_deadline = deadline_of(ctx, timeout_ms);
+                    }
                     let shown = match reopened {
                         true => Ok(()),
                         false => publish_state(ctx, &mut run, WorkflowStatus::Waiting, Some(view.clone())).await,
                     };
                     let over = match shown {
-                        Ok(()) => on_screen(ctx, &machine, &mut run, instance, view, timeout_ms).await?,
+                        Ok(()) => on_screen(ctx, &machine, &mut run, instance, view).await?,
                         Err(over) => Some(over),
                     };
                     if let Some(over) = over {
@@ -515,6 +529,7 @@ impl Run {
             _ => None,
         };
         let can_go_back = block.as_ref().is_some_and(Option::is_none);
+        let view_deadline = view.as_ref().and(self.screen_deadline);
         let (back_blocked_by, back_dropped) = match block {
             Some(Some((node, BackBlock::Crossed | BackBlock::Forbidden))) => (Some(node), false),
             Some(Some((_, BackBlock::Dropped))) => (None, true),
@@ -531,6 +546,11 @@ impl Run {
             back_blocked_by,
             back_dropped,
             previous_answer: self.prefill.clone(),
+            expires_at: match (status, &view_deadline) {
+                (WorkflowStatus::Waiting, Some(at)) => chrono::DateTime::from_timestamp_millis(*at)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                _ => None,
+            },
             ..WorkflowState::bare(self.start.workflow_id.as_str(), status, self.seq + 1)
         }
     }
@@ -548,10 +568,7 @@ impl Run {
             return (wait, true);
         }
         if let Some((instance, view)) = self.open_screen.take() {
-            let timeout_ms = match machine.definition().states.get(&instance).and_then(|e| e.node.as_ref()) {
-                Some(crate::dsl::Node::Instruction(i)) => i.timeout_ms,
-                _ => None,
-            };
+            let timeout_ms = screen_timeout(machine.definition(), &instance);
             let screen = Effect::Screen {
                 instance,
                 view,
@@ -563,6 +580,27 @@ impl Run {
     }
 }
 
+/// The workflow's clock (replays read the same), in ms since epoch.
+fn now_ms(ctx: &WorkflowContext<DriftWorkflow>) -> i64 {
+    ctx.workflow_time()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// A screen's `timeoutMs`, if it has one.
+fn screen_timeout(def: &Definition, instance: &str) -> Option<u64> {
+    match def.states.get(instance).and_then(|e| e.node.as_ref()) {
+        Some(crate::dsl::Node::Instruction(i)) => i.timeout_ms,
+        _ => None,
+    }
+}
+
+/// When a screen published now with `timeout_ms` stops waiting.
+fn deadline_of(ctx: &WorkflowContext<DriftWorkflow>, timeout_ms: Option<u64>) -> Option<i64> {
+    timeout_ms.map(|ms| now_ms(ctx) + ms.max(1) as i64)
+}
+
 /// Waits on a published screen for a valid answer (rejecting the others), running execute-node
 /// commands meanwhile, until it is answered or its `timeoutMs` (a durable timer) passes. `Some`
 /// when the run cannot go on within its budgets (the caller ends it).
@@ -572,12 +610,12 @@ async fn on_screen(
     run: &mut Run,
     instance: String,
     view: View,
-    timeout_ms: Option<u64>,
 ) -> WorkflowResult<Option<OverBudget>> {
+    let left_ms = run.screen_deadline.map(|at| (at - now_ms(ctx)).max(1) as u64);
     let deadline = async {
-        match timeout_ms {
+        match left_ms {
             Some(ms) => {
-                let _ = ctx.timer(Duration::from_millis(ms.max(1))).await;
+                let _ = ctx.timer(Duration::from_millis(ms)).await;
             }
             None => std::future::pending::<()>().await,
         }
@@ -641,6 +679,7 @@ async fn on_screen(
                         run.cursor.trail = vec![p.instance.clone()];
                         run.answering = Some(request_id);
                         run.prefill = Some(p.answer);
+                        run.screen_deadline = deadline_of(ctx, screen_timeout(machine.definition(), &p.instance));
                         if let Err(over) = publish_state(ctx, run, WorkflowStatus::Waiting, Some(p.view.clone())).await
                         {
                             return Ok(Some(over));
@@ -672,11 +711,7 @@ async fn on_timer(
     duration_ms: Option<u64>,
     until_ms: Option<i64>,
 ) -> WorkflowResult<Option<OverBudget>> {
-    let now_ms = ctx
-        .workflow_time()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default();
+    let now_ms = now_ms(ctx);
     let fires_at = until_ms.unwrap_or(now_ms + duration_ms.unwrap_or(0) as i64);
     let timer = ctx.timer(Duration::from_millis((fires_at - now_ms).max(1) as u64));
     futures::pin_mut!(timer);
