@@ -11,16 +11,18 @@ cd "$(dirname "$0")/.."
 cargo test --release -q --workspace --all-targets --no-run
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 port=$(free_port)
-# examples/react is served from its own origin, which the gateway must allow.
+# examples/react is served from its own origins (on React 19, and 18), which the gateway must allow.
 example_port=$(free_port)
+react18_port=$(free_port)
 data=$(mktemp -d)
 log="$data/drift-dev.log"
 "${CARGO_TARGET_DIR:-target}/release/drift" dev --data-dir "$data" --listen "127.0.0.1:$port" \
-  --allowed-origins "http://127.0.0.1:$example_port" >"$log" 2>&1 &
+  --allowed-origins "http://127.0.0.1:$example_port,http://127.0.0.1:$react18_port" >"$log" 2>&1 &
 dev=$!
 example=""
+react18=""
 cleanup() {
-  [ -z "$example" ] || { kill "$example" 2>/dev/null || true; wait "$example" 2>/dev/null || true; }
+  for p in $example $react18; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$data"
 }
 trap cleanup EXIT
@@ -49,17 +51,36 @@ bash scripts/react-test.sh
 mkdir -p test-artifacts
 (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test demo.test.mjs) || { tail -50 "$log"; exit 1; }
 # The screen kit through examples/react, served by esbuild as its README says.
-(cd examples/react && DRIFT_URL="http://127.0.0.1:$port" DRIFT_API_KEY_FILE="$data/dev-api-key" PORT="$example_port" \
-  exec node build.mjs --serve) >"$data/example.log" 2>&1 &
-example=$!
-for _ in $(seq 1 60); do
-  if curl -fs "http://127.0.0.1:$example_port/" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$example" 2>/dev/null; then cat "$data/example.log"; echo "examples/react did not start" >&2; exit 1; fi
-  sleep 0.5
-done
-(cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_EXAMPLE_URL="http://127.0.0.1:$example_port" \
-  DRIFT_API_KEY_FILE="$data/dev-api-key" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test react.test.mjs) \
-  || { tail -50 "$log"; cat "$data/example.log"; exit 1; }
+# serve NAME PORT COMMAND…: runs a page server in the background until the page answers.
+serve() {
+  local name=$1 port=$2
+  shift 2
+  "$@" >"$data/$name.log" 2>&1 &
+  served=$!
+  for _ in $(seq 1 60); do
+    if curl -fs "http://127.0.0.1:$port/" >/dev/null 2>&1; then return; fi
+    if ! kill -0 "$served" 2>/dev/null; then cat "$data/$name.log"; echo "$name did not start" >&2; exit 1; fi
+    sleep 0.5
+  done
+}
+# react_tests PORT ARTIFACTS: the kit's browser tests against the example served on PORT.
+react_tests() {
+  (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_EXAMPLE_URL="http://127.0.0.1:$1" \
+    DRIFT_API_KEY_FILE="$data/dev-api-key" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/$2" node --test react.test.mjs) \
+    || { tail -50 "$log"; exit 1; }
+}
+# The screen kit through examples/react, served by esbuild as its README says.
+export DRIFT_URL="http://127.0.0.1:$port" DRIFT_API_KEY_FILE="$data/dev-api-key"
+serve example "$example_port" env PORT="$example_port" bash -c 'cd examples/react && exec node build.mjs --serve'
+example=$served
+react_tests "$example_port" ""
+# And on React 18, the other major the kit's peer range names.
+serve react18 "$react18_port" env PORT="$react18_port" node tests/browser/react18.mjs
+react18=$served
+curl -fs "http://127.0.0.1:$react18_port/app.js" -o "$data/react18.js"
+grep -q 'ReactVersion = "18\.' "$data/react18.js" \
+  || { echo "the React 18 build of examples/react is not on React 18" >&2; exit 1; }
+react_tests "$react18_port" "react18/"
 bash scripts/readme-examples.sh "$port" "$data" || { tail -50 "$log"; exit 1; }
 # The dev key goes only to a page reached by address or as localhost, never through another name
 # (a DNS-rebinding page would otherwise be handed it).

@@ -37,8 +37,8 @@ fi
 if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
   command -v node >/dev/null 2>&1 || { echo "setup: node (Node.js 18+) is needed for the browser tests" >&2; exit 1; }
   if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -x tests/browser/node_modules/.bin/eslint ] \
-    || [ ! -x tests/browser/node_modules/.bin/prettier ] || [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
-    echo "setup: installing playwright-core, axe-core, ESLint and Prettier for the browser tests (npm; the browser is Debian's chromium)"
+    || [ ! -x tests/browser/node_modules/.bin/prettier ] || [ ! -f tests/browser/node_modules/axe-core/axe.min.js ] || [ ! -d tests/browser/node_modules/react-dom18 ]; then
+    echo "setup: installing playwright-core, axe-core, React 18, ESLint and Prettier for the browser tests (npm; the browser is Debian's chromium)"
     (cd tests/browser && npm ci --no-audit --no-fund --silent)
   fi
   if [ ! -x web-demo/editor/node_modules/.bin/esbuild ]; then
