@@ -167,7 +167,20 @@ async fn lifecycle(backend: &str) {
     let mut edit = greeting(&id, "sneaky");
     edit["version"] = json!("1");
     let r = app.call(Method::PUT, &base, Some(edit), &[]).await;
-    assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{r:?}"
+    );
+    // Both 409s are in the API document, with the code they carry.
+    let doc = app.call(Method::GET, "/v3/openapi.json", None, &[]).await.body;
+    for (path, method) in [("/v3/definitions/{id}", "put"), ("/v3/definitions", "post")] {
+        let listed = &doc["paths"][path][method]["responses"]["409"]["description"];
+        assert!(
+            listed.as_str().is_some_and(|d| d.starts_with("`conflict`")),
+            "{method} {path}: {listed}"
+        );
+    }
     let r = app.call(Method::DELETE, &format!("{base}?version=1"), None, &[]).await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{r:?}");
     let r = app.call(Method::GET, &format!("{base}?version=1"), None, &[]).await;

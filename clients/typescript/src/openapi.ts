@@ -1444,7 +1444,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `already_exists` */
+            /** @description `conflict`: a definition with this id exists (edit its SNAPSHOT with PUT), or a concurrent change got there first */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -1685,6 +1685,15 @@ export interface operations {
             };
             /** @description The credential lacks the scope the call needs. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: the body names a published version (published versions never change; leave `version` out to edit the SNAPSHOT), or a concurrent change got there first */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2372,7 +2381,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `already_exists` */
+            /** @description `conflict`: a definition with this id exists (edit its SNAPSHOT with PUT), or a concurrent change got there first */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2541,6 +2550,15 @@ export interface operations {
             };
             /** @description The credential lacks the scope the call needs. */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: the body names a published version (published versions never change; leave `version` out to edit the SNAPSHOT), or a concurrent change got there first */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

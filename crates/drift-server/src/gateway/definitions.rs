@@ -137,7 +137,7 @@ pub(super) async fn list(
     request_body = Definition,
     responses(
         (status = 201, description = "Saved as the SNAPSHOT: the definition as stored", body = Definition),
-        (status = 409, description = "`already_exists`", body = ErrorBody),
+        (status = 409, description = "`conflict`: a definition with this id exists (edit its SNAPSHOT with PUT), or a concurrent change got there first", body = ErrorBody),
         (status = 422, description = "`invalid_definition`: `details.errors` names each node and field", body = ErrorBody),
         Refused,
     ),
@@ -191,6 +191,7 @@ pub(super) async fn read(
     params(("id" = String, Path, description = "The definition id")),
     responses(
         (status = 200, description = "Saved: the definition as stored", body = Definition),
+        (status = 409, description = "`conflict`: the body names a published version (published versions never change; leave `version` out to edit the SNAPSHOT), or a concurrent change got there first", body = ErrorBody),
         (status = 422, description = "`invalid_definition`: `details.errors` names each node and field", body = ErrorBody),
         Refused,
     ),
