@@ -11,6 +11,7 @@ mod egress;
 mod faults;
 mod flows;
 mod helpers;
+mod histories;
 mod hostile;
 mod limits;
 mod live;

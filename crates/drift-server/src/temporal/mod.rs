@@ -4,6 +4,7 @@
 mod activities;
 mod client;
 mod delivery;
+pub mod replay;
 mod worker;
 mod workflow;
 
