@@ -663,12 +663,7 @@ async fn terminate_after_the_states_expired_publishes_a_seq_followers_take() {
 async fn a_screen_taking_many_commands_continues_as_new_without_a_new_screen() {
     let app = spawn_app().await;
     let id = id_of(&app.start("bank_account", json!({})).await);
-    for i in 0..40 {
-        let r = app
-            .execute(&id, "verify_account", json!({"accountNumber": format!("{i:08}")}))
-            .await;
-        assert_eq!(r.body["response"]["valid"], true, "{r:?}");
-    }
+    app.verify_accounts(&id, 40).await;
     let st = app.get(&id).await;
     assert_eq!(
         (status_of(&st), st.body["seq"].as_u64()),

@@ -5,6 +5,7 @@
 
 use crate::helpers::*;
 use crate::webhooks::Receiver;
+use futures::FutureExt;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::time::Duration;
@@ -66,12 +67,7 @@ async fn refund_failing_http_node(app: &TestApp) -> Recorded {
 
 async fn bank_account_nodes_continue_as_new(app: &TestApp) -> Recorded {
     let id = id_of(&app.start("bank_account", json!({})).await);
-    for i in 0..40 {
-        let r = app
-            .execute(&id, "verify_account", json!({"accountNumber": format!("{i:08}")}))
-            .await;
-        assert_eq!(r.body["response"]["valid"], true, "{r:?}");
-    }
+    app.verify_accounts(&id, 40).await;
     let r = app
         .resume(&id, json!({"accountNumber": "11112222", "save": "save"}))
         .await;
@@ -147,32 +143,20 @@ async fn terminated(app: &TestApp) -> Recorded {
 async fn histories_of_every_feature_made_now_replay_on_this_workflow_code() {
     let app = spawn_app().await;
     let a = &app;
-    let scenarios = futures::join!(
-        refund_sync_with_back(a),
-        refund_async_with_webhooks(a),
-        refund_failing_http_node(a),
-        bank_account_nodes_continue_as_new(a),
-        monthly_report_wait_http_script(a),
-        parent_and_child(a),
-        screen_timeout(a),
-        timed_screen_carried_over(a),
-        timer_wait_carried_over(a),
-        loop_continues_as_new(a),
-        terminated(a),
-    );
-    let scenarios: Vec<Recorded> = vec![
-        scenarios.0,
-        scenarios.1,
-        scenarios.2,
-        scenarios.3,
-        scenarios.4,
-        scenarios.5,
-        scenarios.6,
-        scenarios.7,
-        scenarios.8,
-        scenarios.9,
-        scenarios.10,
-    ];
+    let scenarios: Vec<Recorded> = futures::future::join_all([
+        refund_sync_with_back(a).boxed(),
+        refund_async_with_webhooks(a).boxed(),
+        refund_failing_http_node(a).boxed(),
+        bank_account_nodes_continue_as_new(a).boxed(),
+        monthly_report_wait_http_script(a).boxed(),
+        parent_and_child(a).boxed(),
+        screen_timeout(a).boxed(),
+        timed_screen_carried_over(a).boxed(),
+        timer_wait_carried_over(a).boxed(),
+        loop_continues_as_new(a).boxed(),
+        terminated(a).boxed(),
+    ])
+    .await;
     let client = drift::temporal::connect(&tcfg(&app.temporal_address, &app.task_queue))
         .await
         .unwrap();
