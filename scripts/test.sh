@@ -13,6 +13,8 @@ echo "test: drift-core depends on no I/O crate"
 io=$(cargo tree -q -p drift-core -e normal --prefix none | awk '{print $1}' \
   | grep -xE 'tokio|mio|redis|axum|hyper|reqwest|sqlx|tonic|temporalio-.*' | sort -u || true)
 [ -z "$io" ] || { echo "test: drift-core must stay pure, but depends on: $io" >&2; exit 1; }
+echo "test: each crate uses only the layers below it; no file circles"
+python3 scripts/check-layers.py
 echo "test: cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy -q --workspace --all-targets -- -D warnings
 # Release, like scripts/dev.sh: one optimised build serves the tests and `drift dev`.

@@ -1,5 +1,5 @@
 use clap::Parser;
-use drift::config::{Cli, Cmd};
+use drift::cli::{Cli, Cmd};
 
 fn main() -> anyhow::Result<()> {
     drift::telemetry::init_tracing();
@@ -11,8 +11,8 @@ fn main() -> anyhow::Result<()> {
             Cmd::Serve(a) => drift::startup::serve(drift::dev::serve_settings(a)).await,
             Cmd::Worker(a) => drift::startup::worker(a).await,
             Cmd::Bench(a) => drift::bench::run(a).await,
-            Cmd::Keys(a) => drift::keys(a).await,
-            Cmd::Definitions(a) => drift::definitions(a).await,
+            Cmd::Keys(a) => drift::keys::run(a).await,
+            Cmd::Definitions(a) => drift::definitions::run(a).await,
         }
     });
     // A worker thread still busy after the drain must not hold the process: its join was given

@@ -6,7 +6,7 @@
 
 use clap::Parser;
 use drift::TemporalConfig;
-use drift::config::{Cli, Cmd};
+use drift::cli::{Cli, Cmd};
 use drift::dev::{Supervised, free_port, start_redis, start_temporal, wait_redis, wait_temporal};
 use drift::startup::Application;
 use reqwest::{Method, StatusCode};

@@ -5,12 +5,12 @@
 //! latency, and the gateway's memory per idle connection.
 
 use super::{Endpoints, Series, kb};
+use crate::args::{Connect, Transport};
 use anyhow::{Context, bail};
-use drift_server::bus::{Conn, Layout, Publication, Publisher, Retention};
+use drift_bus::{Conn, Layout, Publication, Publisher, Retention};
+use drift_core::domain::routes;
+use drift_core::domain::{ScopedWorkflowId, TenantId, WorkflowId, WorkflowState, WorkflowStatus};
 use drift_server::client::Client;
-use drift_server::config::{Connect, Transport};
-use drift_server::domain::routes;
-use drift_server::domain::{ScopedWorkflowId, TenantId, WorkflowId, WorkflowState, WorkflowStatus};
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! raw Temporal SDK, with nothing of Drift in between. `drift bench` runs it on the same
 //! Temporal and Redis as the gateway it measures, so every Drift figure has a floor beside it.
 
-use drift_server::bus::{Conn, Hub, RedisTarget};
+use drift_bus::{Conn, Hub, RedisTarget};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,7 +91,7 @@ pub fn spawn_floor_worker(
     task_queue: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
-    drift_server::temporal::on_own_thread("floor-worker", "floor worker", shutdown, move || async move {
+    drift_temporal::on_own_thread("floor-worker", "floor worker", shutdown, move || async move {
         let redis = Conn::connect(&redis, Duration::from_secs(3), 3).await?;
         let runtime = Runtime::from_current_tokio(Default::default())?;
         let opts = WorkerOptions::new(task_queue)
@@ -153,7 +153,7 @@ pub async fn floor_round(
 }
 
 /// The next message on the floor's channel (a bare number: not an envelope).
-async fn next(sub: &mut drift_server::bus::Subscription) -> anyhow::Result<()> {
+async fn next(sub: &mut drift_bus::Subscription) -> anyhow::Result<()> {
     tokio::time::timeout(Duration::from_secs(10), sub.recv())
         .await
         .map_err(|_| anyhow::anyhow!("floor screen never arrived"))?;

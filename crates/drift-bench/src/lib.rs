@@ -3,6 +3,7 @@
 //! (`floor`) on the same Temporal and Redis, all measured in the same process. A crate of its
 //! own: nothing here is part of the gateway or the worker.
 
+mod args;
 mod fanout;
 pub mod floor;
 mod load;
@@ -11,8 +12,9 @@ mod simulate;
 mod waiters;
 
 use anyhow::{Context, bail};
-use drift_server::config::{BenchArgs, BenchCmd};
-use drift_server::domain::routes;
+use args::BenchCmd;
+pub use args::{BenchArgs, Connect, Transport};
+use drift_core::domain::routes;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -55,7 +57,7 @@ pub fn kb(v: Option<f64>) -> String {
 pub struct Endpoints {
     pub temporal_address: Option<String>,
     /// The gateway's Redis: one server or a cluster.
-    pub redis: Option<drift_server::bus::RedisTarget>,
+    pub redis: Option<drift_bus::RedisTarget>,
     /// The measured gateways' processes.
     pub pids: Vec<u32>,
     pub tenant: String,
@@ -66,7 +68,7 @@ impl Endpoints {
     fn of(a: &BenchArgs) -> anyhow::Result<Self> {
         let e = drift_server::client::dev_endpoints(&a.gateway.data_dir);
         let s = |k: &str| e[k].as_str().map(String::from);
-        let flags = drift_server::bus::RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster)
+        let flags = drift_bus::RedisTarget::from_flags(a.redis_url.as_deref(), &a.redis_cluster)
             .map_err(|e| anyhow::anyhow!(e))?;
         Ok(Self {
             temporal_address: a.temporal_address.clone().or_else(|| s("temporalAddress")),
@@ -98,7 +100,7 @@ impl Endpoints {
     /// The gateway's Redis when it is one server (whose clients can be counted in one place).
     pub fn standalone_redis(&self) -> Option<&str> {
         match &self.redis {
-            Some(drift_server::bus::RedisTarget::Standalone(u)) => Some(u),
+            Some(drift_bus::RedisTarget::Standalone(u)) => Some(u),
             _ => None,
         }
     }
@@ -126,7 +128,7 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
 struct Floor {
     client: temporalio_client::Client,
     /// The floor's screens reach it through a subscription hub, as Drift's do.
-    hub: drift_server::bus::Hub,
+    hub: drift_bus::Hub,
     task_queue: String,
     stop: tokio_util::sync::CancellationToken,
     worker: std::thread::JoinHandle<anyhow::Result<()>>,
@@ -137,17 +139,17 @@ async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
     let temporal = ends.temporal_address.clone().context(hint)?;
     let redis = ends.redis.clone().context(hint)?;
     let task_queue = format!("drift-floor-{}", std::process::id());
-    let cfg = drift_server::temporal::TemporalConfig {
+    let cfg = drift_temporal::TemporalConfig {
         address: temporal.clone(),
         namespace: "default".into(),
         task_queue: task_queue.clone(),
     };
-    let client = drift_server::temporal::connect(&cfg)
+    let client = drift_temporal::connect(&cfg)
         .await
         .with_context(|| format!("connecting to Temporal at {temporal} for the floor"))?;
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = crate::floor::spawn_floor_worker(client.clone(), redis.clone(), task_queue.clone(), stop.clone())?;
-    let hub = drift_server::bus::Hub::start(&redis, 1, stop.clone())?;
+    let hub = drift_bus::Hub::start(&redis, 1, stop.clone())?;
     Ok(Floor {
         client,
         hub,

@@ -6,8 +6,8 @@
 
 use super::{Endpoints, Series, ms, summed};
 use anyhow::{Context, bail};
+use drift_core::domain::routes;
 use drift_server::client::Client;
-use drift_server::domain::routes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,10 +80,8 @@ pub(crate) fn cpu_of(pid: u32) -> Option<Duration> {
 /// their CPU is shared by both sides, so it is reported beside each.
 fn shared_pids(ends: &Endpoints) -> Vec<u32> {
     let ports: Vec<String> = match &ends.redis {
-        Some(drift_server::bus::RedisTarget::Standalone(u)) => {
-            u.rsplit(':').next().map(String::from).into_iter().collect()
-        }
-        Some(drift_server::bus::RedisTarget::Cluster(nodes)) => nodes
+        Some(drift_bus::RedisTarget::Standalone(u)) => u.rsplit(':').next().map(String::from).into_iter().collect(),
+        Some(drift_bus::RedisTarget::Cluster(nodes)) => nodes
             .iter()
             .filter_map(|n| n.rsplit(':').next().map(String::from))
             .collect(),

@@ -4,8 +4,8 @@
 
 use crate::{Series, ms};
 use anyhow::{Context, bail};
+use drift_core::domain::routes;
 use drift_server::client::Client;
-use drift_server::domain::routes;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -4,8 +4,8 @@
 
 use super::{Endpoints, Series, cell, kb};
 use anyhow::bail;
+use drift_core::domain::routes;
 use drift_server::client::Client;
-use drift_server::domain::routes;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,10 +1,15 @@
 //! Drift's pure core, depended on by the server crate and depending on no I/O: the expression
 //! language (`expr`), the workflow DSL with its validation and graph (`dsl`), and the
-//! interpreter that turns a workflow's state and an input into its next step (`engine`).
+//! interpreter that turns a workflow's state and an input into its next step (`engine`), and the
+//! domain every adapter and transport shares (`domain`: ids, states, commands, refusals).
 //!
-//! Layers, each depending only on those before it: `expr` ← `dsl` ← `engine`.
+//! Layers, each depending only on those before it: `expr` ← `dsl` ← `engine` ← `domain`;
+//! `digest` and `redact` are leaves.
 #![forbid(unsafe_code)]
 
+pub mod digest;
+pub mod domain;
 pub mod dsl;
 pub mod engine;
 pub mod expr;
+pub mod redact;

@@ -3,10 +3,12 @@
 //! stand-ins for the APIs the examples call (`standins`). None of it is in a production
 //! gateway's library.
 
+mod args;
 mod processes;
 mod run;
 pub mod standins;
 
+pub use args::DevArgs;
 pub use processes::*;
 pub use run::run;
 

@@ -3,7 +3,7 @@
 //! these, and so do the integration tests and the store's script test.
 
 use anyhow::{Context, bail};
-use drift_server::temporal::{Temporal, TemporalConfig, connect};
+use drift_temporal::{Temporal, TemporalConfig, connect};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;

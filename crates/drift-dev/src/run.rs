@@ -2,13 +2,13 @@
 //! `redis-server` as supervised children when no addresses are given, runs gateway + worker in
 //! this process with the examples and their API stand-ins, and stops everything on Ctrl-C.
 
+use crate::args::DevArgs;
 use crate::processes::{SETUP_HINT, Supervised, free_port, start_redis, start_temporal, wait_redis, wait_temporal};
 use anyhow::Context;
-use drift_server::Outage;
-use drift_server::bus::RedisTarget;
-use drift_server::config::DevArgs;
+use drift_bus::RedisTarget;
+use drift_gateway::Outage;
 use drift_server::startup::{self, Application, Settings};
-use drift_server::temporal::TemporalConfig;
+use drift_temporal::TemporalConfig;
 use std::path::Path;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -283,9 +283,10 @@ async fn run_with(
 async fn dev_api_key(data: &Path, database_url: &str) -> anyhow::Result<String> {
     let path = data.join("dev-api-key");
     let kept = std::fs::read_to_string(&path).ok();
-    let (key, new_id) = drift_server::key_to_keep(database_url, kept.as_deref().map(str::trim), "demo", "drift dev")
-        .await
-        .with_context(|| format!("opening the key store at {}", data.display()))?;
+    let (key, new_id) =
+        drift_service::keys::key_to_keep(database_url, kept.as_deref().map(str::trim), "demo", "drift dev")
+            .await
+            .with_context(|| format!("opening the key store at {}", data.display()))?;
     if let Some(id) = new_id {
         write_secret(&path, &key)?;
         eprintln!(

@@ -72,12 +72,12 @@ pub fn dev_endpoints(data_dir: &std::path::Path) -> Value {
 }
 
 /// The Redis in `dev_endpoints`' answer: one server or a cluster.
-pub fn dev_redis(endpoints: &Value) -> Option<crate::bus::RedisTarget> {
+pub fn dev_redis(endpoints: &Value) -> Option<drift_bus::RedisTarget> {
     let cluster: Vec<String> = endpoints["redisCluster"]
         .as_str()
         .map(|c| c.split(',').map(String::from).collect())
         .unwrap_or_default();
-    crate::bus::RedisTarget::from_flags(endpoints["redisUrl"].as_str(), &cluster)
+    drift_bus::RedisTarget::from_flags(endpoints["redisUrl"].as_str(), &cluster)
         .ok()
         .flatten()
 }

@@ -1,38 +1,9 @@
-//! Command line and `DRIFT_*` environment configuration.
+//! The gateway's and the worker's command line and `DRIFT_*` environment (`drift serve`,
+//! `drift worker`, and what `drift dev` shares with them); each other tool owns its own.
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use drift_core::engine::{Budgets, TEMPORAL_PAYLOAD_LIMIT};
 use std::path::PathBuf;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "drift",
-    version,
-    about = "Drift: Temporal-powered low-code workflows with a real-time gateway"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub cmd: Cmd,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Cmd {
-    /// Everything on one machine: starts Temporal and Redis (unless addresses are given), runs
-    /// gateway + worker in one process, loads the examples and their local API stand-ins.
-    Dev(DevArgs),
-    /// Gateway only (stateless; run any number behind a load balancer).
-    Serve(ServeArgs),
-    /// Temporal worker only (run any number).
-    Worker(WorkerArgs),
-    /// Measures sync round trips (start, resume) against a running gateway, next to a bare
-    /// HTTP round trip baseline measured in the same process.
-    Bench(BenchArgs),
-    /// Manages API keys in the key store: create (the key is shown once), list, revoke.
-    Keys(KeysArgs),
-    /// Definitions kept in a folder (git) against a running gateway: validate, push (publish
-    /// and activate what changed), pull. For CI pipelines.
-    Definitions(DefinitionsArgs),
-}
 
 /// How a command-line tool reaches a running gateway.
 #[derive(Args, Debug, Clone)]
@@ -48,110 +19,6 @@ pub struct GatewayClientArgs {
     pub data_dir: PathBuf,
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct DefinitionsArgs {
-    #[command(subcommand)]
-    pub action: DefinitionsCmd,
-}
-
-#[derive(Subcommand, Debug, Clone)]
-pub enum DefinitionsCmd {
-    /// Checks a folder (`*.json` workflows, `nodes/*.json` node definitions): each file
-    /// against the definition language's JSON Schema (each mistake with its place), then all
-    /// of them on the gateway (references, published nodes), each error with its node and
-    /// field. Exit 1 if any.
-    Validate {
-        dir: PathBuf,
-        /// Only the schema check, with the schema built into this binary: no gateway needed
-        /// (e.g. a pre-commit hook). References and node inputs are not checked.
-        #[arg(long)]
-        offline: bool,
-        #[command(flatten)]
-        gateway: GatewayClientArgs,
-    },
-    /// Runs the folder's definition tests and validates the whole folder, then saves each
-    /// definition as its SNAPSHOT, publishes those that changed and activates them. Nothing is
-    /// changed if a test fails or anything is invalid.
-    Push {
-        dir: PathBuf,
-        /// Publish, but leave ACTIVE where it is.
-        #[arg(long)]
-        no_activate: bool,
-        #[command(flatten)]
-        gateway: GatewayClientArgs,
-    },
-    /// Runs the folder's definition tests (`ID.test.json` beside `ID.json`: cases of params,
-    /// answers and stubbed responses, and what must hold) through the workflow's interpreter,
-    /// here (the default) or on the gateway's `simulate` (`--remote`). Prints each case; exit
-    /// 1 naming the case, step and expectation of each failure.
-    Test {
-        dir: PathBuf,
-        /// Simulate on the gateway (its published nodes, its version of the interpreter)
-        /// instead of here.
-        #[arg(long)]
-        remote: bool,
-        #[command(flatten)]
-        gateway: GatewayClientArgs,
-    },
-    /// Writes the gateway's definitions into a folder (workflows as `ID.json`, node
-    /// definitions as `nodes/ID.json`).
-    Pull {
-        dir: PathBuf,
-        /// Which version of each: ACTIVE, LATEST or SNAPSHOT.
-        #[arg(long, default_value = "ACTIVE")]
-        version: String,
-        #[command(flatten)]
-        gateway: GatewayClientArgs,
-    },
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct KeysArgs {
-    /// The key store (the gateways' database). Default: the SQLite file `drift dev` uses.
-    #[arg(long, env = "DRIFT_DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// Local data folder (where the default SQLite key store lives).
-    #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
-    pub data_dir: PathBuf,
-    /// The gateways' Redis, on which `revoke` tells every gateway to forget its cached keys
-    /// at once (without it they notice within --revocation-check-ms). Default: `drift dev`'s,
-    /// from the data folder.
-    #[arg(long, env = "DRIFT_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// The gateways' Redis Cluster instead (host:port,…).
-    #[arg(long, env = "DRIFT_REDIS_CLUSTER", value_delimiter = ',', hide_env_values = true)]
-    pub redis_cluster: Vec<String>,
-    /// The gateways' Redis key prefix. Default: `drift dev`'s, else "drift".
-    #[arg(long, env = "DRIFT_KEY_PREFIX")]
-    pub key_prefix: Option<String>,
-    #[command(subcommand)]
-    pub action: KeysCmd,
-}
-
-#[derive(Subcommand, Debug, Clone)]
-pub enum KeysCmd {
-    /// Creates a key and prints it once; only its hash is stored.
-    Create {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long)]
-        client: String,
-        /// The acting user recorded for calls with this key.
-        #[arg(long)]
-        user: Option<String>,
-        /// Space- or comma-separated: workflows:start workflows:drive workflows:read
-        /// definitions:write admin.
-        #[arg(long, default_value = "workflows:start,workflows:drive,workflows:read")]
-        scopes: String,
-        #[arg(long)]
-        description: Option<String>,
-    },
-    /// Lists keys (ids, tenants, scopes; never the keys).
-    List,
-    /// Revokes a key by id; calls with it are refused from then on.
-    Revoke { id: String },
-}
-
 /// How the gateway authenticates callers.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthArg {
@@ -161,155 +28,9 @@ pub enum AuthArg {
     None,
 }
 
-impl KeysArgs {
-    pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| default_database_url(&self.data_dir))
-    }
-}
-
 /// `drift dev`'s key store: a SQLite file in the data folder.
 pub fn default_database_url(data_dir: &std::path::Path) -> String {
     format!("sqlite://{}", data_dir.join("drift.db").display())
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct BenchArgs {
-    /// Temporal the floor runs on (the gateway's). Default: what `drift dev` wrote in its data
-    /// folder (`endpoints.json`).
-    #[arg(long, global = true)]
-    pub temporal_address: Option<String>,
-    /// Redis the floor publishes to (the gateway's). Default: as for `--temporal-address`.
-    #[arg(long, global = true)]
-    pub redis_url: Option<String>,
-    /// The gateway's Redis Cluster instead (host:port,…), for the floor and fanout's publishes.
-    #[arg(long, global = true, value_delimiter = ',')]
-    pub redis_cluster: Vec<String>,
-    /// Skip the raw-SDK floor (e.g. against a remote gateway).
-    #[arg(long, global = true)]
-    pub no_floor: bool,
-    /// The gateways' process ids, comma-separated, for their memory (summed) (default: `drift
-    /// dev`'s, from endpoints.json).
-    #[arg(long, global = true, value_delimiter = ',')]
-    pub pid: Vec<u32>,
-    /// Tenant of the API key (fanout publishes on that tenant's keys). Default: `drift dev`'s.
-    #[arg(long, global = true)]
-    pub tenant: Option<String>,
-    /// The gateway's Redis key prefix. Default: `drift dev`'s.
-    #[arg(long, global = true)]
-    pub key_prefix: Option<String>,
-    /// Also write a markdown report and SVG charts into this folder.
-    #[arg(long, global = true)]
-    pub report: Option<PathBuf>,
-    #[command(subcommand)]
-    pub what: Option<BenchCmd>,
-    /// Measured rounds (each: start bank_account to its first screen; resume refund's first
-    /// screen to the next, which needs no activity).
-    #[arg(long, default_value_t = 200)]
-    pub rounds: usize,
-    /// Unmeasured rounds first.
-    #[arg(long, default_value_t = 20)]
-    pub warmup: usize,
-    #[command(flatten)]
-    pub gateway: GatewayClientArgs,
-}
-
-/// The subscribers of `drift bench fanout`.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Mixed,
-    Sse,
-    Ws,
-}
-
-/// How `drift bench fanout`'s subscribers connect.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Connect {
-    Waves,
-    Burst,
-    PerSecond(f64),
-}
-
-fn parse_connect(s: &str) -> Result<Connect, String> {
-    match s {
-        "waves" => Ok(Connect::Waves),
-        "burst" => Ok(Connect::Burst),
-        n => match n.parse::<f64>() {
-            Ok(r) if r > 0.0 && r.is_finite() => Ok(Connect::PerSecond(r)),
-            _ => Err(format!(
-                "{n:?}: expected waves, burst or connections per second (e.g. 1000)"
-            )),
-        },
-    }
-}
-
-/// Benchmarks other than the sync round trips.
-#[derive(Subcommand, Debug, Clone)]
-pub enum BenchCmd {
-    /// Simulation: refund simulated to its end (`POST /v3/definitions/refund/simulate`, the
-    /// examples' answers and stubbed responses) against the same flow run for real (start and
-    /// two answers through Temporal), and a looping flow failed at its step bound; `--rounds`
-    /// each (the real runs: a quarter of them).
-    Simulate,
-    /// Live fan-out: N subscribers (SSE and WebSocket) over C workflows, states published at a
-    /// fixed cadence through Drift's publish path; delivery, latency and memory per connection.
-    Fanout {
-        /// Subscriber counts to run, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1000")]
-        subscribers: Vec<usize>,
-        #[arg(long, default_value_t = 10)]
-        workflows: usize,
-        /// States published per workflow (the last one COMPLETED).
-        #[arg(long, default_value_t = 10)]
-        states: u64,
-        #[arg(long, default_value_t = 500)]
-        interval_ms: u64,
-        /// Which live transport the subscribers use: half and half, or all one kind (to see
-        /// each one's memory per connection).
-        #[arg(long, value_enum, default_value_t = Transport::Mixed)]
-        transport: Transport,
-        /// Gateways the subscribers are spread over, in turn (comma-separated base URLs; the
-        /// workflows are started on the first). Default: --url.
-        #[arg(long, value_delimiter = ',')]
-        gateways: Vec<String>,
-        /// How the subscribers connect: `waves` (250 at a time, each wave once most of the
-        /// last has its first state), `burst` (all at once: a reconnect storm, as after a
-        /// gateway restart), or a number per second.
-        #[arg(long, default_value = "waves", value_parser = parse_connect)]
-        connect: Connect,
-    },
-    /// Throughput under load: N callers each doing start → screen → answer → end back to
-    /// back, first on the raw-SDK floor, then through the gateway, on the same Temporal and
-    /// Redis; rounds/s, latency and CPU per round of each side, and the ratios. Serve the
-    /// gateway with --rate-limit 0 (`drift dev --rate-limit 0`).
-    Load {
-        /// Concurrent callers, comma-separated (each count is a run of both sides).
-        #[arg(long, value_delimiter = ',', default_value = "8,32")]
-        concurrency: Vec<usize>,
-        /// Measured seconds per side and count.
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
-        /// Unmeasured seconds before each.
-        #[arg(long, default_value_t = 3)]
-        warmup_seconds: u64,
-    },
-    /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
-    /// all must be answered, on the gateway's fixed Redis connections.
-    Waiters {
-        #[arg(long, default_value_t = 10_000)]
-        waiters: usize,
-        /// How long the slow stand-in holds each first screen back, in milliseconds (at most
-        /// 290 s). Every waiter keeps three sockets open (bench → gateway, worker → stand-in,
-        /// and the stand-in's side); `scripts/bench-waiters.sh` runs each part in its own
-        /// process so that 10,000 fit under one process's file limit.
-        #[arg(long, default_value_t = 3_000)]
-        delay_ms: u64,
-        /// Starts sent per second (0: all at once). A 2-core Temporal dev server gets through
-        /// about 40 of these workflows a second; a burst above that waits in the gateway.
-        #[arg(long, default_value_t = 0)]
-        ramp_per_sec: u64,
-    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -487,10 +208,10 @@ pub struct GatewayArgs {
     /// Workflow starts this gateway has in flight to Temporal at once; the rest wait their turn
     /// (then 503 `busy`, with nothing started), instead of piling onto the server until every
     /// call misses its deadline.
-    #[arg(long, env = "DRIFT_MAX_STARTS_IN_FLIGHT", default_value_t = crate::temporal::STARTS_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    #[arg(long, env = "DRIFT_MAX_STARTS_IN_FLIGHT", default_value_t = drift_temporal::STARTS_IN_FLIGHT, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_starts_in_flight: usize,
     /// How long a start may wait for its turn, in milliseconds.
-    #[arg(long, env = "DRIFT_START_TURN_WAIT_MS", default_value_t = crate::temporal::START_TURN_WAIT.as_millis() as u64)]
+    #[arg(long, env = "DRIFT_START_TURN_WAIT_MS", default_value_t = drift_temporal::START_TURN_WAIT.as_millis() as u64)]
     pub start_turn_wait_ms: u64,
     /// Sync requests that may wait at once on this gateway; more get 503 with Retry-After.
     #[arg(long, env = "DRIFT_MAX_WAITERS", default_value_t = 10_000)]
@@ -558,14 +279,6 @@ pub struct GatewayArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct DevArgs {
-    #[command(flatten)]
-    pub common: Common,
-    #[command(flatten)]
-    pub gateway: GatewayArgs,
-}
-
-#[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub common: Common,
@@ -619,17 +332,7 @@ impl GatewayArgs {
     }
 }
 
-/// A URL fit for logs and messages: any password replaced.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(_) => url.to_string(),
-        Err(_) => "(an unparseable URL)".to_string(),
-    }
-}
+pub use drift_core::redact::redact;
 
 /// Parses `KEY=VALUE` pairs.
 pub fn pairs(items: &[String], what: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
@@ -649,12 +352,15 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
     fn serve(flags: &[&str]) -> Result<ServeArgs, String> {
-        let args = ["drift", "serve"].iter().chain(flags).copied();
-        match Cli::try_parse_from(args).map_err(|e| e.to_string())?.cmd {
-            Cmd::Serve(s) => Ok(s),
-            _ => unreachable!("parsed a serve command"),
-        }
+        let args = ["drift serve"].iter().chain(flags).copied();
+        Ok(Serve::try_parse_from(args).map_err(|e| e.to_string())?.args)
     }
 
     #[test]

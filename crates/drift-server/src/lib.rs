@@ -1,36 +1,13 @@
-//! Drift's server library: the gateway and the worker (`drift serve`, `drift worker`), which
-//! `drift dev` (the `drift-dev` crate) builds on.
+//! Drift's assembly: the gateway and the worker put together from the crates below
+//! (`drift serve`, `drift worker`), with their configuration, and the client the command-line
+//! tools reach a running gateway with. `drift dev` (`drift-dev`) builds on it.
 //!
-//! Layers, each depending only on those before it:
-//! `expr` ← `dsl` ← `engine` (the `drift-core` crate, pure) ← `domain` ← `bus`, `temporal`
-//! (adapters) ← `service` ← `gateway` (transports) ← `startup`. Modules are private; what the
-//! binary and the integration tests need is public below.
+//! Layers, each crate depending only on those before it (`scripts/check-layers.py` holds it):
+//! `drift-core` (pure) ← `drift-bus`, `drift-db` ← `drift-temporal` (adapters) ←
+//! `drift-service` ← `drift-gateway` (transports) ← `drift-server` ← `drift-dev`,
+//! `drift-bench` ← `drift` (the binary).
 
-mod admin;
-pub mod bus;
 pub mod client;
-mod db;
-mod definitions_cli;
-mod digest;
-pub mod domain;
-mod egress;
-mod gateway;
-mod memory;
-mod service;
-pub mod temporal;
-mod webhook;
-
 pub mod config;
+mod memory;
 pub mod startup;
-pub mod telemetry;
-
-// The pure core, under the names the rest of the crate has always used.
-use drift_core::{dsl, engine};
-
-pub use admin::{key_to_keep, keys};
-pub use bus::{Layout, RedisKeys};
-pub use definitions_cli::run as definitions;
-pub use domain::{ScopedWorkflowId, TenantId, WorkflowId};
-pub use gateway::Outage;
-pub use service::Tokens;
-pub use temporal::TemporalConfig;

@@ -2,15 +2,15 @@
 //! serve`, `drift dev` and the integration tests all use, then serving until SIGINT/SIGTERM
 //! with a bounded drain.
 
-use crate::bus::{Hub, Layout, RedisTarget, Retention, Store};
 use crate::config::{AuthArg, Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
-use crate::db::Db;
-use crate::dsl::Registry;
-use crate::gateway::{AppState, GatewayConfig, Listener, app};
-use crate::service::{AuthMode, Authenticator, Catalog, JwtVerifier, Parts, Service, ServiceConfig, Tokens};
-use crate::temporal::{Temporal, TemporalConfig, WorkerConfig, connect, spawn_worker};
-use crate::webhook::{Allowlist, DeliveryConfig, Secrets, parse_schedule};
 use anyhow::Context;
+use drift_bus::{Hub, Layout, RedisTarget, Retention, Store};
+use drift_core::dsl::Registry;
+use drift_db::Db;
+use drift_gateway::{AppState, GatewayConfig, Listener, app};
+use drift_service::{AuthMode, Authenticator, Catalog, JwtVerifier, Parts, Service, ServiceConfig, Tokens};
+use drift_temporal::webhook::{Allowlist, DeliveryConfig, Secrets, parse_schedule};
+use drift_temporal::{Temporal, TemporalConfig, WorkerConfig, connect, spawn_worker};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +36,7 @@ pub struct Settings {
     /// The API key the demo page uses (`drift dev`'s own key).
     pub demo_key: Option<String>,
     /// Set while a process this application depends on is down (`drift dev`'s children).
-    pub outage: crate::gateway::Outage,
+    pub outage: drift_gateway::Outage,
 }
 
 impl From<ServeArgs> for Settings {
@@ -57,7 +57,7 @@ impl From<ServeArgs> for Settings {
 pub struct Application {
     listener: tokio::net::TcpListener,
     router: axum::Router,
-    connections: Arc<crate::gateway::Connections>,
+    connections: Arc<drift_gateway::Connections>,
     worker: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
     shutdown: CancellationToken,
     drain: Duration,
@@ -126,7 +126,7 @@ async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, Str
         for id in reg.workflow_ids() {
             for def in reg.workflow_versions(id) {
                 // The load above validated every reference, so nothing goes unchecked here.
-                if let Some(e) = crate::engine::check_in(def, &reg, &budgets).first() {
+                if let Some(e) = drift_core::engine::check_in(def, &reg, &budgets).first() {
                     anyhow::bail!(
                         "{id} (version {}) in {folders:?} (--definitions) cannot keep to its runs' budgets: {e}",
                         def.version
@@ -165,7 +165,8 @@ fn worker_config(c: &Common, redis: &RedisTarget) -> anyhow::Result<WorkerConfig
         replica_acks: c.redis_replica_acks,
         retention: retention(c),
         delivery,
-        egress: crate::egress::Egress::parse(&c.egress_allow).map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
+        egress: drift_temporal::egress::Egress::parse(&c.egress_allow)
+            .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
         max_response_bytes: c.max_response_bytes,
         activity_slots: c.worker_activities,
         cached_workflows: c.worker_cached_workflows,
@@ -306,7 +307,7 @@ impl Application {
                 shutdown.clone(),
             )
             .await;
-        crate::service::watch_revocations(
+        drift_service::watch_revocations(
             auth.key_cache(),
             key_store,
             hub.clone(),
@@ -336,19 +337,19 @@ impl Application {
         let state = AppState {
             service,
             cfg: std::sync::Arc::new(gateway_config(&g, demo_key)),
-            limits: std::sync::Arc::new(crate::gateway::Limits::new(crate::gateway::LimitsConfig {
+            limits: std::sync::Arc::new(drift_gateway::Limits::new(drift_gateway::LimitsConfig {
                 max_waiters: g.max_waiters,
                 max_streams: g.max_streams,
                 max_streams_per_tenant: g.max_streams_per_tenant,
                 rate_per_sec: g.rate_limit,
                 rate_burst: g.rate_burst,
             })),
-            metrics: crate::telemetry::metrics(),
+            metrics: drift_service::telemetry::metrics(),
             outage,
             shutdown: shutdown.clone(),
         };
         let router = app(state).merge(routes);
-        let connections = crate::gateway::Connections::new(crate::gateway::ConnConfig {
+        let connections = drift_gateway::Connections::new(drift_gateway::ConnConfig {
             head_timeout: Duration::from_millis(g.head_timeout_ms),
             idle_timeout: Duration::from_millis(g.idle_timeout_ms),
             hyper_only: g.hyper_only,

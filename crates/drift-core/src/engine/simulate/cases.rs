@@ -2,7 +2,7 @@
 //! what must hold of its simulation. The same check runs on a local simulation and on a
 //! gateway's `simulate` answer, so both say the same thing about a case.
 
-use super::{Answer, Report, Scenario, Stub};
+use super::{Answer, FinalState, Report, Scenario, Stub};
 use crate::expr::jsonpath;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -126,8 +126,23 @@ fn failure(expectation: impl Into<String>, step: Option<String>, message: String
 
 /// Every expectation of `e` that `r` does not meet (none: the case passes).
 pub fn check(r: &Report, e: &Expect) -> Vec<Failure> {
-    let mut out = vec![];
     let nodes: Vec<&str> = r.path.iter().map(|s| s.node.as_str()).collect();
+    [
+        stopped(r, e),
+        path(&nodes, e),
+        passes(&nodes, e),
+        avoids(&nodes, e),
+        screens(r, e),
+        final_state(&r.final_state, e),
+        context(&r.final_state, e),
+        rejections(r, e),
+    ]
+    .concat()
+}
+
+/// Whether the run stopped (at a bound) and why, against `stopped`.
+fn stopped(r: &Report, e: &Expect) -> Vec<Failure> {
+    let mut out = vec![];
     match (&r.stopped, &e.stopped) {
         (Some(s), None) => out.push(failure(
             "the run",
@@ -146,8 +161,14 @@ pub fn check(r: &Report, e: &Expect) -> Vec<Failure> {
         )),
         _ => {}
     }
+    out
+}
+
+/// The nodes passed, step by step, against `path`.
+fn path(nodes: &[&str], e: &Expect) -> Vec<Failure> {
+    let mut out = vec![];
     if let Some(want) = &e.path {
-        let at = want.iter().zip(&nodes).position(|(w, g)| w != g);
+        let at = want.iter().zip(nodes).position(|(w, g)| w != g);
         let differs = at.or((want.len() != nodes.len()).then(|| want.len().min(nodes.len())));
         if let Some(i) = differs {
             let got = nodes
@@ -163,6 +184,12 @@ pub fn check(r: &Report, e: &Expect) -> Vec<Failure> {
             ));
         }
     }
+    out
+}
+
+/// The nodes in `passes`, passed in that order (others between them allowed).
+fn passes(nodes: &[&str], e: &Expect) -> Vec<Failure> {
+    let mut out = vec![];
     if let Some(want) = &e.passes {
         let mut rest = nodes.iter();
         if let Some(missing) = want.iter().find(|w| !rest.any(|n| n == w)) {
@@ -176,6 +203,12 @@ pub fn check(r: &Report, e: &Expect) -> Vec<Failure> {
             ));
         }
     }
+    out
+}
+
+/// None of the nodes in `avoids` passed.
+fn avoids(nodes: &[&str], e: &Expect) -> Vec<Failure> {
+    let mut out = vec![];
     for avoided in e.avoids.iter().flatten() {
         if let Some(i) = nodes.iter().position(|n| n == avoided) {
             out.push(failure(
@@ -185,6 +218,12 @@ pub fn check(r: &Report, e: &Expect) -> Vec<Failure> {
             ));
         }
     }
+    out
+}
+
+/// The screens that came up, in turn, against `screens` (node and layout).
+fn screens(r: &Report, e: &Expect) -> Vec<Failure> {
+    let mut out = vec![];
     if let Some(want) = &e.screens {
         for (i, w) in want.iter().enumerate() {
             let Some(got) = r.screens.get(i) else {
@@ -223,7 +262,12 @@ pub fn check(r: &Report, e: &Expect) -> Vec<Failure> {
             ));
         }
     }
-    let fin = &r.final_state;
+    out
+}
+
+/// The run's end: `status`, `node`, `disposition` and `errorContains`.
+fn final_state(fin: &FinalState, e: &Expect) -> Vec<Failure> {
+    let mut out = vec![];
     if let Some(s) = &e.status
         && s != &fin.workflow_status
     {
@@ -265,6 +309,12 @@ pub fn check(r: &Report, e: &Expect) -> Vec<Failure> {
             ),
         ));
     }
+    out
+}
+
+/// Each JSONPath in `context` selects exactly the value expected in the final context.
+fn context(fin: &FinalState, e: &Expect) -> Vec<Failure> {
+    let mut out = vec![];
     for (path, want) in &e.context {
         let got = jsonpath::parse(path).map(|p| p.query(&fin.context).all().into_iter().cloned().collect::<Vec<_>>());
         match got {
@@ -291,6 +341,12 @@ pub fn check(r: &Report, e: &Expect) -> Vec<Failure> {
             )),
         }
     }
+    out
+}
+
+/// How many answers the screens refused, against `rejections`.
+fn rejections(r: &Report, e: &Expect) -> Vec<Failure> {
+    let mut out = vec![];
     if let Some(n) = e.rejections
         && n != r.rejections.len()
     {

@@ -1,0 +1,143 @@
+//! `drift bench`'s command line.
+
+use clap::{Args, Subcommand};
+use drift_server::config::GatewayClientArgs;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Temporal the floor runs on (the gateway's). Default: what `drift dev` wrote in its data
+    /// folder (`endpoints.json`).
+    #[arg(long, global = true)]
+    pub temporal_address: Option<String>,
+    /// Redis the floor publishes to (the gateway's). Default: as for `--temporal-address`.
+    #[arg(long, global = true)]
+    pub redis_url: Option<String>,
+    /// The gateway's Redis Cluster instead (host:port,…), for the floor and fanout's publishes.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+    /// Skip the raw-SDK floor (e.g. against a remote gateway).
+    #[arg(long, global = true)]
+    pub no_floor: bool,
+    /// The gateways' process ids, comma-separated, for their memory (summed) (default: `drift
+    /// dev`'s, from endpoints.json).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub pid: Vec<u32>,
+    /// Tenant of the API key (fanout publishes on that tenant's keys). Default: `drift dev`'s.
+    #[arg(long, global = true)]
+    pub tenant: Option<String>,
+    /// The gateway's Redis key prefix. Default: `drift dev`'s.
+    #[arg(long, global = true)]
+    pub key_prefix: Option<String>,
+    /// Also write a markdown report and SVG charts into this folder.
+    #[arg(long, global = true)]
+    pub report: Option<PathBuf>,
+    #[command(subcommand)]
+    pub what: Option<BenchCmd>,
+    /// Measured rounds (each: start bank_account to its first screen; resume refund's first
+    /// screen to the next, which needs no activity).
+    #[arg(long, default_value_t = 200)]
+    pub rounds: usize,
+    /// Unmeasured rounds first.
+    #[arg(long, default_value_t = 20)]
+    pub warmup: usize,
+    #[command(flatten)]
+    pub gateway: GatewayClientArgs,
+}
+
+/// The subscribers of `drift bench fanout`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Mixed,
+    Sse,
+    Ws,
+}
+
+/// How `drift bench fanout`'s subscribers connect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Connect {
+    Waves,
+    Burst,
+    PerSecond(f64),
+}
+
+fn parse_connect(s: &str) -> Result<Connect, String> {
+    match s {
+        "waves" => Ok(Connect::Waves),
+        "burst" => Ok(Connect::Burst),
+        n => match n.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Connect::PerSecond(r)),
+            _ => Err(format!(
+                "{n:?}: expected waves, burst or connections per second (e.g. 1000)"
+            )),
+        },
+    }
+}
+
+/// Benchmarks other than the sync round trips.
+#[derive(Subcommand, Debug, Clone)]
+pub enum BenchCmd {
+    /// Simulation: refund simulated to its end (`POST /v3/definitions/refund/simulate`, the
+    /// examples' answers and stubbed responses) against the same flow run for real (start and
+    /// two answers through Temporal), and a looping flow failed at its step bound; `--rounds`
+    /// each (the real runs: a quarter of them).
+    Simulate,
+    /// Live fan-out: N subscribers (SSE and WebSocket) over C workflows, states published at a
+    /// fixed cadence through Drift's publish path; delivery, latency and memory per connection.
+    Fanout {
+        /// Subscriber counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        subscribers: Vec<usize>,
+        #[arg(long, default_value_t = 10)]
+        workflows: usize,
+        /// States published per workflow (the last one COMPLETED).
+        #[arg(long, default_value_t = 10)]
+        states: u64,
+        #[arg(long, default_value_t = 500)]
+        interval_ms: u64,
+        /// Which live transport the subscribers use: half and half, or all one kind (to see
+        /// each one's memory per connection).
+        #[arg(long, value_enum, default_value_t = Transport::Mixed)]
+        transport: Transport,
+        /// Gateways the subscribers are spread over, in turn (comma-separated base URLs; the
+        /// workflows are started on the first). Default: --url.
+        #[arg(long, value_delimiter = ',')]
+        gateways: Vec<String>,
+        /// How the subscribers connect: `waves` (250 at a time, each wave once most of the
+        /// last has its first state), `burst` (all at once: a reconnect storm, as after a
+        /// gateway restart), or a number per second.
+        #[arg(long, default_value = "waves", value_parser = parse_connect)]
+        connect: Connect,
+    },
+    /// Throughput under load: N callers each doing start → screen → answer → end back to
+    /// back, first on the raw-SDK floor, then through the gateway, on the same Temporal and
+    /// Redis; rounds/s, latency and CPU per round of each side, and the ratios. Serve the
+    /// gateway with --rate-limit 0 (`drift dev --rate-limit 0`).
+    Load {
+        /// Concurrent callers, comma-separated (each count is a run of both sides).
+        #[arg(long, value_delimiter = ',', default_value = "8,32")]
+        concurrency: Vec<usize>,
+        /// Measured seconds per side and count.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Unmeasured seconds before each.
+        #[arg(long, default_value_t = 3)]
+        warmup_seconds: u64,
+    },
+    /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
+    /// all must be answered, on the gateway's fixed Redis connections.
+    Waiters {
+        #[arg(long, default_value_t = 10_000)]
+        waiters: usize,
+        /// How long the slow stand-in holds each first screen back, in milliseconds (at most
+        /// 290 s). Every waiter keeps three sockets open (bench → gateway, worker → stand-in,
+        /// and the stand-in's side); `scripts/bench-waiters.sh` runs each part in its own
+        /// process so that 10,000 fit under one process's file limit.
+        #[arg(long, default_value_t = 3_000)]
+        delay_ms: u64,
+        /// Starts sent per second (0: all at once). A 2-core Temporal dev server gets through
+        /// about 40 of these workflows a second; a burst above that waits in the gateway.
+        #[arg(long, default_value_t = 0)]
+        ramp_per_sec: u64,
+    },
+}

@@ -1,0 +1,327 @@
+//! The one way anything reaches a workflow's channel: a Lua script that stores a state as the
+//! latest one and in the bounded history, then publishes it, atomically in one round trip. On a
+//! cluster every key it touches and the channel share the workflow's hash slot, and it publishes
+//! with SPUBLISH (sharded pub/sub: only the slot's node carries the message).
+
+use super::hub::{ClusterReplicas, slot};
+use super::{Conn, Envelope, Layout, MessageKind};
+use drift_core::domain::{AttemptRecord, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowState};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+/// A state is published only when it is stored: one whose `seq` is not newer than the stored
+/// one was published already (storing and publishing are one atomic step), so a repeat — a
+/// replayed or retried publish, or the local activity after the workflow's early hand-over —
+/// changes nothing and publishes nothing. KEYS[3] keeps the highest `seq` of the workflow id
+/// across runs, for longer than the states (ARGV[7]). Every message that answers a request
+/// (ARGV[8]) — a state, a rejection or a node result — is also kept by request id in KEYS[4],
+/// the newest ARGV[9] of them (their order in KEYS[5]), so an answer survives a lost message.
+/// ARGV[10] is the publish command: PUBLISH on one server, SPUBLISH on a cluster.
+const PUBLISH_SCRIPT: &str = r#"
+local fresh = true
+if ARGV[4] == '1' then
+  local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
+  local seq = tonumber(ARGV[2])
+  fresh = seq > cur
+  if fresh then
+    redis.call('HSET', KEYS[1], 'seq', seq, 'msg', ARGV[3])
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], seq, seq)
+    redis.call('ZADD', KEYS[2], seq, ARGV[3])
+    redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
+    redis.call('EXPIRE', KEYS[1], ARGV[6])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+  end
+  if seq > tonumber(redis.call('GET', KEYS[3]) or '0') then
+    redis.call('SET', KEYS[3], seq, 'EX', ARGV[7])
+  else
+    redis.call('EXPIRE', KEYS[3], ARGV[7])
+  end
+end
+if ARGV[8] ~= '' then
+  if redis.call('HSET', KEYS[4], ARGV[8], ARGV[3]) == 1 then
+    redis.call('LPUSH', KEYS[5], ARGV[8])
+    if redis.call('LLEN', KEYS[5]) > tonumber(ARGV[9]) then
+      redis.call('HDEL', KEYS[4], redis.call('RPOP', KEYS[5]))
+    end
+  end
+  redis.call('EXPIRE', KEYS[4], ARGV[6])
+  redis.call('EXPIRE', KEYS[5], ARGV[6])
+end
+if not fresh then
+  return 0
+end
+return redis.call(ARGV[10], ARGV[1], ARGV[3])
+"#;
+
+/// Answers kept per workflow for retried commands and waiters that missed a message.
+const ANSWERS_KEPT: usize = 1_000;
+
+/// How long the per-workflow `seq` high-water mark outlives its states.
+const SEQ_TTL_FACTOR: u64 = 8;
+
+/// How long and how much published history Redis keeps.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub history_len: usize,
+    pub ttl: Duration,
+}
+
+/// One message ready to publish (serializable: the worker passes it to a local activity). It
+/// names its workflow, never a key: the publisher derives those from its own `Layout`, so a
+/// workflow's history does not pin the key layout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Publication {
+    pub workflow: ScopedWorkflowId,
+    pub seq: u64,
+    /// The serialized `Envelope`.
+    pub message: String,
+    /// States are stored as the workflow's state; rejections and node results are not.
+    pub store: bool,
+    /// The request this message answers: kept by it, whatever its kind.
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+impl Publication {
+    fn new<B: Serialize>(workflow: &ScopedWorkflowId, env: &Envelope<B>, store: bool) -> Self {
+        Self {
+            workflow: workflow.clone(),
+            seq: env.seq,
+            message: serde_json::to_string(env).expect("envelopes serialize"),
+            store,
+            request_id: env.request_id.clone(),
+        }
+    }
+
+    pub fn state(workflow: &ScopedWorkflowId, state: &WorkflowState) -> Self {
+        let env = Envelope {
+            kind: MessageKind::State,
+            seq: state.seq,
+            request_id: state.request_id.clone(),
+            terminal: state.workflow_status.is_terminal(),
+            body: state,
+        };
+        Self::new(workflow, &env, true)
+    }
+
+    /// A refused command, for the caller waiting on `request_id`; `seq` is the current state's.
+    pub fn rejection(workflow: &ScopedWorkflowId, seq: u64, request_id: &RequestId, r: &Rejection) -> Self {
+        Self::answer(workflow, MessageKind::Rejection, seq, request_id, r)
+    }
+
+    /// An execute-node result, for the caller waiting on `request_id`.
+    pub fn result(workflow: &ScopedWorkflowId, seq: u64, request_id: &RequestId, r: &NodeResult) -> Self {
+        Self::answer(workflow, MessageKind::Result, seq, request_id, r)
+    }
+
+    /// Answers to one caller are published, never stored as the workflow's state.
+    fn answer<B: Serialize>(
+        workflow: &ScopedWorkflowId,
+        kind: MessageKind,
+        seq: u64,
+        request_id: &RequestId,
+        body: B,
+    ) -> Self {
+        let env = Envelope {
+            kind,
+            seq,
+            request_id: Some(request_id.to_string()),
+            terminal: false,
+            body,
+        };
+        Self::new(workflow, &env, false)
+    }
+}
+
+/// Publishes over one multiplexed, reconnecting connection.
+#[derive(Clone)]
+pub struct Publisher {
+    conn: Conn,
+    retention: Retention,
+    layout: Layout,
+    replication: Arc<Replication>,
+}
+
+/// How long a publish waits for the replicas of its master to take a state.
+const REPLICA_WAIT: Duration = Duration::from_secs(1);
+/// How long a reading of which masters have how many replicas is used.
+const REPLICAS_FRESH: Duration = Duration::from_secs(2);
+
+/// How many replicas a state must reach before its publish counts (`--redis-replica-acks`):
+/// Redis replicates asynchronously, so a master that dies right after taking a state may leave
+/// a replica without it; the publish then fails and is repeated on the replica that took over.
+/// Only healthy replicas are waited for (a master without any is not waited on).
+struct Replication {
+    acks: usize,
+    /// The replicas of each master as last read, and when.
+    seen: Mutex<Option<(Instant, Arc<Replicas>)>>,
+    refreshing: AtomicBool,
+}
+
+/// Healthy replicas per master: from `CLUSTER NODES` on a cluster, from `ROLE` on one server.
+enum Replicas {
+    Cluster(ClusterReplicas),
+    Single(usize),
+}
+
+impl Replicas {
+    async fn read(conn: &Conn) -> redis::RedisResult<Self> {
+        let mut c = conn.clone();
+        if conn.is_cluster() {
+            let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut c).await?;
+            return Ok(Self::Cluster(ClusterReplicas::parse(&nodes)));
+        }
+        // ROLE on a master: ["master", offset, [[host, port, offset], …]]
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut c).await?;
+        Ok(Self::Single(match role.get(2) {
+            Some(redis::Value::Array(replicas)) => replicas.len(),
+            _ => 0,
+        }))
+    }
+
+    fn of_slot(&self, slot: u16) -> usize {
+        match self {
+            Self::Cluster(r) => r.of_slot(slot),
+            Self::Single(n) => *n,
+        }
+    }
+}
+
+impl Publisher {
+    /// `replica_acks`: how many replicas of its master must hold a state before its publish
+    /// counts (0: none).
+    pub fn new(conn: Conn, retention: Retention, layout: Layout, replica_acks: usize) -> Self {
+        Self {
+            conn,
+            retention,
+            layout,
+            replication: Arc::new(Replication {
+                acks: replica_acks,
+                seen: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Records a workflow's last webhook attempt for operators (best effort: an attempt is
+    /// not repeated because its record could not be written).
+    pub async fn record_attempt(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
+        let key = self.layout.keys(workflow).deliveries;
+        let ttl = self.retention.ttl.as_secs().max(60) as i64;
+        let mut conn = self.conn.clone();
+        let written: redis::RedisResult<()> = redis::pipe()
+            .hset_multiple(&key, &rec.to_fields())
+            .expire(&key, ttl)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "could not record a webhook attempt");
+        }
+    }
+
+    /// The publish of record: stored, published, and held by as many replicas as asked for
+    /// (an error otherwise, so the caller repeats it).
+    pub async fn publish(&self, p: &Publication) -> redis::RedisResult<()> {
+        let (keys, args) = self.script_input(p);
+        let want = self.replicas_wanted(slot(keys[0].as_bytes())).await?;
+        if want == 0 {
+            return self.run_script(keys, args).await;
+        }
+        // One pipeline, sent whole to the slot's master on one connection (and re-sent whole
+        // if that connection breaks): the WAIT is always about this script's writes.
+        let mut conn = self.conn.clone();
+        let (_, acked): (i64, usize) = redis::pipe()
+            .cmd("EVAL")
+            .arg(PUBLISH_SCRIPT)
+            .arg(keys.len())
+            .arg(&keys)
+            .arg(&args)
+            .cmd("WAIT")
+            .arg(want)
+            .arg(REPLICA_WAIT.as_millis() as u64)
+            .query_async(&mut conn)
+            .await?;
+        if acked < want {
+            metrics::counter!("drift_publish_unreplicated_total").increment(1);
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "a state did not reach its replicas",
+                format!("{acked} of {want} replicas took it within {REPLICA_WAIT:?}"),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores and publishes without waiting for replicas: the workflow's early hand-over, ahead
+    /// of its publish of record.
+    pub async fn hand_over(&self, p: &Publication) -> redis::RedisResult<()> {
+        let (keys, args) = self.script_input(p);
+        self.run_script(keys, args).await
+    }
+
+    async fn run_script(&self, keys: [String; 5], args: Vec<String>) -> redis::RedisResult<()> {
+        static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(PUBLISH_SCRIPT));
+        let mut invocation = SCRIPT.prepare_invoke();
+        invocation.key(&keys).arg(&args);
+        let mut conn = self.conn.clone();
+        invocation.invoke_async::<i64>(&mut conn).await.map(|_| ())
+    }
+
+    /// The script's KEYS and ARGV for a publication (see `PUBLISH_SCRIPT`).
+    fn script_input(&self, p: &Publication) -> ([String; 5], Vec<String>) {
+        let k = self.layout.keys(&p.workflow);
+        let ttl = self.retention.ttl.as_secs().max(1);
+        let args = vec![
+            k.channel,
+            p.seq.to_string(),
+            p.message.clone(),
+            if p.store { "1" } else { "0" }.to_string(),
+            self.retention.history_len.to_string(),
+            ttl.to_string(),
+            ttl.saturating_mul(SEQ_TTL_FACTOR).to_string(),
+            p.request_id.clone().unwrap_or_default(),
+            ANSWERS_KEPT.to_string(),
+            publish_command(&self.conn).to_string(),
+        ];
+        ([k.latest, k.history, k.seq, k.answers, k.answer_order], args)
+    }
+
+    /// How many replicas a state in `slot` must reach: as many as asked for, at most as many
+    /// healthy ones as its master has. The reading is refreshed every `REPLICAS_FRESH`, by one
+    /// caller while the others use the last one.
+    async fn replicas_wanted(&self, slot: u16) -> redis::RedisResult<usize> {
+        let r = &self.replication;
+        if r.acks == 0 {
+            return Ok(0);
+        }
+        let cached = r.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let replicas = match cached {
+            Some((at, replicas)) if at.elapsed() < REPLICAS_FRESH => replicas,
+            Some((_, replicas)) if r.refreshing.swap(true, Ordering::AcqRel) => replicas,
+            _ => {
+                let read = Replicas::read(&self.conn).await;
+                r.refreshing.store(false, Ordering::Release);
+                let replicas = Arc::new(read?);
+                *r.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((Instant::now(), replicas.clone()));
+                replicas
+            }
+        };
+        Ok(r.acks.min(replicas.of_slot(slot)))
+    }
+}
+
+/// Classic pub/sub on one server; sharded pub/sub on a cluster, where a classic PUBLISH would be
+/// broadcast to every node.
+pub(crate) fn publish_command(conn: &Conn) -> &'static str {
+    match conn.is_cluster() {
+        true => "SPUBLISH",
+        false => "PUBLISH",
+    }
+}

@@ -1,0 +1,172 @@
+//! Reads of published states (latest, and the short history log) and the gateway's own
+//! publishes, over one multiplexed connection shared by all requests.
+
+use super::{Conn, Envelope, Layout, Notice, Publication, Publisher, RedisKeys, RedisTarget, Retention};
+use drift_core::domain::{AttemptRecord, WorkflowState};
+use redis::AsyncCommands;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis is unavailable: {0}")]
+    Unavailable(#[from] redis::RedisError),
+    #[error("corrupt state in Redis: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: Conn,
+    publisher: Publisher,
+}
+
+/// A stored state message.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub seq: u64,
+    pub request_id: Option<String>,
+    pub state: WorkflowState,
+}
+
+fn parse(raw: &str) -> Result<Stored, StoreError> {
+    let env: Envelope<WorkflowState> = serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Stored {
+        seq: env.seq,
+        request_id: env.request_id,
+        state: env.body,
+    })
+}
+
+impl Store {
+    /// Connects, and refuses a Redis of the other kind than `target` says (see `Conn`).
+    /// `replica_acks`: see `Publisher::new`.
+    pub async fn connect(
+        target: &RedisTarget,
+        retention: Retention,
+        layout: Layout,
+        replica_acks: usize,
+    ) -> anyhow::Result<Self> {
+        let mut conn = Conn::connect(target, Duration::from_secs(2), 1)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", super::explain(target, &e)))?;
+        conn.check_kind().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Self {
+            publisher: Publisher::new(conn.clone(), retention, layout, replica_acks),
+            conn,
+        })
+    }
+
+    /// Where each workflow's data lives.
+    pub fn layout(&self) -> &Layout {
+        self.publisher.layout()
+    }
+
+    /// Records a socket ticket's use: true the first time (on any gateway), false after.
+    /// Remembered for as long as the ticket is valid.
+    pub async fn take_ticket(&self, ticket: &str, valid_for: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.layout().used_ticket(ticket))
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(valid_for.as_secs().max(1))
+            .query_async(&mut c)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// The newest published state, if any.
+    pub async fn latest(&self, keys: &RedisKeys) -> Result<Option<Stored>, StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Option<String> = c.hget(&keys.latest, "msg").await?;
+        raw.as_deref().map(parse).transpose()
+    }
+
+    /// A command's reads in one round trip: the published answer to `request_id`, if any
+    /// (`answer`), and the latest state (`latest`).
+    pub async fn answer_and_latest(
+        &self,
+        keys: &RedisKeys,
+        request_id: &str,
+    ) -> Result<(Option<super::Event>, Option<Stored>), StoreError> {
+        let mut c = self.conn.clone();
+        let (answer, latest): (Option<Vec<u8>>, Option<String>) = redis::pipe()
+            .hget(&keys.answers, request_id)
+            .hget(&keys.latest, "msg")
+            .query_async(&mut c)
+            .await?;
+        let answer = answer
+            .map(|r| super::Event::parse(&r).ok_or_else(|| StoreError::Corrupt("an unreadable answer".into())))
+            .transpose()?;
+        Ok((answer, latest.as_deref().map(parse).transpose()?))
+    }
+
+    /// The highest `seq` ever published for the workflow id (0: none), across runs.
+    pub async fn high_seq(&self, keys: &RedisKeys) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let (mark, latest): (Option<u64>, Option<u64>) = redis::pipe()
+            .get(&keys.seq)
+            .hget(&keys.latest, "seq")
+            .query_async(&mut c)
+            .await?;
+        Ok(mark.unwrap_or_default().max(latest.unwrap_or_default()))
+    }
+
+    /// States with `seq > after`, oldest first, and whether the log still reaches back that far.
+    pub async fn history_after(&self, keys: &RedisKeys, after: u64) -> Result<(Vec<Stored>, bool), StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Vec<(String, f64)> = c
+            .zrangebyscore_withscores(&keys.history, format!("({after}"), "+inf")
+            .await?;
+        let items = raw.iter().map(|(m, _)| parse(m)).collect::<Result<Vec<_>, _>>()?;
+        let complete = match items.first() {
+            None => true,
+            Some(first) => first.seq == after + 1,
+        };
+        Ok((items, complete))
+    }
+
+    /// Publishes on a workflow's behalf (the TERMINATED state after a terminate).
+    pub async fn publish(&self, p: &Publication) -> Result<(), StoreError> {
+        Ok(self.publisher.publish(p).await?)
+    }
+
+    /// The last recorded webhook attempt of a workflow, if any.
+    pub async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError> {
+        let mut c = self.conn.clone();
+        let m: BTreeMap<String, String> = c.hgetall(&keys.deliveries).await?;
+        if m.is_empty() {
+            return Ok(None);
+        }
+        AttemptRecord::from_fields(m)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("an unreadable webhook attempt record: {e}")))
+    }
+
+    /// Publishes a notice (not a workflow state) on a channel.
+    pub async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError> {
+        publish_notice(self.conn.clone(), channel, notice).await
+    }
+
+    /// Publishes one notice from a process that is not a gateway (e.g. `drift keys revoke`).
+    pub async fn announce(target: &RedisTarget, channel: &str, notice: Notice) -> Result<(), StoreError> {
+        publish_notice(Conn::connect(target, Duration::from_secs(3), 1).await?, channel, notice).await
+    }
+
+    /// Reachable, and of the kind configured (a cluster node given as one server is not ready).
+    pub async fn probe(&self) -> Result<(), String> {
+        let mut c = self.conn.clone();
+        c.check_kind().await
+    }
+}
+
+async fn publish_notice(mut c: Conn, channel: &str, notice: Notice) -> Result<(), StoreError> {
+    let _: i64 = redis::cmd(super::publish::publish_command(&c))
+        .arg(channel)
+        .arg(serde_json::to_string(&notice).expect("notices serialize"))
+        .query_async(&mut c)
+        .await?;
+    Ok(())
+}

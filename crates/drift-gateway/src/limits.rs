@@ -1,0 +1,166 @@
+//! Bounds on what callers can hold or send: blocked sync requests, live connections (in all
+//! and per tenant) and requests per credential. Each refusal is a JSON error with
+//! `Retry-After`, and nothing was started or changed by the refused call.
+
+use super::error::ApiError;
+use axum::http::StatusCode;
+use drift_core::domain::Caller;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub max_waiters: usize,
+    pub max_streams: usize,
+    pub max_streams_per_tenant: usize,
+    /// Requests per second per credential (tenant and client); 0 turns the limit off.
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+}
+
+pub struct Limits {
+    cfg: LimitsConfig,
+    waiters: Arc<Semaphore>,
+    streams: Arc<Semaphore>,
+    per_tenant: Arc<Mutex<HashMap<String, usize>>>,
+    /// WebSocket follows being set up (see `SETUPS_AT_ONCE`).
+    setups: Semaphore,
+    rate: Option<DefaultKeyedRateLimiter<String>>,
+    /// Checks since the rate limiter last forgot idle credentials.
+    checks: std::sync::atomic::AtomicU32,
+}
+
+/// Live follows (event streams and WebSocket subscriptions) set up at once: authentication,
+/// the subscription, the catch-up read. After a gateway restart or a network blip every client
+/// reconnects at the same moment; set up all at once, their transient buffers and futures
+/// would all be alive together and leave the allocator fragmented at that high-water mark. A
+/// set-up waits for no client (the request is already read), so the rest queue only briefly.
+/// WebSockets take their turn here (`follow_setup`); event streams in the listener, which
+/// serves them.
+pub(super) const SETUPS_AT_ONCE: usize = 64;
+
+/// Every this many checks, credentials whose limit has fully recovered are forgotten, so the
+/// limiter holds only recently active ones.
+const FORGET_EVERY: u32 = 10_000;
+
+/// Holds one live connection's place until dropped.
+pub struct StreamSlot {
+    _permit: OwnedSemaphorePermit,
+    tenant: String,
+    per_tenant: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+impl Limits {
+    /// A turn to set up a follow (see `SETUPS_AT_ONCE`); hold it until the follow exists.
+    pub async fn follow_setup(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.setups
+            .acquire()
+            .await
+            .expect("the set-up semaphore is never closed")
+    }
+
+    pub fn new(cfg: LimitsConfig) -> Self {
+        let rate = NonZeroU32::new(cfg.rate_per_sec).map(|per_sec| {
+            let burst = NonZeroU32::new(cfg.rate_burst).unwrap_or(per_sec);
+            RateLimiter::keyed(Quota::per_second(per_sec).allow_burst(burst))
+        });
+        Self {
+            waiters: Arc::new(Semaphore::new(cfg.max_waiters)),
+            streams: Arc::new(Semaphore::new(cfg.max_streams)),
+            per_tenant: Arc::default(),
+            setups: Semaphore::new(SETUPS_AT_ONCE),
+            rate,
+            checks: Default::default(),
+            cfg,
+        }
+    }
+
+    /// A place for one blocked sync request, taken before anything is dispatched.
+    pub fn waiter(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.waiters.clone().try_acquire_owned().map_err(|_| {
+            metrics::counter!("drift_limited_total", "limit" => "waiters").increment(1);
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_waiters",
+                format!(
+                    "{} requests are already waiting on this gateway; retry shortly, or use async mode",
+                    self.cfg.max_waiters
+                ),
+            )
+            .retry_after(1)
+        })
+    }
+
+    /// A place for one SSE stream or WebSocket of `tenant` (None: a token-only socket).
+    pub fn stream(&self, tenant: Option<&str>) -> Result<StreamSlot, ApiError> {
+        let refused = |what: String| {
+            metrics::counter!("drift_limited_total", "limit" => "streams").increment(1);
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", what).retry_after(5)
+        };
+        let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
+            refused(format!(
+                "this gateway holds its limit of {} live connections",
+                self.cfg.max_streams
+            ))
+        })?;
+        let tenant = tenant.unwrap_or("(stream tokens)").to_string();
+        let mut m = self
+            .per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(tenant.clone()).or_default();
+        if *n >= self.cfg.max_streams_per_tenant {
+            return Err(refused(format!(
+                "this tenant holds its limit of {} live connections on this gateway",
+                self.cfg.max_streams_per_tenant
+            )));
+        }
+        *n += 1;
+        Ok(StreamSlot {
+            _permit: permit,
+            tenant,
+            per_tenant: self.per_tenant.clone(),
+        })
+    }
+
+    /// Counts one request against its credential's rate.
+    pub fn rate(&self, caller: &Caller) -> Result<(), ApiError> {
+        let Some(limiter) = &self.rate else { return Ok(()) };
+        if self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        let key = format!("{}/{}", caller.tenant, caller.client);
+        limiter.check_key(&key).map_err(|not_until| {
+            metrics::counter!("drift_limited_total", "limit" => "rate").increment(1);
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "more than {} requests per second for this credential",
+                    self.cfg.rate_per_sec
+                ),
+            )
+            .retry_after(wait.as_secs().max(1))
+        })
+    }
+}

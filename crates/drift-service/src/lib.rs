@@ -1,0 +1,209 @@
+//! The service layer: the one path every transport (HTTP, SSE, WebSocket) takes. Each call
+//! authorises the caller, subscribes to the workflow's channel *before* dispatching to
+//! Temporal (so no answer can slip past), dispatches, and hands back a `Dispatched` that sync
+//! HTTP waits on, live transports forward, and async mode drops. `telemetry` is the process's
+//! tracing and metrics, which this layer and the transports both count into.
+
+mod auth;
+mod catalog;
+mod definitions;
+mod dispatch;
+mod error;
+mod follow;
+mod identify;
+pub mod keys;
+mod reconcile;
+mod requests;
+pub mod telemetry;
+mod token;
+mod wait;
+
+pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, new_key, watch_revocations};
+pub use catalog::Catalog;
+pub use definitions::{Activated, DefinitionList, DefinitionVersions, Publication, Validation};
+pub use dispatch::Dispatched;
+pub use drift_core::dsl::is_definition_id;
+pub use drift_db::Kind;
+pub use error::ServiceError;
+pub use follow::{Follow, Followed, Out};
+pub use identify::{Anonymous, Identity, Presented};
+pub use requests::{
+    BackBody, CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest,
+};
+pub use token::{Tokens, is_token};
+pub use wait::Outcome;
+
+use drift_bus::{Hub, RedisKeys, Store};
+use drift_core::domain::{AttemptRecord, Caller, Scope, ScopedWorkflowId, Scopes, WorkflowId};
+use drift_temporal::Temporal;
+use drift_temporal::webhook::Allowlist;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Deployment settings the service applies to every call.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Continue-as-new threshold handed to each workflow.
+    pub history_limit: u32,
+    pub allowlist: Allowlist,
+    /// Default callback per client, for `mode: "async"` without a callbackUrl.
+    pub client_callbacks: BTreeMap<String, String>,
+    /// Largest answer or node parameters a command may carry (its JSON), so nothing oversized
+    /// reaches a workflow's history.
+    pub max_command_bytes: usize,
+    /// How long a workflow may last when its definition does not say.
+    pub execution_timeout: std::time::Duration,
+    /// The byte budgets and child depth bound of every run started here; definitions that
+    /// visibly cannot keep to them are refused at publish.
+    pub budgets: drift_core::engine::Budgets,
+}
+
+/// Whatever authority a transport has for a call on one workflow.
+pub enum Credentials<'a> {
+    /// A stream token from a start answer (`?token=`, `Authorization: Bearer`, or a message).
+    StreamToken(&'a str),
+    Caller(&'a Caller),
+    None,
+}
+
+#[derive(Clone)]
+pub struct Service(Arc<Parts>);
+
+/// What a service is made of: the definitions, both adapters, and its settings.
+pub struct Parts {
+    pub catalog: Arc<Catalog>,
+    pub temporal: Temporal,
+    pub store: Store,
+    pub hub: Hub,
+    pub tokens: Tokens,
+    pub auth: Authenticator,
+    pub cfg: ServiceConfig,
+}
+
+/// How long a call waits for Redis to come back (a restart, a failover) before it is refused.
+const REDIS_GRACE: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Runs a Redis step, retrying while Redis is unreachable for up to `REDIS_GRACE`: a restart
+/// costs the callers of that moment a short wait, not an error. Only steps before anything is
+/// dispatched go through here, so a refusal still means nothing was changed.
+async fn riding_out<T, E, F, Fut>(mut step: F) -> Result<T, ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+    E: Into<ServiceError>,
+{
+    let deadline = tokio::time::Instant::now() + REDIS_GRACE;
+    let mut pause = std::time::Duration::from_millis(50);
+    loop {
+        match step().await.map_err(Into::into) {
+            Err(ServiceError::Unavailable { .. }) if tokio::time::Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Refuses a caller whose credential lacks `scope`.
+pub(crate) fn require(caller: &Caller, scope: Scope) -> Result<(), ServiceError> {
+    if caller.may(scope) {
+        return Ok(());
+    }
+    Err(ServiceError::Forbidden(format!(
+        "this credential does not have the {} scope",
+        scope.as_str()
+    )))
+}
+
+impl Service {
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+
+    fn keys(&self, scoped: &ScopedWorkflowId) -> RedisKeys {
+        self.0.store.layout().keys(scoped)
+    }
+
+    /// The caller a bearer credential (API key or JWT) names; see `auth`.
+    pub async fn authenticate(&self, bearer: Option<&str>, legacy: Legacy<'_>) -> Result<Caller, ServiceError> {
+        self.0.auth.authenticate(bearer, legacy).await
+    }
+
+    /// A one-minute ticket to open a WebSocket as `caller` (browsers cannot set its headers).
+    pub fn issue_ticket(&self, caller: &Caller) -> (String, std::time::Duration) {
+        self.0.tokens.issue_ticket(caller)
+    }
+
+    /// The caller of a socket ticket, once: its use is taken atomically in Redis, so a ticket
+    /// that leaked with its URL opens no second socket, on any gateway.
+    pub async fn redeem_ticket(&self, ticket: &str) -> Result<Caller, ServiceError> {
+        let refused = || ServiceError::Unauthorized("invalid, expired or already used socket ticket".into());
+        let (caller, valid_for) = self.0.tokens.verify_ticket(ticket).map_err(|_| refused())?;
+        let first = riding_out(|| self.0.store.take_ticket(ticket, valid_for)).await?;
+        if !first {
+            metrics::counter!("drift_ticket_replays_total").increment(1);
+            return Err(refused());
+        }
+        Ok(caller)
+    }
+
+    /// The caller a credential stands for, on workflow `id`. A stream token only ever reads.
+    pub fn authorize(&self, credentials: Credentials<'_>, id: &WorkflowId) -> Result<Caller, ServiceError> {
+        match credentials {
+            // One answer for every bad token: it says nothing about whether the workflow exists.
+            Credentials::StreamToken(t) => {
+                let tenant = self
+                    .0
+                    .tokens
+                    .verify(t, id)
+                    .map_err(|_| ServiceError::Unauthorized("missing, invalid or expired stream token".into()))?;
+                Ok(Caller {
+                    tenant,
+                    client: "stream-token".into(),
+                    user: None,
+                    scopes: Scopes::of(&[Scope::Read]),
+                })
+            }
+            Credentials::Caller(c) => Ok(c.clone()),
+            Credentials::None => Err(ServiceError::Unauthorized(
+                "a stream token or a credential is required".into(),
+            )),
+        }
+    }
+
+    /// Subscribes a live follower to a workflow that exists, from after `since`.
+    pub async fn follow(&self, caller: &Caller, id: &WorkflowId, since: Option<u64>) -> Result<Follow, ServiceError> {
+        require(caller, Scope::Read)?;
+        let keys = self.keys(&caller.scoped(id));
+        let sub = riding_out(|| self.0.hub.subscribe(&keys.channel)).await?;
+        self.reconciled_state(caller, id).await?;
+        Ok(Follow::new(sub, keys, since))
+    }
+
+    /// The last webhook attempt of a workflow (for operators).
+    pub async fn deliveries(&self, caller: &Caller, id: &WorkflowId) -> Result<AttemptRecord, ServiceError> {
+        require(caller, Scope::Read)?;
+        let keys = self.keys(&caller.scoped(id));
+        self.0
+            .store
+            .last_attempt(&keys)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("no webhook deliveries for this workflow".into()))
+    }
+
+    /// Redis and Temporal reachability, for readiness probes.
+    pub async fn probe(&self) -> (Result<(), String>, Result<(), String>) {
+        let redis = self.0.store.probe().await;
+        let temporal = self.0.temporal.ping().await.map_err(|e| e.to_string());
+        (redis, temporal)
+    }
+
+    pub fn hub_channels(&self) -> usize {
+        self.0.hub.channel_count()
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.0.store
+    }
+}

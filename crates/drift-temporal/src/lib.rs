@@ -1,0 +1,18 @@
+//! The Temporal adapter: the generic workflow and its delivery companion, their activities,
+//! the worker that runs them, and the client calls the service layer makes; with what those
+//! activities reach out through: webhook delivery and the egress guard.
+
+mod activities;
+mod client;
+mod delivery;
+pub mod egress;
+pub mod replay;
+pub mod webhook;
+mod worker;
+mod workflow;
+
+pub use client::{
+    EndedAs, Inspection, START_TURN_WAIT, STARTS_IN_FLIGHT, Temporal, TemporalConfig, TemporalError, connect,
+};
+pub use delivery::DeliveryState;
+pub use worker::{WorkerConfig, on_own_thread, spawn as spawn_worker};

@@ -1,0 +1,188 @@
+//! One webhook: what a receiver gets (the state as a sync caller would, and whose it is), its
+//! stable `webhook-id`, and one signed attempt (Standard Webhooks) with its outcome classified
+//! against the retry schedule. The worker's activity runs an attempt and records it; the
+//! delivery workflow orders the attempts.
+
+use super::DeliveryConfig;
+use crate::egress::Egress;
+use drift_core::domain::{Callback, ScopedWorkflowId, TenantId, WorkflowState};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// One state to deliver to a callback, in `seq` order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// None: the delivery workflow's last target (used for states the gateway publishes).
+    pub callback: Option<Callback>,
+    /// Stable per workflow and seq, so receivers can deduplicate.
+    pub webhook_id: String,
+    pub seq: u64,
+    pub terminal: bool,
+    /// The `WorkflowState` JSON, the same body as a sync answer.
+    pub body: String,
+    /// Whose state it is: where the worker records attempts for operators. (None in deliveries
+    /// handed over before workflows stopped carrying Redis key names.)
+    #[serde(default)]
+    pub workflow: Option<ScopedWorkflowId>,
+}
+
+/// What a receiver gets: the state, as a sync caller would, and whose it is.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(flatten)]
+    state: &'a WorkflowState,
+    tenant: &'a TenantId,
+}
+
+impl Delivery {
+    /// `run` None: a state published for the workflow (its TERMINATED end), which takes the id
+    /// of the run the delivery workflow last saw.
+    pub fn of(
+        callback: Option<Callback>,
+        workflow: &ScopedWorkflowId,
+        tenant: &TenantId,
+        run: Option<&str>,
+        state: &WorkflowState,
+    ) -> Self {
+        let body = Body { state, tenant };
+        Self {
+            callback,
+            webhook_id: run.map(|r| webhook_id(tenant, r, state.seq)).unwrap_or_default(),
+            seq: state.seq,
+            terminal: state.workflow_status.is_terminal(),
+            body: serde_json::to_string(&body).expect("states serialize"),
+            workflow: Some(workflow.clone()),
+        }
+    }
+}
+
+/// `webhook-id`: the same on every retry of one state (receivers deduplicate on it), unique
+/// across tenants and across runs of one workflow id: `{tenant}/{run}/{seq}`. Written and read
+/// here only.
+fn webhook_id(tenant: &TenantId, run: &str, seq: u64) -> String {
+    format!("{tenant}/{run}/{seq}")
+}
+
+/// The `webhook-id` of state `seq` of the run whose state had the id `last` (for a state
+/// published outside the run, which does not know the run's id).
+pub fn webhook_id_in_run_of(last: &str, seq: u64) -> String {
+    let run = last.rsplit_once('/').map(|(run, _)| run).unwrap_or(last);
+    format!("{run}/{seq}")
+}
+
+/// How one state's delivery ended (retryable failures are activity errors instead).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryOutcome {
+    Delivered,
+    /// The receiver answered 410: no more deliveries to that URL.
+    Gone,
+    /// The retry schedule ran out.
+    GaveUp,
+}
+
+/// How one attempt went.
+#[derive(Debug)]
+pub enum Attempted {
+    Delivered,
+    /// 410: the receiver wants no more.
+    Gone,
+    /// Failed; the schedule says to try again after `after`.
+    Retry {
+        error: String,
+        after: Duration,
+    },
+    /// Failed for good: the schedule ran out, or the attempt could never succeed (no secret, a
+    /// refused address).
+    GiveUp {
+        error: String,
+    },
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Attempt number `attempt` (from 1) of delivering `d` to `cb`: signed with the client's
+/// secret, posted through the egress policy's client within the configured timeout.
+pub async fn attempt(
+    client: &reqwest::Client,
+    egress: &Egress,
+    cfg: &DeliveryConfig,
+    d: &Delivery,
+    cb: &Callback,
+    attempt: u32,
+) -> Attempted {
+    let Some(secret) = cfg.secrets.for_client(&cb.client) else {
+        return Attempted::GiveUp {
+            error: format!(
+                "no webhook signing secret configured for client {:?} (set --webhook-secret or --client-secret)",
+                cb.client
+            ),
+        };
+    };
+    // One timestamp for both the signature and its header.
+    let ts = unix_now();
+    let signature = standardwebhooks::Webhook::new(secret).and_then(|w| w.sign(&d.webhook_id, ts, d.body.as_bytes()));
+    let sig = match signature {
+        Ok(s) => s,
+        Err(e) => {
+            return Attempted::GiveUp {
+                error: format!(
+                    "webhook secret for client {:?} is not a valid whsec_ secret: {e:?}",
+                    cb.client
+                ),
+            };
+        }
+    };
+    let target = url::Url::parse(&cb.url).map_err(|e| e.to_string()).and_then(|u| {
+        egress.check_url(&u).map_err(|e| e.to_string())?;
+        Ok(u)
+    });
+    let target = match target {
+        Ok(u) => u,
+        Err(e) => {
+            return Attempted::GiveUp {
+                error: format!("callback refused: {e}"),
+            };
+        }
+    };
+    metrics::counter!("drift_webhook_attempts_total").increment(1);
+    let sent = client
+        .post(target)
+        .timeout(cfg.timeout)
+        .header("content-type", "application/json")
+        .header("webhook-id", &d.webhook_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(d.body.clone())
+        .send()
+        .await;
+    let error = match sent {
+        Ok(r) if r.status().is_success() => return Attempted::Delivered,
+        Ok(r) if r.status() == reqwest::StatusCode::GONE => return Attempted::Gone,
+        Ok(r) => format!("receiver answered {}", r.status()),
+        Err(e) => format!("request failed: {e}"),
+    };
+    match super::next_delay(&cfg.schedule, attempt) {
+        Some(after) => Attempted::Retry { error, after },
+        None => Attempted::GiveUp { error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_id_read_back_names_the_same_run_with_another_seq() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let first = webhook_id(&tenant, "0190abc", 3);
+        assert_eq!(first, "acme/0190abc/3");
+        assert_eq!(webhook_id_in_run_of(&first, 7), webhook_id(&tenant, "0190abc", 7));
+    }
+}
