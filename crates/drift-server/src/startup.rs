@@ -318,9 +318,9 @@ impl Application {
         .await;
         let service = Service::new(Parts {
             catalog,
-            temporal,
-            store,
-            hub,
+            runtime: Arc::new(temporal),
+            states: Arc::new(store),
+            channels: Arc::new(hub),
             auth,
             tokens: Tokens::new(g.stream_secret.as_deref(), Duration::from_secs(g.stream_token_ttl_secs)),
             cfg: ServiceConfig {

@@ -3,7 +3,8 @@
 //! change. A gateway that publishes or activates reloads at once and tells the others over the
 //! Redis hub; a periodic revision check covers a missed notice.
 
-use drift_bus::{Hub, Notice, Store, Watch, Woke};
+use crate::States;
+use drift_bus::{Hub, Notice, Watch, Woke};
 use drift_core::dsl::{Definition, NodeResource, Registry};
 use drift_db::{Db, DbError, Kind, Stored};
 use serde_json::Value;
@@ -96,7 +97,7 @@ impl Catalog {
     }
 
     /// After a publish or activate here: reload now, then tell every other gateway.
-    pub async fn changed(&self, store: &Store) {
+    pub async fn changed(&self, store: &dyn States) {
         if let Err(e) = self.refresh().await {
             tracing::warn!(error = %e, "reloading definitions after a change failed; the periodic check will retry");
         }

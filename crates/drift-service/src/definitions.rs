@@ -448,7 +448,7 @@ impl Service {
                 Err(e) => return Err(e.into()),
             }
         };
-        self.catalog().changed(self.store()).await;
+        self.catalog().changed(&**self.store()).await;
         tracing::info!(kind = kind.as_str(), id, version, by = %who(caller), "definition published");
         Ok(Publication {
             id: id.to_string(),
@@ -477,7 +477,7 @@ impl Service {
                 noun(kind)
             )));
         }
-        self.catalog().changed(self.store()).await;
+        self.catalog().changed(&**self.store()).await;
         tracing::info!(kind = kind.as_str(), id, version, by = %who(caller), "definition activated");
         Ok(Activated {
             id: id.to_string(),

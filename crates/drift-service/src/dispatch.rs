@@ -213,7 +213,7 @@ impl Service {
     ) -> Result<Option<Subscription>, ServiceError> {
         Ok(match is_async {
             true => None,
-            false => Some(riding_out(|| self.0.hub.subscribe(&keys.channel)).await?),
+            false => Some(riding_out(|| self.0.channels.subscribe(&keys.channel)).await?),
         })
     }
 
@@ -264,14 +264,14 @@ impl Service {
             // still reads.
             match generated && !is_async {
                 true => Ok(0),
-                false => riding_out(|| self.0.store.high_seq(&keys)).await,
+                false => riding_out(|| self.0.states.high_seq(&keys)).await,
             }
         };
         let (seq_base, subscription) = tokio::try_join!(seq_base, self.subscribe_unless(is_async, &keys))?;
         let start = WorkflowStart { seq_base, ..start };
         let scoped = start.scoped_id();
         let t0 = std::time::Instant::now();
-        let fresh = match self.0.temporal.start(start, fingerprint.as_deref()).await {
+        let fresh = match self.0.runtime.start(start, fingerprint.as_deref()).await {
             Ok(()) => {
                 metrics::counter!("drift_workflows_started_total").increment(1);
                 true
@@ -279,7 +279,7 @@ impl Service {
             Err(TemporalError::AlreadyStarted) if fingerprint.is_some() => {
                 // A retry must ask for what the key was first used for (IETF Idempotency-Key
                 // draft); a workflow started without a fingerprint (an earlier release) passes.
-                let first = riding_out(|| self.0.temporal.fingerprint(&scoped)).await?;
+                let first = riding_out(|| self.0.runtime.fingerprint(&scoped)).await?;
                 if first.is_some_and(|f| Some(f) != fingerprint) {
                     metrics::counter!("drift_idempotency_key_reused_total").increment(1);
                     return Err(ServiceError::IdempotencyKeyReused);
@@ -336,7 +336,7 @@ impl Service {
         // The checks' reads and the subscription are independent round trips, all before the
         // dispatch: done at once. (A retried command drops its subscription unused.)
         let ((first, latest), subscription) = tokio::try_join!(
-            riding_out(|| self.0.store.answer_and_latest(&keys, req.request_id().as_str())),
+            riding_out(|| self.0.states.answer_and_latest(&keys, req.request_id().as_str())),
             self.subscribe_unless(is_async, &keys)
         )?;
         if let Some(first) = first {
@@ -361,7 +361,7 @@ impl Service {
         let cmd = checked_command(req, &latest, callback)?;
         let request_id = cmd.request_id().clone();
         let t0 = std::time::Instant::now();
-        match self.0.temporal.signal(&scoped, cmd).await {
+        match self.0.runtime.signal(&scoped, cmd).await {
             Ok(()) => {}
             // Drift still showed it waiting, but it ended outside Drift: publish how.
             Err(TemporalError::Ended) => {

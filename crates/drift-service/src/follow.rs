@@ -1,11 +1,12 @@
 //! Live followers (SSE streams, WebSocket subscriptions): each subscribes first, then reads
 //! what it missed from the store, then forwards live states, dropping duplicates by `seq`.
 
-use super::{Outcome, Service, ServiceError};
-use drift_bus::{Event, HubMsg, MessageKind, RedisKeys, Store, StoreError, Stored, Subscription};
+use super::{Outcome, Service, ServiceError, States};
+use drift_bus::{Event, HubMsg, MessageKind, RedisKeys, StoreError, Stored, Subscription};
 use drift_core::domain::JsonText;
 use futures::Stream;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// One thing to deliver to a follower.
@@ -79,7 +80,7 @@ impl Follow {
     }
 
     /// What the store has that this follower has not seen.
-    async fn catch_up(&mut self, store: &Store) -> Result<Vec<Out>, StoreError> {
+    async fn catch_up(&mut self, store: &dyn States) -> Result<Vec<Out>, StoreError> {
         let mut out = Vec::new();
         match self.last {
             None => out.extend(store.latest(&self.keys).await?.as_ref().map(state_out)),
@@ -129,7 +130,7 @@ pub enum Followed {
 /// idle follower is this struct and a pending `recv`: no task, no queue of its own.
 struct Following {
     f: Follow,
-    store: Store,
+    store: Arc<dyn States>,
     shutdown: CancellationToken,
     pending: VecDeque<Out>,
     caught_up: bool,
@@ -144,7 +145,7 @@ impl Following {
         if !self.caught_up {
             self.caught_up = true;
             // Boxed: the Redis reads are large futures that an idle follower must not carry.
-            match Box::pin(self.f.catch_up(&self.store)).await {
+            match Box::pin(self.f.catch_up(&*self.store)).await {
                 Ok(v) => self.pending.extend(v),
                 Err(e) => {
                     tracing::warn!(error = %e, "stream catch-up failed");
@@ -187,7 +188,7 @@ impl Following {
     async fn resync(&mut self) -> bool {
         let mut pause = RESYNC_FIRST;
         loop {
-            match Box::pin(self.f.catch_up(&self.store)).await {
+            match Box::pin(self.f.catch_up(&*self.store)).await {
                 Ok(v) => {
                     self.pending = v.into();
                     return true;

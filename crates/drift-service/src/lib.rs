@@ -12,9 +12,14 @@ mod error;
 mod follow;
 mod identify;
 pub mod keys;
+#[cfg(test)]
+mod memory;
+pub mod ports;
 mod reconcile;
 mod requests;
 pub mod telemetry;
+#[cfg(test)]
+mod tests;
 mod token;
 mod wait;
 
@@ -27,15 +32,15 @@ pub use drift_db::Kind;
 pub use error::ServiceError;
 pub use follow::{Follow, Followed, Out};
 pub use identify::{Anonymous, Identity, Presented};
+pub use ports::{Channels, Runtime, States};
 pub use requests::{
     BackBody, CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest,
 };
 pub use token::{Tokens, is_token};
 pub use wait::Outcome;
 
-use drift_bus::{Hub, RedisKeys, Store};
+use drift_bus::RedisKeys;
 use drift_core::domain::{AttemptRecord, Caller, Scope, ScopedWorkflowId, Scopes, WorkflowId};
-use drift_temporal::Temporal;
 use drift_temporal::webhook::Allowlist;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -69,12 +74,12 @@ pub enum Credentials<'a> {
 #[derive(Clone)]
 pub struct Service(Arc<Parts>);
 
-/// What a service is made of: the definitions, both adapters, and its settings.
+/// What a service is made of: the definitions, the adapters behind their ports, and its settings.
 pub struct Parts {
     pub catalog: Arc<Catalog>,
-    pub temporal: Temporal,
-    pub store: Store,
-    pub hub: Hub,
+    pub runtime: Arc<dyn Runtime>,
+    pub states: Arc<dyn States>,
+    pub channels: Arc<dyn Channels>,
     pub tokens: Tokens,
     pub auth: Authenticator,
     pub cfg: ServiceConfig,
@@ -122,7 +127,7 @@ impl Service {
     }
 
     fn keys(&self, scoped: &ScopedWorkflowId) -> RedisKeys {
-        self.0.store.layout().keys(scoped)
+        self.0.states.layout().keys(scoped)
     }
 
     /// The caller a bearer credential (API key or JWT) names; see `auth`.
@@ -140,7 +145,7 @@ impl Service {
     pub async fn redeem_ticket(&self, ticket: &str) -> Result<Caller, ServiceError> {
         let refused = || ServiceError::Unauthorized("invalid, expired or already used socket ticket".into());
         let (caller, valid_for) = self.0.tokens.verify_ticket(ticket).map_err(|_| refused())?;
-        let first = riding_out(|| self.0.store.take_ticket(ticket, valid_for)).await?;
+        let first = riding_out(|| self.0.states.take_ticket(ticket, valid_for)).await?;
         if !first {
             metrics::counter!("drift_ticket_replays_total").increment(1);
             return Err(refused());
@@ -176,7 +181,7 @@ impl Service {
     pub async fn follow(&self, caller: &Caller, id: &WorkflowId, since: Option<u64>) -> Result<Follow, ServiceError> {
         require(caller, Scope::Read)?;
         let keys = self.keys(&caller.scoped(id));
-        let sub = riding_out(|| self.0.hub.subscribe(&keys.channel)).await?;
+        let sub = riding_out(|| self.0.channels.subscribe(&keys.channel)).await?;
         self.reconciled_state(caller, id).await?;
         Ok(Follow::new(sub, keys, since))
     }
@@ -186,7 +191,7 @@ impl Service {
         require(caller, Scope::Read)?;
         let keys = self.keys(&caller.scoped(id));
         self.0
-            .store
+            .states
             .last_attempt(&keys)
             .await?
             .ok_or_else(|| ServiceError::NotFound("no webhook deliveries for this workflow".into()))
@@ -194,16 +199,16 @@ impl Service {
 
     /// Redis and Temporal reachability, for readiness probes.
     pub async fn probe(&self) -> (Result<(), String>, Result<(), String>) {
-        let redis = self.0.store.probe().await;
-        let temporal = self.0.temporal.ping().await.map_err(|e| e.to_string());
+        let redis = self.0.states.probe().await;
+        let temporal = self.0.runtime.ping().await.map_err(|e| e.to_string());
         (redis, temporal)
     }
 
     pub fn hub_channels(&self) -> usize {
-        self.0.hub.channel_count()
+        self.0.channels.channel_count()
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.0.store
+    pub(crate) fn store(&self) -> &Arc<dyn States> {
+        &self.0.states
     }
 }

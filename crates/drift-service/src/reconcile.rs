@@ -33,7 +33,7 @@ impl Service {
         require(caller, Scope::Drive)?;
         let scoped = caller.scoped(id);
         self.0
-            .temporal
+            .runtime
             .terminate(&scoped, &format!("terminated by {} via API", caller.client))
             .await?;
         let state = self
@@ -55,7 +55,7 @@ impl Service {
     pub(super) async fn state_of(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
         let scoped = caller.scoped(id);
         let keys = self.keys(&scoped);
-        match riding_out(|| self.0.store.latest(&keys)).await? {
+        match riding_out(|| self.0.states.latest(&keys)).await? {
             Some(st) => Ok(st.state),
             None => self.restored_state(caller, id).await,
         }
@@ -67,7 +67,12 @@ impl Service {
         let scoped = caller.scoped(id);
         let st = self.queried(caller, id).await?;
         if st.seq > 0 {
-            match self.0.store.publish(&drift_bus::Publication::state(&scoped, &st)).await {
+            match self
+                .0
+                .states
+                .publish(&drift_bus::Publication::state(&scoped, &st))
+                .await
+            {
                 Ok(()) => metrics::counter!("drift_states_restored_total").increment(1),
                 Err(e) => tracing::warn!(error = %e, "could not store a state read back from Temporal"),
             }
@@ -131,7 +136,7 @@ impl Service {
     /// on with what Drift shows; the next look asks again).
     async fn inspected(&self, scoped: &ScopedWorkflowId) -> Option<Inspection> {
         self.0
-            .temporal
+            .runtime
             .inspect(scoped)
             .await
             .inspect_err(|e| tracing::debug!(error = %e, "could not check the workflow in Temporal"))
@@ -149,16 +154,16 @@ impl Service {
     ) -> Result<WorkflowState, ServiceError> {
         let scoped = ScopedWorkflowId::new(tenant, id);
         let keys = self.keys(&scoped);
-        let seq = self.0.store.high_seq(&keys).await? + 1;
+        let seq = self.0.states.high_seq(&keys).await? + 1;
         let state = WorkflowState {
             error_message,
             ..WorkflowState::bare(id.as_str(), status, seq)
         };
         self.0
-            .store
+            .states
             .publish(&drift_bus::Publication::state(&scoped, &state))
             .await?;
-        self.0.temporal.deliver(tenant, &scoped, &state).await;
+        self.0.runtime.deliver(tenant, &scoped, &state).await;
         Ok(state)
     }
 
@@ -167,7 +172,7 @@ impl Service {
     pub fn spawn_reconciler(&self, every: std::time::Duration, shutdown: tokio_util::sync::CancellationToken) {
         let service = self.clone();
         tokio::spawn(async move {
-            let layout = service.0.store.layout().clone();
+            let layout = service.0.states.layout().clone();
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -175,7 +180,7 @@ impl Service {
                 }
                 let followed: Vec<(TenantId, WorkflowId)> = service
                     .0
-                    .hub
+                    .channels
                     .channels()
                     .iter()
                     .filter_map(|c| layout.workflow_of_channel(c))
@@ -186,7 +191,7 @@ impl Service {
                         async move {
                             let keys = service.keys(&ScopedWorkflowId::new(&tenant, &id));
                             let running = matches!(
-                                service.0.store.latest(&keys).await,
+                                service.0.states.latest(&keys).await,
                                 Ok(Some(st)) if !st.state.workflow_status.is_terminal()
                             );
                             if running {
@@ -202,7 +207,7 @@ impl Service {
     /// The state Temporal's query gives, before anything was published.
     pub(super) async fn queried(&self, caller: &Caller, id: &WorkflowId) -> Result<WorkflowState, ServiceError> {
         let scoped = caller.scoped(id);
-        match self.0.temporal.query_state(&scoped).await {
+        match self.0.runtime.query_state(&scoped).await {
             Ok(Some(st)) => Ok(st),
             Ok(None) => Ok(WorkflowState::bare(id.as_str(), WorkflowStatus::Running, 0)),
             Err(TemporalError::NotFound) => Err(ServiceError::NotFound(format!("no workflow {:?}", id.as_str()))),

@@ -1,8 +1,8 @@
 //! Sync mode: wait on a dispatched call's subscription for the message that answers its
 //! request id, bounded by the caller's wait limit.
 
-use super::{Dispatched, Service, ServiceError};
-use drift_bus::{Event, HubMsg, MessageKind, RedisKeys, Store, StoreError, Stored};
+use super::{Dispatched, Service, ServiceError, States};
+use drift_bus::{Event, HubMsg, MessageKind, RedisKeys, StoreError, Stored};
 use drift_core::domain::JsonText;
 use drift_core::domain::{Rejection, WorkflowState};
 use std::sync::Arc;
@@ -60,7 +60,7 @@ const RESYNC_MAX: std::time::Duration = std::time::Duration::from_millis(500);
 /// The answer a waiter may have missed, if the store has it: the message for its request id,
 /// or a latest state that answers it.
 async fn missed(
-    store: &Store,
+    store: &dyn States,
     keys: &RedisKeys,
     request_id: &str,
     any_state: bool,
@@ -84,7 +84,7 @@ impl Service {
         deadline: Instant,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Result<Outcome, ServiceError> {
-        let store = self.store();
+        let store = &**self.store();
         if let Some((_, outcome)) = d.take_answer() {
             return outcome;
         }

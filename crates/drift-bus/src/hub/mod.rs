@@ -99,11 +99,22 @@ pub struct Hub {
 /// A reference to one channel; dropping it releases the channel.
 pub struct Subscription {
     channel: String,
-    hub: Hub,
+    /// None for a subscription on an in-memory bus, which holds nothing of a hub's.
+    hub: Option<Hub>,
     rx: broadcast::Receiver<HubMsg>,
 }
 
 impl Subscription {
+    /// A subscription on a bus that is not Redis (an in-memory one, for tests): it hears what
+    /// is sent on `rx`, and dropping it releases nothing of a hub's.
+    pub fn detached(rx: broadcast::Receiver<HubMsg>) -> Self {
+        Self {
+            channel: String::new(),
+            hub: None,
+            rx,
+        }
+    }
+
     /// The next message; a lagging receiver gets `Resync`.
     pub async fn recv(&mut self) -> HubMsg {
         match self.rx.recv().await {
@@ -117,8 +128,10 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if self.hub.registry.leave(&self.channel) {
-            let _ = self.hub.ctl.send(Ctl::Release(std::mem::take(&mut self.channel)));
+        if let Some(hub) = &self.hub
+            && hub.registry.leave(&self.channel)
+        {
+            let _ = hub.ctl.send(Ctl::Release(std::mem::take(&mut self.channel)));
         }
     }
 }
@@ -174,7 +187,7 @@ impl Hub {
         let (rx, live) = self.registry.join(channel);
         let sub = Subscription {
             channel: channel.to_string(),
-            hub: self.clone(),
+            hub: Some(self.clone()),
             rx,
         };
         if !live {

@@ -1,0 +1,323 @@
+//! In-memory adapters behind the service's ports, for its unit tests: a bus that keeps states
+//! and answers as the Redis publish script does (stored only when newer, a bounded history,
+//! answers by request id, every fresh message on the workflow's channel), and a runtime that
+//! records what it is asked and answers as its test says. No Redis, no Temporal.
+
+use crate::ports::{Channels, Runtime, States};
+use async_trait::async_trait;
+use drift_bus::{
+    Envelope, Event, HubError, HubMsg, Layout, Notice, Publication, RedisKeys, StoreError, Stored, Subscription,
+};
+use drift_core::domain::{
+    AttemptRecord, Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState, WorkflowStatus,
+};
+use drift_temporal::{Inspection, TemporalError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// One workflow's data, as Redis keeps it under its keys.
+#[derive(Default)]
+struct Kept {
+    latest: Option<Stored>,
+    history: BTreeMap<u64, Stored>,
+    high_seq: u64,
+    answers: HashMap<String, String>,
+    attempt: Option<AttemptRecord>,
+}
+
+#[derive(Default)]
+struct BusData {
+    /// By the workflow's `latest` key.
+    workflows: HashMap<String, Kept>,
+    channels: HashMap<String, broadcast::Sender<HubMsg>>,
+    tickets: HashSet<String>,
+}
+
+/// The store and the hub in one, as they share Redis.
+pub struct MemoryBus {
+    layout: Layout,
+    /// States kept in each workflow's history (`--history-len`).
+    history_len: usize,
+    data: Mutex<BusData>,
+}
+
+impl MemoryBus {
+    pub fn new(history_len: usize) -> Arc<Self> {
+        Arc::new(Self {
+            layout: Layout::new("test").expect("a valid prefix"),
+            history_len,
+            data: Mutex::default(),
+        })
+    }
+
+    fn sender(data: &mut BusData, channel: &str) -> broadcast::Sender<HubMsg> {
+        data.channels
+            .entry(channel.to_string())
+            .or_insert_with(|| broadcast::channel(64).0)
+            .clone()
+    }
+
+    /// Tells every subscriber of `channel` that messages may have been missed.
+    pub fn resync(&self, channel: &str) {
+        let tx = Self::sender(&mut self.data.lock().unwrap(), channel);
+        let _ = tx.send(HubMsg::Resync);
+    }
+
+    /// Publishes `state` as the workflow does.
+    pub fn publish_state(&self, id: &ScopedWorkflowId, state: &WorkflowState) {
+        self.apply(&Publication::state(id, state));
+    }
+
+    /// Stores `state` as the latest without publishing it: a message lost on its way.
+    pub fn store_only(&self, id: &ScopedWorkflowId, state: &WorkflowState) {
+        self.apply_quietly(&Publication::state(id, state), true);
+    }
+
+    /// What the publish script does: store a state only when newer, keep answers by request
+    /// id, and publish what is fresh.
+    fn apply(&self, p: &Publication) {
+        self.apply_quietly(p, false);
+    }
+
+    fn apply_quietly(&self, p: &Publication, quiet: bool) {
+        let keys = self.layout.keys(&p.workflow);
+        let mut data = self.data.lock().unwrap();
+        let kept = data.workflows.entry(keys.latest.clone()).or_default();
+        let mut fresh = true;
+        if p.store {
+            let env: Envelope<WorkflowState> = serde_json::from_str(&p.message).expect("a state envelope");
+            let stored = Stored {
+                seq: env.seq,
+                request_id: env.request_id,
+                state: env.body,
+            };
+            fresh = kept.latest.as_ref().is_none_or(|l| stored.seq > l.seq);
+            if fresh {
+                kept.history.insert(stored.seq, stored.clone());
+                while kept.history.len() > self.history_len {
+                    kept.history.pop_first();
+                }
+                kept.latest = Some(stored);
+            }
+            kept.high_seq = kept.high_seq.max(p.seq);
+        }
+        if let Some(rid) = &p.request_id {
+            kept.answers.entry(rid.clone()).or_insert_with(|| p.message.clone());
+        }
+        if fresh && !quiet {
+            let event = Event::parse(p.message.as_bytes()).expect("a readable envelope");
+            let _ = Self::sender(&mut data, &keys.channel).send(HubMsg::Event(Arc::new(event)));
+        }
+    }
+}
+
+#[async_trait]
+impl States for MemoryBus {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    async fn take_ticket(&self, ticket: &str, _valid_for: Duration) -> Result<bool, StoreError> {
+        Ok(self.data.lock().unwrap().tickets.insert(ticket.to_string()))
+    }
+    async fn latest(&self, keys: &RedisKeys) -> Result<Option<Stored>, StoreError> {
+        let data = self.data.lock().unwrap();
+        Ok(data.workflows.get(&keys.latest).and_then(|k| k.latest.clone()))
+    }
+    async fn answer_and_latest(
+        &self,
+        keys: &RedisKeys,
+        request_id: &str,
+    ) -> Result<(Option<Event>, Option<Stored>), StoreError> {
+        let data = self.data.lock().unwrap();
+        let Some(kept) = data.workflows.get(&keys.latest) else {
+            return Ok((None, None));
+        };
+        let answer = kept.answers.get(request_id).and_then(|m| Event::parse(m.as_bytes()));
+        Ok((answer, kept.latest.clone()))
+    }
+    async fn high_seq(&self, keys: &RedisKeys) -> Result<u64, StoreError> {
+        let data = self.data.lock().unwrap();
+        Ok(data.workflows.get(&keys.latest).map_or(0, |k| k.high_seq))
+    }
+    async fn history_after(&self, keys: &RedisKeys, after: u64) -> Result<(Vec<Stored>, bool), StoreError> {
+        let data = self.data.lock().unwrap();
+        let items: Vec<Stored> = data
+            .workflows
+            .get(&keys.latest)
+            .map(|k| k.history.range(after + 1..).map(|(_, s)| s.clone()).collect())
+            .unwrap_or_default();
+        let complete = items.first().is_none_or(|f| f.seq == after + 1);
+        Ok((items, complete))
+    }
+    async fn publish(&self, p: &Publication) -> Result<(), StoreError> {
+        self.apply(p);
+        Ok(())
+    }
+    async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError> {
+        let data = self.data.lock().unwrap();
+        Ok(data.workflows.get(&keys.latest).and_then(|k| k.attempt.clone()))
+    }
+    async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError> {
+        let tx = Self::sender(&mut self.data.lock().unwrap(), channel);
+        let _ = tx.send(HubMsg::Notice(notice));
+        Ok(())
+    }
+    async fn probe(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Channels for MemoryBus {
+    async fn subscribe(&self, channel: &str) -> Result<Subscription, HubError> {
+        let tx = Self::sender(&mut self.data.lock().unwrap(), channel);
+        Ok(Subscription::detached(tx.subscribe()))
+    }
+    fn channels(&self) -> Vec<String> {
+        let data = self.data.lock().unwrap();
+        data.channels
+            .iter()
+            .filter(|(_, tx)| tx.receiver_count() > 0)
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+    fn channel_count(&self) -> usize {
+        self.channels().len()
+    }
+}
+
+/// What the memory runtime does when a run starts or gets a command.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Behaviour {
+    /// Publishes the next state at once: WAITING at `node` with seq one past the last.
+    Answers { node: &'static str },
+    /// Takes the call and publishes nothing (a worker that is down, a slow node).
+    Silent,
+}
+
+/// One run the runtime was asked to start, and what it was sent since.
+pub struct Run {
+    pub start: WorkflowStart,
+    pub fingerprint: Option<String>,
+    pub commands: Vec<Command>,
+    pub ended: bool,
+}
+
+/// A runtime that keeps its runs in memory and publishes on a `MemoryBus` as its behaviour
+/// says, counting every call.
+pub struct MemoryRuntime {
+    bus: Arc<MemoryBus>,
+    behaviour: Mutex<Behaviour>,
+    runs: Mutex<HashMap<ScopedWorkflowId, Run>>,
+}
+
+impl MemoryRuntime {
+    pub fn new(bus: Arc<MemoryBus>, behaviour: Behaviour) -> Arc<Self> {
+        Arc::new(Self {
+            bus,
+            behaviour: Mutex::new(behaviour),
+            runs: Mutex::default(),
+        })
+    }
+
+    /// Runs started (each id once).
+    pub fn started(&self) -> usize {
+        self.runs.lock().unwrap().len()
+    }
+
+    /// Commands sent to the run `id`.
+    pub fn commands(&self, id: &ScopedWorkflowId) -> Vec<Command> {
+        self.runs
+            .lock()
+            .unwrap()
+            .get(id)
+            .map(|r| r.commands.clone())
+            .unwrap_or_default()
+    }
+
+    /// Publishes the run's next state, if its behaviour answers.
+    fn answer(&self, id: &ScopedWorkflowId, workflow_id: &str, seq: u64, request_id: Option<String>) {
+        if let Behaviour::Answers { node } = *self.behaviour.lock().unwrap() {
+            let mut state = WorkflowState::bare(workflow_id, WorkflowStatus::Waiting, seq);
+            state.node = Some(node.to_string());
+            state.request_id = request_id;
+            self.bus.publish_state(id, &state);
+        }
+    }
+}
+
+#[async_trait]
+impl Runtime for MemoryRuntime {
+    async fn start(&self, start: WorkflowStart, fingerprint: Option<&str>) -> Result<(), TemporalError> {
+        let id = start.scoped_id();
+        let (seq, rid) = (
+            start.seq_base + 1,
+            start.request_id.as_ref().map(|r| r.as_str().to_string()),
+        );
+        let workflow_id = start.workflow_id.as_str().to_string();
+        {
+            let mut runs = self.runs.lock().unwrap();
+            if runs.get(&id).is_some_and(|r| !r.ended) {
+                return Err(TemporalError::AlreadyStarted);
+            }
+            runs.insert(
+                id.clone(),
+                Run {
+                    start,
+                    fingerprint: fingerprint.map(str::to_string),
+                    commands: vec![],
+                    ended: false,
+                },
+            );
+        }
+        self.answer(&id, &workflow_id, seq, rid);
+        Ok(())
+    }
+    async fn fingerprint(&self, id: &ScopedWorkflowId) -> Result<Option<String>, TemporalError> {
+        let runs = self.runs.lock().unwrap();
+        runs.get(id)
+            .map(|r| r.fingerprint.clone())
+            .ok_or(TemporalError::NotFound)
+    }
+    async fn signal(&self, id: &ScopedWorkflowId, cmd: Command) -> Result<(), TemporalError> {
+        let rid = cmd.request_id().to_string();
+        let workflow_id = {
+            let mut runs = self.runs.lock().unwrap();
+            let run = runs.get_mut(id).ok_or(TemporalError::NotFound)?;
+            if run.ended {
+                return Err(TemporalError::Ended);
+            }
+            run.commands.push(cmd);
+            run.start.workflow_id.as_str().to_string()
+        };
+        let seq = self.bus.high_seq(&self.bus.layout.keys(id)).await.unwrap_or(0) + 1;
+        self.answer(id, &workflow_id, seq, Some(rid));
+        Ok(())
+    }
+    /// A run it knows has no state to give beyond what it published; one it does not know is
+    /// not found (as Temporal answers for another tenant's id).
+    async fn query_state(&self, id: &ScopedWorkflowId) -> Result<Option<WorkflowState>, TemporalError> {
+        match self.runs.lock().unwrap().contains_key(id) {
+            true => Ok(None),
+            false => Err(TemporalError::NotFound),
+        }
+    }
+    async fn terminate(&self, id: &ScopedWorkflowId, _reason: &str) -> Result<(), TemporalError> {
+        let mut runs = self.runs.lock().unwrap();
+        let run = runs.get_mut(id).ok_or(TemporalError::NotFound)?;
+        run.ended = true;
+        Ok(())
+    }
+    async fn deliver(&self, _tenant: &TenantId, _id: &ScopedWorkflowId, _state: &WorkflowState) {}
+    async fn inspect(&self, id: &ScopedWorkflowId) -> Result<Inspection, TemporalError> {
+        match self.runs.lock().unwrap().get(id) {
+            Some(_) => Ok(Inspection::default()),
+            None => Err(TemporalError::NotFound),
+        }
+    }
+    async fn ping(&self) -> Result<(), TemporalError> {
+        Ok(())
+    }
+}
