@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `drift bench load` as the README reports it: Temporal's in-memory dev server (tuned as `drift
+# `drift bench load` as docs/performance.md reports it: Temporal's in-memory dev server (tuned as `drift
 # dev` tunes its own) and a redis-server, then `drift dev` on them with no rate limit (gateway
 # and worker in one process, whose CPU is measured), then the bench: the raw-SDK floor and
 # Drift, each with N callers doing start → screen → answer → end back to back.

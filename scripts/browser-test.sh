@@ -3,7 +3,7 @@
 # `drift dev` on a free port with a throwaway data folder, drives it with Debian's chromium
 # through playwright-core, then stops it.
 # Screenshots land in test-artifacts/. Before them, the TypeScript client's checks and tests
-# (scripts/client-test.sh); after them, the README's curl examples.
+# (scripts/client-test.sh); after them, the docs' curl examples.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The binary the test command has just built with its tests: `cargo build --bin` alone resolves

@@ -153,7 +153,7 @@ TEMPORAL_PID=0
 if [ -z "$TEMPORAL_ADDRESS" ]; then
     port="$(free_port)"
     echo "cluster: starting a Temporal dev server on 127.0.0.1:$port"
-    # Tuned as `drift dev` tunes its own (see the README's "Running at scale").
+    # Tuned as `drift dev` tunes its own (see docs/scale.md).
     temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --ui-port "$(free_port)" \
         --db-filename "$DIR/temporal.db" --log-level warn \
         --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \

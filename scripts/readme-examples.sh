@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the README's shell examples (the API, live and async sections, in order) against a
-# running `drift dev`, so they keep working as written. Usage: readme-examples.sh PORT DATA_DIR
+# Runs the documentation's shell examples (the API, limits, authentication, live, clients and
+# webhooks pages, in that order) against a running `drift dev`, so they keep working as
+# written. Usage: readme-examples.sh PORT DATA_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port=$1 data=$2
@@ -8,9 +9,9 @@ script="$data/readme-examples.sh" out="$data/readme-examples.out"
 python3 - "$port" "$data" >"$script" <<'PY'
 import re, sys
 port, data = sys.argv[1], sys.argv[2].rstrip("/")
-text = open("README.md").read()
-section = text[text.index("## API (`/v3`)"):text.index("## Performance")]
-blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+pages = ["api", "limits", "auth", "live", "clients", "webhooks"]
+text = "\n".join(open(f"docs/{p}.md").read() for p in pages)
+blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
 body = "\n".join(blocks)
 for host in ("localhost:8080", "127.0.0.1:8080"):
     body = body.replace(host, f"127.0.0.1:{port}")
@@ -18,7 +19,7 @@ print("set -euo pipefail\n" + body.replace(".drift/", data + "/"))
 PY
 if ! timeout 120 bash "$script" >"$out" 2>&1; then
   cat "$out"
-  echo "README examples failed (the script is $script)" >&2
+  echo "the docs' examples failed (the script is $script)" >&2
   exit 1
 fi
-echo "README examples: ok ($(grep -c '^' "$out") lines of output)"
+echo "docs examples: ok ($(grep -c '^' "$out") lines of output)"

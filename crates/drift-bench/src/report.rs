@@ -1,5 +1,5 @@
 //! `--report DIR`: each benchmark's table as markdown and its charts as SVG (drawn with
-//! plotters), so a run can be kept, compared and shown in the README.
+//! plotters), so a run can be kept, compared and shown in docs/performance.md.
 
 use super::fanout::FanoutResult;
 use super::load::{COLUMNS, SideResult};
