@@ -10,7 +10,7 @@ pub use drift_bench as bench;
 pub use drift_bus as bus;
 pub use drift_bus::{Layout, RedisKeys};
 pub use drift_core::domain::{self, ScopedWorkflowId, TenantId, WorkflowId};
-pub use drift_core::{dsl, engine};
+pub use drift_core::{dsl, engine, metrics};
 pub use drift_dev as dev;
 pub use drift_gateway::Outage;
 pub use drift_server::{client, config, startup};

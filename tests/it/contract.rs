@@ -266,3 +266,64 @@ async fn the_gateways_answers_fit_the_schemas_the_openapi_document_gives_them() 
     assert_eq!(validated.body["valid"], false, "{validated:?}");
     check("post", "/v3/definitions/validate", &validated);
 }
+
+#[tokio::test]
+async fn every_series_the_gateway_exports_is_described_and_every_error_code_documented() {
+    let app = spawn_app().await;
+    // Something to count: a start (a histogram, counters) and a refused call.
+    app.start("refund", serde_json::json!({"orderId": "A-1"})).await;
+    let http = reqwest::Client::new();
+    let text = http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let typed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .filter(|n| n.starts_with("drift_"))
+        .collect();
+    assert!(typed.contains(&"drift_request_seconds") && typed.contains(&"drift_workflows_started_total"));
+    for name in &typed {
+        let m = drift::metrics::ALL
+            .iter()
+            .find(|m| m.name == *name)
+            .unwrap_or_else(|| panic!("{name} is not defined in drift_core::metrics"));
+        let help = format!("# HELP {name} {}", m.help);
+        assert!(text.lines().any(|l| l == help), "no `{help}` in /metrics");
+    }
+
+    // The API document lists every error code, and each answer's code is one of them.
+    let doc: Value = http
+        .get(format!("{}/v3/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for code in [
+        "bad_request",
+        "not_found",
+        "stale_screen",
+        "invalid_answer",
+        "rate_limited",
+        "busy",
+    ] {
+        assert!(codes.iter().any(|c| c == code), "{code} is not in ErrorCode: {codes:?}");
+    }
+    let refused = http
+        .get(format!("{}/v3/workflow/no-such-workflow", app.base))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = refused.json().await.unwrap();
+    assert!(codes.contains(&body["code"]), "{body}");
+}

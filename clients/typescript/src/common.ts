@@ -15,6 +15,12 @@ export type StartBody = Schemas["StartBody"];
 export type ResumeBody = Schemas["ResumeBody"];
 export type BackBody = Schemas["BackBody"];
 export type Mode = Schemas["Mode"];
+/**
+ * Why a call was refused: every code the gateway answers with (its API document's
+ * `ErrorCode`), and the client's own, `network` (the gateway unreachable) and `http_error` (an
+ * answer with no error body).
+ */
+export type ErrorCode = Schemas["ErrorCode"] | "network" | "http_error";
 
 /** A credential: an API key or a JWT, or a function returning a fresh one for each call. */
 export type Token = string | (() => string | Promise<string>);
@@ -35,12 +41,12 @@ export interface ClientOptions {
 /** A refused call: the gateway's `code`, the HTTP `status`, and per-widget `details`. */
 export class DriftError extends Error {
   readonly status: number;
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly details?: unknown;
   /** Seconds the gateway asked to wait before trying again (429, 503). */
   readonly retryAfter?: number;
 
-  constructor(status: number, body: Partial<ErrorBody> | undefined, retryAfter?: number) {
+  constructor(status: number, body: (Partial<Omit<ErrorBody, "code">> & { code?: ErrorCode }) | undefined, retryAfter?: number) {
     super(body?.message ?? `HTTP ${status}`);
     this.name = "DriftError";
     this.status = status;

@@ -721,14 +721,8 @@ export interface components {
         };
         /** @description Every error's body. */
         ErrorBody: {
-            /**
-             * @description What went wrong, for programs: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-             *     `stale_screen`, `not_waiting`, `invalid_answer`, `not_executable`, `callback_not_allowed`,
-             *     `idempotency_key_reused`, `already_exists`, `conflict`, `invalid_definition`,
-             *     `too_large`, `rate_limited`, `busy`, `unavailable`, `outcome_unknown`,
-             *     `workflow_task_failing`, `internal`…
-             */
-            code: string;
+            /** @description What went wrong, for programs (see `ErrorCode`). */
+            code: components["schemas"]["ErrorCode"];
             /**
              * @description `invalid_answer`: `[{widgetId, message}]`; `invalid_definition`: `{errors: [...]}`;
              *     `workflow_task_failing`: `{attempts, cause, message}`.
@@ -737,6 +731,12 @@ export interface components {
             /** @description What went wrong and what to do, for people. */
             message: string;
         };
+        /**
+         * @description Every error code an answer carries, over HTTP, WebSocket or a refused connection: one
+         *     vocabulary, each with its HTTP status. The API document lists them (`ErrorBody.code`).
+         * @enum {string}
+         */
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "origin_not_allowed" | "not_found" | "request_timeout" | "stale_screen" | "not_waiting" | "cannot_go_back" | "already_exists" | "conflict" | "too_large" | "invalid_answer" | "not_executable" | "callback_not_allowed" | "idempotency_key_reused" | "invalid_definition" | "layout_failed" | "rate_limited" | "too_many_connections" | "too_many_subscriptions" | "internal" | "workflow_task_failing" | "busy" | "too_many_waiters" | "unavailable" | "outcome_unknown";
         /** @description `POST /v3/workflow/{id}/disconnected-node/execute`, and the WebSocket's `execute-node`. */
         ExecuteBody: {
             /** @description An HTTP or SCRIPT node of the workflow that no edge leads to. */

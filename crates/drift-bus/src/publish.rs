@@ -248,7 +248,7 @@ impl Publisher {
             .query_async(&mut conn)
             .await?;
         if acked < want {
-            metrics::counter!("drift_publish_unreplicated_total").increment(1);
+            metrics::counter!(drift_core::metrics::PUBLISH_UNREPLICATED.name).increment(1);
             return Err(redis::RedisError::from((
                 redis::ErrorKind::Io,
                 "a state did not reach its replicas",

@@ -4,7 +4,7 @@
 //! domain every adapter and transport shares (`domain`: ids, states, commands, refusals).
 //!
 //! Layers, each depending only on those before it: `expr` ← `dsl` ← `engine` ← `domain`;
-//! `digest` and `redact` are leaves.
+//! `digest`, `redact` and `metrics` (every series Drift exports, named once) are leaves.
 #![forbid(unsafe_code)]
 
 pub mod digest;
@@ -12,4 +12,5 @@ pub mod domain;
 pub mod dsl;
 pub mod engine;
 pub mod expr;
+pub mod metrics;
 pub mod redact;

@@ -6,6 +6,7 @@
 //! response, reading a head from the next byte on), and its reads fail once the phase's time is
 //! up. Request bodies are bounded where they are read (`extract::JsonBody`).
 
+use super::error::ErrorCode;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use bytes::{Buf, Bytes};
@@ -67,21 +68,22 @@ pub enum Refused {
 impl Refused {
     /// A whole HTTP/1.1 answer, written before anything is read, then the connection closes.
     pub fn response(self) -> Vec<u8> {
-        let (status, code, message) = match self {
+        let (code, message) = match self {
             Self::Full => (
-                "503 Service Unavailable",
-                "busy",
+                ErrorCode::Busy,
                 "this gateway holds as many connections as it may (--max-connections); retry shortly or use another gateway",
             ),
             Self::PeerFull => (
-                "429 Too Many Requests",
-                "too_many_connections",
+                ErrorCode::TooManyConnections,
                 "this address holds as many connections as one address may (--max-connections-per-peer); close some",
             ),
         };
         let body = serde_json::json!({"code": code, "message": message}).to_string();
+        let status = code.status();
         format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+            status.as_str(),
+            status.canonical_reason().unwrap_or_default(),
             body.len()
         )
         .into_bytes()
@@ -124,12 +126,12 @@ impl Connections {
             None
         };
         if let Some(r) = refused {
-            metrics::counter!("drift_connections_refused_total", "limit" => r.label()).increment(1);
+            metrics::counter!(drift_core::metrics::CONNECTIONS_REFUSED.name, "limit" => r.label()).increment(1);
             return Err(r);
         }
         open.0 += 1;
         *open.1.entry(ip).or_default() += 1;
-        metrics::gauge!("drift_http_connections").increment(1.0);
+        metrics::gauge!(drift_core::metrics::HTTP_CONNECTIONS.name).increment(1.0);
         Ok(Held {
             ip,
             table: self.clone(),
@@ -153,7 +155,7 @@ impl Drop for Held {
                 open.1.remove(&self.ip);
             }
         }
-        metrics::gauge!("drift_http_connections").decrement(1.0);
+        metrics::gauge!(drift_core::metrics::HTTP_CONNECTIONS.name).decrement(1.0);
     }
 }
 
@@ -339,7 +341,7 @@ impl Timed {
                 };
                 match sleep.as_mut().poll(cx) {
                     Poll::Ready(()) => {
-                        metrics::counter!("drift_connections_timed_out_total").increment(1);
+                        metrics::counter!(drift_core::metrics::CONNECTIONS_TIMED_OUT.name).increment(1);
                         Poll::Ready(Err(std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             "the client took too long to send a request (or to send its next one)",

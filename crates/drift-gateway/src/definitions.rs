@@ -2,7 +2,7 @@
 //! versions, graph). The same routes serve both kinds; the service validates and authorises.
 
 use super::AppState;
-use super::error::{ApiError, CommonErrors, ErrorBody};
+use super::error::{ApiError, CommonErrors, ErrorBody, ErrorCode};
 use super::extract::JsonBody;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -232,8 +232,7 @@ pub(super) async fn delete_snapshot(
 ) -> Result<impl IntoResponse, ApiError> {
     if q.version.as_deref().is_some_and(|v| v != "SNAPSHOT") {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
+            ErrorCode::Conflict,
             "published versions are immutable and cannot be deleted; only the SNAPSHOT can",
         ));
     }
@@ -378,8 +377,7 @@ pub(super) async fn graph(
     if wants_svg {
         if g.svg.is_empty() {
             return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "layout_failed",
+                ErrorCode::LayoutFailed,
                 "this graph could not be laid out; its JSON form (format=json) still lists nodes and edges",
             ));
         }

@@ -9,10 +9,98 @@ use drift_service::ServiceError;
 use serde_json::Value;
 use utoipa::IntoResponses;
 
+/// Every error code an answer carries, over HTTP, WebSocket or a refused connection: one
+/// vocabulary, each with its HTTP status. The API document lists them (`ErrorBody.code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed: not JSON, an unknown or mistyped field, a bad id. 400.
+    BadRequest,
+    /// No credential, or one that is revoked, expired or forged. 401.
+    Unauthorized,
+    /// The credential lacks the scope the call needs. 403.
+    Forbidden,
+    /// A page from an origin not in `--allowed-origins`. 403.
+    OriginNotAllowed,
+    /// No such workflow, definition or version (or another tenant's). 404.
+    NotFound,
+    /// The request's head or body came too slowly. 408.
+    RequestTimeout,
+    /// An answer to a screen that is no longer the current one (`details`: none). 409.
+    StaleScreen,
+    /// The workflow is not waiting on a screen (running, or ended). 409.
+    NotWaiting,
+    /// Back is not possible here (`details.node` is the node in the way). 409.
+    CannotGoBack,
+    /// A workflow with this id already exists. 409.
+    AlreadyExists,
+    /// A change that conflicts with what is stored (a published version). 409.
+    Conflict,
+    /// A body over its bound (`--max-command-bytes`, `--max-body-bytes`). 413.
+    TooLarge,
+    /// The answer does not fit the screen (`details`: `[{widgetId, message}]`). 422.
+    InvalidAnswer,
+    /// The node is not a disconnected node of this workflow. 422.
+    NotExecutable,
+    /// The callback URL is not in `--callback-allow`. 422.
+    CallbackNotAllowed,
+    /// An Idempotency-Key first used for a different request; nothing was started. 422.
+    IdempotencyKeyReused,
+    /// The definition does not validate (`details.errors`, each naming node and field). 422.
+    InvalidDefinition,
+    /// The graph could not be laid out (its JSON form still can). 422.
+    LayoutFailed,
+    /// Over the rate limit; `Retry-After` says when. 429.
+    RateLimited,
+    /// This address holds as many connections as one may (`--max-connections-per-peer`). 429.
+    TooManyConnections,
+    /// A socket following as many workflows as one may. 429.
+    TooManySubscriptions,
+    /// An unexpected failure (logged; nothing about it is sent). 500.
+    Internal,
+    /// The workflow's task keeps failing in the worker (`details`: attempts, cause). 502.
+    WorkflowTaskFailing,
+    /// Every place taken (connections, starts in flight); `Retry-After` says when. 503.
+    Busy,
+    /// Every sync waiter place taken (`--max-waiters`). 503.
+    TooManyWaiters,
+    /// Redis or Temporal is down; nothing was changed. 503.
+    Unavailable,
+    /// Temporal did not confirm in time; retry with the same request id. 504.
+    OutcomeUnknown,
+}
+
+impl ErrorCode {
+    /// The HTTP status every answer with this code has.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode as C;
+        match self {
+            C::BadRequest => StatusCode::BAD_REQUEST,
+            C::Unauthorized => StatusCode::UNAUTHORIZED,
+            C::Forbidden | C::OriginNotAllowed => StatusCode::FORBIDDEN,
+            C::NotFound => StatusCode::NOT_FOUND,
+            C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            C::StaleScreen | C::NotWaiting | C::CannotGoBack | C::AlreadyExists | C::Conflict => StatusCode::CONFLICT,
+            C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            C::InvalidAnswer
+            | C::NotExecutable
+            | C::CallbackNotAllowed
+            | C::IdempotencyKeyReused
+            | C::InvalidDefinition
+            | C::LayoutFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            C::RateLimited | C::TooManyConnections | C::TooManySubscriptions => StatusCode::TOO_MANY_REQUESTS,
+            C::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            C::WorkflowTaskFailing => StatusCode::BAD_GATEWAY,
+            C::Busy | C::TooManyWaiters | C::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            C::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub details: Option<Value>,
     /// Seconds, for `Retry-After` (limits).
@@ -20,9 +108,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             details: None,
@@ -34,35 +122,30 @@ impl ApiError {
         self
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", m)
+        Self::new(ErrorCode::BadRequest, m)
     }
     pub fn unauthorized(m: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", m)
+        Self::new(ErrorCode::Unauthorized, m)
     }
     /// A dependency is down. The cause goes to the log, the client gets what to do.
     fn unavailable(what: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(dependency = what, error = %cause, "dependency unavailable");
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             format!("{what} is unreachable; nothing was changed, retry shortly"),
         )
     }
     pub fn internal(cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(ErrorCode::Internal, "internal error")
     }
 }
 
 /// Every error's body.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// What went wrong, for programs: `bad_request`, `unauthorized`, `forbidden`, `not_found`,
-    /// `stale_screen`, `not_waiting`, `invalid_answer`, `not_executable`, `callback_not_allowed`,
-    /// `idempotency_key_reused`, `already_exists`, `conflict`, `invalid_definition`,
-    /// `too_large`, `rate_limited`, `busy`, `unavailable`, `outcome_unknown`,
-    /// `workflow_task_failing`, `internal`…
-    pub code: &'static str,
+    /// What went wrong, for programs (see `ErrorCode`).
+    pub code: ErrorCode,
     /// What went wrong and what to do, for people.
     pub message: String,
     /// `invalid_answer`: `[{widgetId, message}]`; `invalid_definition`: `{errors: [...]}`;
@@ -96,16 +179,16 @@ impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> Self {
         let message = r.to_string();
         match r {
-            Rejection::StaleScreen { .. } => Self::new(StatusCode::CONFLICT, "stale_screen", message),
-            Rejection::NotWaiting { .. } => Self::new(StatusCode::CONFLICT, "not_waiting", message),
+            Rejection::StaleScreen { .. } => Self::new(ErrorCode::StaleScreen, message),
+            Rejection::NotWaiting { .. } => Self::new(ErrorCode::NotWaiting, message),
             Rejection::CannotGoBack { node, .. } => ApiError {
                 details: Some(serde_json::json!({ "node": node })),
-                ..Self::new(StatusCode::CONFLICT, "cannot_go_back", message)
+                ..Self::new(ErrorCode::CannotGoBack, message)
             },
-            Rejection::NotExecutable { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "not_executable", message),
+            Rejection::NotExecutable { .. } => Self::new(ErrorCode::NotExecutable, message),
             Rejection::InvalidAnswer { details } => ApiError {
                 details: Some(serde_json::to_value(details).unwrap_or_default()),
-                ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_answer", message)
+                ..Self::new(ErrorCode::InvalidAnswer, message)
             },
         }
     }
@@ -123,26 +206,21 @@ impl From<ServiceError> for ApiError {
         match e {
             S::Invalid(m) => Self::bad_request(m),
             S::Id(e) => e.into(),
-            S::NotFound(m) => Self::new(StatusCode::NOT_FOUND, "not_found", m),
+            S::NotFound(m) => Self::new(ErrorCode::NotFound, m),
             S::Unauthorized(m) => Self::unauthorized(m),
-            S::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, "forbidden", m),
+            S::Forbidden(m) => Self::new(ErrorCode::Forbidden, m),
             S::Rejected(r) => r.into(),
-            S::CallbackNotAllowed(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "callback_not_allowed", m),
-            S::TooLarge(m) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
-            S::IdempotencyKeyReused => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                e.to_string(),
-            ),
-            S::AlreadyExists => Self::new(StatusCode::CONFLICT, "already_exists", e.to_string()),
-            S::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            S::CallbackNotAllowed(m) => Self::new(ErrorCode::CallbackNotAllowed, m),
+            S::TooLarge(m) => Self::new(ErrorCode::TooLarge, m),
+            S::IdempotencyKeyReused => Self::new(ErrorCode::IdempotencyKeyReused, e.to_string()),
+            S::AlreadyExists => Self::new(ErrorCode::AlreadyExists, e.to_string()),
+            S::Conflict(m) => Self::new(ErrorCode::Conflict, m),
             S::InvalidDefinition(errors) => {
                 let summary: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
                 ApiError {
                     details: Some(serde_json::json!({"errors": errors})),
                     ..Self::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_definition",
+                        ErrorCode::InvalidDefinition,
                         format!("the definition is not valid: {}", summary.join("; ")),
                     )
                 }
@@ -150,13 +228,12 @@ impl From<ServiceError> for ApiError {
             S::Unavailable { dependency, cause } => Self::unavailable(dependency, &cause).retry_after(2),
             S::Busy(m) => {
                 tracing::warn!(error = %m, "refused: busy");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", m).retry_after(2)
+                Self::new(ErrorCode::Busy, m).retry_after(2)
             }
             S::Uncertain(cause) => {
                 tracing::warn!(error = %cause, "Temporal call timed out after it was sent");
                 Self::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "outcome_unknown",
+                    ErrorCode::OutcomeUnknown,
                     "Temporal did not confirm in time; the call may have been applied. Retry it with the same \
                      requestId (or Idempotency-Key, or workflowId): a retry is answered, never applied twice",
                 )
@@ -165,8 +242,7 @@ impl From<ServiceError> for ApiError {
             S::TaskFailing(f) => ApiError {
                 details: serde_json::to_value(&f).ok(),
                 ..Self::new(
-                    StatusCode::BAD_GATEWAY,
-                    "workflow_task_failing",
+                    ErrorCode::WorkflowTaskFailing,
                     format!(
                         "the workflow cannot move: its workflow task keeps failing in the worker (attempt {}, {}: \
                          {}). A command sent to it was delivered and is applied if the worker recovers; fix the \

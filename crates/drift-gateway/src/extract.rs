@@ -1,7 +1,7 @@
 //! Extractors: who is calling and what they sent, parsed and checked once per request.
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -82,8 +82,7 @@ impl FromRequestParts<AppState> for AllowedOrigin {
             return Ok(Self);
         }
         Err(ApiError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "origin_not_allowed",
+            ErrorCode::OriginNotAllowed,
             "pages from this origin may not use this API (see --allowed-origins)",
         ))
     }
@@ -145,10 +144,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let bytes = match tokio::time::timeout(limit, axum::body::Bytes::from_request(req, s)).await {
             Ok(read) => read.map_err(IntoResponse::into_response)?,
             Err(_) => {
-                metrics::counter!("drift_bodies_timed_out_total").increment(1);
+                metrics::counter!(drift_core::metrics::BODIES_TIMED_OUT.name).increment(1);
                 let mut refused = ApiError::new(
-                    axum::http::StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
+                    ErrorCode::RequestTimeout,
                     format!(
                         "the request body did not arrive within {} ms; send it whole, then retry",
                         limit.as_millis()

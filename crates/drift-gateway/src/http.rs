@@ -73,7 +73,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 }
 
 fn observe(endpoint: &'static str, mode: &'static str, started: Instant, status: StatusCode) {
-    metrics::histogram!("drift_request_seconds", "endpoint" => endpoint, "mode" => mode, "status" => status.as_u16().to_string())
+    metrics::histogram!(drift_core::metrics::REQUEST_SECONDS.name, "endpoint" => endpoint, "mode" => mode, "status" => status.as_u16().to_string())
         .record(started.elapsed().as_secs_f64());
 }
 

@@ -225,6 +225,6 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    metrics::gauge!("drift_hub_channels").set(s.service.hub_channels() as f64);
+    metrics::gauge!(drift_core::metrics::HUB_CHANNELS.name).set(s.service.hub_channels() as f64);
     s.metrics.as_ref().map(|h| h.render()).unwrap_or_default()
 }

@@ -2,8 +2,7 @@
 //! and per tenant) and requests per credential. Each refusal is a JSON error with
 //! `Retry-After`, and nothing was started or changed by the refused call.
 
-use super::error::ApiError;
-use axum::http::StatusCode;
+use super::error::{ApiError, ErrorCode};
 use drift_core::domain::Caller;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
@@ -96,10 +95,9 @@ impl Limits {
     /// A place for one blocked sync request, taken before anything is dispatched.
     pub fn waiter(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.waiters.clone().try_acquire_owned().map_err(|_| {
-            metrics::counter!("drift_limited_total", "limit" => "waiters").increment(1);
+            metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "waiters").increment(1);
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_waiters",
+                ErrorCode::TooManyWaiters,
                 format!(
                     "{} requests are already waiting on this gateway; retry shortly, or use async mode",
                     self.cfg.max_waiters
@@ -112,8 +110,8 @@ impl Limits {
     /// A place for one SSE stream or WebSocket of `tenant` (None: a token-only socket).
     pub fn stream(&self, tenant: Option<&str>) -> Result<StreamSlot, ApiError> {
         let refused = |what: String| {
-            metrics::counter!("drift_limited_total", "limit" => "streams").increment(1);
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_connections", what).retry_after(5)
+            metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "streams").increment(1);
+            ApiError::new(ErrorCode::TooManyConnections, what).retry_after(5)
         };
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
             refused(format!(
@@ -150,11 +148,10 @@ impl Limits {
         }
         let key = format!("{}/{}", caller.tenant, caller.client);
         limiter.check_key(&key).map_err(|not_until| {
-            metrics::counter!("drift_limited_total", "limit" => "rate").increment(1);
+            metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "rate").increment(1);
             let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
             ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 format!(
                     "more than {} requests per second for this credential",
                     self.cfg.rate_per_sec

@@ -127,7 +127,7 @@ impl Open {
     fn new(slot: StreamSlot) -> Self {
         Self {
             _slot: slot,
-            _counted: drift_service::telemetry::GaugeGuard::new("drift_sse_connections"),
+            _counted: drift_service::telemetry::GaugeGuard::new(drift_core::metrics::SSE_CONNECTIONS.name),
         }
     }
 }

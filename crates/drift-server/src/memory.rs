@@ -28,7 +28,7 @@ pub fn spawn_trimmer(shutdown: CancellationToken) {
             // Both walk the allocator's arenas under their locks: off the async threads.
             let trimmed = tokio::task::spawn_blocking(|| trim_if_above(SLACK_BYTES)).await;
             if let Ok(Some(freed)) = trimmed {
-                metrics::counter!("drift_memory_trims_total").increment(1);
+                metrics::counter!(drift_core::metrics::MEMORY_TRIMS.name).increment(1);
                 tracing::debug!(free_before = freed, "returned free memory to the operating system");
             }
         }

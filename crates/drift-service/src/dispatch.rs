@@ -273,7 +273,7 @@ impl Service {
         let t0 = std::time::Instant::now();
         let fresh = match self.0.runtime.start(start, fingerprint.as_deref()).await {
             Ok(()) => {
-                metrics::counter!("drift_workflows_started_total").increment(1);
+                metrics::counter!(drift_core::metrics::WORKFLOWS_STARTED.name).increment(1);
                 true
             }
             Err(TemporalError::AlreadyStarted) if fingerprint.is_some() => {
@@ -281,7 +281,7 @@ impl Service {
                 // draft); a workflow started without a fingerprint (an earlier release) passes.
                 let first = riding_out(|| self.0.runtime.fingerprint(&scoped)).await?;
                 if first.is_some_and(|f| Some(f) != fingerprint) {
-                    metrics::counter!("drift_idempotency_key_reused_total").increment(1);
+                    metrics::counter!(drift_core::metrics::IDEMPOTENCY_KEY_REUSED.name).increment(1);
                     return Err(ServiceError::IdempotencyKeyReused);
                 }
                 false
@@ -340,7 +340,7 @@ impl Service {
             self.subscribe_unless(is_async, &keys)
         )?;
         if let Some(first) = first {
-            metrics::counter!("drift_commands_deduplicated_total").increment(1);
+            metrics::counter!(drift_core::metrics::COMMANDS_DEDUPLICATED.name).increment(1);
             return Ok(Dispatched {
                 scoped: caller.scoped(id),
                 id: id.clone(),

@@ -156,7 +156,7 @@ impl Following {
         loop {
             if let Some(o) = self.pending.pop_front() {
                 self.ended = matches!(o, Out::State { terminal: true, .. });
-                metrics::counter!("drift_messages_delivered_total").increment(1);
+                metrics::counter!(drift_core::metrics::MESSAGES_DELIVERED.name).increment(1);
                 return Some(Followed::Out(o));
             }
             let msg = tokio::select! {

@@ -147,7 +147,7 @@ impl Service {
         let (caller, valid_for) = self.0.tokens.verify_ticket(ticket).map_err(|_| refused())?;
         let first = riding_out(|| self.0.states.take_ticket(ticket, valid_for)).await?;
         if !first {
-            metrics::counter!("drift_ticket_replays_total").increment(1);
+            metrics::counter!(drift_core::metrics::TICKET_REPLAYS.name).increment(1);
             return Err(refused());
         }
         Ok(caller)

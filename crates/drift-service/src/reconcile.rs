@@ -19,7 +19,7 @@ pub(super) enum Checked {
 
 /// Counts and logs a run found stuck on a failing workflow task.
 fn task_failing_seen(scoped: &ScopedWorkflowId, f: TaskFailing) -> TaskFailing {
-    metrics::counter!("drift_workflow_task_failing_total").increment(1);
+    metrics::counter!(drift_core::metrics::WORKFLOW_TASK_FAILING.name).increment(1);
     tracing::warn!(
         workflow = %scoped, attempts = f.attempts, cause = %f.cause, message = %f.message,
         "workflow task keeps failing"
@@ -73,7 +73,7 @@ impl Service {
                 .publish(&drift_bus::Publication::state(&scoped, &st))
                 .await
             {
-                Ok(()) => metrics::counter!("drift_states_restored_total").increment(1),
+                Ok(()) => metrics::counter!(drift_core::metrics::STATES_RESTORED.name).increment(1),
                 Err(e) => tracing::warn!(error = %e, "could not store a state read back from Temporal"),
             }
         }
@@ -119,7 +119,7 @@ impl Service {
             EndedAs::Terminated => WorkflowStatus::Terminated,
             EndedAs::TimedOut | EndedAs::Failed => WorkflowStatus::Failed,
         };
-        metrics::counter!("drift_external_ends_total").increment(1);
+        metrics::counter!(drift_core::metrics::EXTERNAL_ENDS.name).increment(1);
         match self.publish_end(tenant, id, status, Some(ended.reason)).await {
             Ok(end) => Checked::Ended(Box::new(end)),
             Err(_) => Checked::Fine,

@@ -14,20 +14,35 @@ pub fn init_tracing() {
     let _ = if json { b.json().try_init() } else { b.try_init() };
 }
 
-/// The process-wide Prometheus recorder.
+/// The process-wide Prometheus recorder, with every series of `drift_core::metrics` described
+/// (its `# HELP` line).
 pub fn metrics() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            let handle = PrometheusBuilder::new()
                 .set_buckets(&[
                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ])
                 .ok()?
                 .install_recorder()
-                .ok()
+                .ok()?;
+            describe_all();
+            Some(handle)
         })
         .clone()
+}
+
+/// Tells the recorder what each series means.
+fn describe_all() {
+    use drift_core::metrics::{ALL, Kind};
+    for m in ALL {
+        match m.kind {
+            Kind::Counter => metrics::describe_counter!(m.name, m.help),
+            Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
 }
 
 /// One unit of a gauge for as long as it lives: counted when made, uncounted when dropped —

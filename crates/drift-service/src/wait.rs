@@ -97,7 +97,7 @@ impl Service {
             return Ok(Outcome::Pending(None));
         };
         let (request_id, any_state) = (d.request_id.as_str(), !d.fresh);
-        let waiting = crate::telemetry::GaugeGuard::new("drift_sync_waiters");
+        let waiting = crate::telemetry::GaugeGuard::new(drift_core::metrics::SYNC_WAITERS.name);
         let mut probe = Some(Instant::now() + PROBE_AFTER).filter(|at| *at < deadline);
         let found = loop {
             let msg = tokio::select! {

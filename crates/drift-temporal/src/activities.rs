@@ -72,7 +72,7 @@ impl DriftActivities {
     #[activity(name = "publish")]
     pub async fn publish(self: Arc<Self>, _ctx: ActivityContext, p: Publication) -> Result<(), ActivityError> {
         self.publisher.publish(&p).await?;
-        metrics::counter!("drift_messages_published_total").increment(1);
+        metrics::counter!(drift_core::metrics::MESSAGES_PUBLISHED.name).increment(1);
         Ok(())
     }
 
@@ -120,7 +120,7 @@ impl DriftActivities {
         match attempted {
             Attempted::Delivered => {
                 record(AttemptState::Delivered, None, None).await;
-                metrics::counter!("drift_webhook_delivered_total").increment(1);
+                metrics::counter!(drift_core::metrics::WEBHOOK_DELIVERED.name).increment(1);
                 tracing::info!(%url, webhook_id = %id, attempt, "webhook delivered");
                 Ok(DeliveryOutcome::Delivered)
             }

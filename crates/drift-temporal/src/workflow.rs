@@ -224,7 +224,7 @@ impl DriftWorkflow {
         // `--worker-cached-workflows` by this.
         if ctx.is_replaying() {
             let task_queue = ctx.info().task_queue().to_string();
-            metrics::counter!("drift_workflow_replays_total", "task_queue" => task_queue).increment(1);
+            metrics::counter!(drift_core::metrics::WORKFLOW_REPLAYS.name, "task_queue" => task_queue).increment(1);
         }
         let (mut run, inbox, taken) = Run::new(input);
         ctx.state_mut(|s| {

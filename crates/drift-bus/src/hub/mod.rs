@@ -482,7 +482,7 @@ impl Manager {
                     p.confirmed = true;
                     self.registry.set_live(&c, true);
                     if self.lost.remove(&c) {
-                        metrics::counter!("drift_hub_resubscribed_total").increment(1);
+                        metrics::counter!(drift_core::metrics::HUB_RESUBSCRIBED.name).increment(1);
                         self.registry.dispatch(&c, HubMsg::Resync);
                     }
                     for w in self.waiters.remove(&c).into_iter().flatten() {
@@ -509,7 +509,7 @@ impl Manager {
                     }
                     self.lose(c);
                 }
-                metrics::counter!("drift_hub_subscriptions_moved_total", "why" => "refused").increment(1);
+                metrics::counter!(drift_core::metrics::HUB_SUBSCRIPTIONS_MOVED.name, "why" => "refused").increment(1);
                 self.schedule_retry();
             }
             Report::Evicted { link, channel } => {
@@ -517,7 +517,7 @@ impl Manager {
                     return;
                 }
                 tracing::info!(%channel, "redis dropped a subscription (slot moved or failover); subscribing again");
-                metrics::counter!("drift_hub_subscriptions_moved_total", "why" => "evicted").increment(1);
+                metrics::counter!(drift_core::metrics::HUB_SUBSCRIPTIONS_MOVED.name, "why" => "evicted").increment(1);
                 self.unplace(&channel);
                 self.lose(channel);
                 self.schedule_retry();
@@ -526,7 +526,7 @@ impl Manager {
                 let Some(state) = self.drop_link(link) else { return };
                 if was_up {
                     tracing::warn!(%error, channels = state.channels.len(), "redis pub/sub connection lost; subscribing again");
-                    metrics::counter!("drift_hub_subscriptions_moved_total", "why" => "connection lost")
+                    metrics::counter!(drift_core::metrics::HUB_SUBSCRIPTIONS_MOVED.name, "why" => "connection lost")
                         .increment(state.channels.len() as u64);
                 } else {
                     tracing::warn!(%error, "redis pub/sub connect failed; retrying");
@@ -606,7 +606,8 @@ impl Manager {
                 channels = moved.len(),
                 "slots moved to other masters; moving their subscriptions"
             );
-            metrics::counter!("drift_hub_subscriptions_moved_total", "why" => "slot map").increment(moved.len() as u64);
+            metrics::counter!(drift_core::metrics::HUB_SUBSCRIPTIONS_MOVED.name, "why" => "slot map")
+                .increment(moved.len() as u64);
         }
         for (c, id) in moved {
             self.unplace(&c);

@@ -5,11 +5,11 @@
 pub(super) mod protocol;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::extract::{AllowedOrigin, presented};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
 use drift_core::domain::{Caller, WorkflowId};
@@ -140,7 +140,7 @@ struct Session {
 }
 
 async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
-    let _counted = drift_service::telemetry::GaugeGuard::new("drift_ws_connections");
+    let _counted = drift_service::telemetry::GaugeGuard::new(drift_core::metrics::WS_CONNECTIONS.name);
     let shutdown = s.shutdown.clone();
     // One registration with the token for the socket's life, not one per message.
     let cancelled = shutdown.cancelled();
@@ -375,8 +375,7 @@ impl Session {
             return Ok(());
         }
         Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_subscriptions",
+            ErrorCode::TooManySubscriptions,
             format!("at most {MAX_SUBSCRIPTIONS} workflows per socket"),
         ))
     }

@@ -1,7 +1,7 @@
 //! The WebSocket's JSON protocol, one typed message per command and reply. States are
 //! forwarded as the bytes the worker published, never parsed and re-serialized.
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use drift_core::domain::NodeResult;
 use drift_service::{BackBody, ExecuteBody, ResumeBody, StartBody};
 use serde::{Deserialize, Serialize};
@@ -110,7 +110,7 @@ pub enum ServerMsg<'a> {
     Error {
         request_id: Option<&'a str>,
         status: u16,
-        code: &'a str,
+        code: ErrorCode,
         message: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         #[schema(value_type = Option<serde_json::Value>)]

@@ -151,7 +151,7 @@ pub async fn attempt(
             };
         }
     };
-    metrics::counter!("drift_webhook_attempts_total").increment(1);
+    metrics::counter!(drift_core::metrics::WEBHOOK_ATTEMPTS.name).increment(1);
     let sent = client
         .post(target)
         .timeout(cfg.timeout)
