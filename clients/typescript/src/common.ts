@@ -46,7 +46,11 @@ export class DriftError extends Error {
   /** Seconds the gateway asked to wait before trying again (429, 503). */
   readonly retryAfter?: number;
 
-  constructor(status: number, body: (Partial<Omit<ErrorBody, "code">> & { code?: ErrorCode }) | undefined, retryAfter?: number) {
+  constructor(
+    status: number,
+    body: (Partial<Omit<ErrorBody, "code">> & { code?: ErrorCode }) | undefined,
+    retryAfter?: number,
+  ) {
     super(body?.message ?? `HTTP ${status}`);
     this.name = "DriftError";
     this.status = status;
