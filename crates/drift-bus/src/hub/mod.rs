@@ -11,6 +11,7 @@
 //! its subscribers read back from the store whatever passed while it was away.
 
 mod link;
+mod placement;
 mod registry;
 mod topology;
 
@@ -360,17 +361,12 @@ impl Manager {
             if !self.registry.wanted(&c) || self.placed.contains_key(&c) {
                 continue;
             }
-            let node = self
-                .topology
-                .as_ref()
-                .and_then(|t| t.node_for(slot(c.as_bytes())))
-                .cloned();
-            let Some(node) = node else {
+            let Some((node, lane)) = placement::home(self.topology.as_ref(), &c, self.lanes) else {
                 self.homeless.insert(c);
                 self.schedule_retry();
                 continue;
             };
-            let id = self.link_for(node, lane(&c, self.lanes));
+            let id = self.link_for(node, lane);
             self.links
                 .get_mut(&id)
                 .expect("link just found")
@@ -594,12 +590,16 @@ impl Manager {
         if self.topology.as_ref() != Some(&t) {
             tracing::info!(masters = ?t.masters().iter().map(|n| n.to_string()).collect::<Vec<_>>(), "redis cluster slot map");
         }
-        let moved: Vec<(String, u64)> = self
-            .placed
-            .iter()
-            .filter(|(c, p)| t.node_for(slot(c.as_bytes())) != Some(&self.links[&p.link].node))
-            .map(|(c, p)| (c.clone(), p.link))
-            .collect();
+        let moved: Vec<(String, u64)> = placement::moved(
+            &t,
+            self.placed.iter().map(|(c, p)| (c.as_str(), &self.links[&p.link].node)),
+        )
+        .into_iter()
+        .map(|c| {
+            let link = self.placed[&c].link;
+            (c, link)
+        })
+        .collect();
         self.topology = Some(t);
         if !moved.is_empty() {
             tracing::info!(
@@ -619,7 +619,7 @@ impl Manager {
         let idle: Vec<u64> = self
             .links
             .iter()
-            .filter(|(_, l)| l.channels.is_empty() && !masters.contains(&l.node))
+            .filter(|(_, l)| placement::idle(l.channels.len(), &l.node, &masters))
             .map(|(id, _)| *id)
             .collect();
         for id in idle {
@@ -628,12 +628,4 @@ impl Manager {
         self.ensure_links();
         self.place_homeless();
     }
-}
-
-/// Which of a node's connections carries a channel.
-fn lane(channel: &str, lanes: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    channel.hash(&mut h);
-    (h.finish() as usize) % lanes
 }

@@ -59,6 +59,17 @@ impl Topology {
         }
     }
 
+    /// A slot map from `(first, last, master)` ranges (sorted, not overlapping).
+    #[cfg(test)]
+    pub fn of_ranges(ranges: Vec<(u16, u16, Node)>) -> Self {
+        Self {
+            ranges: ranges
+                .into_iter()
+                .map(|(first, last, master)| Range { first, last, master })
+                .collect(),
+        }
+    }
+
     fn range(&self, slot: u16) -> Option<&Range> {
         let i = self.ranges.partition_point(|r| r.last < slot);
         self.ranges.get(i).filter(|r| r.first <= slot)
