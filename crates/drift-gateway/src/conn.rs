@@ -6,7 +6,7 @@
 //! response, reading a head from the next byte on), and its reads fail once the phase's time is
 //! up. Request bodies are bounded where they are read (`extract::JsonBody`).
 
-use super::error::ErrorCode;
+use super::error::{ErrorBody, ErrorCode};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use bytes::{Buf, Bytes};
@@ -78,7 +78,12 @@ impl Refused {
                 "this address holds as many connections as one address may (--max-connections-per-peer); close some",
             ),
         };
-        let body = serde_json::json!({"code": code, "message": message}).to_string();
+        let body = serde_json::to_string(&ErrorBody {
+            code,
+            message: message.into(),
+            details: None,
+        })
+        .expect("error bodies serialize");
         let status = code.status();
         format!(
             "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",

@@ -430,7 +430,7 @@ pub(super) async fn simulate(
         let e = ApiError::from(drift_core::domain::Rejection::InvalidAnswer {
             details: r.details.clone(),
         });
-        r.status = Some(e.status.as_u16());
+        r.status = Some(e.status().as_u16());
         r.error = Some(serde_json::to_value(e.body()).unwrap_or_default());
     }
     Ok(Json(report))

@@ -99,7 +99,6 @@ impl ErrorCode {
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
     pub details: Option<Value>,
@@ -108,9 +107,13 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status: the code's, always.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
+    }
+
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status: code.status(),
             code,
             message: message.into(),
             details: None,
@@ -167,7 +170,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.status, axum::Json(self.body())).into_response();
+        let mut r = (self.status(), axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             r.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }

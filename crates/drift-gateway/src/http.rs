@@ -206,7 +206,7 @@ impl Wait {
             false => ("sync", s.service.wait(&mut d, self.deadline, &s.shutdown).await?),
         };
         let resp = answer(&d, outcome, with_token);
-        let status = resp.as_ref().map(|r| r.status()).unwrap_or_else(|e| e.status);
+        let status = resp.as_ref().map(|r| r.status()).unwrap_or_else(|e| e.status());
         // With the service's "command dispatched" and Temporal's history, one resume traced
         // end to end (`DRIFT_LOG=drift::gateway=debug,drift::service=debug`).
         tracing::debug!(endpoint, request_id = %d.request_id, answered_after = ?self.t0.elapsed(), "answer ready");

@@ -332,8 +332,6 @@ impl GatewayArgs {
     }
 }
 
-pub use drift_core::redact::redact;
-
 /// Parses `KEY=VALUE` pairs.
 pub fn pairs(items: &[String], what: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     items

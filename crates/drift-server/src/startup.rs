@@ -216,7 +216,7 @@ async fn database(common: &Common) -> anyhow::Result<Db> {
     Db::connect(&database_url).await.with_context(|| {
         format!(
             "opening the database {} (--database-url)",
-            crate::config::redact(&database_url)
+            drift_core::redact::redact(&database_url)
         )
     })
 }

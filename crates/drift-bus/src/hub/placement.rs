@@ -38,14 +38,8 @@ fn lane(channel: &str, lanes: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::topology::node;
     use super::*;
-
-    fn node(port: u16) -> Node {
-        Node {
-            host: "127.0.0.1".into(),
-            port,
-        }
-    }
 
     /// Two channels whose slots fall in the first and the second half of the slot space.
     fn two_channels() -> (String, String) {

@@ -210,16 +210,18 @@ pub async fn fetch(candidates: &[Node], like: &ConnectionInfo, timeout: Duration
     Err(last)
 }
 
+/// A node on loopback, for the hub's unit tests.
+#[cfg(test)]
+pub(super) fn node(port: u16) -> Node {
+    Node {
+        host: "127.0.0.1".into(),
+        port,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(port: u16) -> Node {
-        Node {
-            host: "127.0.0.1".into(),
-            port,
-        }
-    }
 
     #[test]
     fn slots_follow_the_hash_tag_as_redis_computes_them() {

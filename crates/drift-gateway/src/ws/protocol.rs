@@ -126,7 +126,7 @@ impl<'a> ServerMsg<'a> {
     pub fn error(request_id: Option<&'a str>, e: &'a ApiError) -> Self {
         ServerMsg::Error {
             request_id,
-            status: e.status.as_u16(),
+            status: e.status().as_u16(),
             code: e.code,
             message: &e.message,
             details: e.details.as_ref(),
