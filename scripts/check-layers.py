@@ -3,7 +3,7 @@
 
 1. Each workspace crate depends (normal dependencies) only on crates in layers below its own,
    so no crate imports up a layer and none is left out of the table below.
-2. Within `drift-core`, the modules keep their order (`expr` <- `dsl` <- `engine` <- `domain`).
+2. Within `drift-core`, the modules keep their order (`expr` <- `dsl` <- `engine` <- `domain` <- `session` <- `simulate`).
 3. Within each crate, no circle of files: file A uses file B (through `crate::`, `super::` or
    `self::` paths) and B, directly or through others, uses A. A module using its own
    submodules is composition and not counted; unit test modules (`#[cfg(test)] mod …`) are skipped.
@@ -32,7 +32,7 @@ LAYERS = {
 
 # Within a crate, top-level modules in layers too: a module may use only those before it.
 MODULE_LAYERS = {
-    "drift-core": ["expr", "dsl", "engine", "domain"],
+    "drift-core": ["expr", "dsl", "engine", "domain", "session", "simulate"],
 }
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

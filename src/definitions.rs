@@ -5,8 +5,8 @@
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use drift_core::dsl::Definition;
-use drift_core::engine::simulate::cases::{Case, TestFile, check};
-use drift_core::engine::simulate::{Limits, Report, simulate};
+use drift_core::simulate::cases::{Case, TestFile, check};
+use drift_core::simulate::{Limits, Report, simulate};
 use drift_server::client::Client;
 use drift_server::config::GatewayClientArgs;
 use reqwest::{Method, StatusCode};

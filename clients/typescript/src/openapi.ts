@@ -597,6 +597,8 @@ export interface components {
         };
         /** @description One scripted answer. */
         Answer: {
+            /** @description Instead of answering, go Back to the previous screen (as `POST …/back` does). */
+            back?: boolean;
             /** @description The screen (INSTRUCTION node instance) it is meant for. */
             node: string;
             /** @description Instead of answering, let the screen's `timeoutMs` pass. */
@@ -627,6 +629,11 @@ export interface components {
          * @enum {string}
          */
         AttemptState: "delivered" | "retrying" | "gone" | "failed";
+        /**
+         * @description Why Back cannot apply on a screen.
+         * @enum {string}
+         */
+        BackBlock: "first" | "crossed" | "forbidden" | "dropped";
         /** @description `POST /v3/workflow/{id}/back`: return to the previous screen. */
         BackBody: {
             /** @description Makes the call safe to retry: the same id gets the same answer (default: generated). */
@@ -636,6 +643,11 @@ export interface components {
              * @description The `seq` of the screen left; from an older screen, 409 `stale_screen`.
              */
             seq?: number | null;
+        };
+        /** @description Why Back was refused: `node` stands in the way. */
+        BackRefused: {
+            node: string;
+            why: components["schemas"]["BackBlock"];
         };
         BranchNode: {
             choices: components["schemas"]["Choice"][];
@@ -769,7 +781,7 @@ export interface components {
             seq: number;
             view?: components["schemas"]["View"] | null;
             /** @description `WAITING`, `COMPLETED` or `FAILED` (or `RUNNING` when the simulation stopped). */
-            workflowStatus: string;
+            workflowStatus: components["schemas"]["WorkflowStatus"];
         };
         /**
          * @description An HTTP call. String fields may hold `{{ expression }}` templates (Rhai); a body string that
@@ -886,6 +898,8 @@ export interface components {
         Rejected: {
             /** @description Its index in `answers`. */
             answer: number;
+            cannotGoBack?: components["schemas"]["BackRefused"] | null;
+            /** @description What does not fit the screen (empty when it was Back that was refused). */
             details: components["schemas"]["FieldError"][];
             /** @description The error body a real resume gets (filled in by the gateway, which owns that format). */
             error?: unknown;
@@ -935,7 +949,11 @@ export interface components {
             maxIntervalMs?: number;
         };
         Screen: {
+            /** @description Whether Back would apply on it (as the state's `canGoBack`). */
+            canGoBack?: boolean;
             node: string;
+            /** @description Shown again with Back: the answer it had (as the state's `previousAnswer`). */
+            previousAnswer?: unknown;
             /** Format: int64 */
             seq: number;
             view: components["schemas"]["View"];
@@ -950,7 +968,8 @@ export interface components {
         SimulateBody: {
             /**
              * @description Given in turn to the screens that come up, `{node, viewResponse}` (or `{node, timedOut:
-             *     true}`); an answer a screen refuses is followed by the next one for the same screen.
+             *     true}`, or `{node, back: true}` to go Back); an answer a screen refuses is followed by the
+             *     next one for the same screen.
              */
             answers?: components["schemas"]["Answer"][];
             /** @description An unsaved definition to run instead (its `id` is the path's), checked as a save is. */
@@ -1030,16 +1049,19 @@ export interface components {
              */
             output?: unknown;
             type: string;
+            /** @description The screen was left with Back (the run returned to the screen before it). */
+            wentBack?: boolean;
         };
+        /**
+         * @description Why a simulation stopped early.
+         * @enum {string}
+         */
+        StopReason: "answer_for_another_screen" | "no_response" | "not_answered_on_time" | "limit" | "time" | "no_child_definition";
         /** @description Why a simulation stopped early. */
         Stopped: {
             message: string;
             node: string;
-            /**
-             * @description `answer_for_another_screen`, `no_response`, `not_answered_on_time`, `limit`, `time`,
-             *     `no_child_definition`.
-             */
-            reason: string;
+            reason: components["schemas"]["StopReason"];
         };
         SuccessNode: {
             disposition?: unknown;

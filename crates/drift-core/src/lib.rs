@@ -14,3 +14,5 @@ pub mod engine;
 pub mod expr;
 pub mod metrics;
 pub mod redact;
+pub mod session;
+pub mod simulate;

@@ -61,14 +61,15 @@ pub struct SimulateBody {
     #[schema(value_type = Object)]
     thread_context: Value,
     /// Given in turn to the screens that come up, `{node, viewResponse}` (or `{node, timedOut:
-    /// true}`); an answer a screen refuses is followed by the next one for the same screen.
+    /// true}`, or `{node, back: true}` to go Back); an answer a screen refuses is followed by the
+    /// next one for the same screen.
     #[serde(default)]
-    answers: Vec<drift_core::engine::simulate::Answer>,
+    answers: Vec<drift_core::simulate::Answer>,
     /// By HTTP node instance: `{status, body, headers}` (or `{error}`: no answer), or a list of
     /// them used one per call attempt, the last repeating. A CHILD node's instance: its output.
     #[serde(default)]
     #[schema(value_type = Object)]
-    responses: std::collections::BTreeMap<String, drift_core::engine::simulate::Stub>,
+    responses: std::collections::BTreeMap<String, drift_core::simulate::Stub>,
     /// When the run starts (RFC 3339), for WAIT nodes; default: now.
     #[serde(default)]
     now: Option<chrono::DateTime<chrono::Utc>>,
@@ -401,7 +402,7 @@ pub(super) async fn graph(
     params(("id" = String, Path, description = "The definition id")),
     request_body = SimulateBody,
     responses(
-        (status = 200, description = "What the run did", body = drift_core::engine::simulate::Report),
+        (status = 200, description = "What the run did", body = drift_core::simulate::Report),
         (status = 404, description = "No such definition (or version)", body = ErrorBody),
         (status = 422, description = "`invalid_definition`: the unsaved definition does not validate", body = ErrorBody),
         CommonErrors,
@@ -414,7 +415,7 @@ pub(super) async fn simulate(
     Path(id): Path<String>,
     JsonBody(b): JsonBody<SimulateBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let scenario = drift_core::engine::simulate::Scenario {
+    let scenario = drift_core::simulate::Scenario {
         params: b.params,
         thread_context: b.thread_context,
         answers: b.answers,
@@ -425,11 +426,9 @@ pub(super) async fn simulate(
         .service
         .simulate_definition(&c, checked(&id)?, b.version.as_deref(), b.definition, scenario)
         .await?;
-    // Each refused answer with the error a real resume gets for it.
+    // Each refused answer (or Back) with the error a real call gets for it.
     for r in &mut report.rejections {
-        let e = ApiError::from(drift_core::domain::Rejection::InvalidAnswer {
-            details: r.details.clone(),
-        });
+        let e = ApiError::from(r.rejection());
         r.status = Some(e.status().as_u16());
         r.error = Some(serde_json::to_value(e.body()).unwrap_or_default());
     }

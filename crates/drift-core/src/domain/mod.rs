@@ -32,6 +32,14 @@ impl WorkflowStatus {
     }
 }
 
+impl std::fmt::Display for WorkflowStatus {
+    /// As on the wire: `WAITING`, `COMPLETED`, …
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(Value::as_str).unwrap_or("UNKNOWN"))
+    }
+}
+
 /// Relative links a client can follow to poll, stream or answer a workflow.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Links {
@@ -164,7 +172,7 @@ pub enum Rejection {
 }
 
 /// Why Back cannot apply on a screen.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackBlock {
     /// The screen is the flow's first: nothing to return to.

@@ -5,7 +5,6 @@
 pub mod back;
 mod budget;
 mod error;
-pub mod simulate;
 
 pub use budget::{
     Budget, Budgets, DEFAULT_CARRY_BYTES, Measured, OverBudget, TEMPORAL_PAYLOAD_LIMIT, check_definition, check_in,

@@ -1,15 +1,17 @@
 //! A whole run of a definition without Temporal, Redis or the network: scripted answers for
-//! its screens, stubbed responses for its HTTP nodes, timers that elapse at once. It drives the
-//! same `Machine` the workflow drives, the way the workflow drives it, so what an author sees
-//! here is what the workflow would do with those answers and responses.
+//! its screens (or Back), stubbed responses for its HTTP nodes, timers that elapse at once. It
+//! carries out the same session machine (`crate::session`) the workflow carries out, so what an
+//! author sees here is what the workflow would do with those answers and responses.
 
 pub mod cases;
 
-use super::{
-    Budgets, Cursor, Effect, EndStatus, FieldError, HttpResponse, Machine, Passed, UpstreamFailure, View,
-    initial_context, status_failure,
-};
+use crate::domain::{BackBlock, Command, Rejection, RequestId, TenantId, WorkflowId, WorkflowStart, WorkflowStatus};
 use crate::dsl::{Definition, Node};
+use crate::engine::{
+    Budgets, Effect, EndStatus, FieldError, HttpResponse, Machine, OverBudget, Passed, UpstreamFailure, View,
+    status_failure,
+};
+use crate::session::{OnScreen, Session, WorkflowInput};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -61,6 +63,9 @@ pub struct Answer {
     /// Instead of answering, let the screen's `timeoutMs` pass.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub timed_out: bool,
+    /// Instead of answering, go Back to the previous screen (as `POST …/back` does).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub back: bool,
 }
 
 /// A stubbed response, or a list of them for repeated calls.
@@ -140,6 +145,9 @@ pub struct Step {
     /// HTTP call attempts (retries included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// The screen was left with Back (the run returned to the screen before it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub went_back: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -148,6 +156,12 @@ pub struct Screen {
     pub seq: u64,
     pub node: String,
     pub view: View,
+    /// Whether Back would apply on it (as the state's `canGoBack`).
+    #[serde(default)]
+    pub can_go_back: bool,
+    /// Shown again with Back: the answer it had (as the state's `previousAnswer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_answer: Option<Value>,
 }
 
 /// An answer a screen refused.
@@ -157,7 +171,11 @@ pub struct Rejected {
     /// Its index in `answers`.
     pub answer: usize,
     pub node: String,
+    /// What does not fit the screen (empty when it was Back that was refused).
     pub details: Vec<FieldError>,
+    /// Back was refused: what stands in the way, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cannot_go_back: Option<BackRefused>,
     /// The error body a real resume gets (filled in by the gateway, which owns that format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
@@ -165,11 +183,34 @@ pub struct Rejected {
     pub status: Option<u16>,
 }
 
+/// Why Back was refused: `node` stands in the way.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackRefused {
+    pub node: String,
+    pub why: BackBlock,
+}
+
+impl Rejected {
+    /// The refusal a real call gets for this answer.
+    pub fn rejection(&self) -> Rejection {
+        match &self.cannot_go_back {
+            Some(b) => Rejection::CannotGoBack {
+                node: b.node.clone(),
+                why: b.why,
+            },
+            None => Rejection::InvalidAnswer {
+                details: self.details.clone(),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FinalState {
     /// `WAITING`, `COMPLETED` or `FAILED` (or `RUNNING` when the simulation stopped).
-    pub workflow_status: String,
+    pub workflow_status: WorkflowStatus,
     pub seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
@@ -187,11 +228,34 @@ pub struct FinalState {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Stopped {
-    /// `answer_for_another_screen`, `no_response`, `not_answered_on_time`, `limit`, `time`,
-    /// `no_child_definition`.
-    pub reason: String,
+    pub reason: StopReason,
     pub node: String,
     pub message: String,
+}
+
+/// Why a simulation stopped early.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The next answer names another screen than the one that came up.
+    AnswerForAnotherScreen,
+    /// An HTTP node was called and no response is stubbed for it.
+    NoResponse,
+    /// An answer lets a screen time out, and it has no `timeoutMs`.
+    NotAnsweredOnTime,
+    /// More effects or SCRIPT and BRANCH steps than a simulation may run.
+    Limit,
+    /// The simulation ran out of time.
+    Time,
+    /// A CHILD node starts a definition the simulation does not have.
+    NoChildDefinition,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self).ok();
+        f.write_str(s.as_ref().and_then(Value::as_str).unwrap_or("stopped"))
+    }
 }
 
 /// Bounds of one simulation.
@@ -232,14 +296,37 @@ pub fn simulate(
         limits,
         deadline,
     };
-    let mut sim = Sim::new(def, world, now, 0, &scenario.answers);
-    let cursor = Cursor::new(
-        initial_context(def, scenario.params.clone(), scenario.thread_context.clone()),
-        def.start_node.clone(),
+    let start = sim_start(
+        def,
+        limits.budgets,
+        scenario.params.clone(),
+        scenario.thread_context.clone(),
+        0,
     );
-    sim.run(cursor);
+    let mut sim = Sim::new(def, start, world, now, &scenario.answers);
+    sim.run();
     sim.report.unused_answers = scenario.answers.len() - sim.next_answer;
     sim.report
+}
+
+/// The start a simulated run has: the workflow's, with made-up ids.
+fn sim_start(def: &Definition, budgets: Budgets, params: Value, thread_context: Value, depth: u32) -> WorkflowStart {
+    WorkflowStart {
+        definition: def.clone(),
+        children: BTreeMap::new(),
+        workflow_id: WorkflowId::parse("sim").expect("a valid id"),
+        tenant: TenantId::parse("sim").expect("a valid id"),
+        params,
+        thread_context,
+        request_id: None,
+        callback: None,
+        history_limit: u32::MAX,
+        run: "sim".into(),
+        seq_base: 0,
+        execution_timeout_ms: None,
+        budgets,
+        depth,
+    }
 }
 
 impl Report {
@@ -249,7 +336,7 @@ impl Report {
             screens: vec![],
             rejections: vec![],
             final_state: FinalState {
-                workflow_status: "RUNNING".into(),
+                workflow_status: WorkflowStatus::Running,
                 seq: 0,
                 node: None,
                 view: None,
@@ -275,9 +362,9 @@ struct World<'a> {
 
 struct Sim<'a> {
     machine: Machine<'a>,
+    session: Session,
     world: World<'a>,
     now: chrono::DateTime<chrono::Utc>,
-    depth: usize,
     answers: &'a [Answer],
     next_answer: usize,
     /// Calls made so far per HTTP node (a list of stubs is used in turn).
@@ -294,19 +381,30 @@ enum Next {
     End(EndStatus, Option<Value>, Option<String>),
 }
 
+impl Next {
+    /// The run ends, as the workflow ends it, when a state would be over its budget.
+    fn over(over: OverBudget) -> Self {
+        Next::End(EndStatus::Failed, None, Some(over.to_string()))
+    }
+}
+
 impl<'a> Sim<'a> {
     fn new(
         def: &'a Definition,
+        start: WorkflowStart,
         world: World<'a>,
         now: chrono::DateTime<chrono::Utc>,
-        depth: usize,
         answers: &'a [Answer],
     ) -> Self {
+        let budgets = start.budgets;
+        let (mut session, _) = Session::new(WorkflowInput { start, carry: None });
+        // As the workflow does: the machine borrows the definition; the session keeps no copy.
+        session.start.definition = Definition::default();
         Sim {
-            machine: Machine::new(def).with_budgets(world.limits.budgets),
+            machine: Machine::new(def).with_budgets(budgets),
+            session,
             world,
             now,
-            depth,
             answers,
             next_answer: 0,
             calls: BTreeMap::new(),
@@ -333,67 +431,92 @@ impl<'a> Sim<'a> {
             output,
             error,
             attempts: None,
+            went_back: false,
         });
         self.report.path.last_mut().expect("just pushed")
     }
 
-    fn run(&mut self, mut cur: Cursor) {
-        let mut seq = 0u64;
+    fn now_ms(&self) -> i64 {
+        self.now.timestamp_millis()
+    }
+
+    /// Publishes the run's next state, as the workflow does: it takes the next seq. A screen is
+    /// listed with it.
+    fn publish(&mut self, status: WorkflowStatus, screen: Option<(&str, View)>) -> Result<(), OverBudget> {
+        let view = screen.as_ref().map(|(_, v)| v.clone());
+        let state = self.session.state(status, view)?;
+        self.session.published(&state);
+        if let Some((node, view)) = screen {
+            self.report.screens.push(Screen {
+                seq: state.seq,
+                node: node.to_string(),
+                view,
+                can_go_back: state.can_go_back,
+                previous_answer: state.previous_answer,
+            });
+        }
+        Ok(())
+    }
+
+    fn run(&mut self) {
         let mut effects = 0usize;
         let next = loop {
             effects += 1;
+            let node = self.session.cursor.node.clone();
             if effects > self.world.limits.max_effects {
-                break Next::Stop(self.stop(
-                    "limit",
-                    &cur.node,
-                    format!("more than {} effects", self.world.limits.max_effects),
-                ));
+                let max = self.world.limits.max_effects;
+                break Next::Stop(self.stop(StopReason::Limit, &node, format!("more than {max} effects")));
             }
             if Instant::now() >= self.world.deadline {
-                break Next::Stop(self.stop("time", &cur.node, format!("longer than {:?}", self.world.limits.time)));
+                let time = self.world.limits.time;
+                break Next::Stop(self.stop(StopReason::Time, &node, format!("longer than {time:?}")));
             }
-            let effect = self.advance(&mut cur);
+            let (effect, reopened) = self.advance();
             if let Some(stopped) = self.report.stopped.take() {
                 break Next::Stop(stopped);
             }
             let next = match effect {
-                Effect::Http { instance, retry, .. } => self.http(&mut cur, &instance, &retry),
+                Effect::Http { instance, retry, .. } => self.http(instance, &retry),
                 Effect::Screen {
                     instance,
                     view,
                     timeout_ms,
                 } => {
-                    seq += 1;
-                    self.report.screens.push(Screen {
-                        seq,
-                        node: instance.clone(),
-                        view: view.clone(),
-                    });
-                    self.screen(&mut cur, instance, view, timeout_ms)
+                    self.session.screen_shown(reopened, timeout_ms, self.now_ms());
+                    let shown = match reopened {
+                        true => Ok(()),
+                        false => self.publish(WorkflowStatus::Waiting, Some((&instance, view.clone()))),
+                    };
+                    match shown {
+                        Ok(()) => self.screen(instance, view, timeout_ms),
+                        Err(over) => Next::over(over),
+                    }
                 }
                 Effect::Wait {
                     instance,
                     duration_ms,
                     until_ms,
-                } => {
-                    seq += 1;
-                    let fires = match until_ms {
-                        Some(ms) => chrono::DateTime::from_timestamp_millis(ms).unwrap_or(self.now),
-                        None => self.now + chrono::Duration::milliseconds(duration_ms.unwrap_or(0) as i64),
-                    };
-                    // A time in the past fires at once, as the workflow's timer does.
-                    self.now = self.now.max(fires);
-                    let fired = json!({ "firedAt": self.now.to_rfc3339() });
-                    self.step(&instance, Some(fired.clone()), None);
-                    self.machine.effect_done(&mut cur, &instance, fired);
-                    Next::Go
-                }
+                } => match self.publish(WorkflowStatus::SchedulerWaiting, None) {
+                    Ok(()) => {
+                        let fires = match until_ms {
+                            Some(ms) => chrono::DateTime::from_timestamp_millis(ms).unwrap_or(self.now),
+                            None => self.now + chrono::Duration::milliseconds(duration_ms.unwrap_or(0) as i64),
+                        };
+                        // A time in the past fires at once, as the workflow's timer does.
+                        self.now = self.now.max(fires);
+                        let fired_at = self.now.to_rfc3339();
+                        self.step(&instance, Some(json!({ "firedAt": fired_at })), None);
+                        self.session.timer_fired(&self.machine, &instance, Some(fired_at));
+                        Next::Go
+                    }
+                    Err(over) => Next::over(over),
+                },
                 Effect::Child {
                     instance,
                     workflow,
                     params,
                     ..
-                } => self.child(&mut cur, &instance, &workflow, params),
+                } => self.child(instance, &workflow, params),
                 Effect::End {
                     status,
                     disposition,
@@ -401,8 +524,11 @@ impl<'a> Sim<'a> {
                 } => {
                     // A SUCCESS or FAILURE node ends the run (a failure with nowhere to go ends
                     // it at the failing node, already listed).
-                    if matches!(self.node_type(&cur.node).as_str(), "SUCCESS" | "FAILURE") {
-                        let node = cur.node.clone();
+                    if matches!(
+                        self.node_type(&self.session.cursor.node).as_str(),
+                        "SUCCESS" | "FAILURE"
+                    ) {
+                        let node = self.session.cursor.node.clone();
                         self.step(&node, None, None);
                     }
                     Next::End(status, disposition, error_message)
@@ -413,14 +539,14 @@ impl<'a> Sim<'a> {
                 other => break other,
             }
         };
-        let mut context = cur.ctx().clone();
+        let mut context = self.session.cursor.ctx().clone();
         if let Some(o) = context.as_object_mut() {
             o.remove("_enum_store");
         }
         let mut fin = FinalState {
-            workflow_status: "RUNNING".into(),
-            seq,
-            node: Some(cur.node.clone()),
+            workflow_status: WorkflowStatus::Running,
+            seq: self.session.seq,
+            node: Some(self.session.cursor.node.clone()),
             view: None,
             disposition: None,
             error_message: None,
@@ -430,41 +556,38 @@ impl<'a> Sim<'a> {
             Next::Go => unreachable!("the loop breaks on anything else"),
             Next::Stop(s) => self.report.stopped = Some(s),
             Next::Wait { node, view } => {
-                fin.workflow_status = "WAITING".into();
+                fin.workflow_status = WorkflowStatus::Waiting;
                 fin.node = Some(node);
                 fin.view = Some(view);
             }
             Next::End(status, disposition, error_message) => {
-                fin.seq += 1;
-                fin.workflow_status = match status {
-                    EndStatus::Completed => "COMPLETED",
-                    EndStatus::Failed => "FAILED",
-                }
-                .into();
+                let ending = self.session.ending(status, disposition, error_message);
+                self.session.published(&ending.state);
+                fin.seq = ending.state.seq;
+                fin.workflow_status = ending.state.workflow_status;
                 fin.node = self.report.path.last().map(|s| s.node.clone());
-                fin.disposition = disposition;
-                fin.error_message = error_message;
+                fin.disposition = ending.state.disposition;
+                fin.error_message = ending.state.error_message;
             }
         }
         self.report.final_state = fin;
     }
 
-    fn stop(&self, reason: &str, node: &str, message: String) -> Stopped {
+    fn stop(&self, reason: StopReason, node: &str, message: String) -> Stopped {
         Stopped {
-            reason: reason.into(),
+            reason,
             node: node.into(),
             message,
         }
     }
 
-    /// The machine's `next_effect`, listing the pure nodes it passes and stopping at the
-    /// bounds.
-    fn advance(&mut self, cur: &mut Cursor) -> Effect {
+    /// The session's next effect, listing the pure nodes it passes and stopping at the bounds.
+    fn advance(&mut self) -> (Effect, bool) {
         let (max_steps, deadline) = (self.world.limits.max_steps, self.world.deadline);
         let mut passed: Vec<Step> = vec![];
         let mut steps = self.steps;
         let mut stopped = None;
-        let effect = self.machine.next_effect_observed(cur, &mut |p| {
+        let next = self.session.next_effect_observed(&self.machine, &mut |p| {
             steps += 1;
             let (node, output, error) = match p {
                 Passed::Ran { node, cursor } => {
@@ -483,17 +606,16 @@ impl<'a> Sim<'a> {
                 output,
                 error,
                 attempts: None,
+                went_back: false,
             });
             if steps > max_steps {
-                stopped = Some((
-                    "limit",
-                    node.to_string(),
-                    format!("more than {max_steps} SCRIPT and BRANCH steps"),
-                ));
+                let message = format!("more than {max_steps} SCRIPT and BRANCH steps");
+                stopped = Some((StopReason::Limit, node.to_string(), message));
                 return ControlFlow::Break(());
             }
             if Instant::now() >= deadline {
-                stopped = Some(("time", node.to_string(), "the simulation ran out of time".to_string()));
+                let message = "the simulation ran out of time".to_string();
+                stopped = Some((StopReason::Time, node.to_string(), message));
                 return ControlFlow::Break(());
             }
             ControlFlow::Continue(())
@@ -507,16 +629,13 @@ impl<'a> Sim<'a> {
             self.report.stopped = Some(self.stop(reason, &node, message));
         }
         // An effect node's own step (a screen, an HTTP call…) is listed when it is done.
-        effect
+        next
     }
 
-    fn http(&mut self, cur: &mut Cursor, instance: &str, retry: &crate::dsl::RetryPolicy) -> Next {
-        let Some(stub) = self.world.responses.get(instance) else {
-            return Next::Stop(self.stop(
-                "no_response",
-                instance,
-                format!("HTTP node {instance:?} was called and no response is stubbed for it"),
-            ));
+    fn http(&mut self, instance: String, retry: &crate::dsl::RetryPolicy) -> Next {
+        let Some(stub) = self.world.responses.get(&instance) else {
+            let message = format!("HTTP node {instance:?} was called and no response is stubbed for it");
+            return Next::Stop(self.stop(StopReason::NoResponse, &instance, message));
         };
         let max = match retry.max_attempts {
             0 => MAX_UNLIMITED_ATTEMPTS,
@@ -524,7 +643,7 @@ impl<'a> Sim<'a> {
         };
         let mut attempts = 0u32;
         let result = loop {
-            let n = self.calls.entry(instance.to_string()).or_default();
+            let n = self.calls.entry(instance.clone()).or_default();
             let response = stub.nth(*n).cloned().unwrap_or_else(|| StubResponse {
                 status: 200,
                 headers: BTreeMap::new(),
@@ -553,84 +672,126 @@ impl<'a> Sim<'a> {
             }
         };
         let error = result.as_ref().err().cloned();
-        self.machine.http_done(cur, instance, result);
-        let output = cur.ctx().get(instance).cloned().filter(|_| error.is_none());
-        self.step(instance, output, error).attempts = Some(attempts);
+        self.session.http_done(&self.machine, instance.clone(), result);
+        let output = self
+            .session
+            .cursor
+            .ctx()
+            .get(&instance)
+            .cloned()
+            .filter(|_| error.is_none());
+        self.step(&instance, output, error).attempts = Some(attempts);
         Next::Go
     }
 
-    fn screen(&mut self, cur: &mut Cursor, instance: String, view: View, timeout_ms: Option<u64>) -> Next {
+    fn screen(&mut self, instance: String, view: View, timeout_ms: Option<u64>) -> Next {
         loop {
             let Some(answer) = self.answers.get(self.next_answer) else {
                 return Next::Wait { node: instance, view };
             };
             if answer.node != instance {
-                return Next::Stop(self.stop(
-                    "answer_for_another_screen",
-                    &instance,
-                    format!(
-                        "answer {} is for screen {:?}, but screen {instance:?} came up",
-                        self.next_answer, answer.node
-                    ),
-                ));
+                let message = format!(
+                    "answer {} is for screen {:?}, but screen {instance:?} came up",
+                    self.next_answer, answer.node
+                );
+                return Next::Stop(self.stop(StopReason::AnswerForAnotherScreen, &instance, message));
             }
             let index = self.next_answer;
             self.next_answer += 1;
             if answer.timed_out {
                 if timeout_ms.is_none() {
-                    return Next::Stop(self.stop(
-                        "not_answered_on_time",
-                        &instance,
-                        format!("answer {index} lets screen {instance:?} time out, but it has no timeoutMs"),
-                    ));
+                    let message = format!("answer {index} lets screen {instance:?} time out, but it has no timeoutMs");
+                    return Next::Stop(self.stop(StopReason::NotAnsweredOnTime, &instance, message));
                 }
-                self.machine.screen_timed_out(cur, &instance);
+                self.session.screen_timed_out(&self.machine, &instance);
                 self.step(&instance, None, Some("timed out".into()));
                 return Next::Go;
             }
-            match self.machine.answer(cur, &instance, &view, &answer.view_response) {
-                Ok(()) => {
-                    let output = cur.ctx().get(format!("{instance}:viewResponse")).cloned();
+            // The command a real call would send for this answer, on the screen as shown.
+            let request_id = RequestId::parse(&format!("sim-answer-{index}")).expect("a valid id");
+            let seq = Some(self.session.seq);
+            let cmd = match answer.back {
+                true => Command::Back { request_id, seq },
+                false => Command::Resume {
+                    request_id,
+                    seq,
+                    view_response: answer.view_response.clone(),
+                    callback: None,
+                },
+            };
+            let now_ms = self.now_ms();
+            match self.session.on_screen(&self.machine, &instance, &view, cmd, now_ms) {
+                OnScreen::Answered => {
+                    let output = self
+                        .session
+                        .cursor
+                        .ctx()
+                        .get(format!("{instance}:viewResponse"))
+                        .cloned();
                     self.step(&instance, output, None);
                     return Next::Go;
                 }
-                Err(details) => self.report.rejections.push(Rejected {
-                    answer: index,
-                    node: instance.clone(),
-                    details,
-                    error: None,
-                    status: None,
-                }),
+                OnScreen::WentBack(previous) => {
+                    self.step(&instance, None, None).went_back = true;
+                    let node = self.session.cursor.trail.last().cloned().unwrap_or_default();
+                    return match self.publish(WorkflowStatus::Waiting, Some((&node, previous))) {
+                        Ok(()) => Next::Go,
+                        Err(over) => Next::over(over),
+                    };
+                }
+                OnScreen::Reject(_, r) => {
+                    let (details, cannot_go_back) = match r {
+                        Rejection::InvalidAnswer { details } => (details, None),
+                        Rejection::CannotGoBack { node, why } => (vec![], Some(BackRefused { node, why })),
+                        // A simulated answer is always for the screen as shown.
+                        other => unreachable!("a simulated answer was refused as {other:?}"),
+                    };
+                    self.report.rejections.push(Rejected {
+                        answer: index,
+                        node: instance.clone(),
+                        details,
+                        cannot_go_back,
+                        error: None,
+                        status: None,
+                    });
+                }
+                OnScreen::Execute { .. } => unreachable!("a simulation sends no execute-node command"),
             }
         }
     }
 
-    fn child(&mut self, cur: &mut Cursor, instance: &str, workflow: &str, params: Value) -> Next {
+    fn child(&mut self, instance: String, workflow: &str, params: Value) -> Next {
         // A stubbed child: its response body is what starting it gave.
-        if let Some(stub) = self.world.responses.get(instance) {
+        if let Some(stub) = self.world.responses.get(&instance) {
             let out = stub.nth(0).map(|r| r.body.clone()).unwrap_or(Value::Null);
-            self.step(instance, Some(out.clone()), None);
-            self.machine.effect_done(cur, instance, out);
+            self.step(&instance, Some(out.clone()), None);
+            self.session.child_done(&self.machine, instance, Ok(out));
             return Next::Go;
         }
         let Some(def) = self.world.children.get(workflow) else {
-            return Next::Stop(self.stop(
-                "no_child_definition",
-                instance,
-                format!("CHILD node {instance:?} starts {workflow:?}, which is not available to the simulation"),
-            ));
+            let message =
+                format!("CHILD node {instance:?} starts {workflow:?}, which is not available to the simulation");
+            return Next::Stop(self.stop(StopReason::NoChildDefinition, &instance, message));
         };
         let child_id = format!("sim-{instance}-{}", self.report.path.len());
-        if self.depth < MAX_CHILD_DEPTH {
+        let depth = self.session.start.depth;
+        if (depth as usize) < MAX_CHILD_DEPTH {
             // The child runs on its own (the parent does not wait for it), with no answers.
-            let mut child = Sim::new(def, self.world, self.now, self.depth + 1, &[]);
-            let ctx = initial_context(def, params, cur.ctx().get("threadContext").cloned().unwrap_or_default());
-            child.run(Cursor::new(ctx, def.start_node.clone()));
-            self.report.children.insert(instance.to_string(), child.report);
+            let thread_context = self
+                .session
+                .cursor
+                .ctx()
+                .get("threadContext")
+                .cloned()
+                .unwrap_or_default();
+            let start = sim_start(def, self.world.limits.budgets, params, thread_context, depth + 1);
+            let mut child = Sim::new(def, start, self.world, self.now, &[]);
+            child.run();
+            self.report.children.insert(instance.clone(), child.report);
         }
         let out = json!({ "workflowId": child_id });
-        self.step(instance, Some(out.clone()), None);
-        self.machine.effect_done(cur, instance, out);
+        self.step(&instance, Some(out.clone()), None);
+        self.session.child_done(&self.machine, instance, Ok(out));
         Next::Go
     }
 }

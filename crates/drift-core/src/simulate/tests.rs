@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::WorkflowStatus;
 use crate::dsl::{Registry, validate};
 
 fn example(name: &str) -> Definition {
@@ -69,7 +70,7 @@ fn refund_with_the_examples_answers_runs_to_completed_through_both_screens() {
         screens,
         [(1, "refund_reason", "refund_reason"), (2, "confirm", "refund_confirm")]
     );
-    assert_eq!(r.final_state.workflow_status, "COMPLETED");
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Completed);
     assert_eq!(r.final_state.seq, 3);
     assert_eq!(
         r.final_state.disposition,
@@ -97,7 +98,7 @@ fn an_answer_the_screen_refuses_is_listed_and_the_next_one_is_given_to_the_same_
         (0, "refund_reason")
     );
     assert_eq!(r.rejections[0].details[0].widget_id, "reason");
-    assert_eq!(r.final_state.workflow_status, "COMPLETED");
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Completed);
     assert_eq!(r.screens.len(), 2, "a rejection shows no new screen");
 }
 
@@ -106,7 +107,7 @@ fn a_run_out_of_answers_is_left_waiting_on_its_screen() {
     let mut sc = refund_answers();
     sc["answers"].as_array_mut().unwrap().truncate(1);
     let r = run(&example("refund"), sc);
-    assert_eq!(r.final_state.workflow_status, "WAITING");
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Waiting);
     assert_eq!(r.final_state.node.as_deref(), Some("confirm"));
     assert_eq!(r.final_state.view.as_ref().unwrap().layout_id, "refund_confirm");
     assert_eq!(r.final_state.seq, 2);
@@ -120,8 +121,8 @@ fn an_answer_for_another_screen_stops_the_simulation_naming_both() {
     let r = run(&example("refund"), sc);
     let s = r.stopped.expect("stopped");
     assert_eq!(
-        (s.reason.as_str(), s.node.as_str()),
-        ("answer_for_another_screen", "refund_reason")
+        (s.reason, s.node.as_str()),
+        (StopReason::AnswerForAnotherScreen, "refund_reason")
     );
     assert!(s.message.contains("\"confirm\""), "{}", s.message);
     assert_eq!(r.unused_answers, 1);
@@ -150,7 +151,7 @@ fn responses_listed_per_attempt_are_retried_as_the_activity_would_and_a_client_e
     ]);
     let r = run(&example("refund"), sc.clone());
     assert_eq!(r.path[0].attempts, Some(2));
-    assert_eq!(r.final_state.workflow_status, "COMPLETED");
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Completed);
     // Two 503s use up the attempts: the failure node ends the run with the upstream's status.
     sc["responses"]["fetch_order"] = json!([{"status": 503}]);
     let r = run(&example("refund"), sc.clone());
@@ -159,13 +160,13 @@ fn responses_listed_per_attempt_are_retried_as_the_activity_would_and_a_client_e
         Some("the upstream answered 503 Service Unavailable")
     );
     assert_eq!(path(&r), ["fetch_order", "failed"]);
-    assert_eq!(r.final_state.workflow_status, "FAILED");
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Failed);
     assert!(r.final_state.error_message.as_deref().unwrap().contains("503"));
     // A 404 is not tried again.
     sc["responses"]["fetch_order"] = json!([{"status": 404}, {"status": 200}]);
     let r = run(&example("refund"), sc);
     assert_eq!(r.path[0].attempts, Some(1));
-    assert_eq!(r.final_state.workflow_status, "FAILED");
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Failed);
 }
 
 #[test]
@@ -174,8 +175,8 @@ fn an_http_node_with_no_stubbed_response_stops_the_simulation_by_name() {
     sc["responses"].as_object_mut().unwrap().remove("issue_refund");
     let r = run(&example("refund"), sc);
     let s = r.stopped.expect("stopped");
-    assert_eq!((s.reason.as_str(), s.node.as_str()), ("no_response", "issue_refund"));
-    assert_eq!(r.final_state.workflow_status, "RUNNING");
+    assert_eq!((s.reason, s.node.as_str()), (StopReason::NoResponse, "issue_refund"));
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Running);
 }
 
 fn looping() -> Definition {
@@ -194,14 +195,14 @@ fn an_endless_flow_is_stopped_at_the_effect_limit_and_a_slow_one_by_time() {
     let d = looping();
     let r = simulate(&d, &BTreeMap::new(), &Scenario::default(), Limits::default());
     let s = r.stopped.expect("stopped");
-    assert_eq!(s.reason, "limit", "{s:?}");
+    assert_eq!(s.reason, StopReason::Limit, "{s:?}");
     assert_eq!(r.path.len(), 2 * MAX_EFFECTS);
     let limits = Limits {
         time: Duration::ZERO,
         ..Limits::default()
     };
     let r = simulate(&d, &BTreeMap::new(), &Scenario::default(), limits);
-    assert_eq!(r.stopped.expect("stopped").reason, "time");
+    assert_eq!(r.stopped.expect("stopped").reason, StopReason::Time);
 }
 
 #[test]
@@ -217,8 +218,8 @@ fn a_wait_elapses_at_once_on_the_simulated_clock() {
     let r = run(&d, json!({"now": "2026-01-01T00:00:00Z"}));
     assert_eq!(r.path[0].output, Some(json!({"firedAt": "2026-01-01T00:01:30+00:00"})));
     assert_eq!(
-        (r.final_state.workflow_status.as_str(), r.final_state.seq),
-        ("COMPLETED", 2)
+        (r.final_state.workflow_status, r.final_state.seq),
+        (WorkflowStatus::Completed, 2)
     );
 }
 
@@ -300,5 +301,59 @@ fn a_hostile_script_cannot_hold_the_simulation_past_its_time() {
     let t0 = Instant::now();
     let r = simulate(&d, &BTreeMap::new(), &Scenario::default(), limits);
     assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
-    assert_eq!(r.stopped.map(|s| s.reason).as_deref(), Some("time"));
+    assert_eq!(r.stopped.map(|s| s.reason), Some(StopReason::Time));
+}
+
+#[test]
+fn back_in_a_simulation_returns_to_the_screen_before_with_its_answer_as_a_real_run_does() {
+    let mut sc = refund_answers();
+    let answers = sc["answers"].as_array_mut().unwrap();
+    answers.insert(1, json!({"node": "confirm", "back": true}));
+    answers.insert(
+        2,
+        json!({"node": "refund_reason", "viewResponse": {"selectedOptions": {"reason": "wrong_item"}}}),
+    );
+    let r = run(&example("refund"), sc);
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Completed, "{r:#?}");
+    let shown: Vec<(u64, &str, bool)> = r
+        .screens
+        .iter()
+        .map(|s| (s.seq, s.node.as_str(), s.can_go_back))
+        .collect();
+    // The first screen follows an HTTP node (Back cannot cross it); confirm can go back.
+    assert_eq!(
+        shown,
+        [
+            (1, "refund_reason", false),
+            (2, "confirm", true),
+            (3, "refund_reason", false),
+            (4, "confirm", true)
+        ]
+    );
+    assert_eq!(r.screens[2].previous_answer, Some(json!({"reason": "damaged"})));
+    assert!(
+        r.path.iter().any(|s| s.node == "confirm" && s.went_back),
+        "{:?}",
+        r.path
+    );
+    assert_eq!(
+        r.final_state.context["refund_reason:viewResponse"]["reason"],
+        "wrong_item"
+    );
+    assert_eq!((r.final_state.seq, r.unused_answers), (5, 0));
+}
+
+#[test]
+fn back_that_cannot_apply_is_refused_in_a_simulation_naming_what_stands_in_the_way() {
+    let mut sc = refund_answers();
+    let answers = sc["answers"].as_array_mut().unwrap();
+    answers.insert(0, json!({"node": "refund_reason", "back": true}));
+    let r = run(&example("refund"), sc);
+    assert_eq!(r.final_state.workflow_status, WorkflowStatus::Completed, "{r:#?}");
+    assert_eq!(r.rejections.len(), 1, "{:?}", r.rejections);
+    let refused = &r.rejections[0];
+    assert_eq!((refused.answer, refused.node.as_str()), (0, "refund_reason"));
+    let why = refused.cannot_go_back.as_ref().expect("a Back refusal");
+    assert_eq!((why.node.as_str(), why.why), ("fetch_order", BackBlock::Crossed));
+    assert!(matches!(refused.rejection(), Rejection::CannotGoBack { .. }));
 }

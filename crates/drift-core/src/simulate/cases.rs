@@ -2,7 +2,8 @@
 //! what must hold of its simulation. The same check runs on a local simulation and on a
 //! gateway's `simulate` answer, so both say the same thing about a case.
 
-use super::{Answer, FinalState, Report, Scenario, Stub};
+use super::{Answer, FinalState, Report, Scenario, StopReason, Stub};
+use crate::domain::WorkflowStatus;
 use crate::expr::jsonpath;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -66,7 +67,7 @@ pub struct Expect {
     pub screens: Option<Vec<ScreenExpect>>,
     /// The final `workflowStatus`: `COMPLETED`, `FAILED` or `WAITING`.
     #[serde(default)]
-    pub status: Option<String>,
+    pub status: Option<WorkflowStatus>,
     /// The node the run ended or waits at.
     #[serde(default)]
     pub node: Option<String>,
@@ -85,7 +86,7 @@ pub struct Expect {
     /// The simulation stops early for this reason (`no_response`, …). Without it, a stop
     /// fails the case.
     #[serde(default)]
-    pub stopped: Option<String>,
+    pub stopped: Option<StopReason>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -154,7 +155,7 @@ fn stopped(r: &Report, e: &Expect) -> Vec<Failure> {
             None,
             format!("expected it to stop ({want}); it did not"),
         )),
-        (Some(s), Some(want)) if &s.reason != want => out.push(failure(
+        (Some(s), Some(want)) if s.reason != *want => out.push(failure(
             "stopped",
             Some(format!("node {}", s.node)),
             format!("expected {want}, it stopped for {}: {}", s.reason, s.message),
@@ -269,7 +270,7 @@ fn screens(r: &Report, e: &Expect) -> Vec<Failure> {
 fn final_state(fin: &FinalState, e: &Expect) -> Vec<Failure> {
     let mut out = vec![];
     if let Some(s) = &e.status
-        && s != &fin.workflow_status
+        && *s != fin.workflow_status
     {
         let why = fin
             .error_message
