@@ -96,7 +96,7 @@ impl<'a> Driver<'a> {
     }
 
     /// Runs to the next screen (publishing it unless it was open already): its node and view.
-    fn to_screen(&mut self) -> (String, View) {
+    fn next_screen(&mut self) -> (String, View) {
         loop {
             match self.session.next_effect(&self.machine) {
                 (Effect::Http { instance, .. }, _) => {
@@ -157,7 +157,7 @@ fn a_retried_command_is_taken_once_and_the_inbox_remembers_a_bounded_number_of_i
 fn an_answer_for_an_older_screen_or_that_does_not_fit_is_refused_and_the_screen_keeps_waiting() {
     let d = flow();
     let mut run = Driver::new(&d, start(&d));
-    let one = run.to_screen();
+    let one = run.next_screen();
     assert_eq!((one.0.as_str(), run.session.seq), ("one", 1));
     let stale = run.command(&one, resume("r-1", 0, "a"));
     assert_eq!(
@@ -175,7 +175,7 @@ fn an_answer_for_an_older_screen_or_that_does_not_fit_is_refused_and_the_screen_
     };
     assert_eq!(details[0].widget_id, "pick");
     assert_eq!(run.command(&one, resume("r-3", 1, "a")), OnScreen::Answered);
-    let two = run.to_screen();
+    let two = run.next_screen();
     assert_eq!(two.0, "two");
     assert_eq!(
         run.last().request_id.as_deref(),
@@ -188,11 +188,11 @@ fn an_answer_for_an_older_screen_or_that_does_not_fit_is_refused_and_the_screen_
 fn back_returns_to_the_screen_before_with_its_answer_and_the_next_seq() {
     let d = flow();
     let mut run = Driver::new(&d, start(&d));
-    let one = run.to_screen();
+    let one = run.next_screen();
     assert!(!run.last().can_go_back, "an HTTP node ran before the first screen");
     assert_eq!(run.last().back_blocked_by.as_deref(), Some("fetch"));
     run.command(&one, resume("r-1", 1, "b"));
-    let two = run.to_screen();
+    let two = run.next_screen();
     assert!(run.last().can_go_back);
     assert_eq!(run.command(&two, back("b-1", 2)), OnScreen::WentBack(one.1.clone()));
     let state = run.last().clone();
@@ -200,10 +200,10 @@ fn back_returns_to_the_screen_before_with_its_answer_and_the_next_seq() {
     assert_eq!(state.previous_answer, Some(json!({"pick": "b"})));
     assert_eq!(state.request_id.as_deref(), Some("b-1"));
     // The workflow waits on it again: the next effect is that screen, already published.
-    let again = run.to_screen();
+    let again = run.next_screen();
     assert_eq!((again.0.as_str(), run.published.len()), ("one", 3));
     assert_eq!(run.command(&again, resume("r-2", 3, "a")), OnScreen::Answered);
-    assert_eq!(run.to_screen().0, "two");
+    assert_eq!(run.next_screen().0, "two");
     assert_eq!(
         run.last().previous_answer,
         None,
@@ -215,16 +215,16 @@ fn back_returns_to_the_screen_before_with_its_answer_and_the_next_seq() {
 fn back_is_refused_across_an_http_node_and_from_a_screen_that_forbids_it() {
     let d = flow();
     let mut run = Driver::new(&d, start(&d));
-    let one = run.to_screen();
+    let one = run.next_screen();
     let crossed = Rejection::CannotGoBack {
         node: "fetch".into(),
         why: BackBlock::Crossed,
     };
     assert_eq!(run.command(&one, back("b-1", 1)), OnScreen::Reject(rid("b-1"), crossed));
     run.command(&one, resume("r-1", 1, "a"));
-    let two = run.to_screen();
+    let two = run.next_screen();
     run.command(&two, resume("r-2", 2, "a"));
-    let three = run.to_screen();
+    let three = run.next_screen();
     assert!(!run.last().can_go_back);
     let forbidden = Rejection::CannotGoBack {
         node: "three".into(),
@@ -291,9 +291,9 @@ fn a_screen_shown_again_keeps_its_deadline_and_a_new_one_starts_its_timeout() {
 fn continue_as_new_carries_the_open_screen_the_inbox_and_back_and_the_next_run_waits_on_it() {
     let d = flow();
     let mut run = Driver::new(&d, start(&d));
-    let one = run.to_screen();
+    let one = run.next_screen();
     run.command(&one, resume("r-1", 1, "b"));
-    let two = run.to_screen();
+    let two = run.next_screen();
     run.session.hold_screen(&two.0, &two.1);
     let mut inbox = Inbox::default();
     inbox.offer(back("b-1", 2));
@@ -308,7 +308,7 @@ fn continue_as_new_carries_the_open_screen_the_inbox_and_back_and_the_next_run_w
         session,
         published: vec![],
     };
-    let reopened = next.to_screen();
+    let reopened = next.next_screen();
     assert_eq!(
         (reopened.0.as_str(), next.published.len()),
         ("two", 0),
@@ -324,11 +324,11 @@ fn continue_as_new_carries_the_open_screen_the_inbox_and_back_and_the_next_run_w
 fn a_carry_over_its_budget_lets_backs_oldest_screens_go_and_one_that_cannot_fit_is_refused() {
     let d = flow();
     let mut run = Driver::new(&d, start(&d));
-    let one = run.to_screen();
+    let one = run.next_screen();
     run.command(&one, resume("r-1", 1, "b"));
-    let two = run.to_screen();
+    let two = run.next_screen();
     run.command(&two, resume("r-2", 2, "a"));
-    run.to_screen();
+    run.next_screen();
     let inbox = Inbox::default();
     let whole = run.session.carry_over(&d, &inbox).expect("fits");
     assert_eq!(whole.kept, 2);
