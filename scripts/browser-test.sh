@@ -50,6 +50,9 @@ bash scripts/client-test.sh "http://127.0.0.1:$port" "$data/dev-api-key" || { ta
 bash scripts/react-test.sh
 mkdir -p test-artifacts
 (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test demo.test.mjs) || { tail -50 "$log"; exit 1; }
+# The hosted answer page, opened from answer links by people with no credential.
+(cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_API_KEY_FILE="$data/dev-api-key" \
+  DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test answer.test.mjs) || { tail -50 "$log"; exit 1; }
 # The screen kit through examples/react, served by esbuild as its README says.
 # serve NAME PORT COMMAND…: runs a page server in the background until the page answers.
 serve() {

@@ -768,10 +768,7 @@ async fn definition_tests_pass_for_the_examples_and_a_changed_branch_rule_fails_
         out.contains("path (at step 3): expected \"refund_reason\", got the end of the path"),
         "{out}"
     );
-    assert!(
-        out.contains("1 passed, 5 failed"),
-        "{out}"
-    );
+    assert!(out.contains("1 passed, 5 failed"), "{out}");
     let (ok, out) = cli(&app, &["push", d]).await;
     assert!(!ok && out.contains("nothing was pushed"), "{out}");
     let r = app

@@ -14,6 +14,7 @@ mod helpers;
 mod histories;
 mod hostile;
 mod limits;
+mod links;
 mod live;
 mod shutdown;
 mod stuck;

@@ -52,6 +52,7 @@ impl Layout {
             seq: format!("{tag}:seq"),
             answers: format!("{tag}:ans"),
             answer_order: format!("{tag}:anso"),
+            links: format!("{tag}:links"),
         }
     }
 
@@ -68,6 +69,12 @@ impl Layout {
     /// The key that records a socket ticket's use (by the ticket's digest, never the ticket).
     pub fn used_ticket(&self, ticket: &str) -> String {
         format!("{}:ticket:{}", self.prefix, drift_core::digest::sha256_hex_128(ticket))
+    }
+
+    /// The secret answer links are signed with, when none is configured: made once, shared by
+    /// every gateway on this Redis.
+    pub fn link_secret(&self) -> String {
+        format!("{}:link-secret", self.prefix)
     }
 
     /// The channel on which gateways tell each other that definitions changed.
@@ -95,6 +102,9 @@ pub struct RedisKeys {
     /// The answer to each recent command, by request id (and their order, to bound them).
     pub answers: String,
     pub answer_order: String,
+    /// The workflow's answer links: when they were last revoked, and who answered each
+    /// screen through one.
+    pub links: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

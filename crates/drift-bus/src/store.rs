@@ -77,6 +77,67 @@ impl Store {
         Ok(set.is_some())
     }
 
+    /// What is recorded of a workflow's answer links for screen `seq`: their generation (raised
+    /// by each revocation; 0: never revoked) and the answer given through a link, if any (its
+    /// JSON).
+    pub async fn link_marks(&self, keys: &RedisKeys, seq: u64) -> Result<(u64, Option<String>), StoreError> {
+        let mut c = self.conn.clone();
+        let (generation, answered): (Option<u64>, Option<String>) = redis::cmd("HMGET")
+            .arg(&keys.links)
+            .arg("generation")
+            .arg(format!("answered:{seq}"))
+            .query_async(&mut c)
+            .await?;
+        Ok((generation.unwrap_or(0), answered))
+    }
+
+    /// Closes every answer link of a workflow made so far: its link generation goes up.
+    pub async fn revoke_links(&self, keys: &RedisKeys, keep: Duration) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: () = redis::pipe()
+            .hincr(&keys.links, "generation", 1)
+            .ignore()
+            .expire(&keys.links, keep.as_secs().max(1) as i64)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a mark on a workflow's links (`answered:{seq}`), kept for `keep`.
+    pub async fn mark_links(
+        &self,
+        keys: &RedisKeys,
+        field: &str,
+        value: &str,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: () = redis::pipe()
+            .hset(&keys.links, field, value)
+            .ignore()
+            .expire(&keys.links, keep.as_secs().max(1) as i64)
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+        Ok(())
+    }
+
+    /// The secret answer links are signed with: `fresh` the first time any gateway asks, the
+    /// same one after, on every gateway.
+    pub async fn link_secret(&self, fresh: &str) -> Result<String, StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.layout().link_secret();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(fresh)
+            .arg("NX")
+            .query_async(&mut c)
+            .await?;
+        let secret: Option<String> = c.get(&key).await?;
+        secret.ok_or_else(|| StoreError::Corrupt("the answer-link secret vanished".into()))
+    }
+
     /// The newest published state, if any.
     pub async fn latest(&self, keys: &RedisKeys) -> Result<Option<Stored>, StoreError> {
         let mut c = self.conn.clone();

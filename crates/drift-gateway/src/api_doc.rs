@@ -8,7 +8,7 @@ use super::error::ErrorBody;
 use super::http::{Accepted, Deliveries, Started, Ticket};
 use axum::Json;
 use drift_core::domain::{AttemptRecord, AttemptState, Links, WorkflowState, WorkflowStatus};
-use drift_service::{BackBody, ExecuteBody, Mode, ResumeBody, StartBody};
+use drift_service::{BackBody, ExecuteBody, IssuedLink, LinkBody, LinkScreen, LinkStatus, Mode, ResumeBody, StartBody};
 use serde_json::Value;
 use std::sync::OnceLock;
 use utoipa::openapi::OpenApi as Document;
@@ -31,6 +31,8 @@ use utoipa::{Modify, OpenApi};
         super::http::get_state,
         super::http::terminate,
         super::http::deliveries,
+        super::links::create,
+        super::links::revoke,
         super::sse::events,
         super::ws::upgrade,
         super::http::ticket,
@@ -55,6 +57,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, AttemptRecord,
         AttemptState, StartBody, ResumeBody, BackBody, ExecuteBody, Mode, ErrorBody, ActivateBody, ValidateBody, SimulateBody,
+        LinkBody, IssuedLink, LinkScreen, LinkStatus,
     )),
     modifiers(&Security),
     tags(

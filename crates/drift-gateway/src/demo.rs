@@ -22,6 +22,7 @@ const MODULES: &[(&str, &str)] = &[
     ("dom.js", include_str!("../../../web-demo/dom.js")),
     ("tryit.js", include_str!("../../../web-demo/tryit.js")),
     ("samples.js", include_str!("../../../web-demo/samples.js")),
+    ("answer.js", include_str!("../../../web-demo/answer.js")),
     // Built by web-demo/editor (esbuild): the TypeScript client the page calls with, the screen
     // kit's core it renders screens with, and CodeMirror with the JSON Schema support, which the
     // Definitions tab loads when first used.

@@ -36,6 +36,9 @@ pub enum ErrorCode {
     AlreadyExists,
     /// A change that conflicts with what is stored (a published version). 409.
     Conflict,
+    /// An answer link that can answer no more (`details.status`: `answered`, `moved_on`,
+    /// `expired`, `revoked`). 410.
+    LinkClosed,
     /// A body over its bound (`--max-command-bytes`, `--max-body-bytes`). 413.
     TooLarge,
     /// The answer does not fit the screen (`details`: `[{widgetId, message}]`). 422.
@@ -81,6 +84,7 @@ impl ErrorCode {
             C::NotFound => StatusCode::NOT_FOUND,
             C::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             C::StaleScreen | C::NotWaiting | C::CannotGoBack | C::AlreadyExists | C::Conflict => StatusCode::CONFLICT,
+            C::LinkClosed => StatusCode::GONE,
             C::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             C::InvalidAnswer
             | C::NotExecutable
@@ -218,6 +222,10 @@ impl From<ServiceError> for ApiError {
             S::IdempotencyKeyReused => Self::new(ErrorCode::IdempotencyKeyReused, e.to_string()),
             S::AlreadyExists => Self::new(ErrorCode::AlreadyExists, e.to_string()),
             S::Conflict(m) => Self::new(ErrorCode::Conflict, m),
+            S::LinkClosed(status) => ApiError {
+                details: Some(serde_json::json!({ "status": status })),
+                ..Self::new(ErrorCode::LinkClosed, e.to_string())
+            },
             S::InvalidDefinition(errors) => {
                 let summary: Vec<String> = errors.iter().take(3).map(|e| e.to_string()).collect();
                 ApiError {

@@ -12,6 +12,7 @@ mod error;
 mod extract;
 mod http;
 mod limits;
+mod links;
 mod listener;
 mod sse;
 mod ws;
@@ -85,7 +86,8 @@ pub fn app(state: AppState) -> Router {
         .layer(
             // Spans name the path only: query strings carry stream tokens and socket tickets.
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|r: &axum::http::Request<_>| {
-                tracing::info_span!("request", method = %r.method(), path = %r.uri().path())
+                let path = links::redacted_path(r.uri().path());
+                tracing::info_span!("request", method = %r.method(), path = %path)
             }),
         )
         .layer(cors)
@@ -106,6 +108,8 @@ fn mounted() -> Mounted {
         .on(M::GET, routes::WORKFLOW.template(), http::get_state)
         .on(M::GET, routes::EVENTS.template(), sse::events)
         .on(M::GET, routes::DELIVERIES.template(), http::deliveries)
+        .on(M::POST, routes::LINKS.template(), links::create)
+        .on(M::DELETE, routes::LINKS.template(), links::revoke)
         .on(M::GET, routes::WS.template(), ws::upgrade)
         .merge(definitions::routes("/v3/definitions", Kind::Workflow))
         .merge(definitions::routes("/v3/nodes", Kind::Node))
@@ -116,6 +120,8 @@ fn mounted() -> Mounted {
         .on(M::GET, "/healthz", healthz)
         .on(M::GET, "/readyz", readyz)
         .on(M::GET, "/metrics", metrics_text)
+        .page("/answer/{token}/screen", get(links::screen))
+        .page("/answer/{token}", get(links::page).post(links::answer))
         .page("/", get(demo::index))
         .page("/demo/{file}", get(demo::module))
         .page("/demo/style.css", get(demo::style))

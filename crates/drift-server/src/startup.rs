@@ -300,6 +300,7 @@ impl Application {
             .await
             .with_context(|| format!("connecting to {}", redis.describe()))?;
         let hub = Hub::start(&redis, g.hub_shards, shutdown.clone())?;
+        let links = link_keys(&g, &store, &base).await?;
         catalog
             .spawn_watcher(
                 hub.clone(),
@@ -323,6 +324,7 @@ impl Application {
             channels: Arc::new(hub),
             auth,
             tokens: Tokens::new(g.stream_secret.as_deref(), Duration::from_secs(g.stream_token_ttl_secs)),
+            links: Some(links),
             cfg: ServiceConfig {
                 history_limit: g.history_limit,
                 allowlist: Allowlist::parse(&g.callback_allow).map_err(|e| anyhow::anyhow!("--callback-allow: {e}"))?,
@@ -494,4 +496,24 @@ async fn join_worker(t: std::thread::JoinHandle<anyhow::Result<()>>, deadline: t
         Ok(Ok(Ok(Err(e)))) => tracing::error!(error = %e, "worker ended with an error"),
         _ => tracing::warn!("worker did not stop within the drain time; leaving it"),
     }
+}
+
+/// The key answer links are signed with: `--link-secret`, else the one kept in Redis (made by
+/// the first gateway that asks), so links work on every gateway and across restarts.
+async fn link_keys(g: &GatewayArgs, store: &Store, base: &str) -> anyhow::Result<drift_service::LinkKeys> {
+    let public = g.public_url.as_deref().unwrap_or(base);
+    if !(public.starts_with("http://") || public.starts_with("https://")) {
+        anyhow::bail!("--public-url must start with http:// or https:// (got {public:?})");
+    }
+    let secret = match g.link_secret.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => s.to_string(),
+        None => {
+            let fresh = drift_service::LinkKeys::fresh_secret();
+            store
+                .link_secret(&fresh)
+                .await
+                .context("reading the answer-link secret from Redis (or pass --link-secret)")?
+        }
+    };
+    Ok(drift_service::LinkKeys::new(&secret, public))
 }

@@ -54,8 +54,23 @@ pub enum ServiceError {
     /// to it was delivered and is applied if the task recovers.
     #[error("the workflow's task keeps failing ({}, attempt {}): {}", .0.cause, .0.attempts, .0.message)]
     TaskFailing(drift_core::domain::TaskFailing),
+    /// An answer link that can no longer answer: its screen was answered, the run moved on,
+    /// or the link expired or was revoked.
+    #[error("{}", link_closed_message(*.0))]
+    LinkClosed(crate::links::LinkStatus),
     #[error("{0}")]
     Internal(String),
+}
+
+fn link_closed_message(status: crate::links::LinkStatus) -> &'static str {
+    use crate::links::LinkStatus as S;
+    match status {
+        S::Answered => "this screen was already answered through an answer link",
+        S::MovedOn => "the workflow has moved on past this screen",
+        S::Expired => "this answer link has expired",
+        S::Revoked => "this answer link was revoked",
+        S::Open => "this answer link is open",
+    }
 }
 
 impl From<TemporalError> for ServiceError {

@@ -12,6 +12,7 @@ mod error;
 mod follow;
 mod identify;
 pub mod keys;
+mod links;
 #[cfg(test)]
 mod memory;
 pub mod ports;
@@ -32,6 +33,7 @@ pub use drift_db::Kind;
 pub use error::ServiceError;
 pub use follow::{Follow, Followed, Out};
 pub use identify::{Anonymous, Identity, Presented};
+pub use links::{DEFAULT_LINK_TTL, IssuedLink, LinkBody, LinkKeys, LinkScreen, LinkStatus, MAX_LINK_TTL};
 pub use ports::{Channels, Runtime, States};
 pub use requests::{
     BackBody, CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest,
@@ -81,6 +83,8 @@ pub struct Parts {
     pub states: Arc<dyn States>,
     pub channels: Arc<dyn Channels>,
     pub tokens: Tokens,
+    /// Signs answer links; `None` on a gateway without a link secret (links are refused).
+    pub links: Option<LinkKeys>,
     pub auth: Authenticator,
     pub cfg: ServiceConfig,
 }

@@ -25,6 +25,7 @@ struct Kept {
     high_seq: u64,
     answers: HashMap<String, String>,
     attempt: Option<AttemptRecord>,
+    links: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -164,6 +165,32 @@ impl States for MemoryBus {
         let _ = tx.send(HubMsg::Notice(notice));
         Ok(())
     }
+    async fn link_marks(&self, keys: &RedisKeys, seq: u64) -> Result<(u64, Option<String>), StoreError> {
+        let data = self.data.lock().unwrap();
+        let Some(kept) = data.workflows.get(&keys.latest) else {
+            return Ok((0, None));
+        };
+        let generation = kept.links.get("generation").and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok((generation, kept.links.get(&format!("answered:{seq}")).cloned()))
+    }
+    async fn revoke_links(&self, keys: &RedisKeys, _keep: Duration) -> Result<(), StoreError> {
+        let mut data = self.data.lock().unwrap();
+        let kept = data.workflows.entry(keys.latest.clone()).or_default();
+        let next = kept
+            .links
+            .get("generation")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        kept.links.insert("generation".into(), next.to_string());
+        Ok(())
+    }
+    async fn mark_links(&self, keys: &RedisKeys, field: &str, value: &str, _keep: Duration) -> Result<(), StoreError> {
+        let mut data = self.data.lock().unwrap();
+        let kept = data.workflows.entry(keys.latest.clone()).or_default();
+        kept.links.insert(field.to_string(), value.to_string());
+        Ok(())
+    }
     async fn probe(&self) -> Result<(), String> {
         Ok(())
     }
@@ -242,6 +269,12 @@ impl MemoryRuntime {
         if let Behaviour::Answers { node } = *self.behaviour.lock().unwrap() {
             let mut state = WorkflowState::bare(workflow_id, WorkflowStatus::Waiting, seq);
             state.node = Some(node.to_string());
+            state.view = Some(drift_core::engine::View {
+                layout_id: node.to_string(),
+                node: node.to_string(),
+                input_options: vec![],
+                disposition: None,
+            });
             state.request_id = request_id;
             self.bus.publish_state(id, &state);
         }

@@ -54,6 +54,13 @@ pub trait States: Send + Sync + 'static {
     async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError>;
     /// Publishes a notice (not a workflow state) on a channel.
     async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError>;
+    /// The workflow's link generation (raised by each revocation; 0: never revoked) and the
+    /// answer given to screen `seq` through a link (its JSON), if any.
+    async fn link_marks(&self, keys: &RedisKeys, seq: u64) -> Result<(u64, Option<String>), StoreError>;
+    /// Closes every link made so far: raises the link generation, kept for `keep`.
+    async fn revoke_links(&self, keys: &RedisKeys, keep: Duration) -> Result<(), StoreError>;
+    /// Records a mark on the workflow's links (`answered:{seq}`), kept for `keep`.
+    async fn mark_links(&self, keys: &RedisKeys, field: &str, value: &str, keep: Duration) -> Result<(), StoreError>;
     async fn probe(&self) -> Result<(), String>;
 }
 
@@ -127,6 +134,15 @@ impl States for Store {
     }
     async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError> {
         Store::notify(self, channel, notice).await
+    }
+    async fn link_marks(&self, keys: &RedisKeys, seq: u64) -> Result<(u64, Option<String>), StoreError> {
+        Store::link_marks(self, keys, seq).await
+    }
+    async fn revoke_links(&self, keys: &RedisKeys, keep: Duration) -> Result<(), StoreError> {
+        Store::revoke_links(self, keys, keep).await
+    }
+    async fn mark_links(&self, keys: &RedisKeys, field: &str, value: &str, keep: Duration) -> Result<(), StoreError> {
+        Store::mark_links(self, keys, field, value, keep).await
     }
     async fn probe(&self) -> Result<(), String> {
         Store::probe(self).await

@@ -54,6 +54,7 @@ async fn fixture(behaviour: Behaviour) -> Fixture {
         states: bus.clone(),
         channels: bus.clone(),
         tokens: Tokens::new(Some("a test secret of some length"), Duration::from_secs(60)),
+        links: Some(LinkKeys::new("a link secret of some length", "https://drift.test/")),
         auth: Authenticator::new(AuthMode::None),
         cfg: ServiceConfig {
             history_limit: 1_000,
@@ -96,7 +97,7 @@ fn resume(request_id: &RequestId, seq: Option<u64>) -> CommandRequest {
     CommandRequest::Resume {
         request_id: request_id.clone(),
         seq,
-        view_response: json!({}),
+        view_response: json!({"selectedOptions": {}}),
         delivery: Delivery::default(),
     }
 }
@@ -381,4 +382,239 @@ async fn a_waiter_that_missed_its_answer_finds_it_when_told_to_resync() {
     f.bus.resync(&keys.channel);
     let got = state_of(f.wait(&mut d, Duration::from_secs(5)).await.unwrap());
     assert_eq!(got.seq, 1);
+}
+
+/// The token of an answer link's URL.
+fn token_of(link: &IssuedLink) -> String {
+    link.url
+        .strip_prefix("https://drift.test/answer/")
+        .expect("the public URL, then /answer/")
+        .to_string()
+}
+
+/// An answer to `ask`, which has no widgets.
+fn answer_of() -> Value {
+    json!({"selectedOptions": {}})
+}
+
+impl Fixture {
+    async fn link(&self, c: &Caller, id: &WorkflowId, assignee: Option<&str>) -> String {
+        let body = LinkBody {
+            assignee: assignee.map(str::to_string),
+            ..LinkBody::default()
+        };
+        token_of(&self.service.issue_link(c, id, body).await.unwrap())
+    }
+
+    async fn answer_link(&self, token: &str, form: &str) -> Result<LinkScreen, ServiceError> {
+        let stop = CancellationToken::new();
+        self.service
+            .answer_link(token, form, answer_of(), Duration::from_secs(5), &stop)
+            .await
+    }
+}
+
+#[tokio::test]
+async fn an_answer_link_shows_its_screen_answers_it_once_and_then_says_who_answered() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let (id, _) = f.started(&alice()).await;
+    let issued = f
+        .service
+        .issue_link(
+            &alice(),
+            &id,
+            LinkBody {
+                assignee: Some("ann@example.com".into()),
+                ..LinkBody::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(issued.seq, 1);
+    let token = token_of(&issued);
+    // Opened as often as a scanner or a preview likes: nothing is sent to the run.
+    for _ in 0..3 {
+        let open = f.service.open_link(&token).await.unwrap();
+        assert_eq!((open.status, open.seq), (LinkStatus::Open, 1));
+        assert_eq!(open.view.as_ref().map(|v| v.node.as_str()), Some("ask"));
+        assert_eq!(open.assignee.as_deref(), Some("ann@example.com"));
+    }
+    let scoped = alice().scoped(&id);
+    assert!(f.runtime.commands(&scoped).is_empty(), "opening a link answers nothing");
+    let form = f
+        .service
+        .open_link(&token)
+        .await
+        .unwrap()
+        .form_token
+        .expect("a form token");
+    let done = f.answer_link(&token, &form).await.unwrap();
+    assert_eq!(done.status, LinkStatus::Answered);
+    assert_eq!(done.answered_by.as_deref(), Some("ann@example.com"));
+    assert!(
+        done.view.is_none() && done.form_token.is_none(),
+        "an answered link shows no screen"
+    );
+    let sent = f.runtime.commands(&scoped);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].request_id().as_str(), format!("link-{}", token_of_id(&token)));
+    // The same page posted again, or the link opened later: answered, nothing sent again.
+    let again = f.answer_link(&token, &form).await.unwrap_err();
+    assert!(
+        matches!(again, ServiceError::LinkClosed(LinkStatus::Answered)),
+        "{again:?}"
+    );
+    assert_eq!(f.service.open_link(&token).await.unwrap().status, LinkStatus::Answered);
+    assert_eq!(f.runtime.commands(&scoped).len(), 1);
+}
+
+/// The link id inside a token (its claims are base64 JSON).
+fn token_of_id(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').next().unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["i"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_forged_altered_or_foreign_token_is_not_a_link_and_says_nothing_of_the_workflow() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let (id, _) = f.started(&alice()).await;
+    let token = f.link(&alice(), &id, None).await;
+    let (payload, sig) = token.split_once('.').unwrap();
+    let mut altered = payload.to_string();
+    altered.insert(5, 'A');
+    let other_secret = LinkKeys::new("another deployment's secret", "https://drift.test");
+    let stream_token = f.service.0.tokens.issue(&alice().tenant, &id);
+    let forged = [
+        format!("{altered}.{sig}"),
+        format!("{payload}.{}", sig.replace(char::is_alphabetic, "B")),
+        format!("{payload}."),
+        stream_token,
+        String::new(),
+        "x".repeat(5_000),
+    ];
+    for t in forged.iter() {
+        let e = f.service.open_link(t).await.unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::NotFound(m) if m == "this answer link is not valid"),
+            "{t}: {e:?}"
+        );
+    }
+    // Signed with another secret: not a link here either.
+    let theirs = other_secret.issue_for_test("alice", id.as_str(), 1, u64::MAX / 2_000);
+    assert!(matches!(
+        f.service.open_link(&theirs).await,
+        Err(ServiceError::NotFound(_))
+    ));
+    // A form token is not a link, and a link is not its own form token.
+    let form = f.service.open_link(&token).await.unwrap().form_token.unwrap();
+    assert!(matches!(
+        f.service.open_link(&form).await,
+        Err(ServiceError::NotFound(_))
+    ));
+    assert!(matches!(
+        f.answer_link(&token, &token).await,
+        Err(ServiceError::Unauthorized(_))
+    ));
+    assert!(f.runtime.commands(&alice().scoped(&id)).is_empty());
+}
+
+#[tokio::test]
+async fn a_revoked_or_expired_link_is_closed_and_a_link_made_after_revoking_works() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let (id, _) = f.started(&alice()).await;
+    let keys = f.service.0.links.as_ref().unwrap();
+    let expired = keys.issue_for_test("alice", id.as_str(), 1, 1);
+    assert_eq!(f.service.open_link(&expired).await.unwrap().status, LinkStatus::Expired);
+    let before = f.link(&alice(), &id, None).await;
+    let form = f.service.open_link(&before).await.unwrap().form_token.unwrap();
+    f.service.revoke_links(&alice(), &id).await.unwrap();
+    assert_eq!(f.service.open_link(&before).await.unwrap().status, LinkStatus::Revoked);
+    let refused = f.answer_link(&before, &form).await.unwrap_err();
+    assert!(
+        matches!(refused, ServiceError::LinkClosed(LinkStatus::Revoked)),
+        "{refused:?}"
+    );
+    let after = f.link(&alice(), &id, None).await;
+    assert_eq!(f.service.open_link(&after).await.unwrap().status, LinkStatus::Open);
+    assert!(f.runtime.commands(&alice().scoped(&id)).is_empty());
+}
+
+#[tokio::test]
+async fn a_link_to_a_screen_the_run_moved_past_says_so_and_answers_nothing() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let (id, _) = f.started(&alice()).await;
+    let token = f.link(&alice(), &id, None).await;
+    let form = f.service.open_link(&token).await.unwrap().form_token.unwrap();
+    let rid = RequestId::generate();
+    let mut d = f.service.command(&alice(), &id, resume(&rid, Some(1))).await.unwrap();
+    f.wait(&mut d, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(f.service.open_link(&token).await.unwrap().status, LinkStatus::MovedOn);
+    let refused = f.answer_link(&token, &form).await.unwrap_err();
+    assert!(
+        matches!(refused, ServiceError::LinkClosed(LinkStatus::MovedOn)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        f.runtime.commands(&alice().scoped(&id)).len(),
+        1,
+        "only the app's own answer"
+    );
+}
+
+#[tokio::test]
+async fn a_link_needs_the_drive_scope_the_callers_own_waiting_workflow_and_sane_bounds() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let (id, _) = f.started(&alice()).await;
+    let reader = caller("alice", &[Scope::Read]);
+    let e = f
+        .service
+        .issue_link(&reader, &id, LinkBody::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ServiceError::Forbidden(_)), "{e:?}");
+    let bob = caller("bob", &[Scope::Start, Scope::Drive, Scope::Read]);
+    let e = f.service.issue_link(&bob, &id, LinkBody::default()).await.unwrap_err();
+    assert!(
+        matches!(e, ServiceError::NotFound(_)),
+        "another tenant's workflow: {e:?}"
+    );
+    let e = f.service.revoke_links(&bob, &id).await.unwrap_err();
+    assert!(matches!(e, ServiceError::NotFound(_)), "{e:?}");
+    for bad in [
+        LinkBody {
+            ttl_secs: Some(0),
+            ..LinkBody::default()
+        },
+        LinkBody {
+            ttl_secs: Some(MAX_LINK_TTL.as_secs() + 1),
+            ..LinkBody::default()
+        },
+        LinkBody {
+            assignee: Some("ann\n<script>".into()),
+            ..LinkBody::default()
+        },
+        LinkBody {
+            assignee: Some("a".repeat(129)),
+            ..LinkBody::default()
+        },
+    ] {
+        let e = f.service.issue_link(&alice(), &id, bad).await.unwrap_err();
+        assert!(matches!(e, ServiceError::Invalid(_)), "{e:?}");
+    }
+    let stale = LinkBody {
+        seq: Some(7),
+        ..LinkBody::default()
+    };
+    let e = f.service.issue_link(&alice(), &id, stale).await.unwrap_err();
+    assert!(
+        matches!(e, ServiceError::Rejected(Rejection::StaleScreen { .. })),
+        "{e:?}"
+    );
 }

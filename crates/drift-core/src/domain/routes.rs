@@ -12,6 +12,7 @@ pub const DELIVERIES: Route = Route("/v3/workflow/{id}/deliveries");
 pub const RESUME: Route = Route("/v3/workflow/resume/{id}");
 pub const EXECUTE: Route = Route("/v3/workflow/{id}/disconnected-node/execute");
 pub const BACK: Route = Route("/v3/workflow/{id}/back");
+pub const LINKS: Route = Route("/v3/workflow/{id}/links");
 pub const TERMINATE: Route = Route("/v3/workflow/terminate/{id}");
 pub const WS: Route = Route("/v3/ws");
 pub const TICKET: Route = Route("/v3/auth/ticket");

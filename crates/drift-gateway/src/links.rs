@@ -1,0 +1,172 @@
+//! Answer links over HTTP: making and revoking them (`/v3/workflow/{id}/links`, with a
+//! credential), and the link's own endpoints under `/answer/{token}`, where the token is the
+//! only authority. Those answers carry no referrer, no cache and no framing, and their paths
+//! are never logged whole (see `redacted_path`).
+
+use super::AppState;
+use super::error::{ApiError, CommonErrors, ErrorBody};
+use super::extract::{JsonBody, OnWorkflow};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use drift_core::domain::routes;
+use drift_service::{IssuedLink, LinkBody, LinkScreen};
+use serde::Deserialize;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Where an answer link's page and endpoints live.
+pub const ANSWER_PREFIX: &str = "/answer/";
+
+/// How long the page's answer waits for the workflow to take it.
+const ANSWER_WAIT: Duration = Duration::from_secs(20);
+
+/// A path as logs may show it: an answer link's token is a credential, so only its first
+/// characters are kept.
+pub fn redacted_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(ANSWER_PREFIX) {
+        Some(rest) => {
+            let (token, tail) = rest.split_once('/').map_or((rest, ""), |(t, r)| (t, r));
+            let shown: String = token.chars().take(6).collect();
+            let sep = if tail.is_empty() { "" } else { "/" };
+            format!("{ANSWER_PREFIX}{shown}…{sep}{tail}").into()
+        }
+        None => path.into(),
+    }
+}
+
+/// A link to one screen
+///
+/// A capability URL a person outside any app can open to answer the screen the workflow
+/// waits on (or `seq`, if that is it): signed, expiring, answerable once, valid on every
+/// gateway. Send it by email or chat; the page shows the screen and nothing else of the run.
+#[utoipa::path(
+    post,
+    path = routes::LINKS.template(),
+    tag = "workflows",
+    operation_id = "createLink",
+    params(("id" = String, Path, description = "The workflow id")),
+    request_body = LinkBody,
+    responses(
+        (status = 201, description = "The link", body = IssuedLink),
+        (status = 400, description = "A bad `ttlSecs` or `assignee`", body = ErrorBody),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 409, description = "The workflow is not waiting on a screen (`not_waiting`), or not on `seq` (`stale_screen`)", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("apiKey" = ["workflows:drive"]), ("jwt" = ["workflows:drive"]))
+)]
+pub async fn create(
+    State(s): State<AppState>,
+    on: OnWorkflow,
+    JsonBody(b): JsonBody<LinkBody>,
+) -> Result<(StatusCode, Json<IssuedLink>), ApiError> {
+    let link = s.service.issue_link(&on.caller, &on.id, b).await?;
+    Ok((StatusCode::CREATED, Json(link)))
+}
+
+/// Revoke a workflow's links
+///
+/// Every answer link made so far for this workflow stops working, on every gateway; its page
+/// says it was revoked. Links made afterwards work.
+#[utoipa::path(
+    delete,
+    path = routes::LINKS.template(),
+    tag = "workflows",
+    operation_id = "revokeLinks",
+    params(("id" = String, Path, description = "The workflow id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("apiKey" = ["workflows:drive"]), ("jwt" = ["workflows:drive"]))
+)]
+pub async fn revoke(State(s): State<AppState>, on: OnWorkflow) -> Result<StatusCode, ApiError> {
+    s.service.revoke_links(&on.caller, &on.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What the link's page posts.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnswerBody {
+    /// The token the page got with the screen.
+    form_token: String,
+    view_response: Value,
+}
+
+/// The headers every answer-link response carries: the token in the URL must not leak through
+/// a referrer, a cache or a frame, and nothing here is for search engines.
+fn guarded(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    h.insert("x-robots-tag", HeaderValue::from_static("noindex, nofollow"));
+    r
+}
+
+/// The page a link opens (GET and HEAD: the page itself reads the screen, and only its own
+/// POST answers). Its scripts, styles and calls come from this gateway alone.
+pub async fn page() -> Response {
+    let mut r = guarded(
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            include_str!("../../../web-demo/answer.html"),
+        )
+            .into_response(),
+    );
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+             form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    r
+}
+
+/// The link's screen as it stands (GET and HEAD: reading never answers).
+pub async fn screen(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    guarded(match s.service.open_link(&token).await {
+        Ok(screen) => Json(screen).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    })
+}
+
+/// The page's answer: checked and sent as any resume, once per link.
+pub async fn answer(
+    State(s): State<AppState>,
+    Path(token): Path<String>,
+    JsonBody(b): JsonBody<AnswerBody>,
+) -> Response {
+    let answered: Result<LinkScreen, _> = s
+        .service
+        .answer_link(&token, &b.form_token, b.view_response, ANSWER_WAIT, &s.shutdown)
+        .await;
+    guarded(match answered {
+        Ok(screen) => Json(screen).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_links_path_is_logged_without_its_token() {
+        assert_eq!(
+            redacted_path("/answer/eyJrIjoiYSJ9.c2ln/screen"),
+            "/answer/eyJrIj…/screen"
+        );
+        assert_eq!(redacted_path("/answer/eyJrIjoiYSJ9.c2ln"), "/answer/eyJrIj…");
+        assert_eq!(redacted_path("/v3/workflow/a"), "/v3/workflow/a");
+    }
+}

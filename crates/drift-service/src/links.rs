@@ -1,0 +1,419 @@
+//! Answer links: a capability URL for one screen of one run, for a person outside any app (an
+//! approver reached by email or chat). A link names its tenant, workflow, screen `seq` and an
+//! optional assignee, signed with a secret every gateway shares, and expires; it reads nothing
+//! but that screen's view and answers nothing but that screen, once. Revoking a workflow's
+//! links is a mark in Redis every gateway reads. Opening a link never answers: the answer needs
+//! the page's own POST with a short-lived form token, so mail scanners and link previews that
+//! fetch the URL change nothing.
+
+use super::{CommandRequest, Delivery, Outcome, Service, ServiceError, require, riding_out};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use drift_core::domain::{Caller, RequestId, Scope, Scopes, TenantId, WorkflowId, WorkflowStatus};
+use drift_core::engine::View;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a link lives when its request does not say.
+pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(72 * 3600);
+/// The longest a link may live (and how long its marks are kept in Redis).
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long the page's form token is good for: a page left open longer is reloaded.
+const FORM_TTL: Duration = Duration::from_secs(3600);
+/// The longest assignee label.
+const MAX_ASSIGNEE: usize = 128;
+
+/// `POST /v3/workflow/{id}/links`: a link for one screen.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LinkBody {
+    /// The screen's `seq` (default: the screen the workflow waits on now).
+    #[serde(default)]
+    pub seq: Option<u64>,
+    /// How long the link works, in seconds (default 72 hours, at most 30 days).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// Who the link is for (shown on the page and recorded with the answer), e.g. an email.
+    #[serde(default)]
+    pub assignee: Option<String>,
+}
+
+/// A link made.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedLink {
+    /// The page a person opens to answer (`--public-url` + `/answer/{token}`).
+    pub url: String,
+    /// The screen it answers.
+    pub seq: u64,
+    /// When it stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Where a link's screen stands.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    /// The screen waits for an answer: the link may answer it.
+    Open,
+    /// Answered through an answer link (`answeredBy`, `answeredAt`).
+    Answered,
+    /// The run went on past this screen (answered elsewhere, timed out, or ended).
+    MovedOn,
+    Expired,
+    Revoked,
+}
+
+/// What a link shows: its screen while it is open, and otherwise only what happened.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkScreen {
+    pub status: LinkStatus,
+    pub seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    pub expires_at: String,
+    /// Open: the screen to answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view: Option<View>,
+    /// Open: the token the page's answer carries (an hour long).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub form_token: Option<String>,
+    /// Answered: the assignee of the link that answered (none when it named nobody).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// Answered: when (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answered_at: Option<String>,
+}
+
+/// Recorded when a link answers its screen.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Answered {
+    by: Option<String>,
+    at: String,
+    link: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+enum Kind {
+    #[serde(rename = "a")]
+    Link,
+    #[serde(rename = "f")]
+    Form,
+}
+
+/// What a link (or its page's form token) says, signed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Claims {
+    k: Kind,
+    t: String,
+    w: String,
+    q: u64,
+    /// The link's id: its answer's request id, and what a form token is bound to.
+    i: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<String>,
+    /// The workflow's link generation when it was made: a revocation raises it, closing every
+    /// link made before.
+    g: u64,
+    /// Expires (s since epoch).
+    e: u64,
+}
+
+/// The key links are signed with; every gateway must hold the same one, across restarts.
+pub struct LinkKeys {
+    key: Vec<u8>,
+    /// Where pages are served from, e.g. `https://drift.example.com` (no trailing slash).
+    public_url: String,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl LinkKeys {
+    pub fn new(secret: &str, public_url: &str) -> Self {
+        Self {
+            key: secret.as_bytes().to_vec(),
+            public_url: public_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// A new random secret (256 bits), for a deployment that configured none.
+    pub fn fresh_secret() -> String {
+        B64.encode(rand::random::<[u8; 32]>())
+    }
+
+    fn mac(&self, payload: &str) -> Hmac<Sha256> {
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.key).expect("hmac takes any key");
+        m.update(b"drift answer link\n");
+        m.update(payload.as_bytes());
+        m
+    }
+
+    /// A link as `issue_link` makes it, with any expiry (s since epoch), for tests.
+    #[cfg(test)]
+    pub(crate) fn issue_for_test(&self, tenant: &str, workflow: &str, seq: u64, expires: u64) -> String {
+        self.sign(&Claims {
+            k: Kind::Link,
+            t: tenant.into(),
+            w: workflow.into(),
+            q: seq,
+            i: B64.encode(rand::random::<[u8; 12]>()),
+            a: None,
+            g: 0,
+            e: expires,
+        })
+    }
+
+    fn sign(&self, claims: &Claims) -> String {
+        let payload = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
+        let sig = B64.encode(self.mac(&payload).finalize().into_bytes());
+        format!("{payload}.{sig}")
+    }
+
+    /// The claims of a token of `kind` with a good signature (expiry is the caller's to judge).
+    fn open(&self, token: &str, kind: Kind) -> Option<Claims> {
+        if token.len() > 2048 {
+            return None;
+        }
+        let (payload, sig) = token.split_once('.')?;
+        let sig = B64.decode(sig).ok()?;
+        self.mac(payload).verify_slice(&sig).ok()?;
+        let claims: Claims = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;
+        (claims.k == kind).then_some(claims)
+    }
+}
+
+/// A link's claims, checked and parsed.
+struct Link {
+    claims: Claims,
+    tenant: TenantId,
+    workflow: WorkflowId,
+}
+
+impl Link {
+    fn expired(&self) -> bool {
+        self.claims.e * 1000 < now_ms()
+    }
+
+    fn request_id(&self) -> RequestId {
+        RequestId::parse(&format!("link-{}", self.claims.i)).expect("a link id is url-safe base64")
+    }
+
+    /// Who answers through it: the link alone, for its tenant, with the assignee recorded.
+    fn caller(&self) -> Caller {
+        Caller {
+            tenant: self.tenant.clone(),
+            client: "answer-link".into(),
+            user: self.claims.a.clone(),
+            scopes: Scopes::of(&[Scope::Drive]),
+        }
+    }
+}
+
+/// One answer for every token that is not a good link: it says nothing about the workflow.
+fn not_a_link() -> ServiceError {
+    ServiceError::NotFound("this answer link is not valid".into())
+}
+
+impl Service {
+    fn link_keys(&self) -> Result<&LinkKeys, ServiceError> {
+        self.0.links.as_ref().ok_or_else(|| ServiceError::Unavailable {
+            dependency: "answer links",
+            cause: "this gateway has no answer-link secret".into(),
+        })
+    }
+
+    fn parse_link(&self, token: &str) -> Result<Link, ServiceError> {
+        let claims = self.link_keys()?.open(token, Kind::Link).ok_or_else(not_a_link)?;
+        let tenant = TenantId::parse(&claims.t).map_err(|_| not_a_link())?;
+        let workflow = WorkflowId::parse(&claims.w).map_err(|_| not_a_link())?;
+        Ok(Link {
+            claims,
+            tenant,
+            workflow,
+        })
+    }
+
+    /// Makes a link for one screen of `id`: the one it waits on now, or `seq` if that is it.
+    pub async fn issue_link(
+        &self,
+        caller: &Caller,
+        id: &WorkflowId,
+        body: LinkBody,
+    ) -> Result<IssuedLink, ServiceError> {
+        require(caller, Scope::Drive)?;
+        let keys = self.link_keys()?;
+        let ttl = match body.ttl_secs {
+            None => DEFAULT_LINK_TTL,
+            Some(0) => return Err(ServiceError::Invalid("ttlSecs must be at least 1".into())),
+            Some(s) if s > MAX_LINK_TTL.as_secs() => {
+                return Err(ServiceError::Invalid(format!(
+                    "ttlSecs is at most {} (30 days)",
+                    MAX_LINK_TTL.as_secs()
+                )));
+            }
+            Some(s) => Duration::from_secs(s),
+        };
+        if let Some(a) = &body.assignee
+            && (a.is_empty() || a.chars().count() > MAX_ASSIGNEE || a.chars().any(char::is_control))
+        {
+            return Err(ServiceError::Invalid(format!(
+                "assignee must be 1-{MAX_ASSIGNEE} characters, without control characters"
+            )));
+        }
+        let latest = self.reconciled_state(caller, id).await?;
+        drift_core::domain::Rejection::check_resume(latest.workflow_status, latest.seq, body.seq)?;
+        let marks = self.keys(&caller.scoped(id));
+        let (generation, _) = riding_out(|| self.store().link_marks(&marks, latest.seq)).await?;
+        let expires = now_ms() / 1000 + ttl.as_secs();
+        let claims = Claims {
+            k: Kind::Link,
+            t: caller.tenant.as_str().into(),
+            w: id.as_str().into(),
+            q: latest.seq,
+            i: B64.encode(rand::random::<[u8; 12]>()),
+            a: body.assignee,
+            g: generation,
+            e: expires,
+        };
+        let token = keys.sign(&claims);
+        tracing::info!(workflow = %id, seq = latest.seq, assignee = ?claims.a, link = %claims.i, "answer link issued");
+        Ok(IssuedLink {
+            url: format!("{}/answer/{token}", keys.public_url),
+            seq: latest.seq,
+            expires_at: rfc3339(expires),
+        })
+    }
+
+    /// Closes every link issued so far for `id`, on every gateway.
+    pub async fn revoke_links(&self, caller: &Caller, id: &WorkflowId) -> Result<(), ServiceError> {
+        require(caller, Scope::Drive)?;
+        self.link_keys()?;
+        self.reconciled_state(caller, id).await?;
+        let keys = self.keys(&caller.scoped(id));
+        riding_out(|| self.store().revoke_links(&keys, MAX_LINK_TTL)).await?;
+        tracing::info!(workflow = %id, "answer links revoked");
+        Ok(())
+    }
+
+    /// What a link shows now. Reads only: opening a link never answers it.
+    pub async fn open_link(&self, token: &str) -> Result<LinkScreen, ServiceError> {
+        let link = self.parse_link(token)?;
+        self.screen_of(&link).await
+    }
+
+    async fn screen_of(&self, link: &Link) -> Result<LinkScreen, ServiceError> {
+        let keys = self.keys(&link.caller().scoped(&link.workflow));
+        let seq = link.claims.q;
+        let store = self.store();
+        let ((generation, answered), latest) = tokio::try_join!(
+            riding_out(|| store.link_marks(&keys, seq)),
+            riding_out(|| store.latest(&keys))
+        )?;
+        let mut screen = LinkScreen {
+            status: LinkStatus::MovedOn,
+            seq,
+            assignee: link.claims.a.clone(),
+            expires_at: rfc3339(link.claims.e),
+            view: None,
+            form_token: None,
+            answered_by: None,
+            answered_at: None,
+        };
+        if let Some(a) = answered.and_then(|a| serde_json::from_str::<Answered>(&a).ok()) {
+            screen.status = LinkStatus::Answered;
+            screen.answered_by = a.by;
+            screen.answered_at = Some(a.at);
+            return Ok(screen);
+        }
+        if generation != link.claims.g {
+            screen.status = LinkStatus::Revoked;
+            return Ok(screen);
+        }
+        if link.expired() {
+            screen.status = LinkStatus::Expired;
+            return Ok(screen);
+        }
+        let waiting = latest
+            .map(|l| l.state)
+            .filter(|s| s.seq == seq && s.workflow_status == WorkflowStatus::Waiting);
+        if let Some(state) = waiting {
+            screen.status = LinkStatus::Open;
+            screen.view = state.view;
+            let form = Claims {
+                k: Kind::Form,
+                e: (now_ms() / 1000 + FORM_TTL.as_secs()).min(link.claims.e),
+                ..link.claims.clone()
+            };
+            screen.form_token = Some(self.link_keys()?.sign(&form));
+        }
+        Ok(screen)
+    }
+
+    /// Answers a link's screen with `view_response`, through the same command path as any
+    /// resume (checked, idempotent: the link's id is the request id), and waits for the
+    /// workflow to take it. `form_token` is the one its page was given.
+    pub async fn answer_link(
+        &self,
+        token: &str,
+        form_token: &str,
+        view_response: Value,
+        wait: Duration,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<LinkScreen, ServiceError> {
+        let link = self.parse_link(token)?;
+        let keys = self.link_keys()?;
+        let form = keys
+            .open(form_token, Kind::Form)
+            .filter(|f| f.i == link.claims.i && f.q == link.claims.q && f.e * 1000 >= now_ms())
+            .ok_or_else(|| ServiceError::Unauthorized("this page has expired: reload it to answer".into()))?;
+        drop(form);
+        let now = self.screen_of(&link).await?;
+        if now.status != LinkStatus::Open {
+            return Err(ServiceError::LinkClosed(now.status));
+        }
+        let caller = link.caller();
+        let request = CommandRequest::Resume {
+            request_id: link.request_id(),
+            seq: Some(link.claims.q),
+            view_response,
+            delivery: Delivery::default(),
+        };
+        let mut dispatched = self.command(&caller, &link.workflow, request).await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        match self.wait(&mut dispatched, deadline, stop).await? {
+            Outcome::Rejected(r) => return Err(r.into()),
+            Outcome::State(_) | Outcome::NodeResult(_) | Outcome::Pending(_) => {}
+        }
+        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let answered = Answered {
+            by: link.claims.a.clone(),
+            at,
+            link: link.claims.i.clone(),
+        };
+        let field = format!("answered:{}", link.claims.q);
+        let record = serde_json::to_string(&answered).expect("serializes");
+        let marks = self.keys(&caller.scoped(&link.workflow));
+        riding_out(|| self.store().mark_links(&marks, &field, &record, MAX_LINK_TTL)).await?;
+        tracing::info!(
+            workflow = %link.workflow, seq = link.claims.q, assignee = ?link.claims.a, link = %link.claims.i,
+            "screen answered through an answer link"
+        );
+        self.screen_of(&link).await
+    }
+}

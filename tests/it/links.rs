@@ -1,0 +1,178 @@
+//! Answer links on the real servers: made with a credential, then opened and answered with the
+//! link alone (no credential, no cookie), through the same command path as any resume; what a
+//! mail scanner's or a link preview's fetch does (nothing); revoked, moved-on and forged links.
+
+use crate::helpers::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// Someone with the link and nothing else, fetching as a mail scanner or a chat preview would.
+fn stranger(user_agent: &str) -> reqwest::Client {
+    reqwest::Client::builder().user_agent(user_agent).build().unwrap()
+}
+
+/// Refund started and waiting on its first screen; its id.
+async fn waiting_refund(app: &TestApp) -> String {
+    let r = app.start("refund", json!({"orderId": "o-1"})).await;
+    assert_eq!(status_of(&r), "WAITING", "{r:?}");
+    id_of(&r)
+}
+
+async fn issue(app: &TestApp, id: &str, body: Value) -> Resp {
+    app.call(Method::POST, &format!("/v3/workflow/{id}/links"), Some(body), &[])
+        .await
+}
+
+/// The link's own endpoints: its screen, and the page's answer.
+async fn screen_of(url: &str) -> Resp {
+    send(stranger("Mozilla/5.0").get(format!("{url}/screen"))).await
+}
+
+async fn answer(url: &str, form_token: &str, selected: Value) -> Resp {
+    let body = json!({"formToken": form_token, "viewResponse": {"selectedOptions": selected}});
+    send(stranger("Mozilla/5.0").post(url).json(&body)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_answers_its_screen_without_a_credential_once_and_the_run_moves_on() {
+    let app = spawn_app().await;
+    let id = waiting_refund(&app).await;
+    let r = issue(&app, &id, json!({"assignee": "ann@example.com", "ttlSecs": 3600})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    let url = r.body["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with(&format!("{}/answer/", app.base)), "{url}");
+    assert_eq!(r.body["seq"], 1);
+
+    // The page: served from the binary, guarded, and answering nothing by being fetched.
+    let page = stranger("Mozilla/5.0").get(&url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let h = page.headers().clone();
+    assert_eq!(h["referrer-policy"], "no-referrer");
+    assert_eq!(h["cache-control"], "no-store");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(page.text().await.unwrap().contains("/demo/answer.js"));
+
+    let s = screen_of(&url).await;
+    assert_eq!(s.status, StatusCode::OK, "{s:?}");
+    assert_eq!(
+        (s.body["status"].as_str(), s.body["seq"].as_u64()),
+        (Some("open"), Some(1))
+    );
+    assert_eq!(s.body["view"]["layoutId"], "refund_reason");
+    assert_eq!(s.body["assignee"], "ann@example.com");
+    assert!(
+        s.body.get("path").is_none() && s.body.get("disposition").is_none(),
+        "only the screen: {s:?}"
+    );
+    let form = s.body["formToken"].as_str().unwrap().to_string();
+
+    // A refusal is the same 422 a resume gets, and leaves the link open.
+    let bad = answer(&url, &form, json!({"reason": "bored"})).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+    assert_eq!(bad.body["details"][0]["widgetId"], "reason");
+    assert_eq!(screen_of(&url).await.body["status"], "open");
+
+    let done = answer(&url, &form, json!({"reason": "damaged"})).await;
+    assert_eq!(done.status, StatusCode::OK, "{done:?}");
+    assert_eq!(done.body["status"], "answered");
+    assert_eq!(done.body["answeredBy"], "ann@example.com");
+    assert!(done.body.get("view").is_none(), "an answered link shows no screen");
+    // The run moved on, answered by the link's command.
+    let a = app.get(&id).await.answer();
+    assert_eq!((a.seq, a.node.as_deref()), (2, Some("confirm")));
+    assert!(a.request_id.as_deref().is_some_and(|r| r.starts_with("link-")), "{a:?}");
+
+    // The same page again: answered, by whom; nothing sent twice.
+    let again = answer(&url, &form, json!({"reason": "wrong_item"})).await;
+    assert_eq!(again.status, StatusCode::GONE, "{again:?}");
+    assert_eq!(
+        (again.body["code"].as_str(), again.body["details"]["status"].as_str()),
+        (Some("link_closed"), Some("answered"))
+    );
+    assert_eq!(screen_of(&url).await.body["status"], "answered");
+    assert_eq!(app.get(&id).await.answer().seq, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanners_get_and_head_change_nothing_and_a_link_past_its_screen_says_the_run_moved_on() {
+    let app = spawn_app().await;
+    let id = waiting_refund(&app).await;
+    let url = issue(&app, &id, json!({})).await.body["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for agent in [
+        "Microsoft Office Existence Discovery",
+        "Slackbot-LinkExpanding 1.0",
+        "curl/8.5",
+    ] {
+        let c = stranger(agent);
+        for path in [url.clone(), format!("{url}/screen")] {
+            assert_eq!(c.get(&path).send().await.unwrap().status(), StatusCode::OK);
+            assert_eq!(c.head(&path).send().await.unwrap().status(), StatusCode::OK);
+        }
+    }
+    assert_eq!(app.get(&id).await.answer().seq, 1, "fetching the link answered nothing");
+    let form = screen_of(&url).await.body["formToken"].as_str().unwrap().to_string();
+    // Answered in the app instead: the link says the run moved on, and answers nothing.
+    assert_eq!(app.resume(&id, json!({"reason": "damaged"})).await.answer().seq, 2);
+    assert_eq!(screen_of(&url).await.body["status"], "moved_on");
+    let late = answer(&url, &form, json!({"reason": "damaged"})).await;
+    assert_eq!(late.body["details"]["status"], "moved_on", "{late:?}");
+    assert_eq!(app.get(&id).await.answer().seq, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_forged_or_other_tenants_link_answers_nothing() {
+    let app = spawn_app().await;
+    let id = waiting_refund(&app).await;
+    let url = issue(&app, &id, json!({})).await.body["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let form = screen_of(&url).await.body["formToken"].as_str().unwrap().to_string();
+    let r = app
+        .call(Method::DELETE, &format!("/v3/workflow/{id}/links"), None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    assert_eq!(screen_of(&url).await.body["status"], "revoked");
+    let refused = answer(&url, &form, json!({"reason": "damaged"})).await;
+    assert_eq!(refused.body["details"]["status"], "revoked", "{refused:?}");
+    // A link made after the revocation works.
+    let fresh = issue(&app, &id, json!({})).await.body["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(screen_of(&fresh).await.body["status"], "open");
+
+    // Forged and altered tokens: one answer, saying nothing of the workflow.
+    let token = fresh.rsplit('/').next().unwrap();
+    let (payload, sig) = token.split_once('.').unwrap();
+    for bad in [
+        format!("{payload}x.{sig}"),
+        format!("{payload}.AAAA{sig}"),
+        "nope".into(),
+        form.clone(),
+    ] {
+        let r = screen_of(&format!("{}/answer/{bad}", app.base)).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{bad}: {r:?}");
+        assert_eq!(r.body["message"], "this answer link is not valid");
+    }
+    // Another tenant cannot make, or revoke, links on this workflow.
+    let other = jwt("someone-else", "tests", "workflows:drive workflows:read", 600);
+    for method in [Method::POST, Method::DELETE] {
+        let r = send(
+            app.http
+                .request(method, format!("{}/v3/workflow/{id}/links", app.base))
+                .header("authorization", bearer(&other))
+                .json(&json!({})),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{r:?}");
+    }
+    assert_eq!(app.get(&id).await.answer().seq, 1);
+}
