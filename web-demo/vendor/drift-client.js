@@ -444,6 +444,12 @@ function createClient(options) {
     const path = `/v3/workflow/terminate/${encodeURIComponent(id)}`;
     return (await call("DELETE", path, void 0, {}, o.signal)).body;
   }
+  async function createLink(id, body = {}, o = {}) {
+    return (await call("POST", workflowPath(id, "/links"), body, {}, o.signal)).body;
+  }
+  async function revokeLinks(id, o = {}) {
+    await call("DELETE", workflowPath(id, "/links"), void 0, {}, o.signal);
+  }
   async function ticket() {
     return (await call("POST", "/v3/auth/ticket")).body.ticket;
   }
@@ -453,7 +459,7 @@ function createClient(options) {
   function follow(id, o = {}) {
     return new Follow(id, o, { base, doFetch, headers, ticket, WebSocket: options.WebSocket });
   }
-  return { start, resume, back, executeNode, get, terminate, ticket, follow, connect, call };
+  return { start, resume, back, executeNode, get, terminate, createLink, revokeLinks, ticket, follow, connect, call };
 }
 export {
   DriftError,

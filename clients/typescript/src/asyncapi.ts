@@ -12,7 +12,7 @@ export interface components {
          *     vocabulary, each with its HTTP status. The API document lists them (`ErrorBody.code`).
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "origin_not_allowed" | "not_found" | "request_timeout" | "stale_screen" | "not_waiting" | "cannot_go_back" | "already_exists" | "conflict" | "too_large" | "invalid_answer" | "not_executable" | "callback_not_allowed" | "idempotency_key_reused" | "invalid_definition" | "layout_failed" | "rate_limited" | "too_many_connections" | "too_many_subscriptions" | "internal" | "workflow_task_failing" | "busy" | "too_many_waiters" | "unavailable" | "outcome_unknown";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "origin_not_allowed" | "not_found" | "request_timeout" | "stale_screen" | "not_waiting" | "cannot_go_back" | "already_exists" | "conflict" | "link_closed" | "too_large" | "invalid_answer" | "not_executable" | "callback_not_allowed" | "idempotency_key_reused" | "invalid_definition" | "layout_failed" | "rate_limited" | "too_many_connections" | "too_many_subscriptions" | "internal" | "workflow_task_failing" | "busy" | "too_many_waiters" | "unavailable" | "outcome_unknown";
         /**
          * @description The data of a `gap` event: the states after `after` are no longer kept; the latest state
          *     (`latest`) follows as the next `state` event.

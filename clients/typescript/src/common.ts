@@ -15,6 +15,8 @@ export type StartBody = Schemas["StartBody"];
 export type ResumeBody = Schemas["ResumeBody"];
 export type BackBody = Schemas["BackBody"];
 export type Mode = Schemas["Mode"];
+export type LinkBody = Schemas["LinkBody"];
+export type IssuedLink = Schemas["IssuedLink"];
 /**
  * Why a call was refused: every code the gateway answers with (its API document's
  * `ErrorCode`), and the client's own, `network` (the gateway unreachable) and `http_error` (an

@@ -15,6 +15,8 @@ import {
   type CallOptions,
   type ClientOptions,
   type FollowOptions,
+  type IssuedLink,
+  type LinkBody,
   type NodeResult,
   type ResumeBody,
   type ResumeOptions,
@@ -163,6 +165,20 @@ export function createClient(options: ClientOptions) {
     return (await call("DELETE", path, undefined, {}, o.signal)).body;
   }
 
+  /**
+   * An answer link to the screen the workflow waits on: a URL a person with no credential opens
+   * to answer it once (send it by email or chat). `assignee` is shown and recorded with the
+   * answer; `ttlSecs` defaults to 72 hours.
+   */
+  async function createLink(id: string, body: LinkBody = {}, o: { signal?: AbortSignal } = {}): Promise<IssuedLink> {
+    return (await call("POST", workflowPath(id, "/links"), body, {}, o.signal)).body;
+  }
+
+  /** Closes every answer link made so far for the workflow. */
+  async function revokeLinks(id: string, o: { signal?: AbortSignal } = {}): Promise<void> {
+    await call("DELETE", workflowPath(id, "/links"), undefined, {}, o.signal);
+  }
+
   /** A one-minute, one-use ticket to open a WebSocket as the client's credential. */
   async function ticket(): Promise<string> {
     return (await call("POST", "/v3/auth/ticket")).body.ticket;
@@ -178,5 +194,5 @@ export function createClient(options: ClientOptions) {
     return new Follow(id, o, { base, doFetch, headers, ticket, WebSocket: options.WebSocket });
   }
 
-  return { start, resume, back, executeNode, get, terminate, ticket, follow, connect, call };
+  return { start, resume, back, executeNode, get, terminate, createLink, revokeLinks, ticket, follow, connect, call };
 }

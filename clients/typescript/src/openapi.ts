@@ -533,6 +533,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v3/workflow/{id}/links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A link to one screen
+         * @description A capability URL a person outside any app can open to answer the screen the workflow
+         *     waits on (or `seq`, if that is it): signed, expiring, answerable once, valid on every
+         *     gateway. Send it by email or chat; the page shows the screen and nothing else of the run.
+         */
+        post: operations["createLink"];
+        /**
+         * Revoke a workflow's links
+         * @description Every answer link made so far for this workflow stops working, on every gateway; its page
+         *     says it was revoked. Links made afterwards work.
+         */
+        delete: operations["revokeLinks"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v3/ws": {
         parameters: {
             query?: never;
@@ -748,7 +775,7 @@ export interface components {
          *     vocabulary, each with its HTTP status. The API document lists them (`ErrorBody.code`).
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "origin_not_allowed" | "not_found" | "request_timeout" | "stale_screen" | "not_waiting" | "cannot_go_back" | "already_exists" | "conflict" | "too_large" | "invalid_answer" | "not_executable" | "callback_not_allowed" | "idempotency_key_reused" | "invalid_definition" | "layout_failed" | "rate_limited" | "too_many_connections" | "too_many_subscriptions" | "internal" | "workflow_task_failing" | "busy" | "too_many_waiters" | "unavailable" | "outcome_unknown";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "origin_not_allowed" | "not_found" | "request_timeout" | "stale_screen" | "not_waiting" | "cannot_go_back" | "already_exists" | "conflict" | "link_closed" | "too_large" | "invalid_answer" | "not_executable" | "callback_not_allowed" | "idempotency_key_reused" | "invalid_definition" | "layout_failed" | "rate_limited" | "too_many_connections" | "too_many_subscriptions" | "internal" | "workflow_task_failing" | "busy" | "too_many_waiters" | "unavailable" | "outcome_unknown";
         /** @description `POST /v3/workflow/{id}/disconnected-node/execute`, and the WebSocket's `execute-node`. */
         ExecuteBody: {
             /** @description An HTTP or SCRIPT node of the workflow that no edge leads to. */
@@ -835,6 +862,53 @@ export interface components {
              */
             timeoutMs?: number | null;
         };
+        /** @description A link made. */
+        IssuedLink: {
+            /** @description When it stops working (RFC 3339). */
+            expiresAt: string;
+            /**
+             * Format: int64
+             * @description The screen it answers.
+             */
+            seq: number;
+            /** @description The page a person opens to answer (`--public-url` + `/answer/{token}`). */
+            url: string;
+        };
+        /** @description `POST /v3/workflow/{id}/links`: a link for one screen. */
+        LinkBody: {
+            /** @description Who the link is for (shown on the page and recorded with the answer), e.g. an email. */
+            assignee?: string | null;
+            /**
+             * Format: int64
+             * @description The screen's `seq` (default: the screen the workflow waits on now).
+             */
+            seq?: number | null;
+            /**
+             * Format: int64
+             * @description How long the link works, in seconds (default 72 hours, at most 30 days).
+             */
+            ttlSecs?: number | null;
+        };
+        /** @description What a link shows: its screen while it is open, and otherwise only what happened. */
+        LinkScreen: {
+            /** @description Answered: when (RFC 3339). */
+            answeredAt?: string | null;
+            /** @description Answered: the assignee of the link that answered (none when it named nobody). */
+            answeredBy?: string | null;
+            assignee?: string | null;
+            expiresAt: string;
+            /** @description Open: the token the page's answer carries (an hour long). */
+            formToken?: string | null;
+            /** Format: int64 */
+            seq: number;
+            status: components["schemas"]["LinkStatus"];
+            view?: components["schemas"]["View"] | null;
+        };
+        /**
+         * @description Where a link's screen stands.
+         * @enum {string}
+         */
+        LinkStatus: "open" | "answered" | "moved_on" | "expired" | "revoked";
         /** @description Relative links a client can follow to poll, stream or answer a workflow. */
         Links: {
             events: string;
@@ -3822,6 +3896,177 @@ export interface operations {
                 };
             };
             /** @description No such workflow (or another tenant's) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the rate limit; `Retry-After` says when to come back. Nothing was done. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `busy` (every waiter place taken) or `unavailable` (Redis or Temporal down); nothing
+             *     was changed; `Retry-After` says when to retry.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    createLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkBody"];
+            };
+        };
+        responses: {
+            /** @description The link */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IssuedLink"];
+                };
+            };
+            /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No credential, or one that is revoked, expired or forged. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential lacks the scope the call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such workflow */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The workflow is not waiting on a screen (`not_waiting`), or not on `seq` (`stale_screen`) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the rate limit; `Retry-After` says when to come back. Nothing was done. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `busy` (every waiter place taken) or `unavailable` (Redis or Temporal down); nothing
+             *     was changed; `Retry-After` says when to retry.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revokeLinks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No credential, or one that is revoked, expired or forged. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential lacks the scope the call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such workflow */
             404: {
                 headers: {
                     [name: string]: unknown;

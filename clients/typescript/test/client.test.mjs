@@ -264,3 +264,20 @@ test("back returns to the previous screen with its answer, over HTTP and over th
     socket.close();
   }
 });
+
+test("an answer link is made for the waiting screen, opens without a credential, and is closed by revoking", async () => {
+  const first = await client.start("refund", order());
+  const link = await client.createLink(first.workflowId, { assignee: "ann@example.com", ttlSecs: 600 });
+  assert.equal(link.seq, 1);
+  assert.ok(link.url.startsWith(`${baseUrl.replace(/\/+$/, "")}/answer/`), link.url);
+  const open = await (await fetch(`${link.url}/screen`)).json();
+  assert.equal(open.status, "open");
+  assert.equal(open.view.layoutId, "refund_reason");
+  await client.revokeLinks(first.workflowId);
+  const closed = await (await fetch(`${link.url}/screen`)).json();
+  assert.equal(closed.status, "revoked");
+  await assert.rejects(
+    client.createLink(first.workflowId, { ttlSecs: 0 }),
+    (e) => e instanceof DriftError && e.code === "bad_request",
+  );
+});
