@@ -34,6 +34,20 @@ function show(s) {
   if (s.status !== "open") return closed((CLOSED[s.status] || (() => s.status))(s), s.status);
   const state = { workflowStatus: "WAITING", seq: s.seq, view: s.view };
   render(state, { answer: (selectedOptions) => answer(s, selectedOptions) });
+  watch();
+}
+
+/** While the screen is open: told at once when it is answered elsewhere or the run moves on. */
+let live = null;
+function watch() {
+  if (live) return;
+  live = new EventSource(`${base}/events`);
+  live.addEventListener("link", (e) => {
+    const s = JSON.parse(e.data);
+    if (s.status === "open") return;
+    live.close();
+    show(s);
+  });
 }
 
 async function call(path, init) {
@@ -54,7 +68,10 @@ async function answer(s, selectedOptions) {
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ formToken: s.formToken, viewResponse: { selectedOptions } }),
   });
-  if (ok) return show(body);
+  if (ok) {
+    if (live) live.close();
+    return show(body);
+  }
   // Answered elsewhere, expired or revoked meanwhile: say which.
   if (body.code === "link_closed") return load();
   showRefusal(body);

@@ -8,6 +8,7 @@ const browser = Object.fromEntries(
     "location",
     "fetch",
     "WebSocket",
+    "EventSource",
     "CSS",
     "Node",
     "sessionStorage",

@@ -97,14 +97,21 @@ test("a person with only the link answers refund's reason, the run moves on, and
   await page.context().close();
 });
 
-test("a link whose run moved on, a revoked link and a tampered one each say so and offer no form", async () => {
+test("an open page learns by itself that the run moved on; a revoked link and a tampered one each say so", async () => {
   const moved = await refundWithLink();
+  let page = await stranger(moved.url);
+  await page.locator('form[data-layout="refund_reason"]').waitFor();
+  await page.evaluate(() => {
+    window.__noReload = "still here";
+  });
+  // Answered in the team's own app while the page is open: the page says so, without a reload.
   const r = await api("PUT", `/v3/workflow/resume/${moved.id}`, {
     viewResponse: { selectedOptions: { reason: "wrong_item" } },
   });
   assert.equal(r.status, 200);
-  let page = await stranger(moved.url);
   await statusOf(page).and(page.locator('[data-status="moved_on"]')).waitFor();
+  assert.equal(await page.evaluate(() => window.__noReload), "still here");
+  assert.equal(await page.locator("form").count(), 0);
   await page.screenshot({ path: SHOTS + "answer-4-moved-on.png", fullPage: true });
   await page.context().close();
 

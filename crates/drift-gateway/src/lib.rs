@@ -121,6 +121,7 @@ fn mounted() -> Mounted {
         .on(M::GET, "/readyz", readyz)
         .on(M::GET, "/metrics", metrics_text)
         .page("/answer/{token}/screen", get(links::screen))
+        .page("/answer/{token}/events", get(links::events))
         .page("/answer/{token}", get(links::page).post(links::answer))
         .page("/", get(demo::index))
         .page("/demo/{file}", get(demo::module))

@@ -9,15 +9,20 @@ use super::extract::{JsonBody, OnWorkflow};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use drift_core::domain::routes;
 use drift_service::{IssuedLink, LinkBody, LinkScreen};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use std::time::Duration;
 
 /// Where an answer link's page and endpoints live.
 pub const ANSWER_PREFIX: &str = "/answer/";
+
+/// How often an idle link stream says it is still there.
+const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// How long the page's answer waits for the workflow to take it.
 const ANSWER_WAIT: Duration = Duration::from_secs(20);
@@ -86,6 +91,27 @@ pub async fn create(
 pub async fn revoke(State(s): State<AppState>, on: OnWorkflow) -> Result<StatusCode, ApiError> {
     s.service.revoke_links(&on.caller, &on.id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The link's screen as it changes (Server-Sent Events, `link` events with what `…/screen`
+/// answers): the open page learns at once that the screen was answered elsewhere or the run
+/// moved on. It ends once the link is no longer open.
+pub async fn events(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    let opened = async {
+        let (tenant, changes) = s.service.follow_link(&token, s.shutdown.clone()).await?;
+        let slot = s.limits.stream(Some(tenant.as_str()))?;
+        let events = changes.map(move |screen| {
+            let _slot = &slot;
+            let data = serde_json::to_string(&screen).expect("a link screen serializes");
+            Ok::<_, std::convert::Infallible>(Event::default().event("link").data(data))
+        });
+        Ok::<_, ApiError>(
+            Sse::new(events)
+                .keep_alive(KeepAlive::new().interval(KEEPALIVE))
+                .into_response(),
+        )
+    };
+    guarded(opened.await.unwrap_or_else(IntoResponse::into_response))
 }
 
 /// What the link's page posts.

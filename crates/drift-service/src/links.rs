@@ -6,16 +6,18 @@
 //! the page's own POST with a short-lived form token, so mail scanners and link previews that
 //! fetch the URL change nothing.
 
-use super::{CommandRequest, Delivery, Outcome, Service, ServiceError, require, riding_out};
+use super::{CommandRequest, Delivery, Followed, Outcome, Service, ServiceError, require, riding_out};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use drift_core::domain::{Caller, RequestId, Scope, Scopes, TenantId, WorkflowId, WorkflowStatus};
 use drift_core::engine::View;
+use futures::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
 
 /// How long a link lives when its request does not say.
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(72 * 3600);
@@ -349,9 +351,22 @@ impl Service {
             screen.status = LinkStatus::Expired;
             return Ok(screen);
         }
-        let waiting = latest
-            .map(|l| l.state)
-            .filter(|s| s.seq == seq && s.workflow_status == WorkflowStatus::Waiting);
+        let latest = latest.map(|l| l.state);
+        // Past the screen: answered by this link's own command (its record may not be written
+        // yet, or its gateway stopped before writing it), or by anything else.
+        if latest.as_ref().is_some_and(|l| l.seq > seq) {
+            let (after, _) = riding_out(|| store.history_after(&keys, seq)).await?;
+            let rid = link.request_id();
+            if after
+                .first()
+                .is_some_and(|s| s.seq == seq + 1 && s.request_id.as_deref() == Some(rid.as_str()))
+            {
+                screen.status = LinkStatus::Answered;
+                screen.answered_by = link.claims.a.clone();
+            }
+            return Ok(screen);
+        }
+        let waiting = latest.filter(|s| s.seq == seq && s.workflow_status == WorkflowStatus::Waiting);
         if let Some(state) = waiting {
             screen.status = LinkStatus::Open;
             screen.view = state.view;
@@ -374,7 +389,7 @@ impl Service {
         form_token: &str,
         view_response: Value,
         wait: Duration,
-        stop: &tokio_util::sync::CancellationToken,
+        stop: &CancellationToken,
     ) -> Result<LinkScreen, ServiceError> {
         let link = self.parse_link(token)?;
         let keys = self.link_keys()?;
@@ -415,5 +430,73 @@ impl Service {
             "screen answered through an answer link"
         );
         self.screen_of(&link).await
+    }
+}
+
+impl Service {
+    /// A link's screen as it stands, then again each time that changes, until it is no longer
+    /// open (or `shutdown`): the page of an open link learns at once that the run moved on.
+    /// Only the link's own status travels; nothing of the run's later states. Also returns the
+    /// tenant, whose stream places it takes.
+    pub async fn follow_link(
+        &self,
+        token: &str,
+        shutdown: CancellationToken,
+    ) -> Result<(TenantId, impl Stream<Item = LinkScreen> + Send + 'static), ServiceError> {
+        let link = self.parse_link(token)?;
+        let first = self.screen_of(&link).await?;
+        let reader = Caller {
+            scopes: Scopes::of(&[Scope::Read]),
+            ..link.caller()
+        };
+        let follow = match first.status {
+            LinkStatus::Open => Some(self.follow(&reader, &link.workflow, Some(link.claims.q)).await?),
+            _ => None,
+        };
+        let tenant = link.tenant.clone();
+        let watch = Watch {
+            first: Some(first),
+            states: follow.map(|f| Box::pin(self.stream(f, shutdown)) as Followers),
+            service: self.clone(),
+            link,
+            last: LinkStatus::Open,
+        };
+        let changes = futures::stream::unfold(watch, |mut w| async move { w.next().await.map(|s| (s, w)) });
+        Ok((tenant, changes))
+    }
+}
+
+type Followers = std::pin::Pin<Box<dyn Stream<Item = Followed> + Send>>;
+
+/// An open link's page, watching its screen.
+struct Watch {
+    first: Option<LinkScreen>,
+    states: Option<Followers>,
+    service: Service,
+    link: Link,
+    last: LinkStatus,
+}
+
+impl Watch {
+    async fn next(&mut self) -> Option<LinkScreen> {
+        if let Some(first) = self.first.take() {
+            self.last = first.status;
+            return Some(first);
+        }
+        if self.last != LinkStatus::Open {
+            return None;
+        }
+        let states = self.states.as_mut()?;
+        while let Some(item) = states.next().await {
+            if !matches!(item, Followed::Out(_)) {
+                continue;
+            }
+            let now = self.service.screen_of(&self.link).await.ok()?;
+            if now.status != self.last {
+                self.last = now.status;
+                return Some(now);
+            }
+        }
+        None
     }
 }

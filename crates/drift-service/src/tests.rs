@@ -618,3 +618,24 @@ async fn a_link_needs_the_drive_scope_the_callers_own_waiting_workflow_and_sane_
         "{e:?}"
     );
 }
+
+#[tokio::test]
+async fn an_open_links_watch_says_when_the_screen_was_answered_elsewhere_and_then_ends() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let (id, _) = f.started(&alice()).await;
+    let token = f.link(&alice(), &id, None).await;
+    let (tenant, changes) = f.service.follow_link(&token, CancellationToken::new()).await.unwrap();
+    assert_eq!(tenant.as_str(), "alice");
+    futures::pin_mut!(changes);
+    assert_eq!(changes.next().await.unwrap().status, LinkStatus::Open);
+    let rid = RequestId::generate();
+    let mut d = f.service.command(&alice(), &id, resume(&rid, Some(1))).await.unwrap();
+    f.wait(&mut d, Duration::from_secs(5)).await.unwrap();
+    let moved = tokio::time::timeout(Duration::from_secs(5), changes.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(moved.status, LinkStatus::MovedOn);
+    assert!(moved.view.is_none(), "nothing of the run's next state: {moved:?}");
+    assert!(changes.next().await.is_none(), "a closed link's watch ends");
+}
