@@ -421,6 +421,89 @@ async fn a_corpus_of_hostile_requests_gets_4xx_every_time_with_no_panic_and_no_h
         case("definition: graph as png", Method::GET, "/v3/definitions/refund/graph?format=png", None),
         Case::json("node: bad script", Method::POST, "/v3/nodes", json!({"id": "hn", "node": {"type": "SCRIPT", "script": "let"}})),
     ]);
+    // Answer links: forged, altered, replayed as the wrong kind, oversized; bad link requests.
+    let link_url = app
+        .call(Method::POST, &format!("/v3/workflow/{id}/links"), Some(json!({})), &[])
+        .await
+        .body["url"]
+        .as_str()
+        .expect("a link to the bank screen")
+        .to_string();
+    let link = link_url.split_once("/answer/").unwrap().1.to_string();
+    let (payload, sig) = link.split_once('.').unwrap();
+    let links = format!("/v3/workflow/{id}/links");
+    let long = "a".repeat(3000);
+    let tampered = format!("{payload}A.{sig}");
+    corpus.extend([
+        case(
+            "link: forged token",
+            Method::GET,
+            "/answer/eyJrIjoiYSJ9.c2ln/screen",
+            None,
+        ),
+        case(
+            "link: altered payload",
+            Method::GET,
+            &format!("/answer/{tampered}/screen"),
+            None,
+        ),
+        case(
+            "link: 3000-character token",
+            Method::GET,
+            &format!("/answer/{long}/screen"),
+            None,
+        ),
+        Case::json(
+            "link: answer without a form token",
+            Method::POST,
+            &format!("/answer/{link}"),
+            answer(json!({})),
+        ),
+        Case::json(
+            "link: the link as its own form token",
+            Method::POST,
+            &format!("/answer/{link}"),
+            json!({"formToken": link, "viewResponse": {"selectedOptions": {}}}),
+        ),
+        Case::json(
+            "link: a forged link's answer",
+            Method::POST,
+            &format!("/answer/{tampered}"),
+            json!({"formToken": link, "viewResponse": {"selectedOptions": {}}}),
+        ),
+        case(
+            "link: answer not JSON",
+            Method::POST,
+            &format!("/answer/{link}"),
+            Some("{\"formToken\":"),
+        ),
+        Case::json(
+            "link: 900 KB answer",
+            Method::POST,
+            &format!("/answer/{link}"),
+            json!({"formToken": "x", "viewResponse": {"selectedOptions": {"a": huge}}}),
+        ),
+        Case::json("link: ttlSecs 0", Method::POST, &links, json!({"ttlSecs": 0})),
+        Case::json(
+            "link: ttlSecs of ten years",
+            Method::POST,
+            &links,
+            json!({"ttlSecs": 315_360_000u64}),
+        ),
+        Case::json(
+            "link: assignee with a newline",
+            Method::POST,
+            &links,
+            json!({"assignee": "ann\r\nSet-Cookie: x=1"}),
+        ),
+        Case::json("link: for a screen long gone", Method::POST, &links, json!({"seq": 0})),
+        Case::json(
+            "link: unknown field",
+            Method::POST,
+            &links,
+            json!({"url": "https://evil.example"}),
+        ),
+    ]);
     corpus[5].body = Some(vec![b'{', 0xff, 0xfe, b'}']);
     assert!(corpus.len() >= 60, "{}", corpus.len());
 

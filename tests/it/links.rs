@@ -176,3 +176,42 @@ async fn a_revoked_forged_or_other_tenants_link_answers_nothing() {
     }
     assert_eq!(app.get(&id).await.answer().seq, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_link_hammered_gets_429_while_another_still_opens_and_framing_is_as_configured() {
+    let app = spawn_app_with(Opts {
+        extra_args: vec!["--answer-frame-ancestors".into(), "https://intranet.example".into()],
+        ..Opts::default()
+    })
+    .await;
+    let id = waiting_refund(&app).await;
+    let hammered = issue(&app, &id, json!({})).await.body["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let other = issue(&app, &id, json!({})).await.body["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c = stranger("a-loop/1.0");
+    let mut limited = None;
+    for _ in 0..40 {
+        let r = c.get(format!("{hammered}/screen")).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("a hammered link is limited within 40 requests");
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert_eq!(
+        screen_of(&other).await.body["status"],
+        "open",
+        "another link is not limited"
+    );
+    let page = stranger("Mozilla/5.0").get(&other).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.ends_with("frame-ancestors https://intranet.example"), "{csp}");
+}

@@ -117,7 +117,7 @@ pub const WORKFLOW_REPLAYS: Metric = counter(
 pub const LIMITED: Metric = counter(
     "drift_limited_total",
     &["limit"],
-    "Calls refused at a gateway limit, by limit (rate, waiters, streams)",
+    "Calls refused at a gateway limit, by limit (rate, link: one answer link's rate, waiters, streams)",
 );
 pub const CONNECTIONS_REFUSED: Metric = counter(
     "drift_connections_refused_total",

@@ -47,6 +47,8 @@ pub struct GatewayConfig {
     pub demo_key: Option<String>,
     /// Other origins whose pages may use the API (lower case, no trailing slash; `*`: any).
     pub allowed_origins: Vec<String>,
+    /// Who may frame the answer page: a CSP `frame-ancestors` source list (`'none'`: nobody).
+    pub answer_frame_ancestors: String,
 }
 
 /// A reason outside Redis and Temporal for `/readyz` to fail (a child process of `drift dev`

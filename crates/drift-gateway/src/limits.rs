@@ -28,6 +28,8 @@ pub struct Limits {
     /// WebSocket follows being set up (see `SETUPS_AT_ONCE`).
     setups: Semaphore,
     rate: Option<DefaultKeyedRateLimiter<String>>,
+    /// Requests per answer link (by the token's digest), whoever sends them.
+    links: DefaultKeyedRateLimiter<String>,
     /// Checks since the rate limiter last forgot idle credentials.
     checks: std::sync::atomic::AtomicU32,
 }
@@ -44,6 +46,11 @@ pub(super) const SETUPS_AT_ONCE: usize = 64;
 /// Every this many checks, credentials whose limit has fully recovered are forgotten, so the
 /// limiter holds only recently active ones.
 const FORGET_EVERY: u32 = 10_000;
+
+/// Requests one answer link may take a minute (its page, its screen, its answer, its stream),
+/// after a burst of `LINK_BURST`: a person needs a handful; a guesser or a loop gets 429.
+pub const LINK_PER_MINUTE: u32 = 30;
+pub const LINK_BURST: u32 = 20;
 
 /// Holds one live connection's place until dropped.
 pub struct StreamSlot {
@@ -87,6 +94,10 @@ impl Limits {
             per_tenant: Arc::default(),
             setups: Semaphore::new(SETUPS_AT_ONCE),
             rate,
+            links: RateLimiter::keyed(
+                Quota::per_minute(NonZeroU32::new(LINK_PER_MINUTE).expect("not zero"))
+                    .allow_burst(NonZeroU32::new(LINK_BURST).expect("not zero")),
+            ),
             checks: Default::default(),
             cfg,
         }
@@ -156,6 +167,25 @@ impl Limits {
                     "more than {} requests per second for this credential",
                     self.cfg.rate_per_sec
                 ),
+            )
+            .retry_after(wait.as_secs().max(1))
+        })
+    }
+
+    /// Counts one request against an answer link's rate (keyed by the token's digest, so no
+    /// token is held).
+    pub fn link_rate(&self, token: &str) -> Result<(), ApiError> {
+        if self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
+            self.links.retain_recent();
+            self.links.shrink_to_fit();
+        }
+        let key = drift_core::digest::sha256_hex_128(token);
+        self.links.check_key(&key).map_err(|not_until| {
+            metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "link").increment(1);
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!("more than {LINK_PER_MINUTE} requests a minute for this answer link"),
             )
             .retry_after(wait.as_secs().max(1))
         })

@@ -98,6 +98,7 @@ pub async fn revoke(State(s): State<AppState>, on: OnWorkflow) -> Result<StatusC
 /// moved on. It ends once the link is no longer open.
 pub async fn events(State(s): State<AppState>, Path(token): Path<String>) -> Response {
     let opened = async {
+        s.limits.link_rate(&token)?;
         let (tenant, changes) = s.service.follow_link(&token, s.shutdown.clone()).await?;
         let slot = s.limits.stream(Some(tenant.as_str()))?;
         let events = changes.map(move |screen| {
@@ -140,7 +141,10 @@ fn guarded(mut r: Response) -> Response {
 
 /// The page a link opens (GET and HEAD: the page itself reads the screen, and only its own
 /// POST answers). Its scripts, styles and calls come from this gateway alone.
-pub async fn page() -> Response {
+pub async fn page(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    if let Err(e) = s.limits.link_rate(&token) {
+        return guarded(e.into_response());
+    }
     let mut r = guarded(
         (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -148,18 +152,22 @@ pub async fn page() -> Response {
         )
             .into_response(),
     );
-    r.headers_mut().insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
-             form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+         form-action 'self'; base-uri 'none'; frame-ancestors {}",
+        s.cfg.answer_frame_ancestors
     );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     r
 }
 
 /// The link's screen as it stands (GET and HEAD: reading never answers).
 pub async fn screen(State(s): State<AppState>, Path(token): Path<String>) -> Response {
+    if let Err(e) = s.limits.link_rate(&token) {
+        return guarded(e.into_response());
+    }
     guarded(match s.service.open_link(&token).await {
         Ok(screen) => Json(screen).into_response(),
         Err(e) => ApiError::from(e).into_response(),

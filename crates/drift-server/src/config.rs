@@ -205,6 +205,10 @@ pub struct GatewayArgs {
     /// `localhost` or an IP address are always allowed.
     #[arg(long, env = "DRIFT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Who may show the answer page in a frame: a CSP `frame-ancestors` source list, e.g.
+    /// `https://intranet.example.com` (default `'none'`: nobody).
+    #[arg(long, env = "DRIFT_ANSWER_FRAME_ANCESTORS", default_value = "'none'", value_parser = frame_ancestors)]
+    pub answer_frame_ancestors: String,
     /// Workflow starts this gateway has in flight to Temporal at once; the rest wait their turn
     /// (then 503 `busy`, with nothing started), instead of piling onto the server until every
     /// call misses its deadline.
@@ -352,6 +356,16 @@ pub fn pairs(items: &[String], what: &str) -> anyhow::Result<std::collections::B
             Ok((k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
+}
+
+/// A CSP source list for `frame-ancestors`: sources separated by spaces, nothing that could end
+/// the directive or the header.
+fn frame_ancestors(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() || v.chars().any(|c| c == ';' || c == ',' || c.is_control()) {
+        return Err("a space-separated list of sources ('none', 'self', https://host), without ; or ,".into());
+    }
+    Ok(v.to_string())
 }
 
 #[cfg(test)]

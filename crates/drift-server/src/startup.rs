@@ -256,6 +256,7 @@ fn gateway_config(g: &GatewayArgs, demo_key: Option<String>) -> GatewayConfig {
             .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
             .filter(|o| !o.is_empty())
             .collect(),
+        answer_frame_ancestors: g.answer_frame_ancestors.clone(),
     }
 }
 
