@@ -23,6 +23,13 @@ async fn issue(app: &TestApp, id: &str, body: Value) -> Resp {
         .await
 }
 
+/// The URL of a link made with no options.
+async fn link_to(app: &TestApp, id: &str) -> String {
+    let r = issue(app, id, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{r:?}");
+    r.body["url"].as_str().unwrap().to_string()
+}
+
 /// The link's own endpoints: its screen, and the page's answer.
 async fn screen_of(url: &str) -> Resp {
     send(stranger("Mozilla/5.0").get(format!("{url}/screen"))).await
@@ -101,10 +108,7 @@ async fn a_link_answers_its_screen_without_a_credential_once_and_the_run_moves_o
 async fn a_scanners_get_and_head_change_nothing_and_a_link_past_its_screen_says_the_run_moved_on() {
     let app = spawn_app().await;
     let id = waiting_refund(&app).await;
-    let url = issue(&app, &id, json!({})).await.body["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = link_to(&app, &id).await;
     for agent in [
         "Microsoft Office Existence Discovery",
         "Slackbot-LinkExpanding 1.0",
@@ -130,10 +134,7 @@ async fn a_scanners_get_and_head_change_nothing_and_a_link_past_its_screen_says_
 async fn a_revoked_forged_or_other_tenants_link_answers_nothing() {
     let app = spawn_app().await;
     let id = waiting_refund(&app).await;
-    let url = issue(&app, &id, json!({})).await.body["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let url = link_to(&app, &id).await;
     let form = screen_of(&url).await.body["formToken"].as_str().unwrap().to_string();
     let r = app
         .call(Method::DELETE, &format!("/v3/workflow/{id}/links"), None, &[])
@@ -143,10 +144,7 @@ async fn a_revoked_forged_or_other_tenants_link_answers_nothing() {
     let refused = answer(&url, &form, json!({"reason": "damaged"})).await;
     assert_eq!(refused.body["details"]["status"], "revoked", "{refused:?}");
     // A link made after the revocation works.
-    let fresh = issue(&app, &id, json!({})).await.body["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let fresh = link_to(&app, &id).await;
     assert_eq!(screen_of(&fresh).await.body["status"], "open");
 
     // Forged and altered tokens: one answer, saying nothing of the workflow.
@@ -185,11 +183,9 @@ async fn one_link_hammered_gets_429_while_another_still_opens_and_framing_is_as_
     })
     .await;
     let id = waiting_refund(&app).await;
-    let hammered = issue(&app, &id, json!({})).await.body["url"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let other = issue(&app, &id, json!({})).await.body["url"]
+    let hammered = link_to(&app, &id).await;
+    let other = link_to(&app, &id).await;
+    let form = screen_of(&hammered).await.body["formToken"]
         .as_str()
         .unwrap()
         .to_string();
@@ -206,6 +202,10 @@ async fn one_link_hammered_gets_429_while_another_still_opens_and_framing_is_as_
     assert!(r.headers().contains_key("retry-after"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited", "{body}");
+    // Its answer is limited too, and answers nothing.
+    let refused = answer(&hammered, &form, json!({"reason": "damaged"})).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "{refused:?}");
+    assert_eq!(app.get(&id).await.answer().seq, 1);
     assert_eq!(
         screen_of(&other).await.body["status"],
         "open",

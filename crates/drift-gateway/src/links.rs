@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use drift_core::domain::routes;
-use drift_service::{IssuedLink, LinkBody, LinkScreen};
+use drift_service::{IssuedLink, LinkBody};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
@@ -97,8 +97,7 @@ pub async fn revoke(State(s): State<AppState>, on: OnWorkflow) -> Result<StatusC
 /// answers): the open page learns at once that the screen was answered elsewhere or the run
 /// moved on. It ends once the link is no longer open.
 pub async fn events(State(s): State<AppState>, Path(token): Path<String>) -> Response {
-    let opened = async {
-        s.limits.link_rate(&token)?;
+    guard(&s, &token, async {
         let (tenant, changes) = s.service.follow_link(&token, s.shutdown.clone()).await?;
         let slot = s.limits.stream(Some(tenant.as_str()))?;
         let events = changes.map(move |screen| {
@@ -106,13 +105,11 @@ pub async fn events(State(s): State<AppState>, Path(token): Path<String>) -> Res
             let data = serde_json::to_string(&screen).expect("a link screen serializes");
             Ok::<_, std::convert::Infallible>(Event::default().event("link").data(data))
         });
-        Ok::<_, ApiError>(
-            Sse::new(events)
-                .keep_alive(KeepAlive::new().interval(KEEPALIVE))
-                .into_response(),
-        )
-    };
-    guarded(opened.await.unwrap_or_else(IntoResponse::into_response))
+        Ok(Sse::new(events)
+            .keep_alive(KeepAlive::new().interval(KEEPALIVE))
+            .into_response())
+    })
+    .await
 }
 
 /// What the link's page posts.
@@ -124,6 +121,20 @@ pub struct AnswerBody {
     view_response: Value,
 }
 
+/// Every answer-link request: counted against the link's rate first, then answered with
+/// `guarded`'s headers, whether it succeeded or not.
+async fn guard(
+    s: &AppState,
+    token: &str,
+    handle: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    let answered = match s.limits.link_rate(token) {
+        Ok(()) => handle.await,
+        Err(limited) => Err(limited),
+    };
+    guarded(answered.unwrap_or_else(IntoResponse::into_response))
+}
+
 /// The headers every answer-link response carries: the token in the URL must not leak through
 /// a referrer, a cache or a frame, and nothing here is for search engines.
 fn guarded(mut r: Response) -> Response {
@@ -131,10 +142,12 @@ fn guarded(mut r: Response) -> Response {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
     h.insert("x-robots-tag", HeaderValue::from_static("noindex, nofollow"));
     r
 }
@@ -142,36 +155,32 @@ fn guarded(mut r: Response) -> Response {
 /// The page a link opens (GET and HEAD: the page itself reads the screen, and only its own
 /// POST answers). Its scripts, styles and calls come from this gateway alone.
 pub async fn page(State(s): State<AppState>, Path(token): Path<String>) -> Response {
-    if let Err(e) = s.limits.link_rate(&token) {
-        return guarded(e.into_response());
-    }
-    let mut r = guarded(
-        (
+    guard(&s, &token, async {
+        let csp = format!(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+             form-action 'self'; base-uri 'none'; frame-ancestors {}",
+            s.cfg.answer_frame_ancestors
+        );
+        // A source list that is no header value keeps the default policy: no framing at all.
+        let mut r = (
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             include_str!("../../../web-demo/answer.html"),
         )
-            .into_response(),
-    );
-    let csp = format!(
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; \
-         form-action 'self'; base-uri 'none'; frame-ancestors {}",
-        s.cfg.answer_frame_ancestors
-    );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    r
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        Ok(r)
+    })
+    .await
 }
 
 /// The link's screen as it stands (GET and HEAD: reading never answers).
 pub async fn screen(State(s): State<AppState>, Path(token): Path<String>) -> Response {
-    if let Err(e) = s.limits.link_rate(&token) {
-        return guarded(e.into_response());
-    }
-    guarded(match s.service.open_link(&token).await {
-        Ok(screen) => Json(screen).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+    guard(&s, &token, async {
+        Ok(Json(s.service.open_link(&token).await?).into_response())
     })
+    .await
 }
 
 /// The page's answer: checked and sent as any resume, once per link.
@@ -180,14 +189,14 @@ pub async fn answer(
     Path(token): Path<String>,
     JsonBody(b): JsonBody<AnswerBody>,
 ) -> Response {
-    let answered: Result<LinkScreen, _> = s
-        .service
-        .answer_link(&token, &b.form_token, b.view_response, ANSWER_WAIT, &s.shutdown)
-        .await;
-    guarded(match answered {
-        Ok(screen) => Json(screen).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+    guard(&s, &token, async {
+        let screen = s
+            .service
+            .answer_link(&token, &b.form_token, b.view_response, ANSWER_WAIT, &s.shutdown)
+            .await?;
+        Ok(Json(screen).into_response())
     })
+    .await
 }
 
 #[cfg(test)]
