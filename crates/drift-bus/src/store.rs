@@ -85,7 +85,7 @@ impl Store {
         let (generation, answered): (Option<u64>, Option<String>) = redis::cmd("HMGET")
             .arg(&keys.links)
             .arg("generation")
-            .arg(format!("answered:{seq}"))
+            .arg(answered_field(seq))
             .query_async(&mut c)
             .await?;
         Ok((generation.unwrap_or(0), answered))
@@ -104,17 +104,17 @@ impl Store {
         Ok(())
     }
 
-    /// Records a mark on a workflow's links (`answered:{seq}`), kept for `keep`.
-    pub async fn mark_links(
+    /// Records the answer given to screen `seq` through a link (its JSON), kept for `keep`.
+    pub async fn record_link_answer(
         &self,
         keys: &RedisKeys,
-        field: &str,
-        value: &str,
+        seq: u64,
+        record: &str,
         keep: Duration,
     ) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: () = redis::pipe()
-            .hset(&keys.links, field, value)
+            .hset(&keys.links, answered_field(seq), record)
             .ignore()
             .expire(&keys.links, keep.as_secs().max(1) as i64)
             .ignore()
@@ -230,4 +230,9 @@ async fn publish_notice(mut c: Conn, channel: &str, notice: Notice) -> Result<()
         .query_async(&mut c)
         .await?;
     Ok(())
+}
+
+/// The field of a workflow's links hash that records who answered screen `seq` through a link.
+fn answered_field(seq: u64) -> String {
+    format!("answered:{seq}")
 }

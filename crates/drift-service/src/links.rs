@@ -9,7 +9,7 @@
 use super::{CommandRequest, Delivery, Followed, Outcome, Service, ServiceError, require, riding_out};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use drift_core::domain::{Caller, RequestId, Scope, Scopes, TenantId, WorkflowId, WorkflowStatus};
+use drift_core::domain::{Caller, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId, WorkflowStatus};
 use drift_core::engine::View;
 use futures::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
@@ -216,6 +216,11 @@ impl Link {
         RequestId::parse(&format!("link-{}", self.claims.i)).expect("a link id is url-safe base64")
     }
 
+    /// `tenant/workflow`: where its workflow's keys are.
+    fn scoped(&self) -> ScopedWorkflowId {
+        ScopedWorkflowId::new(&self.tenant, &self.workflow)
+    }
+
     /// Who answers through it: the link alone, for its tenant, with the assignee recorded.
     fn caller(&self) -> Caller {
         Caller {
@@ -320,7 +325,7 @@ impl Service {
     }
 
     async fn screen_of(&self, link: &Link) -> Result<LinkScreen, ServiceError> {
-        let keys = self.keys(&link.caller().scoped(&link.workflow));
+        let keys = self.keys(&link.scoped());
         let seq = link.claims.q;
         let store = self.store();
         let ((generation, answered), latest) = tokio::try_join!(
@@ -393,11 +398,14 @@ impl Service {
     ) -> Result<LinkScreen, ServiceError> {
         let link = self.parse_link(token)?;
         let keys = self.link_keys()?;
-        let form = keys
+        let form_fits = keys
             .open(form_token, Kind::Form)
-            .filter(|f| f.i == link.claims.i && f.q == link.claims.q && f.e * 1000 >= now_ms())
-            .ok_or_else(|| ServiceError::Unauthorized("this page has expired: reload it to answer".into()))?;
-        drop(form);
+            .is_some_and(|f| f.i == link.claims.i && f.q == link.claims.q && f.e * 1000 >= now_ms());
+        if !form_fits {
+            return Err(ServiceError::Unauthorized(
+                "this page has expired: reload it to answer".into(),
+            ));
+        }
         let now = self.screen_of(&link).await?;
         if now.status != LinkStatus::Open {
             return Err(ServiceError::LinkClosed(now.status));
@@ -421,10 +429,10 @@ impl Service {
             at,
             link: link.claims.i.clone(),
         };
-        let field = format!("answered:{}", link.claims.q);
         let record = serde_json::to_string(&answered).expect("serializes");
-        let marks = self.keys(&caller.scoped(&link.workflow));
-        riding_out(|| self.store().mark_links(&marks, &field, &record, MAX_LINK_TTL)).await?;
+        let marks = self.keys(&link.scoped());
+        let seq = link.claims.q;
+        riding_out(|| self.store().record_link_answer(&marks, seq, &record, MAX_LINK_TTL)).await?;
         tracing::info!(
             workflow = %link.workflow, seq = link.claims.q, assignee = ?link.claims.a, link = %link.claims.i,
             "screen answered through an answer link"

@@ -25,7 +25,10 @@ struct Kept {
     high_seq: u64,
     answers: HashMap<String, String>,
     attempt: Option<AttemptRecord>,
-    links: HashMap<String, String>,
+    /// Raised by each revocation of the workflow's answer links.
+    link_generation: u64,
+    /// Who answered each screen through a link (its record), by seq.
+    link_answers: HashMap<u64, String>,
 }
 
 #[derive(Default)]
@@ -167,28 +170,26 @@ impl States for MemoryBus {
     }
     async fn link_marks(&self, keys: &RedisKeys, seq: u64) -> Result<(u64, Option<String>), StoreError> {
         let data = self.data.lock().unwrap();
-        let Some(kept) = data.workflows.get(&keys.latest) else {
-            return Ok((0, None));
-        };
-        let generation = kept.links.get("generation").and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok((generation, kept.links.get(&format!("answered:{seq}")).cloned()))
+        Ok(data
+            .workflows
+            .get(&keys.latest)
+            .map_or((0, None), |k| (k.link_generation, k.link_answers.get(&seq).cloned())))
     }
     async fn revoke_links(&self, keys: &RedisKeys, _keep: Duration) -> Result<(), StoreError> {
         let mut data = self.data.lock().unwrap();
-        let kept = data.workflows.entry(keys.latest.clone()).or_default();
-        let next = kept
-            .links
-            .get("generation")
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        kept.links.insert("generation".into(), next.to_string());
+        data.workflows.entry(keys.latest.clone()).or_default().link_generation += 1;
         Ok(())
     }
-    async fn mark_links(&self, keys: &RedisKeys, field: &str, value: &str, _keep: Duration) -> Result<(), StoreError> {
+    async fn record_link_answer(
+        &self,
+        keys: &RedisKeys,
+        seq: u64,
+        record: &str,
+        _keep: Duration,
+    ) -> Result<(), StoreError> {
         let mut data = self.data.lock().unwrap();
         let kept = data.workflows.entry(keys.latest.clone()).or_default();
-        kept.links.insert(field.to_string(), value.to_string());
+        kept.link_answers.insert(seq, record.to_string());
         Ok(())
     }
     async fn probe(&self) -> Result<(), String> {

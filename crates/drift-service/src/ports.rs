@@ -59,8 +59,14 @@ pub trait States: Send + Sync + 'static {
     async fn link_marks(&self, keys: &RedisKeys, seq: u64) -> Result<(u64, Option<String>), StoreError>;
     /// Closes every link made so far: raises the link generation, kept for `keep`.
     async fn revoke_links(&self, keys: &RedisKeys, keep: Duration) -> Result<(), StoreError>;
-    /// Records a mark on the workflow's links (`answered:{seq}`), kept for `keep`.
-    async fn mark_links(&self, keys: &RedisKeys, field: &str, value: &str, keep: Duration) -> Result<(), StoreError>;
+    /// Records the answer given to screen `seq` through a link (its JSON), kept for `keep`.
+    async fn record_link_answer(
+        &self,
+        keys: &RedisKeys,
+        seq: u64,
+        record: &str,
+        keep: Duration,
+    ) -> Result<(), StoreError>;
     async fn probe(&self) -> Result<(), String>;
 }
 
@@ -141,8 +147,14 @@ impl States for Store {
     async fn revoke_links(&self, keys: &RedisKeys, keep: Duration) -> Result<(), StoreError> {
         Store::revoke_links(self, keys, keep).await
     }
-    async fn mark_links(&self, keys: &RedisKeys, field: &str, value: &str, keep: Duration) -> Result<(), StoreError> {
-        Store::mark_links(self, keys, field, value, keep).await
+    async fn record_link_answer(
+        &self,
+        keys: &RedisKeys,
+        seq: u64,
+        record: &str,
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        Store::record_link_answer(self, keys, seq, record, keep).await
     }
     async fn probe(&self) -> Result<(), String> {
         Store::probe(self).await

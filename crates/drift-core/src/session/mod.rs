@@ -281,7 +281,8 @@ impl Session {
     /// on, when it would not fit even without them (Temporal would refuse the input, and the
     /// run would never move again).
     pub fn carry_over(&self, def: &Definition, inbox: &Inbox) -> Result<CarriedOver, OverBudget> {
-        let mut carry = Carry {
+        // Measured without Back's screens first: they are what may be let go to fit.
+        let carry = Carry {
             cursor: self.cursor.clone(),
             seq: self.seq,
             answering: self.answering.clone(),
@@ -302,10 +303,8 @@ impl Session {
                 definition: def.clone(),
                 ..self.start.clone()
             },
-            carry: None,
+            carry: Some(carry),
         };
-        carry.back = vec![];
-        input.carry = Some(carry);
         let base = json_len(&input);
         let budgets = &self.start.budgets;
         budgets.check(Budget::Carry, &self.cursor.node, Measured::Carry, base)?;

@@ -562,7 +562,6 @@ impl<'a> Sim<'a> {
             }
             Next::End(status, disposition, error_message) => {
                 let ending = self.session.ending(status, disposition, error_message);
-                self.session.published(&ending.state);
                 fin.seq = ending.state.seq;
                 fin.workflow_status = ending.state.workflow_status;
                 fin.node = self.report.path.last().map(|s| s.node.clone());
