@@ -12,6 +12,7 @@ const TEMPLATES = {
   "refund.confirm": "Refund {amount} for the reason “{reason}”?",
   "refund.manual_review": "This order ({amount}) is above the automatic refund limit; a colleague will review it.",
   "bank.intro": "Enter your 8-digit account number. Use “Verify” to check it before saving.",
+  "approval.request": "{requester} asks you to approve {amount} {currency} for {purpose}.",
 };
 
 /** What each box shows: its state, the draft typed into it, and how its screen is drawn. */

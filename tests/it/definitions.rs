@@ -740,9 +740,9 @@ async fn definition_tests_pass_for_the_examples_and_a_changed_branch_rule_fails_
     let app = spawn_app().await;
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
     let (ok, out) = cli(&app, &["test", examples]).await;
-    assert!(ok && out.contains("9 passed, 0 failed"), "{out}");
+    assert!(ok && out.contains("11 passed, 0 failed"), "{out}");
     let (ok, out) = cli(&app, &["test", "--remote", examples]).await;
-    assert!(ok && out.contains("9 passed, 0 failed"), "on the gateway: {out}");
+    assert!(ok && out.contains("11 passed, 0 failed"), "on the gateway: {out}");
 
     let dir = infra().dir.join(format!("changed-{}", uid()));
     std::fs::create_dir_all(&dir).unwrap();

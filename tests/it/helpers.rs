@@ -397,7 +397,7 @@ impl TestApp {
                 &self.redis_url,
             ])
             .args(["--task-queue", &self.task_queue, "--egress-allow", "loopback"])
-            .args(["--key-prefix", &self.key_prefix])
+            .args(["--key-prefix", &self.key_prefix, "--public-url", &self.base])
             .args([
                 "--webhook-secret",
                 WEBHOOK_SECRET,

@@ -215,3 +215,78 @@ async fn one_link_hammered_gets_429_while_another_still_opens_and_framing_is_as_
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.ends_with("frame-ancestors https://intranet.example"), "{csp}");
 }
+
+/// The approval example's params: someone asks to spend.
+fn spend() -> Value {
+    json!({"requester": "Dana", "amount": 1200, "currency": "EUR", "purpose": "conference travel"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_screen_whose_node_says_answer_link_carries_one_in_its_sync_state_and_the_link_answers_it() {
+    let app = spawn_app().await;
+    let r = app.start("approval", spend()).await;
+    assert_eq!(status_of(&r), "WAITING", "{r:?}");
+    let id = id_of(&r);
+    let url = r.body["answerUrl"]
+        .as_str()
+        .expect("the sync state carries answerUrl")
+        .to_string();
+    assert!(url.starts_with(&format!("{}/answer/", app.base)), "{url}");
+    assert_eq!(
+        app.get(&id).await.body["answerUrl"],
+        url.as_str(),
+        "the stored state carries the same link"
+    );
+
+    let s = screen_of(&url).await;
+    assert_eq!(
+        (s.body["status"].as_str(), s.body["seq"].as_u64()),
+        (Some("open"), Some(1)),
+        "{s:?}"
+    );
+    // It lives the node's 72 hours from when the screen was shown (the workflow's clock).
+    let expires = chrono::DateTime::parse_from_rfc3339(s.body["expiresAt"].as_str().unwrap()).unwrap();
+    let left = expires.signed_duration_since(chrono::Utc::now()).num_seconds();
+    assert!((72 * 3600 - 120..=72 * 3600 + 1).contains(&left), "{left} s left");
+    let form = s.body["formToken"].as_str().unwrap().to_string();
+    let done = answer(&url, &form, json!({"decision": "approve"})).await;
+    assert_eq!(done.body["status"], "answered", "{done:?}");
+    let end = app.get(&id).await;
+    assert_eq!(status_of(&end), "COMPLETED", "{end:?}");
+    assert_eq!(end.body["disposition"]["decision"], "approved");
+    assert!(end.body.get("answerUrl").is_none(), "an end carries no link: {end:?}");
+
+    // A screen whose node does not ask for a link carries none.
+    let refund = app.start("refund", json!({"orderId": "o-1"})).await;
+    assert!(refund.body.get("answerUrl").is_none(), "{refund:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_runs_webhook_carries_the_same_answer_url_as_its_live_state_and_a_revocation_closes_it() {
+    use crate::webhooks::{Receiver, start_async};
+    let app = spawn_app().await;
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    let callback = rx.serve(0).await;
+    let (r, _) = start_async(&app, "approval", spend(), &callback).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{r:?}");
+    let id = id_of(&r);
+    rx.wait_delivered(1, std::time::Duration::from_secs(20)).await;
+    let hit = rx.hits().remove(0);
+    assert!(hit.verified && hit.status == "WAITING", "{hit:?}");
+    let url = hit.answer_url.expect("the webhook carries answerUrl");
+    let live = app
+        .eventually(&id, std::time::Duration::from_secs(10), |s| s["seq"] == 1)
+        .await;
+    assert_eq!(
+        live["answerUrl"],
+        url.as_str(),
+        "one link per screen, wherever it is read"
+    );
+    assert_eq!(screen_of(&url).await.body["status"], "open");
+
+    let r = app
+        .call(Method::DELETE, &format!("/v3/workflow/{id}/links"), None, &[])
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{r:?}");
+    assert_eq!(screen_of(&url).await.body["status"], "revoked");
+}

@@ -18,6 +18,8 @@ pub(crate) struct Hit {
     pub status: String,
     pub answered: u16,
     pub verified: bool,
+    /// The state's answer link, when its screen asks for one.
+    pub answer_url: Option<String>,
 }
 
 /// A webhook receiver: answers from `script` (then 200), recording every request.
@@ -91,6 +93,7 @@ impl Receiver {
                         status: v["workflowStatus"].as_str().unwrap_or_default().to_string(),
                         answered: answer,
                         verified: verify(me.secret, &headers, &body),
+                        answer_url: v["answerUrl"].as_str().map(str::to_string),
                     });
                     StatusCode::from_u16(answer).unwrap()
                 }
@@ -131,7 +134,7 @@ impl Receiver {
     }
 }
 
-async fn start_async(app: &TestApp, workflow: &str, params: Value, callback: &str) -> (Resp, Duration) {
+pub(crate) async fn start_async(app: &TestApp, workflow: &str, params: Value, callback: &str) -> (Resp, Duration) {
     let t0 = std::time::Instant::now();
     let r = app
         .call(

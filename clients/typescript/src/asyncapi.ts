@@ -167,6 +167,12 @@ export interface components {
         /** @description The one shape of every workflow answer (sync body, published state, SSE event, webhook). */
         WorkflowState: {
             /**
+             * @description On a screen whose node says `answerLink`: a link (`…/answer/{token}`) a person outside
+             *     any app opens to answer this screen, signed and expiring; made by the worker, so the
+             *     same in webhooks, live and sync states.
+             */
+            answerUrl?: string | null;
+            /**
              * @description On a screen that cannot go back: the HTTP or CHILD node that ran since the previous
              *     screen (it is not undone), or the screen itself when its definition forbids Back
              *     (`"back": false`). Absent on the first screen.

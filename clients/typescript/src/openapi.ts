@@ -633,6 +633,14 @@ export interface components {
             /** @description As a resume's `viewResponse`: `{"selectedOptions": {...}}`. */
             viewResponse?: unknown;
         };
+        /** @description `"answerLink": {"ttl": "72h"}` on a screen. */
+        AnswerLink: {
+            /**
+             * @description How long each link works from when its screen is shown: a number and a unit (`s`, `m`,
+             *     `h`, `d`) or several (`1d12h`); 1 second to 30 days. Default 72h.
+             */
+            ttl?: string;
+        };
         /**
          * @description The last webhook attempt of a workflow: recorded by the worker, read back by the gateway
          *     (`GET /v3/workflow/{id}/deliveries`). Stored as one Redis hash; its fields are written and
@@ -844,6 +852,12 @@ export interface components {
          */
         InstructionNode: {
             /**
+             * @description Each WAITING state at this screen carries `answerUrl`: an answer link for a person
+             *     outside any app (webhooks, live and sync states alike), living `ttl` from when the
+             *     screen is shown.
+             */
+            answerLink?: components["schemas"]["AnswerLink"];
+            /**
              * @description Whether the user may go Back from this screen to the one before (default true);
              *     `false` for a screen whose earlier answers must stand once it is shown.
              */
@@ -1023,6 +1037,11 @@ export interface components {
             maxIntervalMs?: number;
         };
         Screen: {
+            /**
+             * @description Its node says `answerLink`: a real run's state carries `answerUrl`, a link that expires
+             *     then (RFC 3339, the simulation's clock). The link itself is signed by a worker.
+             */
+            answerLinkExpiresAt?: string | null;
             /** @description Whether Back would apply on it (as the state's `canGoBack`). */
             canGoBack?: boolean;
             node: string;
@@ -1216,6 +1235,12 @@ export interface components {
         };
         /** @description The one shape of every workflow answer (sync body, published state, SSE event, webhook). */
         WorkflowState: {
+            /**
+             * @description On a screen whose node says `answerLink`: a link (`…/answer/{token}`) a person outside
+             *     any app opens to answer this screen, signed and expiring; made by the worker, so the
+             *     same in webhooks, live and sync states.
+             */
+            answerUrl?: string | null;
             /**
              * @description On a screen that cannot go back: the HTTP or CHILD node that ran since the previous
              *     screen (it is not undone), or the screen itself when its definition forbids Back

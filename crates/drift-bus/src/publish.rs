@@ -6,7 +6,10 @@
 use super::hub::{ClusterReplicas, slot};
 use super::{Conn, Envelope, Layout, MessageKind};
 use drift_core::domain::{AttemptRecord, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowState};
+use drift_core::links::{LinkDue, LinkKeys};
+use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -82,6 +85,10 @@ pub struct Publication {
     /// The request this message answers: kept by it, whatever its kind.
     #[serde(default)]
     pub request_id: Option<String>,
+    /// A screen whose node says `answerLink`: the publisher signs the link into the state
+    /// (`answerUrl`) where the secret is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_link: Option<LinkDue>,
 }
 
 impl Publication {
@@ -92,7 +99,14 @@ impl Publication {
             message: serde_json::to_string(env).expect("envelopes serialize"),
             store,
             request_id: env.request_id.clone(),
+            answer_link: None,
         }
+    }
+
+    /// The state is a screen due an answer link (see `Session::answer_link`).
+    pub fn with_answer_link(mut self, due: Option<LinkDue>) -> Self {
+        self.answer_link = due;
+        self
     }
 
     pub fn state(workflow: &ScopedWorkflowId, state: &WorkflowState) -> Self {
@@ -142,6 +156,8 @@ pub struct Publisher {
     retention: Retention,
     layout: Layout,
     replication: Arc<Replication>,
+    /// Signs answer links into screens that ask for them (None: they go without, warned once).
+    links: Option<Arc<LinkKeys>>,
 }
 
 /// How long a publish waits for the replicas of its master to take a state.
@@ -202,7 +218,52 @@ impl Publisher {
                 seen: Mutex::new(None),
                 refreshing: AtomicBool::new(false),
             }),
+            links: None,
         }
+    }
+
+    /// Signs answer links with `keys` (see `answer_url`).
+    pub fn with_links(mut self, keys: Option<LinkKeys>) -> Self {
+        self.links = keys.map(Arc::new);
+        self
+    }
+
+    /// The answer link for `due` on `workflow`, in the workflow's current link generation (a
+    /// revocation closes it with the links made before). The same link each time it is made
+    /// for one screen. None when this process has no link key.
+    pub async fn answer_url(&self, workflow: &ScopedWorkflowId, due: LinkDue) -> redis::RedisResult<Option<String>> {
+        let Some(keys) = &self.links else {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "a screen asks for an answer link, but this worker has no --public-url: its states go without answerUrl"
+                );
+            }
+            return Ok(None);
+        };
+        let mut conn = self.conn.clone();
+        let generation: Option<u64> = conn.hget(self.layout.keys(workflow).links, "generation").await?;
+        let (tenant, id) = workflow.parts();
+        Ok(Some(keys.screen_link(tenant, id, due, generation.unwrap_or(0))))
+    }
+
+    /// `p` with its answer link signed into the state's body, when it is due one.
+    async fn linked<'a>(&self, p: &'a Publication) -> redis::RedisResult<Cow<'a, Publication>> {
+        let Some(due) = p.answer_link else {
+            return Ok(Cow::Borrowed(p));
+        };
+        let Some(url) = self.answer_url(&p.workflow, due).await? else {
+            return Ok(Cow::Borrowed(p));
+        };
+        let mut env: serde_json::Value = serde_json::from_str(&p.message).map_err(|e| {
+            redis::RedisError::from((redis::ErrorKind::Client, "a publication is not JSON", e.to_string()))
+        })?;
+        env["body"]["answerUrl"] = url.into();
+        Ok(Cow::Owned(Publication {
+            message: env.to_string(),
+            answer_link: None,
+            ..p.clone()
+        }))
     }
 
     pub fn layout(&self) -> &Layout {
@@ -228,7 +289,8 @@ impl Publisher {
     /// The publish of record: stored, published, and held by as many replicas as asked for
     /// (an error otherwise, so the caller repeats it).
     pub async fn publish(&self, p: &Publication) -> redis::RedisResult<()> {
-        let (keys, args) = self.script_input(p);
+        let p = self.linked(p).await?;
+        let (keys, args) = self.script_input(&p);
         let want = self.replicas_wanted(slot(keys[0].as_bytes())).await?;
         if want == 0 {
             return self.run_script(keys, args).await;
@@ -261,7 +323,8 @@ impl Publisher {
     /// Stores and publishes without waiting for replicas: the workflow's early hand-over, ahead
     /// of its publish of record.
     pub async fn hand_over(&self, p: &Publication) -> redis::RedisResult<()> {
-        let (keys, args) = self.script_input(p);
+        let p = self.linked(p).await?;
+        let (keys, args) = self.script_input(&p);
         self.run_script(keys, args).await
     }
 

@@ -4,7 +4,8 @@
 //! domain every adapter and transport shares (`domain`: ids, states, commands, refusals).
 //!
 //! Layers, each depending only on those before it: `expr` ← `dsl` ← `engine` ← `domain`;
-//! `digest`, `redact` and `metrics` (every series Drift exports, named once) are leaves.
+//! `digest`, `redact`, `links` (answer-link tokens) and `metrics` (every series Drift exports, named
+//! once) are leaves.
 #![forbid(unsafe_code)]
 
 pub mod digest;
@@ -12,6 +13,7 @@ pub mod domain;
 pub mod dsl;
 pub mod engine;
 pub mod expr;
+pub mod links;
 pub mod metrics;
 pub mod redact;
 pub mod session;

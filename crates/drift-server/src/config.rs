@@ -38,6 +38,17 @@ pub struct Common {
     /// Temporal frontend address (host:port). `dev` starts its own when absent.
     #[arg(long, env = "DRIFT_TEMPORAL_ADDRESS")]
     pub temporal_address: Option<String>,
+    /// Key that signs answer links (`POST /v3/workflow/{id}/links`, and screens whose node says
+    /// `answerLink`); every gateway and worker needs the same one, kept across restarts.
+    /// Without it, one is made on first use and kept in Redis, where every process on that
+    /// Redis finds it.
+    #[arg(long, env = "DRIFT_LINK_SECRET", hide_env_values = true)]
+    pub link_secret: Option<String>,
+    /// The address people reach the gateways' answer pages at (answer links are made with it),
+    /// e.g. `https://drift.example.com`. Default on a gateway: the address it listens on. A
+    /// worker without it puts no `answerUrl` in screens whose node says `answerLink`.
+    #[arg(long, env = "DRIFT_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Temporal namespace.
     #[arg(long, env = "DRIFT_NAMESPACE", default_value = "default")]
     pub namespace: String,
@@ -249,15 +260,6 @@ pub struct GatewayArgs {
     /// random key is used and tokens only work on this process.
     #[arg(long, env = "DRIFT_STREAM_SECRET", hide_env_values = true)]
     pub stream_secret: Option<String>,
-    /// Key that signs answer links (`POST /v3/workflow/{id}/links`); every gateway needs the
-    /// same one, kept across restarts. Without it, one is made on first use and kept in Redis,
-    /// where every gateway on that Redis finds it.
-    #[arg(long, env = "DRIFT_LINK_SECRET", hide_env_values = true)]
-    pub link_secret: Option<String>,
-    /// The address people reach this gateway's answer pages at (answer links are made with it),
-    /// e.g. `https://drift.example.com`. Default: the address it listens on.
-    #[arg(long, env = "DRIFT_PUBLIC_URL")]
-    pub public_url: Option<String>,
     /// `required`: every `/v3` call needs an API key (from the database) or a JWT. `none`: no
     /// authentication at all (logged as a warning on every start).
     #[arg(long, env = "DRIFT_AUTH", value_enum, default_value = "required")]

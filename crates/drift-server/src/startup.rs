@@ -6,6 +6,7 @@ use crate::config::{AuthArg, Common, GatewayArgs, ServeArgs, WorkerArgs, pairs};
 use anyhow::Context;
 use drift_bus::{Hub, Layout, RedisTarget, Retention, Store};
 use drift_core::dsl::Registry;
+use drift_core::links::LinkKeys;
 use drift_db::Db;
 use drift_gateway::{AppState, GatewayConfig, Listener, app};
 use drift_service::{AuthMode, Authenticator, Catalog, JwtVerifier, Parts, Service, ServiceConfig, Tokens};
@@ -144,7 +145,7 @@ async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, Str
     Ok(catalog)
 }
 
-fn worker_config(c: &Common, redis: &RedisTarget) -> anyhow::Result<WorkerConfig> {
+fn worker_config(c: &Common, redis: &RedisTarget, links: Option<LinkKeys>) -> anyhow::Result<WorkerConfig> {
     let delivery = DeliveryConfig {
         secrets: Secrets {
             default: c.webhook_secret.clone(),
@@ -164,6 +165,7 @@ fn worker_config(c: &Common, redis: &RedisTarget) -> anyhow::Result<WorkerConfig
         layout: layout(c)?,
         replica_acks: c.redis_replica_acks,
         retention: retention(c),
+        links,
         delivery,
         egress: drift_temporal::egress::Egress::parse(&c.egress_allow)
             .map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?,
@@ -229,6 +231,7 @@ async fn temporal_for_gateway(
     address: &str,
     redis: &RedisTarget,
     embed_worker: bool,
+    links: &LinkKeys,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<(Temporal, Option<std::thread::JoinHandle<anyhow::Result<()>>>)> {
     let tcfg = temporal_config(common, address);
@@ -239,7 +242,8 @@ async fn temporal_for_gateway(
     let client = connect(&tcfg)
         .await
         .with_context(|| format!("connecting to Temporal at {address}"))?;
-    let worker = spawn_worker(client.clone(), worker_config(common, redis)?, shutdown.clone())?;
+    let cfg = worker_config(common, redis, Some(links.clone()))?;
+    let worker = spawn_worker(client.clone(), cfg, shutdown.clone())?;
     Ok((limit(Temporal::with_client(tcfg, client)), Some(worker)))
 }
 
@@ -296,12 +300,13 @@ impl Application {
             .collect();
         let key_store = db.clone();
         let catalog = catalog(db, &common, &g, &extra).await?;
-        let (temporal, worker) = temporal_for_gateway(&common, &g, &address, &redis, embed_worker, &shutdown).await?;
         let store = Store::connect(&redis, retention(&common), layout(&common)?, common.redis_replica_acks)
             .await
             .with_context(|| format!("connecting to {}", redis.describe()))?;
+        let links = link_keys(&common, &store, &base).await?;
+        let (temporal, worker) =
+            temporal_for_gateway(&common, &g, &address, &redis, embed_worker, &links, &shutdown).await?;
         let hub = Hub::start(&redis, g.hub_shards, shutdown.clone())?;
-        let links = link_keys(&g, &store, &base).await?;
         catalog
             .spawn_watcher(
                 hub.clone(),
@@ -430,7 +435,26 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let client = connect(&temporal_config(&a.common, &address))
         .await
         .with_context(|| format!("connecting to Temporal at {address}"))?;
-    let t = spawn_worker(client, worker_config(&a.common, &redis)?, shutdown.clone())?;
+    let links = match a.common.public_url.as_deref() {
+        Some(public) => {
+            let store = Store::connect(
+                &redis,
+                retention(&a.common),
+                layout(&a.common)?,
+                a.common.redis_replica_acks,
+            )
+            .await
+            .with_context(|| format!("connecting to {}", redis.describe()))?;
+            Some(link_keys(&a.common, &store, public).await?)
+        }
+        None => {
+            tracing::warn!(
+                "no --public-url (DRIFT_PUBLIC_URL): screens whose node says answerLink will go without answerUrl"
+            );
+            None
+        }
+    };
+    let t = spawn_worker(client, worker_config(&a.common, &redis, links)?, shutdown.clone())?;
     tracing::info!(task_queue = %a.common.task_queue, "worker started");
     let drain = Duration::from_secs(a.common.drain_secs);
     spawn_signal(shutdown.clone(), drain + EXIT_GRACE);
@@ -500,21 +524,22 @@ async fn join_worker(t: std::thread::JoinHandle<anyhow::Result<()>>, deadline: t
 }
 
 /// The key answer links are signed with: `--link-secret`, else the one kept in Redis (made by
-/// the first gateway that asks), so links work on every gateway and across restarts.
-async fn link_keys(g: &GatewayArgs, store: &Store, base: &str) -> anyhow::Result<drift_service::LinkKeys> {
-    let public = g.public_url.as_deref().unwrap_or(base);
+/// the first process that asks), so links work on every gateway and across restarts; and
+/// `--public-url`, else `base`.
+async fn link_keys(c: &Common, store: &Store, base: &str) -> anyhow::Result<LinkKeys> {
+    let public = c.public_url.as_deref().unwrap_or(base);
     if !(public.starts_with("http://") || public.starts_with("https://")) {
         anyhow::bail!("--public-url must start with http:// or https:// (got {public:?})");
     }
-    let secret = match g.link_secret.as_deref().filter(|s| !s.is_empty()) {
+    let secret = match c.link_secret.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => s.to_string(),
         None => {
-            let fresh = drift_service::LinkKeys::fresh_secret();
+            let fresh = drift_service::fresh_link_secret();
             store
                 .link_secret(&fresh)
                 .await
                 .context("reading the answer-link secret from Redis (or pass --link-secret)")?
         }
     };
-    Ok(drift_service::LinkKeys::new(&secret, public))
+    Ok(LinkKeys::new(&secret, public))
 }

@@ -33,7 +33,9 @@ pub use drift_db::Kind;
 pub use error::ServiceError;
 pub use follow::{Follow, Followed, Out};
 pub use identify::{Anonymous, Identity, Presented};
-pub use links::{DEFAULT_LINK_TTL, IssuedLink, LinkBody, LinkKeys, LinkScreen, LinkStatus, MAX_LINK_TTL};
+pub use links::{
+    DEFAULT_LINK_TTL, IssuedLink, LinkBody, LinkKeys, LinkScreen, LinkStatus, MAX_LINK_TTL, fresh_link_secret,
+};
 pub use ports::{Channels, Runtime, States};
 pub use requests::{
     BackBody, CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest,

@@ -11,18 +11,18 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use drift_core::domain::{Caller, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId, WorkflowStatus};
 use drift_core::engine::View;
+pub use drift_core::links::LinkKeys;
+use drift_core::links::{Claims, Kind, MAX_LINK_TTL_SECS};
 use futures::{Stream, StreamExt};
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::Sha256;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
 /// How long a link lives when its request does not say.
 pub const DEFAULT_LINK_TTL: Duration = Duration::from_secs(72 * 3600);
 /// The longest a link may live (and how long its marks are kept in Redis).
-pub const MAX_LINK_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const MAX_LINK_TTL: Duration = Duration::from_secs(MAX_LINK_TTL_SECS);
 /// How long the page's form token is good for: a page left open longer is reloaded.
 const FORM_TTL: Duration = Duration::from_secs(3600);
 /// The longest assignee label.
@@ -100,39 +100,6 @@ struct Answered {
     link: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-enum Kind {
-    #[serde(rename = "a")]
-    Link,
-    #[serde(rename = "f")]
-    Form,
-}
-
-/// What a link (or its page's form token) says, signed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Claims {
-    k: Kind,
-    t: String,
-    w: String,
-    q: u64,
-    /// The link's id: its answer's request id, and what a form token is bound to.
-    i: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    a: Option<String>,
-    /// The workflow's link generation when it was made: a revocation raises it, closing every
-    /// link made before.
-    g: u64,
-    /// Expires (s since epoch).
-    e: u64,
-}
-
-/// The key links are signed with; every gateway must hold the same one, across restarts.
-pub struct LinkKeys {
-    key: Vec<u8>,
-    /// Where pages are served from, e.g. `https://drift.example.com` (no trailing slash).
-    public_url: String,
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -146,58 +113,24 @@ fn rfc3339(secs: u64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-impl LinkKeys {
-    pub fn new(secret: &str, public_url: &str) -> Self {
-        Self {
-            key: secret.as_bytes().to_vec(),
-            public_url: public_url.trim_end_matches('/').to_string(),
-        }
-    }
+/// A new random secret (256 bits), for a deployment that configured none.
+pub fn fresh_link_secret() -> String {
+    B64.encode(rand::random::<[u8; 32]>())
+}
 
-    /// A new random secret (256 bits), for a deployment that configured none.
-    pub fn fresh_secret() -> String {
-        B64.encode(rand::random::<[u8; 32]>())
-    }
-
-    fn mac(&self, payload: &str) -> Hmac<Sha256> {
-        let mut m = Hmac::<Sha256>::new_from_slice(&self.key).expect("hmac takes any key");
-        m.update(b"drift answer link\n");
-        m.update(payload.as_bytes());
-        m
-    }
-
-    /// A link as `issue_link` makes it, with any expiry (s since epoch), for tests.
-    #[cfg(test)]
-    pub(crate) fn issue_for_test(&self, tenant: &str, workflow: &str, seq: u64, expires: u64) -> String {
-        self.sign(&Claims {
-            k: Kind::Link,
-            t: tenant.into(),
-            w: workflow.into(),
-            q: seq,
-            i: B64.encode(rand::random::<[u8; 12]>()),
-            a: None,
-            g: 0,
-            e: expires,
-        })
-    }
-
-    fn sign(&self, claims: &Claims) -> String {
-        let payload = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
-        let sig = B64.encode(self.mac(&payload).finalize().into_bytes());
-        format!("{payload}.{sig}")
-    }
-
-    /// The claims of a token of `kind` with a good signature (expiry is the caller's to judge).
-    fn open(&self, token: &str, kind: Kind) -> Option<Claims> {
-        if token.len() > 2048 {
-            return None;
-        }
-        let (payload, sig) = token.split_once('.')?;
-        let sig = B64.decode(sig).ok()?;
-        self.mac(payload).verify_slice(&sig).ok()?;
-        let claims: Claims = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;
-        (claims.k == kind).then_some(claims)
-    }
+/// A link as `issue_link` makes it, with any expiry (s since epoch), for tests.
+#[cfg(test)]
+pub(crate) fn issue_for_test(keys: &LinkKeys, tenant: &str, workflow: &str, seq: u64, expires: u64) -> String {
+    keys.sign(&Claims {
+        k: Kind::Link,
+        t: tenant.into(),
+        w: workflow.into(),
+        q: seq,
+        i: B64.encode(rand::random::<[u8; 12]>()),
+        a: None,
+        g: 0,
+        e: expires,
+    })
 }
 
 /// A link's claims, checked and parsed.
@@ -301,7 +234,7 @@ impl Service {
         let token = keys.sign(&claims);
         tracing::info!(workflow = %id, seq = latest.seq, assignee = ?claims.a, link = %claims.i, "answer link issued");
         Ok(IssuedLink {
-            url: format!("{}/answer/{token}", keys.public_url),
+            url: keys.url(&token),
             seq: latest.seq,
             expires_at: rfc3339(expires),
         })

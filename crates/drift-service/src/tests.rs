@@ -507,7 +507,7 @@ async fn a_forged_altered_or_foreign_token_is_not_a_link_and_says_nothing_of_the
         );
     }
     // Signed with another secret: not a link here either.
-    let theirs = other_secret.issue_for_test("alice", id.as_str(), 1, u64::MAX / 2_000);
+    let theirs = crate::links::issue_for_test(&other_secret, "alice", id.as_str(), 1, u64::MAX / 2_000);
     assert!(matches!(
         f.service.open_link(&theirs).await,
         Err(ServiceError::NotFound(_))
@@ -530,7 +530,7 @@ async fn a_revoked_or_expired_link_is_closed_and_a_link_made_after_revoking_work
     let f = fixture(Behaviour::Answers { node: "ask" }).await;
     let (id, _) = f.started(&alice()).await;
     let keys = f.service.0.links.as_ref().unwrap();
-    let expired = keys.issue_for_test("alice", id.as_str(), 1, 1);
+    let expired = crate::links::issue_for_test(keys, "alice", id.as_str(), 1, 1);
     assert_eq!(f.service.open_link(&expired).await.unwrap().status, LinkStatus::Expired);
     let before = f.link(&alice(), &id, None).await;
     let form = f.service.open_link(&before).await.unwrap().form_token.unwrap();

@@ -88,6 +88,14 @@ impl DriftActivities {
         let Some(cb) = d.callback.clone() else {
             return Ok(DeliveryOutcome::GaveUp);
         };
+        // A screen due an answer link gets it signed in here, where the secret is.
+        let d = match (d.answer_link, &d.workflow) {
+            (Some(due), Some(w)) => match self.publisher.answer_url(w, due).await? {
+                Some(url) => d.with_answer_url(&url),
+                None => d,
+            },
+            _ => d,
+        };
         // Attempts are recorded for operators where the delivery names its workflow.
         let record = |state: AttemptState, error: Option<&str>, next: Option<Duration>| {
             let now = chrono::Utc::now();

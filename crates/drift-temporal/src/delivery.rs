@@ -172,6 +172,7 @@ mod tests {
             terminal,
             body: "x".repeat(100_000),
             workflow: None,
+            answer_link: None,
         };
         let mut st = DeliveryState {
             queue: (1..=30).map(|seq| state(seq, seq == 30)).collect(),

@@ -22,6 +22,9 @@ pub struct WorkerConfig {
     /// Replicas a state must reach before its publish counts (see `Publisher::new`).
     pub replica_acks: usize,
     pub retention: Retention,
+    /// Signs answer links into screens whose node says `answerLink` (None: without a public
+    /// URL, those states go without `answerUrl`).
+    pub links: Option<drift_core::links::LinkKeys>,
     pub delivery: crate::webhook::DeliveryConfig,
     pub egress: crate::egress::Egress,
     pub max_response_bytes: usize,
@@ -54,7 +57,7 @@ pub fn spawn(
             .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.redis.describe()))?;
         let outbound = Outbound::new(cfg.egress.clone(), cfg.max_response_bytes)?;
         let runtime = Runtime::from_current_tokio(Default::default())?;
-        let publisher = Publisher::new(conn, cfg.retention, cfg.layout, cfg.replica_acks);
+        let publisher = Publisher::new(conn, cfg.retention, cfg.layout, cfg.replica_acks).with_links(cfg.links);
         super::workflow::publish_early_with(publisher.clone());
         let opts = WorkerOptions::new(cfg.task_queue.clone())
             .register_workflow::<DriftWorkflow>()?

@@ -10,6 +10,7 @@ use drift_bus::{Publication, Publisher};
 use drift_core::domain::{Command, Rejection, RequestId, WorkflowState, WorkflowStatus};
 use drift_core::dsl::Definition;
 use drift_core::engine::{Effect, EndStatus, Machine, OverBudget, View};
+use drift_core::links::LinkDue;
 use drift_core::session::{Execution, Inbox, OnScreen, OnTimer, Session, timer_fires_at};
 use futures::FutureExt;
 use serde_json::{Value, json};
@@ -270,18 +271,19 @@ async fn publish_state(
 async fn publish(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Session, state: WorkflowState) {
     run.published(&state);
     ctx.state_mut(|s| s.last = Some(state.clone()));
-    send(ctx, Publication::state(&run.scoped, &state)).await;
+    let link = run.answer_link(&state, now_ms(ctx));
+    send(ctx, Publication::state(&run.scoped, &state).with_answer_link(link)).await;
     if run.callback.is_some() {
-        notify(ctx, run, &state).await;
+        notify(ctx, run, &state, link).await;
     }
 }
 
 /// Hands a state to this workflow's delivery workflow (started on first use). Only the
 /// hand-over is awaited, never the receiver.
-async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Session, state: &WorkflowState) {
+async fn notify(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Session, state: &WorkflowState, link: Option<LinkDue>) {
     let Some(cb) = run.callback.clone() else { return };
     let id = delivery::workflow_id(&run.scoped);
-    let d = Delivery::of(Some(cb), &run.scoped, &run.start.tenant, Some(&run.start.run), state);
+    let d = Delivery::of(Some(cb), &run.scoped, &run.start.tenant, Some(&run.start.run), state).with_answer_link(link);
     // The delivery workflow of this id may be one an earlier run started that is just ending
     // (its last state delivered): when the hand-over finds it gone, start a new one and retry.
     for attempt in 0..3 {

@@ -105,6 +105,10 @@ impl ScopedWorkflowId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// Its tenant and workflow id.
+    pub fn parts(&self) -> (&str, &str) {
+        self.0.split_once('/').expect("made of a tenant and a workflow id")
+    }
 }
 
 impl TryFrom<String> for ScopedWorkflowId {

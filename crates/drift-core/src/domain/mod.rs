@@ -103,6 +103,11 @@ pub struct WorkflowState {
     /// screen returned to with Back waits its full timeout again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// On a screen whose node says `answerLink`: a link (`…/answer/{token}`) a person outside
+    /// any app opens to answer this screen, signed and expiring; made by the worker, so the
+    /// same in webhooks, live and sync states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_url: Option<String>,
     /// In `GET /v3/workflow/{id}` only: the run cannot move because its workflow task keeps
     /// failing in the worker (this state is the last it published).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +148,7 @@ impl WorkflowState {
             back_dropped: false,
             previous_answer: None,
             expires_at: None,
+            answer_url: None,
             workflow_task_failing: None,
             links: Links::for_workflow(workflow_id),
         }

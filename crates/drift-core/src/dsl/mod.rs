@@ -207,6 +207,32 @@ pub struct InstructionNode {
     /// `false` for a screen whose earlier answers must stand once it is shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub back: Option<bool>,
+    /// Each WAITING state at this screen carries `answerUrl`: an answer link for a person
+    /// outside any app (webhooks, live and sync states alike), living `ttl` from when the
+    /// screen is shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_link: Option<AnswerLink>,
+}
+
+/// `"answerLink": {"ttl": "72h"}` on a screen.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnswerLink {
+    /// How long each link works from when its screen is shown: a number and a unit (`s`, `m`,
+    /// `h`, `d`) or several (`1d12h`); 1 second to 30 days. Default 72h.
+    #[serde(default = "default_link_ttl")]
+    pub ttl: String,
+}
+
+fn default_link_ttl() -> String {
+    "72h".into()
+}
+
+impl AnswerLink {
+    /// The ttl in seconds (a definition that was validated always has one).
+    pub fn ttl_secs(&self) -> Result<u64, String> {
+        crate::links::parse_ttl(&self.ttl)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]

@@ -261,6 +261,9 @@ impl NodeCheck<'_, '_> {
         if i.timeout_ms == Some(0) {
             self.push("node.timeoutMs", "must be more than 0");
         }
+        if let Some(Err(e)) = i.answer_link.as_ref().map(super::AnswerLink::ttl_secs) {
+            self.push("node.answerLink.ttl", e);
+        }
         let mut ids = BTreeSet::new();
         for (k, w) in i.input_options.iter().enumerate() {
             if !ids.insert(w.id.as_str()) {

@@ -15,9 +15,10 @@ use crate::engine::{
     Budget, Cursor, Effect, EndStatus, HttpRequest, HttpResponse, Machine, Measured, NodeError, OverBudget, Passed,
     Prepared, View, initial_context, json_len,
 };
+use crate::links::LinkDue;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::ControlFlow;
 
 #[cfg(test)]
@@ -143,6 +144,9 @@ pub struct Session {
     prefill: Option<Value>,
     /// The screens whose definition forbids Back from them (`"back": false`).
     no_back: BTreeSet<String>,
+    /// The screens whose node says `answerLink`, and their links' ttl (s). (Read at the start:
+    /// the workflow lends the definition to its machine.)
+    answer_links: BTreeMap<String, u64>,
 }
 
 /// What a command on a shown screen does.
@@ -271,6 +275,15 @@ impl Session {
                 .filter(|(_, e)| matches!(&e.node, Some(Node::Instruction(i)) if i.back == Some(false)))
                 .map(|(name, _)| name.clone())
                 .collect(),
+            answer_links: start
+                .definition
+                .states
+                .iter()
+                .filter_map(|(name, e)| match &e.node {
+                    Some(Node::Instruction(i)) => Some((name.clone(), i.answer_link.as_ref()?.ttl_secs().ok()?)),
+                    _ => None,
+                })
+                .collect(),
             start,
         };
         (session, inbox)
@@ -382,6 +395,21 @@ impl Session {
     /// How long the screen shown now still waits at `now_ms` (`None`: no timeout).
     pub fn screen_left_ms(&self, now_ms: i64) -> Option<u64> {
         self.screen_deadline.map(|at| (at - now_ms).max(1) as u64)
+    }
+
+    /// The answer link `state` carries, when it is a screen whose node says `answerLink`: it
+    /// lives the node's ttl from `now_ms`, when the screen is published (a screen carried over
+    /// by continue-as-new is not published again, and keeps its link).
+    pub fn answer_link(&self, state: &WorkflowState, now_ms: i64) -> Option<LinkDue> {
+        let view = state
+            .view
+            .as_ref()
+            .filter(|_| state.workflow_status == WorkflowStatus::Waiting)?;
+        let ttl = *self.answer_links.get(&view.node)?;
+        Some(LinkDue {
+            seq: state.seq,
+            expires_ms: (now_ms.max(0) as u64).saturating_add(ttl * 1000),
+        })
     }
 
     /// The run continues as new while waiting on this screen: the next run waits on it again.

@@ -385,3 +385,37 @@ fn a_child_start_is_refused_when_its_definition_was_not_pinned_or_it_nests_too_d
     assert_eq!(child.scoped.to_string(), "t/wf-1.kid.7");
     assert_eq!(child.input.start.depth, 1);
 }
+
+#[test]
+fn a_screen_whose_node_says_answer_link_is_due_one_living_its_ttl_from_when_it_is_published() {
+    let mut d = flow();
+    let two = d.states.get_mut("two").and_then(|e| e.node.as_mut());
+    let Some(Node::Instruction(two)) = two else {
+        panic!("two is a screen")
+    };
+    two.answer_link = Some(crate::dsl::AnswerLink { ttl: "1h".into() });
+    let mut run = Driver::new(&d, start(&d));
+    let one = run.next_screen();
+    assert_eq!(
+        run.session.answer_link(run.last(), 5_000),
+        None,
+        "screen one asks for none"
+    );
+    run.command(&one, resume("r-1", 1, "a"));
+    run.next_screen();
+    let at_two = run.last().clone();
+    let due = run
+        .session
+        .answer_link(&at_two, 5_000)
+        .expect("screen two asks for one");
+    assert_eq!((due.seq, due.expires_ms), (at_two.seq, 5_000 + 3_600_000));
+    let ended = WorkflowState {
+        workflow_status: WorkflowStatus::Completed,
+        ..at_two
+    };
+    assert_eq!(
+        run.session.answer_link(&ended, 5_000),
+        None,
+        "only a WAITING state carries one"
+    );
+}

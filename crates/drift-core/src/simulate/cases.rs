@@ -96,6 +96,9 @@ pub struct ScreenExpect {
     pub node: Option<String>,
     #[serde(default)]
     pub layout_id: Option<String>,
+    /// Whether its state carries an answer link (its node says `answerLink`).
+    #[serde(default)]
+    pub answer_link: Option<bool>,
 }
 
 /// One expectation that did not hold.
@@ -250,8 +253,18 @@ fn screens(r: &Report, e: &Expect) -> Vec<Failure> {
             {
                 out.push(failure(
                     format!("screens[{i}].layoutId"),
-                    step,
+                    step.clone(),
                     format!("expected {l:?}, got {:?}", got.view.layout_id),
+                ));
+            }
+            let linked = got.answer_link_expires_at.is_some();
+            if let Some(want) = w.answer_link
+                && want != linked
+            {
+                out.push(failure(
+                    format!("screens[{i}].answerLink"),
+                    step,
+                    format!("expected {want}, got {linked}"),
                 ));
             }
         }

@@ -162,6 +162,10 @@ pub struct Screen {
     /// Shown again with Back: the answer it had (as the state's `previousAnswer`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_answer: Option<Value>,
+    /// Its node says `answerLink`: a real run's state carries `answerUrl`, a link that expires
+    /// then (RFC 3339, the simulation's clock). The link itself is signed by a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_link_expires_at: Option<String>,
 }
 
 /// An answer a screen refused.
@@ -447,12 +451,17 @@ impl<'a> Sim<'a> {
         let state = self.session.state(status, view)?;
         self.session.published(&state);
         if let Some((node, view)) = screen {
+            let link = self.session.answer_link(&state, self.now_ms());
             self.report.screens.push(Screen {
                 seq: state.seq,
                 node: node.to_string(),
                 view,
                 can_go_back: state.can_go_back,
                 previous_answer: state.previous_answer,
+                answer_link_expires_at: link.and_then(|l| {
+                    chrono::DateTime::from_timestamp_millis(l.expires_ms as i64)
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                }),
             });
         }
         Ok(())

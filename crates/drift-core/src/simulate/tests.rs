@@ -357,3 +357,19 @@ fn back_that_cannot_apply_is_refused_in_a_simulation_naming_what_stands_in_the_w
     assert_eq!((why.node.as_str(), why.why), ("fetch_order", BackBlock::Crossed));
     assert!(matches!(refused.rejection(), Rejection::CannotGoBack { .. }));
 }
+
+#[test]
+fn a_screen_whose_node_says_answer_link_lists_when_its_link_would_expire() {
+    let d = example("approval");
+    let r = run(
+        &d,
+        json!({"params": {"requester": "Dana", "amount": 5, "currency": "EUR", "purpose": "pens"},
+        "now": "2026-01-01T00:00:00Z",
+        "answers": [{"node": "approve", "viewResponse": {"selectedOptions": {"decision": "approve"}}}]}),
+    );
+    assert_eq!(
+        r.screens[0].answer_link_expires_at.as_deref(),
+        Some("2026-01-04T00:00:00Z"),
+        "{r:?}"
+    );
+}

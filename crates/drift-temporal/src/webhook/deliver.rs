@@ -6,6 +6,7 @@
 use super::DeliveryConfig;
 use crate::egress::Egress;
 use drift_core::domain::{Callback, ScopedWorkflowId, TenantId, WorkflowState};
+use drift_core::links::LinkDue;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ pub struct Delivery {
     /// handed over before workflows stopped carrying Redis key names.)
     #[serde(default)]
     pub workflow: Option<ScopedWorkflowId>,
+    /// A screen whose node says `answerLink`: the worker signs the link into the body
+    /// (`answerUrl`) before the first attempt, the same link on every attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer_link: Option<LinkDue>,
 }
 
 /// What a receiver gets: the state, as a sync caller would, and whose it is.
@@ -53,7 +58,26 @@ impl Delivery {
             terminal: state.workflow_status.is_terminal(),
             body: serde_json::to_string(&body).expect("states serialize"),
             workflow: Some(workflow.clone()),
+            answer_link: None,
         }
+    }
+}
+
+impl Delivery {
+    /// The state is a screen due an answer link (see `Session::answer_link`).
+    pub fn with_answer_link(mut self, due: Option<LinkDue>) -> Self {
+        self.answer_link = due;
+        self
+    }
+
+    /// This delivery with `url` in its body as `answerUrl`.
+    pub fn with_answer_url(mut self, url: &str) -> Self {
+        if let Ok(mut body) = serde_json::from_str::<serde_json::Value>(&self.body) {
+            body["answerUrl"] = url.into();
+            self.body = body.to_string();
+        }
+        self.answer_link = None;
+        self
     }
 }
 
