@@ -107,6 +107,10 @@ pub struct RedisKeys {
     pub links: String,
 }
 
+/// The field of a workflow's links hash holding its link generation (raised by each
+/// revocation): the store reads and raises it, the publisher signs screen links with it.
+const LINK_GENERATION: &str = "generation";
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageKind {

@@ -242,7 +242,9 @@ impl Publisher {
             return Ok(None);
         };
         let mut conn = self.conn.clone();
-        let generation: Option<u64> = conn.hget(self.layout.keys(workflow).links, "generation").await?;
+        let generation: Option<u64> = conn
+            .hget(self.layout.keys(workflow).links, super::LINK_GENERATION)
+            .await?;
         let (tenant, id) = workflow.parts();
         Ok(Some(keys.screen_link(tenant, id, due, generation.unwrap_or(0))))
     }

@@ -84,7 +84,7 @@ impl Store {
         let mut c = self.conn.clone();
         let (generation, answered): (Option<u64>, Option<String>) = redis::cmd("HMGET")
             .arg(&keys.links)
-            .arg("generation")
+            .arg(super::LINK_GENERATION)
             .arg(answered_field(seq))
             .query_async(&mut c)
             .await?;
@@ -95,7 +95,7 @@ impl Store {
     pub async fn revoke_links(&self, keys: &RedisKeys, keep: Duration) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         let _: () = redis::pipe()
-            .hincr(&keys.links, "generation", 1)
+            .hincr(&keys.links, super::LINK_GENERATION, 1)
             .ignore()
             .expire(&keys.links, keep.as_secs().max(1) as i64)
             .ignore()

@@ -9,6 +9,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+/// What a token's signature covers before its payload: it signs nothing else.
+const SIGNED: &[u8] = b"drift answer link\n";
+
 /// The longest a link may live.
 pub const MAX_LINK_TTL_SECS: u64 = 30 * 24 * 3600;
 
@@ -97,7 +100,7 @@ impl LinkKeys {
 
     pub fn sign(&self, claims: &Claims) -> String {
         let payload = B64.encode(serde_json::to_vec(claims).expect("claims serialize"));
-        let sig = B64.encode(self.mac(b"drift answer link\n", &payload).finalize().into_bytes());
+        let sig = B64.encode(self.mac(SIGNED, &payload).finalize().into_bytes());
         format!("{payload}.{sig}")
     }
 
@@ -108,7 +111,7 @@ impl LinkKeys {
         }
         let (payload, sig) = token.split_once('.')?;
         let sig = B64.decode(sig).ok()?;
-        self.mac(b"drift answer link\n", payload).verify_slice(&sig).ok()?;
+        self.mac(SIGNED, payload).verify_slice(&sig).ok()?;
         let claims: Claims = serde_json::from_slice(&B64.decode(payload).ok()?).ok()?;
         (claims.k == kind).then_some(claims)
     }
