@@ -53,6 +53,10 @@ mkdir -p test-artifacts
 # The hosted answer page, opened from answer links by people with no credential.
 (cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_API_KEY_FILE="$data/dev-api-key" \
   DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" node --test answer.test.mjs) || { tail -50 "$log"; exit 1; }
+# The approval pattern end to end: webhook -> the example mailer -> a real SMTP server -> the link.
+(cd tests/browser && DRIFT_DEMO_URL="http://127.0.0.1:$port" DRIFT_API_KEY_FILE="$data/dev-api-key" \
+  DRIFT_WEBHOOK_SECRET_FILE="$data/webhook-secret" DRIFT_ARTIFACTS="$PWD/../../test-artifacts/" \
+  node --test approval.test.mjs) || { tail -50 "$log"; exit 1; }
 # The screen kit through examples/react, served by esbuild as its README says.
 # serve NAME PORT COMMAND…: runs a page server in the background until the page answers.
 serve() {

@@ -35,6 +35,11 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 if [ "${DRIFT_SETUP_BROWSER:-0}" = "1" ]; then
+  # A real SMTP server for the approval example's test (the mailer sends the answer link).
+  if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+    echo "setup: installing aiosmtpd for the approval example's test (pip)"
+    python3 -m pip install -q aiosmtpd==1.4.6
+  fi
   command -v node >/dev/null 2>&1 || { echo "setup: node (Node.js 18+) is needed for the browser tests" >&2; exit 1; }
   if [ ! -d tests/browser/node_modules/playwright-core ] || [ ! -x tests/browser/node_modules/.bin/eslint ] \
     || [ ! -x tests/browser/node_modules/.bin/prettier ] || [ ! -f tests/browser/node_modules/axe-core/axe.min.js ] || [ ! -d tests/browser/node_modules/react-dom18 ]; then

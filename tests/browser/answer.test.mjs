@@ -3,25 +3,13 @@
 // it by email would; the page runs under its own Content-Security-Policy.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { SHOTS, useChromium } from "./chromium.mjs";
+import { GATEWAY, api } from "./api.mjs";
 
-const GATEWAY = process.env.DRIFT_DEMO_URL || "http://127.0.0.1:8080";
-const KEY = readFileSync(process.env.DRIFT_API_KEY_FILE || "../../.drift/dev-api-key", "utf8").trim();
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const chromium = useChromium();
 
-/** The API, as the team's own system calls it (with its key). */
-async function api(method, path, body) {
-  const r = await fetch(GATEWAY + path, {
-    method,
-    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : null };
-}
 
 /** Refund waiting on its reason screen, and an answer link to it. */
 async function refundWithLink(assignee) {

@@ -3,13 +3,11 @@
 // keyboard runs the examples; axe-core finds no violation on any screen they see.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { SHOTS, useChromium } from "./chromium.mjs";
+import { GATEWAY, api } from "./api.mjs";
 
-const GATEWAY = process.env.DRIFT_DEMO_URL || "http://127.0.0.1:8080";
 const EXAMPLE = process.env.DRIFT_EXAMPLE_URL || "http://127.0.0.1:5173";
-const KEY = readFileSync(process.env.DRIFT_API_KEY_FILE || "../../.drift/dev-api-key", "utf8").trim();
 const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const chromium = useChromium();
 
@@ -72,15 +70,6 @@ async function finish(page) {
   await page.close();
 }
 
-/** Drift's API, as the test (not the page) calls it. */
-async function api(method, path, body) {
-  const r = await fetch(GATEWAY + path, {
-    method,
-    headers: { "content-type": "application/json", authorization: `Bearer ${KEY}` },
-    body: body && JSON.stringify(body),
-  });
-  return { status: r.status, body: await r.json().catch(() => undefined) };
-}
 
 /** Stores, publishes and activates a workflow definition. */
 async function publish(def) {
