@@ -20,6 +20,19 @@ pub(crate) struct Hit {
     pub verified: bool,
     /// The state's answer link, when its screen asks for one.
     pub answer_url: Option<String>,
+    /// The request as it came, for checks with the reference verifier.
+    pub headers: HeaderMap,
+    pub body: axum::body::Bytes,
+}
+
+impl Hit {
+    /// Whether the reference implementation (the `standardwebhooks` crate) accepts the request
+    /// as signed with `secret`.
+    fn verifies_with(&self, secret: &str) -> bool {
+        standardwebhooks::Webhook::new(secret)
+            .and_then(|w| w.verify(&self.body, &self.headers))
+            .is_ok()
+    }
 }
 
 /// A webhook receiver: answers from `script` (then 200), recording every request.
@@ -94,6 +107,8 @@ impl Receiver {
                         answered: answer,
                         verified: verify(me.secret, &headers, &body),
                         answer_url: v["answerUrl"].as_str().map(str::to_string),
+                        headers,
+                        body,
                     });
                     StatusCode::from_u16(answer).unwrap()
                 }
@@ -208,6 +223,91 @@ async fn per_client_secret_signs_and_async_resume_answers_202() {
         "alice's own secret: {:?}",
         rx.hits()
     );
+}
+
+/// The secret a rotation moves to (the harness's WEBHOOK_SECRET is the one it leaves).
+const ROTATED_SECRET: &str = "whsec_cm90YXRlZC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg=";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_secret_rotation_every_webhook_verifies_on_both_secrets_and_after_it_on_the_new_one_only() {
+    // The overlap: receivers still on the old secret and receivers already on the new one both
+    // accept every request, checked by the reference verifier.
+    let rotating = |ends: &str| Opts {
+        extra_args: vec![
+            format!("--webhook-secret={ROTATED_SECRET}"),
+            format!("--webhook-previous-secret={WEBHOOK_SECRET}"),
+            format!("--webhook-rotation-ends={ends}"),
+        ],
+        ..Opts::default()
+    };
+    let app = spawn_app_with(rotating("2999-01-01T00:00:00Z")).await;
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let (r, _) = start_async(&app, "quick_screen", json!({"n": 5}), &url).await;
+    assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{r:?}");
+    rx.wait_delivered(1, Duration::from_secs(20)).await;
+    let h = &rx.hits()[0];
+    let sigs = h.headers["webhook-signature"].to_str().unwrap();
+    assert_eq!(sigs.split(' ').count(), 2, "two signatures: {sigs}");
+    assert!(h.verified, "the receiver's own HMAC code, on the old secret");
+    assert!(
+        h.verifies_with(WEBHOOK_SECRET) && h.verifies_with(ROTATED_SECRET),
+        "{sigs}"
+    );
+    assert!(!h.verifies_with(ALICE_SECRET), "and no other secret");
+    drop(app);
+
+    // The overlap over: the new secret alone.
+    let app = spawn_app_with(rotating("2020-01-01T00:00:00Z")).await;
+    let rx = Receiver::new(ROTATED_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let (r, _) = start_async(&app, "quick_screen", json!({"n": 5}), &url).await;
+    assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{r:?}");
+    rx.wait_delivered(1, Duration::from_secs(20)).await;
+    let h = &rx.hits()[0];
+    assert!(h.verified && h.verifies_with(ROTATED_SECRET));
+    assert!(
+        !h.verifies_with(WEBHOOK_SECRET),
+        "the old secret signs nothing after the overlap"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_without_the_secret_it_moves_to_is_refused_at_start() {
+    for (flags, says) in [
+        (
+            vec![format!("--webhook-previous-secret={WEBHOOK_SECRET}")],
+            "--webhook-previous-secret needs --webhook-secret",
+        ),
+        (
+            vec![
+                format!("--webhook-secret={WEBHOOK_SECRET}"),
+                format!("--client-previous-secret=bob={ALICE_SECRET}"),
+            ],
+            "needs a --client-secret for \"bob\"",
+        ),
+        (
+            vec![
+                format!("--webhook-secret={WEBHOOK_SECRET}"),
+                "--webhook-previous-secret=whsec_not base64!".to_string(),
+            ],
+            "(previous default) is not a whsec_ base64 secret",
+        ),
+    ] {
+        let out = std::process::Command::new(drift_bin())
+            .args([
+                "serve",
+                "--embed-worker",
+                "--listen=127.0.0.1:0",
+                "--redis-url=redis://127.0.0.1:1",
+            ])
+            .env_remove("DRIFT_WEBHOOK_SECRET")
+            .args(&flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{flags:?}: {err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,6 +90,24 @@ pub struct Common {
         hide_env_values = true
     )]
     pub client_secrets: Vec<String>,
+    /// Secret rotation: the default secret being replaced. Until --webhook-rotation-ends, each
+    /// request is signed with --webhook-secret and with this one (two signatures in
+    /// `webhook-signature`), so receivers switch when they are ready.
+    #[arg(long, env = "DRIFT_WEBHOOK_PREVIOUS_SECRET", hide_env_values = true)]
+    pub webhook_previous_secret: Option<String>,
+    /// Secret rotation for one client: CLIENT=whsec_… being replaced by its --client-secret
+    /// (repeatable, or comma-separated in the env).
+    #[arg(
+        long = "client-previous-secret",
+        env = "DRIFT_CLIENT_PREVIOUS_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub client_previous_secrets: Vec<String>,
+    /// When the rotation's overlap ends (RFC 3339, e.g. 2026-12-31T00:00:00Z): from then on the
+    /// previous secrets sign nothing. Without it they sign until removed from the flags.
+    #[arg(long, env = "DRIFT_WEBHOOK_ROTATION_ENDS", value_parser = rfc3339)]
+    pub webhook_rotation_ends: Option<std::time::SystemTime>,
     /// Waits between webhook retries (jittered ±20%); delivery gives up after the last.
     #[arg(long, env = "DRIFT_WEBHOOK_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
     pub webhook_schedule: String,
@@ -358,6 +376,13 @@ pub fn pairs(items: &[String], what: &str) -> anyhow::Result<std::collections::B
             Ok((k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
+}
+
+/// An instant written as RFC 3339.
+fn rfc3339(v: &str) -> Result<std::time::SystemTime, String> {
+    chrono::DateTime::parse_from_rfc3339(v.trim())
+        .map(Into::into)
+        .map_err(|e| format!("{e}: write an RFC 3339 instant, like 2026-12-31T00:00:00Z"))
 }
 
 /// A CSP source list for `frame-ancestors`: sources separated by spaces, nothing that could end

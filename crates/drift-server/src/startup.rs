@@ -145,20 +145,41 @@ async fn catalog(db: Db, common: &Common, g: &GatewayArgs, extra: &[(String, Str
     Ok(catalog)
 }
 
+/// The signing secrets, each checked, and a rotation that makes sense.
+fn secrets(c: &Common) -> anyhow::Result<Secrets> {
+    let s = Secrets {
+        default: c.webhook_secret.clone(),
+        per_client: pairs(&c.client_secrets, "--client-secret")?,
+        previous_default: c.webhook_previous_secret.clone(),
+        previous_per_client: pairs(&c.client_previous_secrets, "--client-previous-secret")?,
+        previous_until: c.webhook_rotation_ends,
+    };
+    for (whose, secret) in s.all() {
+        standardwebhooks::Webhook::new(secret)
+            .map_err(|e| anyhow::anyhow!("webhook secret for {whose} is not a whsec_ base64 secret: {e:?}"))?;
+    }
+    if s.previous_default.is_some() && s.default.is_none() {
+        anyhow::bail!("--webhook-previous-secret needs --webhook-secret: the secret it is being replaced by");
+    }
+    if let Some(client) = s.previous_per_client.keys().find(|c| !s.per_client.contains_key(*c)) {
+        anyhow::bail!(
+            "--client-previous-secret for {client:?} needs a --client-secret for {client:?}: the secret it is being replaced by"
+        );
+    }
+    Ok(s)
+}
+
 fn worker_config(c: &Common, redis: &RedisTarget, links: Option<LinkKeys>) -> anyhow::Result<WorkerConfig> {
+    if c.webhook_rotation_ends
+        .is_some_and(|ends| ends <= std::time::SystemTime::now())
+    {
+        tracing::warn!("--webhook-rotation-ends has passed: the previous webhook secrets sign nothing; remove them");
+    }
     let delivery = DeliveryConfig {
-        secrets: Secrets {
-            default: c.webhook_secret.clone(),
-            per_client: pairs(&c.client_secrets, "--client-secret")?,
-        },
+        secrets: secrets(c)?,
         schedule: parse_schedule(&c.webhook_schedule).map_err(|e| anyhow::anyhow!("--webhook-schedule: {e}"))?,
         timeout: Duration::from_millis(c.webhook_timeout_ms),
     };
-    let all = delivery.secrets.default.iter().map(|s| ("(default)", s));
-    for (client, secret) in all.chain(delivery.secrets.per_client.iter().map(|(c, s)| (c.as_str(), s))) {
-        standardwebhooks::Webhook::new(secret)
-            .map_err(|e| anyhow::anyhow!("webhook secret for {client} is not a whsec_ base64 secret: {e:?}"))?;
-    }
     Ok(WorkerConfig {
         task_queue: c.task_queue.clone(),
         redis: redis.clone(),
@@ -277,6 +298,10 @@ impl Application {
             demo_key,
             outage,
         } = settings;
+        if embed_worker {
+            // Flags the worker reads are checked before anything is opened or connected.
+            secrets(&common)?;
+        }
         let db = database(&common).await?;
         if g.max_wait_ms < g.default_wait_ms {
             anyhow::bail!(
@@ -431,6 +456,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// `drift worker`.
 pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
+    secrets(&a.common)?;
     let (address, redis) = addresses(&a.common, "worker")?;
     let client = connect(&temporal_config(&a.common, &address))
         .await

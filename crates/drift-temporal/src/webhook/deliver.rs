@@ -141,19 +141,24 @@ pub async fn attempt(
     cb: &Callback,
     attempt: u32,
 ) -> Attempted {
-    let Some(secret) = cfg.secrets.for_client(&cb.client) else {
+    let secrets = cfg.secrets.for_client(&cb.client, std::time::SystemTime::now());
+    if secrets.is_empty() {
         return Attempted::GiveUp {
             error: format!(
                 "no webhook signing secret configured for client {:?} (set --webhook-secret or --client-secret)",
                 cb.client
             ),
         };
-    };
-    // One timestamp for both the signature and its header.
+    }
+    // One timestamp for the signatures and their header; during a rotation one signature per
+    // secret, space-separated, as Standard Webhooks allows.
     let ts = unix_now();
-    let signature = standardwebhooks::Webhook::new(secret).and_then(|w| w.sign(&d.webhook_id, ts, d.body.as_bytes()));
-    let sig = match signature {
-        Ok(s) => s,
+    let signatures: Result<Vec<String>, _> = secrets
+        .iter()
+        .map(|secret| standardwebhooks::Webhook::new(secret).and_then(|w| w.sign(&d.webhook_id, ts, d.body.as_bytes())))
+        .collect();
+    let sig = match signatures {
+        Ok(s) => s.join(" "),
         Err(e) => {
             return Attempted::GiveUp {
                 error: format!(

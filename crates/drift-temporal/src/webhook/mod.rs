@@ -89,19 +89,49 @@ fn glob(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// Signing secrets (`whsec_…`) per client, with a default.
+/// Signing secrets (`whsec_…`) per client, with a default; during a rotation, the previous ones
+/// too, until the overlap ends.
 #[derive(Debug, Clone, Default)]
 pub struct Secrets {
     pub default: Option<String>,
     pub per_client: BTreeMap<String, String>,
+    /// The rotation's old secrets: each request is signed with the current secret and, until
+    /// `previous_until`, with the previous one of the same level (the client's own, or the
+    /// default), so receivers can move to the new secret at their pace (Standard Webhooks lists
+    /// several signatures in one header).
+    pub previous_default: Option<String>,
+    pub previous_per_client: BTreeMap<String, String>,
+    /// When the overlap ends (None: while the previous secrets are configured).
+    pub previous_until: Option<std::time::SystemTime>,
 }
 
 impl Secrets {
-    pub fn for_client(&self, client: &str) -> Option<&str> {
-        self.per_client
-            .get(client)
-            .or(self.default.as_ref())
-            .map(String::as_str)
+    /// The secrets a request to `client` is signed with at `now`: the current one first.
+    /// Empty: none configured.
+    pub fn for_client(&self, client: &str, now: std::time::SystemTime) -> Vec<&str> {
+        let (current, previous) = match self.per_client.get(client) {
+            Some(own) => (Some(own), self.previous_per_client.get(client)),
+            None => (self.default.as_ref(), self.previous_default.as_ref()),
+        };
+        let overlapping = self.previous_until.is_none_or(|until| now < until);
+        let previous = previous.filter(|p| overlapping && Some(*p) != current);
+        current.into_iter().chain(previous).map(String::as_str).collect()
+    }
+
+    /// Every configured secret with whose it is (for checking them at start).
+    pub fn all(&self) -> impl Iterator<Item = (String, &str)> {
+        let defaults = [
+            ("(default)", &self.default),
+            ("(previous default)", &self.previous_default),
+        ]
+        .into_iter()
+        .filter_map(|(who, s)| Some((who.to_string(), s.as_deref()?)));
+        let clients = self.per_client.iter().map(|(c, s)| (c.clone(), s.as_str()));
+        let previous = self
+            .previous_per_client
+            .iter()
+            .map(|(c, s)| (format!("{c} (previous)"), s.as_str()));
+        defaults.chain(clients).chain(previous)
     }
 }
 
@@ -143,6 +173,35 @@ pub fn next_delay(schedule: &[Duration], attempt: u32) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn during_a_rotation_each_level_signs_with_its_current_and_previous_secret_until_the_overlap_ends() {
+        use std::time::{Duration, SystemTime};
+        let now = SystemTime::now();
+        let s = Secrets {
+            default: Some("new".into()),
+            per_client: [("alice".to_string(), "alice-new".to_string())].into(),
+            previous_default: Some("old".into()),
+            previous_per_client: [("bob".to_string(), "bob-old".to_string())].into(),
+            previous_until: Some(now + Duration::from_secs(60)),
+        };
+        assert_eq!(s.for_client("anyone", now), ["new", "old"]);
+        // Alice has her own secret: the default's old one is not hers to sign with.
+        assert_eq!(s.for_client("alice", now), ["alice-new"]);
+        // A previous secret without a current one at its level is not used alone.
+        assert_eq!(s.for_client("bob", now), ["new", "old"]);
+        assert_eq!(s.for_client("anyone", now + Duration::from_secs(61)), ["new"]);
+        let open_ended = Secrets {
+            previous_until: None,
+            ..s.clone()
+        };
+        assert_eq!(
+            open_ended.for_client("anyone", now + Duration::from_secs(3600)),
+            ["new", "old"]
+        );
+        assert!(Secrets::default().for_client("anyone", now).is_empty());
+        assert_eq!(s.all().count(), 4);
+    }
 
     #[test]
     fn allowlist_matches_scheme_host_and_port_and_keeps_internal_addresses_out() {
