@@ -708,3 +708,51 @@ async fn a_back_in_an_async_run_reaches_its_webhook_and_an_sse_follower_as_the_n
     }
     assert_eq!(seen, vec![1, 2, 3], "each state once, in order, over SSE");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drift_worker_serves_its_own_metrics_with_the_webhook_deliveries_it_made() {
+    let app = spawn_app_with(Opts {
+        embed_worker: false,
+        ..Default::default()
+    })
+    .await;
+    let port = drift::dev::free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let _worker = Proc(app.spawn_worker_with(&["--metrics-listen", &listen]));
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![]);
+    let url = rx.serve(0).await;
+    let (r, _) = start_async(&app, "quick_screen", json!({"n": 5}), &url).await;
+    assert_eq!(r.status, reqwest::StatusCode::ACCEPTED, "{r:?}");
+    rx.wait_delivered(1, Duration::from_secs(30)).await;
+
+    // The worker's series, from the worker's own listener (the gateway has none of them).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = match reqwest::get(format!("http://{listen}/metrics")).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if text.lines().any(|l| l == "drift_webhook_delivered_total 1") {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "worker metrics: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for m in [
+        drift::metrics::WEBHOOK_ATTEMPTS,
+        drift::metrics::MESSAGES_PUBLISHED,
+        drift::metrics::PUBLISH_UNREPLICATED,
+    ] {
+        let help = format!("# HELP {} {}", m.name, m.help);
+        assert!(text.lines().any(|l| l == help), "no `{help}`");
+    }
+    let replays = format!(
+        "{}{{task_queue=\"{}\"}} 0",
+        drift::metrics::WORKFLOW_REPLAYS.name,
+        app.task_queue
+    );
+    assert!(
+        text.lines().any(|l| l == replays),
+        "no `{replays}` (at zero from the start)"
+    );
+}

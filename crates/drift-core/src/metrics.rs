@@ -17,7 +17,17 @@ pub struct Metric {
     pub kind: Kind,
     /// The labels it carries, each with what it says.
     pub labels: &'static [&'static str],
+    /// The values its one label takes, when they are known ahead: the process exports each of
+    /// those series from its start (at zero), like every unlabelled one, so dashboards and
+    /// alerts see a series before its first event.
+    pub values: &'static [&'static str],
     pub help: &'static str,
+}
+
+impl Metric {
+    const fn valued(self, values: &'static [&'static str]) -> Self {
+        Self { values, ..self }
+    }
 }
 
 const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> Metric {
@@ -25,6 +35,7 @@ const fn counter(name: &'static str, labels: &'static [&'static str], help: &'st
         name,
         kind: Kind::Counter,
         labels,
+        values: &[],
         help,
     }
 }
@@ -34,6 +45,7 @@ const fn gauge(name: &'static str, help: &'static str) -> Metric {
         name,
         kind: Kind::Gauge,
         labels: &[],
+        values: &[],
         help,
     }
 }
@@ -42,6 +54,7 @@ pub const REQUEST_SECONDS: Metric = Metric {
     name: "drift_request_seconds",
     kind: Kind::Histogram,
     labels: &["endpoint", "mode", "status"],
+    values: &[],
     help: "Time from a /v3 workflow call's arrival to its answer, by endpoint (start, resume, back, execute), \
            mode (sync, async) and HTTP status",
 };
@@ -101,7 +114,8 @@ pub const HUB_SUBSCRIPTIONS_MOVED: Metric = counter(
     &["why"],
     "Hub channel subscriptions moved to another Redis connection or node, by why (refused, evicted, connection \
      lost, slot map)",
-);
+)
+.valued(&["refused", "evicted", "connection lost", "slot map"]);
 pub const HUB_CHANNELS: Metric = gauge("drift_hub_channels", "Channels the hub is subscribed to now");
 pub const WEBHOOK_ATTEMPTS: Metric = counter("drift_webhook_attempts_total", &[], "Webhook delivery attempts");
 pub const WEBHOOK_DELIVERED: Metric = counter(
@@ -118,12 +132,14 @@ pub const LIMITED: Metric = counter(
     "drift_limited_total",
     &["limit"],
     "Calls refused at a gateway limit, by limit (rate, link: one answer link's rate, waiters, streams)",
-);
+)
+.valued(&["rate", "link", "waiters", "streams"]);
 pub const CONNECTIONS_REFUSED: Metric = counter(
     "drift_connections_refused_total",
     &["limit"],
     "Connections refused at accept, by limit (gateway: --max-connections, peer: --max-connections-per-peer)",
-);
+)
+.valued(&["gateway", "peer"]);
 pub const CONNECTIONS_TIMED_OUT: Metric = counter(
     "drift_connections_timed_out_total",
     &[],
@@ -180,15 +196,30 @@ pub const ALL: &[Metric] = &[
 /// `docs/metrics.md`: every series as a table, written from `ALL` (a test keeps the file so).
 pub fn reference() -> String {
     let mut out = String::from(
-        "# Metrics\n\nEvery gateway and worker serves Prometheus metrics at `/metrics`. Each series is defined \
+        "# Metrics\n\nEvery gateway serves Prometheus metrics at `/metrics` on its listen address, and every \
+         `drift worker` on `--metrics-listen` (the worker's series: webhook attempts, publishes, cache misses; a \
+         gateway with an embedded worker has both). Each series is defined \
          once, in `drift-core/src/metrics.rs` (name, kind, labels, description), and described to the exporter \
          at start, so `/metrics` prints a `# HELP` line for each. This page is written from that list \
          (`DRIFT_WRITE_METRICS_DOC=1 cargo test -p drift-core metrics`), and a test fails when it is stale; \
-         another refuses a series named by a literal anywhere in the crates.\n\n\
+         another refuses a series named by a literal anywhere in the crates. Series known ahead (the unlabelled \
+         ones, and each listed value of a label) are exported from the start at zero, so a `rate()` reads 0 \
+         rather than no data before the first event.\n\n\
+         [`grafana-dashboard.json`](grafana-dashboard.json) is a Grafana dashboard of every series (import it \
+         and pick the Prometheus data source); a test checks each of its queries against a real `/metrics`: \
+         every series it names is exported, every label it groups by is the series' own, every counter is \
+         read through `rate()`, and no series is left off.\n\n\
          | series | kind | labels | what it counts |\n|---|---|---|---|\n",
     );
     for m in ALL {
-        let labels: Vec<String> = m.labels.iter().map(|l| format!("`{l}`")).collect();
+        let labels: Vec<String> = m
+            .labels
+            .iter()
+            .map(|l| match m.values {
+                [] => format!("`{l}`"),
+                values => format!("`{l}` ({})", values.join(", ")),
+            })
+            .collect();
         let labels = if labels.is_empty() {
             "-".to_string()
         } else {

@@ -330,6 +330,10 @@ pub struct ServeArgs {
 pub struct WorkerArgs {
     #[command(flatten)]
     pub common: Common,
+    /// Where the worker serves Prometheus metrics (`GET /metrics`: webhook attempts, publishes,
+    /// cache misses); off when unset. A gateway serves its own on its --listen address.
+    #[arg(long, env = "DRIFT_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl GatewayArgs {

@@ -298,6 +298,9 @@ impl Application {
             demo_key,
             outage,
         } = settings;
+        // The recorder first: series registered as the worker and hub start (and the ones
+        // exported at zero) must land in it, not in the no-op recorder before it.
+        let metrics = drift_service::telemetry::metrics();
         if embed_worker {
             // Flags the worker reads are checked before anything is opened or connected.
             secrets(&common)?;
@@ -377,7 +380,7 @@ impl Application {
                 rate_per_sec: g.rate_limit,
                 rate_burst: g.rate_burst,
             })),
-            metrics: drift_service::telemetry::metrics(),
+            metrics,
             outage,
             shutdown: shutdown.clone(),
         };
@@ -457,6 +460,10 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     secrets(&a.common)?;
+    let metrics = drift_service::telemetry::metrics();
+    if let Some(addr) = a.metrics_listen {
+        serve_worker_metrics(addr, metrics, shutdown.clone()).await?;
+    }
     let (address, redis) = addresses(&a.common, "worker")?;
     let client = connect(&temporal_config(&a.common, &address))
         .await
@@ -486,6 +493,36 @@ pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     spawn_signal(shutdown.clone(), drain + EXIT_GRACE);
     shutdown.cancelled().await;
     join_worker(t, tokio::time::Instant::now() + drain).await;
+    Ok(())
+}
+
+/// A worker's own `/metrics` (and `/healthz`), until `shutdown`.
+async fn serve_worker_metrics(
+    addr: SocketAddr,
+    handle: Option<drift_service::telemetry::PrometheusHandle>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --metrics-listen {addr} (is the port taken?)"))?;
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = handle.as_ref().map(|h| h.render()).unwrap_or_default();
+                async move { ([("content-type", "text/plain; version=0.0.4")], text) }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }));
+    tracing::info!(%addr, "worker metrics at /metrics");
+    tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "the worker's metrics listener stopped");
+        }
+    });
     Ok(())
 }
 

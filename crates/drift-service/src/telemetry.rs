@@ -1,6 +1,7 @@
 //! Logging and metrics setup, shared by every subcommand (and by tests, once per process).
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusBuilder;
+pub use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::OnceLock;
 
 pub fn init_tracing() {
@@ -33,7 +34,9 @@ pub fn metrics() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Tells the recorder what each series means.
+/// Tells the recorder what each series means, and exports from the start (at zero) each series
+/// known ahead: the unlabelled ones and each value of a label whose values are listed. A
+/// dashboard's `rate()` then reads 0, not "no data", before the first event.
 fn describe_all() {
     use drift_core::metrics::{ALL, Kind};
     for m in ALL {
@@ -41,6 +44,18 @@ fn describe_all() {
             Kind::Counter => metrics::describe_counter!(m.name, m.help),
             Kind::Gauge => metrics::describe_gauge!(m.name, m.help),
             Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+        let series: Vec<Vec<metrics::Label>> = match (m.labels, m.values) {
+            ([], _) => vec![vec![]],
+            ([label], values) => values.iter().map(|v| vec![metrics::Label::new(*label, *v)]).collect(),
+            _ => vec![],
+        };
+        for labels in series {
+            match m.kind {
+                Kind::Counter => drop(metrics::counter!(m.name, labels)),
+                Kind::Gauge => drop(metrics::gauge!(m.name, labels)),
+                Kind::Histogram => drop(metrics::histogram!(m.name, labels)),
+            }
         }
     }
 }

@@ -79,6 +79,8 @@ pub fn spawn(
             .graceful_shutdown_period(cfg.drain / 2)
             .build();
         let worker = Worker::new(&runtime, client, opts)?;
+        // Exported from the start, at zero: the replay rate reads 0 rather than "no data".
+        drop(metrics::counter!(drift_core::metrics::WORKFLOW_REPLAYS.name, "task_queue" => cfg.task_queue.clone()));
         tracing::info!(task_queue = %cfg.task_queue, cached_workflows = cfg.cached_workflows, "worker running");
         Ok((runtime, worker))
     })
