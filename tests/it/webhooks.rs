@@ -756,3 +756,94 @@ async fn a_drift_worker_serves_its_own_metrics_with_the_webhook_deliveries_it_ma
         "no `{replays}` (at zero from the start)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_lost_after_the_retries_ended_is_recovered_by_a_resend_with_its_webhook_id_on_both_secrets() {
+    // Retries end fast, and the secret is mid-rotation.
+    let app = spawn_app_with(Opts {
+        extra_args: vec![
+            "--webhook-schedule=100ms,100ms".into(),
+            format!("--webhook-secret={ROTATED_SECRET}"),
+            format!("--webhook-previous-secret={WEBHOOK_SECRET}"),
+        ],
+        ..Opts::default()
+    })
+    .await;
+    // The receiver fails every attempt Drift makes (three), then is mended.
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![503, 503, 503]);
+    let url = rx.serve(0).await;
+    let (r, _) = start_async(&app, "quick_screen", json!({"n": 5}), &url).await;
+    let id = id_of(&r);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let last = loop {
+        let d = app
+            .call(Method::GET, &format!("/v3/workflow/{id}/deliveries"), None, &[])
+            .await;
+        if d.body["lastAttempt"]["state"] == "failed" {
+            break d.body["lastAttempt"].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (last["seq"].as_u64(), last["attempt"].as_u64()),
+        (Some(1), Some(3)),
+        "{last}"
+    );
+    let lost_id = rx.hits()[0].id.clone();
+    assert_eq!(last["webhookId"], lost_id.as_str());
+    assert!(rx.delivered().is_empty());
+
+    // Refused, and nothing sent: another tenant, a state not attempted yet, a seq that is not one.
+    let other = jwt("someone-else", "tests", "workflows:drive workflows:read", 600);
+    let r = send(
+        app.http
+            .post(format!("{}/v3/workflow/{id}/deliveries/1/resend", app.base))
+            .header("authorization", bearer(&other)),
+    )
+    .await;
+    assert_eq!(r.status, reqwest::StatusCode::NOT_FOUND, "{r:?}");
+    let reader = jwt(&app.tenant, "tests", "workflows:read", 600);
+    let r = send(
+        app.http
+            .post(format!("{}/v3/workflow/{id}/deliveries/1/resend", app.base))
+            .header("authorization", bearer(&reader)),
+    )
+    .await;
+    assert_eq!(r.status, reqwest::StatusCode::FORBIDDEN, "{r:?}");
+    for (seq, status) in [("2", 409), ("0", 409), ("x", 400), ("99999999999999999999999", 400)] {
+        let r = app
+            .call(
+                Method::POST,
+                &format!("/v3/workflow/{id}/deliveries/{seq}/resend"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), status, "seq {seq}: {r:?}");
+        assert!(r.body["message"].is_string(), "{r:?}");
+    }
+    assert_eq!(rx.hits().len(), 3, "no refused call sent anything");
+
+    // The resend: delivered, with the lost state's own webhook-id and body, verifying on both
+    // secrets with the reference verifier.
+    let r = app
+        .call(
+            Method::POST,
+            &format!("/v3/workflow/{id}/deliveries/1/resend"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{r:?}");
+    assert_eq!(r.body["outcome"], "delivered", "{r:?}");
+    assert_eq!(r.body["webhookId"], lost_id.as_str());
+    let hits = rx.hits();
+    let (lost, resent) = (&hits[0], &hits[3]);
+    assert_eq!(
+        (resent.id.as_str(), resent.seq, resent.answered),
+        (lost_id.as_str(), 1, 200)
+    );
+    assert_eq!(resent.body, lost.body, "the same body");
+    assert!(resent.verifies_with(WEBHOOK_SECRET) && resent.verifies_with(ROTATED_SECRET));
+}

@@ -488,6 +488,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v3/workflow/{id}/deliveries/{seq}/resend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send one state's webhook again
+         * @description For a receiver that lost a callback after Drift's retries ended: state `seq` is signed and
+         *     sent again, now, once, to the callback of the workflow's last attempt, with its original
+         *     `webhook-id` and body. The answer says how the receiver answered.
+         */
+        post: operations["resendDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v3/workflow/{id}/disconnected-node/execute": {
         parameters: {
             query?: never;
@@ -649,6 +671,8 @@ export interface components {
         AttemptRecord: {
             /** Format: int32 */
             attempt: number;
+            /** @description The client whose secret signed it. */
+            client?: string | null;
             lastError?: string | null;
             /** Format: date-time */
             nextRetryAt?: string | null;
@@ -658,6 +682,11 @@ export interface components {
             /** Format: date-time */
             updatedAt: string;
             url: string;
+            /**
+             * @description The attempted state's `webhook-id` (a resend of any state of the run derives its own
+             *     from it); absent in records of releases before resends.
+             */
+            webhookId?: string | null;
         };
         /**
          * @description Where a webhook's delivery stands, as operators read it.
@@ -1011,6 +1040,22 @@ export interface components {
             /** @description Answers left over once the run ended or stopped. */
             unusedAnswers?: number;
         };
+        /** @description `POST /v3/workflow/{id}/deliveries/{seq}/resend`'s answer. */
+        ResendAnswer: {
+            error?: string | null;
+            outcome: components["schemas"]["ResendOutcome"];
+            /** Format: int64 */
+            seq: number;
+            url: string;
+            /** @description The state's original `webhook-id`: a receiver that had it already deduplicates. */
+            webhookId: string;
+            workflowId: string;
+        };
+        /**
+         * @description How a resend went, as the receiver answered.
+         * @enum {string}
+         */
+        ResendOutcome: "delivered" | "gone" | "failed";
         /** @description `PUT /v3/workflow/resume/{id}`, and the WebSocket's `resume`. */
         ResumeBody: {
             /** @description Where every later state is POSTed as a signed webhook. */
@@ -3695,6 +3740,97 @@ export interface operations {
             };
             /** @description No such workflow, or no webhook attempted yet */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the rate limit; `Retry-After` says when to come back. Nothing was done. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `busy` (every waiter place taken) or `unavailable` (Redis or Temporal down); nothing
+             *     was changed; `Retry-After` says when to retry.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    resendDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The workflow id */
+                id: string;
+                /** @description The state's seq */
+                seq: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sent; `outcome` is how the receiver answered */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ResendAnswer"];
+                };
+            };
+            /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No credential, or one that is revoked, expired or forged. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential lacks the scope the call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such workflow (or another tenant's), no delivery yet, or a state no longer kept */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: the state has not been attempted yet */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };

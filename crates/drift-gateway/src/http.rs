@@ -458,3 +458,76 @@ mod tests {
         assert!(started(&JsonText::of(&serde_json::json!([1])), token).is_err());
     }
 }
+
+/// How a resend went, as the receiver answered.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResendOutcome {
+    /// 2xx.
+    Delivered,
+    /// 410: the receiver wants no more deliveries.
+    Gone,
+    /// Refused or unreachable (`error` says how); not retried.
+    Failed,
+}
+
+/// `POST /v3/workflow/{id}/deliveries/{seq}/resend`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResendAnswer {
+    pub workflow_id: String,
+    /// The state's original `webhook-id`: a receiver that had it already deduplicates.
+    pub webhook_id: String,
+    pub seq: u64,
+    pub url: String,
+    pub outcome: ResendOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Send one state's webhook again
+///
+/// For a receiver that lost a callback after Drift's retries ended: state `seq` is signed and
+/// sent again, now, once, to the callback of the workflow's last attempt, with its original
+/// `webhook-id` and body. The answer says how the receiver answered.
+#[utoipa::path(
+    post,
+    path = routes::RESEND.template(),
+    tag = "workflows",
+    operation_id = "resendDelivery",
+    params(
+        ("id" = String, Path, description = "The workflow id"),
+        ("seq" = u64, Path, description = "The state's seq"),
+    ),
+    responses(
+        (status = 200, description = "Sent; `outcome` is how the receiver answered", body = ResendAnswer),
+        (status = 404, description = "No such workflow (or another tenant's), no delivery yet, or a state no longer kept", body = ErrorBody),
+        (status = 409, description = "`conflict`: the state has not been attempted yet", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("apiKey" = ["workflows:drive"]), ("jwt" = ["workflows:drive"]))
+)]
+pub async fn resend(
+    State(s): State<AppState>,
+    caller: Caller,
+    axum::extract::Path((id, seq)): axum::extract::Path<(String, String)>,
+) -> Result<Json<ResendAnswer>, ApiError> {
+    let id = drift_core::domain::WorkflowId::parse(&id)?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("seq {seq:?} is not a state's seq (a whole number from 1)")))?;
+    let r = s.service.resend(&caller, &id, seq).await?;
+    let (outcome, error) = match r.outcome {
+        drift_service::Resent::Delivered => (ResendOutcome::Delivered, None),
+        drift_service::Resent::Gone => (ResendOutcome::Gone, None),
+        drift_service::Resent::Failed { error } => (ResendOutcome::Failed, Some(error)),
+    };
+    Ok(Json(ResendAnswer {
+        workflow_id: id.as_str().to_string(),
+        webhook_id: r.webhook_id,
+        seq: r.seq,
+        url: r.url,
+        outcome,
+        error,
+    }))
+}

@@ -10,7 +10,7 @@ use drift_core::links::LinkKeys;
 use drift_db::Db;
 use drift_gateway::{AppState, GatewayConfig, Listener, app};
 use drift_service::{AuthMode, Authenticator, Catalog, JwtVerifier, Parts, Service, ServiceConfig, Tokens};
-use drift_temporal::webhook::{Allowlist, DeliveryConfig, Secrets, parse_schedule};
+use drift_temporal::webhook::{Allowlist, DeliveryConfig, Resender, Secrets, parse_schedule};
 use drift_temporal::{Temporal, TemporalConfig, WorkerConfig, connect, spawn_worker};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -169,17 +169,30 @@ fn secrets(c: &Common) -> anyhow::Result<Secrets> {
     Ok(s)
 }
 
+/// How webhooks are signed and sent: by the worker, and by a gateway asked to resend one.
+fn delivery_config(c: &Common) -> anyhow::Result<DeliveryConfig> {
+    Ok(DeliveryConfig {
+        secrets: secrets(c)?,
+        schedule: parse_schedule(&c.webhook_schedule).map_err(|e| anyhow::anyhow!("--webhook-schedule: {e}"))?,
+        timeout: Duration::from_millis(c.webhook_timeout_ms),
+    })
+}
+
+/// A gateway's resends: signed with the same secrets as the workers', through the same egress
+/// policy.
+fn resender(c: &Common) -> anyhow::Result<Resender> {
+    let egress =
+        drift_temporal::egress::Egress::parse(&c.egress_allow).map_err(|e| anyhow::anyhow!("--egress-allow: {e}"))?;
+    Ok(Resender::new(egress, delivery_config(c)?)?)
+}
+
 fn worker_config(c: &Common, redis: &RedisTarget, links: Option<LinkKeys>) -> anyhow::Result<WorkerConfig> {
     if c.webhook_rotation_ends
         .is_some_and(|ends| ends <= std::time::SystemTime::now())
     {
         tracing::warn!("--webhook-rotation-ends has passed: the previous webhook secrets sign nothing; remove them");
     }
-    let delivery = DeliveryConfig {
-        secrets: secrets(c)?,
-        schedule: parse_schedule(&c.webhook_schedule).map_err(|e| anyhow::anyhow!("--webhook-schedule: {e}"))?,
-        timeout: Duration::from_millis(c.webhook_timeout_ms),
-    };
+    let delivery = delivery_config(c)?;
     Ok(WorkerConfig {
         task_queue: c.task_queue.clone(),
         redis: redis.clone(),
@@ -356,6 +369,7 @@ impl Application {
             runtime: Arc::new(temporal),
             states: Arc::new(store),
             channels: Arc::new(hub),
+            webhooks: Arc::new(resender(&common)?),
             auth,
             tokens: Tokens::new(g.stream_secret.as_deref(), Duration::from_secs(g.stream_token_ttl_secs)),
             links: Some(links),

@@ -30,13 +30,14 @@ pub use definitions::{Activated, DefinitionList, DefinitionVersions, Publication
 pub use dispatch::Dispatched;
 pub use drift_core::dsl::is_definition_id;
 pub use drift_db::Kind;
+pub use drift_temporal::webhook::Resent;
 pub use error::ServiceError;
 pub use follow::{Follow, Followed, Out};
 pub use identify::{Anonymous, Identity, Presented};
 pub use links::{
     DEFAULT_LINK_TTL, IssuedLink, LinkBody, LinkKeys, LinkScreen, LinkStatus, MAX_LINK_TTL, fresh_link_secret,
 };
-pub use ports::{Channels, Runtime, States};
+pub use ports::{Channels, Runtime, States, Webhooks};
 pub use requests::{
     BackBody, CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest,
 };
@@ -44,8 +45,9 @@ pub use token::{Tokens, is_token};
 pub use wait::Outcome;
 
 use drift_bus::RedisKeys;
+use drift_core::domain::Callback;
 use drift_core::domain::{AttemptRecord, Caller, Scope, ScopedWorkflowId, Scopes, WorkflowId};
-use drift_temporal::webhook::Allowlist;
+use drift_temporal::webhook::{Allowlist, webhook_id_in_run_of};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -84,11 +86,22 @@ pub struct Parts {
     pub runtime: Arc<dyn Runtime>,
     pub states: Arc<dyn States>,
     pub channels: Arc<dyn Channels>,
+    /// Sends webhooks again on request (the worker delivers the rest).
+    pub webhooks: Arc<dyn Webhooks>,
     pub tokens: Tokens,
     /// Signs answer links; `None` on a gateway without a link secret (links are refused).
     pub links: Option<LinkKeys>,
     pub auth: Authenticator,
     pub cfg: ServiceConfig,
+}
+
+/// A resent webhook: which, where, and how the receiver answered.
+#[derive(Debug)]
+pub struct Resend {
+    pub webhook_id: String,
+    pub seq: u64,
+    pub url: String,
+    pub outcome: Resent,
 }
 
 /// How long a call waits for Redis to come back (a restart, a failover) before it is refused.
@@ -201,6 +214,54 @@ impl Service {
             .last_attempt(&keys)
             .await?
             .ok_or_else(|| ServiceError::NotFound("no webhook deliveries for this workflow".into()))
+    }
+
+    /// Sends state `seq`'s webhook again, now, to the callback of the workflow's last attempt,
+    /// with its original `webhook-id` (receivers deduplicate on it) and its original body:
+    /// for a receiver that lost a delivery after Drift's retries ended. One attempt; its
+    /// outcome is the answer. Only states already attempted, and still in the history.
+    pub async fn resend(&self, caller: &Caller, id: &WorkflowId, seq: u64) -> Result<Resend, ServiceError> {
+        require(caller, Scope::Drive)?;
+        let scoped = caller.scoped(id);
+        let keys = self.keys(&scoped);
+        let last = self
+            .0
+            .states
+            .last_attempt(&keys)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("no webhook deliveries for this workflow".into()))?;
+        let (Some(last_id), Some(client)) = (last.webhook_id.as_deref(), last.client.clone()) else {
+            return Err(ServiceError::Conflict(
+                "this workflow's last delivery was recorded by an earlier release, without its webhook-id; it \
+                 cannot be resent"
+                    .into(),
+            ));
+        };
+        if seq == 0 || seq > last.seq {
+            return Err(ServiceError::Conflict(format!(
+                "state {seq} has not been attempted yet (the last attempt was of state {}): it is still on its way, \
+                 GET …/deliveries shows where it stands",
+                last.seq
+            )));
+        }
+        let (kept, _) = self.0.states.history_after(&keys, seq - 1).await?;
+        let state = kept.into_iter().find(|s| s.seq == seq).ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "state {seq} is no longer kept (the history holds the last --history-len states, for --state-ttl-secs)"
+            ))
+        })?;
+        let cb = Callback { url: last.url, client };
+        let mut d =
+            drift_temporal::webhook::Delivery::of(Some(cb.clone()), &scoped, &caller.tenant, None, &state.state);
+        d.webhook_id = webhook_id_in_run_of(last_id, seq);
+        let outcome = self.0.webhooks.send(&d, &cb).await;
+        tracing::info!(workflow = %scoped, seq, webhook_id = %d.webhook_id, ?outcome, "webhook resent on request");
+        Ok(Resend {
+            webhook_id: d.webhook_id,
+            seq,
+            url: cb.url,
+            outcome,
+        })
     }
 
     /// Redis and Temporal reachability, for readiness probes.

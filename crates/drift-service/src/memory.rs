@@ -3,7 +3,7 @@
 //! answers by request id, every fresh message on the workflow's channel), and a runtime that
 //! records what it is asked and answers as its test says. No Redis, no Temporal.
 
-use crate::ports::{Channels, Runtime, States};
+use crate::ports::{Channels, Runtime, States, Webhooks};
 use async_trait::async_trait;
 use drift_bus::{
     Envelope, Event, HubError, HubMsg, Layout, Notice, Publication, RedisKeys, StoreError, Stored, Subscription,
@@ -48,6 +48,14 @@ pub struct MemoryBus {
 }
 
 impl MemoryBus {
+    /// Records a webhook attempt, as the worker's delivery activity does.
+    pub fn record_attempt(&self, keys: &RedisKeys, rec: AttemptRecord) {
+        let mut data = self.data.lock().unwrap();
+        if let Some(k) = data.workflows.get_mut(&keys.latest) {
+            k.attempt = Some(rec);
+        }
+    }
+
     pub fn new(history_len: usize) -> Arc<Self> {
         Arc::new(Self {
             layout: Layout::new("test").expect("a valid prefix"),
@@ -353,5 +361,23 @@ impl Runtime for MemoryRuntime {
     }
     async fn ping(&self) -> Result<(), TemporalError> {
         Ok(())
+    }
+}
+
+/// Resends, recorded instead of sent; each answers as the test says.
+#[derive(Default)]
+pub struct MemoryWebhooks {
+    pub sent: Mutex<Vec<(drift_temporal::webhook::Delivery, drift_core::domain::Callback)>>,
+}
+
+#[async_trait]
+impl Webhooks for MemoryWebhooks {
+    async fn send(
+        &self,
+        d: &drift_temporal::webhook::Delivery,
+        cb: &drift_core::domain::Callback,
+    ) -> drift_temporal::webhook::Resent {
+        self.sent.lock().unwrap().push((d.clone(), cb.clone()));
+        drift_temporal::webhook::Resent::Delivered
     }
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use drift_bus::{
     Event, Hub, HubError, Layout, Notice, Publication, RedisKeys, Store, StoreError, Stored, Subscription,
 };
-use drift_core::domain::{AttemptRecord, Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState};
+use drift_core::domain::{AttemptRecord, Callback, Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState};
+use drift_temporal::webhook::{Delivery, Resender, Resent};
 use drift_temporal::{Inspection, Temporal, TemporalError};
 use std::time::Duration;
 
@@ -68,6 +69,20 @@ pub trait States: Send + Sync + 'static {
         keep: Duration,
     ) -> Result<(), StoreError>;
     async fn probe(&self) -> Result<(), String>;
+}
+
+/// Webhooks sent on an operator's request (a resend), outside the worker's ordered deliveries.
+#[async_trait]
+pub trait Webhooks: Send + Sync + 'static {
+    /// One signed attempt of `d` to `cb`, at once; its outcome, never retried.
+    async fn send(&self, d: &Delivery, cb: &Callback) -> Resent;
+}
+
+#[async_trait]
+impl Webhooks for Resender {
+    async fn send(&self, d: &Delivery, cb: &Callback) -> Resent {
+        Resender::send(self, d, cb).await
+    }
 }
 
 /// The channels callers wait on: a subscription hears every message published on its channel

@@ -2,7 +2,7 @@
 //! transport makes it, with no Redis and no Temporal, in milliseconds. The integration tests
 //! run the same paths on the real servers.
 
-use super::memory::{Behaviour, MemoryBus, MemoryRuntime};
+use super::memory::{Behaviour, MemoryBus, MemoryRuntime, MemoryWebhooks};
 use super::*;
 use drift_core::domain::{Rejection, RequestId, WorkflowState, WorkflowStatus};
 use futures::StreamExt;
@@ -15,6 +15,7 @@ struct Fixture {
     service: Service,
     bus: Arc<MemoryBus>,
     runtime: Arc<MemoryRuntime>,
+    webhooks: Arc<MemoryWebhooks>,
     /// The definitions' SQLite file (each connection to `sqlite::memory:` would be its own
     /// database), removed with the fixture.
     db_file: std::path::PathBuf,
@@ -42,6 +43,7 @@ fn asking() -> Value {
 async fn fixture(behaviour: Behaviour) -> Fixture {
     let bus = MemoryBus::new(5);
     let runtime = MemoryRuntime::new(bus.clone(), behaviour);
+    let webhooks = Arc::new(MemoryWebhooks::default());
     let db_file = std::env::temp_dir().join(format!("drift-service-test-{}.db", uuid::Uuid::new_v4()));
     let db = drift_db::Db::connect(&format!("sqlite://{}", db_file.display()))
         .await
@@ -53,6 +55,7 @@ async fn fixture(behaviour: Behaviour) -> Fixture {
         runtime: runtime.clone(),
         states: bus.clone(),
         channels: bus.clone(),
+        webhooks: webhooks.clone(),
         tokens: Tokens::new(Some("a test secret of some length"), Duration::from_secs(60)),
         links: Some(LinkKeys::new("a link secret of some length", "https://drift.test/")),
         auth: Authenticator::new(AuthMode::None),
@@ -69,6 +72,7 @@ async fn fixture(behaviour: Behaviour) -> Fixture {
         service,
         bus,
         runtime,
+        webhooks,
         db_file,
     }
 }
@@ -638,4 +642,61 @@ async fn an_open_links_watch_says_when_the_screen_was_answered_elsewhere_and_the
     assert_eq!(moved.status, LinkStatus::MovedOn);
     assert!(moved.view.is_none(), "nothing of the run's next state: {moved:?}");
     assert!(changes.next().await.is_none(), "a closed link's watch ends");
+}
+
+#[tokio::test]
+async fn a_resend_sends_an_attempted_state_again_with_its_webhook_id_to_its_callback_and_nothing_else() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let (id, st) = f.started(&alice()).await;
+    let keys = f.bus.layout().keys(&alice().scoped(&id));
+    // Nothing attempted yet: nothing to resend.
+    let none = f.service.resend(&alice(), &id, 1).await.unwrap_err();
+    assert!(matches!(none, ServiceError::NotFound(_)), "{none:?}");
+    f.bus.record_attempt(
+        &keys,
+        AttemptRecord {
+            url: "https://hooks.example/h".into(),
+            seq: 1,
+            attempt: 8,
+            state: drift_core::domain::AttemptState::Failed,
+            last_error: Some("receiver answered 503".into()),
+            next_retry_at: None,
+            updated_at: chrono::Utc::now(),
+            webhook_id: Some("alice/run-1/1".into()),
+            client: Some("tests".into()),
+        },
+    );
+
+    let r = f.service.resend(&alice(), &id, 1).await.unwrap();
+    assert_eq!((r.webhook_id.as_str(), r.seq), ("alice/run-1/1", 1));
+    assert_eq!(r.outcome, drift_temporal::webhook::Resent::Delivered);
+    let sent = f.webhooks.sent.lock().unwrap().clone();
+    let (d, cb) = &sent[0];
+    assert_eq!(
+        (cb.url.as_str(), cb.client.as_str()),
+        ("https://hooks.example/h", "tests")
+    );
+    let body: Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(
+        (body["seq"].as_u64(), body["tenant"].as_str()),
+        (Some(st.seq), Some("alice"))
+    );
+
+    // Refused, and nothing sent: a state not attempted yet, one never published, another
+    // tenant's workflow, a caller who may only read.
+    for (who, seq, refused) in [
+        (alice(), 2, "not attempted yet"),
+        (alice(), 0, "not attempted yet"),
+        (caller("bob", &[Scope::Drive]), 1, "another tenant"),
+        (caller("alice", &[Scope::Read]), 1, "read only"),
+    ] {
+        let e = f.service.resend(&who, &id, seq).await.unwrap_err();
+        let expected = match refused {
+            "not attempted yet" => matches!(e, ServiceError::Conflict(_)),
+            "another tenant" => matches!(e, ServiceError::NotFound(_)),
+            _ => matches!(e, ServiceError::Forbidden(_)),
+        };
+        assert!(expected, "{refused}: {e:?}");
+    }
+    assert_eq!(f.webhooks.sent.lock().unwrap().len(), 1);
 }

@@ -107,6 +107,8 @@ impl DriftActivities {
                 last_error: error.map(str::to_string),
                 next_retry_at: next.map(|n| now + n),
                 updated_at: now,
+                webhook_id: Some(d.webhook_id.clone()),
+                client: Some(cb.client.clone()),
             };
             let (publisher, workflow) = (&self.publisher, &d.workflow);
             async move {

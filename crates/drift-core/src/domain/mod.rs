@@ -304,6 +304,13 @@ pub struct AttemptRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_retry_at: Option<chrono::DateTime<chrono::Utc>>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// The attempted state's `webhook-id` (a resend of any state of the run derives its own
+    /// from it); absent in records of releases before resends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_id: Option<String>,
+    /// The client whose secret signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
 }
 
 impl AttemptRecord {
@@ -462,6 +469,8 @@ mod tests {
             last_error: Some("request failed".into()),
             next_retry_at: Some(chrono::Utc::now()),
             updated_at: chrono::Utc::now(),
+            webhook_id: Some("t/run/3".into()),
+            client: Some("alice".into()),
         };
         let fields: BTreeMap<_, _> = rec.to_fields().into_iter().collect();
         assert_eq!(fields["seq"], "3");

@@ -9,6 +9,8 @@ pub const START: Route = Route("/v3/workflow/start");
 pub const WORKFLOW: Route = Route("/v3/workflow/{id}");
 pub const EVENTS: Route = Route("/v3/workflow/{id}/events");
 pub const DELIVERIES: Route = Route("/v3/workflow/{id}/deliveries");
+/// One state's webhook sent again (`{seq}`: the state's).
+pub const RESEND: Route = Route("/v3/workflow/{id}/deliveries/{seq}/resend");
 pub const RESUME: Route = Route("/v3/workflow/resume/{id}");
 pub const EXECUTE: Route = Route("/v3/workflow/{id}/disconnected-node/execute");
 pub const BACK: Route = Route("/v3/workflow/{id}/back");

@@ -3,8 +3,10 @@
 //! delivery workflow, so it never holds the workflow back and finishes after it ends.
 
 mod deliver;
+mod resend;
 
 pub use deliver::{Attempted, Delivery, DeliveryOutcome, attempt, webhook_id_in_run_of};
+pub use resend::{Resender, Resent};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
