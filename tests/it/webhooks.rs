@@ -847,3 +847,104 @@ async fn a_callback_lost_after_the_retries_ended_is_recovered_by_a_resend_with_i
     assert_eq!(resent.body, lost.body, "the same body");
     assert!(resent.verifies_with(WEBHOOK_SECRET) && resent.verifies_with(ROTATED_SECRET));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_lost_after_the_retries_ended_is_recovered_by_a_replay_of_its_range_and_no_other_tenant_sees_it() {
+    let app = spawn_app_with(Opts {
+        extra_args: vec![
+            "--webhook-schedule=100ms".into(),
+            format!("--webhook-secret={ROTATED_SECRET}"),
+            format!("--webhook-previous-secret={WEBHOOK_SECRET}"),
+        ],
+        ..Opts::default()
+    })
+    .await;
+    let since = (chrono::Utc::now() - chrono::TimeDelta::seconds(1)).to_rfc3339();
+    // Two runs' first states, each attempted twice and given up: the receiver was down.
+    let rx = Receiver::new(WEBHOOK_SECRET, vec![503; 4]);
+    let url = rx.serve(0).await;
+    let mut ids = vec![];
+    for _ in 0..2 {
+        let (r, _) = start_async(&app, "quick_screen", json!({"n": 5}), &url).await;
+        ids.push(id_of(&r));
+    }
+    for id in &ids {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while app
+            .call(Method::GET, &format!("/v3/workflow/{id}/deliveries"), None, &[])
+            .await
+            .body["lastAttempt"]["state"]
+            != "failed"
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{id} never gave up: {:?}",
+                rx.hits()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(rx.hits().len(), 4);
+    let replay = |token: String, body: Value| {
+        send(
+            app.http
+                .post(format!("{}/v3/webhooks/replay", app.base))
+                .header("authorization", bearer(&token))
+                .json(&body),
+        )
+    };
+
+    // Another tenant's replay of the same range finds nothing of this one's.
+    let other = jwt("someone-else", "tests", "workflows:drive", 600);
+    let r = replay(other, json!({"since": since})).await;
+    assert_eq!((r.status.as_u16(), r.body["sent"].as_u64()), (200, Some(0)), "{r:?}");
+    // Ranges refused untouched: reversed, longer than a week, not a time, an unknown field; and
+    // a caller who may only read.
+    let now = chrono::Utc::now();
+    for body in [
+        json!({"since": now.to_rfc3339(), "until": (now - chrono::TimeDelta::hours(1)).to_rfc3339()}),
+        json!({"since": (now - chrono::TimeDelta::days(8)).to_rfc3339()}),
+        json!({"since": "yesterday"}),
+        json!({"since": since, "tenant": "someone-else"}),
+    ] {
+        let r = replay(app.token("tests"), body.clone()).await;
+        assert!(
+            r.status.is_client_error() && r.body["message"].is_string(),
+            "{body}: {r:?}"
+        );
+    }
+    let reader = jwt(&app.tenant, "tests", "workflows:read", 600);
+    assert_eq!(
+        replay(reader, json!({"since": since})).await.status,
+        reqwest::StatusCode::FORBIDDEN
+    );
+    assert_eq!(rx.hits().len(), 4, "nothing refused sent anything");
+
+    // The replay: both lost states again, each with its own webhook-id and body, on both secrets.
+    let r = replay(app.token("tests"), json!({"since": since})).await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{r:?}");
+    assert_eq!(
+        (r.body["sent"].as_u64(), r.body["delivered"].as_u64()),
+        (Some(2), Some(2)),
+        "{r:?}"
+    );
+    assert!(
+        r.body["resumeFrom"].is_null() && r.body["notDelivered"] == json!([]),
+        "{r:?}"
+    );
+    let hits = rx.hits();
+    let replayed = &hits[4..];
+    assert_eq!(replayed.len(), 2);
+    assert_ne!(replayed[0].id, replayed[1].id);
+    for h in replayed {
+        let lost = hits[..4].iter().find(|l| l.id == h.id).expect("a lost webhook-id");
+        assert_eq!((h.answered, &h.body), (200, &lost.body));
+        assert!(h.verifies_with(WEBHOOK_SECRET) && h.verifies_with(ROTATED_SECRET));
+    }
+    let mut got: Vec<String> = replayed
+        .iter()
+        .map(|h| h.id.rsplit('/').next().unwrap().to_string())
+        .collect();
+    got.dedup();
+    assert_eq!(got, ["1"], "each run's first state");
+}

@@ -367,6 +367,30 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v3/webhooks/replay": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replay a tenant's webhooks over a time range
+         * @description Every delivery of the caller's tenant first attempted between `since` and `until` is sent
+         *     again, oldest first, each as a resend does (its original `webhook-id` and body, to its
+         *     workflow's callback, once): for a receiver that lost an outage's callbacks after Drift's
+         *     retries ended. At most 200 per call (`resumeFrom` says where to go on) and 7 days per range;
+         *     one replay per tenant at a time.
+         */
+        post: operations["replayWebhooks"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v3/workflow/resume/{id}": {
         parameters: {
             query?: never;
@@ -989,6 +1013,13 @@ export interface components {
             status: components["schemas"]["NodeOutcome"];
             workflowId: string;
         };
+        /** @description One delivery a replay could not make. */
+        NotDelivered: {
+            error: string;
+            /** Format: int64 */
+            seq: number;
+            workflowId: string;
+        };
         PossibleValue: {
             displayValue: string;
             metaData?: unknown;
@@ -1023,6 +1054,32 @@ export interface components {
             node: string;
             /** Format: int32 */
             status?: number | null;
+        };
+        /** @description `POST /v3/webhooks/replay`'s body. */
+        ReplayBody: {
+            /**
+             * Format: date-time
+             * @description Deliveries first attempted from then (RFC 3339).
+             */
+            since: string;
+            /**
+             * Format: date-time
+             * @description Up to then (RFC 3339); now when absent. At most 7 days after `since`.
+             */
+            until?: string | null;
+        };
+        /** @description `POST /v3/webhooks/replay`'s answer. */
+        Replayed: {
+            /** @description Of those, the ones a receiver accepted (2xx). */
+            delivered: number;
+            notDelivered: components["schemas"]["NotDelivered"][];
+            /**
+             * Format: date-time
+             * @description The range held more than one call sends: call again with this as `since` to go on.
+             */
+            resumeFrom?: string | null;
+            /** @description Deliveries sent again by this call. */
+            sent: number;
         };
         /** @description What a simulation found. */
         Report: {
@@ -3143,6 +3200,78 @@ export interface operations {
                 };
                 content: {
                     "application/json": Record<string, never>;
+                };
+            };
+        };
+    };
+    replayWebhooks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReplayBody"];
+            };
+        };
+        responses: {
+            /** @description What was sent, and what the receivers answered */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Replayed"];
+                };
+            };
+            /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No credential, or one that is revoked, expired or forged. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential lacks the scope the call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the rate limit; `Retry-After` says when to come back. Nothing was done. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `busy` (every waiter place taken) or `unavailable` (Redis or Temporal down); nothing
+             *     was changed; `Retry-After` says when to retry.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
         };

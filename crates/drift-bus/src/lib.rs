@@ -66,6 +66,12 @@ impl Layout {
         Some((TenantId::parse(tenant).ok()?, WorkflowId::parse(id).ok()?))
     }
 
+    /// A tenant's webhook deliveries by the time of their first attempt: members
+    /// `{workflow id}/{seq}`, scored by Unix milliseconds; replays read a time range of it.
+    pub fn tenant_deliveries(&self, tenant: &TenantId) -> String {
+        format!("{}:deliveries:{{{tenant}}}", self.prefix)
+    }
+
     /// The key that records a socket ticket's use (by the ticket's digest, never the ticket).
     pub fn used_ticket(&self, ticket: &str) -> String {
         format!("{}:ticket:{}", self.prefix, drift_core::digest::sha256_hex_128(ticket))
@@ -86,6 +92,21 @@ impl Layout {
     pub fn keys_channel(&self) -> String {
         format!("{}:keys", self.prefix)
     }
+}
+
+/// Deliveries a tenant's index keeps at most (the oldest go first); it also forgets what is
+/// older than the states' retention.
+pub const DELIVERY_INDEX_MAX: isize = 100_000;
+
+/// One delivery in a tenant's index: `{workflow id}/{seq}`.
+pub fn delivery_member(id: &str, seq: u64) -> String {
+    format!("{id}/{seq}")
+}
+
+/// Reads back `delivery_member`.
+pub fn parse_delivery_member(member: &str) -> Option<(WorkflowId, u64)> {
+    let (id, seq) = member.rsplit_once('/')?;
+    Some((WorkflowId::parse(id).ok()?, seq.parse().ok()?))
 }
 
 /// Where one workflow's Redis data lives (see `Layout`).

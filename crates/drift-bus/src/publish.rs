@@ -286,6 +286,46 @@ impl Publisher {
         if let Err(e) = written {
             tracing::debug!(error = %e, "could not record a webhook attempt");
         }
+        if rec.attempt == 1 {
+            self.index_delivery(workflow, rec.seq, ttl).await;
+        }
+    }
+
+    /// Adds a state's delivery to its tenant's index at the time of its first attempt (a
+    /// repeated first attempt keeps the first time), forgetting what is past the retention or
+    /// past `DELIVERY_INDEX_MAX`. Best effort, like the record.
+    async fn index_delivery(&self, workflow: &ScopedWorkflowId, seq: u64, ttl_secs: i64) {
+        let (tenant, id) = workflow.parts();
+        let Ok(tenant) = drift_core::domain::TenantId::parse(tenant) else {
+            return;
+        };
+        let key = self.layout.tenant_deliveries(&tenant);
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let mut conn = self.conn.clone();
+        let written: redis::RedisResult<()> = redis::pipe()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg("NX")
+            .arg(now_ms)
+            .arg(crate::delivery_member(id, seq))
+            .ignore()
+            .zrembyscore(&key, "-inf", now_ms - ttl_secs * 1000)
+            .ignore()
+            .cmd("ZREMRANGEBYRANK")
+            .arg(&key)
+            .arg(0)
+            .arg(-(crate::DELIVERY_INDEX_MAX + 1))
+            .ignore()
+            .expire(&key, ttl_secs)
+            .ignore()
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "could not index a webhook delivery");
+        }
     }
 
     /// The publish of record: stored, published, and held by as many replicas as asked for

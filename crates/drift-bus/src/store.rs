@@ -2,7 +2,7 @@
 //! publishes, over one multiplexed connection shared by all requests.
 
 use super::{Conn, Envelope, Layout, Notice, Publication, Publisher, RedisKeys, RedisTarget, Retention};
-use drift_core::domain::{AttemptRecord, WorkflowState};
+use drift_core::domain::{AttemptRecord, TenantId, WorkflowId, WorkflowState};
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -187,6 +187,34 @@ impl Store {
             Some(first) => first.seq == after + 1,
         };
         Ok((items, complete))
+    }
+
+    /// A tenant's deliveries first attempted in `[from_ms, to_ms]`, oldest first, at most
+    /// `limit`, each with the time of its first attempt (Unix ms).
+    pub async fn deliveries_between(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(WorkflowId, u64, i64)>, StoreError> {
+        let mut c = self.conn.clone();
+        let raw: Vec<(String, f64)> = c
+            .zrangebyscore_limit_withscores(
+                self.publisher.layout().tenant_deliveries(tenant),
+                from_ms,
+                to_ms,
+                0,
+                limit as isize,
+            )
+            .await?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(m, at)| {
+                let (id, seq) = crate::parse_delivery_member(&m)?;
+                Some((id, seq, at as i64))
+            })
+            .collect())
     }
 
     /// Publishes on a workflow's behalf (the TERMINATED state after a terminate).

@@ -5,7 +5,9 @@
 
 use super::definitions::{ActivateBody, SimulateBody, ValidateBody};
 use super::error::ErrorBody;
-use super::http::{Accepted, Deliveries, ResendAnswer, ResendOutcome, Started, Ticket};
+use super::http::{
+    Accepted, Deliveries, NotDelivered, ReplayBody, Replayed, ResendAnswer, ResendOutcome, Started, Ticket,
+};
 use axum::Json;
 use drift_core::domain::{AttemptRecord, AttemptState, Links, WorkflowState, WorkflowStatus};
 use drift_service::{BackBody, ExecuteBody, IssuedLink, LinkBody, LinkScreen, LinkStatus, Mode, ResumeBody, StartBody};
@@ -32,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         super::http::terminate,
         super::http::deliveries,
         super::http::resend,
+        super::http::replay,
         super::links::create,
         super::links::revoke,
         super::sse::events,
@@ -56,7 +59,7 @@ use utoipa::{Modify, OpenApi};
         definition_schema,
     ),
     components(schemas(
-        WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, ResendAnswer, ResendOutcome, AttemptRecord,
+        WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, ResendAnswer, ResendOutcome, ReplayBody, Replayed, NotDelivered, AttemptRecord,
         AttemptState, StartBody, ResumeBody, BackBody, ExecuteBody, Mode, ErrorBody, ActivateBody, ValidateBody, SimulateBody,
         LinkBody, IssuedLink, LinkScreen, LinkStatus,
     )),

@@ -531,3 +531,81 @@ pub async fn resend(
         error,
     }))
 }
+
+/// `POST /v3/webhooks/replay`'s body.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplayBody {
+    /// Deliveries first attempted from then (RFC 3339).
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// Up to then (RFC 3339); now when absent. At most 7 days after `since`.
+    #[serde(default)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One delivery a replay could not make.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotDelivered {
+    pub workflow_id: String,
+    pub seq: u64,
+    pub error: String,
+}
+
+/// `POST /v3/webhooks/replay`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Replayed {
+    /// Deliveries sent again by this call.
+    pub sent: usize,
+    /// Of those, the ones a receiver accepted (2xx).
+    pub delivered: usize,
+    pub not_delivered: Vec<NotDelivered>,
+    /// The range held more than one call sends: call again with this as `since` to go on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_from: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Replay a tenant's webhooks over a time range
+///
+/// Every delivery of the caller's tenant first attempted between `since` and `until` is sent
+/// again, oldest first, each as a resend does (its original `webhook-id` and body, to its
+/// workflow's callback, once): for a receiver that lost an outage's callbacks after Drift's
+/// retries ended. At most 200 per call (`resumeFrom` says where to go on) and 7 days per range;
+/// one replay per tenant at a time.
+#[utoipa::path(
+    post,
+    path = routes::REPLAY.template(),
+    tag = "workflows",
+    operation_id = "replayWebhooks",
+    request_body = ReplayBody,
+    responses(
+        (status = 200, description = "What was sent, and what the receivers answered", body = Replayed),
+        (status = 400, description = "A range that is empty, reversed or longer than 7 days", body = ErrorBody),
+        (status = 503, description = "`busy`: a replay for this tenant is running", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("apiKey" = ["workflows:drive"]), ("jwt" = ["workflows:drive"]))
+)]
+pub async fn replay(
+    State(s): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody<ReplayBody>,
+) -> Result<Json<Replayed>, ApiError> {
+    let until = body.until.unwrap_or_else(chrono::Utc::now);
+    let r = s.service.replay(&caller, body.since, until).await?;
+    Ok(Json(Replayed {
+        sent: r.sent,
+        delivered: r.delivered,
+        not_delivered: r
+            .not_delivered
+            .into_iter()
+            .map(|n| NotDelivered {
+                workflow_id: n.workflow_id,
+                seq: n.seq,
+                error: n.error,
+            })
+            .collect(),
+        resume_from: r.resume_from,
+    }))
+}

@@ -17,6 +17,7 @@ mod links;
 mod memory;
 pub mod ports;
 mod reconcile;
+pub mod replay;
 mod requests;
 pub mod telemetry;
 #[cfg(test)]
@@ -78,7 +79,7 @@ pub enum Credentials<'a> {
 }
 
 #[derive(Clone)]
-pub struct Service(Arc<Parts>);
+pub struct Service(Arc<Parts>, Arc<replay::Replaying>);
 
 /// What a service is made of: the definitions, the adapters behind their ports, and its settings.
 pub struct Parts {
@@ -142,7 +143,7 @@ pub(crate) fn require(caller: &Caller, scope: Scope) -> Result<(), ServiceError>
 
 impl Service {
     pub fn new(parts: Parts) -> Self {
-        Self(Arc::new(parts))
+        Self(Arc::new(parts), Arc::default())
     }
 
     fn keys(&self, scoped: &ScopedWorkflowId) -> RedisKeys {

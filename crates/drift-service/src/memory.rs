@@ -9,7 +9,7 @@ use drift_bus::{
     Envelope, Event, HubError, HubMsg, Layout, Notice, Publication, RedisKeys, StoreError, Stored, Subscription,
 };
 use drift_core::domain::{
-    AttemptRecord, Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState, WorkflowStatus,
+    AttemptRecord, Command, ScopedWorkflowId, TenantId, WorkflowId, WorkflowStart, WorkflowState, WorkflowStatus,
 };
 use drift_temporal::{Inspection, TemporalError};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -37,6 +37,8 @@ struct BusData {
     workflows: HashMap<String, Kept>,
     channels: HashMap<String, broadcast::Sender<HubMsg>>,
     tickets: HashSet<String>,
+    /// Each tenant's first attempts, as (workflow, seq, Unix ms).
+    delivered: HashMap<String, Vec<(WorkflowId, u64, i64)>>,
 }
 
 /// The store and the hub in one, as they share Redis.
@@ -48,9 +50,19 @@ pub struct MemoryBus {
 }
 
 impl MemoryBus {
-    /// Records a webhook attempt, as the worker's delivery activity does.
-    pub fn record_attempt(&self, keys: &RedisKeys, rec: AttemptRecord) {
+    /// Records a webhook attempt, as the worker's delivery activity does (a first attempt is
+    /// indexed for its tenant at `at_ms`).
+    pub fn record_attempt(&self, scoped: &ScopedWorkflowId, rec: AttemptRecord, at_ms: i64) {
+        let keys = self.layout.keys(scoped);
         let mut data = self.data.lock().unwrap();
+        if rec.attempt == 1 {
+            let (tenant, id) = scoped.parts();
+            let id = WorkflowId::parse(id).expect("a scoped id's workflow id parses");
+            data.delivered
+                .entry(tenant.to_string())
+                .or_default()
+                .push((id, rec.seq, at_ms));
+        }
         if let Some(k) = data.workflows.get_mut(&keys.latest) {
             k.attempt = Some(rec);
         }
@@ -170,6 +182,26 @@ impl States for MemoryBus {
     async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError> {
         let data = self.data.lock().unwrap();
         Ok(data.workflows.get(&keys.latest).and_then(|k| k.attempt.clone()))
+    }
+    async fn deliveries_between(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(WorkflowId, u64, i64)>, StoreError> {
+        let data = self.data.lock().unwrap();
+        let mut found: Vec<_> = data
+            .delivered
+            .get(tenant.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(_, _, at)| (from_ms..=to_ms).contains(at))
+            .cloned()
+            .collect();
+        found.sort_by_key(|(_, _, at)| *at);
+        found.truncate(limit);
+        Ok(found)
     }
     async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError> {
         let tx = Self::sender(&mut self.data.lock().unwrap(), channel);

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use drift_bus::{
     Event, Hub, HubError, Layout, Notice, Publication, RedisKeys, Store, StoreError, Stored, Subscription,
 };
-use drift_core::domain::{AttemptRecord, Callback, Command, ScopedWorkflowId, TenantId, WorkflowStart, WorkflowState};
+use drift_core::domain::{
+    AttemptRecord, Callback, Command, ScopedWorkflowId, TenantId, WorkflowId, WorkflowStart, WorkflowState,
+};
 use drift_temporal::webhook::{Delivery, Resender, Resent};
 use drift_temporal::{Inspection, Temporal, TemporalError};
 use std::time::Duration;
@@ -53,6 +55,15 @@ pub trait States: Send + Sync + 'static {
     async fn history_after(&self, keys: &RedisKeys, after: u64) -> Result<(Vec<Stored>, bool), StoreError>;
     async fn publish(&self, p: &Publication) -> Result<(), StoreError>;
     async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError>;
+    /// A tenant's deliveries first attempted in `[from_ms, to_ms]`, oldest first, at most
+    /// `limit`: the workflow, the state's seq, and when (Unix ms).
+    async fn deliveries_between(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(WorkflowId, u64, i64)>, StoreError>;
     /// Publishes a notice (not a workflow state) on a channel.
     async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError>;
     /// The workflow's link generation (raised by each revocation; 0: never revoked) and the
@@ -152,6 +163,15 @@ impl States for Store {
     }
     async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError> {
         Store::last_attempt(self, keys).await
+    }
+    async fn deliveries_between(
+        &self,
+        tenant: &TenantId,
+        from_ms: i64,
+        to_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(WorkflowId, u64, i64)>, StoreError> {
+        Store::deliveries_between(self, tenant, from_ms, to_ms, limit).await
     }
     async fn notify(&self, channel: &str, notice: Notice) -> Result<(), StoreError> {
         Store::notify(self, channel, notice).await

@@ -648,12 +648,12 @@ async fn an_open_links_watch_says_when_the_screen_was_answered_elsewhere_and_the
 async fn a_resend_sends_an_attempted_state_again_with_its_webhook_id_to_its_callback_and_nothing_else() {
     let f = fixture(Behaviour::Answers { node: "ask" }).await;
     let (id, st) = f.started(&alice()).await;
-    let keys = f.bus.layout().keys(&alice().scoped(&id));
+    let scoped = alice().scoped(&id);
     // Nothing attempted yet: nothing to resend.
     let none = f.service.resend(&alice(), &id, 1).await.unwrap_err();
     assert!(matches!(none, ServiceError::NotFound(_)), "{none:?}");
     f.bus.record_attempt(
-        &keys,
+        &scoped,
         AttemptRecord {
             url: "https://hooks.example/h".into(),
             seq: 1,
@@ -665,6 +665,7 @@ async fn a_resend_sends_an_attempted_state_again_with_its_webhook_id_to_its_call
             webhook_id: Some("alice/run-1/1".into()),
             client: Some("tests".into()),
         },
+        0,
     );
 
     let r = f.service.resend(&alice(), &id, 1).await.unwrap();
@@ -699,4 +700,52 @@ async fn a_resend_sends_an_attempted_state_again_with_its_webhook_id_to_its_call
         assert!(expected, "{refused}: {e:?}");
     }
     assert_eq!(f.webhooks.sent.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_replay_resends_its_tenants_range_at_most_a_bounded_number_per_call_and_says_where_to_go_on() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let (id, _) = f.started(&alice()).await;
+    let first = |seq: u64| AttemptRecord {
+        url: "https://hooks.example/h".into(),
+        seq,
+        attempt: 1,
+        state: drift_core::domain::AttemptState::Failed,
+        last_error: None,
+        next_retry_at: None,
+        updated_at: chrono::Utc::now(),
+        webhook_id: Some(format!("alice/run-1/{seq}")),
+        client: Some("tests".into()),
+    };
+    let t0 = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
+    // More first attempts in the range than one call sends (the same state, for brevity).
+    let n = replay::MAX_DELIVERIES + 1;
+    for i in 0..n {
+        f.bus
+            .record_attempt(&alice().scoped(&id), first(1), t0.timestamp_millis() + i as i64);
+    }
+    let until = chrono::Utc::now();
+    let r = f.service.replay(&alice(), t0, until).await.unwrap();
+    assert_eq!((r.sent, r.delivered), (replay::MAX_DELIVERIES, replay::MAX_DELIVERIES));
+    let next = r.resume_from.expect("more to go");
+    assert_eq!(
+        next.timestamp_millis(),
+        t0.timestamp_millis() + replay::MAX_DELIVERIES as i64
+    );
+    let rest = f.service.replay(&alice(), next, until).await.unwrap();
+    assert_eq!((rest.sent, rest.resume_from), (1, None));
+
+    // Another tenant's range holds nothing of alice's; bad ranges and readers are refused.
+    let bob = caller("bob", &[Scope::Drive]);
+    assert_eq!(f.service.replay(&bob, t0, until).await.unwrap().sent, 0);
+    for (s, u) in [(until, t0), (until - chrono::TimeDelta::days(8), until)] {
+        let e = f.service.replay(&alice(), s, u).await.unwrap_err();
+        assert!(matches!(e, ServiceError::Invalid(_)), "{e:?}");
+    }
+    let reader = caller("alice", &[Scope::Read]);
+    assert!(matches!(
+        f.service.replay(&reader, t0, until).await.unwrap_err(),
+        ServiceError::Forbidden(_)
+    ));
+    assert_eq!(f.webhooks.sent.lock().unwrap().len(), n);
 }
