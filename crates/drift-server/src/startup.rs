@@ -314,10 +314,9 @@ impl Application {
         // The recorder first: series registered as the worker and hub start (and the ones
         // exported at zero) must land in it, not in the no-op recorder before it.
         let metrics = drift_service::telemetry::metrics();
-        if embed_worker {
-            // Flags the worker reads are checked before anything is opened or connected.
-            secrets(&common)?;
-        }
+        // Webhook flags (secrets, schedule, egress) are checked before anything is opened or
+        // connected: the gateway signs resends with them, an embedded worker its deliveries.
+        let webhooks = Arc::new(resender(&common)?);
         let db = database(&common).await?;
         if g.max_wait_ms < g.default_wait_ms {
             anyhow::bail!(
@@ -369,7 +368,7 @@ impl Application {
             runtime: Arc::new(temporal),
             states: Arc::new(store),
             channels: Arc::new(hub),
-            webhooks: Arc::new(resender(&common)?),
+            webhooks,
             auth,
             tokens: Tokens::new(g.stream_secret.as_deref(), Duration::from_secs(g.stream_token_ttl_secs)),
             links: Some(links),
