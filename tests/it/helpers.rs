@@ -89,6 +89,7 @@ pub fn tcfg(address: &str, tq: &str) -> TemporalConfig {
         address: address.to_string(),
         namespace: "default".into(),
         task_queue: tq.to_string(),
+        traced: false,
     }
 }
 

@@ -18,4 +18,5 @@ mod links;
 mod live;
 mod shutdown;
 mod stuck;
+mod traces;
 mod webhooks;

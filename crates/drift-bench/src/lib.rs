@@ -143,6 +143,7 @@ async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
         address: temporal.clone(),
         namespace: "default".into(),
         task_queue: task_queue.clone(),
+        traced: false,
     };
     let client = drift_temporal::connect(&cfg)
         .await

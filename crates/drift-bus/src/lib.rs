@@ -7,6 +7,7 @@ mod conn;
 mod hub;
 mod publish;
 mod store;
+pub mod trace;
 mod watch;
 
 pub use conn::{Conn, RedisTarget, explain};
@@ -161,6 +162,10 @@ pub struct Envelope<B> {
     pub request_id: Option<String>,
     #[serde(default)]
     pub terminal: bool,
+    /// The W3C `traceparent` of the publish that sent it (when traces are on), so each
+    /// delivery's span joins the run's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
     pub body: B,
 }
 

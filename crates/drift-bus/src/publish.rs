@@ -103,6 +103,17 @@ impl Publication {
         }
     }
 
+    /// Carries the `traceparent` of the span that publishes it (see `Envelope::trace`). A
+    /// W3C traceparent is hex digits and dashes, so it is spliced in without re-serializing.
+    pub fn traced(mut self, traceparent: Option<String>) -> Self {
+        if let Some(tp) = traceparent.filter(|tp| tp.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+            && let Some(rest) = self.message.strip_prefix('{')
+        {
+            self.message = format!("{{\"trace\":\"{tp}\",{rest}");
+        }
+        self
+    }
+
     /// The state is a screen due an answer link (see `Session::answer_link`).
     pub fn with_answer_link(mut self, due: Option<LinkDue>) -> Self {
         self.answer_link = due;
@@ -115,6 +126,7 @@ impl Publication {
             seq: state.seq,
             request_id: state.request_id.clone(),
             terminal: state.workflow_status.is_terminal(),
+            trace: None,
             body: state,
         };
         Self::new(workflow, &env, true)
@@ -143,6 +155,7 @@ impl Publication {
             seq,
             request_id: Some(request_id.to_string()),
             terminal: false,
+            trace: None,
             body,
         };
         Self::new(workflow, &env, false)
@@ -428,5 +441,33 @@ pub(crate) fn publish_command(conn: &Conn) -> &'static str {
     match conn.is_cluster() {
         true => "SPUBLISH",
         false => "PUBLISH",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drift_core::domain::{TenantId, WorkflowId, WorkflowStatus};
+
+    fn publication() -> Publication {
+        let scoped = ScopedWorkflowId::new(&TenantId::parse("acme").unwrap(), &WorkflowId::parse("w1").unwrap());
+        Publication::state(&scoped, &WorkflowState::bare("w1", WorkflowStatus::Waiting, 3))
+    }
+
+    #[test]
+    fn a_traced_publication_carries_its_traceparent_to_each_delivery() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let p = publication().traced(Some(tp.into()));
+        let e = crate::Event::parse(p.message.as_bytes()).expect("still an envelope");
+        assert_eq!((e.trace.as_deref(), e.seq), (Some(tp), 3));
+    }
+
+    #[test]
+    fn a_traceparent_that_is_not_one_is_left_out_of_the_message() {
+        let plain = publication();
+        for bad in [None, Some("00-x\",\"seq\":9-01".to_string())] {
+            let p = publication().traced(bad);
+            assert_eq!(p.message, plain.message);
+        }
     }
 }

@@ -262,6 +262,7 @@ async fn run_with(
     settings.routes = settings
         .routes
         .merge(crate::standins::demo_receiver(a.common.webhook_secret.clone()));
+    let _traces = drift_server::startup::traces(&settings.common, "drift-dev")?;
     let app = Application::build(settings, shutdown).await?;
     let base = format!("http://{}", app.local_addr());
     let key = match &dev_key {

@@ -82,7 +82,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let max_body = state.cfg.max_body_bytes;
     let cors = cors(&state.cfg.allowed_origins);
-    // One layer of four rather than four layers: `Router::layer` boxes each layer's future
+    // One layer of five rather than five layers: `Router::layer` boxes each layer's future
     // around every route, and a sync call holds them all while it waits.
     let stack = tower::ServiceBuilder::new()
         .layer(
@@ -94,8 +94,50 @@ pub fn app(state: AppState) -> Router {
         )
         .layer(cors)
         .layer(edge::Checks)
-        .layer(axum::extract::DefaultBodyLimit::max(max_body));
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn(traced));
     mounted().router.layer(stack).with_state(state)
+}
+
+/// With traces on, a span for each call: named by its route template (never the path, which
+/// may carry a token), under the caller's `traceparent` when it sent one. The handler runs in
+/// it, so the Temporal call it makes (and through it the workflow) continues the trace.
+async fn traced(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt as _};
+    if !drift_service::trace::enabled() {
+        return next.run(req).await;
+    }
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let parent = {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        drift_service::trace::remote(
+            header(drift_service::trace::TRACEPARENT),
+            header(drift_service::trace::TRACESTATE),
+        )
+    };
+    let method = req.method().as_str().to_string();
+    let cx = drift_service::trace::start(
+        format!("{method} {route}"),
+        SpanKind::Server,
+        &parent,
+        vec![
+            KeyValue::new("http.request.method", method),
+            KeyValue::new("http.route", route),
+        ],
+    );
+    let resp = next.run(req).with_context(cx.clone()).await;
+    let status = resp.status();
+    cx.span()
+        .set_attribute(KeyValue::new("http.response.status_code", i64::from(status.as_u16())));
+    if status.is_server_error() {
+        cx.span().set_status(Status::error(status.to_string()));
+    }
+    resp
 }
 
 /// Every route, recorded as it is mounted, so the API document can be held to the router.

@@ -100,7 +100,7 @@ pub async fn events(
         }
     }
     let slot = s.limits.stream(Some(caller.tenant.as_str()))?;
-    let follow = s.service.follow(&caller, &id, since).await?;
+    let follow = s.service.follow(&caller, &id, since).await?.via("sse");
     // The response body is the follower's stream itself: hyper pulls the next state when the
     // socket can take it, and drops the stream (and with it the subscription and the stream
     // slot) when the client goes. Nothing else is kept per connection.

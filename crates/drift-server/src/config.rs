@@ -114,6 +114,13 @@ pub struct Common {
     /// Timeout of one webhook request, in milliseconds.
     #[arg(long, env = "DRIFT_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub webhook_timeout_ms: u64,
+    /// Export traces (OpenTelemetry, OTLP/HTTP protobuf) to this collector, e.g.
+    /// `http://127.0.0.1:4318`: a span for each call (continuing a caller's `traceparent`),
+    /// carried through Temporal to the workflow, its nodes and activities, each publish and
+    /// each delivery of it, and each webhook attempt (which sends `traceparent` on). Off when
+    /// absent.
+    #[arg(long, env = "DRIFT_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Local data folder (`dev` keeps Temporal's SQLite file, Redis data and its database here).
     #[arg(long, env = "DRIFT_DATA_DIR", default_value = ".drift")]
     pub data_dir: PathBuf,

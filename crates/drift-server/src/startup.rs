@@ -76,6 +76,7 @@ pub fn temporal_config(c: &Common, address: &str) -> TemporalConfig {
         address: address.to_string(),
         namespace: c.namespace.clone(),
         task_queue: c.task_queue.clone(),
+        traced: c.otlp_endpoint.is_some(),
     }
 }
 
@@ -455,6 +456,15 @@ impl Application {
     }
 }
 
+/// The process's trace export, when `--otlp-endpoint` asks for it (kept until the process
+/// ends: dropping it sends the last spans).
+pub fn traces(c: &Common, service: &'static str) -> anyhow::Result<Option<drift_service::telemetry::Traces>> {
+    c.otlp_endpoint
+        .as_deref()
+        .map(|e| drift_service::telemetry::init_traces(e, service))
+        .transpose()
+}
+
 /// `drift serve`.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     if settings.gateway.stream_secret.is_none() {
@@ -462,6 +472,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
             "no --stream-secret (DRIFT_STREAM_SECRET): stream tokens will only work on this gateway process"
         );
     }
+    let _traces = traces(&settings.common, "drift-gateway")?;
     let shutdown = CancellationToken::new();
     let app = Application::build(settings, shutdown.clone()).await?;
     tracing::info!(listen = %app.local_addr(), "gateway serving");
@@ -473,6 +484,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 pub async fn worker(a: WorkerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     secrets(&a.common)?;
+    let _traces = traces(&a.common, "drift-worker")?;
     let metrics = drift_service::telemetry::metrics();
     if let Some(addr) = a.metrics_listen {
         serve_worker_metrics(addr, metrics, shutdown.clone()).await?;

@@ -32,6 +32,8 @@ pub struct Follow {
     last: Option<u64>,
     /// Whether `last` was delivered here (not only named by the client).
     delivered: bool,
+    /// Who the states go to (`sse`, `ws`, `answer page`), named on each delivery's span.
+    receiver: &'static str,
 }
 
 fn state_out(st: &Stored) -> Out {
@@ -76,7 +78,14 @@ impl Follow {
             keys,
             last: since,
             delivered: false,
+            receiver: "stream",
         }
+    }
+
+    /// Names the transport the states go out on (see `receiver`).
+    pub fn via(mut self, receiver: &'static str) -> Self {
+        self.receiver = receiver;
+        self
     }
 
     /// What the store has that this follower has not seen.
@@ -110,6 +119,7 @@ impl Follow {
         }
         self.last = Some(e.seq);
         self.delivered = true;
+        drift_bus::trace::delivered(self.receiver, e.trace.as_deref(), e.seq);
         Some(Out::State {
             seq: e.seq,
             terminal: e.terminal,

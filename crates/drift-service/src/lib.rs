@@ -29,6 +29,7 @@ pub use auth::{Authenticator, JwtVerifier, Legacy, Mode as AuthMode, hash_key, n
 pub use catalog::Catalog;
 pub use definitions::{Activated, DefinitionList, DefinitionVersions, Publication, Validation};
 pub use dispatch::Dispatched;
+pub use drift_bus::trace;
 pub use drift_core::dsl::is_definition_id;
 pub use drift_db::Kind;
 pub use drift_temporal::webhook::Resent;

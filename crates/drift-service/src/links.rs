@@ -391,7 +391,11 @@ impl Service {
             ..link.caller()
         };
         let follow = match first.status {
-            LinkStatus::Open => Some(self.follow(&reader, &link.workflow, Some(link.claims.q)).await?),
+            LinkStatus::Open => Some(
+                self.follow(&reader, &link.workflow, Some(link.claims.q))
+                    .await?
+                    .via("answer page"),
+            ),
             _ => None,
         };
         let tenant = link.tenant.clone();

@@ -143,7 +143,10 @@ impl Service {
         };
         drop(waiting);
         match found {
-            Found::Event(e) => Outcome::of(&e),
+            Found::Event(e) => {
+                drift_bus::trace::delivered("waiter", e.trace.as_deref(), e.seq);
+                Outcome::of(&e)
+            }
             Found::Stored(s) => Outcome::stored(&s),
             Found::TaskFailing(f) => Err(ServiceError::TaskFailing(f)),
             Found::TimedOut => {

@@ -208,6 +208,12 @@ impl DriftActivities {
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
+        // The API the node calls can join the run's trace (a node's own header wins).
+        for (k, v) in drift_bus::trace::current_headers() {
+            if !req.headers.keys().any(|h| h.eq_ignore_ascii_case(k)) {
+                builder = builder.header(k, v);
+            }
+        }
         if let Some(body) = &req.body {
             builder = builder.json(body);
         }

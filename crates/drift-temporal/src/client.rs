@@ -78,6 +78,9 @@ pub struct TemporalConfig {
     pub address: String,
     pub namespace: String,
     pub task_queue: String,
+    /// Carry the trace through Temporal (the SDK's OpenTelemetry interceptors): set when the
+    /// process exports traces.
+    pub traced: bool,
 }
 
 /// Connects to Temporal with bounded timeouts, so an unreachable server is reported quickly.
@@ -104,8 +107,16 @@ pub async fn connect(cfg: &TemporalConfig) -> Result<Client, TemporalError> {
     let conn = Connection::connect(opts)
         .await
         .map_err(|e| TemporalError::Unavailable(e.to_string()))?;
-    Client::new(conn, ClientOptions::new(cfg.namespace.clone()).build())
-        .map_err(|e| TemporalError::Other(e.to_string()))
+    // The plugin is the client's and, through it, the worker's (`Worker::new` applies the
+    // client's plugins): starts and signals inject the trace, workflows and activities
+    // continue it.
+    let options = match cfg.traced {
+        true => ClientOptions::new(cfg.namespace.clone())
+            .plugin(crate::trace::OpenTelemetryPlugin::builder().build())
+            .build(),
+        false => ClientOptions::new(cfg.namespace.clone()).build(),
+    };
+    Client::new(conn, options).map_err(|e| TemporalError::Other(e.to_string()))
 }
 
 /// How a workflow ended outside Drift, and why (as Temporal recorded it).

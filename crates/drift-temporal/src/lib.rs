@@ -9,6 +9,13 @@ pub mod egress;
 pub mod replay;
 pub mod webhook;
 mod worker;
+
+/// The Temporal SDK's OpenTelemetry support: its interceptors carry the trace through
+/// Temporal's headers (starts, signals, the workflow, its activities and children), and its
+/// id generator and span processor make workflow spans replay-safe.
+pub mod trace {
+    pub use temporalio_sdk::opentelemetry::{OpenTelemetryPlugin, WorkflowIdGenerator, WorkflowSpanProcessor};
+}
 mod workflow;
 
 pub use client::{

@@ -232,25 +232,49 @@ pub(crate) fn publish_early_with(publisher: Publisher) {
 const EARLY_WAIT: Duration = Duration::from_secs(2);
 
 async fn send(ctx: &WorkflowContext<DriftWorkflow>, p: Publication) {
+    // With traces on, the publish is a span under the run's (its ids come from the workflow's
+    // random stream, so a replay names the same span and exports none), and the message
+    // carries it: each delivery of it, on any gateway, joins the trace.
+    let span = drift_bus::trace::enabled().then(|| {
+        use opentelemetry::KeyValue;
+        drift_bus::trace::start(
+            "publish",
+            opentelemetry::trace::SpanKind::Producer,
+            &opentelemetry::Context::current(),
+            vec![
+                KeyValue::new("drift.workflow", p.workflow.to_string()),
+                KeyValue::new("drift.seq", p.seq as i64),
+                KeyValue::new("drift.stored", p.store),
+            ],
+        )
+    });
+    let p = match &span {
+        Some(cx) => p.traced(drift_bus::trace::traceparent(cx)),
+        None => p,
+    };
     // The waiting caller gets the message as soon as the workflow has made it: handed to the
     // publisher now, ahead of the local activity (its dispatch costs about half a millisecond
     // on every state). The activity stays the publish of record, retried until Redis takes
     // it; whichever comes second finds the state stored and publishes nothing. Not on replay:
     // those messages went out the first time. Only states: an answer that is not stored would
     // go out twice.
+    let mut span = span;
     if p.store
         && !ctx.is_replaying()
         && let Some(publisher) = EARLY.with(|e| e.borrow().clone())
     {
         let p = p.clone();
+        let span = span.take();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(EARLY_WAIT, publisher.hand_over(&p)).await;
+            drop(span);
         });
     }
     // With unlimited retries this only fails if the workflow is cancelled or terminated.
     let _ = ctx
         .execute_local_activity(DriftActivities::publish, p, publish_options())
         .await;
+    drop(span);
 }
 
 /// Publishes a stable state (and hands it to the webhook deliveries), unless it is over the

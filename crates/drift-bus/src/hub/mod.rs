@@ -50,6 +50,8 @@ pub struct Event {
     pub seq: u64,
     pub request_id: Option<String>,
     pub terminal: bool,
+    /// The `traceparent` of the publish that sent it (see `Envelope::trace`).
+    pub trace: Option<String>,
     /// The body JSON (`WorkflowState`, `Rejection` or `NodeResult`), serialized once.
     pub body: JsonText,
 }
@@ -63,6 +65,7 @@ impl Event {
             seq: env.seq,
             request_id: env.request_id,
             terminal: env.terminal,
+            trace: env.trace,
             body: JsonText::from_raw(env.body),
         })
     }

@@ -246,10 +246,27 @@ impl Session {
     }
 
     async fn handle(&mut self, raw: &str) {
-        let request_id = serde_json::from_str::<RequestIdOnly>(raw)
-            .ok()
-            .and_then(|r| r.request_id);
-        let result = match serde_json::from_str::<ClientMsg>(raw) {
+        let head = serde_json::from_str::<RequestIdOnly>(raw).ok();
+        let request_id = head.as_ref().and_then(|r| r.request_id.clone());
+        let traced = head.filter(|h| h.traceparent.is_some() || h.tracestate.is_some());
+        let parsed = match traced {
+            Some(_) => protocol::parse_traced(raw),
+            None => serde_json::from_str::<ClientMsg>(raw),
+        };
+        let result = match parsed {
+            Ok(msg) if drift_service::trace::enabled() => {
+                // A span per message, under the caller's traceparent when it sent one.
+                use opentelemetry::trace::{FutureExt as _, SpanKind, Status, TraceContextExt as _};
+                let parent = traced
+                    .map(|h| drift_service::trace::remote(h.traceparent.as_deref(), h.tracestate.as_deref()))
+                    .unwrap_or_default();
+                let cx = drift_service::trace::start(format!("ws {}", msg.kind()), SpanKind::Server, &parent, vec![]);
+                let result = self.dispatch(msg, request_id.as_deref()).with_context(cx.clone()).await;
+                if let Err(e) = &result {
+                    cx.span().set_status(Status::error(e.message.clone()));
+                }
+                result
+            }
             Ok(msg) => self.dispatch(msg, request_id.as_deref()).await,
             Err(e) => Err(ApiError::bad_request(format!("bad message: {e}"))),
         };
@@ -288,7 +305,7 @@ impl Session {
                 self.make_room(Some(&id))?;
                 let follow = {
                     let _turn = self.s.limits.follow_setup().await;
-                    self.s.service.follow(&caller, &id, since).await?
+                    self.s.service.follow(&caller, &id, since).await?.via("ws")
                 };
                 self.add_follower(&id, follow);
                 self.ack(request_id, &id, None).await;
@@ -305,9 +322,9 @@ impl Session {
                 let d = self.s.service.start(&caller, req).await?;
                 let (id, rid, token) = (d.id.clone(), d.request_id.clone(), d.stream_token.clone());
                 let follow = match d.into_follow() {
-                    Some(f) => f,
+                    Some(f) => f.via("ws"),
                     // Async mode: the socket follows all the same.
-                    None => self.s.service.follow(&caller, &id, None).await?,
+                    None => self.s.service.follow(&caller, &id, None).await?.via("ws"),
                 };
                 self.add_follower(&id, follow);
                 self.ack(Some(rid.as_str()), &id, Some(&token)).await;
@@ -354,9 +371,9 @@ impl Session {
         }
         if !self.following(&id) {
             match d.into_follow() {
-                Some(f) => self.add_follower(&id, f),
+                Some(f) => self.add_follower(&id, f.via("ws")),
                 None => {
-                    let f = self.s.service.follow(&caller, &id, None).await?;
+                    let f = self.s.service.follow(&caller, &id, None).await?.via("ws");
                     self.add_follower(&id, f);
                 }
             }

@@ -49,6 +49,21 @@ pub enum ClientMsg {
     Ping {},
 }
 
+impl ClientMsg {
+    /// The message's `type`, as sent (names its span).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMsg::Subscribe { .. } => "subscribe",
+            ClientMsg::Unsubscribe { .. } => "unsubscribe",
+            ClientMsg::Start { .. } => "start",
+            ClientMsg::Resume(_) => "resume",
+            ClientMsg::Back(_) => "back",
+            ClientMsg::ExecuteNode(_) => "execute-node",
+            ClientMsg::Ping {} => "ping",
+        }
+    }
+}
+
 /// A command body addressed to one workflow, with the stream token that may authorise it.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -61,11 +76,23 @@ pub struct Targeted<B> {
 }
 
 /// The `requestId` of any client message, read even when the rest does not parse, so an
-/// error can name the request it answers.
+/// error can name the request it answers; and the W3C `traceparent` (and `tracestate`) any
+/// message may carry, which puts its handling in the caller's trace.
 #[derive(Deserialize)]
 pub struct RequestIdOnly {
     #[serde(rename = "requestId")]
     pub request_id: Option<String>,
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
+}
+
+/// Parses a client message whose trace fields (any message may carry them, beside its own)
+/// were read already: taken out first, as the command bodies accept no field they do not know.
+pub fn parse_traced(raw: &str) -> Result<ClientMsg, serde_json::Error> {
+    let mut v: serde_json::Map<String, Value> = serde_json::from_str(raw)?;
+    v.remove("traceparent");
+    v.remove("tracestate");
+    serde_json::from_value(Value::Object(v))
 }
 
 /// What the gateway sends: one JSON object per text frame, tagged by `type`.

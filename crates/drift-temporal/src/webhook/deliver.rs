@@ -181,8 +181,12 @@ pub async fn attempt(
         }
     };
     metrics::counter!(drift_core::metrics::WEBHOOK_ATTEMPTS.name).increment(1);
-    let sent = client
-        .post(target)
+    // The receiver's own spans can join the run's trace.
+    let mut request = client.post(target);
+    for (k, v) in drift_bus::trace::current_headers() {
+        request = request.header(k, v);
+    }
+    let sent = request
         .timeout(cfg.timeout)
         .header("content-type", "application/json")
         .header("webhook-id", &d.webhook_id)
@@ -191,6 +195,20 @@ pub async fn attempt(
         .body(d.body.clone())
         .send()
         .await;
+    drift_bus::trace::annotate(|| {
+        let mut attrs = vec![
+            opentelemetry::KeyValue::new("drift.webhook_id", d.webhook_id.clone()),
+            opentelemetry::KeyValue::new("drift.attempt", i64::from(attempt)),
+        ];
+        match &sent {
+            Ok(r) => attrs.push(opentelemetry::KeyValue::new(
+                "http.response.status_code",
+                i64::from(r.status().as_u16()),
+            )),
+            Err(e) => attrs.push(opentelemetry::KeyValue::new("error.type", e.to_string())),
+        }
+        attrs
+    });
     let error = match sent {
         Ok(r) if r.status().is_success() => return Attempted::Delivered,
         Ok(r) if r.status() == reqwest::StatusCode::GONE => return Attempted::Gone,
