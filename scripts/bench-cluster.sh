@@ -28,9 +28,12 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 TEMPORAL_PORT="$(free_port)"
+# The runs list's search attributes, as `drift dev` registers them (docs/api.md, Runs).
+DRIFT_SEARCH_ATTRIBUTES="--search-attribute DriftTenant=Keyword --search-attribute DriftDefinition=Keyword --search-attribute DriftVersion=Keyword --search-attribute DriftStatus=Keyword --search-attribute DriftWaitingOn=Keyword --search-attribute DriftWaitingSince=Datetime"
 temporal server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$(free_port)" --log-level warn \
     --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \
-    --dynamic-config-value history.timerProcessorMaxPollRPS=1000 >"$WORK/temporal.log" 2>&1 &
+    --dynamic-config-value history.timerProcessorMaxPollRPS=1000 \
+    $DRIFT_SEARCH_ATTRIBUTES >"$WORK/temporal.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 240); do
     temporal operator namespace describe --namespace default --address "127.0.0.1:$TEMPORAL_PORT" >/dev/null 2>&1 && break

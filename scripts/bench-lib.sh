@@ -33,9 +33,12 @@ wait_http() {
 }
 
 TEMPORAL_PORT="$(free_port)"
+# The runs list's search attributes, as `drift dev` registers them (docs/api.md, Runs).
+DRIFT_SEARCH_ATTRIBUTES="--search-attribute DriftTenant=Keyword --search-attribute DriftDefinition=Keyword --search-attribute DriftVersion=Keyword --search-attribute DriftStatus=Keyword --search-attribute DriftWaitingOn=Keyword --search-attribute DriftWaitingSince=Datetime"
 temporal server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$(free_port)" \
     --log-level warn --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \
-    --dynamic-config-value history.timerProcessorMaxPollRPS=1000 >"$WORK/temporal.log" 2>&1 &
+    --dynamic-config-value history.timerProcessorMaxPollRPS=1000 \
+    $DRIFT_SEARCH_ATTRIBUTES >"$WORK/temporal.log" 2>&1 &
 PIDS+=($!)
 REDIS_PORT="$(free_port)"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 &

@@ -154,10 +154,13 @@ if [ -z "$TEMPORAL_ADDRESS" ]; then
     port="$(free_port)"
     echo "cluster: starting a Temporal dev server on 127.0.0.1:$port"
     # Tuned as `drift dev` tunes its own (see docs/scale.md).
+    # The runs list's search attributes, as `drift dev` registers them (docs/api.md, Runs).
+    DRIFT_SEARCH_ATTRIBUTES="--search-attribute DriftTenant=Keyword --search-attribute DriftDefinition=Keyword --search-attribute DriftVersion=Keyword --search-attribute DriftStatus=Keyword --search-attribute DriftWaitingOn=Keyword --search-attribute DriftWaitingSince=Datetime"
     temporal server start-dev --headless --ip 127.0.0.1 --port "$port" --ui-port "$(free_port)" \
         --db-filename "$DIR/temporal.db" --log-level warn \
         --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \
-        --dynamic-config-value history.timerProcessorMaxPollRPS=1000 >"$DIR/temporal.log" 2>&1 &
+        --dynamic-config-value history.timerProcessorMaxPollRPS=1000 \
+        $DRIFT_SEARCH_ATTRIBUTES >"$DIR/temporal.log" 2>&1 &
     PIDS+=($!); TEMPORAL_PID=$!
     TEMPORAL_ADDRESS="127.0.0.1:$port"
     wait_for "Temporal" temporal operator namespace describe --namespace default --address "$TEMPORAL_ADDRESS"

@@ -16,6 +16,7 @@ mod hostile;
 mod limits;
 mod links;
 mod live;
+mod runs;
 mod shutdown;
 mod stuck;
 mod traces;

@@ -606,6 +606,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v3/workflows": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List runs
+         * @description For operators: the caller's tenant's runs, newest first, from Temporal's visibility (the
+         *     search attributes Drift keeps on each run: its definition and version, its status, the node
+         *     it waits on and since when). Each filter given narrows the list, e.g. the runs of `refund`
+         *     waiting on `confirm` for more than an hour: `?definition=refund&waitingOn=confirm&waitingLongerThanSecs=3600`.
+         *     Visibility trails a run by a moment. Runs started before the search attributes were
+         *     registered are not listed.
+         */
+        get: operations["listRuns"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v3/ws": {
         parameters: {
             query?: never;
@@ -1137,6 +1162,27 @@ export interface components {
             maxAttempts?: number;
             /** Format: int64 */
             maxIntervalMs?: number;
+        };
+        /** @description One run as the list shows it. */
+        RunSummary: {
+            /** Format: date-time */
+            closedAt?: string | null;
+            definition?: string | null;
+            /** Format: date-time */
+            startedAt?: string | null;
+            status: components["schemas"]["WorkflowStatus"];
+            version?: string | null;
+            /** @description The node of the screen or timer it waits on (while it waits). */
+            waitingOn?: string | null;
+            /** Format: date-time */
+            waitingSince?: string | null;
+            workflowId: string;
+        };
+        /** @description A page of runs, newest first. */
+        RunsPage: {
+            /** @description Pass as `pageToken` for the next page; absent on the last. */
+            nextPageToken?: string | null;
+            runs: components["schemas"]["RunSummary"][];
         };
         Screen: {
             /**
@@ -4358,6 +4404,96 @@ export interface operations {
             };
             /** @description No such workflow */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the rate limit; `Retry-After` says when to come back. Nothing was done. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `busy` (every waiter place taken) or `unavailable` (Redis or Temporal down); nothing
+             *     was changed; `Retry-After` says when to retry.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    listRuns: {
+        parameters: {
+            query?: {
+                /** @description Only runs of this definition (its id). */
+                definition?: string;
+                /** @description Only runs of this version of it. */
+                version?: string;
+                /**
+                 * @description Only runs in this status: `RUNNING`, `WAITING`, `SCHEDULER_WAITING`, `COMPLETED`,
+                 *     `FAILED`, `TERMINATED` (ended by Drift or by Temporal: terminated, timed out, cancelled).
+                 */
+                status?: string;
+                /** @description Only runs waiting on this node's screen or timer now. */
+                waitingOn?: string;
+                /** @description Only runs started after this time (RFC 3339). */
+                startedAfter?: string;
+                /** @description Only runs started before this time (RFC 3339). */
+                startedBefore?: string;
+                /** @description Only runs that have waited on their screen or timer longer than this many seconds. */
+                waitingLongerThanSecs?: number;
+                /** @description Runs per page (default 50, at most 200). */
+                pageSize?: number;
+                /** @description The previous page's `nextPageToken`. */
+                pageToken?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of runs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RunsPage"];
+                };
+            };
+            /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No credential, or one that is revoked, expired or forged. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential lacks the scope the call needs. */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -211,6 +211,12 @@ pub fn start_temporal(dir: &Path, port: u16) -> anyhow::Result<Supervised> {
             .iter()
             .flat_map(|kv| ["--dynamic-config-value".to_string(), kv.to_string()]),
     )
+    // The runs list's search attributes (`GET /v3/workflows`), registered with the server.
+    .chain(
+        drift_temporal::search::ATTRIBUTES
+            .iter()
+            .flat_map(|(name, kind)| ["--search-attribute".to_string(), format!("{name}={kind}")]),
+    )
     .collect();
     Supervised::spawn("temporal", "temporal", &args, &dir.join("temporal.log"))
 }

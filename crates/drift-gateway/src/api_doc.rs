@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         super::http::deliveries,
         super::http::resend,
         super::http::replay,
+        super::http::runs,
         super::links::create,
         super::links::revoke,
         super::sse::events,
@@ -59,7 +60,7 @@ use utoipa::{Modify, OpenApi};
         definition_schema,
     ),
     components(schemas(
-        WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, ResendAnswer, ResendOutcome, ReplayBody, Replayed, NotDelivered, AttemptRecord,
+        WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, ResendAnswer, ResendOutcome, ReplayBody, Replayed, NotDelivered, AttemptRecord, drift_core::domain::runs::RunsPage, drift_core::domain::runs::RunSummary,
         AttemptState, StartBody, ResumeBody, BackBody, ExecuteBody, Mode, ErrorBody, ActivateBody, ValidateBody, SimulateBody,
         LinkBody, IssuedLink, LinkScreen, LinkStatus,
     )),

@@ -609,3 +609,35 @@ pub async fn replay(
         resume_from: r.resume_from,
     }))
 }
+
+/// List runs
+///
+/// For operators: the caller's tenant's runs, newest first, from Temporal's visibility (the
+/// search attributes Drift keeps on each run: its definition and version, its status, the node
+/// it waits on and since when). Each filter given narrows the list, e.g. the runs of `refund`
+/// waiting on `confirm` for more than an hour: `?definition=refund&waitingOn=confirm&waitingLongerThanSecs=3600`.
+/// Visibility trails a run by a moment. Runs started before the search attributes were
+/// registered are not listed.
+#[utoipa::path(
+    get,
+    path = routes::RUNS.template(),
+    tag = "workflows",
+    operation_id = "listRuns",
+    params(drift_service::RunsQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = drift_core::domain::runs::RunsPage),
+        (status = 400, description = "A filter that is not one (it is named), or a page token this list did not give", body = ErrorBody),
+        (status = 503, description = "Drift's search attributes are not registered in the namespace (the message says how to register them)", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub async fn runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    q: Result<axum::extract::Query<drift_service::RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<drift_core::domain::runs::RunsPage>, ApiError> {
+    let axum::extract::Query(q) = q.map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?;
+    let req = q.parse()?;
+    Ok(Json(s.service.runs(&caller, &req).await?))
+}

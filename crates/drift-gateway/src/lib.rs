@@ -154,6 +154,7 @@ fn mounted() -> Mounted {
         .on(M::GET, routes::DELIVERIES.template(), http::deliveries)
         .on(M::POST, routes::RESEND.template(), http::resend)
         .on(M::POST, routes::REPLAY.template(), http::replay)
+        .on(M::GET, routes::RUNS.template(), http::runs)
         .on(M::POST, routes::LINKS.template(), links::create)
         .on(M::DELETE, routes::LINKS.template(), links::revoke)
         .on(M::GET, routes::WS.template(), ws::upgrade)

@@ -253,6 +253,7 @@ impl Service {
             execution_timeout_ms: Some(execution_timeout),
             budgets: self.0.cfg.budgets,
             depth: 0,
+            runs_indexed: false,
         };
         let keys = self.keys(&start.scoped_id());
         // A reused id goes on from its earlier runs' seq, so readers see the new run. The read

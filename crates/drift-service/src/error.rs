@@ -87,6 +87,13 @@ impl From<TemporalError> for ServiceError {
             TemporalError::AlreadyStarted => Self::AlreadyExists,
             TemporalError::Uncertain(cause) => Self::Uncertain(cause),
             TemporalError::Other(m) => Self::Internal(format!("Temporal: {m}")),
+            TemporalError::NotIndexed(register) => Self::Unavailable {
+                dependency: "The runs list",
+                cause: format!(
+                    "Drift's search attributes are not registered in the Temporal namespace; register them: {register}"
+                ),
+            },
+            TemporalError::BadPageToken => Self::Invalid("`pageToken` is not one this list gave".into()),
             TemporalError::Busy => Self::Busy(
                 "too many workflow starts are waiting for Temporal on this gateway; nothing was started, retry \
                  shortly"

@@ -19,6 +19,7 @@ pub mod ports;
 mod reconcile;
 pub mod replay;
 mod requests;
+mod runs;
 pub mod telemetry;
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,7 @@ pub use ports::{Channels, Runtime, States, Webhooks};
 pub use requests::{
     BackBody, CommandBody, CommandRequest, Delivery, ExecuteBody, Mode, ResumeBody, StartBody, StartRequest,
 };
+pub use runs::RunsQuery;
 pub use token::{Tokens, is_token};
 pub use wait::Outcome;
 

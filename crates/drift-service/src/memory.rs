@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use drift_bus::{
     Envelope, Event, HubError, HubMsg, Layout, Notice, Publication, RedisKeys, StoreError, Stored, Subscription,
 };
+use drift_core::domain::runs::{RunSummary, RunsPage, RunsRequest};
 use drift_core::domain::{
     AttemptRecord, Command, ScopedWorkflowId, TenantId, WorkflowId, WorkflowStart, WorkflowState, WorkflowStatus,
 };
@@ -393,6 +394,48 @@ impl Runtime for MemoryRuntime {
     }
     async fn ping(&self) -> Result<(), TemporalError> {
         Ok(())
+    }
+    /// The runs it started, oldest first: by tenant, definition, version and status (a run
+    /// not ended waits on its behaviour's node); the page token is an offset.
+    async fn runs(&self, tenant: &TenantId, req: &RunsRequest) -> Result<RunsPage, TemporalError> {
+        let f = &req.filter;
+        let node = match *self.behaviour.lock().unwrap() {
+            Behaviour::Answers { node } => Some(node.to_string()),
+            _ => None,
+        };
+        let runs = self.runs.lock().unwrap();
+        let mut all: Vec<RunSummary> = runs
+            .values()
+            .filter(|r| &r.start.tenant == tenant)
+            .map(|r| RunSummary {
+                workflow_id: r.start.workflow_id.as_str().to_string(),
+                definition: Some(r.start.definition.id.clone()),
+                version: Some(r.start.definition.version.clone()),
+                status: match r.ended {
+                    true => WorkflowStatus::Terminated,
+                    false => WorkflowStatus::Waiting,
+                },
+                waiting_on: node.clone().filter(|_| !r.ended),
+                waiting_since: None,
+                started_at: None,
+                closed_at: None,
+            })
+            .filter(|r| f.definition.as_ref().is_none_or(|d| r.definition.as_ref() == Some(d)))
+            .filter(|r| f.version.as_ref().is_none_or(|v| r.version.as_ref() == Some(v)))
+            .filter(|r| f.status.is_none_or(|s| r.status == s))
+            .filter(|r| f.waiting_on.as_ref().is_none_or(|n| r.waiting_on.as_ref() == Some(n)))
+            .collect();
+        all.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
+        let from: usize = match &req.page_token {
+            Some(t) => t.parse().map_err(|_| TemporalError::BadPageToken)?,
+            None => 0,
+        };
+        let page: Vec<RunSummary> = all.iter().skip(from).take(req.page_size).cloned().collect();
+        let next = from + page.len();
+        Ok(RunsPage {
+            runs: page,
+            next_page_token: (next < all.len()).then(|| next.to_string()),
+        })
     }
 }
 

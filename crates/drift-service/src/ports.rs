@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use drift_bus::{
     Event, Hub, HubError, Layout, Notice, Publication, RedisKeys, Store, StoreError, Stored, Subscription,
 };
+use drift_core::domain::runs::{RunsPage, RunsRequest};
 use drift_core::domain::{
     AttemptRecord, Callback, Command, ScopedWorkflowId, TenantId, WorkflowId, WorkflowStart, WorkflowState,
 };
@@ -32,6 +33,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// Whether the run ended outside Drift, or its task keeps failing.
     async fn inspect(&self, id: &ScopedWorkflowId) -> Result<Inspection, TemporalError>;
     async fn ping(&self) -> Result<(), TemporalError>;
+    /// One page of `tenant`'s runs matching the request's filter, newest first.
+    async fn runs(&self, tenant: &TenantId, req: &RunsRequest) -> Result<RunsPage, TemporalError>;
 }
 
 /// The published states of every workflow: the latest, a short history, answers by request
@@ -131,6 +134,9 @@ impl Runtime for Temporal {
     }
     async fn ping(&self) -> Result<(), TemporalError> {
         Temporal::ping(self).await
+    }
+    async fn runs(&self, tenant: &TenantId, req: &RunsRequest) -> Result<RunsPage, TemporalError> {
+        Temporal::runs(self, tenant, req).await
     }
 }
 

@@ -749,3 +749,145 @@ async fn a_replay_resends_its_tenants_range_at_most_a_bounded_number_per_call_an
     ));
     assert_eq!(f.webhooks.sent.lock().unwrap().len(), n);
 }
+
+#[tokio::test]
+async fn the_runs_list_shows_only_the_callers_tenant_pages_and_refuses_bad_filters_by_name() {
+    let f = fixture(Behaviour::Answers { node: "ask" }).await;
+    let mut mine = vec![];
+    for _ in 0..3 {
+        mine.push(f.started(&alice()).await.0.as_str().to_string());
+    }
+    f.started(&caller("mallory", &[Scope::Start, Scope::Read])).await;
+    let query = |q: RunsQuery| q.parse().unwrap();
+    let reader = caller("alice", &[Scope::Read]);
+
+    // Two pages of alice's three, waiting on `ask`; mallory's run is on neither.
+    let first = f
+        .service
+        .runs(
+            &reader,
+            &query(RunsQuery {
+                waiting_on: Some("ask".into()),
+                page_size: Some(2),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.runs.len(), 2);
+    let rest = f
+        .service
+        .runs(
+            &reader,
+            &query(RunsQuery {
+                waiting_on: Some("ask".into()),
+                page_token: first.next_page_token.clone(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(rest.next_page_token.is_none());
+    let mut listed: Vec<String> = first
+        .runs
+        .iter()
+        .chain(&rest.runs)
+        .map(|r| r.workflow_id.clone())
+        .collect();
+    listed.sort();
+    mine.sort();
+    assert_eq!(listed, mine);
+    let none = query(RunsQuery {
+        definition: Some("other".into()),
+        ..Default::default()
+    });
+    assert!(f.service.runs(&reader, &none).await.unwrap().runs.is_empty());
+
+    // Each bad parameter is refused by name, before anything is asked of the runtime.
+    for (q, names) in [
+        (
+            RunsQuery {
+                status: Some("SLEEPING".into()),
+                ..Default::default()
+            },
+            "`status`",
+        ),
+        (
+            RunsQuery {
+                waiting_on: Some("a' OR 'x".into()),
+                ..Default::default()
+            },
+            "`waitingOn`",
+        ),
+        (
+            RunsQuery {
+                definition: Some("".into()),
+                ..Default::default()
+            },
+            "`definition`",
+        ),
+        (
+            RunsQuery {
+                started_after: Some("yesterday".into()),
+                ..Default::default()
+            },
+            "`startedAfter`",
+        ),
+        (
+            RunsQuery {
+                page_size: Some(0),
+                ..Default::default()
+            },
+            "`pageSize`",
+        ),
+        (
+            RunsQuery {
+                page_size: Some(201),
+                ..Default::default()
+            },
+            "`pageSize`",
+        ),
+        (
+            RunsQuery {
+                waiting_longer_than_secs: Some(u64::MAX),
+                ..Default::default()
+            },
+            "`waitingLongerThanSecs`",
+        ),
+        (
+            RunsQuery {
+                page_token: Some("x".repeat(5000)),
+                ..Default::default()
+            },
+            "`pageToken`",
+        ),
+        (
+            RunsQuery {
+                started_after: Some("2026-12-02T00:00:00Z".into()),
+                started_before: Some("2026-12-01T00:00:00Z".into()),
+                ..Default::default()
+            },
+            "`startedBefore`",
+        ),
+    ] {
+        let e = q.parse().unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::Invalid(m) if m.contains(names)),
+            "{names}: {e}"
+        );
+    }
+    // A token that is not one the list gave, and a caller without the read scope.
+    let forged = query(RunsQuery {
+        page_token: Some("not-an-offset".into()),
+        ..Default::default()
+    });
+    assert!(matches!(
+        f.service.runs(&reader, &forged).await,
+        Err(ServiceError::Invalid(_))
+    ));
+    let writer = caller("alice", &[Scope::Start]);
+    assert!(matches!(
+        f.service.runs(&writer, &none).await,
+        Err(ServiceError::Forbidden(_))
+    ));
+}

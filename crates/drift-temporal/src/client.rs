@@ -35,6 +35,11 @@ pub enum TemporalError {
     /// Nothing was sent: too many starts were already in flight for too long.
     #[error("too many workflow starts in flight")]
     Busy,
+    /// The namespace lacks Drift's search attributes (the commands that register them).
+    #[error("the runs list needs Drift's search attributes registered in the namespace: {0}")]
+    NotIndexed(String),
+    #[error("the page token is not one this list gave")]
+    BadPageToken,
 }
 
 /// Start calls in flight to Temporal at once. A burst beyond this waits its turn in the
@@ -155,7 +160,13 @@ pub struct Temporal {
     eager: bool,
     starts: tokio::sync::Semaphore,
     start_turn_wait: Duration,
+    /// Whether the namespace has Drift's search attributes, and when that was read: a yes is
+    /// kept, a no is read again after `INDEX_RECHECK` (an operator may register them).
+    indexed: std::sync::Mutex<Option<(bool, std::time::Instant)>>,
 }
+
+/// How long a namespace found without Drift's search attributes is taken to be so.
+const INDEX_RECHECK: Duration = Duration::from_secs(60);
 
 impl Temporal {
     pub fn new(cfg: TemporalConfig) -> Self {
@@ -165,6 +176,7 @@ impl Temporal {
             eager: false,
             starts: tokio::sync::Semaphore::new(STARTS_IN_FLIGHT),
             start_turn_wait: START_TURN_WAIT,
+            indexed: Default::default(),
         }
     }
 
@@ -176,6 +188,7 @@ impl Temporal {
             eager: true,
             starts: tokio::sync::Semaphore::new(STARTS_IN_FLIGHT),
             start_turn_wait: START_TURN_WAIT,
+            indexed: Default::default(),
         }
     }
 
@@ -196,8 +209,9 @@ impl Temporal {
     /// Starts a workflow. `AlreadyStarted` means the id is taken; for an idempotent start (one
     /// with the `fingerprint` of what was asked, kept in the workflow's memo), also by a run that
     /// has ended (the id names that run for good).
-    pub async fn start(&self, start: WorkflowStart, fingerprint: Option<&str>) -> Result<(), TemporalError> {
+    pub async fn start(&self, mut start: WorkflowStart, fingerprint: Option<&str>) -> Result<(), TemporalError> {
         let client = self.client().await?;
+        start.runs_indexed = self.runs_indexed().await;
         let mut opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), start.scoped_id().to_string())
             .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
             .id_reuse_policy(if fingerprint.is_some() {
@@ -213,6 +227,9 @@ impl Temporal {
             opts.memo = Some(memo);
         }
         opts.execution_timeout = start.execution_timeout_ms.map(Duration::from_millis);
+        if start.runs_indexed {
+            opts.search_attributes = Some(crate::search::at_start(&start));
+        }
         let input = WorkflowInput { start, carry: None };
         let _turn = match tokio::time::timeout(self.start_turn_wait, self.starts.acquire()).await {
             Ok(Ok(permit)) => permit,
@@ -420,6 +437,90 @@ impl Temporal {
                 cause,
                 message,
             }))
+    }
+
+    /// Whether runs started now keep Drift's search attributes: the namespace has them all
+    /// registered (read once; a no again after a minute). Unreadable counts as no: a start
+    /// never fails for the runs list's sake.
+    pub async fn runs_indexed(&self) -> bool {
+        let known = *self.indexed.lock().unwrap_or_else(|p| p.into_inner());
+        match known {
+            Some((true, _)) => return true,
+            Some((false, at)) if at.elapsed() < INDEX_RECHECK => return false,
+            _ => {}
+        }
+        let found = self.registered_attributes().await;
+        let all = found.as_ref().is_ok_and(crate::search::all_registered);
+        if !all {
+            tracing::warn!(
+                namespace = %self.cfg.namespace,
+                error = ?found.err(),
+                "Drift's search attributes are not all registered (with their types): runs start without them, \
+                 and GET /v3/workflows lists none of them. Register them: {}",
+                crate::search::registration_hint()
+            );
+        }
+        *self.indexed.lock().unwrap_or_else(|p| p.into_inner()) = Some((all, std::time::Instant::now()));
+        all
+    }
+
+    async fn registered_attributes(&self) -> Result<std::collections::HashMap<String, i32>, TemporalError> {
+        use temporalio_common::protos::temporal::api::operatorservice::v1::ListSearchAttributesRequest;
+        let client = self.client().await?;
+        let mut svc = client.connection().operator_service();
+        let r = svc
+            .list_search_attributes(tonic::Request::new(ListSearchAttributesRequest {
+                namespace: self.cfg.namespace.clone(),
+            }))
+            .await
+            .map_err(|s| from_status(&s))?
+            .into_inner();
+        Ok(r.custom_attributes)
+    }
+
+    /// One page of `tenant`'s runs matching `req`'s filter, newest first (Temporal's
+    /// visibility). `Unavailable` when the search attributes are not registered.
+    pub async fn runs(
+        &self,
+        tenant: &TenantId,
+        req: &drift_core::domain::runs::RunsRequest,
+    ) -> Result<drift_core::domain::runs::RunsPage, TemporalError> {
+        use base64::Engine as _;
+        use temporalio_common::protos::temporal::api::workflowservice::v1::ListWorkflowExecutionsRequest;
+        if !self.runs_indexed().await {
+            return Err(TemporalError::NotIndexed(crate::search::registration_hint()));
+        }
+        let token = match &req.page_token {
+            Some(t) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(t)
+                .map_err(|_| TemporalError::BadPageToken)?,
+            None => Vec::new(),
+        };
+        let client = self.client().await?;
+        let mut svc = client.connection().workflow_service();
+        let query = crate::search::query(tenant.as_str(), &req.filter, chrono::Utc::now());
+        let r = svc
+            .list_workflow_executions(tonic::Request::new(ListWorkflowExecutionsRequest {
+                namespace: self.cfg.namespace.clone(),
+                page_size: req.page_size as i32,
+                next_page_token: token,
+                query,
+            }))
+            .await
+            .map_err(|s| match s.code() {
+                // A token this list did not give: the server cannot read it (it says only
+                // "something went wrong"), or it belongs to another query.
+                Code::InvalidArgument | Code::Unknown | Code::Internal if req.page_token.is_some() => {
+                    TemporalError::BadPageToken
+                }
+                _ => from_status(&s),
+            })?
+            .into_inner();
+        Ok(drift_core::domain::runs::RunsPage {
+            runs: r.executions.iter().filter_map(crate::search::summary).collect(),
+            next_page_token: (!r.next_page_token.is_empty())
+                .then(|| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&r.next_page_token)),
+        })
     }
 
     /// Probes the server (for `/readyz`).

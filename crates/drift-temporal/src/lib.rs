@@ -7,6 +7,7 @@ mod client;
 mod delivery;
 pub mod egress;
 pub mod replay;
+pub mod search;
 pub mod webhook;
 mod worker;
 

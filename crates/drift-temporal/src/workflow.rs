@@ -31,6 +31,8 @@ pub struct DriftWorkflow {
     inbox: Inbox,
     /// The last published state, for the `state` query.
     last: Option<WorkflowState>,
+    /// The status the run last set in its search attributes (see `index`).
+    indexed: Option<WorkflowStatus>,
 }
 
 /// Whether the history is as long as a run should get: time to continue as new.
@@ -71,7 +73,12 @@ impl DriftWorkflow {
             let task_queue = ctx.info().task_queue().to_string();
             metrics::counter!(drift_core::metrics::WORKFLOW_REPLAYS.name, "task_queue" => task_queue).increment(1);
         }
+        // A first run set RUNNING at its start; a continued one says again what it does.
+        let continued = input.carry.is_some();
         let (mut run, inbox) = Session::new(input);
+        if !continued {
+            ctx.state_mut(|s| s.indexed = Some(WorkflowStatus::Running));
+        }
         // Signals delivered with the run's first task are in the inbox already: keep them.
         ctx.state_mut(|s| s.inbox.extend(inbox));
         // The machine borrows the definition while the run changes around it. Taken out of the
@@ -90,6 +97,7 @@ impl DriftWorkflow {
                     request,
                     retry,
                 } => {
+                    index(ctx, &run, WorkflowStatus::Running, None);
                     let opts = http_activity_options(&request, &retry);
                     let result = ctx.execute_activity(DriftActivities::http_call, request, opts).await;
                     run.http_done(&machine, instance, result.map_err(|e| activity_message(&e)));
@@ -135,6 +143,7 @@ impl DriftWorkflow {
                     params,
                     ..
                 } => {
+                    index(ctx, &run, WorkflowStatus::Running, None);
                     let started = start_child(ctx, &run, &instance, &workflow, params).await;
                     run.child_done(&machine, instance, started);
                 }
@@ -300,6 +309,31 @@ async fn publish(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Session, state:
     if run.callback.is_some() {
         notify(ctx, run, &state, link).await;
     }
+    index(ctx, run, state.workflow_status, state.node.as_deref());
+}
+
+/// Keeps the run's status, and the node it waits on since when, in its search attributes for
+/// the runs list: on each wait, on its end, and when it goes back to running a node (not on
+/// every step). Only in runs started with the attributes registered: decided at start, so every
+/// replay of the run issues the same commands.
+fn index(ctx: &WorkflowContext<DriftWorkflow>, run: &Session, status: WorkflowStatus, node: Option<&str>) {
+    use crate::search::{STATUS, WAITING_ON, WAITING_SINCE, timestamp};
+    if !run.start.runs_indexed {
+        return;
+    }
+    let waiting = matches!(status, WorkflowStatus::Waiting | WorkflowStatus::SchedulerWaiting);
+    if !waiting && ctx.state(|s| s.indexed) == Some(status) {
+        return;
+    }
+    ctx.state_mut(|s| s.indexed = Some(status));
+    let mut updates = vec![STATUS.value_set(status.to_string())];
+    // Not unset when the run moves on: the server refuses an unset Datetime (the task would
+    // fail, and the run stand still), and every query and summary reads them with the status.
+    if let Some(n) = node.filter(|_| waiting) {
+        updates.push(WAITING_ON.value_set(n.to_string()));
+        updates.push(WAITING_SINCE.value_set(timestamp(now_ms(ctx))));
+    }
+    ctx.upsert_search_attributes(updates);
 }
 
 /// Hands a state to this workflow's delivery workflow (started on first use). Only the
@@ -505,10 +539,13 @@ async fn start_child(
     params: Value,
 ) -> Result<Value, String> {
     let child = run.child_start(instance, workflow, params, ctx.history_length() as u64)?;
-    let opts = ChildWorkflowOptions::builder()
+    let mut opts = ChildWorkflowOptions::builder()
         .workflow_id(child.scoped.to_string())
         .parent_close_policy(ParentClosePolicy::Abandon)
         .build();
+    if child.input.start.runs_indexed {
+        opts.search_attributes = Some(crate::search::at_start(&child.input.start));
+    }
     ctx.start_child_workflow(DriftWorkflow::run, child.input, opts)
         .await
         .map_err(|e| format!("child workflow did not start: {e}"))?;
@@ -542,6 +579,7 @@ mod tests {
                 execution_timeout_ms: None,
                 budgets: drift_core::engine::Budgets::default(),
                 depth: 0,
+                runs_indexed: false,
             },
             carry: None,
         };

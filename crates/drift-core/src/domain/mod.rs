@@ -5,6 +5,7 @@
 mod ids;
 mod json;
 pub mod routes;
+pub mod runs;
 
 pub use ids::{Caller, IdError, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId};
 pub use json::JsonText;
@@ -419,6 +420,12 @@ pub struct WorkflowStart {
     /// How many CHILD nodes deep this run is (0: started by a caller).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub depth: u32,
+    /// The run keeps its status and the node it waits on in Temporal's visibility (Drift's
+    /// search attributes), for `GET /v3/workflows`. Decided at start, where the attributes are
+    /// known to be registered, so every replay of the run does the same (absent in runs from
+    /// before the runs list: they keep not doing it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub runs_indexed: bool,
 }
 
 fn unbounded() -> Budgets {
@@ -451,6 +458,7 @@ impl WorkflowStart {
             execution_timeout_ms: self.execution_timeout_ms,
             budgets: self.budgets,
             depth: self.depth + 1,
+            runs_indexed: self.runs_indexed,
         }
     }
 }

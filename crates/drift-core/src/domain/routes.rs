@@ -9,9 +9,11 @@ pub const START: Route = Route("/v3/workflow/start");
 pub const WORKFLOW: Route = Route("/v3/workflow/{id}");
 pub const EVENTS: Route = Route("/v3/workflow/{id}/events");
 pub const DELIVERIES: Route = Route("/v3/workflow/{id}/deliveries");
-/// One state's webhook sent again (`{seq}`: the state's).
 /// A tenant's webhooks over a time range, sent again.
 pub const REPLAY: Route = Route("/v3/webhooks/replay");
+/// A tenant's runs, filtered and paged (Temporal's visibility).
+pub const RUNS: Route = Route("/v3/workflows");
+/// One state's webhook sent again (`{seq}`: the state's).
 pub const RESEND: Route = Route("/v3/workflow/{id}/deliveries/{seq}/resend");
 pub const RESUME: Route = Route("/v3/workflow/resume/{id}");
 pub const EXECUTE: Route = Route("/v3/workflow/{id}/disconnected-node/execute");

@@ -49,6 +49,7 @@ fn start(d: &Definition) -> WorkflowStart {
         execution_timeout_ms: None,
         budgets: Budgets::default(),
         depth: 0,
+        runs_indexed: false,
     }
 }
 

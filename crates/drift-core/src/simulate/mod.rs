@@ -330,6 +330,7 @@ fn sim_start(def: &Definition, budgets: Budgets, params: Value, thread_context: 
         execution_timeout_ms: None,
         budgets,
         depth,
+        runs_indexed: false,
     }
 }
 
