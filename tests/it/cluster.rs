@@ -825,7 +825,22 @@ async fn readyz_fails_and_names_the_flag_to_use_when_its_redis_turns_out_to_be_a
     // The same address now answered by a cluster node (someone pointed DNS at a cluster).
     on_infra(async move { redis.stop().await });
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    let _node = cluster_node(port);
+    // The stopped server's port can take a moment to be free again: a node that could not
+    // bind it is started again, until one answers there.
+    let mut _node = None;
+    for _ in 0..5 {
+        let node = cluster_node(port);
+        let listening = async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), listening).await.is_ok() {
+            _node = Some(node);
+            break;
+        }
+    }
+    assert!(_node.is_some(), "no cluster node came up on port {port}");
     let deadline = Instant::now() + T;
     loop {
         let r = readyz().await;
