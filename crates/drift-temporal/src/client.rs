@@ -454,13 +454,17 @@ impl Temporal {
         if !all {
             tracing::warn!(
                 namespace = %self.cfg.namespace,
-                error = ?found.err(),
+                error = ?found.as_ref().err(),
                 "Drift's search attributes are not all registered (with their types): runs start without them, \
                  and GET /v3/workflows lists none of them. Register them: {}",
                 crate::search::registration_hint()
             );
         }
-        *self.indexed.lock().unwrap_or_else(|p| p.into_inner()) = Some((all, std::time::Instant::now()));
+        // An answer is kept; a failed read is not (Temporal being away for a moment must not
+        // leave a minute of starts unlisted).
+        if found.is_ok() {
+            *self.indexed.lock().unwrap_or_else(|p| p.into_inner()) = Some((all, std::time::Instant::now()));
+        }
         all
     }
 

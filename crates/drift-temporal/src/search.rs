@@ -118,6 +118,11 @@ pub fn query(tenant: &str, f: &RunsFilter, now: DateTime<Utc>) -> String {
     q.join(" AND ")
 }
 
+/// A protobuf time (seconds, nanoseconds) as a UTC time.
+fn utc(seconds: i64, nanos: i32) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(seconds, u32::try_from(nanos).unwrap_or(0))
+}
+
 /// A listed execution as the runs list shows it: the scoped id's tenant prefix taken off.
 pub fn summary(info: &WorkflowExecutionInfo) -> Option<RunSummary> {
     let scoped = &info.execution.as_ref()?.workflow_id;
@@ -149,15 +154,9 @@ pub fn summary(info: &WorkflowExecutionInfo) -> Option<RunSummary> {
         waiting_since: attrs
             .get(&WAITING_SINCE)
             .filter(|_| waiting)
-            .and_then(|t| DateTime::from_timestamp(t.seconds(), u32::try_from(t.nanos()).unwrap_or(0))),
-        started_at: info
-            .start_time
-            .as_ref()
-            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))),
-        closed_at: info
-            .close_time
-            .as_ref()
-            .and_then(|t| DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))),
+            .and_then(|t| utc(t.seconds(), t.nanos())),
+        started_at: info.start_time.as_ref().and_then(|t| utc(t.seconds, t.nanos)),
+        closed_at: info.close_time.as_ref().and_then(|t| utc(t.seconds, t.nanos)),
     })
 }
 

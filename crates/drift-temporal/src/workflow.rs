@@ -244,7 +244,7 @@ async fn send(ctx: &WorkflowContext<DriftWorkflow>, p: Publication) {
     // With traces on, the publish is a span under the run's (its ids come from the workflow's
     // random stream, so a replay names the same span and exports none), and the message
     // carries it: each delivery of it, on any gateway, joins the trace.
-    let span = drift_bus::trace::enabled().then(|| {
+    let mut span = drift_bus::trace::enabled().then(|| {
         use opentelemetry::KeyValue;
         drift_bus::trace::start(
             "publish",
@@ -267,7 +267,6 @@ async fn send(ctx: &WorkflowContext<DriftWorkflow>, p: Publication) {
     // it; whichever comes second finds the state stored and publishes nothing. Not on replay:
     // those messages went out the first time. Only states: an answer that is not stored would
     // go out twice.
-    let mut span = span;
     if p.store
         && !ctx.is_replaying()
         && let Some(publisher) = EARLY.with(|e| e.borrow().clone())
