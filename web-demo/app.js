@@ -1,9 +1,11 @@
 // Drift demo page: starts example workflows, renders each screen from its `view`, follows the
 // workflow live over one WebSocket (no polling for screens) and lights up its graph as states
-// arrive; the Definitions tab edits, publishes and activates definitions.
+// arrive; the Definitions tab edits, publishes and activates definitions; the Runs tab lists runs
+// and shows one run's timeline, graph and actions.
 
 import { createApi } from "./api.js";
 import { definitionsTab } from "./definitions.js";
+import { runsTab } from "./runs.js";
 import { $, el, TERMINAL } from "./dom.js";
 import { highlight, showGraph } from "./graph.js";
 import { sampleParams } from "./samples.js";
@@ -195,6 +197,7 @@ function showTab(which) {
   for (const [tab, view] of [
     ["tab-run", "run-view"],
     ["tab-defs", "defs-view"],
+    ["tab-runs", "runs-view"],
   ]) {
     $(tab).setAttribute("aria-selected", String(tab === which));
     $(view).hidden = tab !== which;
@@ -212,7 +215,12 @@ async function init() {
       $("start-form").requestSubmit();
     },
   });
+  const runs = runsTab(api);
   $("tab-run").addEventListener("click", () => showTab("tab-run"));
+  $("tab-runs").addEventListener("click", () => {
+    showTab("tab-runs");
+    runs.load();
+  });
   $("tab-defs").addEventListener("click", () => {
     showTab("tab-defs");
     defsTab.load();

@@ -13,6 +13,8 @@ const browser = Object.fromEntries(
     "Node",
     "sessionStorage",
     "prompt",
+    "confirm",
+    "URLSearchParams",
     "setTimeout",
     "setInterval",
     "clearInterval",

@@ -1,7 +1,7 @@
 // Browser test of the demo page: real chromium, real `drift dev` (URL in DRIFT_DEMO_URL).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { SHOTS, useChromium } from "./chromium.mjs";
+import { SHOTS, accessible, useChromium } from "./chromium.mjs";
 
 const BASE = process.env.DRIFT_DEMO_URL || "http://127.0.0.1:8080";
 const chromium = useChromium();
@@ -348,5 +348,71 @@ test("the API reference page renders the gateway's OpenAPI document from assets 
   assert.ok((await page.locator(".opblock").count()) >= 30, "every operation is listed");
   assert.deepEqual(elsewhere, [], "nothing is loaded from another origin");
   await page.screenshot({ path: SHOTS + "docs-1-reference.png" });
+  await page.close();
+});
+
+test("the Runs tab finds a refund waiting on its reason, shows its timeline and graph, resends a webhook and terminates it, by keyboard", async () => {
+  const page = await open();
+  // An async refund: its first state goes to the demo's webhook receiver.
+  await page.selectOption("#workflow", "refund");
+  await page.selectOption("#mode", "async");
+  await page.click("#start");
+  await page.locator("#hooks li.WAITING").waitFor({ timeout: 30000 });
+  const id = (await page.locator("#wfid").textContent()).replace("workflow ", "").trim();
+
+  // To the Runs tab and its filters with the keyboard only.
+  await page.focus("#tab-runs");
+  await page.keyboard.press("Enter");
+  await page.locator("#runs-view").waitFor();
+  await page.locator("#runs-msg").filter({ hasNotText: "Loading" }).waitFor();
+  await page.focus("#runs-definition");
+  await page.keyboard.type("refund");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("WAITING");
+  await page.keyboard.press("Tab");
+  await page.keyboard.type("refund_reason");
+  // Temporal's visibility trails a run by a moment: list again until the run is there.
+  const row = page.locator(`#runs-list button[data-run="${id}"]`);
+  for (let i = 0; i < 40; i++) {
+    await page.focus("#runs-waiting-on");
+    await page.keyboard.press("Enter");
+    await page.locator("#runs-msg").filter({ hasNotText: "Loading" }).waitFor();
+    if (await row.count()) break;
+  }
+  // Every run listed is a refund waiting on its reason (earlier tests left others behind).
+  for (const text of await page.locator("#runs-list tr").allTextContents()) {
+    assert.match(text, /refund v\d+\s*WAITING\s*refund_reason since/, text);
+  }
+  assert.equal(await row.count(), 1, "the run is listed");
+  assert.match(await page.locator("#runs-list tr", { has: page.locator(`button[data-run="${id}"]`) }).textContent(), /refund v\d+.*WAITING.*refund_reason since/);
+
+  await row.focus();
+  await page.keyboard.press("Enter");
+  const first = page.locator('#run-timeline li[data-seq="1"]');
+  await first.waitFor();
+  assert.match(await first.textContent(), /#1 WAITING at refund_reason · start via async/);
+  // The demo receiver answered the first attempt (its 204 No Content, as it answers).
+  await first.locator("li.attempt.delivered").first().waitFor();
+  assert.match(await first.locator(".attempts").textContent(), /attempt 1 · delivered · answered 204/);
+  await page.locator('#run-graph g.node.current[data-node="refund_reason"]').waitFor();
+  assert.equal(await page.locator('#run-graph g.node.visited[data-node="fetch_order"]').count(), 1, "the path taken");
+  await accessible(page, "the Runs tab with a run open");
+  await page.screenshot({ path: SHOTS + "runs-1-timeline.png", fullPage: true });
+
+  // Resend state 1: its answer is said, and the timeline shows the resend.
+  await first.getByRole("button", { name: "Resend #1" }).focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#run-msg").getByText(/State #1 sent again to .*: delivered/).waitFor();
+  await page.locator('#run-timeline li[data-seq="1"] li.attempt', { hasText: "resend · delivered · answered 204" }).waitFor();
+
+  // Terminate, confirmed: the run's last state is TERMINATED and the action is no longer offered.
+  page.once("dialog", (d) => d.accept());
+  await page.focus("#run-terminate");
+  await page.keyboard.press("Enter");
+  await page.locator("#run-timeline li.TERMINATED").waitFor();
+  assert.match(await page.locator("#run-timeline li.TERMINATED").textContent(), /#2 TERMINATED · terminate via sync/);
+  assert.ok(await page.locator("#run-terminate").isDisabled());
+  await accessible(page, "the Runs tab after a terminate");
+  await page.screenshot({ path: SHOTS + "runs-2-terminated.png", fullPage: true });
   await page.close();
 });

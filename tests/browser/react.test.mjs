@@ -3,12 +3,10 @@
 // keyboard runs the examples; axe-core finds no violation on any screen they see.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import { SHOTS, useChromium } from "./chromium.mjs";
+import { SHOTS, accessible, useChromium } from "./chromium.mjs";
 import { GATEWAY, api } from "./api.mjs";
 
 const EXAMPLE = process.env.DRIFT_EXAMPLE_URL || "http://127.0.0.1:5173";
-const AXE = createRequire(import.meta.url).resolve("axe-core/axe.min.js");
 const chromium = useChromium();
 
 async function open() {
@@ -25,14 +23,6 @@ async function open() {
   return page;
 }
 
-/** No axe-core violation on the page as it is now. */
-async function accessible(page, what) {
-  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: AXE });
-  const violations = await page.evaluate(async () =>
-    (await window.axe.run(document, { resultTypes: ["violations"] })).violations.map(
-      (v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`));
-  assert.deepEqual(violations, [], `axe-core on ${what}`);
-}
 
 /** The element with the focus: its id, or its tag and text. */
 const focused = (page) =>

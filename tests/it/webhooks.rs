@@ -846,6 +846,54 @@ async fn a_callback_lost_after_the_retries_ended_is_recovered_by_a_resend_with_i
     );
     assert_eq!(resent.body, lost.body, "the same body");
     assert!(resent.verifies_with(WEBHOOK_SECRET) && resent.verifies_with(ROTATED_SECRET));
+
+    // The run's timeline tells the same story: state 1, published when the async start came,
+    // its three failed attempts and the resend, each with the receiver's answer; then an
+    // answer over blocking HTTP and the state it led to.
+    let r = app.resume(&id, json!({"ok": "ok"})).await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{r:?}");
+    let t = app
+        .call(Method::GET, &format!("/v3/workflow/{id}/timeline"), None, &[])
+        .await;
+    assert_eq!(t.status, reqwest::StatusCode::OK, "{t:?}");
+    let states = t.body["states"].as_array().unwrap();
+    assert_eq!(t.body["complete"], true, "{t:?}");
+    assert_eq!(
+        (&states[0]["seq"], &states[0]["mode"], &states[0]["request"]),
+        (&json!(1), &json!("async"), &json!("start")),
+        "{t:?}"
+    );
+    assert!(states[0]["at"].as_str().unwrap().starts_with("20"), "{t:?}");
+    let answers: Vec<_> = states[0]["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["status"].as_u64().unwrap(),
+                a["resend"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        answers,
+        [(1, 503, false), (2, 503, false), (3, 503, false), (1, 200, true)],
+        "{t:?}"
+    );
+    assert_eq!(
+        (&states[1]["seq"], &states[1]["mode"]),
+        (&json!(2), &json!("sync")),
+        "{t:?}"
+    );
+    let other = jwt("someone-else", "tests", "workflows:read", 600);
+    let r = send(
+        app.http
+            .get(format!("{}/v3/workflow/{id}/timeline", app.base))
+            .header("authorization", bearer(&other)),
+    )
+    .await;
+    assert_eq!(r.status, reqwest::StatusCode::NOT_FOUND, "another tenant's run: {r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

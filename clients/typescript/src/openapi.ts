@@ -606,6 +606,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v3/workflow/{id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A run's timeline
+         * @description For operators: each state the run published (oldest first, as far back as Redis keeps them)
+         *     with its `seq`, when it was published, the request that led to it and how that request came
+         *     (`mode`: `sync`, `async`, `ws`, `link`; absent when the run moved by itself), and every
+         *     webhook attempt of that state with the receiver's answer (`status`), resends included.
+         */
+        get: operations["timeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v3/workflows": {
         parameters: {
             query?: never;
@@ -725,9 +748,19 @@ export interface components {
             lastError?: string | null;
             /** Format: date-time */
             nextRetryAt?: string | null;
+            /**
+             * @description Sent again on an operator's request (`…/deliveries/{seq}/resend`, a replay), outside
+             *     the worker's schedule.
+             */
+            resend?: boolean;
             /** Format: int64 */
             seq: number;
             state: components["schemas"]["AttemptState"];
+            /**
+             * Format: int32
+             * @description The receiver's HTTP status, when it answered at all.
+             */
+            status?: number | null;
             /** Format: date-time */
             updatedAt: string;
             url: string;
@@ -1122,6 +1155,11 @@ export interface components {
             /** @description Answers left over once the run ended or stopped. */
             unusedAnswers?: number;
         };
+        /**
+         * @description What a request asked for.
+         * @enum {string}
+         */
+        RequestKind: "start" | "resume" | "back" | "execute" | "terminate";
         /** @description `POST /v3/workflow/{id}/deliveries/{seq}/resend`'s answer. */
         ResendAnswer: {
             error?: string | null;
@@ -1339,6 +1377,37 @@ export interface components {
             /** @description Opens one WebSocket as the caller: `/v3/ws?ticket=…`, once. */
             ticket: string;
         };
+        /** @description `GET /v3/workflow/{id}/timeline`. */
+        Timeline: {
+            /**
+             * @description False when older states are no longer kept (`--history-len`, `--state-ttl-secs`): the
+             *     timeline starts later than the run.
+             */
+            complete: boolean;
+            states: components["schemas"]["TimelineState"][];
+            workflowId: string;
+        };
+        /** @description One state of the run, oldest first in a `Timeline`. */
+        TimelineState: {
+            /**
+             * Format: date-time
+             * @description When it was published.
+             */
+            at?: string | null;
+            mode?: components["schemas"]["Via"] | null;
+            /** @description The screen, timer or end node it is at. */
+            node?: string | null;
+            /** @description The nodes run since the previous state, ending at `node` (a graph draws the path taken). */
+            path?: string[];
+            request?: components["schemas"]["RequestKind"] | null;
+            /** @description The request it answers (absent when the run moved by itself: a timer, a timeout). */
+            requestId?: string | null;
+            /** Format: int64 */
+            seq: number;
+            status: components["schemas"]["WorkflowStatus"];
+            /** @description Every webhook attempt of this state, oldest first, with the receiver's answer. */
+            webhooks: components["schemas"]["AttemptRecord"][];
+        };
         ValidateBody: {
             /** @description Node definitions they may use (beside the stored ones). */
             nodes?: unknown[];
@@ -1357,6 +1426,11 @@ export interface components {
             /** @description The node instance (the key under `states`), when the problem is in one. */
             node?: string | null;
         };
+        /**
+         * @description How a request reached Drift.
+         * @enum {string}
+         */
+        Via: "sync" | "async" | "ws" | "link";
         /** @description A screen as clients see it. */
         View: {
             disposition?: unknown;
@@ -4374,6 +4448,86 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+            /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No credential, or one that is revoked, expired or forged. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The credential lacks the scope the call needs. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such workflow */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Over the rate limit; `Retry-After` says when to come back. Nothing was done. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description `busy` (every waiter place taken) or `unavailable` (Redis or Temporal down); nothing
+             *     was changed; `Retry-After` says when to retry.
+             */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    timeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The workflow id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The run's timeline */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Timeline"];
+                };
             };
             /** @description Malformed: not JSON, an unknown or mistyped field, a bad id. */
             400: {

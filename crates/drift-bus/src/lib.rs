@@ -54,6 +54,8 @@ impl Layout {
             answers: format!("{tag}:ans"),
             answer_order: format!("{tag}:anso"),
             links: format!("{tag}:links"),
+            requests: format!("{tag}:reqs"),
+            attempts: format!("{tag}:atts"),
         }
     }
 
@@ -127,6 +129,12 @@ pub struct RedisKeys {
     /// The workflow's answer links: when they were last revoked, and who answered each
     /// screen through one.
     pub links: String,
+    /// The requests gateways passed on to the workflow and how each came (newest first,
+    /// `RequestNote`s as JSON), for its timeline.
+    pub requests: String,
+    /// Every webhook attempt of the workflow (newest first, `AttemptRecord`s as JSON), for its
+    /// timeline.
+    pub attempts: String,
 }
 
 /// The field of a workflow's links hash holding its link generation (raised by each
@@ -166,6 +174,9 @@ pub struct Envelope<B> {
     /// delivery's span joins the run's trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// When Redis stored it (Unix ms): set by the publish script, absent before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<i64>,
     pub body: B,
 }
 
@@ -190,6 +201,9 @@ mod tests {
             &k.seq,
             &k.answers,
             &k.answer_order,
+            &k.links,
+            &k.requests,
+            &k.attempts,
         ];
         assert!(all.iter().all(|key| slot(key) == slot(&k.channel)), "{all:?}");
         assert_eq!(k.latest, "drift:{acme/wf-1.a:b}:latest");

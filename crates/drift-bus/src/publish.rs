@@ -5,6 +5,7 @@
 
 use super::hub::{ClusterReplicas, slot};
 use super::{Conn, Envelope, Layout, MessageKind};
+use drift_core::domain::timeline::RequestNote;
 use drift_core::domain::{AttemptRecord, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowState};
 use drift_core::links::{LinkDue, LinkKeys};
 use redis::AsyncCommands;
@@ -21,17 +22,21 @@ use std::time::{Duration, Instant};
 /// across runs, for longer than the states (ARGV[7]). Every message that answers a request
 /// (ARGV[8]) — a state, a rejection or a node result — is also kept by request id in KEYS[4],
 /// the newest ARGV[9] of them (their order in KEYS[5]), so an answer survives a lost message.
-/// ARGV[10] is the publish command: PUBLISH on one server, SPUBLISH on a cluster.
+/// ARGV[10] is the publish command: PUBLISH on one server, SPUBLISH on a cluster. The message
+/// (ARGV[3], an `Envelope`'s JSON object) gets `at`, Redis's clock in Unix ms, so a timeline
+/// says when each state was published without a write of its own.
 const PUBLISH_SCRIPT: &str = r#"
+local now = redis.call('TIME')
+local msg = '{"at":' .. now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000)) .. ',' .. string.sub(ARGV[3], 2)
 local fresh = true
 if ARGV[4] == '1' then
   local cur = tonumber(redis.call('HGET', KEYS[1], 'seq') or '-1')
   local seq = tonumber(ARGV[2])
   fresh = seq > cur
   if fresh then
-    redis.call('HSET', KEYS[1], 'seq', seq, 'msg', ARGV[3])
+    redis.call('HSET', KEYS[1], 'seq', seq, 'msg', msg)
     redis.call('ZREMRANGEBYSCORE', KEYS[2], seq, seq)
-    redis.call('ZADD', KEYS[2], seq, ARGV[3])
+    redis.call('ZADD', KEYS[2], seq, msg)
     redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(tonumber(ARGV[5]) + 1))
     redis.call('EXPIRE', KEYS[1], ARGV[6])
     redis.call('EXPIRE', KEYS[2], ARGV[6])
@@ -43,7 +48,7 @@ if ARGV[4] == '1' then
   end
 end
 if ARGV[8] ~= '' then
-  if redis.call('HSET', KEYS[4], ARGV[8], ARGV[3]) == 1 then
+  if redis.call('HSET', KEYS[4], ARGV[8], msg) == 1 then
     redis.call('LPUSH', KEYS[5], ARGV[8])
     if redis.call('LLEN', KEYS[5]) > tonumber(ARGV[9]) then
       redis.call('HDEL', KEYS[4], redis.call('RPOP', KEYS[5]))
@@ -55,7 +60,7 @@ end
 if not fresh then
   return 0
 end
-return redis.call(ARGV[10], ARGV[1], ARGV[3])
+return redis.call(ARGV[10], ARGV[1], msg)
 "#;
 
 /// Answers kept per workflow for retried commands and waiters that missed a message.
@@ -127,6 +132,7 @@ impl Publication {
             request_id: state.request_id.clone(),
             terminal: state.workflow_status.is_terminal(),
             trace: None,
+            at: None,
             body: state,
         };
         Self::new(workflow, &env, true)
@@ -156,6 +162,7 @@ impl Publication {
             request_id: Some(request_id.to_string()),
             terminal: false,
             trace: None,
+            at: None,
             body,
         };
         Self::new(workflow, &env, false)
@@ -285,22 +292,58 @@ impl Publisher {
         &self.layout
     }
 
-    /// Records a workflow's last webhook attempt for operators (best effort: an attempt is
-    /// not repeated because its record could not be written).
+    /// Records a workflow's webhook attempt for operators: as its last attempt (no optional
+    /// field of an earlier attempt lingers) and in its timeline's
+    /// attempts. Best effort: an attempt is not repeated because its record could not be written.
     pub async fn record_attempt(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
-        let key = self.layout.keys(workflow).deliveries;
+        let keys = self.layout.keys(workflow);
         let ttl = self.retention.ttl.as_secs().max(60) as i64;
         let mut conn = self.conn.clone();
-        let written: redis::RedisResult<()> = redis::pipe()
-            .hset_multiple(&key, &rec.to_fields())
-            .expire(&key, ttl)
-            .query_async(&mut conn)
-            .await;
+        let mut pipe = redis::pipe();
+        pipe.hdel(&keys.deliveries, AttemptRecord::OPTIONAL_FIELDS)
+            .ignore()
+            .hset_multiple(&keys.deliveries, &rec.to_fields())
+            .ignore()
+            .expire(&keys.deliveries, ttl)
+            .ignore();
+        journal(
+            &mut pipe,
+            &keys.attempts,
+            &serde_json::to_string(rec).expect("records serialize"),
+            ttl,
+        );
+        let written: redis::RedisResult<()> = pipe.query_async(&mut conn).await;
         if let Err(e) = written {
             tracing::debug!(error = %e, "could not record a webhook attempt");
         }
         if rec.attempt == 1 {
             self.index_delivery(workflow, rec.seq, ttl).await;
+        }
+    }
+
+    /// Records a request a gateway passed on to `workflow`, for its timeline (best effort: the
+    /// request is not refused because its note could not be written).
+    pub async fn note_request(&self, workflow: &ScopedWorkflowId, note: &RequestNote) {
+        let key = self.layout.keys(workflow).requests;
+        self.add_to_timeline(&key, &serde_json::to_string(note).expect("notes serialize"))
+            .await;
+    }
+
+    /// Records an attempt sent on an operator's request (a resend) in the timeline only: the
+    /// last attempt of the worker's schedule stays what `…/deliveries` shows.
+    pub async fn record_resend(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
+        let key = self.layout.keys(workflow).attempts;
+        self.add_to_timeline(&key, &serde_json::to_string(rec).expect("records serialize"))
+            .await;
+    }
+
+    async fn add_to_timeline(&self, key: &str, entry: &str) {
+        let ttl = self.retention.ttl.as_secs().max(60) as i64;
+        let mut pipe = redis::pipe();
+        journal(&mut pipe, key, entry, ttl);
+        let written: redis::RedisResult<()> = pipe.query_async(&mut self.conn.clone()).await;
+        if let Err(e) = written {
+            tracing::debug!(error = %e, key, "could not add to a workflow's timeline");
         }
     }
 
@@ -433,6 +476,18 @@ impl Publisher {
         };
         Ok(r.acks.min(replicas.of_slot(slot)))
     }
+}
+
+/// Adds `entry` at the head of a workflow's timeline list `key`, keeping the newest
+/// `TIMELINE_KEPT` for `ttl_secs`.
+pub(crate) fn journal(pipe: &mut redis::Pipeline, key: &str, entry: &str, ttl_secs: i64) {
+    let kept = drift_core::domain::timeline::TIMELINE_KEPT as isize;
+    pipe.lpush(key, entry)
+        .ignore()
+        .ltrim(key, 0, kept - 1)
+        .ignore()
+        .expire(key, ttl_secs)
+        .ignore();
 }
 
 /// Classic pub/sub on one server; sharded pub/sub on a cluster, where a classic PUBLISH would be

@@ -2,7 +2,8 @@
 //! publishes, over one multiplexed connection shared by all requests.
 
 use super::{Conn, Envelope, Layout, Notice, Publication, Publisher, RedisKeys, RedisTarget, Retention};
-use drift_core::domain::{AttemptRecord, TenantId, WorkflowId, WorkflowState};
+use drift_core::domain::timeline::{PublishedState, RequestNote};
+use drift_core::domain::{AttemptRecord, ScopedWorkflowId, TenantId, WorkflowId, WorkflowState};
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -187,6 +188,53 @@ impl Store {
             Some(first) => first.seq == after + 1,
         };
         Ok((items, complete))
+    }
+
+    /// What a workflow's timeline is built from, in one round trip: its kept states, the
+    /// requests noted for it and its webhook attempts (both newest first). An entry that does
+    /// not read back is left out, not fatal: the timeline is for looking, not for deciding.
+    pub async fn timeline(
+        &self,
+        keys: &RedisKeys,
+    ) -> Result<(Vec<PublishedState>, Vec<RequestNote>, Vec<AttemptRecord>), StoreError> {
+        let mut c = self.conn.clone();
+        let (states, requests, attempts): (Vec<String>, Vec<String>, Vec<String>) = redis::pipe()
+            .zrange(&keys.history, 0, -1)
+            .lrange(&keys.requests, 0, -1)
+            .lrange(&keys.attempts, 0, -1)
+            .query_async(&mut c)
+            .await?;
+        let states = states
+            .iter()
+            .filter_map(|raw| serde_json::from_str::<Envelope<WorkflowState>>(raw).ok())
+            .map(|env| PublishedState {
+                seq: env.seq,
+                at: env.at.and_then(chrono::DateTime::from_timestamp_millis),
+                status: env.body.workflow_status,
+                node: env.body.node,
+                path: env.body.path,
+                request_id: env.request_id,
+            })
+            .collect();
+        let requests = requests
+            .iter()
+            .filter_map(|raw| serde_json::from_str(raw).ok())
+            .collect();
+        let attempts = attempts
+            .iter()
+            .filter_map(|raw| serde_json::from_str(raw).ok())
+            .collect();
+        Ok((states, requests, attempts))
+    }
+
+    /// Records a request passed on to a workflow (see `Publisher::note_request`).
+    pub async fn note_request(&self, workflow: &ScopedWorkflowId, note: &RequestNote) {
+        self.publisher.note_request(workflow, note).await
+    }
+
+    /// Records a resend in the workflow's timeline (see `Publisher::record_resend`).
+    pub async fn record_resend(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
+        self.publisher.record_resend(workflow, rec).await
     }
 
     /// A tenant's deliveries first attempted in `[from_ms, to_ms]`, oldest first, at most

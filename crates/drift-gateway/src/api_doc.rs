@@ -33,6 +33,7 @@ use utoipa::{Modify, OpenApi};
         super::http::get_state,
         super::http::terminate,
         super::http::deliveries,
+        super::http::timeline,
         super::http::resend,
         super::http::replay,
         super::http::runs,
@@ -60,7 +61,7 @@ use utoipa::{Modify, OpenApi};
         definition_schema,
     ),
     components(schemas(
-        WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, ResendAnswer, ResendOutcome, ReplayBody, Replayed, NotDelivered, AttemptRecord, drift_core::domain::runs::RunsPage, drift_core::domain::runs::RunSummary,
+        WorkflowState, WorkflowStatus, Links, Started, Accepted, Ticket, Deliveries, ResendAnswer, ResendOutcome, ReplayBody, Replayed, NotDelivered, AttemptRecord, drift_core::domain::runs::RunsPage, drift_core::domain::runs::RunSummary, drift_core::domain::timeline::Timeline, drift_core::domain::timeline::TimelineState, drift_core::domain::timeline::Via, drift_core::domain::timeline::RequestKind,
         AttemptState, StartBody, ResumeBody, BackBody, ExecuteBody, Mode, ErrorBody, ActivateBody, ValidateBody, SimulateBody,
         LinkBody, IssuedLink, LinkScreen, LinkStatus,
     )),

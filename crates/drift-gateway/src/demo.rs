@@ -23,6 +23,7 @@ const MODULES: &[(&str, &str)] = &[
     ("tryit.js", include_str!("../../../web-demo/tryit.js")),
     ("samples.js", include_str!("../../../web-demo/samples.js")),
     ("answer.js", include_str!("../../../web-demo/answer.js")),
+    ("runs.js", include_str!("../../../web-demo/runs.js")),
     // Built by web-demo/editor (esbuild): the TypeScript client the page calls with, the screen
     // kit's core it renders screens with, and CodeMirror with the JSON Schema support, which the
     // Definitions tab loads when first used.

@@ -10,6 +10,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use drift_core::domain::timeline::{Timeline, Via};
 use drift_core::domain::{AttemptRecord, Caller, JsonText, Links, WorkflowState, WorkflowStatus, routes};
 use drift_service::{BackBody, CommandBody, Dispatched, ExecuteBody, Outcome, ResumeBody, StartBody};
 use serde::Serialize;
@@ -266,7 +267,7 @@ pub async fn command<B: CommandBody + DeserializeOwned>(
     JsonBody(body): JsonBody<B>,
 ) -> Result<Response, ApiError> {
     // Boxed, and so freed before the wait (see `start`).
-    let d = Box::pin(s.service.command(&on.caller, &on.id, body.into_request()?)).await?;
+    let d = Box::pin(s.service.command(&on.caller, &on.id, body.into_request()?, Via::Sync)).await?;
     wait.settle(&s, B::NAME, d, false).await
 }
 
@@ -408,6 +409,29 @@ pub async fn deliveries(State(s): State<AppState>, on: OnWorkflow) -> Result<Jso
         workflow_id: on.id.as_str().to_string(),
         last_attempt,
     }))
+}
+
+/// A run's timeline
+///
+/// For operators: each state the run published (oldest first, as far back as Redis keeps them)
+/// with its `seq`, when it was published, the request that led to it and how that request came
+/// (`mode`: `sync`, `async`, `ws`, `link`; absent when the run moved by itself), and every
+/// webhook attempt of that state with the receiver's answer (`status`), resends included.
+#[utoipa::path(
+    get,
+    path = routes::TIMELINE.template(),
+    tag = "workflows",
+    operation_id = "timeline",
+    params(("id" = String, Path, description = "The workflow id")),
+    responses(
+        (status = 200, description = "The run's timeline", body = Timeline),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        CommonErrors,
+    ),
+    security(("apiKey" = ["workflows:read"]), ("jwt" = ["workflows:read"]))
+)]
+pub async fn timeline(State(s): State<AppState>, on: OnWorkflow) -> Result<Json<Timeline>, ApiError> {
+    Ok(Json(s.service.timeline(&on.caller, &on.id).await?))
 }
 
 /// A ticket to open a WebSocket

@@ -152,6 +152,7 @@ fn mounted() -> Mounted {
         .on(M::GET, routes::WORKFLOW.template(), http::get_state)
         .on(M::GET, routes::EVENTS.template(), sse::events)
         .on(M::GET, routes::DELIVERIES.template(), http::deliveries)
+        .on(M::GET, routes::TIMELINE.template(), http::timeline)
         .on(M::POST, routes::RESEND.template(), http::resend)
         .on(M::POST, routes::REPLAY.template(), http::replay)
         .on(M::GET, routes::RUNS.template(), http::runs)

@@ -4,6 +4,7 @@
 use super::wait::Outcome;
 use super::{CommandRequest, Delivery, Follow, Mode, Service, ServiceError, StartRequest, require, riding_out};
 use drift_bus::{RedisKeys, Subscription};
+use drift_core::domain::timeline::{RequestKind, Via};
 use drift_core::domain::{
     BackBlock, Callback, Caller, Command, Rejection, RequestId, Scope, ScopedWorkflowId, WorkflowId, WorkflowStart,
     WorkflowState, WorkflowStatus,
@@ -292,6 +293,10 @@ impl Service {
         // Like "command dispatched": with "caller authenticated" and "answer ready", one start
         // traced step by step.
         tracing::debug!(request_id = %req.request_id, started = ?t0.elapsed(), "start dispatched");
+        if fresh {
+            let via = if is_async { Via::Async } else { req.via };
+            self.note_request(&scoped, &req.request_id, RequestKind::Start, via);
+        }
         Ok(Dispatched {
             stream_token: self.0.tokens.issue(&caller.tenant, &id),
             scoped: caller.scoped(&id),
@@ -308,11 +313,14 @@ impl Service {
 
     /// Sends a resume or execute-node after checking it against the current state, so a
     /// command that cannot apply never reaches the workflow.
+    /// `via`: how the command came in, for the run's timeline (any command with a callback
+    /// counts as `Async`).
     pub async fn command(
         &self,
         caller: &Caller,
         id: &WorkflowId,
         req: CommandRequest,
+        via: Via,
     ) -> Result<Dispatched, ServiceError> {
         require(caller, Scope::Drive)?;
         let payload = match &req {
@@ -359,6 +367,11 @@ impl Service {
             Some(st) => st.state,
             None => self.restored_state(caller, id).await?,
         };
+        let kind = match &req {
+            CommandRequest::Resume { .. } => RequestKind::Resume,
+            CommandRequest::Execute { .. } => RequestKind::Execute,
+            CommandRequest::Back { .. } => RequestKind::Back,
+        };
         let cmd = checked_command(req, &latest, callback)?;
         let request_id = cmd.request_id().clone();
         let t0 = std::time::Instant::now();
@@ -375,6 +388,7 @@ impl Service {
             Err(e) => return Err(e.into()),
         }
         tracing::debug!(%request_id, signalled = ?t0.elapsed(), "command dispatched");
+        self.note_request(&scoped, &request_id, kind, if is_async { Via::Async } else { via });
         Ok(Dispatched {
             scoped: caller.scoped(id),
             id: id.clone(),

@@ -50,7 +50,8 @@ pub use wait::Outcome;
 
 use drift_bus::RedisKeys;
 use drift_core::domain::Callback;
-use drift_core::domain::{AttemptRecord, Caller, Scope, ScopedWorkflowId, Scopes, WorkflowId};
+use drift_core::domain::timeline::{RequestKind, RequestNote, Timeline, Via};
+use drift_core::domain::{AttemptRecord, AttemptState, Caller, RequestId, Scope, ScopedWorkflowId, Scopes, WorkflowId};
 use drift_temporal::webhook::{Allowlist, webhook_id_in_run_of};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -220,6 +221,32 @@ impl Service {
             .ok_or_else(|| ServiceError::NotFound("no webhook deliveries for this workflow".into()))
     }
 
+    /// A run's timeline for operators: each kept state with its time and how the request
+    /// that led to it came, and each of its webhook attempts with the receiver's answer.
+    pub async fn timeline(&self, caller: &Caller, id: &WorkflowId) -> Result<Timeline, ServiceError> {
+        require(caller, Scope::Read)?;
+        let keys = self.keys(&caller.scoped(id));
+        let (states, requests, attempts) = riding_out(|| self.0.states.timeline(&keys)).await?;
+        if states.is_empty() {
+            // Nothing kept: an unknown workflow (or another tenant's), or one whose states
+            // were let go; the run's own state says which.
+            self.reconciled_state(caller, id).await?;
+        }
+        Ok(Timeline::build(id.as_str(), states, requests, attempts))
+    }
+
+    /// Records, best effort and without waiting, how a request the runtime took came in.
+    fn note_request(&self, scoped: &ScopedWorkflowId, request_id: &RequestId, kind: RequestKind, via: Via) {
+        let note = RequestNote {
+            request_id: request_id.to_string(),
+            kind,
+            via,
+            at: chrono::Utc::now(),
+        };
+        let (states, scoped) = (self.0.states.clone(), scoped.clone());
+        tokio::spawn(async move { states.note_request(&scoped, &note).await });
+    }
+
     /// Sends state `seq`'s webhook again, now, to the callback of the workflow's last attempt,
     /// with its original `webhook-id` (receivers deduplicate on it) and its original body:
     /// for a receiver that lost a delivery after Drift's retries ended. One attempt; its
@@ -258,7 +285,26 @@ impl Service {
         let mut d =
             drift_temporal::webhook::Delivery::of(Some(cb.clone()), &scoped, &caller.tenant, None, &state.state);
         d.webhook_id = webhook_id_in_run_of(last_id, seq);
-        let outcome = self.0.webhooks.send(&d, &cb).await;
+        let (outcome, status) = self.0.webhooks.send(&d, &cb).await;
+        let (state, error) = match &outcome {
+            Resent::Delivered => (AttemptState::Delivered, None),
+            Resent::Gone => (AttemptState::Gone, Some("410 Gone".to_string())),
+            Resent::Failed { error } => (AttemptState::Failed, Some(error.clone())),
+        };
+        let record = AttemptRecord {
+            url: cb.url.clone(),
+            seq,
+            attempt: 1,
+            state,
+            last_error: error,
+            next_retry_at: None,
+            updated_at: chrono::Utc::now(),
+            webhook_id: Some(d.webhook_id.clone()),
+            client: Some(cb.client.clone()),
+            status,
+            resend: true,
+        };
+        self.0.states.record_resend(&scoped, &record).await;
         tracing::info!(workflow = %scoped, seq, webhook_id = %d.webhook_id, ?outcome, "webhook resent on request");
         Ok(Resend {
             webhook_id: d.webhook_id,

@@ -9,6 +9,7 @@
 use super::{CommandRequest, Delivery, Followed, Outcome, Service, ServiceError, require, riding_out};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use drift_core::domain::timeline::Via;
 use drift_core::domain::{Caller, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId, WorkflowStatus};
 use drift_core::engine::View;
 pub use drift_core::links::LinkKeys;
@@ -350,7 +351,7 @@ impl Service {
             view_response,
             delivery: Delivery::default(),
         };
-        let mut dispatched = self.command(&caller, &link.workflow, request).await?;
+        let mut dispatched = self.command(&caller, &link.workflow, request, Via::Link).await?;
         let deadline = tokio::time::Instant::now() + wait;
         match self.wait(&mut dispatched, deadline, stop).await? {
             Outcome::Rejected(r) => return Err(r.into()),

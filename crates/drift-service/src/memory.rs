@@ -5,10 +5,12 @@
 
 use crate::ports::{Channels, Runtime, States, Webhooks};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use drift_bus::{
     Envelope, Event, HubError, HubMsg, Layout, Notice, Publication, RedisKeys, StoreError, Stored, Subscription,
 };
 use drift_core::domain::runs::{RunSummary, RunsPage, RunsRequest};
+use drift_core::domain::timeline::{PublishedState, RequestNote};
 use drift_core::domain::{
     AttemptRecord, Command, ScopedWorkflowId, TenantId, WorkflowId, WorkflowStart, WorkflowState, WorkflowStatus,
 };
@@ -30,6 +32,11 @@ struct Kept {
     link_generation: u64,
     /// Who answered each screen through a link (its record), by seq.
     link_answers: HashMap<u64, String>,
+    /// When each kept state was stored, by seq (the publish script stamps `at`).
+    stored_at: HashMap<u64, DateTime<Utc>>,
+    /// The timeline's requests and attempts, newest first.
+    requests: Vec<RequestNote>,
+    attempts: Vec<AttemptRecord>,
 }
 
 #[derive(Default)]
@@ -65,6 +72,7 @@ impl MemoryBus {
                 .push((id, rec.seq, at_ms));
         }
         if let Some(k) = data.workflows.get_mut(&keys.latest) {
+            k.attempts.insert(0, rec.clone());
             k.attempt = Some(rec);
         }
     }
@@ -120,6 +128,7 @@ impl MemoryBus {
             };
             fresh = kept.latest.as_ref().is_none_or(|l| stored.seq > l.seq);
             if fresh {
+                kept.stored_at.insert(stored.seq, Utc::now());
                 kept.history.insert(stored.seq, stored.clone());
                 while kept.history.len() > self.history_len {
                     kept.history.pop_first();
@@ -183,6 +192,46 @@ impl States for MemoryBus {
     async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError> {
         let data = self.data.lock().unwrap();
         Ok(data.workflows.get(&keys.latest).and_then(|k| k.attempt.clone()))
+    }
+    async fn timeline(
+        &self,
+        keys: &RedisKeys,
+    ) -> Result<(Vec<PublishedState>, Vec<RequestNote>, Vec<AttemptRecord>), StoreError> {
+        let data = self.data.lock().unwrap();
+        let Some(k) = data.workflows.get(&keys.latest) else {
+            return Ok(Default::default());
+        };
+        let states = k
+            .history
+            .values()
+            .map(|s| PublishedState {
+                seq: s.seq,
+                at: k.stored_at.get(&s.seq).copied(),
+                status: s.state.workflow_status,
+                node: s.state.node.clone(),
+                path: s.state.path.clone(),
+                request_id: s.request_id.clone(),
+            })
+            .collect();
+        Ok((states, k.requests.clone(), k.attempts.clone()))
+    }
+    async fn note_request(&self, workflow: &ScopedWorkflowId, note: &RequestNote) {
+        let keys = self.layout.keys(workflow);
+        let mut data = self.data.lock().unwrap();
+        data.workflows
+            .entry(keys.latest)
+            .or_default()
+            .requests
+            .insert(0, note.clone());
+    }
+    async fn record_resend(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
+        let keys = self.layout.keys(workflow);
+        let mut data = self.data.lock().unwrap();
+        data.workflows
+            .entry(keys.latest)
+            .or_default()
+            .attempts
+            .insert(0, rec.clone());
     }
     async fn deliveries_between(
         &self,
@@ -451,8 +500,8 @@ impl Webhooks for MemoryWebhooks {
         &self,
         d: &drift_temporal::webhook::Delivery,
         cb: &drift_core::domain::Callback,
-    ) -> drift_temporal::webhook::Resent {
+    ) -> (drift_temporal::webhook::Resent, Option<u16>) {
         self.sent.lock().unwrap().push((d.clone(), cb.clone()));
-        drift_temporal::webhook::Resent::Delivered
+        (drift_temporal::webhook::Resent::Delivered, Some(200))
     }
 }

@@ -8,6 +8,7 @@ use drift_bus::{
     Event, Hub, HubError, Layout, Notice, Publication, RedisKeys, Store, StoreError, Stored, Subscription,
 };
 use drift_core::domain::runs::{RunsPage, RunsRequest};
+use drift_core::domain::timeline::{PublishedState, RequestNote};
 use drift_core::domain::{
     AttemptRecord, Callback, Command, ScopedWorkflowId, TenantId, WorkflowId, WorkflowStart, WorkflowState,
 };
@@ -58,6 +59,16 @@ pub trait States: Send + Sync + 'static {
     async fn history_after(&self, keys: &RedisKeys, after: u64) -> Result<(Vec<Stored>, bool), StoreError>;
     async fn publish(&self, p: &Publication) -> Result<(), StoreError>;
     async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError>;
+    /// A workflow's kept states, and the requests and webhook attempts recorded for its
+    /// timeline (newest first).
+    async fn timeline(
+        &self,
+        keys: &RedisKeys,
+    ) -> Result<(Vec<PublishedState>, Vec<RequestNote>, Vec<AttemptRecord>), StoreError>;
+    /// Records, best effort, a request passed on to a workflow, for its timeline.
+    async fn note_request(&self, workflow: &ScopedWorkflowId, note: &RequestNote);
+    /// Records, best effort, an attempt sent on an operator's request, for the timeline.
+    async fn record_resend(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord);
     /// A tenant's deliveries first attempted in `[from_ms, to_ms]`, oldest first, at most
     /// `limit`: the workflow, the state's seq, and when (Unix ms).
     async fn deliveries_between(
@@ -88,13 +99,14 @@ pub trait States: Send + Sync + 'static {
 /// Webhooks sent on an operator's request (a resend), outside the worker's ordered deliveries.
 #[async_trait]
 pub trait Webhooks: Send + Sync + 'static {
-    /// One signed attempt of `d` to `cb`, at once; its outcome, never retried.
-    async fn send(&self, d: &Delivery, cb: &Callback) -> Resent;
+    /// One signed attempt of `d` to `cb`, at once; its outcome, never retried, and the
+    /// receiver's HTTP status when it answered.
+    async fn send(&self, d: &Delivery, cb: &Callback) -> (Resent, Option<u16>);
 }
 
 #[async_trait]
 impl Webhooks for Resender {
-    async fn send(&self, d: &Delivery, cb: &Callback) -> Resent {
+    async fn send(&self, d: &Delivery, cb: &Callback) -> (Resent, Option<u16>) {
         Resender::send(self, d, cb).await
     }
 }
@@ -169,6 +181,18 @@ impl States for Store {
     }
     async fn last_attempt(&self, keys: &RedisKeys) -> Result<Option<AttemptRecord>, StoreError> {
         Store::last_attempt(self, keys).await
+    }
+    async fn timeline(
+        &self,
+        keys: &RedisKeys,
+    ) -> Result<(Vec<PublishedState>, Vec<RequestNote>, Vec<AttemptRecord>), StoreError> {
+        Store::timeline(self, keys).await
+    }
+    async fn note_request(&self, workflow: &ScopedWorkflowId, note: &RequestNote) {
+        Store::note_request(self, workflow, note).await
+    }
+    async fn record_resend(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
+        Store::record_resend(self, workflow, rec).await
     }
     async fn deliveries_between(
         &self,

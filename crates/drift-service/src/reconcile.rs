@@ -3,6 +3,8 @@
 //! is published for the workflow, on demand and by a background sweep.
 
 use super::{Service, ServiceError, require, riding_out};
+use drift_core::domain::RequestId;
+use drift_core::domain::timeline::{RequestKind, Via};
 use drift_core::domain::{
     Caller, Scope, ScopedWorkflowId, TaskFailing, TenantId, WorkflowId, WorkflowState, WorkflowStatus,
 };
@@ -36,9 +38,12 @@ impl Service {
             .runtime
             .terminate(&scoped, &format!("terminated by {} via API", caller.client))
             .await?;
+        // The TERMINATED state answers this call: the run's timeline says who ended it, and how.
+        let request_id = RequestId::generate();
         let state = self
-            .publish_end(&caller.tenant, id, WorkflowStatus::Terminated, None)
+            .publish_end(&caller.tenant, id, WorkflowStatus::Terminated, None, Some(&request_id))
             .await?;
+        self.note_request(&scoped, &request_id, RequestKind::Terminate, Via::Sync);
         Ok(state)
     }
 
@@ -120,7 +125,7 @@ impl Service {
             EndedAs::TimedOut | EndedAs::Failed => WorkflowStatus::Failed,
         };
         metrics::counter!(drift_core::metrics::EXTERNAL_ENDS.name).increment(1);
-        match self.publish_end(tenant, id, status, Some(ended.reason)).await {
+        match self.publish_end(tenant, id, status, Some(ended.reason), None).await {
             Ok(end) => Checked::Ended(Box::new(end)),
             Err(_) => Checked::Fine,
         }
@@ -151,12 +156,14 @@ impl Service {
         id: &WorkflowId,
         status: WorkflowStatus,
         error_message: Option<String>,
+        request_id: Option<&RequestId>,
     ) -> Result<WorkflowState, ServiceError> {
         let scoped = ScopedWorkflowId::new(tenant, id);
         let keys = self.keys(&scoped);
         let seq = self.0.states.high_seq(&keys).await? + 1;
         let state = WorkflowState {
             error_message,
+            request_id: request_id.map(|r| r.to_string()),
             ..WorkflowState::bare(id.as_str(), status, seq)
         };
         self.0

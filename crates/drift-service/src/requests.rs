@@ -2,6 +2,7 @@
 //! checked requests the service acts on. Ids are parsed here, once.
 
 use super::ServiceError;
+use drift_core::domain::timeline::Via;
 use drift_core::domain::{RequestId, WorkflowId};
 use serde::Deserialize;
 use serde_json::Value;
@@ -114,6 +115,9 @@ pub struct StartRequest {
     pub request_id: RequestId,
     /// A retried start with the same key names the same workflow.
     pub idempotency_key: Option<String>,
+    /// How the start came in (for the run's timeline): the service counts any start with a
+    /// callback as `Async`.
+    pub via: Via,
 }
 
 pub enum CommandRequest {
@@ -164,6 +168,8 @@ impl StartBody {
             },
             request_id: RequestId::parse_or_new(self.request_id.as_deref())?,
             idempotency_key,
+            // An HTTP call; the service counts it async when it has a callback.
+            via: Via::Sync,
         })
     }
 }

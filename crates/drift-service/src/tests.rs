@@ -4,6 +4,7 @@
 
 use super::memory::{Behaviour, MemoryBus, MemoryRuntime, MemoryWebhooks};
 use super::*;
+use drift_core::domain::timeline::{RequestKind, Via};
 use drift_core::domain::{Rejection, RequestId, WorkflowState, WorkflowStatus};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -94,6 +95,7 @@ fn start_request(idempotency_key: Option<&str>, params: Value) -> StartRequest {
         delivery: Delivery::default(),
         request_id: RequestId::generate(),
         idempotency_key: idempotency_key.map(str::to_string),
+        via: Via::Sync,
     }
 }
 
@@ -208,11 +210,19 @@ async fn a_retried_command_gets_its_first_answer_and_is_not_sent_again() {
     let c = alice();
     let (id, st) = f.started(&c).await;
     let rid = RequestId::generate();
-    let mut first = f.service.command(&c, &id, resume(&rid, Some(st.seq))).await.unwrap();
+    let mut first = f
+        .service
+        .command(&c, &id, resume(&rid, Some(st.seq)), Via::Sync)
+        .await
+        .unwrap();
     let answered = state_of(f.wait(&mut first, Duration::from_secs(5)).await.unwrap());
     assert_eq!(answered.seq, 2);
     // The same request id again, for the screen it answered (now gone): its first answer.
-    let mut retry = f.service.command(&c, &id, resume(&rid, Some(st.seq))).await.unwrap();
+    let mut retry = f
+        .service
+        .command(&c, &id, resume(&rid, Some(st.seq)), Via::Sync)
+        .await
+        .unwrap();
     let again = state_of(f.wait(&mut retry, Duration::from_secs(5)).await.unwrap());
     assert_eq!(again.seq, 2);
     assert_eq!(f.runtime.commands(&c.scoped(&id)).len(), 1, "sent once");
@@ -225,13 +235,13 @@ async fn an_answer_to_a_screen_that_moved_on_is_refused_as_stale_and_not_sent() 
     let (id, _) = f.started(&c).await;
     let mut d = f
         .service
-        .command(&c, &id, resume(&RequestId::generate(), Some(1)))
+        .command(&c, &id, resume(&RequestId::generate(), Some(1)), Via::Sync)
         .await
         .unwrap();
     f.wait(&mut d, Duration::from_secs(5)).await.unwrap();
     let e = f
         .service
-        .command(&c, &id, resume(&RequestId::generate(), Some(1)))
+        .command(&c, &id, resume(&RequestId::generate(), Some(1)), Via::Sync)
         .await
         .err();
     assert!(
@@ -257,7 +267,7 @@ async fn back_where_the_screen_has_no_back_point_is_refused_and_not_sent() {
         request_id: RequestId::generate(),
         seq: Some(st.seq),
     };
-    let e = f.service.command(&c, &id, back).await.err();
+    let e = f.service.command(&c, &id, back, Via::Sync).await.err();
     assert!(
         matches!(e, Some(ServiceError::Rejected(Rejection::CannotGoBack { .. }))),
         "{e:?}"
@@ -276,7 +286,7 @@ async fn another_tenant_can_neither_read_follow_nor_answer_a_workflow() {
     assert!(matches!(follow, Some(ServiceError::NotFound(_))), "{follow:?}");
     let answer = f
         .service
-        .command(&mallory, &id, resume(&RequestId::generate(), Some(st.seq)))
+        .command(&mallory, &id, resume(&RequestId::generate(), Some(st.seq)), Via::Sync)
         .await
         .err();
     assert!(matches!(answer, Some(ServiceError::NotFound(_))), "{answer:?}");
@@ -290,7 +300,7 @@ async fn a_credential_without_the_drive_scope_cannot_answer() {
     let reader = caller("alice", &[Scope::Read]);
     let e = f
         .service
-        .command(&reader, &id, resume(&RequestId::generate(), Some(st.seq)))
+        .command(&reader, &id, resume(&RequestId::generate(), Some(st.seq)), Via::Sync)
         .await
         .err();
     assert!(matches!(e, Some(ServiceError::Forbidden(_))), "{e:?}");
@@ -557,7 +567,11 @@ async fn a_link_to_a_screen_the_run_moved_past_says_so_and_answers_nothing() {
     let token = f.link(&alice(), &id, None).await;
     let form = f.service.open_link(&token).await.unwrap().form_token.unwrap();
     let rid = RequestId::generate();
-    let mut d = f.service.command(&alice(), &id, resume(&rid, Some(1))).await.unwrap();
+    let mut d = f
+        .service
+        .command(&alice(), &id, resume(&rid, Some(1)), Via::Sync)
+        .await
+        .unwrap();
     f.wait(&mut d, Duration::from_secs(5)).await.unwrap();
     assert_eq!(f.service.open_link(&token).await.unwrap().status, LinkStatus::MovedOn);
     let refused = f.answer_link(&token, &form).await.unwrap_err();
@@ -633,7 +647,11 @@ async fn an_open_links_watch_says_when_the_screen_was_answered_elsewhere_and_the
     futures::pin_mut!(changes);
     assert_eq!(changes.next().await.unwrap().status, LinkStatus::Open);
     let rid = RequestId::generate();
-    let mut d = f.service.command(&alice(), &id, resume(&rid, Some(1))).await.unwrap();
+    let mut d = f
+        .service
+        .command(&alice(), &id, resume(&rid, Some(1)), Via::Sync)
+        .await
+        .unwrap();
     f.wait(&mut d, Duration::from_secs(5)).await.unwrap();
     let moved = tokio::time::timeout(Duration::from_secs(5), changes.next())
         .await
@@ -664,6 +682,8 @@ async fn a_resend_sends_an_attempted_state_again_with_its_webhook_id_to_its_call
             updated_at: chrono::Utc::now(),
             webhook_id: Some("alice/run-1/1".into()),
             client: Some("tests".into()),
+            status: Some(503),
+            resend: false,
         },
         0,
     );
@@ -671,6 +691,33 @@ async fn a_resend_sends_an_attempted_state_again_with_its_webhook_id_to_its_call
     let r = f.service.resend(&alice(), &id, 1).await.unwrap();
     assert_eq!((r.webhook_id.as_str(), r.seq), ("alice/run-1/1", 1));
     assert_eq!(r.outcome, drift_temporal::webhook::Resent::Delivered);
+
+    // The run's timeline: its first state, how the start came, and both attempts in turn
+    // with the receiver's answers (the request's note is written without waiting: wait for it).
+    let timeline = loop {
+        let t = f.service.timeline(&alice(), &id).await.unwrap();
+        if t.states.first().is_some_and(|s| s.mode.is_some()) {
+            break t;
+        }
+        tokio::task::yield_now().await;
+    };
+    let first = &timeline.states[0];
+    assert_eq!(
+        (first.seq, first.mode, first.request),
+        (st.seq, Some(Via::Sync), Some(RequestKind::Start))
+    );
+    assert!(first.at.is_some());
+    let answers: Vec<_> = first.webhooks.iter().map(|a| (a.attempt, a.status, a.resend)).collect();
+    assert_eq!(answers, [(8, Some(503), false), (1, Some(200), true)]);
+    let bob = f
+        .service
+        .timeline(&caller("bob", &[Scope::Read]), &id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(bob, ServiceError::NotFound(_)),
+        "another tenant's run: {bob:?}"
+    );
     let sent = f.webhooks.sent.lock().unwrap().clone();
     let (d, cb) = &sent[0];
     assert_eq!(
@@ -716,6 +763,8 @@ async fn a_replay_resends_its_tenants_range_at_most_a_bounded_number_per_call_an
         updated_at: chrono::Utc::now(),
         webhook_id: Some(format!("alice/run-1/{seq}")),
         client: Some("tests".into()),
+        status: None,
+        resend: false,
     };
     let t0 = chrono::Utc::now() - chrono::TimeDelta::minutes(10);
     // More first attempts in the range than one call sends (the same state, for brevity).

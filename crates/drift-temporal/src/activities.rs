@@ -97,7 +97,7 @@ impl DriftActivities {
             _ => d,
         };
         // Attempts are recorded for operators where the delivery names its workflow.
-        let record = |state: AttemptState, error: Option<&str>, next: Option<Duration>| {
+        let record = |state: AttemptState, error: Option<&str>, next: Option<Duration>, status: Option<u16>| {
             let now = chrono::Utc::now();
             let rec = AttemptRecord {
                 url: cb.url.clone(),
@@ -109,6 +109,8 @@ impl DriftActivities {
                 updated_at: now,
                 webhook_id: Some(d.webhook_id.clone()),
                 client: Some(cb.client.clone()),
+                status,
+                resend: false,
             };
             let (publisher, workflow) = (&self.publisher, &d.workflow);
             async move {
@@ -126,10 +128,10 @@ impl DriftActivities {
             attempt,
         )
         .await;
-        let (url, id) = (&cb.url, &d.webhook_id);
+        let (url, id, status) = (&cb.url, &d.webhook_id, attempted.status());
         match attempted {
-            Attempted::Delivered => {
-                record(AttemptState::Delivered, None, None).await;
+            Attempted::Delivered(_) => {
+                record(AttemptState::Delivered, None, None, status).await;
                 metrics::counter!(drift_core::metrics::WEBHOOK_DELIVERED.name).increment(1);
                 tracing::info!(%url, webhook_id = %id, attempt, "webhook delivered");
                 Ok(DeliveryOutcome::Delivered)
@@ -139,13 +141,14 @@ impl DriftActivities {
                     AttemptState::Gone,
                     Some("410 Gone: no more deliveries to this URL"),
                     None,
+                    status,
                 )
                 .await;
                 tracing::warn!(%url, "receiver answered 410 Gone; deliveries to it stop");
                 Ok(DeliveryOutcome::Gone)
             }
-            Attempted::Retry { error, after } => {
-                record(AttemptState::Retrying, Some(&error), Some(after)).await;
+            Attempted::Retry { error, after, .. } => {
+                record(AttemptState::Retrying, Some(&error), Some(after), status).await;
                 tracing::warn!(%url, webhook_id = %id, attempt, retry_in = ?after, %error, "webhook attempt failed");
                 Err(ActivityError::application(
                     ApplicationFailure::builder(anyhow::anyhow!("{error}").into_boxed_dyn_error())
@@ -153,8 +156,8 @@ impl DriftActivities {
                         .build(),
                 ))
             }
-            Attempted::GiveUp { error } => {
-                record(AttemptState::Failed, Some(&error), None).await;
+            Attempted::GiveUp { error, .. } => {
+                record(AttemptState::Failed, Some(&error), None, status).await;
                 tracing::error!(%url, webhook_id = %id, attempt, %error, "webhook delivery gave up");
                 Ok(DeliveryOutcome::GaveUp)
             }

@@ -6,6 +6,7 @@ mod ids;
 mod json;
 pub mod routes;
 pub mod runs;
+pub mod timeline;
 
 pub use ids::{Caller, IdError, RequestId, Scope, ScopedWorkflowId, Scopes, TenantId, WorkflowId};
 pub use json::JsonText;
@@ -312,9 +313,19 @@ pub struct AttemptRecord {
     /// The client whose secret signed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The receiver's HTTP status, when it answered at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Sent again on an operator's request (`…/deliveries/{seq}/resend`, a replay), outside
+    /// the worker's schedule.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resend: bool,
 }
 
 impl AttemptRecord {
+    /// The fields a record may go without: a new record's write clears them first.
+    pub const OPTIONAL_FIELDS: &[&str] = &["lastError", "nextRetryAt", "webhookId", "client", "status", "resend"];
+
     /// The hash fields, each value as its JSON text (strings unquoted).
     pub fn to_fields(&self) -> Vec<(String, String)> {
         let Value::Object(map) = serde_json::to_value(self).expect("records serialize") else {
@@ -336,7 +347,7 @@ impl AttemptRecord {
             .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| {
                 let v = match k.as_str() {
-                    "seq" | "attempt" => serde_json::from_str(&v)?,
+                    "seq" | "attempt" | "status" | "resend" => serde_json::from_str(&v)?,
                     _ => Value::String(v),
                 };
                 Ok((k, v))
@@ -479,7 +490,26 @@ mod tests {
             updated_at: chrono::Utc::now(),
             webhook_id: Some("t/run/3".into()),
             client: Some("alice".into()),
+            status: Some(500),
+            resend: true,
         };
+        // A record's write clears exactly the fields one may go without.
+        let bare = AttemptRecord {
+            last_error: None,
+            next_retry_at: None,
+            webhook_id: None,
+            client: None,
+            status: None,
+            resend: false,
+            ..rec.clone()
+        };
+        let names = |r: &AttemptRecord| r.to_fields().into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        let optional: Vec<_> = names(&rec).into_iter().filter(|k| !names(&bare).contains(k)).collect();
+        let mut listed = AttemptRecord::OPTIONAL_FIELDS.to_vec();
+        listed.sort();
+        let mut optional: Vec<&str> = optional.iter().map(String::as_str).collect();
+        optional.sort();
+        assert_eq!(optional, listed);
         let fields: BTreeMap<_, _> = rec.to_fields().into_iter().collect();
         assert_eq!(fields["seq"], "3");
         assert_eq!(fields["state"], "retrying");

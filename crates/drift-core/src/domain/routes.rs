@@ -9,6 +9,7 @@ pub const START: Route = Route("/v3/workflow/start");
 pub const WORKFLOW: Route = Route("/v3/workflow/{id}");
 pub const EVENTS: Route = Route("/v3/workflow/{id}/events");
 pub const DELIVERIES: Route = Route("/v3/workflow/{id}/deliveries");
+pub const TIMELINE: Route = Route("/v3/workflow/{id}/timeline");
 /// A tenant's webhooks over a time range, sent again.
 pub const REPLAY: Route = Route("/v3/webhooks/replay");
 /// A tenant's runs, filtered and paged (Temporal's visibility).

@@ -12,6 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
+use drift_core::domain::timeline::Via;
 use drift_core::domain::{Caller, WorkflowId};
 use drift_service::{
     Anonymous, CommandBody, Credentials, Follow, Followed, Identity, Out, Outcome, Presented, ServiceError,
@@ -317,7 +318,10 @@ impl Session {
             }
             ClientMsg::Start { body, idempotency_key } => {
                 let caller = self.caller()?.clone();
-                let req = body.into_request(idempotency_key)?;
+                let req = drift_service::StartRequest {
+                    via: Via::Ws,
+                    ..body.into_request(idempotency_key)?
+                };
                 self.make_room(None)?;
                 let d = self.s.service.start(&caller, req).await?;
                 let (id, rid, token) = (d.id.clone(), d.request_id.clone(), d.stream_token.clone());
@@ -353,7 +357,7 @@ impl Session {
         let rid = req.request_id().to_string();
         // Registered before dispatch: the answer may arrive before the call returns.
         self.mine.insert(rid.clone());
-        let mut d = match self.s.service.command(&caller, &id, req).await {
+        let mut d = match self.s.service.command(&caller, &id, req, Via::Ws).await {
             Ok(d) => d,
             Err(e) => {
                 self.mine.remove(&rid);

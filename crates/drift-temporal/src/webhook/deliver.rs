@@ -109,19 +109,31 @@ pub enum DeliveryOutcome {
 /// How one attempt went.
 #[derive(Debug)]
 pub enum Attempted {
-    Delivered,
+    /// The receiver answered 2xx (this status).
+    Delivered(u16),
     /// 410: the receiver wants no more.
     Gone,
     /// Failed; the schedule says to try again after `after`.
     Retry {
         error: String,
         after: Duration,
+        /// The receiver's status, when it answered.
+        status: Option<u16>,
     },
     /// Failed for good: the schedule ran out, or the attempt could never succeed (no secret, a
     /// refused address).
-    GiveUp {
-        error: String,
-    },
+    GiveUp { error: String, status: Option<u16> },
+}
+
+impl Attempted {
+    /// The receiver's HTTP status, when it answered at all.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Attempted::Delivered(s) => Some(*s),
+            Attempted::Gone => Some(410),
+            Attempted::Retry { status, .. } | Attempted::GiveUp { status, .. } => *status,
+        }
+    }
 }
 
 fn unix_now() -> i64 {
@@ -144,6 +156,7 @@ pub async fn attempt(
     let secrets = cfg.secrets.for_client(&cb.client, std::time::SystemTime::now());
     if secrets.is_empty() {
         return Attempted::GiveUp {
+            status: None,
             error: format!(
                 "no webhook signing secret configured for client {:?} (set --webhook-secret or --client-secret)",
                 cb.client
@@ -161,6 +174,7 @@ pub async fn attempt(
         Ok(s) => s.join(" "),
         Err(e) => {
             return Attempted::GiveUp {
+                status: None,
                 error: format!(
                     "webhook secret for client {:?} is not a valid whsec_ secret: {e:?}",
                     cb.client
@@ -176,6 +190,7 @@ pub async fn attempt(
         Ok(u) => u,
         Err(e) => {
             return Attempted::GiveUp {
+                status: None,
                 error: format!("callback refused: {e}"),
             };
         }
@@ -209,15 +224,15 @@ pub async fn attempt(
         }
         attrs
     });
-    let error = match sent {
-        Ok(r) if r.status().is_success() => return Attempted::Delivered,
+    let (error, status) = match sent {
+        Ok(r) if r.status().is_success() => return Attempted::Delivered(r.status().as_u16()),
         Ok(r) if r.status() == reqwest::StatusCode::GONE => return Attempted::Gone,
-        Ok(r) => format!("receiver answered {}", r.status()),
-        Err(e) => format!("request failed: {e}"),
+        Ok(r) => (format!("receiver answered {}", r.status()), Some(r.status().as_u16())),
+        Err(e) => (format!("request failed: {e}"), None),
     };
     match super::next_delay(&cfg.schedule, attempt) {
-        Some(after) => Attempted::Retry { error, after },
-        None => Attempted::GiveUp { error },
+        Some(after) => Attempted::Retry { error, after, status },
+        None => Attempted::GiveUp { error, status },
     }
 }
 

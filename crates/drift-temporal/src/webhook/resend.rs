@@ -34,14 +34,18 @@ impl Resender {
         Ok(Self { client, egress, cfg })
     }
 
-    pub async fn send(&self, d: &Delivery, cb: &Callback) -> Resent {
-        match attempt(&self.client, &self.egress, &self.cfg, d, cb, 1).await {
-            Attempted::Delivered => {
+    /// How the one attempt went, and the receiver's HTTP status when it answered.
+    pub async fn send(&self, d: &Delivery, cb: &Callback) -> (Resent, Option<u16>) {
+        let attempted = attempt(&self.client, &self.egress, &self.cfg, d, cb, 1).await;
+        let status = attempted.status();
+        let resent = match attempted {
+            Attempted::Delivered(_) => {
                 metrics::counter!(drift_core::metrics::WEBHOOK_DELIVERED.name).increment(1);
                 Resent::Delivered
             }
             Attempted::Gone => Resent::Gone,
-            Attempted::Retry { error, .. } | Attempted::GiveUp { error } => Resent::Failed { error },
-        }
+            Attempted::Retry { error, .. } | Attempted::GiveUp { error, .. } => Resent::Failed { error },
+        };
+        (resent, status)
     }
 }
