@@ -70,8 +70,15 @@ async fn sse_client(
         .http
         .get(format!("{}{}?token={token}", c.base, routes::EVENTS.to(&id)))
         .send()
-        .await?
-        .error_for_status()?;
+        .await?;
+    if !r.status().is_success() {
+        // The gateway says which of its bounds refused the stream (e.g. its streams per tenant).
+        let status = r.status();
+        bail!(
+            "the gateway refused an SSE stream: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
     let mut body = r.bytes_stream();
     let mut buf = Vec::<u8>::new();
     while let Some(chunk) = body.next().await {
@@ -113,7 +120,15 @@ async fn ws_client(
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await?;
+    let (mut ws, _) = match tokio_tungstenite::connect_async_with_config(req, Some(config), true).await {
+        Ok(opened) => opened,
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => bail!(
+            "the gateway refused a WebSocket: {} {}",
+            r.status(),
+            String::from_utf8_lossy(r.body().as_deref().unwrap_or_default())
+        ),
+        Err(e) => return Err(e.into()),
+    };
     ws.send(Message::text(
         json!({"type": "subscribe", "workflowId": id, "token": token}).to_string(),
     ))
@@ -121,6 +136,9 @@ async fn ws_client(
     while let Some(m) = ws.next().await {
         let Message::Text(t) = m? else { continue };
         let v: Value = serde_json::from_str(&t)?;
+        if v["type"] == "error" {
+            bail!("the gateway refused a WebSocket subscription: {v}");
+        }
         if v["type"] != "state" {
             continue;
         }
@@ -273,6 +291,18 @@ pub async fn run_once(
         // Waves: connections opened so that the gateway's accept queue is not the thing measured.
         if connect == Connect::Waves && i % 250 == 249 {
             while ready.load(Ordering::Relaxed) + 100 < i {
+                // A refused subscriber never gets a first state: say why at once, not after
+                // the wait below runs out.
+                if let Some(Ok(Err(e))) = tasks.try_join_next() {
+                    let hint = match format!("{e:#}").contains("too_many_connections") {
+                        true => {
+                            " (for a bench this size, start the gateway with a higher --max-streams and \
+                                 --max-streams-per-tenant, or spread it over --gateways)"
+                        }
+                        false => "",
+                    };
+                    bail!("a subscriber failed when {} of {n} were opened: {e:#}{hint}", i + 1);
+                }
                 if t_connect.elapsed() > Duration::from_secs(120) {
                     bail!(
                         "only {} of {i} subscribers got their first state",

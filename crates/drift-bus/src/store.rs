@@ -27,6 +27,9 @@ pub struct Store {
 pub struct Stored {
     pub seq: u64,
     pub request_id: Option<String>,
+    /// The `traceparent` of the publish that stored it: a follower catching up on it
+    /// delivers it under that publish, as a live follower does.
+    pub trace: Option<String>,
     pub state: WorkflowState,
 }
 
@@ -35,6 +38,7 @@ fn parse(raw: &str) -> Result<Stored, StoreError> {
     Ok(Stored {
         seq: env.seq,
         request_id: env.request_id,
+        trace: env.trace,
         state: env.body,
     })
 }

@@ -91,15 +91,36 @@ impl Follow {
     /// What the store has that this follower has not seen.
     async fn catch_up(&mut self, store: &dyn States) -> Result<Vec<Out>, StoreError> {
         let mut out = Vec::new();
+        let mut read = Vec::new();
         match self.last {
-            None => out.extend(store.latest(&self.keys).await?.as_ref().map(state_out)),
+            None => {
+                let latest = store.latest(&self.keys).await?;
+                out.extend(latest.as_ref().map(state_out));
+                read.extend(latest);
+            }
             Some(after) => {
                 let (items, complete) = store.history_after(&self.keys, after).await?;
                 let latest = match needs_latest(&items, complete, self.delivered) {
                     true => store.latest(&self.keys).await?,
                     false => None,
                 };
+                // Kept for the delivery spans below only when they are made.
+                if drift_bus::trace::enabled() {
+                    read.extend(items.iter().cloned());
+                }
                 out = caught_up(after, self.delivered, items, latest.as_ref());
+                read.extend(latest);
+            }
+        }
+        // Delivered from the store (this follower was behind): under its publish's trace, as
+        // a live delivery is.
+        if drift_bus::trace::enabled() {
+            for o in &out {
+                if let Out::State { seq, .. } = o
+                    && let Some(st) = read.iter().find(|st| st.seq == *seq)
+                {
+                    drift_bus::trace::delivered(self.receiver, st.trace.as_deref(), *seq);
+                }
             }
         }
         if let Some(seq) = out.iter().rev().find_map(|o| match o {
@@ -243,6 +264,7 @@ mod tests {
 
     fn stored(seq: u64) -> Stored {
         Stored {
+            trace: None,
             seq,
             request_id: None,
             state: WorkflowState::bare("w", WorkflowStatus::Waiting, seq),

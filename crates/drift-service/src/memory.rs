@@ -124,6 +124,7 @@ impl MemoryBus {
             let stored = Stored {
                 seq: env.seq,
                 request_id: env.request_id,
+                trace: env.trace,
                 state: env.body,
             };
             fresh = kept.latest.as_ref().is_none_or(|l| stored.seq > l.seq);
