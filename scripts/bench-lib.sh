@@ -33,8 +33,9 @@ wait_http() {
 }
 
 TEMPORAL_PORT="$(free_port)"
-# The runs list's search attributes, as `drift dev` registers them (docs/api.md, Runs).
-DRIFT_SEARCH_ATTRIBUTES="--search-attribute DriftTenant=Keyword --search-attribute DriftDefinition=Keyword --search-attribute DriftVersion=Keyword --search-attribute DriftStatus=Keyword --search-attribute DriftWaitingOn=Keyword --search-attribute DriftWaitingSince=Datetime"
+# The runs list's search attributes, as `drift dev` registers them (docs/api.md, Runs). Set
+# DRIFT_SEARCH_ATTRIBUTES= (empty) to bench without them: runs then keep none (no upserts).
+DRIFT_SEARCH_ATTRIBUTES="${DRIFT_SEARCH_ATTRIBUTES---search-attribute DriftTenant=Keyword --search-attribute DriftDefinition=Keyword --search-attribute DriftVersion=Keyword --search-attribute DriftStatus=Keyword --search-attribute DriftWaitingOn=Keyword --search-attribute DriftWaitingSince=Datetime}"
 temporal server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$(free_port)" \
     --log-level warn --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \
     --dynamic-config-value history.timerProcessorMaxPollRPS=1000 \
