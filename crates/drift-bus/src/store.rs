@@ -30,7 +30,23 @@ pub struct Stored {
     /// The `traceparent` of the publish that stored it: a follower catching up on it
     /// delivers it under that publish, as a live follower does.
     pub trace: Option<String>,
+    /// When Redis stored it (Unix ms, see `Envelope::at`).
+    pub at: Option<i64>,
     pub state: WorkflowState,
+}
+
+impl Stored {
+    /// The state as a run's timeline shows it.
+    pub fn published(&self) -> PublishedState {
+        PublishedState {
+            seq: self.seq,
+            at: self.at.and_then(chrono::DateTime::from_timestamp_millis),
+            status: self.state.workflow_status,
+            node: self.state.node.clone(),
+            path: self.state.path.clone(),
+            request_id: self.request_id.clone(),
+        }
+    }
 }
 
 fn parse(raw: &str) -> Result<Stored, StoreError> {
@@ -39,6 +55,7 @@ fn parse(raw: &str) -> Result<Stored, StoreError> {
         seq: env.seq,
         request_id: env.request_id,
         trace: env.trace,
+        at: env.at,
         state: env.body,
     })
 }
@@ -210,15 +227,8 @@ impl Store {
             .await?;
         let states = states
             .iter()
-            .filter_map(|raw| serde_json::from_str::<Envelope<WorkflowState>>(raw).ok())
-            .map(|env| PublishedState {
-                seq: env.seq,
-                at: env.at.and_then(chrono::DateTime::from_timestamp_millis),
-                status: env.body.workflow_status,
-                node: env.body.node,
-                path: env.body.path,
-                request_id: env.request_id,
-            })
+            .filter_map(|raw| parse(raw).ok())
+            .map(|st| st.published())
             .collect();
         let requests = requests
             .iter()

@@ -36,7 +36,10 @@ pub struct Follow {
     receiver: &'static str,
 }
 
-fn state_out(st: &Stored) -> Out {
+/// A state from the store, delivered to `receiver` (a follower that was behind): its span goes
+/// under the publish that stored it, as a live delivery's does (see `Follow::accept`).
+fn state_out(st: &Stored, receiver: &'static str) -> Out {
+    drift_bus::trace::delivered(receiver, st.trace.as_deref(), st.seq);
     Out::State {
         seq: st.seq,
         terminal: st.state.workflow_status.is_terminal(),
@@ -56,7 +59,13 @@ fn needs_latest(items: &[Stored], complete: bool, delivered: bool) -> bool {
 
 /// What a follower past `after` gets from the store's history after it (`complete`: reaching
 /// back to `after + 1`) and its latest state (read when `needs_latest`).
-fn caught_up(after: u64, delivered: bool, items: Vec<Stored>, latest: Option<&Stored>) -> Vec<Out> {
+fn caught_up(
+    after: u64,
+    delivered: bool,
+    items: Vec<Stored>,
+    latest: Option<&Stored>,
+    receiver: &'static str,
+) -> Vec<Out> {
     let behind = match items.is_empty() {
         // A store behind what this follower was given (a Redis failover took a state before it
         // reached the replica) is catching up: its publish is repeated.
@@ -66,8 +75,8 @@ fn caught_up(after: u64, delivered: bool, items: Vec<Stored>, latest: Option<&St
         false => latest,
     };
     match behind {
-        Some(st) => vec![Out::Gap { after, latest: st.seq }, state_out(st)],
-        None => items.iter().map(state_out).collect(),
+        Some(st) => vec![Out::Gap { after, latest: st.seq }, state_out(st, receiver)],
+        None => items.iter().map(|st| state_out(st, receiver)).collect(),
     }
 }
 
@@ -91,36 +100,21 @@ impl Follow {
     /// What the store has that this follower has not seen.
     async fn catch_up(&mut self, store: &dyn States) -> Result<Vec<Out>, StoreError> {
         let mut out = Vec::new();
-        let mut read = Vec::new();
         match self.last {
-            None => {
-                let latest = store.latest(&self.keys).await?;
-                out.extend(latest.as_ref().map(state_out));
-                read.extend(latest);
-            }
+            None => out.extend(
+                store
+                    .latest(&self.keys)
+                    .await?
+                    .as_ref()
+                    .map(|st| state_out(st, self.receiver)),
+            ),
             Some(after) => {
                 let (items, complete) = store.history_after(&self.keys, after).await?;
                 let latest = match needs_latest(&items, complete, self.delivered) {
                     true => store.latest(&self.keys).await?,
                     false => None,
                 };
-                // Kept for the delivery spans below only when they are made.
-                if drift_bus::trace::enabled() {
-                    read.extend(items.iter().cloned());
-                }
-                out = caught_up(after, self.delivered, items, latest.as_ref());
-                read.extend(latest);
-            }
-        }
-        // Delivered from the store (this follower was behind): under its publish's trace, as
-        // a live delivery is.
-        if drift_bus::trace::enabled() {
-            for o in &out {
-                if let Out::State { seq, .. } = o
-                    && let Some(st) = read.iter().find(|st| st.seq == *seq)
-                {
-                    drift_bus::trace::delivered(self.receiver, st.trace.as_deref(), *seq);
-                }
+                out = caught_up(after, self.delivered, items, latest.as_ref(), self.receiver);
             }
         }
         if let Some(seq) = out.iter().rev().find_map(|o| match o {
@@ -265,6 +259,7 @@ mod tests {
     fn stored(seq: u64) -> Stored {
         Stored {
             trace: None,
+            at: None,
             seq,
             request_id: None,
             state: WorkflowState::bare("w", WorkflowStatus::Waiting, seq),
@@ -285,22 +280,28 @@ mod tests {
         // History reaches back: every state after `after`, no latest read.
         let items = vec![stored(3), stored(4)];
         assert!(!needs_latest(&items, true, false));
-        assert_eq!(seqs(&caught_up(2, false, items, None)), ["3", "4"]);
+        assert_eq!(seqs(&caught_up(2, false, items, None, "test")), ["3", "4"]);
 
         // Trimmed: the gap, then the latest only.
         let items = vec![stored(7), stored(8)];
         assert!(needs_latest(&items, false, false));
-        assert_eq!(seqs(&caught_up(2, false, items, Some(&stored(8)))), ["gap 2..8", "8"]);
+        assert_eq!(
+            seqs(&caught_up(2, false, items, Some(&stored(8)), "test")),
+            ["gap 2..8", "8"]
+        );
 
         // Nothing after a seq the client named: up to date, unless it named one beyond the
         // latest (then the gap and the latest: its client is ahead of what exists).
         assert!(needs_latest(&[], true, false));
-        assert!(caught_up(5, false, vec![], Some(&stored(5))).is_empty());
-        assert_eq!(seqs(&caught_up(9, false, vec![], Some(&stored(5)))), ["gap 9..5", "5"]);
+        assert!(caught_up(5, false, vec![], Some(&stored(5)), "test").is_empty());
+        assert_eq!(
+            seqs(&caught_up(9, false, vec![], Some(&stored(5)), "test")),
+            ["gap 9..5", "5"]
+        );
 
         // Nothing after a seq this follower was given: the store is behind it (a failover took
         // a state before the replica had it) and is catching up; no gap, nothing older.
         assert!(!needs_latest(&[], true, true));
-        assert!(caught_up(5, true, vec![], Some(&stored(4))).is_empty());
+        assert!(caught_up(5, true, vec![], Some(&stored(4)), "test").is_empty());
     }
 }

@@ -5,7 +5,6 @@
 
 use crate::ports::{Channels, Runtime, States, Webhooks};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use drift_bus::{
     Envelope, Event, HubError, HubMsg, Layout, Notice, Publication, RedisKeys, StoreError, Stored, Subscription,
 };
@@ -32,8 +31,6 @@ struct Kept {
     link_generation: u64,
     /// Who answered each screen through a link (its record), by seq.
     link_answers: HashMap<u64, String>,
-    /// When each kept state was stored, by seq (the publish script stamps `at`).
-    stored_at: HashMap<u64, DateTime<Utc>>,
     /// The timeline's requests and attempts, newest first.
     requests: Vec<RequestNote>,
     attempts: Vec<AttemptRecord>,
@@ -75,6 +72,12 @@ impl MemoryBus {
             k.attempts.insert(0, rec.clone());
             k.attempt = Some(rec);
         }
+    }
+
+    /// Changes what is kept of `workflow`, as writes under its keys do.
+    fn kept(&self, workflow: &ScopedWorkflowId, change: impl FnOnce(&mut Kept)) {
+        let keys = self.layout.keys(workflow);
+        change(self.data.lock().unwrap().workflows.entry(keys.latest).or_default());
     }
 
     pub fn new(history_len: usize) -> Arc<Self> {
@@ -125,11 +128,12 @@ impl MemoryBus {
                 seq: env.seq,
                 request_id: env.request_id,
                 trace: env.trace,
+                // As the publish script stamps it.
+                at: Some(chrono::Utc::now().timestamp_millis()),
                 state: env.body,
             };
             fresh = kept.latest.as_ref().is_none_or(|l| stored.seq > l.seq);
             if fresh {
-                kept.stored_at.insert(stored.seq, Utc::now());
                 kept.history.insert(stored.seq, stored.clone());
                 while kept.history.len() > self.history_len {
                     kept.history.pop_first();
@@ -202,37 +206,14 @@ impl States for MemoryBus {
         let Some(k) = data.workflows.get(&keys.latest) else {
             return Ok(Default::default());
         };
-        let states = k
-            .history
-            .values()
-            .map(|s| PublishedState {
-                seq: s.seq,
-                at: k.stored_at.get(&s.seq).copied(),
-                status: s.state.workflow_status,
-                node: s.state.node.clone(),
-                path: s.state.path.clone(),
-                request_id: s.request_id.clone(),
-            })
-            .collect();
+        let states = k.history.values().map(Stored::published).collect();
         Ok((states, k.requests.clone(), k.attempts.clone()))
     }
     async fn note_request(&self, workflow: &ScopedWorkflowId, note: &RequestNote) {
-        let keys = self.layout.keys(workflow);
-        let mut data = self.data.lock().unwrap();
-        data.workflows
-            .entry(keys.latest)
-            .or_default()
-            .requests
-            .insert(0, note.clone());
+        self.kept(workflow, |k| k.requests.insert(0, note.clone()));
     }
     async fn record_resend(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
-        let keys = self.layout.keys(workflow);
-        let mut data = self.data.lock().unwrap();
-        data.workflows
-            .entry(keys.latest)
-            .or_default()
-            .attempts
-            .insert(0, rec.clone());
+        self.kept(workflow, |k| k.attempts.insert(0, rec.clone()));
     }
     async fn deliveries_between(
         &self,
