@@ -81,8 +81,18 @@ async fn an_operator_finds_the_refunds_waiting_on_confirm_longer_than_a_second_a
     );
     let none = runs(&app, "?definition=refund&waitingOn=confirm&waitingLongerThanSecs=3600").await;
     assert_eq!(ids(&none), Vec::<String>::new());
-    // By status: the ended run, as Drift ended it.
-    listing(&app, "?status=COMPLETED", &[&other]).await;
+    // By status: the ended run, as Drift ended it. Its end set no attribute (Temporal's own
+    // Completed says it), and its first screen's wait was in its start attributes: it reads
+    // COMPLETED, and is no longer among the waiting.
+    let ended = listing(&app, "?status=COMPLETED", &[&other]).await;
+    let run_ended = &ended.body["runs"][0];
+    assert_eq!(run_ended["status"], "COMPLETED", "{run_ended}");
+    assert!(run_ended.get("waitingOn").is_none_or(Value::is_null), "{run_ended}");
+    // One more on that first screen: its start attributes alone say where it waits, and since when.
+    let shown = id_of(&app.start("quick_screen", json!({"n": 2})).await);
+    listing(&app, "?status=WAITING&definition=quick_screen", &[&shown]).await;
+    let first = listing(&app, "?definition=quick_screen&waitingOn=show", &[&shown]).await;
+    assert!(first.body["runs"][0]["waitingSince"].is_string(), "{first:?}");
     listing(&app, "?status=WAITING&definition=refund", &[&a, &b]).await;
     let started = run["startedAt"].as_str().unwrap();
     listing(

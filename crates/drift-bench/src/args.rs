@@ -123,6 +123,10 @@ pub enum BenchCmd {
         /// Unmeasured seconds before each.
         #[arg(long, default_value_t = 3)]
         warmup_seconds: u64,
+        /// Turns each side's measured seconds are cut into, the sides alternating (Temporal's
+        /// cost per round drifts over a run: both sides meet the same server).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100))]
+        turns: u64,
     },
     /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
     /// all must be answered, on the gateway's fixed Redis connections.

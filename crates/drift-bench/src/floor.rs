@@ -106,6 +106,13 @@ pub fn spawn_floor_worker(
 /// How long the floor waits after a screen before answering it.
 pub const SETTLE: Duration = Duration::from_millis(20);
 
+/// One floor round's workflow id and its two latencies.
+pub struct FloorRound {
+    pub id: String,
+    pub started: Duration,
+    pub resumed: Duration,
+}
+
 /// One floor round: start → first screen, then, `settle` later, signal → next screen (and the
 /// end), as seen by a subscriber on a shared subscription hub (the way Drift's gateway sees
 /// states).
@@ -115,7 +122,7 @@ pub async fn floor_round(
     task_queue: &str,
     eager: bool,
     settle: Duration,
-) -> anyhow::Result<(Duration, Duration)> {
+) -> anyhow::Result<FloorRound> {
     let id = format!("floor-{}", uuid::Uuid::now_v7().simple());
     let channel = format!("floor:{id}");
     let mut sub = hub.subscribe(&channel).await?;
@@ -149,7 +156,7 @@ pub async fn floor_round(
         .map_err(|e| anyhow::anyhow!("floor signal: {e}"))?;
     next(&mut sub).await?;
     let resumed = t.elapsed();
-    Ok((started, resumed))
+    Ok(FloorRound { id, started, resumed })
 }
 
 /// The next message on the floor's channel (a bare number: not an envelope).

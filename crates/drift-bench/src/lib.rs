@@ -6,6 +6,7 @@
 mod args;
 mod fanout;
 pub mod floor;
+mod history;
 mod load;
 mod report;
 mod simulate;
@@ -209,6 +210,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             concurrency,
             seconds,
             warmup_seconds,
+            turns,
         }) => {
             let r = load::run(
                 client.clone(),
@@ -216,6 +218,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 &concurrency,
                 Duration::from_secs(seconds.max(1)),
                 Duration::from_secs(warmup_seconds),
+                turns as usize,
                 a.no_floor,
             )
             .await?;
@@ -290,13 +293,13 @@ async fn round_trips(
         }
         if let Some(f) = floor.as_mut() {
             use crate::floor::floor_round;
-            let (s, r) = floor_round(&f.client, &f.hub, &f.task_queue, false, crate::floor::SETTLE).await?;
-            let (se, re) = floor_round(&f.client, &f.hub, &f.task_queue, true, crate::floor::SETTLE).await?;
+            let lazy = floor_round(&f.client, &f.hub, &f.task_queue, false, crate::floor::SETTLE).await?;
+            let eager = floor_round(&f.client, &f.hub, &f.task_queue, true, crate::floor::SETTLE).await?;
             if keep {
-                f_start.samples.push(s);
-                f_resume.samples.push(r);
-                fe_start.samples.push(se);
-                fe_resume.samples.push(re);
+                f_start.samples.push(lazy.started);
+                f_resume.samples.push(lazy.resumed);
+                fe_start.samples.push(eager.started);
+                fe_resume.samples.push(eager.resumed);
             }
         }
         if (i + 1) % 50 == 0 {

@@ -36,10 +36,9 @@ pub struct SideResult {
     pub failed: usize,
     pub seconds: f64,
     pub latency: Series,
-    /// CPU of the side's own process per round (floor: the bench itself; Drift: the gateways).
-    pub cpu_per_round: Option<Duration>,
-    /// Temporal's and Redis's CPU per round.
-    pub others_per_round: Option<Duration>,
+    /// CPU of the side's own process (floor: the bench itself; Drift: the gateways), of
+    /// Temporal and of Redis, over the measured time.
+    pub cpu: [Option<Duration>; 3],
 }
 
 impl SideResult {
@@ -47,8 +46,27 @@ impl SideResult {
         self.rounds as f64 / self.seconds
     }
 
+    /// The side's own CPU per round (0), Temporal's (1), Redis's (2).
+    pub fn per_round(&self, which: usize) -> Option<Duration> {
+        self.cpu[which]
+            .filter(|_| self.rounds > 0)
+            .map(|c| c / self.rounds as u32)
+    }
+
+    /// Two slices of one side as one result.
+    fn merge(mut self, other: SideResult) -> SideResult {
+        self.rounds += other.rounds;
+        self.failed += other.failed;
+        self.seconds += other.seconds;
+        self.latency.samples.extend(other.latency.samples);
+        for i in 0..3 {
+            self.cpu[i] = self.cpu[i].zip(other.cpu[i]).map(|(a, b)| a + b);
+        }
+        self
+    }
+
     /// The row of the printed table and of the report, one cell per `COLUMNS`.
-    pub fn cells(&self) -> [String; 9] {
+    pub fn cells(&self) -> [String; 10] {
         let cpu = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "-".into());
         [
             self.concurrency.to_string(),
@@ -58,8 +76,9 @@ impl SideResult {
             format!("{:.1}", self.per_sec()),
             self.latency.cell(0.5),
             self.latency.cell(0.99),
-            cpu(self.cpu_per_round),
-            cpu(self.others_per_round),
+            cpu(self.per_round(0)),
+            cpu(self.per_round(1)),
+            cpu(self.per_round(2)),
         ]
     }
 }
@@ -76,9 +95,16 @@ pub(crate) fn cpu_of(pid: u32) -> Option<Duration> {
     Some(Duration::from_micros(ticks * 1_000_000 / hz))
 }
 
-/// The Temporal dev server and the Redis server(s) on this machine, by their command lines:
-/// their CPU is shared by both sides, so it is reported beside each.
-fn shared_pids(ends: &Endpoints) -> Vec<u32> {
+/// The processes whose CPU both sides share.
+#[derive(Clone, Default)]
+struct Shared {
+    temporal: Vec<u32>,
+    redis: Vec<u32>,
+}
+
+/// The Temporal dev server's and the Redis server(s)' processes on this machine, by their
+/// command lines: their CPU is shared by both sides, so it is reported beside each.
+fn shared_pids(ends: &Endpoints) -> Shared {
     let ports: Vec<String> = match &ends.redis {
         Some(drift_bus::RedisTarget::Standalone(u)) => u.rsplit(':').next().map(String::from).into_iter().collect(),
         Some(drift_bus::RedisTarget::Cluster(nodes)) => nodes
@@ -92,7 +118,7 @@ fn shared_pids(ends: &Endpoints) -> Vec<u32> {
         .as_deref()
         .and_then(|a| a.rsplit(':').next())
         .map(String::from);
-    let mut pids = vec![];
+    let mut pids = Shared::default();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return pids;
     };
@@ -111,8 +137,10 @@ fn shared_pids(ends: &Endpoints) -> Vec<u32> {
         let temporal = has("start-dev") && temporal_port.as_deref().is_some_and(&has);
         // redis-server shows its address in its process title ("redis-server 127.0.0.1:P").
         let redis = has("redis-server") && ports.iter().any(|p| has(p));
-        if temporal || redis {
-            pids.push(pid);
+        if temporal {
+            pids.temporal.push(pid);
+        } else if redis {
+            pids.redis.push(pid);
         }
     }
     pids
@@ -176,7 +204,7 @@ async fn side<F, Fut>(
     warmup: Duration,
     seconds: Duration,
     own: Vec<u32>,
-    shared: Vec<u32>,
+    shared: Shared,
     round: F,
 ) -> SideResult
 where
@@ -186,17 +214,17 @@ where
     let from = Instant::now() + warmup;
     let end = from + seconds;
     let meter = tokio::spawn(async move {
+        let read = || [&own, &shared.temporal, &shared.redis].map(|pids| summed(pids, cpu_of));
         tokio::time::sleep_until(from.into()).await;
-        let before = (summed(&own, cpu_of), summed(&shared, cpu_of));
+        let before = read();
         tokio::time::sleep_until(end.into()).await;
-        let after = (summed(&own, cpu_of), summed(&shared, cpu_of));
+        let after = read();
         let diff = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
-        (diff(after.0, before.0), diff(after.1, before.1))
+        [0, 1, 2].map(|i| diff(after[i], before[i]))
     });
     let (lat, failed) = callers(concurrency, from, end, round).await;
-    let (own_cpu, shared_cpu) = meter.await.unwrap_or((None, None));
+    let cpu = meter.await.unwrap_or([None; 3]);
     let rounds = lat.len();
-    let per = |c: Option<Duration>| c.filter(|_| rounds > 0).map(|c| c / rounds as u32);
     SideResult {
         name,
         concurrency,
@@ -204,13 +232,13 @@ where
         failed,
         seconds: seconds.as_secs_f64(),
         latency: Series { name, samples: lat },
-        cpu_per_round: per(own_cpu),
-        others_per_round: per(shared_cpu),
+        cpu,
     }
 }
 
-/// A round through the gateway: a sync start to the screen, the answer to the end.
-async fn drift_round(c: Arc<Client>) -> anyhow::Result<()> {
+/// A round through the gateway: a sync start to the screen, the answer to the end. Returns
+/// the workflow's id.
+async fn drift_round(c: Arc<Client>) -> anyhow::Result<String> {
     let (status, r) = c
         .call(
             reqwest::Method::POST,
@@ -224,15 +252,15 @@ async fn drift_round(c: Arc<Client>) -> anyhow::Result<()> {
     if r["workflowStatus"] != "WAITING" {
         bail!("start: expected the screen, got {status} {r}");
     }
-    let id = r["workflowId"].as_str().context("no workflowId")?;
+    let id = r["workflowId"].as_str().context("no workflowId")?.to_string();
     let body = json!({"viewResponse": {"selectedOptions": {"answer": "x"}}});
     let (status, r) = c
-        .call(reqwest::Method::PUT, &routes::RESUME.to(id), Some(&body))
+        .call(reqwest::Method::PUT, &routes::RESUME.to(&id), Some(&body))
         .await?;
     if r["workflowStatus"] != "COMPLETED" {
         bail!("resume: expected the end, got {status} {r}");
     }
-    Ok(())
+    Ok(id)
 }
 
 pub async fn run(
@@ -241,8 +269,9 @@ pub async fn run(
     concurrency: &[usize],
     seconds: Duration,
     warmup: Duration,
+    slices: usize,
     no_floor: bool,
-) -> anyhow::Result<Vec<SideResult>> {
+) -> anyhow::Result<Load> {
     crate::install(&client, &definition()).await?;
     let floor = match no_floor {
         true => None,
@@ -254,54 +283,93 @@ pub async fn run(
         eprintln!("load: no gateway process known (pass --pid): Drift's CPU per round is not measured");
     }
     let mut results = vec![];
+    // Temporal's CPU per round drifts over a run (its in-memory store grows; its collector
+    // runs when it will): each side's measured time is cut into slices, the two sides taking
+    // turns, so both meet the same server. The first slice of each has the warm-up; the
+    // others a second, in which the last side's rounds in flight finish.
+    let slices = slices.max(1) as u32;
     for &n in concurrency {
-        if let Some(f) = &floor {
-            eprintln!(
-                "load: the floor, {n} callers, {:.0} s (+{:.0} s warm-up)",
-                seconds.as_secs_f64(),
-                warmup.as_secs_f64()
-            );
-            let f = f.clone();
-            let r = side("floor", n, warmup, seconds, vec![me], shared.clone(), move || {
-                let f = f.clone();
-                async move {
-                    crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, true, Duration::ZERO).await?;
-                    anyhow::Ok(())
-                }
-            })
-            .await;
-            print(std::slice::from_ref(&r));
-            results.push(r);
-        }
         eprintln!(
-            "load: Drift, {n} callers, {:.0} s (+{:.0} s warm-up)",
+            "load: {n} callers, {:.0} s per side in {slices} turns (+{:.0} s warm-up)",
             seconds.as_secs_f64(),
             warmup.as_secs_f64()
         );
-        let c = client.clone();
-        let r = side(
-            "drift",
-            n,
-            warmup,
-            seconds,
-            ends.pids.clone(),
-            shared.clone(),
-            move || drift_round(c.clone()),
-        )
-        .await;
-        print(std::slice::from_ref(&r));
-        results.push(r);
+        let (mut floor_r, mut drift_r) = (None::<SideResult>, None::<SideResult>);
+        for turn in 0..slices {
+            let warm = if turn == 0 {
+                warmup
+            } else {
+                warmup.min(Duration::from_secs(1))
+            };
+            let slice = seconds / slices;
+            if let Some(f) = &floor {
+                let f = f.clone();
+                let r = side("floor", n, warm, slice, vec![me], shared.clone(), move || {
+                    let f = f.clone();
+                    async move {
+                        crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, true, Duration::ZERO).await?;
+                        anyhow::Ok(())
+                    }
+                })
+                .await;
+                floor_r = Some(match floor_r {
+                    Some(a) => a.merge(r),
+                    None => r,
+                });
+            }
+            let c = client.clone();
+            let r = side("drift", n, warm, slice, ends.pids.clone(), shared.clone(), move || {
+                let c = c.clone();
+                async move { drift_round(c).await.map(drop) }
+            })
+            .await;
+            drift_r = Some(match drift_r {
+                Some(a) => a.merge(r),
+                None => r,
+            });
+        }
+        let both: Vec<SideResult> = floor_r.into_iter().chain(drift_r).collect();
+        print(&both);
+        results.extend(both);
     }
+    let histories = match &floor {
+        Some(f) => histories(&client, ends, f).await,
+        None => vec![],
+    };
     if let Some(f) = floor {
         f.stop.cancel();
     }
     println!();
     print(&results);
     ratios(&results);
-    Ok(results)
+    crate::history::print(&histories);
+    Ok(Load { results, histories })
 }
 
-pub const COLUMNS: [&str; 9] = [
+/// What `drift bench load` measured: each side at each concurrency, and one round's history
+/// of each side.
+pub struct Load {
+    pub results: Vec<SideResult>,
+    pub histories: Vec<crate::history::History>,
+}
+
+/// One more round of each side, after the measured ones, and the history each left in
+/// Temporal. A history that cannot be read is said, not fatal: the figures above stand.
+async fn histories(client: &Arc<Client>, ends: &Endpoints, f: &crate::Floor) -> Vec<crate::history::History> {
+    let read = async {
+        let id = drift_round(client.clone()).await?;
+        let drift = crate::history::read(&f.client, "drift", &format!("{}/{id}", ends.tenant)).await?;
+        let round = crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, true, Duration::ZERO).await?;
+        let floor = crate::history::read(&f.client, "floor", &round.id).await?;
+        anyhow::Ok(vec![drift, floor])
+    };
+    read.await.unwrap_or_else(|e| {
+        eprintln!("load: one round's history not read: {e:#}");
+        vec![]
+    })
+}
+
+pub const COLUMNS: [&str; 10] = [
     "callers",
     "side",
     "rounds",
@@ -310,14 +378,15 @@ pub const COLUMNS: [&str; 9] = [
     "p50",
     "p99",
     "CPU per round",
-    "Temporal + Redis per round",
+    "Temporal per round",
+    "Redis per round",
 ];
 
 pub fn print(results: &[SideResult]) {
     let line = |c: &[String]| {
         println!(
-            "{:>7} {:<6} {:>7} {:>6} {:>9} {:>10} {:>10} {:>13} {:>26}",
-            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]
+            "{:>7} {:<6} {:>7} {:>6} {:>9} {:>10} {:>10} {:>13} {:>18} {:>15}",
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
         )
     };
     line(&COLUMNS.map(String::from));
@@ -335,7 +404,7 @@ pub fn ratios(results: &[SideResult]) {
         else {
             continue;
         };
-        let cpu = match (d.cpu_per_round, f.cpu_per_round) {
+        let cpu = match (d.per_round(0), f.per_round(0)) {
             (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
             _ => "-".into(),
         };

@@ -2,7 +2,7 @@
 //! plotters), so a run can be kept, compared and shown in docs/performance.md.
 
 use super::fanout::FanoutResult;
-use super::load::{COLUMNS, SideResult};
+use super::load::{COLUMNS, Load};
 use super::waiters::WaitersResult;
 use super::{Series, cell, kb, ms};
 use anyhow::Context;
@@ -252,12 +252,21 @@ pub fn waiters(dir: &Path, r: &WaitersResult) -> anyhow::Result<()> {
     write(dir, "waiters.md", &md)
 }
 
-pub fn load(dir: &Path, results: &[SideResult]) -> anyhow::Result<()> {
+pub fn load(dir: &Path, load: &Load) -> anyhow::Result<()> {
     let row = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
     let mut md = format!("# drift bench load\n\n{}", row(&COLUMNS.map(String::from)));
     md += &row(&COLUMNS.map(|_| "---".to_string()));
-    for r in results {
+    for r in &load.results {
         md += &row(&r.cells());
+    }
+    let table = crate::history::table(&load.histories);
+    if load.histories.len() > 1 {
+        md += "\n## One round's history in Temporal, per event type\n\n";
+        md += &row(&table[0]);
+        md += &row(&table[0].iter().map(|_| "---".to_string()).collect::<Vec<_>>());
+        for r in &table[1..] {
+            md += &row(r);
+        }
     }
     write(dir, "load.md", &md)
 }

@@ -255,6 +255,7 @@ impl Service {
             budgets: self.0.cfg.budgets,
             depth: 0,
             runs_indexed: false,
+            lean_index: false,
         };
         let keys = self.keys(&start.scoped_id());
         // A reused id goes on from its earlier runs' seq, so readers see the new run. The read

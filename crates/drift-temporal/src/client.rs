@@ -212,6 +212,7 @@ impl Temporal {
     pub async fn start(&self, mut start: WorkflowStart, fingerprint: Option<&str>) -> Result<(), TemporalError> {
         let client = self.client().await?;
         start.runs_indexed = self.runs_indexed().await;
+        start.lean_index = start.runs_indexed;
         let mut opts = WorkflowStartOptions::new(self.cfg.task_queue.clone(), start.scoped_id().to_string())
             .id_conflict_policy(WorkflowIdConflictPolicy::Fail)
             .id_reuse_policy(if fingerprint.is_some() {
@@ -228,7 +229,7 @@ impl Temporal {
         }
         opts.execution_timeout = start.execution_timeout_ms.map(Duration::from_millis);
         if start.runs_indexed {
-            opts.search_attributes = Some(crate::search::at_start(&start));
+            opts.search_attributes = Some(crate::search::at_start(&start, chrono::Utc::now().timestamp_millis()));
         }
         let input = WorkflowInput { start, carry: None };
         let _turn = match tokio::time::timeout(self.start_turn_wait, self.starts.acquire()).await {

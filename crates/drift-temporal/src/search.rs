@@ -42,14 +42,24 @@ pub fn all_registered(registered: &std::collections::HashMap<String, i32>) -> bo
     })
 }
 
-/// What a run starts with: whose, which definition and version, running.
-pub fn at_start(start: &drift_core::domain::WorkflowStart) -> SearchAttributes {
-    SearchAttributes::new([
+/// What a run starts with: whose, which definition and version, running — or, in a lean run
+/// whose start node is a screen, already waiting on it since `now_ms` (its first wait then
+/// upserts nothing).
+pub fn at_start(start: &drift_core::domain::WorkflowStart, now_ms: i64) -> SearchAttributes {
+    let mut attrs = vec![
         TENANT.value_set(start.tenant.as_str().to_string()),
         DEFINITION.value_set(start.definition.id.clone()),
         VERSION.value_set(start.definition.version.clone()),
-        STATUS.value_set(WorkflowStatus::Running.to_string()),
-    ])
+    ];
+    match start.first_screen() {
+        Some(screen) => attrs.extend([
+            STATUS.value_set(WorkflowStatus::Waiting.to_string()),
+            WAITING_ON.value_set(screen.to_string()),
+            WAITING_SINCE.value_set(timestamp(now_ms)),
+        ]),
+        None => attrs.push(STATUS.value_set(WorkflowStatus::Running.to_string())),
+    }
+    SearchAttributes::new(attrs)
 }
 
 /// The registration a cluster needs, as commands an operator can paste.
@@ -77,6 +87,8 @@ pub fn query(tenant: &str, f: &RunsFilter, now: DateTime<Utc>) -> String {
     let mut q = vec![
         format!("WorkflowType = {}", lit("drift")),
         format!("DriftTenant = {}", lit(tenant)),
+        // A run that continued as new goes on as the next execution of its id: listed once.
+        "ExecutionStatus != 'ContinuedAsNew'".to_string(),
     ];
     if let Some(d) = &f.definition {
         q.push(format!("DriftDefinition = {}", lit(d)));
@@ -92,8 +104,17 @@ pub fn query(tenant: &str, f: &RunsFilter, now: DateTime<Utc>) -> String {
                 lit(&s.to_string())
             ));
         }
-        Some(s @ (WorkflowStatus::Completed | WorkflowStatus::Failed)) => {
-            q.push(format!("DriftStatus = {}", lit(&s.to_string())));
+        // A lean run's COMPLETED end is Temporal's own Completed (its attribute still says
+        // where it last was); FAILED and TERMINATED ends, Completed too in Temporal, say so.
+        Some(WorkflowStatus::Completed) => {
+            q.push(
+                "(DriftStatus = 'COMPLETED' OR (ExecutionStatus = 'Completed' AND DriftStatus != 'FAILED' AND \
+                 DriftStatus != 'TERMINATED'))"
+                    .into(),
+            );
+        }
+        Some(WorkflowStatus::Failed) => {
+            q.push("DriftStatus = 'FAILED'".into());
         }
         Some(WorkflowStatus::Terminated) => {
             q.push("(DriftStatus = 'TERMINATED' OR ExecutionStatus IN ('Terminated', 'TimedOut', 'Canceled'))".into());
@@ -129,6 +150,7 @@ pub fn summary(info: &WorkflowExecutionInfo) -> Option<RunSummary> {
     let (_, id) = scoped.split_once('/')?;
     let attrs = SearchAttributes::from_proto(info.search_attributes.as_ref()?);
     let running = info.status == WorkflowExecutionStatus::Running as i32;
+    let completed = info.status == WorkflowExecutionStatus::Completed as i32;
     let ended_outside = matches!(
         WorkflowExecutionStatus::try_from(info.status),
         Ok(WorkflowExecutionStatus::Terminated | WorkflowExecutionStatus::TimedOut | WorkflowExecutionStatus::Canceled)
@@ -141,6 +163,8 @@ pub fn summary(info: &WorkflowExecutionInfo) -> Option<RunSummary> {
         (Some(s), true, _) => s,
         (None, true, _) => WorkflowStatus::Running,
         (Some(s), false, _) if s.is_terminal() => s,
+        // A lean run's COMPLETED end sets nothing: Temporal's Completed says it.
+        (_, false, _) if completed => WorkflowStatus::Completed,
         // Ended without saying how (failed its task, or ended before its last upsert).
         (_, false, _) => WorkflowStatus::Failed,
     };
@@ -181,7 +205,8 @@ mod tests {
         };
         assert_eq!(
             query("acme", &f, now),
-            "WorkflowType = 'drift' AND DriftTenant = 'acme' AND DriftDefinition = 'refund' AND \
+            "WorkflowType = 'drift' AND DriftTenant = 'acme' AND ExecutionStatus != 'ContinuedAsNew' AND \
+             DriftDefinition = 'refund' AND \
              ExecutionStatus = 'Running' AND DriftStatus = 'WAITING' AND ExecutionStatus = 'Running' AND \
              DriftStatus IN ('WAITING', 'SCHEDULER_WAITING') AND DriftWaitingOn = 'confirm' AND \
              ExecutionStatus = 'Running' AND DriftStatus IN ('WAITING', 'SCHEDULER_WAITING') AND \
@@ -189,7 +214,7 @@ mod tests {
         );
         assert_eq!(
             query("acme", &RunsFilter::default(), now),
-            "WorkflowType = 'drift' AND DriftTenant = 'acme'"
+            "WorkflowType = 'drift' AND DriftTenant = 'acme' AND ExecutionStatus != 'ContinuedAsNew'"
         );
     }
 
@@ -213,6 +238,89 @@ mod tests {
         );
         reg.remove("DriftWaitingSince");
         assert!(!all_registered(&reg));
+    }
+
+    fn start(start_node: &str, lean: bool) -> drift_core::domain::WorkflowStart {
+        use drift_core::domain::{TenantId, WorkflowId, WorkflowStart};
+        let definition = serde_json::from_value(serde_json::json!({
+            "id": "refund", "startNode": start_node, "states": {
+                "ask": {"node": {"type": "INSTRUCTION", "layoutId": "l"}, "nextNode": "done"},
+                "done": {"node": {"type": "SUCCESS"}}}
+        }))
+        .unwrap();
+        WorkflowStart {
+            definition,
+            children: Default::default(),
+            workflow_id: WorkflowId::parse("wf-1").unwrap(),
+            tenant: TenantId::parse("acme").unwrap(),
+            params: serde_json::json!({}),
+            thread_context: serde_json::json!({}),
+            request_id: None,
+            callback: None,
+            history_limit: 100,
+            run: "r".into(),
+            seq_base: 0,
+            execution_timeout_ms: None,
+            budgets: drift_core::engine::Budgets::default(),
+            depth: 0,
+            runs_indexed: true,
+            lean_index: lean,
+        }
+    }
+
+    #[test]
+    fn a_lean_run_that_starts_on_a_screen_starts_waiting_on_it_and_any_other_starts_running() {
+        let at = |s: &drift_core::domain::WorkflowStart| {
+            let a = at_start(s, 1_733_392_800_123);
+            (
+                a.get(&STATUS),
+                a.get(&WAITING_ON),
+                a.get(&WAITING_SINCE).map(|t| t.seconds()),
+            )
+        };
+        assert_eq!(
+            at(&start("ask", true)),
+            (Some("WAITING".into()), Some("ask".into()), Some(1_733_392_800))
+        );
+        assert_eq!(at(&start("done", true)), (Some("RUNNING".into()), None, None));
+        // A run from before lean starts (and a replay of one) starts as it did.
+        assert_eq!(at(&start("ask", false)), (Some("RUNNING".into()), None, None));
+    }
+
+    fn listed(status: WorkflowExecutionStatus, drift_status: &str) -> WorkflowStatus {
+        let attrs = SearchAttributes::new([
+            TENANT.value_set("acme".to_string()),
+            STATUS.value_set(drift_status.to_string()),
+            WAITING_ON.value_set("ask".to_string()),
+        ]);
+        let info = WorkflowExecutionInfo {
+            execution: Some(
+                temporalio_common::protos::temporal::api::common::v1::WorkflowExecution {
+                    workflow_id: "acme/wf-1".into(),
+                    run_id: String::new(),
+                },
+            ),
+            status: status as i32,
+            search_attributes: Some(attrs.to_proto()),
+            ..Default::default()
+        };
+        let s = summary(&info).unwrap();
+        assert!(
+            s.waiting_on.is_none() || status == WorkflowExecutionStatus::Running,
+            "{s:?}"
+        );
+        s.status
+    }
+
+    #[test]
+    fn an_ended_run_reads_as_it_ended_whatever_wait_its_attributes_last_said() {
+        use WorkflowExecutionStatus as E;
+        assert_eq!(listed(E::Completed, "WAITING"), WorkflowStatus::Completed);
+        assert_eq!(listed(E::Completed, "RUNNING"), WorkflowStatus::Completed);
+        assert_eq!(listed(E::Completed, "FAILED"), WorkflowStatus::Failed);
+        assert_eq!(listed(E::Completed, "TERMINATED"), WorkflowStatus::Terminated);
+        assert_eq!(listed(E::TimedOut, "WAITING"), WorkflowStatus::Terminated);
+        assert_eq!(listed(E::Running, "WAITING"), WorkflowStatus::Waiting);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct DriftWorkflow {
     last: Option<WorkflowState>,
     /// The status the run last set in its search attributes (see `index`).
     indexed: Option<WorkflowStatus>,
+    /// The screen a lean run's start attributes say it waits on, until its first wait.
+    first_wait: Option<String>,
 }
 
 /// Whether the history is as long as a run should get: time to continue as new.
@@ -77,7 +79,11 @@ impl DriftWorkflow {
         let continued = input.carry.is_some();
         let (mut run, inbox) = Session::new(input);
         if !continued {
-            ctx.state_mut(|s| s.indexed = Some(WorkflowStatus::Running));
+            let first_wait = run.start.first_screen().map(String::from);
+            ctx.state_mut(|s| {
+                s.indexed = Some(WorkflowStatus::Running);
+                s.first_wait = first_wait;
+            });
         }
         // Signals delivered with the run's first task are in the inbox already: keep them.
         ctx.state_mut(|s| s.inbox.extend(inbox));
@@ -314,17 +320,23 @@ async fn publish(ctx: &WorkflowContext<DriftWorkflow>, run: &mut Session, state:
 /// Keeps the run's status, and the node it waits on since when, in its search attributes for
 /// the runs list: on each wait, on its end, and when it goes back to running a node (not on
 /// every step). Only in runs started with the attributes registered: decided at start, so every
-/// replay of the run issues the same commands.
+/// replay of the run issues the same commands. Each upsert is a visibility write in Temporal:
+/// a lean run skips the first wait its start attributes already say, and a COMPLETED end.
 fn index(ctx: &WorkflowContext<DriftWorkflow>, run: &Session, status: WorkflowStatus, node: Option<&str>) {
     use crate::search::{STATUS, WAITING_ON, WAITING_SINCE, timestamp};
     if !run.start.runs_indexed {
         return;
     }
     let waiting = matches!(status, WorkflowStatus::Waiting | WorkflowStatus::SchedulerWaiting);
-    if !waiting && ctx.state(|s| s.indexed) == Some(status) {
+    let (before, first_wait) = ctx.state_mut(|s| (s.indexed.replace(status), s.first_wait.take()));
+    if !waiting && before == Some(status) {
         return;
     }
-    ctx.state_mut(|s| s.indexed = Some(status));
+    let said_at_start = waiting && first_wait.is_some() && first_wait.as_deref() == node;
+    let completed = run.start.lean_index && status == WorkflowStatus::Completed;
+    if said_at_start || completed {
+        return;
+    }
     let mut updates = vec![STATUS.value_set(status.to_string())];
     // Not unset when the run moves on: the server refuses an unset Datetime (the task would
     // fail, and the run stand still), and every query and summary reads them with the status.
@@ -543,7 +555,7 @@ async fn start_child(
         .parent_close_policy(ParentClosePolicy::Abandon)
         .build();
     if child.input.start.runs_indexed {
-        opts.search_attributes = Some(crate::search::at_start(&child.input.start));
+        opts.search_attributes = Some(crate::search::at_start(&child.input.start, now_ms(ctx)));
     }
     ctx.start_child_workflow(DriftWorkflow::run, child.input, opts)
         .await
@@ -579,6 +591,7 @@ mod tests {
                 budgets: drift_core::engine::Budgets::default(),
                 depth: 0,
                 runs_indexed: false,
+                lean_index: false,
             },
             carry: None,
         };

@@ -437,6 +437,13 @@ pub struct WorkflowStart {
     /// before the runs list: they keep not doing it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub runs_indexed: bool,
+    /// The runs list's attributes cost a round fewer visibility writes (with `runs_indexed`):
+    /// a run whose start node is a screen starts with that wait in its start attributes (its
+    /// first wait upserts nothing), and a COMPLETED end upserts nothing (the list reads it from
+    /// Temporal's own Completed). Decided at start as `runs_indexed` is (absent in runs from
+    /// before: they upsert every wait and end).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lean_index: bool,
 }
 
 fn unbounded() -> Budgets {
@@ -470,7 +477,16 @@ impl WorkflowStart {
             budgets: self.budgets,
             depth: self.depth + 1,
             runs_indexed: self.runs_indexed,
+            lean_index: self.lean_index,
         }
+    }
+
+    /// The screen a lean-indexed run waits on first, known from its definition alone: its
+    /// start node, when that is an inline screen. Its start attributes say the wait.
+    pub fn first_screen(&self) -> Option<&str> {
+        let entry = self.definition.states.get(&self.definition.start_node)?;
+        let screen = matches!(entry.node, Some(crate::dsl::Node::Instruction(_)));
+        (self.runs_indexed && self.lean_index && screen).then_some(self.definition.start_node.as_str())
     }
 }
 

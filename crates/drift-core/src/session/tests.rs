@@ -50,6 +50,7 @@ fn start(d: &Definition) -> WorkflowStart {
         budgets: Budgets::default(),
         depth: 0,
         runs_indexed: false,
+        lean_index: false,
     }
 }
 

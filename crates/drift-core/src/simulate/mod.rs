@@ -331,6 +331,7 @@ fn sim_start(def: &Definition, budgets: Budgets, params: Value, thread_context: 
         budgets,
         depth,
         runs_indexed: false,
+        lean_index: false,
     }
 }
 
