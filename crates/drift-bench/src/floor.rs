@@ -84,7 +84,7 @@ impl FloorWorkflow {
     }
 }
 
-/// A floor worker on its own thread, polling `task_queue`.
+/// A floor worker on its own thread, polling `task_queue` (it runs the Update-based peer too).
 pub fn spawn_floor_worker(
     client: Client,
     redis: RedisTarget,
@@ -96,6 +96,7 @@ pub fn spawn_floor_worker(
         let runtime = Runtime::from_current_tokio(Default::default())?;
         let opts = WorkerOptions::new(task_queue)
             .register_workflow::<FloorWorkflow>()?
+            .register_workflow::<crate::peer::PeerWorkflow>()?
             .register_activities(FloorActivities { redis })
             .build();
         let worker = Worker::new(&runtime, client, opts)?;

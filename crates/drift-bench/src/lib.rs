@@ -8,6 +8,7 @@ mod fanout;
 pub mod floor;
 mod history;
 mod load;
+mod peer;
 mod report;
 mod simulate;
 mod waiters;

@@ -294,7 +294,13 @@ pub async fn run(
             seconds.as_secs_f64(),
             warmup.as_secs_f64()
         );
-        let (mut floor_r, mut drift_r) = (None::<SideResult>, None::<SideResult>);
+        let (mut floor_r, mut peer_r, mut drift_r) = (None::<SideResult>, None::<SideResult>, None::<SideResult>);
+        let add = |acc: &mut Option<SideResult>, r: SideResult| {
+            *acc = Some(match acc.take() {
+                Some(a) => a.merge(r),
+                None => r,
+            })
+        };
         for turn in 0..slices {
             let warm = if turn == 0 {
                 warmup
@@ -312,10 +318,18 @@ pub async fn run(
                     }
                 })
                 .await;
-                floor_r = Some(match floor_r {
-                    Some(a) => a.merge(r),
-                    None => r,
-                });
+                add(&mut floor_r, r);
+                // The Update-based peer runs in this process too (on the floor's worker).
+                let f = floor.clone().expect("the floor");
+                let r = side("peer", n, warm, slice, vec![me], shared.clone(), move || {
+                    let f = f.clone();
+                    async move {
+                        crate::peer::peer_round(&f.client, &f.task_queue).await?;
+                        anyhow::Ok(())
+                    }
+                })
+                .await;
+                add(&mut peer_r, r);
             }
             let c = client.clone();
             let r = side("drift", n, warm, slice, ends.pids.clone(), shared.clone(), move || {
@@ -323,14 +337,11 @@ pub async fn run(
                 async move { drift_round(c).await.map(drop) }
             })
             .await;
-            drift_r = Some(match drift_r {
-                Some(a) => a.merge(r),
-                None => r,
-            });
+            add(&mut drift_r, r);
         }
-        let both: Vec<SideResult> = floor_r.into_iter().chain(drift_r).collect();
-        print(&both);
-        results.extend(both);
+        let all: Vec<SideResult> = floor_r.into_iter().chain(peer_r).chain(drift_r).collect();
+        print(&all);
+        results.extend(all);
     }
     let histories = match &floor {
         Some(f) => histories(&client, ends, f).await,
@@ -361,7 +372,9 @@ async fn histories(client: &Arc<Client>, ends: &Endpoints, f: &crate::Floor) -> 
         let drift = crate::history::read(&f.client, "drift", &format!("{}/{id}", ends.tenant)).await?;
         let round = crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, true, Duration::ZERO).await?;
         let floor = crate::history::read(&f.client, "floor", &round.id).await?;
-        anyhow::Ok(vec![drift, floor])
+        let round = crate::peer::peer_round(&f.client, &f.task_queue).await?;
+        let peer = crate::history::read(&f.client, "peer", &round.id).await?;
+        anyhow::Ok(vec![drift, floor, peer])
     };
     read.await.unwrap_or_else(|e| {
         eprintln!("load: one round's history not read: {e:#}");
@@ -395,30 +408,30 @@ pub fn print(results: &[SideResult]) {
     }
 }
 
-/// Drift against the floor at each concurrency.
+/// Drift against the floor and against the Update-based peer at each concurrency.
 pub fn ratios(results: &[SideResult]) {
     for d in results.iter().filter(|r| r.name == "drift") {
-        let Some(f) = results
-            .iter()
-            .find(|r| r.name == "floor" && r.concurrency == d.concurrency)
-        else {
-            continue;
-        };
-        let cpu = match (d.per_round(0), f.per_round(0)) {
-            (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
-            _ => "-".into(),
-        };
-        let p50 = match (d.latency.samples.is_empty(), f.latency.samples.is_empty()) {
-            (false, false) => format!(
-                "{:.2}x",
-                d.latency.pct(0.5).as_secs_f64() / f.latency.pct(0.5).as_secs_f64()
-            ),
-            _ => "-".into(),
-        };
-        println!(
-            "{} callers: Drift's throughput is {:.2}x the floor's, its CPU per round {cpu}, its p50 {p50}",
-            d.concurrency,
-            d.per_sec() / f.per_sec().max(f64::MIN_POSITIVE)
-        );
+        for base in ["floor", "peer"] {
+            let Some(f) = results
+                .iter()
+                .find(|r| r.name == base && r.concurrency == d.concurrency)
+            else {
+                continue;
+            };
+            let ratio = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+                (Some(a), Some(b)) if !b.is_zero() => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
+                _ => "-".into(),
+            };
+            let pct = |s: &SideResult, p| (!s.latency.samples.is_empty()).then(|| s.latency.pct(p));
+            println!(
+                "{} callers, Drift against the {base}: throughput {:.2}x, CPU per round {} (Temporal's {}), p50 {}, p99 {}",
+                d.concurrency,
+                d.per_sec() / f.per_sec().max(f64::MIN_POSITIVE),
+                ratio(d.per_round(0), f.per_round(0)),
+                ratio(d.per_round(1), f.per_round(1)),
+                ratio(pct(d, 0.5), pct(f, 0.5)),
+                ratio(pct(d, 0.99), pct(f, 0.99)),
+            );
+        }
     }
 }
