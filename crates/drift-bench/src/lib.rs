@@ -274,6 +274,10 @@ async fn round_trips(
         series("floor start, eager"),
         series("floor signal → screen, eager"),
     );
+    let (mut p_start, mut p_resume) = (
+        series("peer Update-With-Start → screen"),
+        series("peer Update → next screen"),
+    );
     eprintln!(
         "drift bench: {} rounds against {base} (bank_account start, refund resume){}",
         a.rounds,
@@ -302,6 +306,11 @@ async fn round_trips(
                 fe_start.samples.push(eager.started);
                 fe_resume.samples.push(eager.resumed);
             }
+            let peer = crate::peer::peer_round(&f.client, &f.task_queue, crate::floor::SETTLE).await?;
+            if keep {
+                p_start.samples.push(peer.started);
+                p_resume.samples.push(peer.resumed);
+            }
         }
         if (i + 1) % 50 == 0 {
             eprintln!("  {} / {}", i + 1, a.rounds + a.warmup);
@@ -326,6 +335,16 @@ async fn round_trips(
     };
     let (floor_start, floor_resume) = (best(&f_start, &fe_start), best(&f_resume, &fe_resume));
     let own = (!refused.samples.is_empty()).then(|| refused.pct(0.5));
+    let against_peer = (!p_start.samples.is_empty()).then(|| {
+        let r = |d: &Series, p: &Series, q| d.pct(q).as_secs_f64() / p.pct(q).as_secs_f64();
+        format!(
+            "Against the Update-based peer (Temporal alone, no Redis): start p50 {:.2}x, p99 {:.2}x; resume p50 {:.2}x, p99 {:.2}x",
+            r(&start, &p_start, 0.5),
+            r(&start, &p_start, 0.99),
+            r(&resume, &p_resume, 0.5),
+            r(&resume, &p_resume, 0.99)
+        )
+    });
     let rows: Vec<(Series, Option<f64>)> = vec![
         (health, None),
         (f_start, None),
@@ -334,9 +353,14 @@ async fn round_trips(
         (f_resume, None),
         (fe_resume, None),
         (resume, floor_resume),
+        (p_start, None),
+        (p_resume, None),
         (refused, None),
     ];
     print_round_trips(&rows, base_p50);
+    if let Some(line) = against_peer {
+        println!("{line}");
+    }
     // Every start and resume through the API pays at least what a refused one does (the HTTP
     // hop, authentication, the checks) on top of what Temporal and the workflow take, none of
     // which the floor has: the closest a ratio to the floor can come on this machine.
@@ -441,6 +465,12 @@ async fn refused_again(client: &drift_server::client::Client, id: &str, body: &V
     let (status, _) = client
         .call(reqwest::Method::PUT, &routes::RESUME.to(id), Some(body))
         .await?;
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        bail!(
+            "the gateway's rate limit refused a call (429): the bench's CPU measure makes thousands; \
+             serve it with --rate-limit 0 (drift dev --rate-limit 0)"
+        );
+    }
     if status != reqwest::StatusCode::CONFLICT {
         bail!("expected 409 for a screen already answered, got {status}");
     }

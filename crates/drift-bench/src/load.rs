@@ -324,7 +324,7 @@ pub async fn run(
                 let r = side("peer", n, warm, slice, vec![me], shared.clone(), move || {
                     let f = f.clone();
                     async move {
-                        crate::peer::peer_round(&f.client, &f.task_queue).await?;
+                        crate::peer::peer_round(&f.client, &f.task_queue, Duration::ZERO).await?;
                         anyhow::Ok(())
                     }
                 })
@@ -372,7 +372,7 @@ async fn histories(client: &Arc<Client>, ends: &Endpoints, f: &crate::Floor) -> 
         let drift = crate::history::read(&f.client, "drift", &format!("{}/{id}", ends.tenant)).await?;
         let round = crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, true, Duration::ZERO).await?;
         let floor = crate::history::read(&f.client, "floor", &round.id).await?;
-        let round = crate::peer::peer_round(&f.client, &f.task_queue).await?;
+        let round = crate::peer::peer_round(&f.client, &f.task_queue, Duration::ZERO).await?;
         let peer = crate::history::read(&f.client, "peer", &round.id).await?;
         anyhow::Ok(vec![drift, floor, peer])
     };

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-use temporalio_client::{Client, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions};
+use temporalio_client::{
+    Client, WorkflowExecuteUpdateOptions, WorkflowIdConflictPolicy, WorkflowUpdateWithStartOptions,
+};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{WorkflowContext, WorkflowResult};
 
@@ -64,18 +66,28 @@ pub struct PeerRound {
     pub resumed: Duration,
 }
 
-/// One peer round: Update-With-Start → the first screen, then an Update answering it → the end.
-pub async fn peer_round(client: &Client, task_queue: &str) -> anyhow::Result<PeerRound> {
+/// One peer round: Update-With-Start → the first screen, then, `settle` later (as a person
+/// answers, after the task that showed the screen), an Update answering it → the end.
+pub async fn peer_round(client: &Client, task_queue: &str, settle: Duration) -> anyhow::Result<PeerRound> {
     let id = format!("peer-{}", uuid::Uuid::now_v7().simple());
     let t = Instant::now();
-    let opts = WorkflowUpdateWithStartOptions::new(task_queue.to_string(), id.clone(), WorkflowIdConflictPolicy::Fail)
-        .build();
+    let opts =
+        WorkflowUpdateWithStartOptions::new(task_queue.to_string(), id.clone(), WorkflowIdConflictPolicy::Fail).build();
     let screen = client
-        .execute_update_with_start_workflow(PeerWorkflow::run, PeerInput { screens: 1 }, PeerWorkflow::screen, (), opts)
+        .execute_update_with_start_workflow(
+            PeerWorkflow::run,
+            PeerInput { screens: 1 },
+            PeerWorkflow::screen,
+            (),
+            opts,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("peer start: {e}"))?;
     anyhow::ensure!(screen == 1, "peer start: expected screen 1, got {screen}");
     let started = t.elapsed();
+    if !settle.is_zero() {
+        tokio::time::sleep(settle).await;
+    }
     let t = Instant::now();
     let next = client
         .get_workflow_handle::<PeerWorkflow>(&id)
