@@ -108,6 +108,10 @@ pub enum BenchCmd {
         /// gateway restart), or a number per second.
         #[arg(long, default_value = "waves", value_parser = parse_connect)]
         connect: Connect,
+        /// Loopback source addresses the subscribers connect from, in turn (127.0.0.1 up to
+        /// 127.0.0.N): a gateway holds at most --max-connections-per-peer from one address.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
+        sources: u8,
     },
     /// Throughput under load: N callers each doing start → screen → answer → end back to
     /// back, first on the raw-SDK floor, then through the gateway, on the same Temporal and

@@ -31,6 +31,39 @@ pub struct FanoutResult {
     pub kb_per_connection: Option<f64>,
 }
 
+/// `host:port` of a gateway's base URL.
+fn host_port(base: &str) -> anyhow::Result<String> {
+    let url = reqwest::Url::parse(base)?;
+    let host = url.host_str().context("the gateway's URL has no host")?;
+    let port = url.port_or_known_default().context("the gateway's URL has no port")?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// Names the bound behind a follower's failed connection: the gateway's connection caps refuse
+/// at accept (hyper reports that early answer only as "unexpected message"), or the source
+/// address has run out of ports.
+fn refused_hint(e: anyhow::Error) -> anyhow::Error {
+    let text = format!("{e:#}");
+    if text.contains("unexpected message") || text.contains("reset by peer") {
+        return e.context(
+            "the gateway answered and closed the connection at accept: it holds at most \
+             --max-connections-per-peer from one address (default 16,384; spread the subscribers \
+             with --sources N) and --max-connections in all",
+        );
+    }
+    if text.contains("os error 99") {
+        return e.context(
+            "this source address has no free port left to the gateway (the kernel's \
+             ip_local_port_range, a last run's sockets in TIME_WAIT among them): spread the \
+             subscribers with --sources N",
+        );
+    }
+    e
+}
+
+/// How long one follower's stream may stay open: the longest a fan-out run takes.
+const FOLLOW_BOUND: Duration = Duration::from_secs(30 * 60);
+
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -60,17 +93,22 @@ impl Seen {
 }
 
 async fn sse_client(
+    http: reqwest::Client,
     c: Arc<Client>,
     id: String,
     token: String,
     seen: Arc<Mutex<Seen>>,
     ready: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
-    let r = c
-        .http
+    let r = http
         .get(format!("{}{}?token={token}", c.base, routes::EVENTS.to(&id)))
+        // The client's 30-s bound is for a call's whole answer; a stream's body is open for
+        // the whole run (tens of thousands connecting take longer than that), so it gets the
+        // run's own bound instead.
+        .timeout(FOLLOW_BOUND)
         .send()
-        .await?;
+        .await
+        .map_err(|e| refused_hint(e.into()))?;
     if !r.status().is_success() {
         // The gateway says which of its bounds refused the stream (e.g. its streams per tenant).
         let status = r.status();
@@ -105,6 +143,7 @@ async fn sse_client(
 }
 
 async fn ws_client(
+    source: Option<std::net::IpAddr>,
     c: Arc<Client>,
     id: String,
     token: String,
@@ -120,14 +159,27 @@ async fn ws_client(
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (mut ws, _) = match tokio_tungstenite::connect_async_with_config(req, Some(config), true).await {
+    let addr = tokio::net::lookup_host(host_port(&c.base)?)
+        .await?
+        .next()
+        .context("the gateway's address resolves to nothing")?;
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    if let Some(from) = source {
+        socket.bind(std::net::SocketAddr::new(from, 0))?;
+    }
+    let stream = socket.connect(addr).await.map_err(|e| refused_hint(e.into()))?;
+    stream.set_nodelay(true)?;
+    let (mut ws, _) = match tokio_tungstenite::client_async_with_config(req, stream, Some(config)).await {
         Ok(opened) => opened,
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => bail!(
             "the gateway refused a WebSocket: {} {}",
             r.status(),
             String::from_utf8_lossy(r.body().as_deref().unwrap_or_default())
         ),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(refused_hint(e.into())),
     };
     ws.send(Message::text(
         json!({"type": "subscribe", "workflowId": id, "token": token}).to_string(),
@@ -233,8 +285,25 @@ pub async fn run_once(
     interval: Duration,
     transport: Transport,
     connect: Connect,
+    sources: u8,
 ) -> anyhow::Result<FanoutResult> {
     let c = gateways[0].clone();
+    // Each follower owns its connection, as a browser tab does: a pooled one the gateway has
+    // since closed (idle) would fail the stream it was handed to.
+    let sources: Vec<Option<std::net::IpAddr>> = match sources {
+        1 => vec![None],
+        n => (1..=n).map(|k| Some(std::net::IpAddr::from([127, 0, 0, k]))).collect(),
+    };
+    let followers = sources
+        .iter()
+        .map(|from| {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .connect_timeout(Duration::from_secs(10))
+                .local_address(*from)
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (publisher, tenant) = publisher_as_workers(ends).await?;
     let flows = start_flows(&c, workflows).await?;
     let before = ends.gateways_rss_kb();
@@ -281,9 +350,9 @@ pub async fn run_once(
             Transport::Ws => false,
         };
         if sse {
-            tasks.spawn(sse_client(c, id, token, s, r));
+            tasks.spawn(sse_client(followers[i % followers.len()].clone(), c, id, token, s, r));
         } else {
-            tasks.spawn(ws_client(c, id, token, s, r));
+            tasks.spawn(ws_client(sources[i % sources.len()], c, id, token, s, r));
         }
         if let Connect::PerSecond(r) = connect {
             tokio::time::sleep_until((t_connect + Duration::from_secs_f64((i + 1) as f64 / r)).into()).await;

@@ -180,6 +180,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             transport,
             gateways,
             connect,
+            sources,
         }) => {
             let gateways = match gateways.is_empty() {
                 true => vec![client.clone()],
@@ -196,6 +197,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                     Duration::from_millis(interval_ms.max(1)),
                     transport,
                     connect,
+                    sources,
                 )
                 .await?;
                 results.push(r);
