@@ -112,6 +112,22 @@ pub enum BenchCmd {
         /// 127.0.0.N): a gateway holds at most --max-connections-per-peer from one address.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=254))]
         sources: u8,
+        /// Followers per connection: SSE streams sharing one HTTP/2 connection (prior
+        /// knowledge), as a browser's tabs share one to an origin, or workflows one WebSocket
+        /// follows (each a different workflow: at most --workflows). 1: a connection each
+        /// (SSE over HTTP/1.1). At most 200, the gateway's bound on both (hyper's concurrent
+        /// streams, a socket's subscriptions).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=200))]
+        per_connection: u16,
+        /// Run as one of P bench processes (`DIR:P`): each opens its own followers of its own
+        /// workflows, then waits in DIR until all P are ready before publishing, so that one
+        /// process's open-file limit does not bound the followers (scripts/bench-followers.sh).
+        #[arg(long, value_parser = parse_barrier)]
+        barrier: Option<(std::path::PathBuf, usize)>,
+        /// Write each run's figures and latency samples as JSON lines to this file (to merge
+        /// several processes' runs).
+        #[arg(long)]
+        json_out: Option<std::path::PathBuf>,
     },
     /// Throughput under load: N callers each doing start → screen → answer → end back to
     /// back, first on the raw-SDK floor, then through the gateway, on the same Temporal and
@@ -148,4 +164,30 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 0)]
         ramp_per_sec: u64,
     },
+}
+
+fn parse_barrier(s: &str) -> Result<(std::path::PathBuf, usize), String> {
+    let (dir, parties) = s
+        .rsplit_once(':')
+        .ok_or("--barrier is DIR:P (a directory and the number of processes)")?;
+    let parties: usize = parties
+        .parse()
+        .map_err(|_| format!("--barrier: {parties:?} is not a number of processes"))?;
+    if parties == 0 {
+        return Err("--barrier: at least one process".into());
+    }
+    Ok((dir.into(), parties))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_barrier;
+
+    #[test]
+    fn a_barrier_is_a_directory_and_a_number_of_processes_and_anything_else_is_refused_by_name() {
+        assert_eq!(parse_barrier("/tmp/b:3"), Ok(("/tmp/b".into(), 3)));
+        assert!(parse_barrier("/tmp/b").unwrap_err().contains("DIR:P"));
+        assert!(parse_barrier("/tmp/b:x").unwrap_err().contains("not a number"));
+        assert!(parse_barrier("/tmp/b:0").unwrap_err().contains("at least one"));
+    }
 }

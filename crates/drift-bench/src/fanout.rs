@@ -28,7 +28,20 @@ pub struct FanoutResult {
     pub in_order: bool,
     pub rate_per_sec: f64,
     pub latency: Series,
+    /// The gateways' RSS growth per follower, all of them open and idle.
     pub kb_per_connection: Option<f64>,
+    /// The connections the followers hold (fewer than followers with --per-connection).
+    pub connections: usize,
+    /// The gateways' CPU (user + system) per state delivered while states were published.
+    pub gateway_cpu_us_per_state: Option<f64>,
+}
+
+/// How the followers are spread: over source addresses, over connections, over processes.
+pub struct Spread {
+    pub sources: u8,
+    pub per_connection: usize,
+    /// (DIR, P): one of P processes that publish once all are ready.
+    pub barrier: Option<(std::path::PathBuf, usize)>,
 }
 
 /// `host:port` of a gateway's base URL.
@@ -142,12 +155,11 @@ async fn sse_client(
     Ok(())
 }
 
+/// One WebSocket following `subs` (each a different workflow), until every one is COMPLETED.
 async fn ws_client(
     source: Option<std::net::IpAddr>,
     c: Arc<Client>,
-    id: String,
-    token: String,
-    seen: Arc<Mutex<Seen>>,
+    subs: Vec<(String, String, Arc<Mutex<Seen>>)>,
     ready: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
@@ -181,10 +193,14 @@ async fn ws_client(
         ),
         Err(e) => return Err(refused_hint(e.into())),
     };
-    ws.send(Message::text(
-        json!({"type": "subscribe", "workflowId": id, "token": token}).to_string(),
-    ))
-    .await?;
+    let mut open = std::collections::HashMap::new();
+    for (id, token, seen) in subs {
+        ws.send(Message::text(
+            json!({"type": "subscribe", "workflowId": id, "token": token}).to_string(),
+        ))
+        .await?;
+        open.insert(id, seen);
+    }
     while let Some(m) = ws.next().await {
         let Message::Text(t) = m? else { continue };
         let v: Value = serde_json::from_str(&t)?;
@@ -194,10 +210,15 @@ async fn ws_client(
         if v["type"] != "state" {
             continue;
         }
+        let id = v["workflowId"].as_str().unwrap_or_default();
+        let Some(seen) = open.get(id) else { continue };
         seen.lock().await.record(&v["state"], &ready);
         if v["state"]["workflowStatus"] == "COMPLETED" {
-            let _ = ws.close(None).await;
-            return Ok(());
+            open.remove(id);
+            if open.is_empty() {
+                let _ = ws.close(None).await;
+                return Ok(());
+            }
         }
     }
     Ok(())
@@ -274,6 +295,76 @@ async fn publish_states(
     Ok(())
 }
 
+/// An HTTP client for SSE followers from `from`: over HTTP/1.1, each follower owns its
+/// connection, as a browser tab does (a pooled one the gateway has since closed, idle, would
+/// fail the stream it was handed to); over HTTP/2 (`shared`), all its streams share one.
+fn sse_http(from: Option<std::net::IpAddr>, shared: bool) -> reqwest::Result<reqwest::Client> {
+    let b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .local_address(from);
+    match shared {
+        true => b.http2_prior_knowledge().tcp_nodelay(true),
+        false => b.pool_max_idle_per_host(0),
+    }
+    .build()
+}
+
+/// Marks this process ready in the barrier's directory, then waits (bounded) until all its
+/// parties are.
+async fn barrier(dir: &std::path::Path, parties: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(format!("ready.{}", std::process::id())), b"")?;
+    let count = || {
+        std::fs::read_dir(dir).map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("ready."))
+                .count()
+        })
+    };
+    let t = Instant::now();
+    while count()? < parties {
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!(
+                "--barrier: {} of {parties} processes were ready in {} after 600 s",
+                count()?,
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// The bound on connecting: subscribers must keep getting their first state (however long
+/// tens of thousands take in all, on a machine shared with other bench processes).
+struct Stall {
+    ready: usize,
+    since: Instant,
+}
+
+impl Stall {
+    const BOUND: Duration = Duration::from_secs(60);
+
+    fn new() -> Self {
+        Self {
+            ready: 0,
+            since: Instant::now(),
+        }
+    }
+
+    fn check(&mut self, ready: usize, opened: usize) -> anyhow::Result<()> {
+        if ready > self.ready {
+            (self.ready, self.since) = (ready, Instant::now());
+        } else if self.since.elapsed() > Self::BOUND {
+            bail!(
+                "only {ready} of {opened} subscribers got their first state, none more in the last {} s",
+                Self::BOUND.as_secs()
+            );
+        }
+        Ok(())
+    }
+}
+
 /// One run at `n` subscribers.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_once(
@@ -285,24 +376,20 @@ pub async fn run_once(
     interval: Duration,
     transport: Transport,
     connect: Connect,
-    sources: u8,
+    spread: Spread,
 ) -> anyhow::Result<FanoutResult> {
     let c = gateways[0].clone();
-    // Each follower owns its connection, as a browser tab does: a pooled one the gateway has
-    // since closed (idle) would fail the stream it was handed to.
-    let sources: Vec<Option<std::net::IpAddr>> = match sources {
+    let k = spread.per_connection.max(1);
+    if k > 1 && transport != Transport::Sse && k > workflows {
+        bail!("--per-connection {k}: a WebSocket follows each workflow once, so at most --workflows ({workflows})");
+    }
+    let sources: Vec<Option<std::net::IpAddr>> = match spread.sources {
         1 => vec![None],
         n => (1..=n).map(|k| Some(std::net::IpAddr::from([127, 0, 0, k]))).collect(),
     };
     let followers = sources
         .iter()
-        .map(|from| {
-            reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .connect_timeout(Duration::from_secs(10))
-                .local_address(*from)
-                .build()
-        })
+        .map(|from| sse_http(*from, false))
         .collect::<Result<Vec<_>, _>>()?;
     let (publisher, tenant) = publisher_as_workers(ends).await?;
     let flows = start_flows(&c, workflows).await?;
@@ -317,7 +404,8 @@ pub async fn run_once(
         Connect::Burst => "all at once".to_string(),
         Connect::PerSecond(r) => format!("at {r}/s"),
     };
-    eprintln!("fanout: connecting {n} subscribers ({kind}) over {workflows} workflows, {how}");
+    let conns = n.div_ceil(k);
+    eprintln!("fanout: connecting {n} subscribers ({kind}) over {workflows} workflows, {how}, {conns} connections");
     let ready = Arc::new(AtomicUsize::new(0));
     let mut seen = Vec::with_capacity(n);
     let mut tasks = tokio::task::JoinSet::new();
@@ -339,27 +427,50 @@ pub async fn run_once(
         }
     });
     let t_connect = Instant::now();
-    for i in 0..n {
-        let (id, token) = flows[i % workflows].clone();
-        let s = Arc::new(Mutex::new(Seen::default()));
-        seen.push((i % workflows, s.clone()));
-        let (c, r) = (gateways[i % gateways.len()].clone(), ready.clone());
+    let mut stall = Stall::new();
+    for conn in 0..conns {
+        // The followers this connection carries: consecutive ones, so different workflows.
+        let members = conn * k..((conn + 1) * k).min(n);
+        let (from, gateway) = (sources[conn % sources.len()], gateways[conn % gateways.len()].clone());
+        let subs: Vec<(String, String, Arc<Mutex<Seen>>)> = members
+            .clone()
+            .map(|i| {
+                let (id, token) = flows[i % workflows].clone();
+                let s = Arc::new(Mutex::new(Seen::default()));
+                seen.push((i % workflows, s.clone()));
+                (id, token, s)
+            })
+            .collect();
         let sse = match transport {
-            Transport::Mixed => i % 2 == 0,
+            Transport::Mixed => conn % 2 == 0,
             Transport::Sse => true,
             Transport::Ws => false,
         };
-        if sse {
-            tasks.spawn(sse_client(followers[i % followers.len()].clone(), c, id, token, s, r));
-        } else {
-            tasks.spawn(ws_client(sources[i % sources.len()], c, id, token, s, r));
+        match (sse, k) {
+            (true, 1) => {
+                let http = followers[conn % followers.len()].clone();
+                for (id, token, s) in subs {
+                    tasks.spawn(sse_client(http.clone(), gateway.clone(), id, token, s, ready.clone()));
+                }
+            }
+            (true, _) => {
+                let http = sse_http(from, true)?;
+                for (id, token, s) in subs {
+                    tasks.spawn(sse_client(http.clone(), gateway.clone(), id, token, s, ready.clone()));
+                }
+            }
+            (false, _) => {
+                tasks.spawn(ws_client(from, gateway, subs, ready.clone()));
+            }
         }
+        let opened = members.end;
+        let crossed = |every: usize| opened / every > members.start / every;
         if let Connect::PerSecond(r) = connect {
-            tokio::time::sleep_until((t_connect + Duration::from_secs_f64((i + 1) as f64 / r)).into()).await;
+            tokio::time::sleep_until((t_connect + Duration::from_secs_f64(opened as f64 / r)).into()).await;
         }
         // Waves: connections opened so that the gateway's accept queue is not the thing measured.
-        if connect == Connect::Waves && i % 250 == 249 {
-            while ready.load(Ordering::Relaxed) + 100 < i {
+        if connect == Connect::Waves && crossed(250) {
+            while ready.load(Ordering::Relaxed) + 100.max(k) < opened {
                 // A refused subscriber never gets a first state: say why at once, not after
                 // the wait below runs out.
                 if let Some(Ok(Err(e))) = tasks.try_join_next() {
@@ -370,28 +481,18 @@ pub async fn run_once(
                         }
                         false => "",
                     };
-                    bail!("a subscriber failed when {} of {n} were opened: {e:#}{hint}", i + 1);
+                    bail!("a subscriber failed when {opened} of {n} were opened: {e:#}{hint}");
                 }
-                if t_connect.elapsed() > Duration::from_secs(120) {
-                    bail!(
-                        "only {} of {i} subscribers got their first state",
-                        ready.load(Ordering::Relaxed)
-                    );
-                }
+                stall.check(ready.load(Ordering::Relaxed), opened)?;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        if i % 2000 == 1999 {
-            eprintln!("  {} connected", i + 1);
+        if crossed(2000) {
+            eprintln!("  {opened} connected");
         }
     }
     while ready.load(Ordering::Relaxed) < n {
-        if t_connect.elapsed() > Duration::from_secs(180) {
-            bail!(
-                "only {} of {n} subscribers got their first state",
-                ready.load(Ordering::Relaxed)
-            );
-        }
+        stall.check(ready.load(Ordering::Relaxed), n)?;
         if let Some(Ok(Err(e))) = tasks.try_join_next() {
             bail!("a subscriber failed: {e:#}");
         }
@@ -410,6 +511,15 @@ pub async fn run_once(
         t_connect.elapsed().as_secs_f64(),
         interval.as_millis()
     );
+    if let Some((dir, parties)) = &spread.barrier {
+        eprintln!(
+            "fanout: waiting for {parties} processes to be ready ({})",
+            dir.display()
+        );
+        barrier(dir, *parties).await?;
+    }
+    let cpu = || crate::summed(&ends.pids, crate::load::cpu_of);
+    let cpu_before = cpu();
     let t_pub = Instant::now();
     publish_states(&publisher, &tenant, &flows, states, interval).await?;
     let published_for = t_pub.elapsed();
@@ -426,6 +536,7 @@ pub async fn run_once(
         }
     }
     let done = t_pub.elapsed();
+    let cpu_used = cpu().zip(cpu_before).map(|(a, b)| a.saturating_sub(b));
     let (mut delivered, mut in_order, mut lat) = (0usize, true, Vec::new());
     let want: Vec<u64> = (1..=states + 1).collect();
     for (_, s) in &seen {
@@ -438,6 +549,8 @@ pub async fn run_once(
         let _ = c.call(reqwest::Method::DELETE, &routes::TERMINATE.to(id), None).await;
     }
     let expected = n * (states as usize + 1);
+    // The states delivered while publishing: all but each follower's first (its current state).
+    let published_delivered = delivered.saturating_sub(n).max(1);
     Ok(FanoutResult {
         subscribers: n,
         connect,
@@ -454,19 +567,51 @@ pub async fn run_once(
             samples: lat,
         },
         kb_per_connection,
+        connections: conns,
+        gateway_cpu_us_per_state: cpu_used.map(|d| d.as_micros() as f64 / published_delivered as f64),
     })
+}
+
+/// Appends a run as one JSON line: its figures and every latency sample (µs), for
+/// scripts/bench-followers.sh to merge the runs of several processes.
+pub fn append_json(path: &std::path::Path, r: &FanoutResult) -> anyhow::Result<()> {
+    use std::io::Write;
+    let line = json!({
+        "subscribers": r.subscribers,
+        "connections": r.connections,
+        "delivered": r.delivered,
+        "expected": r.expected,
+        "inOrder": r.in_order,
+        "statesPerSec": r.rate_per_sec,
+        "latencyUs": r.latency.samples.iter().map(|d| d.as_micros() as u64).collect::<Vec<_>>(),
+    });
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    writeln!(f, "{line}")?;
+    Ok(())
 }
 
 pub fn print(results: &[FanoutResult]) {
     println!(
-        "{:>12} {:>8} {:>14} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "subscribers", "connect", "delivered", "in order", "states/s", "p50", "p99", "max", "KB/conn", "peak KB"
+        "{:>12} {:>12} {:>8} {:>14} {:>9} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",
+        "subscribers",
+        "connections",
+        "connect",
+        "delivered",
+        "in order",
+        "states/s",
+        "p50",
+        "p99",
+        "max",
+        "KB/sub",
+        "peak KB",
+        "gw µs/state"
     );
     for r in results {
         let l = &r.latency;
         println!(
-            "{:>12} {:>8} {:>14} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>10}",
+            "{:>12} {:>12} {:>8} {:>14} {:>9} {:>12.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",
             r.subscribers,
+            r.connections,
             connect_cell(r.connect),
             format!("{}/{}", r.delivered, r.expected),
             if r.in_order { "yes" } else { "NO" },
@@ -475,7 +620,8 @@ pub fn print(results: &[FanoutResult]) {
             l.cell(0.99),
             l.cell(1.0),
             kb(r.kb_per_connection),
-            kb(r.peak_kb_per_connection)
+            kb(r.peak_kb_per_connection),
+            r.gateway_cpu_us_per_state.map_or("-".into(), |u| format!("{u:.1}"))
         );
     }
 }

@@ -181,6 +181,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             gateways,
             connect,
             sources,
+            per_connection,
+            barrier,
+            json_out,
         }) => {
             let gateways = match gateways.is_empty() {
                 true => vec![client.clone()],
@@ -197,9 +200,16 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                     Duration::from_millis(interval_ms.max(1)),
                     transport,
                     connect,
-                    sources,
+                    fanout::Spread {
+                        sources,
+                        per_connection: per_connection as usize,
+                        barrier: barrier.clone(),
+                    },
                 )
                 .await?;
+                if let Some(path) = &json_out {
+                    fanout::append_json(path, &r)?;
+                }
                 results.push(r);
                 fanout::print(&results[results.len() - 1..]);
             }
