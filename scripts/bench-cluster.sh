@@ -9,32 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUBSCRIBERS="${1:-10000}"
 REPORT="${2:-}"
-bash scripts/setup.sh
-export PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))'):$PATH"
-echo "bench-cluster: building drift (release)"
-cargo build -q --release
-DRIFT="$PWD/target/release/drift"
-# Every subscriber is a socket in the bench and one in a gateway.
-ulimit -n "$(ulimit -Hn)"
-WORK="$(mktemp -d /tmp/drift-bench-cluster.XXXXXX)"
-chmod 755 "$WORK"   # PostgreSQL's own user keeps its data in here
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-
-TEMPORAL_PORT="$(free_port)"
-# The runs list's search attributes, as `drift dev` registers them (docs/api.md, Runs).
-DRIFT_SEARCH_ATTRIBUTES="--search-attribute DriftTenant=Keyword --search-attribute DriftDefinition=Keyword --search-attribute DriftVersion=Keyword --search-attribute DriftStatus=Keyword --search-attribute DriftWaitingOn=Keyword --search-attribute DriftWaitingSince=Datetime"
-temporal server start-dev --headless --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$(free_port)" --log-level warn \
-    --dynamic-config-value history.transferProcessorMaxPollRPS=1000 \
-    --dynamic-config-value history.timerProcessorMaxPollRPS=1000 \
-    $DRIFT_SEARCH_ATTRIBUTES >"$WORK/temporal.log" 2>&1 &
-PIDS+=($!)
+NAME=bench-cluster DRAIN=0
+source scripts/bench-prelude.sh
+start_temporal
 for _ in $(seq 1 240); do
     temporal operator namespace describe --namespace default --address "127.0.0.1:$TEMPORAL_PORT" >/dev/null 2>&1 && break
     sleep 0.25

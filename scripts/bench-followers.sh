@@ -16,21 +16,8 @@ PROCESSES="${2:-3}"
 PER_CONNECTION="${3:-2}"
 shift $(( $# < 3 ? $# : 3 ))
 [ "${1:-}" = "--" ] && shift
-bash scripts/setup.sh
-export PATH="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))'):$PATH"
-echo "bench-followers: building drift (release)"
-cargo build -q --release
-DRIFT="$PWD/target/release/drift"
-ulimit -n "$(ulimit -Hn)"
-WORK="$(mktemp -d /tmp/drift-bench-followers.XXXXXX)"
-chmod 755 "$WORK"   # PostgreSQL's own user keeps its data in here
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+NAME=bench-followers DRAIN=0
+source scripts/bench-prelude.sh
 
 # Every gateway may hold all its followers' streams (one tenant), and no rate limit meters the
 # bench's starts.

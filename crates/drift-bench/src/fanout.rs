@@ -446,22 +446,18 @@ pub async fn run_once(
             Transport::Sse => true,
             Transport::Ws => false,
         };
-        match (sse, k) {
-            (true, 1) => {
-                let http = followers[conn % followers.len()].clone();
-                for (id, token, s) in subs {
-                    tasks.spawn(sse_client(http.clone(), gateway.clone(), id, token, s, ready.clone()));
-                }
+        if sse {
+            // One follower a connection: the shared HTTP/1.1 client, which never pools; K of them:
+            // an HTTP/2 connection of their own, as a browser's tabs share one.
+            let http = match k {
+                1 => followers[conn % followers.len()].clone(),
+                _ => sse_http(from, true)?,
+            };
+            for (id, token, s) in subs {
+                tasks.spawn(sse_client(http.clone(), gateway.clone(), id, token, s, ready.clone()));
             }
-            (true, _) => {
-                let http = sse_http(from, true)?;
-                for (id, token, s) in subs {
-                    tasks.spawn(sse_client(http.clone(), gateway.clone(), id, token, s, ready.clone()));
-                }
-            }
-            (false, _) => {
-                tasks.spawn(ws_client(from, gateway, subs, ready.clone()));
-            }
+        } else {
+            tasks.spawn(ws_client(from, gateway, subs, ready.clone()));
         }
         let opened = members.end;
         let crossed = |every: usize| opened / every > members.start / every;
