@@ -178,6 +178,56 @@ pub struct Publisher {
     replication: Arc<Replication>,
     /// Signs answer links into screens that ask for them (None: they go without, warned once).
     links: Option<Arc<LinkKeys>>,
+    /// The early hand-overs of this process, shared by its clones.
+    early: Arc<EarlyHandOvers>,
+}
+
+/// How long the publish of record waits for the early hand-over of the same state.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(2);
+/// Hand-overs remembered at most: one whose publish of record never came (its run evicted or
+/// ended in between) is forgotten when the map is full.
+const HAND_OVERS_KEPT: usize = 4_096;
+
+/// A hand-over's outcome as it comes: `None` while in flight, `Some(stored)` after.
+type HandOver = tokio::sync::watch::Receiver<Option<bool>>;
+
+/// States a workflow handed to the publisher ahead of its publish of record (the local
+/// activity, on the same worker), by workflow and seq, with how each went. The publish of
+/// record of a state the hand-over stored skips its own script, which would find it stored and
+/// publish nothing: one Redis script per state, not two.
+#[derive(Default)]
+struct EarlyHandOvers(Mutex<std::collections::HashMap<(ScopedWorkflowId, u64), HandOver>>);
+
+impl EarlyHandOvers {
+    /// Registers a hand-over of `p` about to start; None when the map is full of ones in flight.
+    fn begin(&self, p: &Publication) -> Option<tokio::sync::watch::Sender<Option<bool>>> {
+        let mut m = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if m.len() >= HAND_OVERS_KEPT {
+            // Done (or abandoned) ones whose publish of record never came.
+            m.retain(|_, rx| rx.borrow().is_none() && rx.has_changed().is_ok());
+            if m.len() >= HAND_OVERS_KEPT {
+                return None;
+            }
+        }
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        m.insert((p.workflow.clone(), p.seq), rx);
+        Some(tx)
+    }
+
+    /// Whether an early hand-over of this process stored `p` (waiting for one in flight).
+    async fn stored(&self, p: &Publication) -> bool {
+        let rx = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&(p.workflow.clone(), p.seq));
+        let Some(mut rx) = rx else { return false };
+        // A hand-over given up on drops its sender: then this publish runs its script.
+        matches!(
+            tokio::time::timeout(HAND_OVER_WAIT, rx.wait_for(Option::is_some)).await,
+            Ok(Ok(done)) if *done == Some(true)
+        )
+    }
 }
 
 /// How long a publish waits for the replicas of its master to take a state.
@@ -239,6 +289,7 @@ impl Publisher {
                 refreshing: AtomicBool::new(false),
             }),
             links: None,
+            early: Arc::default(),
         }
     }
 
@@ -387,9 +438,19 @@ impl Publisher {
     /// The publish of record: stored, published, and held by as many replicas as asked for
     /// (an error otherwise, so the caller repeats it).
     pub async fn publish(&self, p: &Publication) -> redis::RedisResult<()> {
+        let want = match self.replication.acks {
+            0 => 0,
+            _ => {
+                let latest = self.layout.keys(&p.workflow).latest;
+                self.replicas_wanted(slot(latest.as_bytes())).await?
+            }
+        };
+        // No replica to wait for, and stored by its early hand-over already: done.
+        if want == 0 && p.store && self.early.stored(p).await {
+            return Ok(());
+        }
         let p = self.linked(p).await?;
         let (keys, args) = self.script_input(&p);
-        let want = self.replicas_wanted(slot(keys[0].as_bytes())).await?;
         if want == 0 {
             return self.run_script(keys, args).await;
         }
@@ -419,11 +480,24 @@ impl Publisher {
     }
 
     /// Stores and publishes without waiting for replicas: the workflow's early hand-over, ahead
-    /// of its publish of record.
-    pub async fn hand_over(&self, p: &Publication) -> redis::RedisResult<()> {
-        let p = self.linked(p).await?;
-        let (keys, args) = self.script_input(&p);
-        self.run_script(keys, args).await
+    /// of its publish of record. Registered at once, before the returned future runs, so that
+    /// the publish of record (`publish`, on this process) finds it and, once it has stored the
+    /// state, runs no script of its own; dropping the future unfinished leaves that to it.
+    pub fn hand_over(&self, p: &Publication) -> impl Future<Output = redis::RedisResult<()>> + Send + 'static {
+        let done = p.store.then(|| self.early.begin(p)).flatten();
+        let (this, p) = (self.clone(), p.clone());
+        async move {
+            let stored = async {
+                let p = this.linked(&p).await?;
+                let (keys, args) = this.script_input(&p);
+                this.run_script(keys, args).await
+            }
+            .await;
+            if let Some(done) = done {
+                let _ = done.send(Some(stored.is_ok()));
+            }
+            stored
+        }
     }
 
     async fn run_script(&self, keys: [String; 5], args: Vec<String>) -> redis::RedisResult<()> {
@@ -524,5 +598,61 @@ mod tests {
             let p = publication().traced(bad);
             assert_eq!(p.message, plain.message);
         }
+    }
+
+    #[tokio::test]
+    async fn the_publish_of_record_skips_its_script_only_for_a_state_its_hand_over_stored() {
+        let early = EarlyHandOvers::default();
+        let p = publication();
+        // None registered (another worker's state, or a replay): the script runs.
+        assert!(!early.stored(&p).await);
+        // Stored: skipped, once (the entry is taken).
+        early.begin(&p).unwrap().send(Some(true)).unwrap();
+        assert!(early.stored(&p).await);
+        assert!(!early.stored(&p).await);
+        // Failed, or given up on unfinished (its sender dropped): the script runs.
+        early.begin(&p).unwrap().send(Some(false)).unwrap();
+        assert!(!early.stored(&p).await);
+        drop(early.begin(&p));
+        assert!(!early.stored(&p).await);
+        // In flight: the publish of record waits for it.
+        let tx = early.begin(&p).unwrap();
+        let waiting = tokio::spawn({
+            let early = Arc::new(early);
+            let p = p.clone();
+            async move { early.stored(&p).await }
+        });
+        tokio::task::yield_now().await;
+        tx.send(Some(true)).unwrap();
+        assert!(waiting.await.unwrap());
+    }
+
+    #[test]
+    fn hand_overs_whose_publish_of_record_never_came_are_forgotten_when_the_map_is_full() {
+        let early = EarlyHandOvers::default();
+        let seq = |n| Publication {
+            seq: n,
+            ..publication()
+        };
+        let mut in_flight = vec![];
+        for n in 0..HAND_OVERS_KEPT as u64 {
+            let tx = early.begin(&seq(n)).unwrap();
+            match n % 2 {
+                0 => drop(tx.send(Some(true))),
+                _ => in_flight.push(tx),
+            }
+        }
+        // Full: the done half goes, the in-flight half stays.
+        assert!(early.begin(&seq(u64::MAX)).is_some());
+        assert_eq!(early.0.lock().unwrap().len(), HAND_OVERS_KEPT / 2 + 1);
+        // Full of hand-overs in flight: a new one is not registered (its state is left to the
+        // publish of record's script).
+        for n in HAND_OVERS_KEPT as u64..2 * HAND_OVERS_KEPT as u64 {
+            if let Some(tx) = early.begin(&seq(n)) {
+                in_flight.push(tx);
+            }
+        }
+        assert!(early.begin(&seq(u64::MAX - 1)).is_none());
+        assert_eq!(early.0.lock().unwrap().len(), HAND_OVERS_KEPT);
     }
 }

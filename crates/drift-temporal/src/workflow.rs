@@ -270,17 +270,19 @@ async fn send(ctx: &WorkflowContext<DriftWorkflow>, p: Publication) {
     // The waiting caller gets the message as soon as the workflow has made it: handed to the
     // publisher now, ahead of the local activity (its dispatch costs about half a millisecond
     // on every state). The activity stays the publish of record, retried until Redis takes
-    // it; whichever comes second finds the state stored and publishes nothing. Not on replay:
+    // it: it waits for the hand-over and, when that stored the state, runs no script of its
+    // own (one Redis script per state); a hand-over that failed or timed out leaves the state
+    // to it, and whichever script comes second finds the state stored. Not on replay:
     // those messages went out the first time. Only states: an answer that is not stored would
     // go out twice.
     if p.store
         && !ctx.is_replaying()
         && let Some(publisher) = EARLY.with(|e| e.borrow().clone())
     {
-        let p = p.clone();
+        let handed = publisher.hand_over(&p);
         let span = span.take();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(EARLY_WAIT, publisher.hand_over(&p)).await;
+            let _ = tokio::time::timeout(EARLY_WAIT, handed).await;
             drop(span);
         });
     }
