@@ -4,7 +4,7 @@
 //! with SPUBLISH (sharded pub/sub: only the slot's node carries the message).
 
 use super::hub::{ClusterReplicas, slot};
-use super::{Conn, Envelope, Layout, MessageKind};
+use super::{Conn, Envelope, Layout, MessageKind, RedisKeys};
 use drift_core::domain::timeline::RequestNote;
 use drift_core::domain::{AttemptRecord, NodeResult, Rejection, RequestId, ScopedWorkflowId, WorkflowState};
 use drift_core::links::{LinkDue, LinkKeys};
@@ -246,6 +246,20 @@ struct Replication {
     refreshing: AtomicBool,
 }
 
+impl Replication {
+    /// Whether the last reading says a publish in `slot` waits for replicas (false with none
+    /// asked for, or before the first reading).
+    fn seen_waiting(&self, slot: u16) -> bool {
+        self.acks > 0
+            && self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|(_, replicas)| replicas.of_slot(slot) > 0)
+    }
+}
+
 /// Healthy replicas per master: from `CLUSTER NODES` on a cluster, from `ROLE` on one server.
 enum Replicas {
     Cluster(ClusterReplicas),
@@ -438,19 +452,18 @@ impl Publisher {
     /// The publish of record: stored, published, and held by as many replicas as asked for
     /// (an error otherwise, so the caller repeats it).
     pub async fn publish(&self, p: &Publication) -> redis::RedisResult<()> {
-        let want = match self.replication.acks {
-            0 => 0,
-            _ => {
-                let latest = self.layout.keys(&p.workflow).latest;
-                self.replicas_wanted(slot(latest.as_bytes())).await?
-            }
+        // The keys are worked out once: for the slot's replicas (when asked for) and the script.
+        let keys = (self.replication.acks > 0).then(|| self.layout.keys(&p.workflow));
+        let want = match &keys {
+            None => 0,
+            Some(k) => self.replicas_wanted(slot(k.latest.as_bytes())).await?,
         };
         // No replica to wait for, and stored by its early hand-over already: done.
         if want == 0 && p.store && self.early.stored(p).await {
             return Ok(());
         }
         let p = self.linked(p).await?;
-        let (keys, args) = self.script_input(&p);
+        let (keys, args) = self.script_input(&p, keys.unwrap_or_else(|| self.layout.keys(&p.workflow)));
         if want == 0 {
             return self.run_script(keys, args).await;
         }
@@ -484,12 +497,17 @@ impl Publisher {
     /// the publish of record (`publish`, on this process) finds it and, once it has stored the
     /// state, runs no script of its own; dropping the future unfinished leaves that to it.
     pub fn hand_over(&self, p: &Publication) -> impl Future<Output = redis::RedisResult<()>> + Send + 'static {
-        let done = p.store.then(|| self.early.begin(p)).flatten();
+        let keys = self.layout.keys(&p.workflow);
+        // Registered only where the publish of record could skip its script: not where it
+        // waits for replicas (it runs its script and WAIT then, and would never collect it).
+        let done = (p.store && !self.replication.seen_waiting(slot(keys.latest.as_bytes())))
+            .then(|| self.early.begin(p))
+            .flatten();
         let (this, p) = (self.clone(), p.clone());
         async move {
             let stored = async {
                 let p = this.linked(&p).await?;
-                let (keys, args) = this.script_input(&p);
+                let (keys, args) = this.script_input(&p, keys);
                 this.run_script(keys, args).await
             }
             .await;
@@ -509,8 +527,7 @@ impl Publisher {
     }
 
     /// The script's KEYS and ARGV for a publication (see `PUBLISH_SCRIPT`).
-    fn script_input(&self, p: &Publication) -> ([String; 5], Vec<String>) {
-        let k = self.layout.keys(&p.workflow);
+    fn script_input(&self, p: &Publication, k: RedisKeys) -> ([String; 5], Vec<String>) {
         let ttl = self.retention.ttl.as_secs().max(1);
         let args = vec![
             k.channel,
@@ -617,14 +634,29 @@ mod tests {
         assert!(!early.stored(&p).await);
         // In flight: the publish of record waits for it.
         let tx = early.begin(&p).unwrap();
-        let waiting = tokio::spawn({
-            let early = Arc::new(early);
-            let p = p.clone();
-            async move { early.stored(&p).await }
-        });
-        tokio::task::yield_now().await;
+        let mut waiting = std::pin::pin!(early.stored(&p));
+        assert!(
+            futures::poll!(&mut waiting).is_pending(),
+            "it answered before the hand-over finished"
+        );
         tx.send(Some(true)).unwrap();
-        assert!(waiting.await.unwrap());
+        assert!(waiting.await);
+    }
+
+    #[test]
+    fn hand_overs_are_registered_only_where_the_last_reading_shows_no_replica_to_wait_for() {
+        let replication = |acks, seen: Option<usize>| Replication {
+            acks,
+            seen: Mutex::new(seen.map(|n| (Instant::now(), Arc::new(Replicas::Single(n))))),
+            refreshing: AtomicBool::new(false),
+        };
+        assert!(!replication(0, Some(2)).seen_waiting(7), "none asked for");
+        assert!(
+            !replication(1, None).seen_waiting(7),
+            "not read yet: the publish may skip"
+        );
+        assert!(!replication(1, Some(0)).seen_waiting(7), "a master without replicas");
+        assert!(replication(1, Some(1)).seen_waiting(7));
     }
 
     #[test]
