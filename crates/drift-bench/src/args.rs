@@ -19,6 +19,11 @@ pub struct BenchArgs {
     /// Skip the raw-SDK floor (e.g. against a remote gateway).
     #[arg(long, global = true)]
     pub no_floor: bool,
+    /// Pad the floor's start input by this many bytes (1,600 makes its started event as large
+    /// as a Drift round's, whose input carries the definition): tells payload bytes' part in
+    /// what a round costs Temporal.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub floor_input_bytes: usize,
     /// The gateways' process ids, comma-separated, for their memory (summed) (default: `drift
     /// dev`'s, from endpoints.json).
     #[arg(long, global = true, value_delimiter = ',')]

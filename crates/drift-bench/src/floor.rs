@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FloorInput {
     pub channel: String,
+    /// Padding (`drift bench --floor-input-bytes`): a start input as large as Drift's.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pad: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -121,6 +124,7 @@ pub async fn floor_round(
     client: &Client,
     hub: &Hub,
     task_queue: &str,
+    pad: &str,
     eager: bool,
     settle: Duration,
 ) -> anyhow::Result<FloorRound> {
@@ -136,6 +140,7 @@ pub async fn floor_round(
             FloorWorkflow::run,
             FloorInput {
                 channel: channel.clone(),
+                pad: pad.to_string(),
             },
             opts,
         )

@@ -132,11 +132,14 @@ struct Floor {
     /// The floor's screens reach it through a subscription hub, as Drift's do.
     hub: drift_bus::Hub,
     task_queue: String,
+    /// Carried in each start's input (`--floor-input-bytes`).
+    pad: String,
     stop: tokio_util::sync::CancellationToken,
     worker: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
+/// The floor on the gateway's Temporal and Redis; `input_bytes`: its start input's padding.
+async fn floor(ends: &Endpoints, input_bytes: usize) -> anyhow::Result<Floor> {
     let hint = "the floor needs --temporal-address and --redis-url or --redis-cluster (or a drift dev data folder with endpoints.json), or pass --no-floor";
     let temporal = ends.temporal_address.clone().context(hint)?;
     let redis = ends.redis.clone().context(hint)?;
@@ -157,6 +160,7 @@ async fn floor(ends: &Endpoints) -> anyhow::Result<Floor> {
         client,
         hub,
         task_queue,
+        pad: "x".repeat(input_bytes),
         stop,
         worker,
     })
@@ -232,7 +236,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 Duration::from_secs(seconds.max(1)),
                 Duration::from_secs(warmup_seconds),
                 turns as usize,
-                a.no_floor,
+                (!a.no_floor).then_some(a.floor_input_bytes),
             )
             .await?;
             if let Some(dir) = &a.report {
@@ -271,7 +275,7 @@ async fn round_trips(
     let base = client.base.clone();
     let mut floor = match a.no_floor {
         true => None,
-        false => Some(floor(ends).await?),
+        false => Some(floor(ends, a.floor_input_bytes).await?),
     };
     let series = |name: &'static str| Series { name, samples: vec![] };
     let (mut health, mut start, mut resume, mut refused) = (
@@ -310,8 +314,8 @@ async fn round_trips(
         }
         if let Some(f) = floor.as_mut() {
             use crate::floor::floor_round;
-            let lazy = floor_round(&f.client, &f.hub, &f.task_queue, false, crate::floor::SETTLE).await?;
-            let eager = floor_round(&f.client, &f.hub, &f.task_queue, true, crate::floor::SETTLE).await?;
+            let lazy = floor_round(&f.client, &f.hub, &f.task_queue, &f.pad, false, crate::floor::SETTLE).await?;
+            let eager = floor_round(&f.client, &f.hub, &f.task_queue, &f.pad, true, crate::floor::SETTLE).await?;
             if keep {
                 f_start.samples.push(lazy.started);
                 f_resume.samples.push(lazy.resumed);

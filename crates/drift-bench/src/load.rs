@@ -270,12 +270,13 @@ pub async fn run(
     seconds: Duration,
     warmup: Duration,
     slices: usize,
-    no_floor: bool,
+    // None: no floor; Some(n): the floor, its start input padded by n bytes.
+    floor_input_bytes: Option<usize>,
 ) -> anyhow::Result<Load> {
     crate::install(&client, &definition()).await?;
-    let floor = match no_floor {
-        true => None,
-        false => Some(Arc::new(crate::floor(ends).await?)),
+    let floor = match floor_input_bytes {
+        None => None,
+        Some(n) => Some(Arc::new(crate::floor(ends, n).await?)),
     };
     let shared = shared_pids(ends);
     let me = std::process::id();
@@ -313,7 +314,8 @@ pub async fn run(
                 let r = side("floor", n, warm, slice, vec![me], shared.clone(), move || {
                     let f = f.clone();
                     async move {
-                        crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, true, Duration::ZERO).await?;
+                        crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, &f.pad, true, Duration::ZERO)
+                            .await?;
                         anyhow::Ok(())
                     }
                 })
@@ -370,7 +372,7 @@ async fn histories(client: &Arc<Client>, ends: &Endpoints, f: &crate::Floor) -> 
     let read = async {
         let id = drift_round(client.clone()).await?;
         let drift = crate::history::read(&f.client, "drift", &format!("{}/{id}", ends.tenant)).await?;
-        let round = crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, true, Duration::ZERO).await?;
+        let round = crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, &f.pad, true, Duration::ZERO).await?;
         let floor = crate::history::read(&f.client, "floor", &round.id).await?;
         let round = crate::peer::peer_round(&f.client, &f.task_queue, Duration::ZERO).await?;
         let peer = crate::history::read(&f.client, "peer", &round.id).await?;
