@@ -21,9 +21,9 @@ pub struct BenchArgs {
     pub no_floor: bool,
     /// Pad the floor's start input by this many bytes (1,600 makes its started event as large
     /// as a Drift round's, whose input carries the definition): tells payload bytes' part in
-    /// what a round costs Temporal.
-    #[arg(long, global = true, default_value_t = 0)]
-    pub floor_input_bytes: usize,
+    /// what a round costs Temporal. At most 1,000,000: Temporal refuses a payload over 2 MB.
+    #[arg(long, global = true, default_value_t = 0, value_parser = clap::value_parser!(u32).range(..=1_000_000))]
+    pub floor_input_bytes: u32,
     /// The gateways' process ids, comma-separated, for their memory (summed) (default: `drift
     /// dev`'s, from endpoints.json).
     #[arg(long, global = true, value_delimiter = ',')]

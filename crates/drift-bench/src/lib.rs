@@ -236,7 +236,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 Duration::from_secs(seconds.max(1)),
                 Duration::from_secs(warmup_seconds),
                 turns as usize,
-                (!a.no_floor).then_some(a.floor_input_bytes),
+                (!a.no_floor).then_some(a.floor_input_bytes as usize),
             )
             .await?;
             if let Some(dir) = &a.report {
@@ -275,7 +275,7 @@ async fn round_trips(
     let base = client.base.clone();
     let mut floor = match a.no_floor {
         true => None,
-        false => Some(floor(ends, a.floor_input_bytes).await?),
+        false => Some(floor(ends, a.floor_input_bytes as usize).await?),
     };
     let series = |name: &'static str| Series { name, samples: vec![] };
     let (mut health, mut start, mut resume, mut refused) = (
