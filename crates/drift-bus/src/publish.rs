@@ -247,16 +247,22 @@ struct Replication {
 }
 
 impl Replication {
-    /// Whether the last reading says a publish in `slot` waits for replicas (false with none
-    /// asked for, or before the first reading).
-    fn seen_waiting(&self, slot: u16) -> bool {
+    /// How many replicas a state in `slot` must reach by the reading `replicas`: as many as
+    /// asked for, at most as many healthy ones as its master has.
+    fn wanted_of(&self, replicas: &Replicas, slot: u16) -> usize {
+        self.acks.min(replicas.of_slot(slot))
+    }
+
+    /// Whether the last reading says a publish to `latest_key` waits for replicas (false with
+    /// none asked for, or before the first reading). The key's slot is worked out only then.
+    fn seen_waiting(&self, latest_key: &str) -> bool {
         self.acks > 0
             && self
                 .seen
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .as_ref()
-                .is_some_and(|(_, replicas)| replicas.of_slot(slot) > 0)
+                .is_some_and(|(_, replicas)| self.wanted_of(replicas, slot(latest_key.as_bytes())) > 0)
     }
 }
 
@@ -500,7 +506,7 @@ impl Publisher {
         let keys = self.layout.keys(&p.workflow);
         // Registered only where the publish of record could skip its script: not where it
         // waits for replicas (it runs its script and WAIT then, and would never collect it).
-        let done = (p.store && !self.replication.seen_waiting(slot(keys.latest.as_bytes())))
+        let done = (p.store && !self.replication.seen_waiting(&keys.latest))
             .then(|| self.early.begin(p))
             .flatten();
         let (this, p) = (self.clone(), p.clone());
@@ -565,7 +571,7 @@ impl Publisher {
                 replicas
             }
         };
-        Ok(r.acks.min(replicas.of_slot(slot)))
+        Ok(r.wanted_of(&replicas, slot))
     }
 }
 
@@ -650,13 +656,35 @@ mod tests {
             seen: Mutex::new(seen.map(|n| (Instant::now(), Arc::new(Replicas::Single(n))))),
             refreshing: AtomicBool::new(false),
         };
-        assert!(!replication(0, Some(2)).seen_waiting(7), "none asked for");
         assert!(
-            !replication(1, None).seen_waiting(7),
+            !replication(0, Some(2)).seen_waiting("drift:{wf-1}:latest"),
+            "none asked for"
+        );
+        assert!(
+            !replication(1, None).seen_waiting("drift:{wf-1}:latest"),
             "not read yet: the publish may skip"
         );
-        assert!(!replication(1, Some(0)).seen_waiting(7), "a master without replicas");
-        assert!(replication(1, Some(1)).seen_waiting(7));
+        assert!(
+            !replication(1, Some(0)).seen_waiting("drift:{wf-1}:latest"),
+            "a master without replicas"
+        );
+        assert!(replication(1, Some(1)).seen_waiting("drift:{wf-1}:latest"));
+    }
+
+    #[test]
+    fn a_publish_waits_for_as_many_replicas_as_asked_for_and_no_more_than_its_master_has() {
+        let replication = |acks| Replication {
+            acks,
+            seen: Mutex::new(None),
+            refreshing: AtomicBool::new(false),
+        };
+        assert_eq!(
+            replication(2).wanted_of(&Replicas::Single(1), 7),
+            1,
+            "one healthy replica"
+        );
+        assert_eq!(replication(1).wanted_of(&Replicas::Single(3), 7), 1, "one asked for");
+        assert_eq!(replication(0).wanted_of(&Replicas::Single(3), 7), 0, "none asked for");
     }
 
     #[test]
