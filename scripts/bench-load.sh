@@ -3,8 +3,9 @@
 # dev` tunes its own) and a redis-server, then `drift dev` on them with no rate limit (gateway
 # and worker in one process, whose CPU is measured), then the bench: the raw-SDK floor and
 # Drift, each with N callers doing start → screen → answer → end back to back.
-# Usage: scripts/bench-load.sh [CONCURRENCY,…] [SECONDS] [REPORT_DIR]
-# Defaults: 8,32 callers, 20 s measured per side and count.
+# Usage: scripts/bench-load.sh [CONCURRENCY,…] [SECONDS] [REPORT_DIR] [more `drift bench load` options]
+# Defaults: 8,32 callers, 20 s measured per side and count. E.g. `scripts/bench-load.sh 32 20 ""
+# --think-ms 200`: each caller answers a screen 200 ms after it shows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CONCURRENCY="${1:-8,32}"
@@ -21,4 +22,4 @@ wait_http "http://127.0.0.1:$PORT/healthz"
 
 BENCH=("$DRIFT" bench --url "http://127.0.0.1:$PORT" --data-dir "$WORK/dev")
 [ -n "$REPORT" ] && BENCH+=(--report "$REPORT")
-"${BENCH[@]}" load --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH"
+"${BENCH[@]}" load --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH" "${@:4}"

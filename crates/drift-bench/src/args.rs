@@ -24,6 +24,12 @@ pub struct BenchArgs {
     /// what a round costs Temporal. At most 1,000,000: Temporal refuses a payload over 2 MB.
     #[arg(long, global = true, default_value_t = 0, value_parser = clap::value_parser!(u32).range(..=1_000_000))]
     pub floor_input_bytes: u32,
+    /// The floor's starts carry the runs list's search attributes, as a Drift run of `drift
+    /// bench load` starts with (tenant, definition, version, waiting on its screen since when;
+    /// the server must have them registered, as `drift dev`'s has): tells their part in what a
+    /// round costs Temporal, which keeps them in each run's state.
+    #[arg(long, global = true)]
+    pub floor_search_attributes: bool,
     /// The gateways' process ids, comma-separated, for their memory (summed) (default: `drift
     /// dev`'s, from endpoints.json).
     #[arg(long, global = true, value_delimiter = ',')]
@@ -152,6 +158,13 @@ pub enum BenchCmd {
         /// cost per round drifts over a run: both sides meet the same server).
         #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=100))]
         turns: u64,
+        /// How long each caller looks at a screen before answering it, in milliseconds, on
+        /// every side (at most 60,000). At 0 an answer can reach Temporal while the workflow
+        /// task that showed the screen is still finishing; Temporal then hands the next task
+        /// back with that one's completion, a cheaper path than a person answering seconds
+        /// later takes.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(..=60_000))]
+        think_ms: u64,
     },
     /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
     /// all must be answered, on the gateway's fixed Redis connections.
@@ -186,7 +199,27 @@ fn parse_barrier(s: &str) -> Result<(std::path::PathBuf, usize), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_barrier;
+    use super::{BenchArgs, BenchCmd, parse_barrier};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Bench {
+        #[command(flatten)]
+        a: BenchArgs,
+    }
+
+    #[test]
+    fn a_think_time_is_read_in_milliseconds_and_one_over_a_minute_is_refused_with_its_bound() {
+        let think = |v: &str| {
+            Bench::try_parse_from(["bench", "load", "--think-ms", v]).map(|b| match b.a.what {
+                Some(BenchCmd::Load { think_ms, .. }) => think_ms,
+                _ => unreachable!("load"),
+            })
+        };
+        assert_eq!(think("150").unwrap(), 150);
+        let refused = think("60001").unwrap_err().to_string();
+        assert!(refused.contains("0..=60000"), "{refused}");
+    }
 
     #[test]
     fn a_barrier_is_a_directory_and_a_number_of_processes_and_anything_else_is_refused_by_name() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use temporalio_client::{Client, WorkflowSignalOptions, WorkflowStartOptions};
 use temporalio_common::RetryPolicy as TRetry;
+use temporalio_common::search_attributes::SearchAttributes;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{LocalActivityOptions, SyncWorkflowContext, WorkflowContext, WorkflowResult};
@@ -107,6 +108,38 @@ pub fn spawn_floor_worker(
     })
 }
 
+/// What a floor start carries beyond its channel, to tell each one's part in what a round
+/// costs Temporal: padding in its input (`--floor-input-bytes`) and the runs list's search
+/// attributes (`--floor-search-attributes`).
+#[derive(Debug, Clone, Default)]
+pub struct FloorStart {
+    pub pad: String,
+    pub attrs: Option<SearchAttributes>,
+}
+
+impl FloorStart {
+    /// `input_bytes` of padding; with `attrs`, the search attributes a `drift bench load` run
+    /// starts with (of `tenant`, waiting on its screen since now).
+    pub fn new(input_bytes: usize, attrs: bool, tenant: &str) -> Self {
+        use drift_temporal::search::{DEFINITION, STATUS, TENANT, VERSION, WAITING_ON, WAITING_SINCE};
+        let attrs = attrs.then(|| {
+            SearchAttributes::new(vec![
+                TENANT.value_set(tenant.to_string()),
+                DEFINITION.value_set("bench_load".to_string()),
+                VERSION.value_set("1".to_string()),
+                STATUS.value_set(drift_core::domain::WorkflowStatus::Waiting.to_string()),
+                WAITING_ON.value_set("ask".to_string()),
+                WAITING_SINCE.value_set(drift_temporal::search::timestamp(chrono::Utc::now().timestamp_millis())),
+            ])
+        });
+
+        Self {
+            pad: "x".repeat(input_bytes),
+            attrs,
+        }
+    }
+}
+
 /// How long the floor waits after a screen before answering it.
 pub const SETTLE: Duration = Duration::from_millis(20);
 
@@ -124,7 +157,7 @@ pub async fn floor_round(
     client: &Client,
     hub: &Hub,
     task_queue: &str,
-    pad: &str,
+    start: &FloorStart,
     eager: bool,
     settle: Duration,
 ) -> anyhow::Result<FloorRound> {
@@ -132,15 +165,16 @@ pub async fn floor_round(
     let channel = format!("floor:{id}");
     let mut sub = hub.subscribe(&channel).await?;
     let t = Instant::now();
-    let opts = WorkflowStartOptions::new(task_queue.to_string(), id.clone())
+    let mut opts = WorkflowStartOptions::new(task_queue.to_string(), id.clone())
         .enable_eager_workflow_start(eager)
         .build();
+    opts.search_attributes = start.attrs.clone();
     client
         .start_workflow(
             FloorWorkflow::run,
             FloorInput {
                 channel: channel.clone(),
-                pad: pad.to_string(),
+                pad: start.pad.clone(),
             },
             opts,
         )
@@ -171,4 +205,22 @@ async fn next(sub: &mut drift_bus::Subscription) -> anyhow::Result<()> {
         .await
         .map_err(|_| anyhow::anyhow!("floor screen never arrived"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FloorStart;
+
+    #[test]
+    fn a_floor_asked_for_search_attributes_starts_with_every_one_drift_registers_and_its_tenant() {
+        assert!(FloorStart::new(0, false, "acme").attrs.is_none());
+        let attrs = FloorStart::new(16, true, "acme").attrs.expect("asked for");
+        let mut names: Vec<&str> = attrs.keys().collect();
+        names.sort_unstable();
+        let mut registered: Vec<&str> = drift_temporal::search::ATTRIBUTES.iter().map(|(n, _)| *n).collect();
+        registered.sort_unstable();
+        assert_eq!(names, registered);
+        assert_eq!(attrs.get(&drift_temporal::search::TENANT).as_deref(), Some("acme"));
+        assert_eq!(FloorStart::new(16, true, "acme").pad.len(), 16);
+    }
 }

@@ -132,14 +132,19 @@ struct Floor {
     /// The floor's screens reach it through a subscription hub, as Drift's do.
     hub: drift_bus::Hub,
     task_queue: String,
-    /// Carried in each start's input (`--floor-input-bytes`).
-    pad: String,
+    /// What each start carries (`--floor-input-bytes`, `--floor-search-attributes`).
+    start: crate::floor::FloorStart,
     stop: tokio_util::sync::CancellationToken,
     worker: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
-/// The floor on the gateway's Temporal and Redis; `input_bytes`: its start input's padding.
-async fn floor(ends: &Endpoints, input_bytes: usize) -> anyhow::Result<Floor> {
+/// What the floor's starts carry, as asked (`--floor-input-bytes`, `--floor-search-attributes`).
+fn floor_start(a: &BenchArgs, ends: &Endpoints) -> crate::floor::FloorStart {
+    crate::floor::FloorStart::new(a.floor_input_bytes as usize, a.floor_search_attributes, &ends.tenant)
+}
+
+/// The floor on the gateway's Temporal and Redis; `start`: what its starts carry.
+async fn floor(ends: &Endpoints, start: crate::floor::FloorStart) -> anyhow::Result<Floor> {
     let hint = "the floor needs --temporal-address and --redis-url or --redis-cluster (or a drift dev data folder with endpoints.json), or pass --no-floor";
     let temporal = ends.temporal_address.clone().context(hint)?;
     let redis = ends.redis.clone().context(hint)?;
@@ -160,7 +165,7 @@ async fn floor(ends: &Endpoints, input_bytes: usize) -> anyhow::Result<Floor> {
         client,
         hub,
         task_queue,
-        pad: "x".repeat(input_bytes),
+        start,
         stop,
         worker,
     })
@@ -228,15 +233,20 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             seconds,
             warmup_seconds,
             turns,
+            think_ms,
         }) => {
+            let pace = load::Pace {
+                seconds: Duration::from_secs(seconds.max(1)),
+                warmup: Duration::from_secs(warmup_seconds),
+                slices: turns as usize,
+                think: Duration::from_millis(think_ms),
+            };
             let r = load::run(
                 client.clone(),
                 &ends,
                 &concurrency,
-                Duration::from_secs(seconds.max(1)),
-                Duration::from_secs(warmup_seconds),
-                turns as usize,
-                (!a.no_floor).then_some(a.floor_input_bytes as usize),
+                pace,
+                (!a.no_floor).then(|| floor_start(&a, &ends)),
             )
             .await?;
             if let Some(dir) = &a.report {
@@ -275,7 +285,7 @@ async fn round_trips(
     let base = client.base.clone();
     let mut floor = match a.no_floor {
         true => None,
-        false => Some(floor(ends, a.floor_input_bytes as usize).await?),
+        false => Some(floor(ends, floor_start(a, ends)).await?),
     };
     let series = |name: &'static str| Series { name, samples: vec![] };
     let (mut health, mut start, mut resume, mut refused) = (
@@ -314,8 +324,8 @@ async fn round_trips(
         }
         if let Some(f) = floor.as_mut() {
             use crate::floor::floor_round;
-            let lazy = floor_round(&f.client, &f.hub, &f.task_queue, &f.pad, false, crate::floor::SETTLE).await?;
-            let eager = floor_round(&f.client, &f.hub, &f.task_queue, &f.pad, true, crate::floor::SETTLE).await?;
+            let lazy = floor_round(&f.client, &f.hub, &f.task_queue, &f.start, false, crate::floor::SETTLE).await?;
+            let eager = floor_round(&f.client, &f.hub, &f.task_queue, &f.start, true, crate::floor::SETTLE).await?;
             if keep {
                 f_start.samples.push(lazy.started);
                 f_resume.samples.push(lazy.resumed);

@@ -236,9 +236,9 @@ where
     }
 }
 
-/// A round through the gateway: a sync start to the screen, the answer to the end. Returns
-/// the workflow's id.
-async fn drift_round(c: Arc<Client>) -> anyhow::Result<String> {
+/// A round through the gateway: a sync start to the screen, the answer (`think` later) to the
+/// end. Returns the workflow's id.
+async fn drift_round(c: Arc<Client>, think: Duration) -> anyhow::Result<String> {
     let (status, r) = c
         .call(
             reqwest::Method::POST,
@@ -253,6 +253,9 @@ async fn drift_round(c: Arc<Client>) -> anyhow::Result<String> {
         bail!("start: expected the screen, got {status} {r}");
     }
     let id = r["workflowId"].as_str().context("no workflowId")?.to_string();
+    if !think.is_zero() {
+        tokio::time::sleep(think).await;
+    }
     let body = json!({"viewResponse": {"selectedOptions": {"answer": "x"}}});
     let (status, r) = c
         .call(reqwest::Method::PUT, &routes::RESUME.to(&id), Some(&body))
@@ -263,20 +266,37 @@ async fn drift_round(c: Arc<Client>) -> anyhow::Result<String> {
     Ok(id)
 }
 
+/// How long each side runs, and how its callers pace their rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Measured time per side and count.
+    pub seconds: Duration,
+    /// Unmeasured time before each side's first slice.
+    pub warmup: Duration,
+    /// Slices each side's measured time is cut into, the sides taking turns.
+    pub slices: usize,
+    /// How long a caller looks at a screen before answering it.
+    pub think: Duration,
+}
+
 pub async fn run(
     client: Arc<Client>,
     ends: &Endpoints,
     concurrency: &[usize],
-    seconds: Duration,
-    warmup: Duration,
-    slices: usize,
-    // None: no floor; Some(n): the floor, its start input padded by n bytes.
-    floor_input_bytes: Option<usize>,
+    pace: Pace,
+    // None: no floor; Some: the floor, its starts carrying this.
+    floor_start: Option<crate::floor::FloorStart>,
 ) -> anyhow::Result<Load> {
+    let Pace {
+        seconds,
+        warmup,
+        slices,
+        think,
+    } = pace;
     crate::install(&client, &definition()).await?;
-    let floor = match floor_input_bytes {
+    let floor = match floor_start {
         None => None,
-        Some(n) => Some(Arc::new(crate::floor(ends, n).await?)),
+        Some(start) => Some(Arc::new(crate::floor(ends, start).await?)),
     };
     let shared = shared_pids(ends);
     let me = std::process::id();
@@ -291,9 +311,10 @@ pub async fn run(
     let slices = slices.max(1) as u32;
     for &n in concurrency {
         eprintln!(
-            "load: {n} callers, {:.0} s per side in {slices} turns (+{:.0} s warm-up)",
+            "load: {n} callers, {:.0} s per side in {slices} turns (+{:.0} s warm-up), {} ms to answer each screen",
             seconds.as_secs_f64(),
-            warmup.as_secs_f64()
+            warmup.as_secs_f64(),
+            think.as_millis()
         );
         let (mut floor_r, mut peer_r, mut drift_r) = (None::<SideResult>, None::<SideResult>, None::<SideResult>);
         let add = |acc: &mut Option<SideResult>, r: SideResult| {
@@ -314,8 +335,7 @@ pub async fn run(
                 let r = side("floor", n, warm, slice, vec![me], shared.clone(), move || {
                     let f = f.clone();
                     async move {
-                        crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, &f.pad, true, Duration::ZERO)
-                            .await?;
+                        crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, &f.start, true, think).await?;
                         anyhow::Ok(())
                     }
                 })
@@ -326,7 +346,7 @@ pub async fn run(
                 let r = side("peer", n, warm, slice, vec![me], shared.clone(), move || {
                     let f = f.clone();
                     async move {
-                        crate::peer::peer_round(&f.client, &f.task_queue, Duration::ZERO).await?;
+                        crate::peer::peer_round(&f.client, &f.task_queue, think).await?;
                         anyhow::Ok(())
                     }
                 })
@@ -336,7 +356,7 @@ pub async fn run(
             let c = client.clone();
             let r = side("drift", n, warm, slice, ends.pids.clone(), shared.clone(), move || {
                 let c = c.clone();
-                async move { drift_round(c).await.map(drop) }
+                async move { drift_round(c, think).await.map(drop) }
             })
             .await;
             add(&mut drift_r, r);
@@ -370,9 +390,9 @@ pub struct Load {
 /// Temporal. A history that cannot be read is said, not fatal: the figures above stand.
 async fn histories(client: &Arc<Client>, ends: &Endpoints, f: &crate::Floor) -> Vec<crate::history::History> {
     let read = async {
-        let id = drift_round(client.clone()).await?;
+        let id = drift_round(client.clone(), Duration::ZERO).await?;
         let drift = crate::history::read(&f.client, "drift", &format!("{}/{id}", ends.tenant)).await?;
-        let round = crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, &f.pad, true, Duration::ZERO).await?;
+        let round = crate::floor::floor_round(&f.client, &f.hub, &f.task_queue, &f.start, true, Duration::ZERO).await?;
         let floor = crate::history::read(&f.client, "floor", &round.id).await?;
         let round = crate::peer::peer_round(&f.client, &f.task_queue, Duration::ZERO).await?;
         let peer = crate::history::read(&f.client, "peer", &round.id).await?;
