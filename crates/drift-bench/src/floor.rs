@@ -121,18 +121,10 @@ impl FloorStart {
     /// `input_bytes` of padding; with `attrs`, the search attributes a `drift bench load` run
     /// starts with (of `tenant`, waiting on its screen since now).
     pub fn new(input_bytes: usize, attrs: bool, tenant: &str) -> Self {
-        use drift_temporal::search::{DEFINITION, STATUS, TENANT, VERSION, WAITING_ON, WAITING_SINCE};
         let attrs = attrs.then(|| {
-            SearchAttributes::new(vec![
-                TENANT.value_set(tenant.to_string()),
-                DEFINITION.value_set("bench_load".to_string()),
-                VERSION.value_set("1".to_string()),
-                STATUS.value_set(drift_core::domain::WorkflowStatus::Waiting.to_string()),
-                WAITING_ON.value_set("ask".to_string()),
-                WAITING_SINCE.value_set(drift_temporal::search::timestamp(chrono::Utc::now().timestamp_millis())),
-            ])
+            let now = chrono::Utc::now().timestamp_millis();
+            drift_temporal::search::waiting_from_start(tenant, "bench_load", "1", "ask", now)
         });
-
         Self {
             pad: "x".repeat(input_bytes),
             attrs,

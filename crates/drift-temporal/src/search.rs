@@ -7,7 +7,7 @@ use drift_core::domain::WorkflowStatus;
 use drift_core::domain::runs::{RunSummary, RunsFilter};
 use temporalio_common::protos::temporal::api::enums::v1::WorkflowExecutionStatus;
 use temporalio_common::protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
-use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributes, Timestamp};
+use temporalio_common::search_attributes::{SearchAttributeKey, SearchAttributeUpdate, SearchAttributes, Timestamp};
 
 pub const TENANT: SearchAttributeKey<String> = SearchAttributeKey::keyword("DriftTenant");
 pub const DEFINITION: SearchAttributeKey<String> = SearchAttributeKey::keyword("DriftDefinition");
@@ -46,20 +46,42 @@ pub fn all_registered(registered: &std::collections::HashMap<String, i32>) -> bo
 /// whose start node is a screen, already waiting on it since `now_ms` (its first wait then
 /// upserts nothing).
 pub fn at_start(start: &drift_core::domain::WorkflowStart, now_ms: i64) -> SearchAttributes {
-    let mut attrs = vec![
-        TENANT.value_set(start.tenant.as_str().to_string()),
-        DEFINITION.value_set(start.definition.id.clone()),
-        VERSION.value_set(start.definition.version.clone()),
-    ];
+    let (tenant, definition) = (start.tenant.as_str(), &start.definition);
     match start.first_screen() {
-        Some(screen) => attrs.extend([
-            STATUS.value_set(WorkflowStatus::Waiting.to_string()),
-            WAITING_ON.value_set(screen.to_string()),
-            WAITING_SINCE.value_set(timestamp(now_ms)),
-        ]),
-        None => attrs.push(STATUS.value_set(WorkflowStatus::Running.to_string())),
+        Some(screen) => waiting_from_start(tenant, &definition.id, &definition.version, screen, now_ms),
+        None => {
+            let mut attrs = started(tenant, &definition.id, &definition.version);
+            attrs.push(STATUS.value_set(WorkflowStatus::Running.to_string()));
+            SearchAttributes::new(attrs)
+        }
     }
+}
+
+/// What a lean run starts with: `tenant`'s run of `definition` at `version`, waiting on
+/// `screen` since `now_ms` (also what `drift bench --floor-search-attributes` gives the floor).
+pub fn waiting_from_start(
+    tenant: &str,
+    definition: &str,
+    version: &str,
+    screen: &str,
+    now_ms: i64,
+) -> SearchAttributes {
+    let mut attrs = started(tenant, definition, version);
+    attrs.extend([
+        STATUS.value_set(WorkflowStatus::Waiting.to_string()),
+        WAITING_ON.value_set(screen.to_string()),
+        WAITING_SINCE.value_set(timestamp(now_ms)),
+    ]);
     SearchAttributes::new(attrs)
+}
+
+/// Whose run, of which definition and version: set at every start.
+fn started(tenant: &str, definition: &str, version: &str) -> Vec<SearchAttributeUpdate> {
+    vec![
+        TENANT.value_set(tenant.to_string()),
+        DEFINITION.value_set(definition.to_string()),
+        VERSION.value_set(version.to_string()),
+    ]
 }
 
 /// The registration a cluster needs, as commands an operator can paste.
