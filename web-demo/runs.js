@@ -108,7 +108,12 @@ export function runsTab(api) {
     }
     const states = r.body.states;
     const items = states.map(stateItem);
-    if (!r.body.complete) items.unshift(el("li", { class: "muted" }, "Older states are no longer kept."));
+    // What the gateway let go of this run, said above its states (it keeps 1,000 of each list).
+    const cut = (text) => items.unshift(el("li", { class: "muted" }, text));
+    if (!r.body.requestsComplete)
+      cut("Only the newest 1,000 requests are kept: older states may not say how they came.");
+    if (!r.body.webhooksComplete) cut("Only the newest 1,000 webhook attempts are kept: older states may show fewer.");
+    if (!r.body.complete) cut("Older states are no longer kept.");
     $("run-timeline").replaceChildren(...items);
     const last = states[states.length - 1];
     $("run-terminate").disabled = !last || TERMINAL.includes(last.status);

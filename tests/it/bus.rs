@@ -67,3 +67,68 @@ async fn the_publish_script_keeps_the_newest_state_a_bounded_history_and_each_an
     let (items, complete) = store.history_after(&keys, 7).await.unwrap();
     assert_eq!((items.len(), complete), (0, true));
 }
+
+/// The timeline's request and attempt lists against a real redis-server: a run with more
+/// requests than a timeline shows keeps the newest and says the list was cut; one with exactly
+/// as many is whole.
+#[tokio::test]
+async fn a_timeline_with_more_requests_than_it_keeps_shows_the_newest_and_says_it_was_cut() {
+    use drift::domain::timeline::{RequestKind, RequestNote, TIMELINE_KEPT, Timeline, Via};
+    let store = Store::connect(
+        &RedisTarget::Standalone(infra().redis_url.clone()),
+        Retention {
+            history_len: 3,
+            ttl: Duration::from_secs(60),
+        },
+        Layout::new(&format!("t{}", uid())).unwrap(),
+        0,
+    )
+    .await
+    .unwrap();
+    let note = |i: usize| RequestNote {
+        request_id: format!("r-{i}"),
+        kind: RequestKind::Resume,
+        via: Via::Sync,
+        at: chrono::Utc::now(),
+    };
+    let (whole, cut) = (
+        ScopedWorkflowId::try_from("t/whole".to_string()).unwrap(),
+        ScopedWorkflowId::try_from("t/cut".to_string()).unwrap(),
+    );
+    for i in 1..=TIMELINE_KEPT + 1 {
+        if i <= TIMELINE_KEPT {
+            store.note_request(&whole, &note(i)).await;
+        }
+        store.note_request(&cut, &note(i)).await;
+    }
+    for wf in [&whole, &cut] {
+        let st = WorkflowState {
+            request_id: Some("r-1".into()),
+            ..WorkflowState::bare(wf.parts().1, WorkflowStatus::Waiting, 1)
+        };
+        store.publish(&Publication::state(wf, &st)).await.unwrap();
+    }
+    let timeline = |wf: &ScopedWorkflowId| {
+        let (store, wf) = (store.clone(), wf.clone());
+        async move {
+            let (states, requests, attempts) = store.timeline(&store.layout().keys(&wf)).await.unwrap();
+            Timeline::build(wf.parts().1, states, requests, attempts)
+        }
+    };
+
+    let t = timeline(&whole).await;
+    assert!(
+        t.requests_complete && t.webhooks_complete,
+        "exactly {TIMELINE_KEPT} is all of it"
+    );
+    assert_eq!(
+        t.states[0].request,
+        Some(RequestKind::Resume),
+        "the first request is still there"
+    );
+
+    let t = timeline(&cut).await;
+    assert!(!t.requests_complete, "one past the bound says the list was cut");
+    assert!(t.webhooks_complete, "the other list is whole");
+    assert_eq!(t.states[0].request, None, "the oldest request (r-1) was let go");
+}

@@ -1384,7 +1384,17 @@ export interface components {
              *     timeline starts later than the run.
              */
             complete: boolean;
+            /**
+             * @description False when more than 1,000 requests were noted for this run: only the newest 1,000 are
+             *     kept, and a state whose request was let go shows no `request` or `mode`.
+             */
+            requestsComplete: boolean;
             states: components["schemas"]["TimelineState"][];
+            /**
+             * @description False when more than 1,000 webhook attempts were recorded for this run: only the newest
+             *     1,000 are kept, and a state whose attempts were let go shows fewer `webhooks`.
+             */
+            webhooksComplete: boolean;
             workflowId: string;
         };
         /** @description One state of the run, oldest first in a `Timeline`. */

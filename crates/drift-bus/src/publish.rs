@@ -576,12 +576,13 @@ impl Publisher {
 }
 
 /// Adds `entry` at the head of a workflow's timeline list `key`, keeping the newest
-/// `TIMELINE_KEPT` for `ttl_secs`.
+/// `TIMELINE_KEPT + 1` for `ttl_secs`: the timeline shows `TIMELINE_KEPT`, and the one more
+/// tells it that older entries were let go.
 pub(crate) fn journal(pipe: &mut redis::Pipeline, key: &str, entry: &str, ttl_secs: i64) {
     let kept = drift_core::domain::timeline::TIMELINE_KEPT as isize;
     pipe.lpush(key, entry)
         .ignore()
-        .ltrim(key, 0, kept - 1)
+        .ltrim(key, 0, kept)
         .ignore()
         .expire(key, ttl_secs)
         .ignore();

@@ -36,6 +36,13 @@ struct Kept {
     attempts: Vec<AttemptRecord>,
 }
 
+/// Adds `entry` at the head of a timeline list, keeping as many as Redis does
+/// (`TIMELINE_KEPT + 1`: the one more says older ones were let go).
+fn journal<T>(list: &mut Vec<T>, entry: T) {
+    list.insert(0, entry);
+    list.truncate(drift_core::domain::timeline::TIMELINE_KEPT + 1);
+}
+
 #[derive(Default)]
 struct BusData {
     /// By the workflow's `latest` key.
@@ -69,7 +76,7 @@ impl MemoryBus {
                 .push((id, rec.seq, at_ms));
         }
         if let Some(k) = data.workflows.get_mut(&keys.latest) {
-            k.attempts.insert(0, rec.clone());
+            journal(&mut k.attempts, rec.clone());
             k.attempt = Some(rec);
         }
     }
@@ -210,10 +217,10 @@ impl States for MemoryBus {
         Ok((states, k.requests.clone(), k.attempts.clone()))
     }
     async fn note_request(&self, workflow: &ScopedWorkflowId, note: &RequestNote) {
-        self.kept(workflow, |k| k.requests.insert(0, note.clone()));
+        self.kept(workflow, |k| journal(&mut k.requests, note.clone()));
     }
     async fn record_resend(&self, workflow: &ScopedWorkflowId, rec: &AttemptRecord) {
-        self.kept(workflow, |k| k.attempts.insert(0, rec.clone()));
+        self.kept(workflow, |k| journal(&mut k.attempts, rec.clone()));
     }
     async fn deliveries_between(
         &self,

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// Requests and webhook attempts kept per workflow for its timeline (the newest).
+/// Requests and webhook attempts shown per workflow in its timeline (the newest). Redis keeps
+/// one more of each (`TIMELINE_KEPT + 1`), so that a list read back longer than this says older
+/// entries were let go.
 pub const TIMELINE_KEPT: usize = 1_000;
 
 /// How a request reached Drift.
@@ -95,19 +97,30 @@ pub struct Timeline {
     /// False when older states are no longer kept (`--history-len`, `--state-ttl-secs`): the
     /// timeline starts later than the run.
     pub complete: bool,
+    /// False when more than 1,000 requests were noted for this run: only the newest 1,000 are
+    /// kept, and a state whose request was let go shows no `request` or `mode`.
+    pub requests_complete: bool,
+    /// False when more than 1,000 webhook attempts were recorded for this run: only the newest
+    /// 1,000 are kept, and a state whose attempts were let go shows fewer `webhooks`.
+    pub webhooks_complete: bool,
 }
 
 impl Timeline {
     /// Joins a run's states (any order) with the requests (newest first, as kept) and the
     /// webhook attempts (newest first) recorded for it. A request recorded twice (a retried
-    /// call) counts once, as first recorded.
+    /// call) counts once, as first recorded. Past `TIMELINE_KEPT` of either, the oldest are
+    /// left out and the timeline says that list is not complete.
     pub fn build(
         workflow_id: &str,
         mut states: Vec<PublishedState>,
-        requests: Vec<RequestNote>,
-        attempts: Vec<AttemptRecord>,
+        mut requests: Vec<RequestNote>,
+        mut attempts: Vec<AttemptRecord>,
     ) -> Self {
         states.sort_by_key(|s| s.seq);
+        let requests_complete = requests.len() <= TIMELINE_KEPT;
+        let webhooks_complete = attempts.len() <= TIMELINE_KEPT;
+        requests.truncate(TIMELINE_KEPT);
+        attempts.truncate(TIMELINE_KEPT);
         let mut by_request: HashMap<String, RequestNote> = HashMap::new();
         for note in requests.into_iter().rev() {
             by_request.entry(note.request_id.clone()).or_insert(note);
@@ -138,6 +151,8 @@ impl Timeline {
             workflow_id: workflow_id.to_string(),
             states,
             complete,
+            requests_complete,
+            webhooks_complete,
         }
     }
 }
@@ -218,5 +233,36 @@ mod tests {
         let t = Timeline::build("wf-1", vec![state(5, None), state(6, None)], vec![], vec![]);
         assert!(!t.complete);
         assert!(Timeline::build("wf-1", vec![], vec![], vec![]).complete);
+    }
+
+    #[test]
+    fn a_timeline_past_its_kept_requests_or_attempts_says_which_list_was_cut_and_keeps_the_newest() {
+        let notes = |n: usize| -> Vec<RequestNote> {
+            // Newest first, as kept: r-n … r-1.
+            (1..=n)
+                .rev()
+                .map(|i| note(&format!("r-{i}"), RequestKind::Resume, Via::Sync))
+                .collect()
+        };
+        let attempts = |n: u64| -> Vec<AttemptRecord> { (1..=n).rev().map(|s| attempt(s, 1, 200)).collect() };
+        let kept = TIMELINE_KEPT as u64;
+        let states = || vec![state(1, Some("r-1")), state(kept + 1, Some(&format!("r-{}", kept + 1)))];
+
+        let full = Timeline::build("wf-1", states(), notes(TIMELINE_KEPT), attempts(kept));
+        assert!(
+            full.requests_complete && full.webhooks_complete,
+            "exactly the bound is all of it"
+        );
+        assert_eq!(full.states[0].mode, Some(Via::Sync));
+
+        let cut = Timeline::build("wf-1", states(), notes(TIMELINE_KEPT + 1), attempts(kept + 1));
+        assert!(!cut.requests_complete && !cut.webhooks_complete);
+        assert_eq!(cut.states[0].mode, None, "the oldest request was let go");
+        assert!(cut.states[0].webhooks.is_empty(), "and so was the oldest attempt");
+        assert_eq!(cut.states[1].mode, Some(Via::Sync), "the newest are kept");
+        assert_eq!(cut.states[1].webhooks.len(), 1);
+
+        let only_requests = Timeline::build("wf-1", states(), notes(TIMELINE_KEPT + 1), attempts(3));
+        assert!(!only_requests.requests_complete && only_requests.webhooks_complete);
     }
 }
