@@ -15,8 +15,10 @@ io=$(cargo tree -q -p drift-core -e normal --prefix none | awk '{print $1}' \
 [ -z "$io" ] || { echo "test: drift-core must stay pure, but depends on: $io" >&2; exit 1; }
 echo "test: each crate uses only the layers below it; no file circles"
 python3 scripts/check-layers.py
-echo "test: cargo clippy --workspace --all-targets -- -D warnings"
-cargo clippy -q --workspace --all-targets -- -D warnings
+echo "test: cargo clippy --release --workspace --all-targets -- -D warnings"
+# The release profile, like the tests below: the proc-macros and build scripts (the Temporal
+# protos' code generation among them) it builds are then the tests' too, not a second set.
+cargo clippy -q --release --workspace --all-targets -- -D warnings
 # Release, like scripts/dev.sh: one optimised build serves the tests and `drift dev`.
 cargo test --release --workspace --all-targets "$@"
 bash scripts/browser-test.sh
