@@ -854,6 +854,22 @@ impl Ws {
         }
     }
 
+    /// Skips messages until the server closes the socket; its close code (None: no close frame).
+    pub async fn close_code(&mut self, within: Duration) -> Option<u16> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let m = tokio::time::timeout(within, self.inner.next())
+                .await
+                .expect("the socket was not closed in time");
+            match m {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                None | Some(Err(_)) => return None,
+                _ => {}
+            }
+        }
+    }
+
     /// Skips messages until one of `kind` arrives.
     pub async fn next_of(&mut self, kind: &str, within: Duration) -> Value {
         loop {

@@ -121,6 +121,56 @@ async fn the_connection_over_a_tenants_limit_gets_429_and_the_first_ones_keep_st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_without_credentials_is_closed_unless_it_follows_and_then_counts_for_its_tokens_tenant() {
+    let app = spawn_app_with(with_flags(&[
+        "--ws-subscribe-within-ms=500",
+        "--max-streams-per-tenant=2",
+    ]))
+    .await;
+    let r = app.start("bank_account", json!({})).await;
+    let (id, token) = (id_of(&r), r.body["streamToken"].as_str().unwrap().to_string());
+
+    // One that follows with a stream token stays open past the grace...
+    let mut follower = Ws::connect(&app.ws_url("")).await;
+    follower
+        .send(json!({"type": "subscribe", "workflowId": id, "token": token}))
+        .await;
+    assert_eq!(follower.next_of("state", T).await["seq"], 1);
+    // ... one that follows nothing is closed once it has passed (1008: policy).
+    let mut idle = Ws::connect(&app.ws_url("")).await;
+    assert_eq!(idle.close_code(T).await, Some(1008));
+    follower.send(json!({"type": "ping"})).await;
+    assert_eq!(
+        follower.next_of("pong", T).await["type"],
+        "pong",
+        "the follower is still open"
+    );
+
+    // The follower holds one of its token's tenant's two places: the tenant's second
+    // connection fits, a third is refused, and so is another token-only follow of that tenant.
+    let auth = bearer(&app.token("t"));
+    let h = [("authorization", auth.as_str())];
+    let _second = SseClient::connect(&app.events_url(&id, ""), &h)
+        .await
+        .expect("the tenant's second place");
+    assert_eq!(
+        SseClient::connect(&app.events_url(&id, ""), &h).await.err(),
+        Some(StatusCode::TOO_MANY_REQUESTS),
+        "the tenant is at its limit"
+    );
+    let mut third = Ws::connect(&app.ws_url("")).await;
+    third
+        .send(json!({"type": "subscribe", "requestId": "s", "workflowId": id, "token": token}))
+        .await;
+    let err = third.next_of("error", T).await;
+    assert_eq!(
+        (err["status"].as_u64(), err["code"].as_str()),
+        (Some(429), Some("too_many_connections"))
+    );
+    assert_eq!(third.close_code(T).await, Some(1008), "refused, it follows nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_waiter_over_the_limit_gets_503_and_starts_nothing_while_the_first_ones_are_answered() {
     let app = spawn_app_with(with_flags(&["--max-waiters=2"])).await;
     let slow = |id: &str| json!({"workflow": "slow_start", "workflowId": id, "params": {"ms": 2500}});

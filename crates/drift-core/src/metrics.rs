@@ -131,9 +131,10 @@ pub const WORKFLOW_REPLAYS: Metric = counter(
 pub const LIMITED: Metric = counter(
     "drift_limited_total",
     &["limit"],
-    "Calls refused at a gateway limit, by limit (rate, link: one answer link's rate, waiters, streams)",
+    "Calls refused at a gateway limit, by limit (rate, link: one answer link's rate, waiters, streams, \
+     ws_unclaimed: a socket without credentials closed for following nothing in time)",
 )
-.valued(&["rate", "link", "waiters", "streams"]);
+.valued(&["rate", "link", "waiters", "streams", "ws_unclaimed"]);
 pub const CONNECTIONS_REFUSED: Metric = counter(
     "drift_connections_refused_total",
     &["limit"],

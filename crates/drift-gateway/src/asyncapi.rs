@@ -97,7 +97,8 @@ fn build() -> Value {
                 "title": "The WebSocket",
                 "description": "One socket for many workflows. Open it with `Authorization: Bearer …`, or in a browser \
                                 with `?ticket=` from `POST /v3/auth/ticket`; without either it may only subscribe with \
-                                stream tokens. The gateway pings every 20 s and closes a socket idle for 60 s.",
+                                stream tokens, and is closed (1008) when it follows nothing within 10 s. The gateway \
+                                pings every 20 s and closes a socket idle for 60 s.",
                 "messages": refs(&both),
                 "bindings": {"ws": {
                     "method": "GET",

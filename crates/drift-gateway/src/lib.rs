@@ -49,6 +49,9 @@ pub struct GatewayConfig {
     pub allowed_origins: Vec<String>,
     /// Who may frame the answer page: a CSP `frame-ancestors` source list (`'none'`: nobody).
     pub answer_frame_ancestors: String,
+    /// How long a WebSocket opened without credentials may go without following a workflow
+    /// (with a stream token) before it is closed.
+    pub subscribe_within: Duration,
 }
 
 /// A reason outside Redis and Temporal for `/readyz` to fail (a child process of `drift dev`

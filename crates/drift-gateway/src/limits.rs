@@ -52,11 +52,22 @@ const FORGET_EVERY: u32 = 10_000;
 pub const LINK_PER_MINUTE: u32 = 30;
 pub const LINK_BURST: u32 = 20;
 
+/// The count token-only sockets open in, shared by every tenant until each names its own
+/// (`Limits::claim`).
+const TOKEN_ONLY: &str = "(stream tokens)";
+
 /// Holds one live connection's place until dropped.
 pub struct StreamSlot {
     _permit: OwnedSemaphorePermit,
     tenant: String,
     per_tenant: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl StreamSlot {
+    /// Still counted as a token-only socket that has named no tenant.
+    pub fn unclaimed(&self) -> bool {
+        self.tenant == TOKEN_ONLY
+    }
 }
 
 impl Drop for StreamSlot {
@@ -130,24 +141,61 @@ impl Limits {
                 self.cfg.max_streams
             ))
         })?;
-        let tenant = tenant.unwrap_or("(stream tokens)").to_string();
-        let mut m = self
-            .per_tenant
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = m.entry(tenant.clone()).or_default();
-        if *n >= self.cfg.max_streams_per_tenant {
-            return Err(refused(format!(
-                "this tenant holds its limit of {} live connections on this gateway",
-                self.cfg.max_streams_per_tenant
-            )));
-        }
-        *n += 1;
+        let tenant = tenant.unwrap_or(TOKEN_ONLY).to_string();
+        self.take_tenant_place(&tenant).map_err(refused)?;
         Ok(StreamSlot {
             _permit: permit,
             tenant,
             per_tenant: self.per_tenant.clone(),
         })
+    }
+
+    /// Moves a token-only socket's place from the shared count to `tenant`'s, the tenant of
+    /// the first stream token it follows with, so one tenant's sockets cannot use up another's
+    /// places (or every token-only socket's). A place already counted for a tenant stays there.
+    pub fn claim(&self, slot: &mut StreamSlot, tenant: &str) -> Result<(), ApiError> {
+        if !slot.unclaimed() {
+            return Ok(());
+        }
+        self.take_tenant_place(tenant).map_err(|what| {
+            metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "streams").increment(1);
+            ApiError::new(ErrorCode::TooManyConnections, what).retry_after(5)
+        })?;
+        let old = std::mem::replace(&mut slot.tenant, tenant.to_string());
+        let mut m = self
+            .per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&old) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&old);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one more live connection for `tenant`, or says why not.
+    fn take_tenant_place(&self, tenant: &str) -> Result<(), String> {
+        let mut m = self
+            .per_tenant
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(tenant.to_string()).or_default();
+        if *n >= self.cfg.max_streams_per_tenant {
+            return Err(match tenant {
+                TOKEN_ONLY => format!(
+                    "{} sockets without credentials are still to name a workflow on this gateway",
+                    self.cfg.max_streams_per_tenant
+                ),
+                _ => format!(
+                    "this tenant holds its limit of {} live connections on this gateway",
+                    self.cfg.max_streams_per_tenant
+                ),
+            });
+        }
+        *n += 1;
+        Ok(())
     }
 
     /// Counts one request against its credential's rate.
@@ -189,5 +237,56 @@ impl Limits {
             )
             .retry_after(wait.as_secs().max(1))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_tenant: usize) -> Limits {
+        Limits::new(LimitsConfig {
+            max_waiters: 10,
+            max_streams: 100,
+            max_streams_per_tenant: per_tenant,
+            rate_per_sec: 0,
+            rate_burst: 0,
+        })
+    }
+
+    fn count(l: &Limits, tenant: &str) -> usize {
+        l.per_tenant.lock().unwrap().get(tenant).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn a_token_only_socket_counts_against_its_first_tokens_tenant_once_it_follows() {
+        let l = limits(2);
+        let mut slot = l.stream(None).unwrap();
+        assert!(slot.unclaimed());
+        assert_eq!(count(&l, TOKEN_ONLY), 1);
+        l.claim(&mut slot, "acme").unwrap();
+        assert!(!slot.unclaimed());
+        assert_eq!((count(&l, TOKEN_ONLY), count(&l, "acme")), (0, 1));
+        // A second token of another tenant leaves it where it is.
+        l.claim(&mut slot, "other").unwrap();
+        assert_eq!((count(&l, "acme"), count(&l, "other")), (1, 0));
+        drop(slot);
+        assert_eq!(count(&l, "acme"), 0);
+    }
+
+    #[test]
+    fn a_claim_over_the_tenants_limit_is_refused_and_the_socket_stays_unclaimed() {
+        let l = limits(1);
+        let _held = l.stream(Some("acme")).unwrap();
+        let mut slot = l.stream(None).unwrap();
+        let err = l.claim(&mut slot, "acme").unwrap_err();
+        assert_eq!(err.code, ErrorCode::TooManyConnections);
+        assert!(slot.unclaimed());
+        assert_eq!((count(&l, TOKEN_ONLY), count(&l, "acme")), (1, 1));
+        // Token-only sockets that name no workflow share one count of their own.
+        assert_eq!(
+            l.stream(None).err().map(|e| e.code),
+            Some(ErrorCode::TooManyConnections)
+        );
     }
 }

@@ -259,9 +259,16 @@ pub struct GatewayArgs {
     /// Live connections (SSE and WebSocket) this gateway holds; more get 429.
     #[arg(long, env = "DRIFT_MAX_STREAMS", default_value_t = 20_000)]
     pub max_streams: usize,
-    /// Live connections one tenant may hold on this gateway.
+    /// Live connections one tenant may hold on this gateway. A WebSocket opened without
+    /// credentials counts for the tenant of the first stream token it follows with; until then
+    /// such sockets share one count of this size.
     #[arg(long, env = "DRIFT_MAX_STREAMS_PER_TENANT", default_value_t = 5_000)]
     pub max_streams_per_tenant: usize,
+    /// A WebSocket opened without credentials that follows no workflow (with a stream token)
+    /// within this many milliseconds is closed (1008), so idle anonymous sockets cannot hold
+    /// the gateway's places.
+    #[arg(long, env = "DRIFT_WS_SUBSCRIBE_WITHIN_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ws_subscribe_within_ms: u64,
     /// Requests per second per credential (0: no limit); more get 429 with Retry-After.
     #[arg(long, env = "DRIFT_RATE_LIMIT", default_value_t = 200)]
     pub rate_limit: u32,

@@ -296,6 +296,7 @@ fn gateway_config(g: &GatewayArgs, demo_key: Option<String>) -> GatewayConfig {
             .filter(|o| !o.is_empty())
             .collect(),
         answer_frame_ancestors: g.answer_frame_ancestors.clone(),
+        subscribe_within: Duration::from_millis(g.ws_subscribe_within_ms),
     }
 }
 

@@ -90,10 +90,7 @@ pub async fn upgrade(
         // their buffer when a large message arrives; writes go straight to the socket.
         .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| async move {
-            session(s, caller, socket).await;
-            drop(slot);
-        }))
+        .on_upgrade(move |socket| session(s, caller, slot, socket)))
 }
 
 /// The request ids a socket sent and has not had answered, the newest `SENT_KEPT` of them: a
@@ -138,9 +135,15 @@ struct Session {
     mine: Sent,
     /// False once the socket failed a write or could not take one in time.
     open: bool,
+    /// This socket's place among the gateway's live connections: a socket without credentials
+    /// opens in a shared count and moves to the tenant of its first stream token.
+    slot: crate::limits::StreamSlot,
 }
 
-async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
+/// Why a socket without credentials was closed: it followed nothing in time.
+const NOTHING_FOLLOWED: &str = "a socket without credentials must follow a workflow with a stream token";
+
+async fn session(s: AppState, caller: Option<Caller>, slot: crate::limits::StreamSlot, socket: WebSocket) {
     let _counted = drift_service::telemetry::GaugeGuard::new(drift_core::metrics::WS_CONNECTIONS.name);
     let shutdown = s.shutdown.clone();
     // One registration with the token for the socket's life, not one per message.
@@ -153,15 +156,32 @@ async fn session(s: AppState, caller: Option<Caller>, socket: WebSocket) {
         subs: StreamMap::new(),
         mine: Sent::default(),
         open: true,
+        slot,
     };
     let mut ping = tokio::time::interval(PING);
     // Idle: no frame, not even a pong, for IDLE.
     let idle = tokio::time::sleep(IDLE);
     tokio::pin!(idle);
+    // A socket without credentials holds a place only while it follows something: one that
+    // still names no workflow by then is closed (a follow being set up finishes first: the
+    // loop waits on it).
+    let unclaimed_until = tokio::time::sleep(sess.s.cfg.subscribe_within);
+    tokio::pin!(unclaimed_until);
     while sess.open {
         tokio::select! {
             _ = &mut cancelled => break,
             _ = &mut idle => break,
+            _ = &mut unclaimed_until, if sess.caller.is_none() && sess.slot.unclaimed() => {
+                let close = axum::extract::ws::CloseFrame {
+                    code: axum::extract::ws::close_code::POLICY,
+                    reason: NOTHING_FOLLOWED.into(),
+                };
+                sess.write(Message::Close(Some(close))).await;
+                sess.open = false;
+                tracing::debug!(within = ?sess.s.cfg.subscribe_within, "closed a socket that followed nothing");
+                metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "ws_unclaimed").increment(1);
+                return;
+            }
             frame = sess.socket.next() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + IDLE);
                 match frame {
@@ -304,6 +324,9 @@ impl Session {
                 let id = WorkflowId::parse(&workflow_id)?;
                 let caller = self.authorize(&id, token.as_deref())?;
                 self.make_room(Some(&id))?;
+                if self.caller.is_none() {
+                    self.s.limits.claim(&mut self.slot, caller.tenant.as_str())?;
+                }
                 let follow = {
                     let _turn = self.s.limits.follow_setup().await;
                     self.s.service.follow(&caller, &id, since).await?.via("ws")
