@@ -164,14 +164,17 @@ async fn session(s: AppState, caller: Option<Caller>, slot: crate::limits::Strea
     tokio::pin!(idle);
     // A socket without credentials holds a place only while it follows something: one that
     // still names no workflow by then is closed (a follow being set up finishes first: the
-    // loop waits on it).
-    let unclaimed_until = tokio::time::sleep(sess.s.cfg.subscribe_within);
-    tokio::pin!(unclaimed_until);
+    // loop waits on it). Boxed, and only for such sockets: the others do not carry its timer.
+    let mut unclaimed_until = sess
+        .caller
+        .is_none()
+        .then(|| Box::pin(tokio::time::sleep(sess.s.cfg.subscribe_within)));
     while sess.open {
         tokio::select! {
             _ = &mut cancelled => break,
             _ = &mut idle => break,
-            _ = &mut unclaimed_until, if sess.caller.is_none() && sess.slot.unclaimed() => {
+            _ = async { if let Some(t) = unclaimed_until.as_mut() { t.await } },
+                if unclaimed_until.is_some() && sess.slot.unclaimed() => {
                 let close = axum::extract::ws::CloseFrame {
                     code: axum::extract::ws::close_code::POLICY,
                     reason: NOTHING_FOLLOWED.into(),
