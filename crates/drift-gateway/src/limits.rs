@@ -72,17 +72,25 @@ impl StreamSlot {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut m = self
-            .per_tenant
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = m.get_mut(&self.tenant) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.tenant);
-            }
+        give_back(&self.per_tenant, &self.tenant);
+    }
+}
+
+/// Counts one live connection of `tenant` less (forgetting a tenant at none).
+fn give_back(per_tenant: &Mutex<HashMap<String, usize>>, tenant: &str) {
+    let mut m = per_tenant.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(n) = m.get_mut(tenant) {
+        *n -= 1;
+        if *n == 0 {
+            m.remove(tenant);
         }
     }
+}
+
+/// A live connection refused at a limit, counted as such.
+fn streams_refused(what: String) -> ApiError {
+    metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "streams").increment(1);
+    ApiError::new(ErrorCode::TooManyConnections, what).retry_after(5)
 }
 
 impl Limits {
@@ -131,18 +139,14 @@ impl Limits {
 
     /// A place for one SSE stream or WebSocket of `tenant` (None: a token-only socket).
     pub fn stream(&self, tenant: Option<&str>) -> Result<StreamSlot, ApiError> {
-        let refused = |what: String| {
-            metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "streams").increment(1);
-            ApiError::new(ErrorCode::TooManyConnections, what).retry_after(5)
-        };
         let permit = self.streams.clone().try_acquire_owned().map_err(|_| {
-            refused(format!(
+            streams_refused(format!(
                 "this gateway holds its limit of {} live connections",
                 self.cfg.max_streams
             ))
         })?;
         let tenant = tenant.unwrap_or(TOKEN_ONLY).to_string();
-        self.take_tenant_place(&tenant).map_err(refused)?;
+        self.take_tenant_place(&tenant).map_err(streams_refused)?;
         Ok(StreamSlot {
             _permit: permit,
             tenant,
@@ -157,21 +161,9 @@ impl Limits {
         if !slot.unclaimed() {
             return Ok(());
         }
-        self.take_tenant_place(tenant).map_err(|what| {
-            metrics::counter!(drift_core::metrics::LIMITED.name, "limit" => "streams").increment(1);
-            ApiError::new(ErrorCode::TooManyConnections, what).retry_after(5)
-        })?;
+        self.take_tenant_place(tenant).map_err(streams_refused)?;
         let old = std::mem::replace(&mut slot.tenant, tenant.to_string());
-        let mut m = self
-            .per_tenant
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = m.get_mut(&old) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&old);
-            }
-        }
+        give_back(&self.per_tenant, &old);
         Ok(())
     }
 

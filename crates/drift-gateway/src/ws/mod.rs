@@ -327,9 +327,8 @@ impl Session {
                 let id = WorkflowId::parse(&workflow_id)?;
                 let caller = self.authorize(&id, token.as_deref())?;
                 self.make_room(Some(&id))?;
-                if self.caller.is_none() {
-                    self.s.limits.claim(&mut self.slot, caller.tenant.as_str())?;
-                }
+                // A socket with credentials already counts for its tenant: nothing moves.
+                self.s.limits.claim(&mut self.slot, caller.tenant.as_str())?;
                 let follow = {
                     let _turn = self.s.limits.follow_setup().await;
                     self.s.service.follow(&caller, &id, since).await?.via("ws")
