@@ -138,6 +138,28 @@ struct Floor {
     worker: std::thread::JoinHandle<anyhow::Result<()>>,
 }
 
+impl Floor {
+    /// How long the floor's worker gets to drain once stopped.
+    const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Stops the floor's worker and waits for it, so that it says goodbye to Temporal while the
+    /// connection it shares with this runtime is still there (a bench that returned at once
+    /// ended with the SDK's warning that its shutdown call failed). A worker that stopped with an
+    /// error, before or now, says why.
+    async fn stop(self) {
+        self.stop.cancel();
+        let worker = self.worker;
+        match tokio::time::timeout(Self::DRAIN, tokio::task::spawn_blocking(move || worker.join())).await {
+            Ok(Ok(Ok(Err(e)))) => eprintln!("{e:#}"),
+            Ok(_) => {}
+            Err(_) => eprintln!(
+                "the floor's worker had not stopped {} s after the bench; leaving it",
+                Self::DRAIN.as_secs()
+            ),
+        }
+    }
+}
+
 /// What the floor's starts carry, as asked (`--floor-input-bytes`, `--floor-search-attributes`).
 fn floor_start(a: &BenchArgs, ends: &Endpoints) -> crate::floor::FloorStart {
     crate::floor::FloorStart::new(a.floor_input_bytes as usize, a.floor_search_attributes, &ends.tenant)
@@ -343,13 +365,7 @@ async fn round_trips(
         }
     }
     if let Some(f) = floor {
-        f.stop.cancel();
-        // A floor worker that stopped during the rounds says why.
-        if f.worker.is_finished()
-            && let Ok(Err(e)) = f.worker.join()
-        {
-            eprintln!("{e:#}");
-        }
+        f.stop().await;
     }
     let base_p50 = health.pct(0.5).as_secs_f64();
     let best = |a: &Series, b: &Series| {

@@ -370,7 +370,11 @@ pub async fn run(
         None => vec![],
     };
     if let Some(f) = floor {
-        f.stop.cancel();
+        // Every side's caller has ended, and each held its clone only while it ran.
+        match Arc::try_unwrap(f) {
+            Ok(f) => f.stop().await,
+            Err(f) => f.stop.cancel(),
+        }
     }
     println!();
     print(&results);
