@@ -13,12 +13,7 @@ SECONDS_EACH="${2:-20}"
 REPORT="${3:-}"
 NAME=bench-load DRAIN=3
 source scripts/bench-lib.sh
-PORT="$(free_port)"
-echo "bench-load: Temporal (in memory) on $TEMPORAL_PORT, Redis on $REDIS_PORT, drift dev on $PORT"
-DRIFT_LOG=warn "$DRIFT" dev --temporal-address "127.0.0.1:$TEMPORAL_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" \
-    --listen "127.0.0.1:$PORT" --data-dir "$WORK/dev" --rate-limit 0 >"$WORK/dev.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$PORT/healthz"
+start_dev
 
 BENCH=("$DRIFT" bench --url "http://127.0.0.1:$PORT" --data-dir "$WORK/dev")
 [ -n "$REPORT" ] && BENCH+=(--report "$REPORT")

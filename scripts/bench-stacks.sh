@@ -77,12 +77,12 @@ def load():
 def rounds():
     # The p50 column of `drift bench`'s table, by row name.
     row = re.compile(r"^(.+?)\s{2,}([\d.]+) ms\s")
+    need = ["GET /healthz (baseline)", "floor start, normal", "floor start, eager", "start → first screen",
+            "floor signal → screen, normal", "floor signal → screen, eager", "resume → next screen",
+            "resume refused (409)"]
     out = {}
     for path in paths:
         p50 = {m[1].strip(): float(m[2]) for line in open(path) if (m := row.match(line))}
-        need = ["GET /healthz (baseline)", "floor start, normal", "floor start, eager", "start → first screen",
-                "floor signal → screen, normal", "floor signal → screen, eager", "resume → next screen",
-                "resume refused (409)"]
         if missing := [n for n in need if n not in p50]:
             sys.exit(f"bench-stacks: {path} has no row {missing[0]!r}; see the output above")
         health, refused = p50[need[0]], p50[need[7]]
