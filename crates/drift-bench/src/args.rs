@@ -165,6 +165,11 @@ pub enum BenchCmd {
         /// later takes.
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(..=60_000))]
         think_ms: u64,
+        /// Print each side's measured time as it ends (`load: window floor 8 callers 1620
+        /// rounds <from> <to>`, in seconds since the Unix epoch), to cut a profile taken with
+        /// `perf record -k CLOCK_REALTIME` by side (scripts/bench-profile.sh).
+        #[arg(long)]
+        windows: bool,
     },
     /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
     /// all must be answered, on the gateway's fixed Redis connections.

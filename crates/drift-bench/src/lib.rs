@@ -256,12 +256,14 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             warmup_seconds,
             turns,
             think_ms,
+            windows,
         }) => {
             let pace = load::Pace {
                 seconds: Duration::from_secs(seconds.max(1)),
                 warmup: Duration::from_secs(warmup_seconds),
                 slices: turns as usize,
                 think: Duration::from_millis(think_ms),
+                windows,
             };
             let r = load::run(
                 client.clone(),

@@ -39,9 +39,30 @@ pub struct SideResult {
     /// CPU of the side's own process (floor: the bench itself; Drift: the gateways), of
     /// Temporal and of Redis, over the measured time.
     pub cpu: [Option<Duration>; 3],
+    /// The measured time on the wall clock (of the first slice, once slices are merged).
+    pub wall: std::ops::Range<std::time::SystemTime>,
 }
 
 impl SideResult {
+    /// `load: window drift 8 callers 1154 rounds <from> <to>`, in seconds since the Unix
+    /// epoch: a profile stamped with the wall clock (`perf record -k CLOCK_REALTIME`) cut by
+    /// side (scripts/perf-components.py reads these).
+    fn print_window(&self) {
+        let secs = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
+        eprintln!(
+            "load: window {} {} callers {} rounds {:.3} {:.3}",
+            self.name,
+            self.concurrency,
+            self.rounds,
+            secs(self.wall.start),
+            secs(self.wall.end)
+        );
+    }
+
     pub fn per_sec(&self) -> f64 {
         self.rounds as f64 / self.seconds
     }
@@ -222,6 +243,8 @@ where
         let diff = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
         [0, 1, 2].map(|i| diff(after[i], before[i]))
     });
+    // The same window on the wall clock, which a profiler's samples can carry.
+    let wall_from = std::time::SystemTime::now() + warmup;
     let (lat, failed) = callers(concurrency, from, end, round).await;
     let cpu = meter.await.unwrap_or([None; 3]);
     let rounds = lat.len();
@@ -233,6 +256,7 @@ where
         seconds: seconds.as_secs_f64(),
         latency: Series { name, samples: lat },
         cpu,
+        wall: wall_from..wall_from + seconds,
     }
 }
 
@@ -277,6 +301,8 @@ pub struct Pace {
     pub slices: usize,
     /// How long a caller looks at a screen before answering it.
     pub think: Duration,
+    /// Print each slice's measured time (wall clock), for cutting a profile by side.
+    pub windows: bool,
 }
 
 pub async fn run(
@@ -292,6 +318,7 @@ pub async fn run(
         warmup,
         slices,
         think,
+        windows,
     } = pace;
     crate::install(&client, &definition()).await?;
     let floor = match floor_start {
@@ -318,6 +345,9 @@ pub async fn run(
         );
         let (mut floor_r, mut peer_r, mut drift_r) = (None::<SideResult>, None::<SideResult>, None::<SideResult>);
         let add = |acc: &mut Option<SideResult>, r: SideResult| {
+            if windows {
+                r.print_window();
+            }
             *acc = Some(match acc.take() {
                 Some(a) => a.merge(r),
                 None => r,
