@@ -14,7 +14,5 @@ REPORT="${3:-}"
 NAME=bench-load DRAIN=3
 source scripts/bench-lib.sh
 start_dev
-
-BENCH=("$DRIFT" bench --url "http://127.0.0.1:$PORT" --data-dir "$WORK/dev")
 [ -n "$REPORT" ] && BENCH+=(--report "$REPORT")
 "${BENCH[@]}" load --concurrency "$CONCURRENCY" --seconds "$SECONDS_EACH" "${@:4}"

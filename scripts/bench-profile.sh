@@ -16,10 +16,8 @@ command -v perf >/dev/null || { echo "bench-profile: needs perf (apt-get install
 NAME=bench-profile DRAIN=3
 source scripts/bench-lib.sh
 start_dev
-DEV_PID="${PIDS[-1]}"
 
-"$DRIFT" bench --url "http://127.0.0.1:$PORT" --data-dir "$WORK/dev" \
-    load --concurrency "$CALLERS" --seconds "$SECONDS_EACH" --turns 1 --windows 2> >(tee "$WORK/bench.err" >&2) &
+"${BENCH[@]}" load --concurrency "$CALLERS" --seconds "$SECONDS_EACH" --turns 1 --windows 2> >(tee "$WORK/bench.err" >&2) &
 BENCH_PID=$!
 # perf follows the threads a process has when it attaches: wait for the floor's worker, made
 # before the bench's first `load:` line, 3 s of warm-up ahead of the first measured window.

@@ -10,4 +10,4 @@ ROUNDS="${1:-200}"
 NAME=bench-rounds DRAIN=3
 source scripts/bench-lib.sh
 start_dev
-"$DRIFT" bench --url "http://127.0.0.1:$PORT" --data-dir "$WORK/dev" --rounds "$ROUNDS" "${@:2}"
+"${BENCH[@]}" --rounds "$ROUNDS" "${@:2}"

@@ -234,6 +234,8 @@ where
 {
     let from = Instant::now() + warmup;
     let end = from + seconds;
+    // The same window on the wall clock, which a profiler's samples can carry.
+    let wall_from = std::time::SystemTime::now() + warmup;
     let meter = tokio::spawn(async move {
         let read = || [&own, &shared.temporal, &shared.redis].map(|pids| summed(pids, cpu_of));
         tokio::time::sleep_until(from.into()).await;
@@ -243,8 +245,6 @@ where
         let diff = |a: Option<Duration>, b: Option<Duration>| Some(a?.saturating_sub(b?));
         [0, 1, 2].map(|i| diff(after[i], before[i]))
     });
-    // The same window on the wall clock, which a profiler's samples can carry.
-    let wall_from = std::time::SystemTime::now() + warmup;
     let (lat, failed) = callers(concurrency, from, end, round).await;
     let cpu = meter.await.unwrap_or([None; 3]);
     let rounds = lat.len();
