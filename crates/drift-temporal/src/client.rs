@@ -1,6 +1,7 @@
 //! The gateway's calls into Temporal, with errors sorted into what callers can act on.
 
 use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
+use super::payload::Json;
 use super::workflow::{DriftWorkflow, WorkflowInput};
 use drift_core::domain::{Command, ScopedWorkflowId, TaskFailing, TenantId, WorkflowStart, WorkflowState};
 use std::time::Duration;
@@ -236,7 +237,7 @@ impl Temporal {
             Ok(Ok(permit)) => permit,
             _ => return Err(TemporalError::Busy),
         };
-        match client.start_workflow(DriftWorkflow::run, input, opts).await {
+        match client.start_workflow(DriftWorkflow::run, Json(input), opts).await {
             Ok(_) => Ok(()),
             Err(WorkflowStartError::AlreadyStarted { .. }) => Err(TemporalError::AlreadyStarted),
             Err(WorkflowStartError::Rpc(s)) => Err(from_status(&s)),
@@ -264,7 +265,7 @@ impl Temporal {
         let client = self.client().await?;
         client
             .get_workflow_handle::<DriftWorkflow>(id.as_str())
-            .signal(DriftWorkflow::command, cmd, WorkflowSignalOptions::default())
+            .signal(DriftWorkflow::command, Json(cmd), WorkflowSignalOptions::default())
             .await
             .map_err(from_interaction)
     }

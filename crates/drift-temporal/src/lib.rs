@@ -6,6 +6,7 @@ mod activities;
 mod client;
 mod delivery;
 pub mod egress;
+mod payload;
 pub mod replay;
 pub mod search;
 pub mod webhook;

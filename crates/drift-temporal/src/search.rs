@@ -263,7 +263,7 @@ mod tests {
     }
 
     fn start(start_node: &str, lean: bool) -> drift_core::domain::WorkflowStart {
-        use drift_core::domain::{TenantId, WorkflowId, WorkflowStart};
+        use drift_core::domain::{TenantId, WorkflowStart};
         let definition = serde_json::from_value(serde_json::json!({
             "id": "refund", "startNode": start_node, "states": {
                 "ask": {"node": {"type": "INSTRUCTION", "layoutId": "l"}, "nextNode": "done"},
@@ -271,22 +271,10 @@ mod tests {
         }))
         .unwrap();
         WorkflowStart {
-            definition,
-            children: Default::default(),
-            workflow_id: WorkflowId::parse("wf-1").unwrap(),
             tenant: TenantId::parse("acme").unwrap(),
-            params: serde_json::json!({}),
-            thread_context: serde_json::json!({}),
-            request_id: None,
-            callback: None,
-            history_limit: 100,
-            run: "r".into(),
-            seq_base: 0,
-            execution_timeout_ms: None,
-            budgets: drift_core::engine::Budgets::default(),
-            depth: 0,
             runs_indexed: true,
             lean_index: lean,
+            ..crate::workflow::tests::a_start(definition)
         }
     }
 

@@ -6,6 +6,7 @@
 
 use super::activities::DriftActivities;
 use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
+use super::payload::Json;
 use drift_bus::{Publication, Publisher};
 use drift_core::domain::{Command, Rejection, RequestId, WorkflowState, WorkflowStatus};
 use drift_core::dsl::Definition;
@@ -61,13 +62,13 @@ fn continue_as_new(
     }
     // Carried: the next run takes them.
     ctx.state_mut(|s| s.inbox.carried());
-    match ctx.continue_as_new(carried.input, ContinueAsNewOptions::default())? {}
+    match ctx.continue_as_new(Json(carried.input), ContinueAsNewOptions::default())? {}
 }
 
 #[workflow_methods]
 impl DriftWorkflow {
     #[run(name = "drift")]
-    pub async fn run(ctx: &mut WorkflowContext<Self>, input: WorkflowInput) -> WorkflowResult<Value> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, Json(input): Json<WorkflowInput>) -> WorkflowResult<Value> {
         // A run that begins on a replay is being rebuilt from its history: its worker no longer
         // held it (it fell out of the cache, or the worker restarted). Operators size
         // `--worker-cached-workflows` by this.
@@ -163,7 +164,7 @@ impl DriftWorkflow {
     }
 
     #[signal(name = "command")]
-    pub fn command(&mut self, _ctx: &mut SyncWorkflowContext<Self>, cmd: Command) {
+    pub fn command(&mut self, _ctx: &mut SyncWorkflowContext<Self>, Json(cmd): Json<Command>) {
         // A retry of a command already taken is dropped: its answer is (or will be) published once.
         self.inbox.offer(cmd);
     }
@@ -288,7 +289,7 @@ async fn send(ctx: &WorkflowContext<DriftWorkflow>, p: Publication) {
     }
     // With unlimited retries this only fails if the workflow is cancelled or terminated.
     let _ = ctx
-        .execute_local_activity(DriftActivities::publish, p, publish_options())
+        .execute_local_activity(DriftActivities::publish, Json(p), publish_options())
         .await;
     drop(span);
 }
@@ -559,16 +560,38 @@ async fn start_child(
     if child.input.start.runs_indexed {
         opts.search_attributes = Some(crate::search::at_start(&child.input.start, now_ms(ctx)));
     }
-    ctx.start_child_workflow(DriftWorkflow::run, child.input, opts)
+    ctx.start_child_workflow(DriftWorkflow::run, Json(child.input), opts)
         .await
         .map_err(|e| format!("child workflow did not start: {e}"))?;
     Ok(json!({"workflowId": child.workflow_id}))
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use drift_core::domain::{TenantId, WorkflowId, WorkflowStart};
+
+    /// A caller's start of `wf-1` for tenant `t`, with no callback, budgets or search attributes.
+    pub(crate) fn a_start(definition: Definition) -> WorkflowStart {
+        WorkflowStart {
+            definition,
+            children: Default::default(),
+            workflow_id: WorkflowId::parse("wf-1").unwrap(),
+            tenant: TenantId::parse("t").unwrap(),
+            params: json!({}),
+            thread_context: json!({}),
+            request_id: None,
+            callback: None,
+            history_limit: 100,
+            run: "r".into(),
+            seq_base: 0,
+            execution_timeout_ms: None,
+            budgets: drift_core::engine::Budgets::default(),
+            depth: 0,
+            runs_indexed: false,
+            lean_index: false,
+        }
+    }
 
     #[test]
     fn a_workflow_started_before_the_layout_change_reads_its_input_and_names_no_key() {
@@ -577,24 +600,7 @@ mod tests {
         }))
         .unwrap();
         let input = WorkflowInput {
-            start: WorkflowStart {
-                definition: def,
-                children: Default::default(),
-                workflow_id: WorkflowId::parse("wf-1").unwrap(),
-                tenant: TenantId::parse("t").unwrap(),
-                params: json!({}),
-                thread_context: json!({}),
-                request_id: None,
-                callback: None,
-                history_limit: 100,
-                run: "r".into(),
-                seq_base: 0,
-                execution_timeout_ms: None,
-                budgets: drift_core::engine::Budgets::default(),
-                depth: 0,
-                runs_indexed: false,
-                lean_index: false,
-            },
+            start: a_start(def),
             carry: None,
         };
         let mut wire = serde_json::to_value(&input).unwrap();

@@ -34,6 +34,24 @@ pub struct WorkflowInput {
     pub carry: Option<Carry>,
 }
 
+impl WorkflowInput {
+    /// Reads an input from its JSON text as `serde_json::from_slice` would, without the
+    /// buffering `#[serde(flatten)]` does: the start (most of it the definition) is read
+    /// straight into its types, and a second pass skips everything but `carry`. A worker
+    /// decodes one of these per run; through the flattened derive it was the largest item of
+    /// the workflow code's CPU per round (docs/performance.md).
+    pub fn from_json(bytes: &[u8]) -> serde_json::Result<Self> {
+        #[derive(Deserialize)]
+        struct CarryOnly {
+            #[serde(default)]
+            carry: Option<Carry>,
+        }
+        let start: WorkflowStart = serde_json::from_slice(bytes)?;
+        let CarryOnly { carry } = serde_json::from_slice(bytes)?;
+        Ok(Self { start, carry })
+    }
+}
+
 /// Where a run was when it continued as new.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

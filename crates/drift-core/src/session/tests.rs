@@ -270,6 +270,41 @@ fn execute_node_refuses_a_node_that_is_not_runnable_and_prepares_an_http_call() 
 }
 
 #[test]
+fn an_input_read_from_its_json_text_is_the_one_the_flattened_derive_reads_with_or_without_a_carry() {
+    let d = flow();
+    let mut run = Driver::new(&d, start(&d));
+    let one = run.next_screen();
+    run.session.hold_screen(&one.0, &one.1);
+    let mut inbox = Inbox::default();
+    inbox.offer(back("b-1", 1));
+    let carried = run.session.carry_over(&d, &inbox).expect("fits").input;
+    assert!(carried.carry.is_some());
+    let fresh = WorkflowInput {
+        start: start(&d),
+        carry: None,
+    };
+    for input in [fresh, carried] {
+        let text = serde_json::to_vec(&input).unwrap();
+        let derived: WorkflowInput = serde_json::from_slice(&text).unwrap();
+        assert_eq!(WorkflowInput::from_json(&text).unwrap(), derived);
+        assert_eq!(derived, input);
+    }
+    // Fields neither knows are skipped by both; text that is not an input fails in both.
+    let mut extra = serde_json::to_value(WorkflowInput {
+        start: start(&d),
+        carry: None,
+    })
+    .unwrap();
+    extra["later"] = json!({"added": [1, 2]});
+    let text = serde_json::to_vec(&extra).unwrap();
+    assert_eq!(WorkflowInput::from_json(&text).unwrap().start, start(&d));
+    for bad in [&b"{}"[..], b"[1]", b"{\"carry\": 3}", b"not json"] {
+        assert!(WorkflowInput::from_json(bad).is_err());
+        assert!(serde_json::from_slice::<WorkflowInput>(bad).is_err());
+    }
+}
+
+#[test]
 fn a_screen_shown_again_keeps_its_deadline_and_a_new_one_starts_its_timeout() {
     let d = flow();
     let (mut s, _) = Session::new(WorkflowInput {
