@@ -1,9 +1,10 @@
-//! The workflow's input, its command signal and the publishing activity's input, read straight from their payloads' JSON text.
-//! The SDK's serde converter parses every payload into a `serde_json::Value` first and reads
-//! the type out of that through `erased_serde`; a start's input carries the whole definition,
-//! so those two steps were the largest Drift-only share of the worker's CPU per round
-//! (docs/performance.md). What goes out is written as the SDK writes it (`json/plain`), so a
-//! run started before this reads the same, and histories replay unchanged.
+//! The workflow's input, its command signal and the publishing activity's input, read straight
+//! from their payloads' JSON text. The SDK's serde converter parses every payload into a
+//! `serde_json::Value` first and reads the type out of that through `erased_serde`; a start's
+//! input carries the whole definition, so those two steps were the largest Drift-only share of
+//! the worker's CPU per round (docs/performance.md). What goes out is written as the SDK writes
+//! it (`json/plain`), so a run started before this reads the same, and histories replay
+//! unchanged.
 
 use drift_bus::Publication;
 use drift_core::domain::Command;

@@ -571,7 +571,7 @@ pub(crate) mod tests {
     use super::*;
     use drift_core::domain::{TenantId, WorkflowId, WorkflowStart};
 
-    /// A caller's start of `wf-1` for tenant `t`, with no callback, budgets or search attributes.
+    /// A caller's start of `wf-1` for tenant `t`: default budgets, no callback, no search attributes.
     pub(crate) fn a_start(definition: Definition) -> WorkflowStart {
         WorkflowStart {
             definition,
