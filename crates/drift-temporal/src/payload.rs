@@ -20,9 +20,11 @@ use temporalio_common::protos::{ENCODING_PAYLOAD_KEY, JSON_ENCODING_VAL};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Json<T>(pub T);
 
-/// How `T` reads its JSON text.
-pub trait FromJson: Sized {
-    fn from_json(text: &[u8]) -> serde_json::Result<Self>;
+/// How `T` reads its JSON text: as serde reads it, unless the type knows a quicker way.
+pub trait FromJson: serde::de::DeserializeOwned {
+    fn from_json(text: &[u8]) -> serde_json::Result<Self> {
+        serde_json::from_slice(text)
+    }
 }
 
 impl FromJson for WorkflowInput {
@@ -31,17 +33,9 @@ impl FromJson for WorkflowInput {
     }
 }
 
-impl FromJson for Command {
-    fn from_json(text: &[u8]) -> serde_json::Result<Self> {
-        serde_json::from_slice(text)
-    }
-}
+impl FromJson for Command {}
 
-impl FromJson for Publication {
-    fn from_json(text: &[u8]) -> serde_json::Result<Self> {
-        serde_json::from_slice(text)
-    }
-}
+impl FromJson for Publication {}
 
 impl<T: serde::Serialize> TemporalSerializable for Json<T> {
     fn as_serde(&self) -> Result<&dyn erased_serde::Serialize, PayloadConversionError> {
@@ -112,16 +106,23 @@ mod tests {
     }
 
     /// Through the converter a worker and a client use, as the SDK writes and reads payloads.
+    fn convert<R>(f: impl FnOnce(&PayloadConverter, &SerializationContext<'_>) -> R) -> R {
+        let converter = PayloadConverter::default();
+        let data = SerializationContextData::None;
+        f(&converter, &SerializationContext::new(&data, &converter))
+    }
+
+    fn read<U: TemporalDeserializable + 'static>(payload: Payload) -> Result<U, PayloadConversionError> {
+        convert(|converter, ctx| converter.from_payload(ctx, payload))
+    }
+
     fn round_trip<T, U>(out: &T) -> (Payload, Result<U, PayloadConversionError>)
     where
         T: TemporalSerializable + 'static,
         U: TemporalDeserializable + 'static,
     {
-        let converter = PayloadConverter::default();
-        let data = SerializationContextData::None;
-        let ctx = SerializationContext::new(&data, &converter);
-        let payload = converter.to_payload(&ctx, out).unwrap();
-        (payload.clone(), converter.from_payload(&ctx, payload))
+        let payload = convert(|converter, ctx| converter.to_payload(ctx, out)).unwrap();
+        (payload.clone(), read(payload))
     }
 
     #[test]
@@ -165,10 +166,7 @@ mod tests {
         binary
             .metadata
             .insert(ENCODING_PAYLOAD_KEY.to_string(), b"binary/plain".to_vec());
-        let converter = PayloadConverter::default();
-        let data = SerializationContextData::None;
-        let read: Result<Json<Command>, _> =
-            converter.from_payload(&SerializationContext::new(&data, &converter), binary);
+        let read = read::<Json<Command>>(binary);
         assert!(read.is_err(), "an encoding this is not: {read:?}");
     }
 }
