@@ -171,6 +171,16 @@ pub enum BenchCmd {
         #[arg(long)]
         windows: bool,
     },
+    /// Runs waiting on a screen: what each costs the worker that keeps it cached, for
+    /// bank_account and a generated definition of `--screens` screens (30: 37 KB). Keep twice
+    /// `--runs` under the worker's --worker-cached-workflows (1,000 by default).
+    Cached {
+        /// Runs of each definition, started 8 at a time and left on their first screen.
+        #[arg(long, default_value_t = 400)]
+        runs: usize,
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u16).range(1..=500))]
+        screens: u16,
+    },
     /// Blocked sync requests: W concurrent starts whose first screen waits on a slow stand-in;
     /// all must be answered, on the gateway's fixed Redis connections.
     Waiters {

@@ -4,6 +4,7 @@
 //! own: nothing here is part of the gateway or the worker.
 
 mod args;
+mod cached;
 mod fanout;
 pub mod floor;
 mod history;
@@ -278,6 +279,9 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             }
         }
         Some(BenchCmd::Simulate) => simulate::run(&client, a.rounds.max(4), a.warmup).await?,
+        Some(BenchCmd::Cached { runs, screens }) => {
+            cached::print(&cached::run(&client, &ends, runs.max(1), screens as usize).await?)
+        }
         Some(BenchCmd::Waiters {
             waiters,
             delay_ms,

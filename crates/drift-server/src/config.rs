@@ -137,7 +137,8 @@ pub struct Common {
     /// every other workflow's calls.
     #[arg(long, env = "DRIFT_WORKER_ACTIVITIES", default_value_t = 2_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub worker_activities: usize,
-    /// Workflows one worker keeps in memory between their steps (70–100 KB each). A workflow
+    /// Workflows one worker keeps in memory between their steps (about 80 KB each, plus twice
+    /// their definition's JSON; runs of one definition share its parsed copy). A workflow
     /// that fell out of this cache is replayed from its history before its next step runs, so
     /// one that waits on a screen while more than this many others run is resumed more slowly.
     #[arg(long, env = "DRIFT_WORKER_CACHED_WORKFLOWS", default_value_t = 1_000)]

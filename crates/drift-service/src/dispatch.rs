@@ -13,6 +13,7 @@ use drift_core::dsl::Definition;
 use drift_temporal::TemporalError;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The size of a value's JSON, counted without building it.
 fn json_len(v: &Value) -> usize {
@@ -240,8 +241,8 @@ impl Service {
         let (id, generated) = workflow_id_to_start(caller, req.workflow_id.clone(), req.idempotency_key.as_deref())?;
         let is_async = callback.is_some();
         let start = WorkflowStart {
-            definition,
-            children,
+            definition: Arc::new(definition),
+            children: children.into_iter().map(|(k, d)| (k, Arc::new(d))).collect(),
             workflow_id: id.clone(),
             tenant: caller.tenant.clone(),
             params: req.params,

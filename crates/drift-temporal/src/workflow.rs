@@ -9,7 +9,6 @@ use super::delivery::{self, Delivery, DeliveryState, DeliveryWorkflow};
 use super::payload::Json;
 use drift_bus::{Publication, Publisher};
 use drift_core::domain::{Command, Rejection, RequestId, WorkflowState, WorkflowStatus};
-use drift_core::dsl::Definition;
 use drift_core::engine::{Effect, EndStatus, Machine, OverBudget, View};
 use drift_core::links::LinkDue;
 use drift_core::session::{Execution, Inbox, OnScreen, OnTimer, Session, timer_fires_at};
@@ -45,12 +44,8 @@ fn over_budget(ctx: &WorkflowContext<DriftWorkflow>, run: &Session) -> bool {
 
 /// Continues as new with what the session carries (see `Session::carry_over`). Returns,
 /// instead of continuing, why the run cannot go on when that would not fit its carry budget.
-fn continue_as_new(
-    ctx: &WorkflowContext<DriftWorkflow>,
-    run: &Session,
-    def: &Definition,
-) -> WorkflowResult<OverBudget> {
-    let carried = match ctx.state(|s| run.carry_over(def, &s.inbox)) {
+fn continue_as_new(ctx: &WorkflowContext<DriftWorkflow>, run: &Session) -> WorkflowResult<OverBudget> {
+    let carried = match ctx.state(|s| run.carry_over(&s.inbox)) {
         Ok(carried) => carried,
         Err(over) => return Ok(over),
     };
@@ -88,13 +83,13 @@ impl DriftWorkflow {
         }
         // Signals delivered with the run's first task are in the inbox already: keep them.
         ctx.state_mut(|s| s.inbox.extend(inbox));
-        // The machine borrows the definition while the run changes around it. Taken out of the
-        // start rather than copied: it is most of what a cached workflow holds in memory.
-        let def = std::mem::take(&mut run.start.definition);
+        // The machine borrows the definition while the run changes around it: the start's
+        // shared copy (see `dsl::shared`), not one of its own.
+        let def = run.start.definition.clone();
         let machine = Machine::new(&def).with_budgets(run.start.budgets);
         loop {
             if over_budget(ctx, &run) {
-                let over = continue_as_new(ctx, &run, &def)?;
+                let over = continue_as_new(ctx, &run)?;
                 return Ok(fail(ctx, &mut run, over).await);
             }
             let (effect, reopened) = run.next_effect(&machine);
@@ -418,7 +413,7 @@ async fn on_screen(
         // continue as new, still waiting on this screen.
         if over_budget(ctx, run) {
             run.hold_screen(&instance, &view);
-            return Ok(Some(continue_as_new(ctx, run, machine.definition())?));
+            return Ok(Some(continue_as_new(ctx, run)?));
         }
         let cmd = temporalio_sdk::workflows::select! {
             _ = &mut deadline => None,
@@ -463,7 +458,7 @@ async fn on_timer(
         // Commands during a long wait must not exhaust the history either.
         if over_budget(ctx, run) {
             run.hold_timer(&instance, fires_at);
-            return Ok(Some(continue_as_new(ctx, run, machine.definition())?));
+            return Ok(Some(continue_as_new(ctx, run)?));
         }
         let cmd = temporalio_sdk::workflows::select! {
             _ = &mut timer => None,
@@ -570,11 +565,12 @@ async fn start_child(
 pub(crate) mod tests {
     use super::*;
     use drift_core::domain::{TenantId, WorkflowId, WorkflowStart};
+    use drift_core::dsl::Definition;
 
     /// A caller's start of `wf-1` for tenant `t`: default budgets, no callback, no search attributes.
     pub(crate) fn a_start(definition: Definition) -> WorkflowStart {
         WorkflowStart {
-            definition,
+            definition: definition.into(),
             children: Default::default(),
             workflow_id: WorkflowId::parse("wf-1").unwrap(),
             tenant: TenantId::parse("t").unwrap(),

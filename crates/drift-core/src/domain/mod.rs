@@ -16,6 +16,7 @@ use crate::engine::{Budgets, FieldError, View};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -398,10 +399,11 @@ impl Command {
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowStart {
     /// Compiled: node references resolved, so later edits never reach a running workflow.
-    pub definition: Definition,
+    /// Shared: a worker's runs of one definition hold one copy (`dsl::shared`), not one each.
+    pub definition: Arc<Definition>,
     /// Compiled definitions CHILD nodes may start, pinned at start like the parent's own.
     #[serde(default)]
-    pub children: BTreeMap<String, Definition>,
+    pub children: BTreeMap<String, Arc<Definition>>,
     pub workflow_id: WorkflowId,
     pub tenant: TenantId,
     pub params: Value,
@@ -460,7 +462,7 @@ impl WorkflowStart {
     }
 
     /// A CHILD node's run: same tenant, context and deployment settings, its own id and params.
-    pub fn child(&self, workflow_id: WorkflowId, definition: Definition, params: Value) -> Self {
+    pub fn child(&self, workflow_id: WorkflowId, definition: Arc<Definition>, params: Value) -> Self {
         Self {
             definition,
             children: self.children.clone(),

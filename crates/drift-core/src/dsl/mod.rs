@@ -10,7 +10,9 @@ use std::path::Path;
 
 pub mod graph;
 pub mod schema;
+mod shared;
 
+pub use shared::shared;
 pub use validate::{ValidationError, is_definition_id, validate, validate_node};
 
 /// A workflow definition: a graph of named node instances.

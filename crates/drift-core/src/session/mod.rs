@@ -39,14 +39,19 @@ impl WorkflowInput {
     /// buffering `#[serde(flatten)]` does: the start (most of it the definition) is read
     /// straight into its types, and a second pass skips everything but `carry`. A worker
     /// decodes one of these per run; through the flattened derive it was the largest item of
-    /// the workflow code's CPU per round (docs/performance.md).
+    /// the workflow code's CPU per round (docs/performance.md). Its definitions are the copies
+    /// other runs of them hold already, where there are any (`dsl::shared`).
     pub fn from_json(bytes: &[u8]) -> serde_json::Result<Self> {
         #[derive(Deserialize)]
         struct CarryOnly {
             #[serde(default)]
             carry: Option<Carry>,
         }
-        let start: WorkflowStart = serde_json::from_slice(bytes)?;
+        let mut start: WorkflowStart = serde_json::from_slice(bytes)?;
+        start.definition = crate::dsl::shared(start.definition);
+        for def in start.children.values_mut() {
+            *def = crate::dsl::shared(def.clone());
+        }
         let CarryOnly { carry } = serde_json::from_slice(bytes)?;
         Ok(Self { start, carry })
     }
@@ -311,7 +316,7 @@ impl Session {
     /// oldest of Back's screens are let go until it fits. Refused, saying why the run cannot go
     /// on, when it would not fit even without them (Temporal would refuse the input, and the
     /// run would never move again).
-    pub fn carry_over(&self, def: &Definition, inbox: &Inbox) -> Result<CarriedOver, OverBudget> {
+    pub fn carry_over(&self, inbox: &Inbox) -> Result<CarriedOver, OverBudget> {
         // Measured without Back's screens first: they are what may be let go to fit.
         let carry = Carry {
             cursor: self.cursor.clone(),
@@ -330,10 +335,7 @@ impl Session {
         };
         let mut back = self.back.carried(&self.cursor);
         let mut input = WorkflowInput {
-            start: WorkflowStart {
-                definition: def.clone(),
-                ..self.start.clone()
-            },
+            start: self.start.clone(),
             carry: Some(carry),
         };
         let base = json_len(&input);

@@ -35,7 +35,7 @@ fn flow() -> Definition {
 
 fn start(d: &Definition) -> WorkflowStart {
     WorkflowStart {
-        definition: d.clone(),
+        definition: d.clone().into(),
         children: Default::default(),
         workflow_id: WorkflowId::parse("wf-1").unwrap(),
         tenant: TenantId::parse("t").unwrap(),
@@ -277,7 +277,7 @@ fn an_input_read_from_its_json_text_is_the_one_the_flattened_derive_reads_with_o
     run.session.hold_screen(&one.0, &one.1);
     let mut inbox = Inbox::default();
     inbox.offer(back("b-1", 1));
-    let carried = run.session.carry_over(&d, &inbox).expect("fits").input;
+    let carried = run.session.carry_over(&inbox).expect("fits").input;
     assert!(carried.carry.is_some());
     let fresh = WorkflowInput {
         start: start(&d),
@@ -302,6 +302,40 @@ fn an_input_read_from_its_json_text_is_the_one_the_flattened_derive_reads_with_o
         assert!(WorkflowInput::from_json(bad).is_err());
         assert!(serde_json::from_slice::<WorkflowInput>(bad).is_err());
     }
+}
+
+#[test]
+fn runs_read_from_their_inputs_share_one_copy_of_each_definition_and_child_they_pin() {
+    // An id of its own: other tests' runs of `flow` come and go in the same table meanwhile.
+    let d = Definition {
+        id: "runs-share-a-copy".into(),
+        ..flow()
+    };
+    let mut st = start(&d);
+    st.children.insert("other".into(), d.clone().into());
+    let text = serde_json::to_vec(&WorkflowInput { start: st, carry: None }).unwrap();
+    let one = WorkflowInput::from_json(&text).unwrap();
+    let two = WorkflowInput::from_json(&text).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&one.start.definition, &two.start.definition));
+    assert!(std::sync::Arc::ptr_eq(
+        &one.start.children["other"],
+        &two.start.children["other"]
+    ));
+    // The child pins the parent's own definition here: one copy for both.
+    assert!(std::sync::Arc::ptr_eq(
+        &one.start.definition,
+        &two.start.children["other"]
+    ));
+    // What each run reads is still its own input.
+    assert_eq!(*one.start.definition, d);
+    let mut edited = d.clone();
+    edited.description = Some("edited, same id and version".into());
+    let mut st = start(&edited);
+    st.workflow_id = WorkflowId::parse("wf-edited").unwrap();
+    let text = serde_json::to_vec(&WorkflowInput { start: st, carry: None }).unwrap();
+    let three = WorkflowInput::from_json(&text).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&one.start.definition, &three.start.definition));
+    assert_eq!(*three.start.definition, edited);
 }
 
 #[test]
@@ -334,7 +368,7 @@ fn continue_as_new_carries_the_open_screen_the_inbox_and_back_and_the_next_run_w
     run.session.hold_screen(&two.0, &two.1);
     let mut inbox = Inbox::default();
     inbox.offer(back("b-1", 2));
-    let carried = run.session.carry_over(&d, &inbox).expect("fits");
+    let carried = run.session.carry_over(&inbox).expect("fits");
     assert_eq!((carried.let_go, carried.kept), (0, 1));
     // Over the wire, as Temporal carries it.
     let wire = serde_json::to_value(&carried.input).unwrap();
@@ -367,7 +401,7 @@ fn a_carry_over_its_budget_lets_backs_oldest_screens_go_and_one_that_cannot_fit_
     run.command(&two, resume("r-2", 2, "a"));
     run.next_screen();
     let inbox = Inbox::default();
-    let whole = run.session.carry_over(&d, &inbox).expect("fits");
+    let whole = run.session.carry_over(&inbox).expect("fits");
     assert_eq!(whole.kept, 2);
     let base = {
         let mut bare = whole.input.clone();
@@ -375,11 +409,11 @@ fn a_carry_over_its_budget_lets_backs_oldest_screens_go_and_one_that_cannot_fit_
         json_len(&bare)
     };
     run.session.start.budgets.carry_bytes = base + 10;
-    let squeezed = run.session.carry_over(&d, &inbox).expect("fits without Back");
+    let squeezed = run.session.carry_over(&inbox).expect("fits without Back");
     assert_eq!((squeezed.let_go, squeezed.kept), (2, 0));
     assert!(squeezed.input.carry.unwrap().back_dropped);
     run.session.start.budgets.carry_bytes = 100;
-    let over = run.session.carry_over(&d, &inbox).expect_err("cannot fit");
+    let over = run.session.carry_over(&inbox).expect_err("cannot fit");
     assert!(over.to_string().contains("carry"), "{over}");
 }
 
@@ -408,7 +442,7 @@ fn a_child_start_is_refused_when_its_definition_was_not_pinned_or_it_nests_too_d
     });
     let missing = s.child_start("kid", "other", json!({}), 7).unwrap_err();
     assert!(missing.contains("not pinned"), "{missing}");
-    st.children.insert("other".into(), d.clone());
+    st.children.insert("other".into(), d.clone().into());
     st.depth = st.budgets.max_child_depth;
     let (deep, _) = Session::new(WorkflowInput {
         start: st.clone(),

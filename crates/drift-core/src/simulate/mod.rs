@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Effects (screens, HTTP calls, timers, children) one simulation may run.
@@ -316,7 +317,7 @@ pub fn simulate(
 /// The start a simulated run has: the workflow's, with made-up ids.
 fn sim_start(def: &Definition, budgets: Budgets, params: Value, thread_context: Value, depth: u32) -> WorkflowStart {
     WorkflowStart {
-        definition: def.clone(),
+        definition: Arc::new(def.clone()),
         children: BTreeMap::new(),
         workflow_id: WorkflowId::parse("sim").expect("a valid id"),
         tenant: TenantId::parse("sim").expect("a valid id"),
@@ -403,9 +404,7 @@ impl<'a> Sim<'a> {
         answers: &'a [Answer],
     ) -> Self {
         let budgets = start.budgets;
-        let (mut session, _) = Session::new(WorkflowInput { start, carry: None });
-        // As the workflow does: the machine borrows the definition; the session keeps no copy.
-        session.start.definition = Definition::default();
+        let (session, _) = Session::new(WorkflowInput { start, carry: None });
         Sim {
             machine: Machine::new(def).with_budgets(budgets),
             session,
