@@ -41,6 +41,9 @@ pub struct SideResult {
     pub cpu: [Option<Duration>; 3],
     /// The measured time on the wall clock (of the first slice, once slices are merged).
     pub wall: std::ops::Range<std::time::SystemTime>,
+    /// Rounds a second in each turn, in order: set against another side's same turns, they say
+    /// how far a ratio moves within one run.
+    pub turns: Vec<f64>,
 }
 
 impl SideResult {
@@ -80,6 +83,7 @@ impl SideResult {
         self.failed += other.failed;
         self.seconds += other.seconds;
         self.latency.samples.extend(other.latency.samples);
+        self.turns.extend(other.turns);
         for i in 0..3 {
             self.cpu[i] = self.cpu[i].zip(other.cpu[i]).map(|(a, b)| a + b);
         }
@@ -257,6 +261,7 @@ where
         latency: Series { name, samples: lat },
         cpu,
         wall: wall_from..wall_from + seconds,
+        turns: vec![rounds as f64 / seconds.as_secs_f64().max(f64::MIN_POSITIVE)],
     }
 }
 
@@ -479,8 +484,11 @@ pub fn ratios(results: &[SideResult]) {
                 _ => "-".into(),
             };
             let pct = |s: &SideResult, p| (!s.latency.samples.is_empty()).then(|| s.latency.pct(p));
+            let by_turn = turn_ratios(&d.turns, &f.turns)
+                .map(|(low, median, high)| format!(" (turn by turn {low:.2}-{high:.2}x, median {median:.2}x)"))
+                .unwrap_or_default();
             println!(
-                "{} callers, Drift against the {base}: throughput {:.2}x, CPU per round {} (Temporal's {}), p50 {}, p99 {}",
+                "{} callers, Drift against the {base}: throughput {:.2}x{by_turn}, CPU per round {} (Temporal's {}), p50 {}, p99 {}",
                 d.concurrency,
                 d.per_sec() / f.per_sec().max(f64::MIN_POSITIVE),
                 ratio(d.per_round(0), f.per_round(0)),
@@ -489,5 +497,48 @@ pub fn ratios(results: &[SideResult]) {
                 ratio(pct(d, 0.99), pct(f, 0.99)),
             );
         }
+    }
+}
+
+/// One side's rounds a second against another's, turn by turn (each pair ran next to each
+/// other on the same server): the lowest, the median and the highest. None for a single turn,
+/// or when a turn of the base did no rounds.
+pub fn turn_ratios(side: &[f64], base: &[f64]) -> Option<(f64, f64, f64)> {
+    let mut r: Vec<f64> = side
+        .iter()
+        .zip(base)
+        .map(|(s, b)| (*b > 0.0).then(|| s / b))
+        .collect::<Option<_>>()?;
+    if r.len() < 2 {
+        return None;
+    }
+    r.sort_by(f64::total_cmp);
+    let n = r.len();
+    let median = match n % 2 {
+        1 => r[n / 2],
+        _ => (r[n / 2 - 1] + r[n / 2]) / 2.0,
+    };
+    Some((r[0], median, r[n - 1]))
+}
+
+#[cfg(test)]
+mod turn_tests {
+    use super::turn_ratios;
+
+    #[test]
+    fn turn_ratios_pair_each_turn_with_the_base_turn_beside_it_and_give_the_spread() {
+        let close = |got: Option<(f64, f64, f64)>, want: (f64, f64, f64)| {
+            let got = got.expect("a spread");
+            let off = [got.0 - want.0, got.1 - want.1, got.2 - want.2];
+            assert!(off.iter().all(|d| d.abs() < 1e-9), "{got:?} against {want:?}");
+        };
+        close(turn_ratios(&[90.0, 80.0, 100.0, 70.0], &[100.0; 4]), (0.7, 0.85, 1.0));
+        close(turn_ratios(&[45.0, 60.0, 50.0], &[50.0, 60.0, 100.0]), (0.5, 0.9, 1.0));
+        assert_eq!(turn_ratios(&[80.0], &[100.0]), None, "one turn has no spread");
+        assert_eq!(
+            turn_ratios(&[80.0, 90.0], &[100.0, 0.0]),
+            None,
+            "a base turn with no rounds"
+        );
     }
 }
