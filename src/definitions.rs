@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use drift_core::dsl::Definition;
 use drift_core::simulate::cases::{Case, TestFile, check};
 use drift_core::simulate::{Limits, Report, simulate};
-use drift_server::client::Client;
+use drift_server::client::{Client, refused as fail};
 use drift_server::config::GatewayClientArgs;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -133,14 +133,6 @@ fn id_of(v: &Value) -> &str {
     v["id"].as_str().unwrap_or_default()
 }
 
-fn fail(what: &str, status: StatusCode, body: &Value) -> anyhow::Error {
-    let msg = body["message"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| body.to_string());
-    anyhow::anyhow!("{what}: {status}: {msg}")
-}
-
 /// The definition language's schema as the gateway serves it, so the check matches the
 /// gateway's version.
 async fn gateway_schema(c: &Client) -> anyhow::Result<Value> {
@@ -221,33 +213,12 @@ async fn push(c: &Client, f: &Folder, activate: bool) -> anyhow::Result<()> {
     for (base, items) in [("/v3/nodes", &f.nodes), ("/v3/definitions", &f.workflows)] {
         for (_, v) in items {
             let id = id_of(v);
-            let path = format!("{base}/{id}");
-            let (status, r) = c.call(Method::PUT, &path, Some(v)).await?;
-            if !status.is_success() {
-                return Err(fail(&format!("saving {id}"), status, &r));
-            }
-            let (status, r) = c.call(Method::POST, &format!("{path}/publish"), None).await?;
-            if !status.is_success() {
-                return Err(fail(&format!("publishing {id}"), status, &r));
-            }
-            let version = r["version"].as_u64().context("publish answered no version")?;
-            let changed = r["published"] == true;
-            let mut note = if changed {
-                format!("published v{version}")
-            } else {
-                format!("unchanged (v{version})")
+            let p = c.publish(&format!("{base}/{id}"), id, v, activate).await?;
+            let mut note = match p.changed {
+                true => format!("published v{}", p.version),
+                false => format!("unchanged (v{})", p.version),
             };
             if activate {
-                let (status, r) = c
-                    .call(
-                        Method::POST,
-                        &format!("{path}/activate"),
-                        Some(&json!({"version": version})),
-                    )
-                    .await?;
-                if !status.is_success() {
-                    return Err(fail(&format!("activating {id} v{version}"), status, &r));
-                }
                 note.push_str(", active");
             }
             println!(

@@ -63,38 +63,6 @@ pub fn large_definition(screens: usize) -> Value {
     json!({"id": LARGE, "startNode": "s0", "states": states})
 }
 
-/// Stores `def` as its SNAPSHOT, publishes and activates it (an unchanged one stays as it is).
-async fn install(client: &Client, def: &Value) -> anyhow::Result<()> {
-    let (status, r) = client.call(Method::POST, "/v3/definitions", Some(def)).await?;
-    if status.as_u16() == 409 {
-        let (status, r) = client
-            .call(Method::PUT, &format!("/v3/definitions/{LARGE}"), Some(def))
-            .await?;
-        if !status.is_success() {
-            bail!("storing {LARGE}: {status} {r}");
-        }
-    } else if !status.is_success() {
-        bail!("storing {LARGE}: {status} {r}");
-    }
-    let (status, r) = client
-        .call(Method::POST, &format!("/v3/definitions/{LARGE}/publish"), None)
-        .await?;
-    let version = r["version"]
-        .as_u64()
-        .with_context(|| format!("publishing {LARGE}: {status} {r}"))?;
-    let (status, r) = client
-        .call(
-            Method::POST,
-            &format!("/v3/definitions/{LARGE}/activate"),
-            Some(&json!({"version": version})),
-        )
-        .await?;
-    if !status.is_success() {
-        bail!("activating {LARGE}: {status} {r}");
-    }
-    Ok(())
-}
-
 /// Starts one run of `workflow`; it must answer with its first screen.
 async fn start_waiting(client: &Client, workflow: &str) -> anyhow::Result<()> {
     let (status, r) = client
@@ -116,7 +84,8 @@ pub async fn run(client: &Client, ends: &Endpoints, runs: usize, screens: usize)
     if ends.gateways_rss_kb().is_none() {
         bail!("no gateway process to measure: run against `drift dev` on this machine, or pass --pid");
     }
-    install(client, &large_definition(screens)).await?;
+    let large = format!("/v3/definitions/{LARGE}");
+    client.publish(&large, LARGE, &large_definition(screens), true).await?;
     let mut rows = Vec::new();
     for workflow in ["bank_account", LARGE] {
         let (status, def) = client

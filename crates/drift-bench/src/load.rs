@@ -252,7 +252,7 @@ where
     let (lat, failed) = callers(concurrency, from, end, round).await;
     let cpu = meter.await.unwrap_or([None; 3]);
     let rounds = lat.len();
-    SideResult {
+    let mut r = SideResult {
         name,
         concurrency,
         rounds,
@@ -261,8 +261,10 @@ where
         latency: Series { name, samples: lat },
         cpu,
         wall: wall_from..wall_from + seconds,
-        turns: vec![rounds as f64 / seconds.as_secs_f64().max(f64::MIN_POSITIVE)],
-    }
+        turns: vec![],
+    };
+    r.turns.push(r.per_sec());
+    r
 }
 
 /// A round through the gateway: a sync start to the screen, the answer (`think` later) to the

@@ -3,7 +3,7 @@
 
 use crate::config::GatewayClientArgs;
 use anyhow::Context;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub struct Client {
     pub http: reqwest::Client,
@@ -60,6 +60,54 @@ impl Client {
         let text = r.text().await?;
         Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
     }
+
+    /// Saves `body` as the SNAPSHOT at `path` (`/v3/definitions/{id}` or `/v3/nodes/{id}`),
+    /// publishes it (an unchanged SNAPSHOT answers the LATEST version) and, with `activate`,
+    /// makes that version ACTIVE.
+    pub async fn publish(&self, path: &str, id: &str, body: &Value, activate: bool) -> anyhow::Result<Published> {
+        let (status, r) = self.call(reqwest::Method::PUT, path, Some(body)).await?;
+        if !status.is_success() {
+            return Err(refused(&format!("saving {id}"), status, &r));
+        }
+        let (status, r) = self
+            .call(reqwest::Method::POST, &format!("{path}/publish"), None)
+            .await?;
+        if !status.is_success() {
+            return Err(refused(&format!("publishing {id}"), status, &r));
+        }
+        let version = r["version"].as_u64().context("publish answered no version")?;
+        let changed = r["published"] == true;
+        if activate {
+            let (status, r) = self
+                .call(
+                    reqwest::Method::POST,
+                    &format!("{path}/activate"),
+                    Some(&json!({"version": version})),
+                )
+                .await?;
+            if !status.is_success() {
+                return Err(refused(&format!("activating {id} v{version}"), status, &r));
+            }
+        }
+        Ok(Published { version, changed })
+    }
+}
+
+/// What `Client::publish` did.
+pub struct Published {
+    /// The version published (or the LATEST, when the SNAPSHOT had not changed).
+    pub version: u64,
+    /// Whether the SNAPSHOT was new, and so became a new version.
+    pub changed: bool,
+}
+
+/// A call the gateway refused, as an error: what was tried, the status and the gateway's message.
+pub fn refused(what: &str, status: reqwest::StatusCode, body: &Value) -> anyhow::Error {
+    let msg = body["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| body.to_string());
+    anyhow::anyhow!("{what}: {status}: {msg}")
 }
 
 /// What `drift dev` wrote in its data folder (`endpoints.json`) for the tools: where its
