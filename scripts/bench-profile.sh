@@ -5,7 +5,9 @@
 # floor's side) and `drift dev` (Drift's), each side cut to its own measured window
 # (scripts/perf-components.py). perf's sampling slows both sides alike: read the table for where
 # the difference sits, the load bench for the ratios.
-# Usage: scripts/bench-profile.sh [CALLERS] [SECONDS] [FREQ]   (defaults: 8 callers, 20 s, 499 Hz)
+# Usage: scripts/bench-profile.sh [CALLERS] [SECONDS] [FREQ] [more `drift bench load` options]
+#   (defaults: 8 callers, 20 s, 499 Hz; `--engine` adds the engine side, Drift's worker without
+#   the gateway, profiled in the bench process)
 # PROFILE_OUT=DIR keeps the samples (`perf script` text), the bench's stderr and both pids there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +19,7 @@ NAME=bench-profile DRAIN=3
 source scripts/bench-lib.sh
 start_dev
 
-"${BENCH[@]}" load --concurrency "$CALLERS" --seconds "$SECONDS_EACH" --turns 1 --windows 2> >(tee "$WORK/bench.err" >&2) &
+"${BENCH[@]}" load --concurrency "$CALLERS" --seconds "$SECONDS_EACH" --turns 1 --windows "${@:4}" 2> >(tee "$WORK/bench.err" >&2) &
 BENCH_PID=$!
 # perf follows the threads a process has when it attaches: wait for the floor's worker, made
 # before the bench's first `load:` line, 3 s of warm-up ahead of the first measured window.

@@ -6,8 +6,8 @@
 # measuring: compare medians over stacks, not one run against another.
 # Usage:
 #   scripts/bench-stacks.sh STACKS load [CONCURRENCY,…] [SECONDS] [more `drift bench load` options]
-#       scripts/bench-load.sh on each: rounds/s, and Drift ÷ floor (and ÷ peer) in throughput,
-#       own CPU and Temporal's CPU per round. E.g. `scripts/bench-stacks.sh 5 load 8,32 20`.
+#       scripts/bench-load.sh on each: rounds/s, and Drift ÷ floor (and ÷ peer; with --engine, the
+#       engine ÷ floor and Drift ÷ engine) in throughput, own CPU and Temporal's CPU per round. E.g. `scripts/bench-stacks.sh 5 load 8,32 20`.
 #   scripts/bench-stacks.sh STACKS rounds [ROUNDS] [more `drift bench` options]
 #       scripts/bench-rounds.sh on each: start and resume p50, each ÷ the better floor mode and
 #       ÷ (that floor + a bare GET /healthz), and the bound a checked call can reach (the floor
@@ -47,10 +47,11 @@ def cell(vs, unit="x"):
 
 def load():
     # A stack's figures: its final table (rounds/s of each side) and its ratios.
-    row = re.compile(r"^\s*(\d+)\s+(floor|peer|drift)\s+\d+\s+\d+\s+([\d.]+)\s")
+    row = re.compile(r"^\s*(\d+)\s+(floor|peer|engine|drift)\s+\d+\s+\d+\s+([\d.]+)\s")
+    # With more than one turn the throughput is followed by its turn-by-turn spread.
     ratio = re.compile(
-        r"^(\d+) callers, Drift against the (floor|peer): throughput ([\d.]+)x, "
-        r"CPU per round ([\d.]+)x \(Temporal's ([\d.]+)x\)"
+        r"^(\d+) callers, (Drift|The engine) against the (floor|peer|engine): throughput ([\d.]+)x"
+        r"(?: \(turn by turn [^)]*\))?, CPU per round ([\d.]+)x \(Temporal's ([\d.]+)x\)"
     )
     rates, ratios = {}, {}
     for path in paths:
@@ -59,8 +60,9 @@ def load():
             if m := row.match(line):
                 seen[(int(m[1]), m[2])] = float(m[3])  # a run's last table is its full one
             elif m := ratio.match(line):
-                for w, v in zip(("throughput", "own CPU", "Temporal CPU"), (m[3], m[4], m[5])):
-                    ratios.setdefault((int(m[1]), m[2], w), []).append(float(v))
+                pair = f"{'Drift' if m[2] == 'Drift' else 'engine'} ÷ {m[3]}"
+                for w, v in zip(("throughput", "own CPU", "Temporal CPU"), (m[4], m[5], m[6])):
+                    ratios.setdefault((int(m[1]), pair, w), []).append(float(v))
         for k, v in seen.items():
             rates.setdefault(k, []).append(v)
     if not ratios:
@@ -69,10 +71,10 @@ def load():
     print(f"{'callers':>7} {'side':<6} {'rounds/s':>22}")
     for (c, side), vs in sorted(rates.items()):
         print(f"{c:>7} {side:<6} {cell(vs, ''):>22}")
-    print(f"{'callers':>7} {'Drift ÷':<7} {'throughput':>20} {'own CPU per round':>20} {'Temporal CPU per round':>24}")
-    for c, base in sorted({(c, b) for c, b, _ in ratios}):
-        cells = [cell(ratios[(c, base, w)]) for w in ("throughput", "own CPU", "Temporal CPU")]
-        print(f"{c:>7} {base:<7} {cells[0]:>20} {cells[1]:>20} {cells[2]:>24}")
+    print(f"{'callers':>7} {'ratio':<16} {'throughput':>20} {'own CPU per round':>20} {'Temporal CPU per round':>24}")
+    for c, pair in sorted({(c, p) for c, p, _ in ratios}):
+        cells = [cell(ratios[(c, pair, w)]) for w in ("throughput", "own CPU", "Temporal CPU")]
+        print(f"{c:>7} {pair:<16} {cells[0]:>20} {cells[1]:>20} {cells[2]:>24}")
 
 def rounds():
     # The p50 column of `drift bench`'s table, by row name.

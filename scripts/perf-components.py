@@ -82,6 +82,11 @@ def main():
     if not windows.get("floor") or not windows.get("drift"):
         sys.exit("perf-components: no `load: window` lines for both the floor and drift (run the bench with --windows)")
     own = {"floor": a.bench_pid, "drift": a.gateway_pid}
+    if windows.get("engine"):
+        # `--engine`: Drift's worker in the bench process, no gateway (its windows tell it apart).
+        own = {"floor": a.bench_pid, "engine": a.bench_pid, "drift": a.gateway_pid}
+    sides = list(own)
+    label = {"floor": "floor", "engine": "engine", "drift": "Drift"}
     rounds = {side: sum(w[2] for w in windows[side]) for side in own}
     by_comp = {side: collections.Counter() for side in own}
     by_thread = {side: collections.Counter() for side in own}
@@ -92,19 +97,19 @@ def main():
                 by_thread[side][THREADS.get(comm, comm)] += 1
     per_round = lambda side, n: n * 1000.0 / a.freq / max(rounds[side], 1)
 
-    print(f"{a.callers} callers; floor {rounds['floor']} rounds, Drift {rounds['drift']} rounds; ms of CPU per round")
+    counts = ", ".join(f"{label[s]} {rounds[s]} rounds" for s in sides)
+    print(f"{a.callers} callers; {counts}; ms of CPU per round")
+    head = "".join(f" {label[s]:>8s}" for s in sides) + "".join(f" {label[s] + ' - floor':>16s}" for s in sides[1:])
     for title, table, names in [
         ("component", by_comp, [n for n, _ in COMPONENTS] + [OTHER]),
-        ("thread", by_thread, sorted(set(by_thread["floor"]) | set(by_thread["drift"]))),
+        ("thread", by_thread, sorted(set().union(*(by_thread[s] for s in sides)))),
     ]:
-        print(f"\n{title:32s} {'floor':>8s} {'Drift':>8s} {'Drift - floor':>14s}")
-        for n in names:
-            f, d = per_round("floor", table["floor"][n]), per_round("drift", table["drift"][n])
-            if f or d:
-                print(f"{n:32s} {f:8.3f} {d:8.3f} {d - f:+14.3f}")
-        f, d = (per_round(s, sum(table[s].values())) for s in ("floor", "drift"))
-        print(f"{'total':32s} {f:8.3f} {d:8.3f} {d - f:+14.3f}")
-
+        print(f"\n{title:32s}{head}")
+        rows = [(n, [per_round(s, table[s][n]) for s in sides]) for n in names]
+        rows.append(("total", [per_round(s, sum(table[s].values())) for s in sides]))
+        for n, v in rows:
+            if any(v):
+                print(f"{n:32s}" + "".join(f" {x:8.3f}" for x in v) + "".join(f" {x - v[0]:+16.3f}" for x in v[1:]))
 
 if __name__ == "__main__":
     main()

@@ -449,20 +449,11 @@ async fn the_graph_lists_nodes_edges_and_disconnected_nodes_and_draws_them() {
 
 /// Runs `drift definitions ...` against an app; answers (success, stdout + stderr).
 async fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(drift_bin())
-        .arg("definitions")
-        .args(args)
-        .args(["--url", &app.base, "--api-key", &app.token("ci")])
-        .env("DRIFT_LOG", "error")
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let token = app.token("ci");
+    let mut all = vec!["definitions"];
+    all.extend(args);
+    all.extend(["--url", &app.base, "--api-key", &token]);
+    drift_cli(&all).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

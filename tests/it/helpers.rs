@@ -710,6 +710,23 @@ pub fn drift_bin() -> &'static str {
     env!("CARGO_BIN_EXE_drift")
 }
 
+/// Runs the `drift` binary with `args` (its logs at errors only); answers (success, stdout +
+/// stderr).
+pub async fn drift_cli(args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(drift_bin())
+        .args(args)
+        .env("DRIFT_LOG", "error")
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// One Server-Sent Event.
 #[derive(Debug, Clone)]
 pub struct Sse {

@@ -1,6 +1,7 @@
 //! Integration tests against a real Temporal dev server and a real redis-server.
 
 mod auth;
+mod bench;
 mod bus;
 mod cluster;
 mod contract;

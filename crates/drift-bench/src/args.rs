@@ -170,6 +170,12 @@ pub enum BenchCmd {
         /// `perf record -k CLOCK_REALTIME` by side (scripts/bench-profile.sh).
         #[arg(long)]
         windows: bool,
+        /// Also run the `engine` side: Drift's workflow and worker (at their default settings)
+        /// in this process, started and answered over Temporal's client and waited on through
+        /// the subscription hub, with no gateway, driven as the floor is. It splits Drift's
+        /// distance to the floor into the engine's part and the gateway's.
+        #[arg(long)]
+        engine: bool,
     },
     /// Runs waiting on a screen: what each costs the worker that keeps it cached, for
     /// bank_account and a generated definition of `--screens` screens (30: 37 KB). Keep twice

@@ -5,6 +5,7 @@
 
 mod args;
 mod cached;
+mod engine;
 mod fanout;
 pub mod floor;
 mod history;
@@ -140,24 +141,29 @@ struct Floor {
 }
 
 impl Floor {
-    /// How long the floor's worker gets to drain once stopped.
-    const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
-
-    /// Stops the floor's worker and waits for it, so that it says goodbye to Temporal while the
-    /// connection it shares with this runtime is still there (a bench that returned at once
-    /// ended with the SDK's warning that its shutdown call failed). A worker that stopped with an
-    /// error, before or now, says why.
+    /// Stops the floor's worker and waits for it (see `stop_worker`).
     async fn stop(self) {
         self.stop.cancel();
-        let worker = self.worker;
-        match tokio::time::timeout(Self::DRAIN, tokio::task::spawn_blocking(move || worker.join())).await {
-            Ok(Ok(Ok(Err(e)))) => eprintln!("{e:#}"),
-            Ok(_) => {}
-            Err(_) => eprintln!(
-                "the floor's worker had not stopped {} s after the bench; leaving it",
-                Self::DRAIN.as_secs()
-            ),
-        }
+        stop_worker(self.worker, "the floor's").await;
+    }
+}
+
+/// How long a worker this process runs (the floor's, the engine side's) gets to drain once
+/// stopped.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for a worker whose shutdown was asked, so that it says goodbye to Temporal while the
+/// connection it shares with this runtime is still there (a bench that returned at once ended
+/// with the SDK's warning that its shutdown call failed). A worker that stopped with an error,
+/// before or now, says why; `whose` names it ("the floor's").
+pub(crate) async fn stop_worker(worker: std::thread::JoinHandle<anyhow::Result<()>>, whose: &str) {
+    match tokio::time::timeout(DRAIN, tokio::task::spawn_blocking(move || worker.join())).await {
+        Ok(Ok(Ok(Err(e)))) => eprintln!("{e:#}"),
+        Ok(_) => {}
+        Err(_) => eprintln!(
+            "{whose} worker had not stopped {} s after the bench; leaving it",
+            DRAIN.as_secs()
+        ),
     }
 }
 
@@ -258,6 +264,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
             turns,
             think_ms,
             windows,
+            engine,
         }) => {
             let pace = load::Pace {
                 seconds: Duration::from_secs(seconds.max(1)),
@@ -272,6 +279,7 @@ pub async fn run(a: BenchArgs) -> anyhow::Result<()> {
                 &concurrency,
                 pace,
                 (!a.no_floor).then(|| floor_start(&a, &ends)),
+                engine,
             )
             .await?;
             if let Some(dir) = &a.report {

@@ -319,6 +319,8 @@ pub async fn run(
     pace: Pace,
     // None: no floor; Some: the floor, its starts carrying this.
     floor_start: Option<crate::floor::FloorStart>,
+    // Also the engine side: Drift's worker in this process, no gateway.
+    engine: bool,
 ) -> anyhow::Result<Load> {
     let Pace {
         seconds,
@@ -331,6 +333,10 @@ pub async fn run(
     let floor = match floor_start {
         None => None,
         Some(start) => Some(Arc::new(crate::floor(ends, start).await?)),
+    };
+    let engine = match engine {
+        false => None,
+        true => Some(Arc::new(crate::engine::Engine::start(ends, &definition()).await?)),
     };
     let shared = shared_pids(ends);
     let me = std::process::id();
@@ -350,7 +356,12 @@ pub async fn run(
             warmup.as_secs_f64(),
             think.as_millis()
         );
-        let (mut floor_r, mut peer_r, mut drift_r) = (None::<SideResult>, None::<SideResult>, None::<SideResult>);
+        let (mut floor_r, mut peer_r, mut engine_r, mut drift_r) = (
+            None::<SideResult>,
+            None::<SideResult>,
+            None::<SideResult>,
+            None::<SideResult>,
+        );
         let add = |acc: &mut Option<SideResult>, r: SideResult| {
             if windows {
                 r.print_window();
@@ -390,6 +401,16 @@ pub async fn run(
                 .await;
                 add(&mut peer_r, r);
             }
+            if let Some(e) = &engine {
+                // Its own CPU is this process's, as the floor's is: callers, client and worker.
+                let e = e.clone();
+                let r = side("engine", n, warm, slice, vec![me], shared.clone(), move || {
+                    let e = e.clone();
+                    async move { e.round(think).await }
+                })
+                .await;
+                add(&mut engine_r, r);
+            }
             let c = client.clone();
             let r = side("drift", n, warm, slice, ends.pids.clone(), shared.clone(), move || {
                 let c = c.clone();
@@ -398,7 +419,12 @@ pub async fn run(
             .await;
             add(&mut drift_r, r);
         }
-        let all: Vec<SideResult> = floor_r.into_iter().chain(peer_r).chain(drift_r).collect();
+        let all: Vec<SideResult> = floor_r
+            .into_iter()
+            .chain(peer_r)
+            .chain(engine_r)
+            .chain(drift_r)
+            .collect();
         print(&all);
         results.extend(all);
     }
@@ -406,6 +432,12 @@ pub async fn run(
         Some(f) => histories(&client, ends, f).await,
         None => vec![],
     };
+    if let Some(e) = engine {
+        match Arc::try_unwrap(e) {
+            Ok(e) => e.stop().await,
+            Err(e) => e.stop_now(),
+        }
+    }
     if let Some(f) = floor {
         // Every side's caller has ended, and each held its clone only while it ran.
         match Arc::try_unwrap(f) {
@@ -471,10 +503,17 @@ pub fn print(results: &[SideResult]) {
     }
 }
 
-/// Drift against the floor and against the Update-based peer at each concurrency.
+/// Drift against the floor and against the Update-based peer at each concurrency; with the
+/// engine side, the engine against the floor and Drift against the engine (the gateway's part).
 pub fn ratios(results: &[SideResult]) {
-    for d in results.iter().filter(|r| r.name == "drift") {
-        for base in ["floor", "peer"] {
+    const PAIRS: [(&str, &str, &str); 4] = [
+        ("drift", "Drift", "floor"),
+        ("drift", "Drift", "peer"),
+        ("engine", "The engine", "floor"),
+        ("drift", "Drift", "engine"),
+    ];
+    for (side, label, base) in PAIRS {
+        for d in results.iter().filter(|r| r.name == side) {
             let Some(f) = results
                 .iter()
                 .find(|r| r.name == base && r.concurrency == d.concurrency)
@@ -490,7 +529,7 @@ pub fn ratios(results: &[SideResult]) {
                 .map(|(low, median, high)| format!(" (turn by turn {low:.2}-{high:.2}x, median {median:.2}x)"))
                 .unwrap_or_default();
             println!(
-                "{} callers, Drift against the {base}: throughput {:.2}x{by_turn}, CPU per round {} (Temporal's {}), p50 {}, p99 {}",
+                "{} callers, {label} against the {base}: throughput {:.2}x{by_turn}, CPU per round {} (Temporal's {}), p50 {}, p99 {}",
                 d.concurrency,
                 d.per_sec() / f.per_sec().max(f64::MIN_POSITIVE),
                 ratio(d.per_round(0), f.per_round(0)),

@@ -187,7 +187,8 @@ fn resender(c: &Common) -> anyhow::Result<Resender> {
     Ok(Resender::new(egress, delivery_config(c)?)?)
 }
 
-fn worker_config(c: &Common, redis: &RedisTarget, links: Option<LinkKeys>) -> anyhow::Result<WorkerConfig> {
+/// The worker's settings from the command line's (also `drift bench load --engine`'s worker).
+pub fn worker_config(c: &Common, redis: &RedisTarget, links: Option<LinkKeys>) -> anyhow::Result<WorkerConfig> {
     if c.webhook_rotation_ends
         .is_some_and(|ends| ends <= std::time::SystemTime::now())
     {
