@@ -7,7 +7,8 @@
 # Usage:
 #   scripts/bench-stacks.sh STACKS load [CONCURRENCY,…] [SECONDS] [more `drift bench load` options]
 #       scripts/bench-load.sh on each: rounds/s, and Drift ÷ floor (and ÷ peer; with --engine, the
-#       engine ÷ floor and Drift ÷ engine) in throughput, own CPU and Temporal's CPU per round. E.g. `scripts/bench-stacks.sh 5 load 8,32 20`.
+#       engine ÷ floor and Drift ÷ engine) in throughput, own CPU and Temporal's CPU per round.
+#       E.g. `scripts/bench-stacks.sh 5 load 8,32 20`.
 #   scripts/bench-stacks.sh STACKS rounds [ROUNDS] [more `drift bench` options]
 #       scripts/bench-rounds.sh on each: start and resume p50, each ÷ the better floor mode and
 #       ÷ (that floor + a bare GET /healthz), and the bound a checked call can reach (the floor

@@ -111,5 +111,6 @@ def main():
             if any(v):
                 print(f"{n:32s}" + "".join(f" {x:8.3f}" for x in v) + "".join(f" {x - v[0]:+16.3f}" for x in v[1:]))
 
+
 if __name__ == "__main__":
     main()

@@ -8,7 +8,7 @@
 use anyhow::{Context, bail};
 use clap::Parser;
 use drift_bus::{Hub, HubMsg, Layout, MessageKind, Subscription};
-use drift_core::domain::{Command, RequestId, TenantId, WorkflowId, WorkflowStart};
+use drift_core::domain::{Caller, Command, RequestId, Scopes, WorkflowId, WorkflowStart};
 use drift_core::dsl::{Definition, Registry};
 use drift_temporal::{Temporal, TemporalConfig};
 use serde_json::{Value, json};
@@ -32,8 +32,8 @@ pub struct Engine {
     hub: Hub,
     layout: Layout,
     definition: Arc<Definition>,
-    tenant: TenantId,
-    thread_context: Value,
+    /// Who the runs are started as: the bench's tenant, as the gateway's caller would be.
+    caller: Caller,
     history_limit: u32,
     execution_timeout_ms: u64,
     budgets: drift_core::engine::Budgets,
@@ -65,23 +65,28 @@ impl Engine {
             .with_context(|| format!("connecting to Temporal at {address} for the engine side"))?;
         let stop = CancellationToken::new();
         let worker_cfg = drift_server::startup::worker_config(&common, &redis, None)?;
+        let layout = worker_cfg.layout.clone();
         let worker = drift_temporal::spawn_worker(client.clone(), worker_cfg, stop.clone())?;
         let hub = Hub::start(&redis, 1, stop.clone())?;
         let parsed: Definition = serde_json::from_value(definition.clone()).context("the bench's definition")?;
         let definition = Registry::default()
             .compile(&parsed)
             .map_err(|e| anyhow::anyhow!("compiling the bench's definition: {e}"))?;
-        let tenant = TenantId::parse(&ends.tenant).map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", ends.tenant))?;
+        let caller = Caller::new(&ends.tenant, "bench-engine", None, Scopes::all())
+            .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", ends.tenant))?;
+        // As the gateway's dispatch: the definition's own timeout, else the default one.
+        let execution_timeout_ms = definition
+            .execution_timeout_ms
+            .unwrap_or(d.gateway.execution_timeout_secs * 1000);
         Ok(Engine {
             // Sharing the worker's client, as `drift dev`'s gateway does: starts go eager.
             temporal: Temporal::with_client(cfg, client),
             hub,
-            layout: drift_bus::Layout::new(&ends.key_prefix).map_err(|e| anyhow::anyhow!("key prefix: {e}"))?,
+            layout,
             definition: Arc::new(definition),
-            thread_context: json!({"tenant": tenant.as_str(), "client": "bench-engine", "user": null}),
-            tenant,
+            caller,
             history_limit: d.gateway.history_limit,
-            execution_timeout_ms: d.gateway.execution_timeout_secs * 1000,
+            execution_timeout_ms,
             budgets: d.gateway.budgets()?,
             stop,
             worker,
@@ -95,9 +100,9 @@ impl Engine {
             definition: self.definition.clone(),
             children: Default::default(),
             workflow_id: WorkflowId::generate(),
-            tenant: self.tenant.clone(),
+            tenant: self.caller.tenant.clone(),
             params: json!({}),
-            thread_context: self.thread_context.clone(),
+            thread_context: self.caller.thread_context(),
             request_id: Some(RequestId::generate()),
             callback: None,
             history_limit: self.history_limit,

@@ -583,22 +583,9 @@ fn print_round_trips(rows: &[(Series, Option<f64>)], base_p50: f64) {
 
 /// Saves a benchmark's own definition on the gateway, publishes it and makes it ACTIVE.
 pub async fn install(c: &drift_server::client::Client, definition: &Value) -> anyhow::Result<()> {
-    use reqwest::Method;
     let id = definition["id"].as_str().context("a definition has an id")?;
-    let path = format!("/v3/definitions/{id}");
-    let (status, r) = c.call(Method::PUT, &path, Some(definition)).await?;
-    if !status.is_success() {
-        bail!("saving the benchmark's definition {id} (the key needs definitions:write): {status} {r}");
-    }
-    let (status, r) = c.call(Method::POST, &format!("{path}/publish"), None).await?;
-    let v = r["version"]
-        .as_u64()
-        .with_context(|| format!("publishing {id}: {status} {r}"))?;
-    let (status, r) = c
-        .call(Method::POST, &format!("{path}/activate"), Some(&json!({"version": v})))
-        .await?;
-    if !status.is_success() {
-        bail!("activating {id}: {status} {r}");
-    }
+    c.publish(&format!("/v3/definitions/{id}"), id, definition, true)
+        .await
+        .with_context(|| format!("installing the benchmark's definition {id} (the key needs definitions:write)"))?;
     Ok(())
 }
